@@ -1,0 +1,42 @@
+"""The one tree of domain errors.
+
+Every error a user can cause (bad input, missing data, unreachable server)
+is an ``FmsearchError``; the CLI turns it into a one-line message and a
+non-zero exit. Anything else is a bug and keeps its traceback.
+"""
+
+
+class FmsearchError(Exception):
+    """Base class of every error fmsearch reports to a user."""
+
+
+class DatasetError(FmsearchError):
+    """An FMNIST file is missing, truncated, corrupt or fails its checksum."""
+
+
+class ImageError(FmsearchError):
+    """A query image cannot be read or is not a usable picture."""
+
+
+class UnknownMethodError(FmsearchError):
+    """A method name that the registry does not know."""
+
+
+class UnknownClassError(FmsearchError):
+    """A class name that is not one of the ten FMNIST classes."""
+
+
+class InvalidArgumentError(FmsearchError):
+    """A value outside its valid range (k, ids, batch sizes, ...)."""
+
+
+class StoreError(FmsearchError):
+    """The vector store failed: unreachable server, broken shard, ..."""
+
+
+class CollectionNotFoundError(StoreError):
+    """A collection that does not exist (usually: not ingested yet)."""
+
+
+class CollectionMismatchError(StoreError):
+    """A collection built by another model or method than the one asked for."""

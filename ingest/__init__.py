@@ -1,0 +1,20 @@
+"""Data in: the FMNIST files, image files given as queries, and batches of them.
+
+Knows nothing of models or Qdrant.
+"""
+
+from .fmnist import CLASS_NAMES, IMAGE_SIDE, SPLITS, Split, class_index, load_split, locate
+from .images import decode_png, encode_png, load_image
+
+__all__ = [
+    "CLASS_NAMES",
+    "IMAGE_SIDE",
+    "SPLITS",
+    "Split",
+    "class_index",
+    "decode_png",
+    "encode_png",
+    "load_image",
+    "load_split",
+    "locate",
+]

@@ -1,0 +1,9 @@
+"""Embedding methods: images (N, 28, 28) uint8 -> vectors (N, d) float32.
+
+Never imports Qdrant; TensorFlow is imported only by the methods that need it.
+"""
+
+from .base import Embedder, l2_normalize
+from .registry import check_method, get_embedder, method_names
+
+__all__ = ["Embedder", "check_method", "get_embedder", "l2_normalize", "method_names"]
