@@ -1,0 +1,134 @@
+"""The collection schema: the one place that spells names, payload keys and ids.
+
+This is the contract with services that call Qdrant directly (README,
+"Collection schema"); changing anything here is a breaking change and bumps
+``SCHEMA_VERSION``.
+
+- Collection: ``<prefix><method>``, prefix ``fmnist_`` by default.
+- Vector: one unnamed dense vector per point, L2-normalised, cosine distance.
+- Point id: index in the train split, or ``60000 + index`` for the test split.
+- Payload: ``label`` (int 0-9), ``class_name`` (keyword), ``split``
+  ("train"/"test"), ``index`` (int), ``image`` (base64 PNG of the 28x28 image).
+- Payload indexes: ``label`` (integer), ``class_name`` and ``split`` (keyword).
+- Collection metadata: ``fmsearch_schema``, ``method``, ``fingerprint``,
+  ``dim``, ``distance``, ``complete``, ``points_planned``, ``created_at``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from fmsearch.errors import CollectionMismatchError, InvalidArgumentError
+from ingest.fmnist import CLASS_NAMES, SPLIT_SIZES
+
+SCHEMA_VERSION = 1
+DEFAULT_PREFIX = "fmnist_"
+TEST_ID_OFFSET = SPLIT_SIZES["train"]
+MAX_POINT_ID = SPLIT_SIZES["train"] + SPLIT_SIZES["test"] - 1
+
+LABEL = "label"
+CLASS_NAME = "class_name"
+SPLIT = "split"
+INDEX = "index"
+IMAGE = "image"
+# What a query returns per hit: everything but the (large) image.
+HIT_FIELDS = (LABEL, CLASS_NAME, SPLIT, INDEX)
+PAYLOAD_INDEXES: dict[str, str] = {LABEL: "integer", CLASS_NAME: "keyword", SPLIT: "keyword"}
+DISTANCES = ("cosine", "dot", "euclid")
+
+
+def collection_name(method: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """The collection that holds one method's vectors."""
+    return f"{prefix}{method}"
+
+
+def point_id(split: str, index: int) -> int:
+    """Deterministic point id of an FMNIST item (re-ingesting never duplicates)."""
+    if split not in SPLIT_SIZES or not 0 <= index < SPLIT_SIZES[split]:
+        raise InvalidArgumentError(f"no item {index} in split {split!r}")
+    return index if split == "train" else TEST_ID_OFFSET + index
+
+
+def point_ids(split: str, indices: np.ndarray) -> np.ndarray:
+    """Vectorised :func:`point_id`."""
+    return indices.astype(np.int64) + (0 if split == "train" else TEST_ID_OFFSET)
+
+
+def split_index(pid: int) -> tuple[str, int]:
+    """Inverse of :func:`point_id`.
+
+    Raises:
+        InvalidArgumentError: the id is outside 0..69999.
+    """
+    if not 0 <= pid <= MAX_POINT_ID:
+        raise InvalidArgumentError(
+            f"point id {pid} is out of range; valid ids: 0-{TEST_ID_OFFSET - 1} (train), "
+            f"{TEST_ID_OFFSET}-{MAX_POINT_ID} (test)"
+        )
+    return ("train", pid) if pid < TEST_ID_OFFSET else ("test", pid - TEST_ID_OFFSET)
+
+
+def make_payload(split: str, index: int, label: int, image_png: str) -> dict[str, Any]:
+    """The payload of one point."""
+    return {
+        LABEL: int(label),
+        CLASS_NAME: CLASS_NAMES[int(label)],
+        SPLIT: split,
+        INDEX: int(index),
+        IMAGE: image_png,
+    }
+
+
+@dataclass(frozen=True)
+class CollectionSpec:
+    """What a collection is created with."""
+
+    name: str
+    dim: int
+    distance: str = "cosine"
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.dim < 1:
+            raise InvalidArgumentError(f"vector size must be at least 1, got {self.dim}")
+        if self.distance not in DISTANCES:
+            raise InvalidArgumentError(
+                f"unknown distance {self.distance!r}; valid: {', '.join(DISTANCES)}"
+            )
+
+
+def spec_for(model: dict[str, Any], prefix: str = DEFAULT_PREFIX, planned: int = 0) -> CollectionSpec:
+    """The spec of the collection for a model's :meth:`Embedder.describe`."""
+    metadata = {
+        "fmsearch_schema": SCHEMA_VERSION,
+        **model,
+        "complete": False,
+        "points_planned": int(planned),
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    return CollectionSpec(
+        name=collection_name(model["method"], prefix),
+        dim=int(model["dim"]),
+        distance=model["distance"],
+        metadata=metadata,
+    )
+
+
+def check_compatible(collection: str, metadata: dict[str, Any], model: dict[str, Any]) -> None:
+    """Refuse to mix vectors of different models in one collection or query.
+
+    Raises:
+        CollectionMismatchError: method, dimension or fingerprint differ; the
+            message says how to re-ingest.
+    """
+    for key in ("method", "dim", "fingerprint"):
+        if metadata.get(key) != model.get(key):
+            raise CollectionMismatchError(
+                f"collection {collection} was built with {key}={metadata.get(key)!r} but the "
+                f"current model has {key}={model.get(key)!r}; re-ingest with "
+                f"`fmsearch ingest --method {model.get('method')} --recreate`"
+            )

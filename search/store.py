@@ -1,0 +1,233 @@
+"""The store interface, and the one place that picks a backend.
+
+Two backends speak the same interface:
+
+- :class:`search.edge_store.EdgeStore`: Qdrant Edge, the Qdrant engine
+  in-process, one shard directory per collection (the default);
+- :class:`search.server_store.ServerStore`: ``qdrant-client`` against a Qdrant
+  server (or, for tests, qdrant-client's local mode, which speaks the same API).
+
+The rest of the code receives a ``Store`` from :func:`open_store` and never
+asks which one it is. This module never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .schema import CollectionSpec
+
+DEFAULT_HOME = ".fmsearch"
+DEFAULT_HNSW_EF = 128
+DEFAULT_TIMEOUT = 10
+
+
+@dataclass(frozen=True)
+class QueryFilter:
+    """Backend-neutral filter: every field set narrows the result.
+
+    Attributes:
+        labels: keep only points whose ``label`` is one of these.
+        exclude_labels: drop points whose ``label`` is one of these.
+        ids: keep only these point ids.
+        exclude_ids: drop these point ids (e.g. the query point itself).
+        split: keep only points of this split.
+    """
+
+    labels: tuple[int, ...] | None = None
+    exclude_labels: tuple[int, ...] = ()
+    ids: tuple[int, ...] | None = None
+    exclude_ids: tuple[int, ...] = ()
+    split: str | None = None
+
+    def is_empty(self) -> bool:
+        return (
+            self.labels is None
+            and not self.exclude_labels
+            and self.ids is None
+            and not self.exclude_ids
+            and self.split is None
+        )
+
+
+@dataclass(frozen=True)
+class ScoredPoint:
+    """One search result as the store returns it."""
+
+    id: int
+    score: float
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One stored point, fetched by id."""
+
+    id: int
+    payload: dict[str, Any]
+    vector: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    """What a collection is and holds."""
+
+    name: str
+    points: int
+    dim: int
+    distance: str
+    metadata: dict[str, Any]
+
+
+class Store(ABC):
+    """A set of collections of points (id, vector, payload)."""
+
+    #: Where the store lives, for messages ("embedded:/path" or the server URL).
+    location: str
+
+    @abstractmethod
+    def collections(self) -> list[str]:
+        """Names of every collection, sorted."""
+
+    @abstractmethod
+    def exists(self, name: str) -> bool:
+        """Whether a collection exists."""
+
+    @abstractmethod
+    def info(self, name: str) -> CollectionInfo:
+        """Size, vector params and metadata.
+
+        Raises:
+            CollectionNotFoundError: no such collection.
+        """
+
+    @abstractmethod
+    def create(self, spec: CollectionSpec) -> None:
+        """Create an empty collection with its payload indexes.
+
+        Raises:
+            StoreError: it exists already.
+        """
+
+    @abstractmethod
+    def delete(self, name: str) -> None:
+        """Delete a collection if it exists."""
+
+    @abstractmethod
+    def set_metadata(self, name: str, metadata: dict[str, Any]) -> None:
+        """Merge keys into the collection's metadata."""
+
+    @abstractmethod
+    def upsert(
+        self, name: str, ids: Sequence[int], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]
+    ) -> None:
+        """Insert or replace points (same id: replaced, never duplicated)."""
+
+    @abstractmethod
+    def finalize(self, name: str) -> None:
+        """Make what was written durable and indexed (HNSW built after bulk load)."""
+
+    @abstractmethod
+    def query_batch(
+        self,
+        name: str,
+        vectors: np.ndarray,
+        limit: int,
+        flt: QueryFilter | None = None,
+        *,
+        exact: bool = False,
+        hnsw_ef: int | None = None,
+        with_payload: bool | Sequence[str] = True,
+    ) -> list[list[ScoredPoint]]:
+        """Nearest neighbours of each row of ``vectors``, as one batch request."""
+
+    def query(
+        self,
+        name: str,
+        vector: np.ndarray,
+        limit: int,
+        flt: QueryFilter | None = None,
+        *,
+        exact: bool = False,
+        hnsw_ef: int | None = None,
+        with_payload: bool | Sequence[str] = True,
+    ) -> list[ScoredPoint]:
+        """Nearest neighbours of one vector."""
+        return self.query_batch(
+            name,
+            np.asarray(vector, np.float32)[None],
+            limit,
+            flt,
+            exact=exact,
+            hnsw_ef=hnsw_ef,
+            with_payload=with_payload,
+        )[0]
+
+    @abstractmethod
+    def retrieve(
+        self,
+        name: str,
+        ids: Sequence[int],
+        *,
+        with_vectors: bool = False,
+        with_payload: bool | Sequence[str] = True,
+    ) -> list[Record]:
+        """Points by id, in the order asked; missing ids are left out."""
+
+    @abstractmethod
+    def count(self, name: str, flt: QueryFilter | None = None) -> int:
+        """Exact number of points (matching ``flt``)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Flush and release everything."""
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def default_home() -> Path:
+    """``$FMSEARCH_HOME``, else ``./.fmsearch``."""
+    return Path(os.environ.get("FMSEARCH_HOME") or DEFAULT_HOME)
+
+
+def open_store(
+    url: str | None = None,
+    *,
+    api_key: str | None = None,
+    home: str | os.PathLike | None = None,
+    timeout: int = DEFAULT_TIMEOUT,
+) -> Store:
+    """Pick the backend from the arguments.
+
+    Args:
+        url: a Qdrant server URL (``http://`` or ``https://``) selects the server
+            backend; ``local:PATH`` selects qdrant-client's local mode at PATH
+            (a test stand-in for a server: slow, not for real use); ``None``
+            selects the embedded Qdrant Edge store.
+        api_key: the server's API key (never printed or logged).
+        home: the embedded store's directory (default :func:`default_home`).
+        timeout: seconds before a server request fails.
+
+    Returns:
+        An open store; close it (or use it as a context manager).
+    """
+    if url:
+        from .server_store import ServerStore
+
+        if url.startswith("local:"):
+            return ServerStore.local(url.removeprefix("local:"))
+        return ServerStore(url, api_key=api_key, timeout=timeout)
+    from .edge_store import EdgeStore
+
+    return EdgeStore(Path(home) if home else default_home())
