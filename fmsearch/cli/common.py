@@ -1,0 +1,82 @@
+"""What every command shares: settings, the store, error mapping, output."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, is_dataclass
+from typing import Any
+
+import click
+
+from fmsearch.errors import FmsearchError
+
+
+@dataclass
+class Settings:
+    """Global options, resolved once by the group."""
+
+    home: str | None
+    qdrant_url: str | None
+    qdrant_api_key: str | None
+    prefix: str
+    timeout: int
+    data_dir: str | None = None
+    _store: Any = None
+
+    def store(self):
+        """The store these settings select, opened on first use."""
+        if self._store is None:
+            from search.store import open_store
+
+            self._store = open_store(
+                self.qdrant_url, api_key=self.qdrant_api_key, home=self.home, timeout=self.timeout
+            )
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+pass_settings = click.make_pass_decorator(Settings)
+
+
+def domain_errors(fn: Callable) -> Callable:
+    """Map every :class:`FmsearchError` to a one-line ``ClickException``."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except FmsearchError as err:
+            raise click.ClickException(str(err).splitlines()[0] if str(err) else type(err).__name__) from err
+        except KeyboardInterrupt as err:
+            raise click.ClickException("interrupted; nothing written is lost, re-run to finish") from err
+
+    return wrapper
+
+
+def echo_json(obj: Any) -> None:
+    """One JSON object per line."""
+    if is_dataclass(obj):
+        obj = asdict(obj)
+    click.echo(json.dumps(obj, sort_keys=True))
+
+
+def data_dir_option(fn: Callable) -> Callable:
+    return click.option(
+        "--data-dir",
+        envvar="FMNIST_DIR",
+        type=click.Path(file_okay=False),
+        default=None,
+        help="Directory with the four FMNIST .gz files [env FMNIST_DIR].",
+    )(fn)
+
+
+def setup_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")

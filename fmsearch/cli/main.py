@@ -1,0 +1,58 @@
+"""The ``fmsearch`` group and its global options."""
+
+from __future__ import annotations
+
+import click
+
+from fmsearch import __version__
+
+from . import bench_cmd, collections_cmd, data_cmd, ingest_cmd, query_cmd
+from .common import Settings, setup_logging
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="fmsearch")
+@click.option(
+    "--home",
+    envvar="FMSEARCH_HOME",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Embedded store directory [env FMSEARCH_HOME; default ./.fmsearch].",
+)
+@click.option(
+    "--qdrant-url",
+    envvar="QDRANT_URL",
+    default=None,
+    help="Use a Qdrant server instead of the embedded store [env QDRANT_URL].",
+)
+@click.option(
+    "--qdrant-api-key",
+    envvar="QDRANT_API_KEY",
+    default=None,
+    show_default=False,
+    help="API key of the server [env QDRANT_API_KEY]; never printed.",
+)
+@click.option(
+    "--prefix",
+    envvar="FMSEARCH_PREFIX",
+    default="fmnist_",
+    show_default=True,
+    help="Collection name prefix [env FMSEARCH_PREFIX].",
+)
+@click.option("--timeout", default=10, show_default=True, type=click.IntRange(1, 3600), help="Server request timeout, seconds.")
+@click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug) to stderr.")
+@click.pass_context
+def main(ctx: click.Context, home, qdrant_url, qdrant_api_key, prefix, timeout, verbose) -> None:
+    """Image similarity search over Fashion-MNIST, backed by Qdrant.
+
+    The store is embedded (Qdrant Edge, under --home) unless --qdrant-url
+    names a server.
+    """
+    setup_logging(verbose)
+    settings = Settings(home, qdrant_url, qdrant_api_key, prefix, timeout)
+    ctx.obj = settings
+    ctx.call_on_close(settings.close)
+
+
+for module in (data_cmd, ingest_cmd, query_cmd, collections_cmd, bench_cmd):
+    main.add_command(module.command)
