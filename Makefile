@@ -1,0 +1,36 @@
+# The two commands a new user runs: `make demo` and `make test`.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install demo test test-integration bench clean
+
+$(BIN)/fmsearch: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+install: $(BIN)/fmsearch
+
+## Set up, get FMNIST, ingest the 60,000-image gallery into the embedded store, query it.
+demo: install
+	$(BIN)/fmsearch data
+	$(BIN)/fmsearch ingest --method pixels
+	$(BIN)/fmsearch collections
+	$(BIN)/fmsearch query --id 60000 --method pixels -k 10
+	$(BIN)/fmsearch query --id 60000 --method pixels -k 5 --class Sneaker
+
+## Set up and run the test suite (integration tests skip, with the reason, without a server).
+test: install
+	$(BIN)/python -m pytest -q
+
+## Only the tests against a real Qdrant server (Docker engine or QDRANT_URL).
+test-integration: install
+	$(BIN)/python -m pytest -q -m integration
+
+bench: install
+	$(BIN)/fmsearch bench
+
+clean:
+	rm -rf $(VENV) .fmsearch bench-results .pytest_cache

@@ -1,0 +1,104 @@
+"""Shared fixtures: real FMNIST, a store per backend, a tiny ingested gallery."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import numpy as np
+import pytest
+
+from fmsearch.errors import DatasetError
+
+# Pinned server image: the same tag as docker-compose.yml.
+QDRANT_IMAGE = "qdrant/qdrant:v1.16.2"
+
+
+@pytest.fixture(scope="session")
+def fmnist():
+    """The real, verified FMNIST splits. Skips (with the reason) only when the
+    files are absent and FMSEARCH_REQUIRE_DATA is unset; CI sets it."""
+    from ingest.fmnist import load_split
+
+    try:
+        return {s: load_split(s, download=False) for s in ("train", "test")}
+    except DatasetError as err:
+        if os.environ.get("FMSEARCH_REQUIRE_DATA"):
+            raise
+        pytest.skip(f"FMNIST not available: {err}")
+
+
+def _server_url() -> str:
+    """A reachable Qdrant server: QDRANT_URL, else a testcontainers one."""
+    url = os.environ.get("QDRANT_URL")
+    if url:
+        from qdrant_client import QdrantClient
+
+        try:
+            QdrantClient(url=url, api_key=os.environ.get("QDRANT_API_KEY"), timeout=5).get_collections()
+        except Exception as err:
+            pytest.skip(f"QDRANT_URL={url} is not reachable: {type(err).__name__}")
+        return url
+    try:
+        import docker
+
+        docker.from_env().ping()
+    except Exception as err:
+        pytest.skip(f"no Docker engine reachable ({type(err).__name__}) and QDRANT_URL not set")
+    try:
+        from testcontainers.community.qdrant import QdrantContainer
+    except ImportError:  # testcontainers < 4.13
+        from testcontainers.qdrant import QdrantContainer
+
+    container = QdrantContainer(image=QDRANT_IMAGE)
+    container.start()
+    _CONTAINERS.append(container)
+    return f"http://{container.get_container_host_ip()}:{container.get_exposed_port(6333)}"
+
+
+_CONTAINERS: list = []
+
+
+@pytest.fixture(scope="session")
+def server_url():
+    url = _server_url()
+    yield url
+    for c in _CONTAINERS:
+        c.stop()
+
+
+@pytest.fixture(params=["edge", "local", pytest.param("server", marks=pytest.mark.integration)])
+def backend(request, tmp_path):
+    """(store URL or None, home) selecting each backend in turn."""
+    if request.param == "edge":
+        return None, tmp_path / "home"
+    if request.param == "local":
+        return f"local:{tmp_path / 'local'}", None
+    return request.getfixturevalue("server_url"), None
+
+
+@pytest.fixture
+def prefix():
+    """A unique collection prefix, so tests never share a server collection."""
+    return f"t{uuid.uuid4().hex[:8]}_"
+
+
+@pytest.fixture
+def store(backend, prefix):
+    from search.store import open_store
+
+    url, home = backend
+    s = open_store(url, home=home, api_key=os.environ.get("QDRANT_API_KEY"))
+    yield s
+    for name in s.collections():
+        if name.startswith(prefix):
+            s.delete(name)
+    s.close()
+
+
+@pytest.fixture
+def unit_vectors():
+    """Deterministic small unit vectors with known labels."""
+    rng = np.random.default_rng(7)
+    v = rng.normal(size=(40, 8)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True), np.arange(40) % 10

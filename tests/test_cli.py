@@ -1,0 +1,139 @@
+"""The click commands: happy paths, and every bad input as one clean line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from fmsearch.cli import main
+from ingest.images import save_png
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    """An embedded store with a 300-image pixels gallery, built by the CLI."""
+    home = tmp_path_factory.mktemp("home")
+    result = CliRunner().invoke(main, ["--home", str(home), "ingest", "--method", "pixels", "--limit", "300", "--batch-size", "100"])
+    assert result.exit_code == 0, result.output
+    assert "fmnist_pixels: wrote 300 points, 300 stored" in result.output
+    return home
+
+
+def run(home, *args):
+    return CliRunner().invoke(main, ["--home", str(home), *args])
+
+
+def test_help_lists_commands():
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for cmd in ("ingest", "query", "collections", "data", "bench"):
+        assert cmd in result.output
+
+
+def test_collections(home):
+    result = run(home, "collections")
+    assert result.exit_code == 0
+    assert "fmnist_pixels" in result.output and "300" in result.output and "complete" in result.output
+    row = json.loads(run(home, "collections", "--json").output)
+    assert row == {**row, "collection": "fmnist_pixels", "points": 300, "dim": 784, "method": "pixels", "complete": True}
+
+
+def test_query_by_id_table_and_json(home):
+    result = run(home, "query", "--id", "60000", "--method", "pixels", "-k", "10")
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[0].split() == ["rank", "id", "score", "class"] and len(lines) == 11
+    hits = [json.loads(line) for line in run(home, "query", "--id", "5", "-m", "pixels", "-k", "4", "--json").output.splitlines()]
+    assert len(hits) == 4 and 5 not in [h["id"] for h in hits]
+    assert set(hits[0]) == {"rank", "id", "score", "label", "class_name", "split", "index"}
+
+
+def test_query_class_filter(home):
+    out = run(home, "query", "--id", "60000", "-m", "pixels", "--class", "Sneaker", "--json").output
+    hits = [json.loads(line) for line in out.splitlines()]
+    assert len(hits) == 10 and {h["class_name"] for h in hits} == {"Sneaker"}
+
+
+def test_query_image_file(home, fmnist, tmp_path):
+    save_png(fmnist["train"].images[17], tmp_path / "q.png")
+    hits = [json.loads(x) for x in run(home, "query", str(tmp_path / "q.png"), "-m", "pixels", "-k", "2", "--json").output.splitlines()]
+    assert hits[0]["id"] == 17
+
+
+def _bad_files(tmp_path):
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "text.png").write_text("not an image")
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / "ok.png")
+    (tmp_path / "cut.png").write_bytes((tmp_path / "ok.png").read_bytes()[:60])
+    (tmp_path / "adir").mkdir()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["query", "--id", "1", "-m", "resnet9"], "unknown method 'resnet9'; valid methods: pixels"),
+        (["ingest", "-m", "resnet9", "--limit", "5"], "unknown method 'resnet9'"),
+        (["query", "--id", "1", "-m", "pixels", "--class", "Hat"], "unknown class 'Hat'; valid classes: T-shirt/top"),
+        (["query", "--id", "1", "-m", "pixels", "--exclude-class", "Hat"], "unknown class 'Hat'"),
+        (["query", "{tmp}/empty.png", "-m", "pixels"], "empty.png: file is empty"),
+        (["query", "{tmp}/text.png", "-m", "pixels"], "text.png: not an image file"),
+        (["query", "{tmp}/cut.png", "-m", "pixels"], "cut.png: unreadable or truncated"),
+        (["query", "{tmp}/adir", "-m", "pixels"], "adir: is a directory"),
+        (["query", "{tmp}/nope.png", "-m", "pixels"], "nope.png: no such file"),
+        (["query", "--id", "1", "-m", "pixels", "-k", "0"], "k must be between 1 and 1000, got 0"),
+        (["query", "--id", "70000", "-m", "pixels"], "point id 70000 is out of range"),
+        (["query", "--id", "-1", "-m", "pixels"], "point id -1 is out of range"),
+        (["ingest", "-m", "pixels", "--limit", "0"], "--limit must be at least 1, got 0"),
+        (["ingest", "-m", "pixels", "--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+    ],
+)
+def test_bad_input_is_one_line(home, tmp_path, args, message):
+    _bad_files(tmp_path)
+    before = run(home, "collections", "--json").output
+    result = run(home, *[a.format(tmp=tmp_path) for a in args])
+    assert result.exit_code == 1, result.output
+    assert result.output.strip() == f"Error: {result.output.strip().removeprefix('Error: ')}"
+    assert message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert "Traceback" not in result.output
+    assert run(home, "collections", "--json").output == before  # nothing changed
+
+
+def test_missing_collection(tmp_path):
+    result = run(tmp_path / "empty-home", "query", "--id", "3", "-m", "pixels")
+    assert result.exit_code == 1
+    assert "collection fmnist_pixels not found" in result.output and "fmsearch ingest" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_unreachable_server_names_it_and_hides_the_key():
+    url = "http://127.0.0.1:9"  # discard port: nothing listens
+    result = CliRunner().invoke(main, ["--qdrant-url", url, "--qdrant-api-key", "s3cret-key", "--timeout", "2", "collections"])
+    assert result.exit_code == 1
+    assert f"cannot reach Qdrant at {url}" in result.output
+    assert "s3cret-key" not in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args", [["query", "-m", "pixels"], ["query", "x.png", "--id", "3", "-m", "pixels"]])
+def test_image_xor_id(home, args):
+    result = run(home, *args)
+    assert result.exit_code == 2 and "give exactly one of IMAGE_PATH or --id" in result.output
+
+
+def test_cli_runs_against_server_code_path(tmp_path, fmnist):
+    url = f"local:{tmp_path / 'q'}"
+    result = CliRunner().invoke(main, ["--qdrant-url", url, "ingest", "-m", "pixels", "--limit", "50"])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(main, ["--qdrant-url", url, "query", "--id", "3", "-m", "pixels", "-k", "3", "--json"])
+    assert result.exit_code == 0 and len(result.output.splitlines()) == 3
+
+
+def test_data_command(fmnist):
+    result = CliRunner().invoke(main, ["data", "--no-download"])
+    assert result.exit_code == 0
+    assert "train: 60000 images verified" in result.output and "test: 10000 images verified" in result.output
