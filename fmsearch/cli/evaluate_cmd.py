@@ -1,0 +1,78 @@
+"""``fmsearch evaluate``: retrieval quality and speed on the FMNIST test split."""
+
+from __future__ import annotations
+
+import click
+
+from .common import data_dir_option, domain_errors, echo_json, pass_settings
+
+
+def _queries(value: str) -> int | None:
+    if value == "all":
+        return None
+    try:
+        return int(value)
+    except ValueError as err:
+        raise click.BadParameter(f"expected a number or 'all', got {value!r}") from err
+
+
+@click.command("evaluate")
+@click.option("--method", "-m", required=True, help="Method whose collection to evaluate.")
+@click.option("--queries", default="all", show_default=True, help="Number of test images as queries (seeded random subset), or 'all'.")
+@click.option("--k", "k_list", default="1,5,10,20", show_default=True, help="Comma-separated K values.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the query subset, R-precision and grid samples.")
+@click.option("--exact", is_flag=True, help="Exact search instead of HNSW.")
+@click.option("--hnsw-ef", type=click.IntRange(1, 100000), default=None, help="HNSW search breadth (default 128).")
+@click.option("--batch-size", type=int, default=256, show_default=True, help="Queries per batch request.")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Output directory [default eval-results/METHOD[-exact]].")
+@click.option("--json", "as_json", is_flag=True, help="Print metrics.json as one JSON object.")
+@data_dir_option
+@pass_settings
+@domain_errors
+def command(settings, method, queries, k_list, seed, exact, hnsw_ef, batch_size, out, as_json, data_dir) -> None:
+    """Evaluate METHOD: test images query the train gallery.
+
+    Writes metrics.json, report.md, pr_curve.png and results_grid.png to --out.
+    """
+    from tqdm import tqdm
+
+    from models.registry import check_method
+    from search.evaluate import EvalConfig, evaluate
+    from search.metrics import parse_ks
+    from search.report import write_report
+
+    check_method(method)
+    config = EvalConfig(
+        method=method, queries=_queries(queries), ks=parse_ks(k_list), seed=seed,
+        exact=exact, batch_size=batch_size, hnsw_ef=hnsw_ef,
+    )
+    config.validate()
+    out = out or f"eval-results/{method}{'-exact' if exact else ''}"
+    store = settings.store()
+    bar = tqdm(total=0, unit="query", desc=f"evaluate {method}", disable=None)
+    try:
+        result = evaluate(
+            store, config, prefix=settings.prefix, data_dir=data_dir,
+            progress=bar.update, on_plan=lambda n: bar.reset(total=n),
+        )
+    finally:
+        bar.close()
+    data = write_report(result, store, out, data_dir)
+    if as_json:
+        echo_json(data)
+        return
+    click.echo(f"{method} on {data['collection']}: {data['queries']} queries, {data['search']}")
+    click.echo(f"{'K':>4}  {'P@K':>7}  {'R@K':>7}  {'F1@K':>7}  {'mAP@K':>7}")
+    for k, m in data["metrics"].items():
+        click.echo(f"{k:>4}  {m['precision']:>7.4f}  {m['recall']:>7.4f}  {m['f1']:>7.4f}  {m['map']:>7.4f}")
+    ann = data["ann_recall_at_10"]["value"]
+    lat = data["latency"]
+    click.echo(
+        f"top-1 accuracy {data['top1_accuracy']:.4f}; R-precision {data['r_precision']['value']:.4f}; "
+        f"HNSW recall@10 vs exact {'n/a (exact)' if ann is None else f'{ann:.4f}'}"
+    )
+    click.echo(
+        f"latency p50 {lat['p50_ms']:.2f} ms, p95 {lat['p95_ms']:.2f} ms, p99 {lat['p99_ms']:.2f} ms; "
+        f"batch {data['throughput']['queries_per_s']:.0f} queries/s"
+    )
+    click.echo(f"wrote {out}/metrics.json, report.md, pr_curve.png, results_grid.png")

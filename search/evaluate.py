@@ -1,0 +1,279 @@
+"""Category-retrieval evaluation: FMNIST test images as queries, train as gallery.
+
+One run embeds the queries, searches the method's collection in batches
+(Qdrant's batch query, on either backend), and computes every metric of
+:mod:`search.metrics` plus speed: single-query latency percentiles and
+batch throughput, and, for HNSW, its recall@10 against exact search.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from fmsearch.errors import InvalidArgumentError
+from ingest.fmnist import CLASS_NAMES, SPLIT_SIZES, load_split
+
+from . import metrics, schema
+from .query import Searcher
+from .store import QueryFilter, Store
+
+logger = logging.getLogger(__name__)
+
+# The seed report's own figures, by method, for the comparison line. The seed
+# evaluated a handful of hand-picked queries, not the test split.
+SEED_RESULTS: dict[str, dict[str, float]] = {
+    "autoencoder": {"P@5": 0.8000, "R@5": 0.0040, "P@10": 0.7333, "R@10": 0.0073, "top1": 1.0},
+    "resnet101": {
+        "P@1": 0.789, "R@1": 0.002, "F1@1": 0.003,
+        "P@5": 0.754, "R@5": 0.008, "F1@5": 0.015,
+        "P@20": 0.702, "R@20": 0.052, "F1@20": 0.098,
+    },
+    "siamese": {"P@?": 0.8180, "R@?": 0.0206, "top1": 0.93},
+}
+CURVE_K = 100
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Settings of one evaluation run (recorded in metrics.json)."""
+
+    method: str
+    queries: int | None = None  # None: the whole test split
+    ks: tuple[int, ...] = (1, 5, 10, 20)
+    seed: int = 0
+    exact: bool = False
+    batch_size: int = 256
+    hnsw_ef: int | None = None
+    latency_queries: int = 200
+    ann_check_queries: int = 1000
+    rprecision_queries: int = 200
+    grid_queries: int = 8
+
+    def validate(self) -> None:
+        n_test = SPLIT_SIZES["test"]
+        if self.queries is not None and not 1 <= self.queries <= n_test:
+            raise InvalidArgumentError(
+                f"--queries must be between 1 and {n_test} (the test split), or 'all'; got {self.queries}"
+            )
+        if not self.ks or min(self.ks) < 1:
+            raise InvalidArgumentError(f"--k values must be >= 1, got {self.ks}")
+        if max(self.ks) > 1000:
+            raise InvalidArgumentError(f"--k values must be <= 1000, got {max(self.ks)}")
+        if self.batch_size < 1:
+            raise InvalidArgumentError(f"--batch-size must be at least 1, got {self.batch_size}")
+
+
+@dataclass
+class EvalResult:
+    """Everything one run measured; :meth:`to_json` is metrics.json."""
+
+    config: EvalConfig
+    collection: str
+    collection_metadata: dict[str, Any]
+    gallery_size: int
+    gallery_per_class: list[int]
+    query_indices: np.ndarray
+    query_labels: np.ndarray
+    hit_ids: np.ndarray  # (n, L) ranked, -1 padded
+    hit_labels: np.ndarray
+    hit_scores: np.ndarray
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "date": self.summary["date"],
+            "settings": asdict(self.config),
+            "collection": self.collection,
+            "collection_metadata": self.collection_metadata,
+            "gallery_size": self.gallery_size,
+            "gallery_per_class": self.gallery_per_class,
+            "queries": int(len(self.query_indices)),
+            **{k: v for k, v in self.summary.items() if k != "date"},
+        }
+
+
+def _select_queries(n: int | None, seed: int) -> np.ndarray:
+    total = SPLIT_SIZES["test"]
+    if n is None or n == total:
+        return np.arange(total)
+    return np.sort(np.random.default_rng(seed).choice(total, size=n, replace=False))
+
+
+def _to_arrays(results, limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n = len(results)
+    ids = np.full((n, limit), metrics.MISSING, np.int64)
+    labels = np.full((n, limit), metrics.MISSING, np.int64)
+    scores = np.full((n, limit), -np.inf)
+    for i, hits in enumerate(results):
+        for j, h in enumerate(hits[:limit]):
+            ids[i, j], labels[i, j], scores[i, j] = h.id, h.label, h.score
+    order = metrics.order_hits(ids, scores)
+    return (
+        np.take_along_axis(ids, order, 1),
+        np.take_along_axis(labels, order, 1),
+        np.take_along_axis(scores, order, 1),
+    )
+
+
+def evaluate(
+    store: Store,
+    config: EvalConfig,
+    *,
+    prefix: str = schema.DEFAULT_PREFIX,
+    data_dir: str | os.PathLike | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_plan: Callable[[int], None] | None = None,
+) -> EvalResult:
+    """Run one evaluation.
+
+    Raises:
+        InvalidArgumentError: bad settings.
+        UnknownMethodError, CollectionNotFoundError, CollectionMismatchError:
+            as raised by :class:`~search.query.Searcher`.
+    """
+    config.validate()
+    searcher = Searcher(store, prefix=prefix, data_dir=data_dir, hnsw_ef=config.hnsw_ef)
+    info = searcher.collection(config.method)
+    embedder = searcher.embedder(config.method)
+    name = info.name
+
+    # The gallery is the train split; leave out any test points the collection holds.
+    gallery_only = QueryFilter(split="train")
+    flt = gallery_only if store.count(name, QueryFilter(split="test")) else None
+    per_class = [store.count(name, QueryFilter(labels=(c,), split="train")) for c in range(10)]
+    gallery_size = sum(per_class)
+    if gallery_size == 0:
+        raise InvalidArgumentError(f"{name} holds no train images to search; run `fmsearch ingest`")
+
+    test = load_split("test", data_dir)
+    q_idx = _select_queries(config.queries, config.seed)
+    q_labels = test.labels[q_idx].astype(np.int64)
+    limit = max(max(config.ks), CURVE_K)
+    if on_plan:
+        on_plan(len(q_idx))
+
+    # Batched search: embedding and querying, as a service would run a batch.
+    t0 = time.perf_counter()
+    q_vectors = np.empty((len(q_idx), embedder.dim), np.float32)
+    results = []
+    for lo in range(0, len(q_idx), config.batch_size):
+        sl = slice(lo, lo + config.batch_size)
+        q_vectors[sl] = embedder.embed(test.images[q_idx[sl]])
+        results += searcher.search_vectors(config.method, q_vectors[sl], limit, flt, exact=config.exact)
+        if progress:
+            progress(len(q_idx[sl]))
+    batch_seconds = time.perf_counter() - t0
+    hit_ids, hit_labels, hit_scores = _to_arrays(results, limit)
+
+    rel = metrics.relevance(hit_labels, q_labels)
+    n_rel = np.asarray(per_class)[q_labels]
+    per_k: dict[str, dict[str, Any]] = {}
+    class_table: dict[str, dict[str, list[float | None]]] = {}
+    for k in config.ks:
+        values = {
+            "precision": metrics.precision_at_k(rel, k),
+            "recall": metrics.recall_at_k(rel, n_rel, k),
+            "f1": metrics.f1_at_k(rel, n_rel, k),
+            "map": metrics.average_precision_at_k(rel, n_rel, k),
+        }
+        per_k[str(k)] = {m: metrics.mean(v) for m, v in values.items()}
+        class_table[str(k)] = {m: metrics.per_class(v, q_labels, 10) for m, v in values.items()}
+    top1 = metrics.top1_accuracy(rel)
+    curve = {
+        "k": list(range(1, CURVE_K + 1)),
+        "precision": [metrics.mean(metrics.precision_at_k(rel, k)) for k in range(1, CURVE_K + 1)],
+        "recall": [metrics.mean(metrics.recall_at_k(rel, n_rel, k)) for k in range(1, CURVE_K + 1)],
+    }
+
+    summary: dict[str, Any] = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "backend": store.location,
+        "search": "exact" if config.exact else f"hnsw (ef={config.hnsw_ef or 'default'})",
+        "metrics": per_k,
+        "top1_accuracy": metrics.mean(top1),
+        "per_class": {
+            "class_names": list(CLASS_NAMES),
+            "top1_accuracy": metrics.per_class(top1, q_labels, 10),
+            **{f"{m}@{k}": class_table[k][m] for k in class_table for m in ("precision", "map")},
+        },
+        "pr_curve": curve,
+        "throughput": {
+            "queries": int(len(q_idx)),
+            "seconds": batch_seconds,
+            "queries_per_s": len(q_idx) / batch_seconds,
+            "batch_size": config.batch_size,
+            "limit": limit,
+        },
+    }
+    summary["r_precision"] = _r_precision(searcher, config, q_vectors, q_labels, per_class, flt)
+    summary["ann_recall_at_10"] = _ann_recall(searcher, config, q_vectors, hit_ids, flt)
+    summary["latency"] = _latency(searcher, config, test.images[q_idx], max(config.ks), flt)
+    return EvalResult(
+        config, name, dict(info.metadata), gallery_size, per_class,
+        q_idx, q_labels, hit_ids, hit_labels, hit_scores, summary,
+    )
+
+
+def _subset(n: int, size: int, seed: int) -> np.ndarray:
+    if size >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed + 1).choice(n, size=size, replace=False))
+
+
+def _r_precision(searcher, config, q_vectors, q_labels, per_class, flt) -> dict[str, Any]:
+    """R-precision needs R (thousands of) results per query: run it on a seeded subset."""
+    sub = _subset(len(q_vectors), config.rprecision_queries, config.seed)
+    labels = q_labels[sub]
+    n_rel = np.asarray(per_class)[labels]
+    r_max = int(n_rel.max(initial=0))
+    if r_max == 0 or len(sub) == 0:
+        return {"value": None, "queries": int(len(sub))}
+    values = []
+    for lo in range(0, len(sub), 16):
+        part = sub[lo : lo + 16]
+        # past the CLI's k limit: ask the store directly, labels only
+        points = searcher.store.query_batch(
+            searcher.collection(config.method).name, q_vectors[part], r_max, flt,
+            exact=config.exact, hnsw_ef=config.hnsw_ef, with_payload=[schema.LABEL],
+        )
+        hl = np.full((len(part), r_max), metrics.MISSING, np.int64)
+        for i, pts in enumerate(points):
+            hl[i, : len(pts)] = [p.payload[schema.LABEL] for p in pts]
+        values.append(metrics.r_precision(metrics.relevance(hl, q_labels[part]), np.asarray(per_class)[q_labels[part]]))
+    return {"value": metrics.mean(np.concatenate(values)), "queries": int(len(sub)), "seed": config.seed + 1}
+
+
+def _ann_recall(searcher, config, q_vectors, hit_ids, flt) -> dict[str, Any]:
+    """Recall@10 of the HNSW results against exact search on a seeded subset."""
+    if config.exact:
+        return {"value": None, "note": "search was exact; no ANN error to measure"}
+    sub = _subset(len(q_vectors), config.ann_check_queries, config.seed)
+    exact = searcher.search_vectors(config.method, q_vectors[sub], 10, flt, exact=True)
+    exact_ids, _, _ = _to_arrays(exact, 10)
+    k = min(10, exact_ids.shape[1])
+    return {
+        "value": metrics.mean(metrics.overlap_at_k(hit_ids[sub], exact_ids, k)),
+        "queries": int(len(sub)),
+    }
+
+
+def _latency(searcher, config, images, k, flt) -> dict[str, Any]:
+    """End-to-end single queries (embed one image + one search request)."""
+    n = min(config.latency_queries, len(images))
+    embedder = searcher.embedder(config.method)
+    if n:
+        searcher.search_vectors(config.method, embedder.embed(images[0]), k, flt, exact=config.exact)
+    seconds = []
+    for img in images[:n]:
+        t0 = time.perf_counter()
+        searcher.search_vectors(config.method, embedder.embed(img), k, flt, exact=config.exact)
+        seconds.append(time.perf_counter() - t0)
+    return {"queries": n, "k": k, **metrics.percentiles_ms(seconds)}

@@ -1,0 +1,197 @@
+"""Write an evaluation to disk: metrics.json, report.md, pr_curve.png, results_grid.png."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ingest.fmnist import CLASS_NAMES, load_split
+from ingest.images import decode_png
+
+from . import schema
+from .evaluate import SEED_RESULTS, EvalResult
+from .store import Store
+
+
+def _fmt(v: float | None, digits: int = 4) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+def seed_comparison(method: str, metrics_by_k: dict[str, dict[str, Any]], top1: float | None) -> str:
+    """One line: the seed's figures for this method beside ours."""
+    seed = SEED_RESULTS.get(method)
+    if not seed:
+        return f"The seed report has no figures for `{method}`."
+    parts = []
+    for key, theirs in seed.items():
+        if key == "top1":
+            parts.append(f"top-1 accuracy {theirs:.3f} (ours {_fmt(top1, 3)})")
+            continue
+        metric, k = key.split("@")
+        name = {"P": "precision", "R": "recall", "F1": "f1"}[metric]
+        ours = metrics_by_k.get(k, {}).get(name)
+        if k == "?":
+            parts.append(f"{metric} at an unstated K {theirs:.3f}")
+        else:
+            parts.append(f"{metric}@{k} {theirs:.3f} (ours {_fmt(ours, 3)})")
+    return (
+        f"Seed report for `{method}` (a handful of hand-picked queries): " + "; ".join(parts) + "."
+    )
+
+
+def render_markdown(data: dict[str, Any]) -> str:
+    """report.md from the metrics.json dict."""
+    s = data["settings"]
+    lines = [
+        f"# Evaluation: {s['method']}",
+        "",
+        f"- date: {data['date']}; backend: {data['backend']}; search: {data['search']}",
+        f"- collection: `{data['collection']}` (fingerprint `{data['collection_metadata'].get('fingerprint')}`), "
+        f"gallery {data['gallery_size']} train images",
+        f"- queries: {data['queries']} test images (seed {s['seed']}); relevant = every gallery image of the query's class",
+        "",
+        "## Retrieval quality",
+        "",
+        "| K | precision@K | recall@K | F1@K | mAP@K |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for k, m in data["metrics"].items():
+        lines.append(f"| {k} | {_fmt(m['precision'])} | {_fmt(m['recall'])} | {_fmt(m['f1'])} | {_fmt(m['map'])} |")
+    rp = data["r_precision"]
+    ann = data["ann_recall_at_10"]
+    lines += [
+        "",
+        f"- top-1 retrieval accuracy: {_fmt(data['top1_accuracy'])}",
+        f"- R-precision: {_fmt(rp['value'])} (on {rp['queries']} queries; R = gallery images of the class)",
+        "- HNSW recall@10 against exact search: "
+        + (f"{_fmt(ann['value'])} (on {ann['queries']} queries)" if ann["value"] is not None else ann.get("note", "n/a")),
+        "",
+        seed_comparison(s["method"], data["metrics"], data["top1_accuracy"]),
+        "",
+        "## Per class",
+        "",
+    ]
+    ks = list(data["metrics"])
+    pc = data["per_class"]
+    lines.append("| class | " + " | ".join(f"P@{k}" for k in ks) + " | top-1 |")
+    lines.append("|---|" + "---:|" * (len(ks) + 1))
+    for c, cname in enumerate(pc["class_names"]):
+        cells = [_fmt(pc[f"precision@{k}"][c], 3) for k in ks]
+        lines.append(f"| {cname} | " + " | ".join(cells) + f" | {_fmt(pc['top1_accuracy'][c], 3)} |")
+    lat, thr = data["latency"], data["throughput"]
+    lines += [
+        "",
+        "## Speed",
+        "",
+        f"- single query (embed + search, k={lat['k']}, {lat['queries']} queries): "
+        f"p50 {_fmt(lat['p50_ms'], 2)} ms, p95 {_fmt(lat['p95_ms'], 2)} ms, p99 {_fmt(lat['p99_ms'], 2)} ms",
+        f"- batch ({thr['batch_size']} queries a request, limit {thr['limit']}): "
+        f"{thr['queries_per_s']:.0f} queries/s ({thr['queries']} queries in {thr['seconds']:.1f} s)",
+        "",
+        "![precision and recall against K](pr_curve.png)",
+        "",
+        "![queries and their top-10](results_grid.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def plot_pr_curve(data: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curve = data["pr_curve"]
+    fig, ax1 = plt.subplots(figsize=(7, 4.2), dpi=110)
+    ax1.plot(curve["k"], curve["precision"], color="tab:blue", label="precision@K")
+    ax1.set_xlabel("K (results retrieved)")
+    ax1.set_ylabel("precision@K", color="tab:blue")
+    ax1.set_ylim(0, 1)
+    ax2 = ax1.twinx()
+    ax2.plot(curve["k"], curve["recall"], color="tab:orange", label="recall@K")
+    ax2.set_ylabel("recall@K (relevant = whole class)", color="tab:orange")
+    ax1.grid(alpha=0.3)
+    ax1.set_title(f"{data['settings']['method']}: precision and recall against K ({data['queries']} queries)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_results_grid(result: EvalResult, store: Store, path: Path, data_dir: str | os.PathLike | None) -> None:
+    """Like the seed's figures: query, then its top-10; wrong-class hits outlined red."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    n = min(result.config.grid_queries, len(result.query_indices))
+    rows = np.random.default_rng(result.config.seed + 2).permutation(len(result.query_indices))[:n]
+    top = 10
+    test = load_split("test", data_dir)
+    fig, axes = plt.subplots(max(n, 1), top + 1, figsize=(1.25 * (top + 1), 1.5 * max(n, 1)), dpi=100, squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for r, row in enumerate(rows):
+        q_label = int(result.query_labels[row])
+        ax = axes[r, 0]
+        ax.imshow(test.images[result.query_indices[row]], cmap="gray", vmin=0, vmax=255)
+        ax.set_title(f"query\n{CLASS_NAMES[q_label]}", fontsize=7, fontweight="bold")
+        ids = [int(i) for i in result.hit_ids[row, :top] if i >= 0]
+        records = store.retrieve(result.collection, ids, with_payload=[schema.IMAGE, schema.LABEL])
+        for j, rec in enumerate(records):
+            ax = axes[r, j + 1]
+            ax.imshow(decode_png(rec.payload[schema.IMAGE]), cmap="gray", vmin=0, vmax=255)
+            label = int(rec.payload[schema.LABEL])
+            wrong = label != q_label
+            ax.set_title(CLASS_NAMES[label], fontsize=7, color="red" if wrong else "black")
+            if wrong:
+                ax.add_patch(Rectangle((-0.5, -0.5), 28, 28, fill=False, edgecolor="red", linewidth=3))
+    fig.suptitle(f"{result.config.method}: test queries and their top-{top} (red: another class)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_report(
+    result: EvalResult, store: Store, out_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None
+) -> dict[str, Any]:
+    """Write the four files; returns the metrics.json dict."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    data = result.to_json()
+    (out / "metrics.json").write_text(json.dumps(data, indent=2))
+    (out / "report.md").write_text(render_markdown(data))
+    plot_pr_curve(data, out / "pr_curve.png")
+    plot_results_grid(result, store, out / "results_grid.png", data_dir)
+    return data
+
+
+def results_table(paths: list[str | os.PathLike]) -> str:
+    """Markdown table, one row per metrics.json, with the seed's figures beside ours."""
+    rows = [
+        "| method | search | queries | P@1 | P@5 | P@10 | P@20 | mAP@10 | top-1 acc. | batch q/s | seed report (hand-picked queries) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for path in paths:
+        data = json.loads(Path(path).read_text())
+        method = data["settings"]["method"]
+        m = data["metrics"]
+
+        def cell(k: str, name: str) -> str:
+            return _fmt(m.get(k, {}).get(name), 3)
+
+        seed = SEED_RESULTS.get(method)
+        seed_text = ", ".join(f"{k} {v:.3f}" for k, v in seed.items()) if seed else "none"
+        rows.append(
+            f"| {method} | {data['search'].split(' ')[0]} | {data['queries']} | {cell('1', 'precision')} | "
+            f"{cell('5', 'precision')} | {cell('10', 'precision')} | {cell('20', 'precision')} | "
+            f"{cell('10', 'map')} | {_fmt(data['top1_accuracy'], 3)} | "
+            f"{data['throughput']['queries_per_s']:.0f} | {seed_text} |"
+        )
+    return "\n".join(rows)

@@ -1,0 +1,120 @@
+"""`evaluate` end to end on a tiny gallery, checked against numpy brute force."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from fmsearch.cli import main
+from models import get_embedder
+from search.evaluate import EvalConfig, evaluate
+from search.indexer import ingest
+from search.report import write_report
+
+GALLERY = 300
+
+
+def _numpy_precision(fmnist, q_idx, ks):
+    emb = get_embedder("pixels")
+    g = emb.embed(fmnist["train"].images[:GALLERY])
+    q = emb.embed(fmnist["test"].images[q_idx])
+    s = q @ g.T
+    order = np.lexsort((np.broadcast_to(np.arange(GALLERY), s.shape), -s), axis=1)
+    rel = fmnist["train"].labels[:GALLERY][order] == fmnist["test"].labels[q_idx][:, None]
+    return {k: rel[:, :k].mean() for k in ks}, rel[:, 0].mean()
+
+
+def test_exact_evaluation_matches_numpy(store, prefix, fmnist, tmp_path):
+    ingest(store, get_embedder("pixels"), limit=GALLERY, prefix=prefix)
+    config = EvalConfig("pixels", queries=60, ks=(1, 5, 10), exact=True, latency_queries=5, rprecision_queries=10)
+    result = evaluate(store, config, prefix=prefix)
+    expected, top1 = _numpy_precision(fmnist, result.query_indices, (1, 5, 10))
+    data = write_report(result, store, tmp_path / "out")
+    for k, p in expected.items():
+        assert data["metrics"][str(k)]["precision"] == pytest.approx(p, abs=1e-9)
+    assert data["top1_accuracy"] == pytest.approx(top1)
+    assert data["gallery_size"] == GALLERY and sum(data["gallery_per_class"]) == GALLERY
+    assert data["queries"] == 60 and len(set(result.query_indices.tolist())) == 60
+    assert data["ann_recall_at_10"]["value"] is None  # exact search: nothing to compare
+    assert 0 < data["r_precision"]["value"] <= 1
+    assert data["latency"]["queries"] == 5 and data["latency"]["p50_ms"] > 0
+    assert data["collection_metadata"]["fingerprint"] == "pixels-v1"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "metrics.json", "pr_curve.png", "report.md", "results_grid.png"
+    ]
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "| 10 |" in report and "The seed report has no figures for `pixels`" in report
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["settings"]["seed"] == 0
+
+
+def test_hnsw_run_reports_ann_recall_and_ignores_test_points(store, prefix, fmnist):
+    ingest(store, get_embedder("pixels"), split="all", limit=GALLERY, prefix=prefix)
+    config = EvalConfig("pixels", queries=40, ks=(1, 10), latency_queries=3, rprecision_queries=5)
+    result = evaluate(store, config, prefix=prefix)
+    assert result.gallery_size == GALLERY  # the 300 test points are not gallery
+    assert (result.hit_ids[result.hit_ids >= 0] < 60000).all()
+    assert result.summary["ann_recall_at_10"]["value"] >= 0.9
+
+
+def test_seeded_subset_is_reproducible(store, prefix, fmnist):
+    ingest(store, get_embedder("pixels"), limit=50, prefix=prefix)
+    a = evaluate(store, EvalConfig("pixels", queries=20, seed=3, latency_queries=1, rprecision_queries=1), prefix=prefix)
+    b = evaluate(store, EvalConfig("pixels", queries=20, seed=3, latency_queries=1, rprecision_queries=1), prefix=prefix)
+    assert np.array_equal(a.query_indices, b.query_indices) and np.array_equal(a.hit_ids, b.hit_ids)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("evalhome")
+    assert CliRunner().invoke(main, ["--home", str(home), "ingest", "-m", "pixels", "--limit", "200"]).exit_code == 0
+    return home
+
+
+def test_cli_evaluate_happy_path(home, tmp_path):
+    out = tmp_path / "ev"
+    result = CliRunner().invoke(main, ["--home", str(home), "evaluate", "-m", "pixels", "--queries", "30", "--k", "1,5", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "top-1 accuracy" in result.output and (out / "results_grid.png").stat().st_size > 10_000
+    result = CliRunner().invoke(main, ["--home", str(home), "evaluate", "-m", "pixels", "--queries", "10", "--out", str(out), "--json"])
+    data = json.loads(result.output)
+    assert data["queries"] == 10 and set(data["metrics"]) == {"1", "5", "10", "20"}
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-m", "sift2"], "unknown method 'sift2'"),
+        (["-m", "pixels", "--k", "1,x"], "--k must be a comma-separated list of integers"),
+        (["-m", "pixels", "--k", "0"], "--k values must be integers >= 1"),
+        (["-m", "pixels", "--queries", "10001"], "--queries must be between 1 and 10000"),
+        (["-m", "pixels", "--queries", "0"], "--queries must be between 1 and 10000"),
+        (["-m", "pixels", "--batch-size", "0"], "--batch-size must be at least 1"),
+    ],
+)
+def test_cli_evaluate_errors(home, tmp_path, args, message):
+    result = CliRunner().invoke(main, ["--home", str(home), "evaluate", *args, "--out", str(tmp_path / "x")])
+    assert result.exit_code == 1 and message in result.output
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_evaluate_missing_collection(tmp_path):
+    result = CliRunner().invoke(main, ["--home", str(tmp_path / "h"), "evaluate", "-m", "pixels", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 1 and "collection fmnist_pixels not found" in result.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_results_table(home, tmp_path):
+    out = tmp_path / "ev"
+    assert CliRunner().invoke(main, ["--home", str(home), "evaluate", "-m", "pixels", "--queries", "20", "--out", str(out)]).exit_code == 0
+    data = json.loads((out / "metrics.json").read_text())
+    result = CliRunner().invoke(main, ["results", str(out / "metrics.json")])
+    assert result.exit_code == 0
+    row = result.output.strip().splitlines()[-1]
+    assert row.startswith("| pixels | hnsw | 20 | ") and f"{data['metrics']['10']['precision']:.3f}" in row
+    (tmp_path / "bad.json").write_text("{}")
+    result = CliRunner().invoke(main, ["results", str(tmp_path / "bad.json")])
+    assert result.exit_code == 1 and "not an fmsearch metrics.json" in result.output
