@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test test-integration bench clean
+.PHONY: install demo test test-integration bench evaluate clean
 
 $(BIN)/fmsearch: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -31,6 +31,12 @@ test-integration: install
 
 bench: install
 	$(BIN)/fmsearch bench
+
+## Full test-split evaluation of every ingested method (README's results table).
+evaluate: install
+	$(BIN)/fmsearch evaluate --method pixels --queries all --exact
+	$(BIN)/fmsearch evaluate --method pixels --queries all
+	$(BIN)/fmsearch results eval-results/*/metrics.json
 
 clean:
 	rm -rf $(VENV) .fmsearch bench-results .pytest_cache

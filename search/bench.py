@@ -151,3 +151,144 @@ def run_store_bench(
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(result, indent=2))
     return result
+
+
+# -- search benchmark: Edge vs numpy brute force vs local mode, and a scale series --
+
+
+def _numpy_topk(gallery: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """Exact top-k by dot product (vectors are unit length: = cosine)."""
+    scores = queries @ gallery.T
+    idx = np.argpartition(-scores, k, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(scores, idx, 1), axis=1)
+    return np.take_along_axis(idx, order, 1)
+
+
+def time_numpy(gallery: np.ndarray, queries: np.ndarray, k: int = 10, batch: int = 256) -> dict[str, float]:
+    """The physical reference: single-query p50 and batch throughput of brute force."""
+    _numpy_topk(gallery, queries[:1], k)
+    times = []
+    for q in queries:
+        t0 = time.perf_counter()
+        _numpy_topk(gallery, q[None], k)
+        times.append((time.perf_counter() - t0) * 1000)
+    t0 = time.perf_counter()
+    for lo in range(0, len(queries), batch):
+        _numpy_topk(gallery, queries[lo : lo + batch], k)
+    qps = len(queries) / (time.perf_counter() - t0)
+    return {"p50_ms": statistics.median(times), "p95_ms": _percentile(times, 95), "batch_qps": qps}
+
+
+def time_store(store: Store, name: str, queries: np.ndarray, *, exact: bool, k: int = 10, batch: int = 256,
+               with_payload: bool | tuple[str, ...] = schema.HIT_FIELDS) -> dict[str, float]:
+    """Single-query p50/p95 and batch throughput of a store collection."""
+    store.query(name, queries[0], k, exact=exact, with_payload=with_payload)
+    times = []
+    for q in queries:
+        t0 = time.perf_counter()
+        store.query(name, q, k, exact=exact, with_payload=with_payload)
+        times.append((time.perf_counter() - t0) * 1000)
+    t0 = time.perf_counter()
+    for lo in range(0, len(queries), batch):
+        store.query_batch(name, queries[lo : lo + batch], k, exact=exact, with_payload=with_payload)
+    qps = len(queries) / (time.perf_counter() - t0)
+    return {"p50_ms": statistics.median(times), "p95_ms": _percentile(times, 95), "batch_qps": qps}
+
+
+def _recall_vs_numpy(store: Store, name: str, gallery: np.ndarray, queries: np.ndarray, k: int = 10) -> float:
+    ref = _numpy_topk(gallery, queries, k)
+    got = store.query_batch(name, queries, k, with_payload=False)
+    return float(np.mean([len(set(r.tolist()) & {p.id for p in g}) / k for r, g in zip(ref, got, strict=True)]))
+
+
+def run_search_bench(
+    *,
+    sizes: tuple[int, ...] = (10_000, 30_000, 60_000),
+    synthetic: int = 1_000_000,
+    synthetic_dim: int = 64,
+    queries: int = 200,
+    local: bool = True,
+    out: str | os.PathLike | None = None,
+    data_dir: str | os.PathLike | None = None,
+    seed: int = 0,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Query speed of the embedded store against numpy brute force and local mode.
+
+    For each gallery size (pixels vectors of the first N train images, and a
+    synthetic random unit-vector collection): Edge HNSW, Edge exact and numpy
+    brute force on the same vectors, in this process; qdrant-client local mode
+    on the real galleries when ``local``. Reports single-query p50 and batch
+    throughput, ratios to numpy, and HNSW recall@10 against numpy.
+    """
+    train = load_split("train", data_dir)
+    test = load_split("test", data_dir)
+    embedder = get_embedder("pixels")
+    rng = np.random.default_rng(seed)
+    q_real = embedder.embed(test.images[rng.choice(len(test), size=queries, replace=False)])
+    datasets: list[tuple[str, int, np.ndarray, np.ndarray]] = []
+    for n in sizes:
+        datasets.append((f"pixels {n // 1000}k", n, embedder.embed(train.images[:n]), q_real))
+    if synthetic:
+        g = rng.normal(size=(synthetic, synthetic_dim)).astype(np.float32)
+        g /= np.linalg.norm(g, axis=1, keepdims=True)
+        q = rng.normal(size=(queries, synthetic_dim)).astype(np.float32)
+        q /= np.linalg.norm(q, axis=1, keepdims=True)
+        datasets.append((f"synthetic {synthetic // 1000}k x {synthetic_dim}", synthetic, g, q))
+
+    rows_out = []
+    with tempfile.TemporaryDirectory(prefix="fmsearch-bench-") as tmp:
+        for label, n, gallery, qv in datasets:
+            real = label.startswith("pixels")
+            spec = schema.CollectionSpec(f"bench_{n}_{gallery.shape[1]}", dim=gallery.shape[1])
+            payloads = (
+                [schema.make_payload("train", i, int(train.labels[i]), "") for i in range(n)]
+                if real else [{} for _ in range(n)]
+            )
+            fields = schema.HIT_FIELDS if real else False
+            row: dict[str, Any] = {"dataset": label, "points": n, "dim": int(gallery.shape[1])}
+            log(f"{label}: building the Edge collection ...")
+            with open_store(None, home=f"{tmp}/edge") as store:
+                row["edge_ingest"] = time_ingest(store, spec, gallery, payloads)
+                row["edge_hnsw"] = time_store(store, spec.name, qv, exact=False, with_payload=fields)
+                row["edge_exact"] = time_store(store, spec.name, qv, exact=True, with_payload=fields)
+                row["hnsw_recall_at_10"] = _recall_vs_numpy(store, spec.name, gallery, qv)
+                store.delete(spec.name)
+            row["numpy"] = time_numpy(gallery, qv)
+            if local and real:
+                log(f"{label}: qdrant-client local mode ...")
+                with open_store(f"local:{tmp}/local-{n}") as store:
+                    row["local_ingest"] = time_ingest(store, spec, gallery, payloads)
+                    row["local"] = time_store(store, spec.name, qv[: max(20, queries // 4)], exact=True, with_payload=fields)
+            rows_out.append(row)
+            log(f"{label}: HNSW p50 {row['edge_hnsw']['p50_ms']:.2f} ms, exact {row['edge_exact']['p50_ms']:.2f} ms, "
+                f"numpy {row['numpy']['p50_ms']:.2f} ms")
+
+    head = [
+        "| gallery | Edge HNSW p50 ms | Edge exact p50 ms | numpy p50 ms | local mode p50 ms "
+        "| HNSW / numpy p50 | Edge HNSW batch q/s | numpy batch q/s | local batch q/s | HNSW recall@10 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows_out:
+        loc = r.get("local")
+        loc_p50 = "-" if loc is None else f"{loc['p50_ms']:.1f}"
+        loc_qps = "-" if loc is None else f"{loc['batch_qps']:.0f}"
+        head.append(
+            f"| {r['dataset']} | {r['edge_hnsw']['p50_ms']:.2f} | {r['edge_exact']['p50_ms']:.2f} | "
+            f"{r['numpy']['p50_ms']:.2f} | {loc_p50} | "
+            f"{r['edge_hnsw']['p50_ms'] / r['numpy']['p50_ms']:.2f}x | {r['edge_hnsw']['batch_qps']:.0f} | "
+            f"{r['numpy']['batch_qps']:.0f} | {loc_qps} | "
+            f"{r['hnsw_recall_at_10']:.3f} |"
+        )
+    result = {
+        "benchmark": "search",
+        "k": 10,
+        "queries": queries,
+        "environment": _environment(),
+        "rows": rows_out,
+        "table": "\n".join(head),
+    }
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(result, indent=2))
+    return result

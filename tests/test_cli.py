@@ -30,7 +30,7 @@ def run(home, *args):
 def test_help_lists_commands():
     result = CliRunner().invoke(main, ["--help"])
     assert result.exit_code == 0
-    for cmd in ("ingest", "query", "collections", "data", "bench"):
+    for cmd in ("ingest", "query", "evaluate", "collections", "data", "bench"):
         assert cmd in result.output
 
 
@@ -137,3 +137,22 @@ def test_data_command(fmnist):
     result = CliRunner().invoke(main, ["data", "--no-download"])
     assert result.exit_code == 0
     assert "train: 60000 images verified" in result.output and "test: 10000 images verified" in result.output
+
+
+def test_bench_search_suite_small(tmp_path, fmnist):
+    """The benchmark runs and reports sane values (no timing asserts)."""
+    result = CliRunner().invoke(main, ["bench", "--suite", "search", "--sizes", "1000", "--synthetic", "2000",
+                                       "--no-local", "--queries", "10", "--out-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "search.json").read_text())
+    assert [r["points"] for r in data["rows"]] == [1000, 2000]
+    assert all(0.9 <= r["hnsw_recall_at_10"] <= 1.0 for r in data["rows"])
+    assert "| pixels 1k |" in result.output
+
+
+def test_bench_store_suite_small(tmp_path, fmnist):
+    result = CliRunner().invoke(main, ["bench", "--suite", "store", "--gallery", "1000", "--queries", "10", "--out-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "store.json").read_text())
+    assert set(data["backends"]) == {"qdrant-edge", "qdrant-client local"}
+    assert data["backends"]["qdrant-edge"]["query_filtered"]["n"] == 10
