@@ -13,13 +13,19 @@ $(BIN)/fmsearch: pyproject.toml
 
 install: $(BIN)/fmsearch
 
-## Set up, get FMNIST, ingest the 60,000-image gallery into the embedded store, query it.
+## Set up, get FMNIST, ingest the 60,000-image gallery with every available
+## method into the embedded store, query each collection.
 demo: install
 	$(BIN)/fmsearch data
-	$(BIN)/fmsearch ingest --method pixels
+	$(BIN)/fmsearch ingest --method all
 	$(BIN)/fmsearch collections
-	$(BIN)/fmsearch query --id 60000 --method pixels -k 10
-	$(BIN)/fmsearch query --id 60000 --method pixels -k 5 --class Sneaker
+	@for m in pixels autoencoder siamese resnet101; do \
+	  if $(BIN)/fmsearch collections --json | grep -q "\"fmnist_$$m\""; then \
+	    echo "== $$m: test image 0 (an Ankle boot), its 5 nearest train images"; \
+	    $(BIN)/fmsearch query --id 60000 --method $$m -k 5 || exit 1; \
+	  else echo "== $$m: not ingested (see the ingest output above)"; fi; \
+	done
+	$(BIN)/fmsearch query --id 60000 --method siamese -k 5 --class Sneaker
 
 ## Set up and run the test suite (integration tests skip, with the reason, without a server).
 test: install
@@ -35,7 +41,10 @@ bench: install
 ## Full test-split evaluation of every ingested method (README's results table).
 evaluate: install
 	$(BIN)/fmsearch evaluate --method pixels --queries all --exact
-	$(BIN)/fmsearch evaluate --method pixels --queries all
+	@for m in pixels autoencoder siamese resnet101; do \
+	  if $(BIN)/fmsearch collections --json | grep -q "\"fmnist_$$m\""; then \
+	    $(BIN)/fmsearch evaluate --method $$m --queries all || exit 1; fi; \
+	done
 	$(BIN)/fmsearch results eval-results/*/metrics.json
 
 clean:

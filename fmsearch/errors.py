@@ -40,3 +40,7 @@ class CollectionNotFoundError(StoreError):
 
 class CollectionMismatchError(StoreError):
     """A collection built by another model or method than the one asked for."""
+
+
+class ModelError(FmsearchError):
+    """A model artifact is missing, corrupt, altered, or its weights unavailable."""

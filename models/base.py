@@ -48,6 +48,9 @@ class Embedder(ABC):
     def embed_batch(self, images: np.ndarray) -> np.ndarray:
         """Embed one batch; need not normalise (the base class does)."""
 
+    def prepare(self) -> None:
+        """Load whatever the model needs now, so failures come before any write."""
+
     def describe(self) -> dict[str, Any]:
         """What a collection records about the model that filled it."""
         return {

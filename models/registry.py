@@ -13,6 +13,9 @@ from .base import Embedder
 # never loads for a method that does not need it.
 _METHODS: dict[str, str] = {
     "pixels": "models.pixels:PixelEmbedder",
+    "autoencoder": "models.autoencoder:AutoencoderEmbedder",
+    "siamese": "models.siamese:SiameseEmbedder",
+    "resnet101": "models.resnet:ResNet101Embedder",
 }
 
 

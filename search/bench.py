@@ -292,3 +292,107 @@ def run_search_bench(
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(result, indent=2))
     return result
+
+
+# -- embedding benchmark: images/s per method, and full-gallery ingest time --
+
+
+def run_embed_bench(
+    *,
+    methods: tuple[str, ...] = ("pixels", "autoencoder", "siamese", "resnet101"),
+    images: int = 2000,
+    ingest_gallery: int = 60_000,
+    resnet_images: int = 256,
+    out: str | os.PathLike | None = None,
+    data_dir: str | os.PathLike | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Embedding throughput (batched, and one image at a time) for each method,
+    and the time to ingest the gallery into a fresh Edge collection, with
+    ratios against the pixels baseline measured in the same process.
+
+    ResNet101's speed does not depend on its weights' values, so without
+    ImageNet weights it is timed untrained (``weights="none"``, noted in the
+    row). Its gallery ingest is measured on ``resnet_images`` images and the
+    full-gallery time is projected from that (marked as a projection): at
+    224 px on 2 cores the real run takes about an hour.
+    """
+    from fmsearch.errors import ModelError
+
+    from .indexer import ingest
+
+    test = load_split("test", data_dir)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="fmsearch-bench-") as tmp:
+        for method in methods:
+            options: dict[str, Any] = {}
+            embedder = get_embedder(method)
+            note = ""
+            try:
+                embedder.prepare()
+            except ModelError as err:
+                if method != "resnet101":
+                    raise
+                embedder = get_embedder(method, weights="none")
+                embedder.prepare()
+                options = {"weights": "none"}
+                note = "untrained weights (no ImageNet weights here); speed only"
+            n = min(images, resnet_images) if method == "resnet101" else images
+            batch = test.images[:n]
+            embedder.embed(batch[:8])  # warm-up: load and trace
+            t0 = time.perf_counter()
+            embedder.embed(batch)
+            batched = n / (time.perf_counter() - t0)
+            singles = []
+            for img in batch[:50]:
+                t0 = time.perf_counter()
+                embedder.embed(img)
+                singles.append((time.perf_counter() - t0) * 1000)
+            row: dict[str, Any] = {
+                "method": method,
+                "options": options,
+                "dim": embedder.dim,
+                "images_per_s_batched": batched,
+                "single_image_p50_ms": statistics.median(singles),
+                "note": note,
+            }
+            size = min(ingest_gallery, resnet_images) if method == "resnet101" else ingest_gallery
+            log(f"{method}: ingesting {size} images ...")
+            with open_store(None, home=f"{tmp}/{method}") as store:
+                report = ingest(store, embedder, limit=size, batch_size=min(1000, size), data_dir=data_dir)
+            total = report.seconds_embed + report.seconds_write + report.seconds_index
+            row["ingest"] = {
+                "points": report.points_total,
+                "embed_s": report.seconds_embed,
+                "write_s": report.seconds_write,
+                "index_s": report.seconds_index,
+                "total_s": total,
+                "projected": size < ingest_gallery,
+            }
+            if size < ingest_gallery:  # linear in the embedding, which dominates
+                row["ingest"]["projected_total_s"] = total * ingest_gallery / size
+            rows.append(row)
+            log(f"{method}: {batched:.0f} images/s batched, {row['single_image_p50_ms']:.2f} ms for one image")
+    base = next((r for r in rows if r["method"] == "pixels"), None)
+    lines = [
+        "| method | dim | images/s (batched) | one image p50 ms | gallery ingest s (embed + write + HNSW) | ingest vs pixels | note |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        ing = r["ingest"]
+        if ing["projected"]:
+            seconds = ing["projected_total_s"]
+            ing_text = f"~{seconds:.0f} (projected from {ing['points']} images)"
+        else:
+            seconds = ing["total_s"]
+            ing_text = f"{seconds:.0f} ({ing['embed_s']:.0f} + {ing['write_s']:.0f} + {ing['index_s']:.0f})"
+        r["ingest_vs_pixels"] = seconds / base["ingest"]["total_s"] if base else None
+        ratio = "-" if r["ingest_vs_pixels"] is None else f"{r['ingest_vs_pixels']:.1f}x"
+        lines.append(
+            f"| {r['method']} | {r['dim']} | {r['images_per_s_batched']:.0f} | {r['single_image_p50_ms']:.2f} | {ing_text} | {ratio} | {r['note']} |"
+        )
+    result = {"benchmark": "embed", "environment": _environment(), "gallery": ingest_gallery, "rows": rows, "table": "\n".join(lines)}
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(result, indent=2))
+    return result

@@ -129,6 +129,7 @@ def evaluate(
     *,
     prefix: str = schema.DEFAULT_PREFIX,
     data_dir: str | os.PathLike | None = None,
+    options: dict[str, dict] | None = None,
     progress: Callable[[int], None] | None = None,
     on_plan: Callable[[int], None] | None = None,
 ) -> EvalResult:
@@ -140,7 +141,7 @@ def evaluate(
             as raised by :class:`~search.query.Searcher`.
     """
     config.validate()
-    searcher = Searcher(store, prefix=prefix, data_dir=data_dir, hnsw_ef=config.hnsw_ef)
+    searcher = Searcher(store, prefix=prefix, data_dir=data_dir, hnsw_ef=config.hnsw_ef, options=options)
     info = searcher.collection(config.method)
     embedder = searcher.embedder(config.method)
     name = info.name

@@ -75,7 +75,7 @@ def _bad_files(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["query", "--id", "1", "-m", "resnet9"], "unknown method 'resnet9'; valid methods: pixels"),
+        (["query", "--id", "1", "-m", "resnet9"], "unknown method 'resnet9'; valid methods: pixels, autoencoder, siamese, resnet101"),
         (["ingest", "-m", "resnet9", "--limit", "5"], "unknown method 'resnet9'"),
         (["query", "--id", "1", "-m", "pixels", "--class", "Hat"], "unknown class 'Hat'; valid classes: T-shirt/top"),
         (["query", "--id", "1", "-m", "pixels", "--exclude-class", "Hat"], "unknown class 'Hat'"),
@@ -156,3 +156,45 @@ def test_bench_store_suite_small(tmp_path, fmnist):
     data = json.loads((tmp_path / "store.json").read_text())
     assert set(data["backends"]) == {"qdrant-edge", "qdrant-client local"}
     assert data["backends"]["qdrant-edge"]["query_filtered"]["n"] == 10
+
+
+def test_bench_embed_suite_small(tmp_path, fmnist):
+    """Embed suite on the shipped siamese artifact: a row per method, ingest
+    of the asked gallery, ratio against pixels (no timing asserts)."""
+    result = CliRunner().invoke(main, ["bench", "--suite", "embed", "--methods", "pixels,siamese", "--gallery", "1000",
+                                       "--out-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "embed.json").read_text())
+    assert [(r["method"], r["dim"]) for r in data["rows"]] == [("pixels", 784), ("siamese", 64)]
+    assert all(r["ingest"]["points"] == 1000 and not r["ingest"]["projected"] for r in data["rows"])
+    assert data["rows"][0]["ingest_vs_pixels"] == 1.0
+    assert all(r["images_per_s_batched"] > 0 for r in data["rows"])
+
+
+def test_bench_embed_unknown_method(tmp_path):
+    result = CliRunner().invoke(main, ["bench", "--suite", "embed", "--methods", "pixels,nope", "--out-dir", str(tmp_path)])
+    assert result.exit_code != 0
+    assert "nope" in result.output and "Traceback" not in result.output
+
+
+def test_neural_ingest_and_query_in_a_real_process(tmp_path, fmnist):
+    """The installed command, as a user runs it, with the shipped siamese
+    model: ingest, query, and nothing on stderr but the progress bar
+    (TensorFlow's start-up lines are kept off the terminal)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "FMSEARCH_HOME": str(tmp_path)}
+    env.pop("FMSEARCH_TF_LOGS", None)
+    cmd = [sys.executable, "-m", "fmsearch"]
+    ingest = subprocess.run([*cmd, "ingest", "--method", "siamese", "--limit", "200"], env=env, capture_output=True, text=True)
+    assert ingest.returncode == 0, ingest.stderr
+    assert "fmnist_siamese: wrote 200 points" in ingest.stdout
+    query = subprocess.run([*cmd, "query", "--id", "60000", "--method", "siamese", "-k", "3", "--json"],
+                           env=env, capture_output=True, text=True)
+    assert query.returncode == 0, query.stderr
+    hits = [json.loads(line) for line in query.stdout.splitlines()]
+    assert len(hits) == 3 and all(h["split"] == "train" for h in hits)
+    assert query.stderr == "", query.stderr
+    assert "oneDNN" not in ingest.stderr and "absl" not in ingest.stderr

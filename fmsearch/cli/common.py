@@ -80,3 +80,30 @@ def data_dir_option(fn: Callable) -> Callable:
 def setup_logging(verbose: int) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+def model_options(fn: Callable) -> Callable:
+    """--weights and --input-size: which model a method uses."""
+    fn = click.option(
+        "--input-size", type=int, default=None,
+        help="resnet101: input resolution the 28x28 image is resized to [default 224].",
+    )(fn)
+    return click.option(
+        "--weights", type=str, default=None,
+        help="Model weights: a .keras artifact (autoencoder, siamese; default: the shipped one) or, "
+        "for resnet101, 'imagenet' (default), a weights file, or 'none' (untrained, for tests).",
+    )(fn)
+
+
+def embedder_options(method: str, weights: str | None, input_size: int | None) -> dict[str, Any]:
+    """Constructor options of a method from the CLI's model options."""
+    options: dict[str, Any] = {}
+    if weights is not None:
+        if method == "pixels":
+            raise click.UsageError("--weights does not apply to pixels")
+        options["weights"] = weights
+    if input_size is not None:
+        if method != "resnet101":
+            raise click.UsageError("--input-size applies to resnet101 only")
+        options["input_size"] = input_size
+    return options

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import data_dir_option, domain_errors, echo_json, pass_settings
+from .common import data_dir_option, domain_errors, echo_json, embedder_options, model_options, pass_settings
 
 
 def _queries(value: str) -> int | None:
@@ -26,10 +26,11 @@ def _queries(value: str) -> int | None:
 @click.option("--batch-size", type=int, default=256, show_default=True, help="Queries per batch request.")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Output directory [default eval-results/METHOD[-exact]].")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json as one JSON object.")
+@model_options
 @data_dir_option
 @pass_settings
 @domain_errors
-def command(settings, method, queries, k_list, seed, exact, hnsw_ef, batch_size, out, as_json, data_dir) -> None:
+def command(settings, method, queries, k_list, seed, exact, hnsw_ef, batch_size, out, as_json, weights, input_size, data_dir) -> None:
     """Evaluate METHOD: test images query the train gallery.
 
     Writes metrics.json, report.md, pr_curve.png and results_grid.png to --out.
@@ -53,6 +54,7 @@ def command(settings, method, queries, k_list, seed, exact, hnsw_ef, batch_size,
     try:
         result = evaluate(
             store, config, prefix=settings.prefix, data_dir=data_dir,
+            options={method: embedder_options(method, weights, input_size)},
             progress=bar.update, on_plan=lambda n: bar.reset(total=n),
         )
     finally:

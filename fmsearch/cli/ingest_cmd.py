@@ -4,27 +4,51 @@ from __future__ import annotations
 
 import click
 
-from .common import data_dir_option, domain_errors, pass_settings
+from .common import data_dir_option, domain_errors, embedder_options, model_options, pass_settings
 
 
 @click.command("ingest")
-@click.option("--method", "-m", required=True, help="Embedding method, e.g. pixels.")
+@click.option("--method", "-m", required=True, help="Embedding method (pixels, autoencoder, siamese, resnet101) or 'all'.")
 @click.option("--split", type=click.Choice(["train", "test", "all"]), default="train", show_default=True, help="Which FMNIST split(s) to store.")
 @click.option("--limit", type=int, default=None, help="Only the first N images of each split.")
 @click.option("--batch-size", type=int, default=1000, show_default=True, help="Images embedded and written per step.")
 @click.option("--recreate", is_flag=True, help="Drop the collection first.")
+@model_options
 @data_dir_option
 @pass_settings
 @domain_errors
-def command(settings, method, split, limit, batch_size, recreate, data_dir) -> None:
-    """Embed FMNIST images with METHOD and store them in Qdrant."""
+def command(settings, method, split, limit, batch_size, recreate, weights, input_size, data_dir) -> None:
+    """Embed FMNIST images with METHOD and store them in Qdrant.
+
+    With --method all, every method whose model is available is ingested;
+    resnet101 is skipped, with the reason, when its weights cannot be loaded.
+    """
+    from fmsearch.errors import ModelError
+    from models.registry import check_method, get_embedder, method_names
+
+    if method == "all":
+        if weights is not None or input_size is not None:
+            raise click.UsageError("--weights/--input-size need a single --method")
+        methods = method_names()
+    else:
+        methods = (check_method(method),)
+    for name in methods:
+        embedder = get_embedder(name, **embedder_options(name, weights, input_size))
+        if method == "all" and name == "resnet101":
+            try:
+                embedder.prepare()
+            except ModelError as err:
+                click.echo(f"skipping resnet101: {err}", err=True)
+                continue
+        _ingest_one(settings, embedder, split, limit, batch_size, recreate, data_dir)
+
+
+def _ingest_one(settings, embedder, split, limit, batch_size, recreate, data_dir) -> None:
     from tqdm import tqdm
 
-    from models.registry import check_method, get_embedder
     from search.indexer import ingest
 
-    embedder = get_embedder(check_method(method))
-    bar = tqdm(total=0, unit="img", desc=f"ingest {method}", disable=None)
+    bar = tqdm(total=0, unit="img", desc=f"ingest {embedder.name}", disable=None)
     try:
         report = ingest(
             settings.store(),

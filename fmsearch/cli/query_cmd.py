@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import data_dir_option, domain_errors, echo_json, pass_settings
+from .common import data_dir_option, domain_errors, echo_json, embedder_options, model_options, pass_settings
 
 
 @click.command("query")
@@ -16,10 +16,11 @@ from .common import data_dir_option, domain_errors, echo_json, pass_settings
 @click.option("--exclude-class", "exclude_classes", multiple=True, help="Never this class (repeatable).")
 @click.option("--exact", is_flag=True, help="Exact search instead of HNSW.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per hit.")
+@model_options
 @data_dir_option
 @pass_settings
 @domain_errors
-def command(settings, image_path, point_id, method, k, classes, exclude_classes, exact, as_json, data_dir) -> None:
+def command(settings, image_path, point_id, method, k, classes, exclude_classes, exact, as_json, weights, input_size, data_dir) -> None:
     """Find the gallery images most similar to IMAGE_PATH (or --id)."""
     from ingest.images import load_image
     from search.query import Searcher, check_k
@@ -27,7 +28,8 @@ def command(settings, image_path, point_id, method, k, classes, exclude_classes,
     if (image_path is None) == (point_id is None):
         raise click.UsageError("give exactly one of IMAGE_PATH or --id")
     check_k(k)
-    searcher = Searcher(settings.store(), prefix=settings.prefix, data_dir=data_dir)
+    searcher = Searcher(settings.store(), prefix=settings.prefix, data_dir=data_dir,
+                        options={method: embedder_options(method, weights, input_size)})
     if point_id is not None:
         hits = searcher.query_id(method, point_id, k, classes=classes, exclude_classes=exclude_classes, exact=exact)
     else:

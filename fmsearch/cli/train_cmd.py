@@ -1,0 +1,36 @@
+"""``fmsearch train``: train a method and write its artifact and model card."""
+
+from __future__ import annotations
+
+import click
+
+from .common import data_dir_option, domain_errors
+
+
+@click.command("train")
+@click.option("--method", "-m", required=True, type=click.Choice(["autoencoder", "siamese"]), help="Method to train.")
+@click.option("--epochs", type=int, default=15, show_default=True)
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--mining", type=click.Choice(["batch-hard", "semi-hard"]), default=None,
+              help="siamese: how triplets are mined within each batch [default semi-hard].")
+@click.option("--limit", type=int, default=None, help="Train on the first N train images only (for quick checks).")
+@click.option("--out", type=click.Path(file_okay=False), default="trained-models", show_default=True,
+              help="Output directory; the shipped weights live in models/weights.")
+@click.option("--no-eval", is_flag=True, help="Skip the test-split precision check recorded in the card.")
+@data_dir_option
+@domain_errors
+def command(method, epochs, batch_size, seed, mining, limit, out, no_eval, data_dir) -> None:
+    """Train METHOD on the FMNIST train split; writes OUT/METHOD.keras and its card."""
+    from models.training import train_method
+
+    if mining is not None and method != "siamese":
+        raise click.UsageError("--mining applies to siamese only")
+    if limit is not None and limit < 2:
+        raise click.ClickException(f"--limit must be at least 2, got {limit}")
+    card = train_method(method, epochs=epochs, batch_size=batch_size, seed=seed, out=out, limit=limit,
+                        data_dir=data_dir, evaluate=not no_eval, mining=mining or "semi-hard")
+    click.echo(f"wrote {out}/{method}.keras (sha256 {card['artifact_sha256'][:16]}...), final loss {card['final_loss']:.4f}, "
+               f"{card['wall_time_s']:.0f}s")
+    if "eval_test_split_numpy_exact" in card:
+        click.echo("test split, exact: " + ", ".join(f"{k} {v:.4f}" for k, v in card["eval_test_split_numpy_exact"].items()))

@@ -1,0 +1,101 @@
+"""ImageNet-pretrained ResNet101 as a frozen feature extractor (2048-d, avg pool).
+
+The 28x28 grayscale image is repeated to 3 channels, resized to
+``input_size`` (default 224, the resolution ImageNet weights were trained
+at) and passed through ``keras.applications.resnet.preprocess_input``.
+
+Weights: ``"imagenet"`` (Keras downloads and caches them in
+``~/.keras/models``), a local weights file, or ``"none"`` (random init, seed
+0), which is recorded as untrained in the collection and is meant for tests.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fmsearch.errors import InvalidArgumentError, ModelError
+
+from .artifacts import sha256_file
+from .base import Embedder
+from .tf_runtime import import_tensorflow
+
+DEFAULT_INPUT_SIZE = 224
+
+
+class ResNet101Embedder(Embedder):
+    """2048-d average-pooled ResNet101 features."""
+
+    name = "resnet101"
+    dim = 2048
+    default_batch_size = 32
+
+    def __init__(self, weights: str | os.PathLike | None = "imagenet", input_size: int = DEFAULT_INPUT_SIZE) -> None:
+        if not 32 <= int(input_size) <= 512:
+            raise InvalidArgumentError(f"ResNet101 input size must be between 32 and 512, got {input_size}")
+        self.input_size = int(input_size)
+        weights = "imagenet" if weights is None else weights
+        if str(weights).lower() == "none":
+            self.weights, self.weights_kind = None, "untrained"
+        elif str(weights) == "imagenet":
+            self.weights, self.weights_kind = "imagenet", "imagenet"
+        else:
+            path = Path(weights)
+            if not path.is_file():
+                raise ModelError(f"ResNet101 weights file {path} not found")
+            self.weights, self.weights_kind = str(path), "file"
+        self._forward = None
+
+    @property
+    def fingerprint(self) -> str:
+        if self.weights_kind == "file":
+            tag = "sha256:" + sha256_file(self.weights)[:16]
+        elif self.weights_kind == "untrained":
+            tag = "untrained-seed0"
+        else:
+            tag = "imagenet-keras"
+        return f"resnet101-{tag}-{self.input_size}px"
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "weights": self.weights_kind, "untrained": self.weights is None,
+                "input_size": self.input_size}
+
+    def prepare(self) -> None:
+        """Build the network now (downloading ImageNet weights if needed)."""
+        if self._forward is not None:
+            return
+        tf = import_tensorflow()
+        import keras
+
+        if self.weights is None:
+            keras.utils.set_random_seed(0)
+        try:
+            model = keras.applications.ResNet101(
+                include_top=False, pooling="avg", weights=self.weights,
+                input_shape=(self.input_size, self.input_size, 3),
+            )
+        except Exception as err:  # download failures surface as several types
+            text = str(err).splitlines()[0] if str(err) else type(err).__name__
+            if "URL fetch failure" in text:
+                text = "the download from storage.googleapis.com failed (offline?)"
+            raise ModelError(
+                f"cannot load ResNet101 weights ({self.weights_kind}): {text[:200]}; "
+                "pass --weights PATH to a local weights file (or --weights none for an untrained network)"
+            ) from err
+        size = self.input_size
+
+        @tf.function(input_signature=[tf.TensorSpec((None, 28, 28), tf.uint8)])
+        def forward(images):
+            x = tf.cast(images, tf.float32)[..., None]
+            x = tf.image.resize(tf.repeat(x, 3, axis=-1), (size, size))
+            x = keras.applications.resnet.preprocess_input(x)
+            return model(x, training=False)
+
+        self._forward = forward
+
+    def embed_batch(self, images: np.ndarray) -> np.ndarray:
+        self.prepare()
+        return self._forward(images).numpy()

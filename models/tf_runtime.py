@@ -1,0 +1,35 @@
+"""Importing TensorFlow without its start-up chatter on the terminal.
+
+TensorFlow's C++ runtime writes a few lines (absl's "log messages before
+InitializeLog" warning, the oneDNN notice) straight to file descriptor 2
+while it is imported, before its logging is configured, so
+``TF_CPP_MIN_LOG_LEVEL`` cannot silence them. They say nothing a user of
+the CLI can act on, so the first import runs with fd 2 pointed at
+/dev/null. Import errors still raise (the exception carries its message).
+Set ``FMSEARCH_TF_LOGS=1`` to see the lines.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from types import ModuleType
+
+
+def import_tensorflow() -> ModuleType:
+    """``import tensorflow`` (and Keras) with fd 2 muted for the first import."""
+    if "tensorflow" in sys.modules or os.environ.get("FMSEARCH_TF_LOGS"):
+        import tensorflow
+
+        return tensorflow
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import keras  # noqa: F401  (imports TensorFlow, its backend)
+        import tensorflow
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    return tensorflow

@@ -1,0 +1,158 @@
+"""Neural methods: build, 1-epoch train on a few hundred images, save, reload
+with safe_mode, embed deterministically; losses; artifact and weight errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow", reason="TensorFlow is a core dependency; install with `pip install -e .`")
+
+from fmsearch.errors import CollectionMismatchError, ModelError  # noqa: E402
+from models import get_embedder  # noqa: E402
+from models.artifacts import card_path, load_verified  # noqa: E402
+from models.training import train_method  # noqa: E402
+
+
+@pytest.fixture(scope="module", params=["autoencoder", "siamese"])
+def trained(request, tmp_path_factory, fmnist):
+    out = tmp_path_factory.mktemp(request.param)
+    card = train_method(request.param, epochs=1, batch_size=64, limit=300, out=out, evaluate=False, verbose=0)
+    return request.param, out / f"{request.param}.keras", card
+
+
+def test_train_writes_artifact_and_card(trained):
+    method, artifact, card = trained
+    saved = json.loads(card_path(artifact).read_text())
+    assert saved == card and saved["epochs"] == 1 and saved["trained_on"] == {"split": "train", "images": 300}
+    assert saved["data_sha256"]["train-images-idx3-ubyte.gz"].startswith("c59f468a")
+    assert len(saved["losses"]) == 1 and np.isfinite(saved["final_loss"])
+    assert saved["command"].startswith(f"fmsearch train --method {method} --epochs 1")
+
+
+def test_reload_safe_mode_embeds_unit_and_deterministic(trained, fmnist):
+    method, artifact, card = trained
+    emb = get_embedder(method, weights=artifact)
+    imgs = fmnist["test"].images[:7]
+    a = emb.embed(imgs, batch_size=3)
+    b = get_embedder(method, weights=artifact).embed(imgs)
+    assert a.shape == (7, card["embedding_dim"]) and a.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    assert emb.fingerprint == f"{method}-sha256:{card['artifact_sha256']}"
+
+
+def test_altered_or_corrupt_artifact_is_refused(trained, tmp_path):
+    method, artifact, _ = trained
+    copy = tmp_path / f"{method}.keras"
+    copy.write_bytes(artifact.read_bytes()[:-100] + b"x" * 100)
+    card_path(copy).write_text(card_path(artifact).read_text())
+    with pytest.raises(ModelError, match="does not match its model card"):
+        load_verified(copy)
+    with pytest.raises(ModelError, match="not found"):
+        get_embedder(method, weights=tmp_path / "missing.keras")
+
+
+def test_triplet_loss_hand_computed():
+    from models.siamese import batch_hard_triplet_loss, semi_hard_triplet_loss, triplet_loss
+
+    a = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
+    p = np.array([[0.0, 1.0], [0.0, 1.0]], np.float32)
+    n = np.array([[1.0, 0.0], [1.0, 0.0]], np.float32)
+    # |a-p|^2 = [2, 0], |a-n|^2 = [0, 2]: hinge [2 - 0 + .2, 0 - 2 + .2] -> [2.2, 0]
+    assert float(triplet_loss(a, p, n, 0.2)) == pytest.approx(1.1)
+    emb = np.array([[1, 0], [0.6, 0.8], [0, 1], [-1, 0]], np.float32)
+    labels = np.array([0, 0, 1, 1])
+    # anchor 0: hardest pos d=|e0-e1|^2=0.8, nearest neg min(2, 4)=2 -> 0
+    # anchor 1: pos 0.8, neg min(|e1-e2|^2=0.4, |e1-e3|^2=3.2)=0.4 -> 0.6
+    # anchor 2: pos |e2-e3|^2=2, neg min(2, 0.4)=0.4 -> 1.8; anchor 3: pos 2, neg min(4, 3.2) -> 0
+    assert float(batch_hard_triplet_loss(labels, emb, 0.2, squared=True)) == pytest.approx((0 + 0.6 + 1.8 + 0) / 4, abs=1e-5)
+    # the same on plain distances (the default): anchor 1: sqrt(.8) - sqrt(.4) + .2; anchor 2: sqrt(2) - sqrt(.4) + .2
+    r = np.sqrt
+    expected = ((r(0.8) - r(0.4) + 0.2) + (r(2) - r(0.4) + 0.2)) / 4
+    assert float(batch_hard_triplet_loss(labels, emb, 0.2)) == pytest.approx(expected, abs=1e-5)
+    # semi-hard, per anchor-positive pair: the nearest negative farther than the positive
+    # (0,1): d=0.8, negatives {2, 4} -> 2: 0.  (1,0): d=0.8, negatives {0.4, 3.2} -> 3.2: 0.
+    # (2,3): d=2, negatives {2, 0.4}, none farther -> the farthest, 2: 0.2.  (3,2): d=2, {4, 3.2} -> 3.2: 0.
+    assert float(semi_hard_triplet_loss(labels, emb, 0.2)) == pytest.approx(0.2 / 4, abs=1e-5)
+
+
+def test_seed_triplets_respect_classes(fmnist):
+    from models.siamese import make_triplets
+
+    labels = fmnist["train"].labels[:500]
+    a, p, n = make_triplets(labels, 200, seed=1)
+    assert (labels[a] == labels[p]).all() and (labels[a] != labels[n]).all() and (a != p).all()
+
+
+def test_resnet101_untrained_on_small_inputs(fmnist):
+    emb = get_embedder("resnet101", weights="none", input_size=32)
+    v = emb.embed(fmnist["test"].images[:3])
+    assert v.shape == (3, 2048)
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, rtol=1e-5)
+    d = emb.describe()
+    assert d["untrained"] is True and d["fingerprint"] == "resnet101-untrained-seed0-32px"
+    np.testing.assert_allclose(v, get_embedder("resnet101", weights="none", input_size=32).embed(fmnist["test"].images[:3]), atol=1e-4)
+
+
+def test_resnet101_offline_without_weights_fails_before_writing(tmp_path, monkeypatch, fmnist):
+    from search.indexer import ingest
+    from search.store import open_store
+
+    import keras.src.backend.config as kconfig
+    import keras.src.utils.file_utils as fu
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    # an empty Keras cache and no network, wherever the tests run
+    monkeypatch.setattr(kconfig, "_KERAS_DIR", str(tmp_path / "keras"))
+    monkeypatch.setattr(fu, "urlretrieve", offline)
+    with open_store(None, home=tmp_path / "home") as store:
+        with pytest.raises(ModelError, match="pass --weights PATH to a local weights file"):
+            ingest(store, get_embedder("resnet101", input_size=32), limit=5)
+        assert store.collections() == []
+    with pytest.raises(ModelError, match="weights file .* not found"):
+        get_embedder("resnet101", weights=tmp_path / "nope.h5")
+
+
+def test_model_collection_mismatch(trained, tmp_path, fmnist):
+    method, artifact, _ = trained
+    from search.indexer import ingest
+    from search.query import Searcher
+    from search.store import open_store
+
+    with open_store(None, home=tmp_path / "h") as store:
+        ingest(store, get_embedder(method, weights=artifact), limit=20)
+        store.set_metadata(f"fmnist_{method}", {"fingerprint": f"{method}-sha256:other"})
+        with pytest.raises(CollectionMismatchError, match=f"--method {method} --recreate"):
+            Searcher(store, weights={method: artifact}).query_id(method, 3)
+
+
+def test_forward_pass_is_traced_once(trained, fmnist):
+    """Query-time embedding reuses one compiled graph: no retracing per call
+    or per batch size (the speed itself is in `fmsearch bench --suite embed`)."""
+    method, artifact, _ = trained
+    emb = get_embedder(method, weights=artifact)
+    for n in (1, 1, 5, 2, 1):
+        emb.embed(fmnist["test"].images[:n])
+    assert emb._forward.experimental_get_tracing_count() == 1
+
+
+@pytest.mark.parametrize("method", ["autoencoder", "siamese"])
+def test_shipped_artifacts_match_their_cards(method):
+    """The weights in models/weights load with safe_mode after the SHA-256
+    check, are small, and their cards say how they were made."""
+    from models.artifacts import default_artifact, read_card
+
+    artifact = default_artifact(method)
+    card = read_card(artifact)
+    model = load_verified(artifact)
+    assert artifact.stat().st_size < 5 * 2**20
+    assert model.output_shape == (None, card["embedding_dim"])
+    assert card["trained_on"] == {"split": "train", "images": 60000}
+    assert card["command"].startswith(f"fmsearch train --method {method} ")
+    assert len(card["losses"]) == card["epochs"]
+    assert set(card["eval_test_split_numpy_exact"]) == {"P@1", "P@10"}
