@@ -8,6 +8,7 @@ training, and the Embedder that serves the trained network.
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -116,6 +117,7 @@ def semi_hard_triplet_loss(labels, embeddings, margin: float = MARGIN, squared: 
 MINING = {"semi-hard": semi_hard_triplet_loss, "batch-hard": batch_hard_triplet_loss}
 
 
+@functools.cache
 def _loss_class():
     import keras
 
@@ -139,7 +141,7 @@ def _loss_class():
 # The embedding network (one tower; the "siamese" twins share it).
 
 
-def build_embedding_network(dim: int = EMBEDDING_DIM, bn_neck: bool = True):
+def build_embedding_network(dim: int = EMBEDDING_DIM):
     """CNN -> ``dim``-d unit vector."""
     import keras
     from keras import layers
@@ -160,8 +162,7 @@ def build_embedding_network(dim: int = EMBEDDING_DIM, bn_neck: bool = True):
     # Batch-normalised before the unit normalisation ("BNNeck", Luo et al.
     # 2019): centred codes cannot all point one way, which is how triplet
     # training otherwise collapses (every distance -> 0, loss stuck at the margin).
-    if bn_neck:
-        x = layers.BatchNormalization(momentum=BN_MOMENTUM, scale=False)(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, scale=False)(x)
     outputs = layers.UnitNormalization(name="embedding")(x)
     return keras.Model(inputs, outputs, name="siamese_embedding")
 
@@ -207,7 +208,6 @@ def train(
     learning_rate: float = 1e-3,
     augment: bool = True,
     mining: str = "semi-hard",
-    bn_neck: bool = True,
     verbose: int = 1,
 ) -> tuple[Any, dict[str, Any]]:
     """Train the embedding network with triplet loss mined online in each batch.
@@ -218,7 +218,7 @@ def train(
     import keras
 
     keras.utils.set_random_seed(seed)
-    model = build_embedding_network(bn_neck=bn_neck)
+    model = build_embedding_network()
     inputs = keras.Input((28, 28, 1))
     x = inputs
     if augment:  # small shifts and flips: FMNIST garments are roughly left-right symmetric

@@ -1,12 +1,14 @@
 """Importing TensorFlow without its start-up chatter on the terminal.
 
-TensorFlow's C++ runtime writes a few lines (absl's "log messages before
-InitializeLog" warning, the oneDNN notice) straight to file descriptor 2
-while it is imported, before its logging is configured, so
-``TF_CPP_MIN_LOG_LEVEL`` cannot silence them. They say nothing a user of
-the CLI can act on, so the first import runs with fd 2 pointed at
-/dev/null. Import errors still raise (the exception carries its message).
-Set ``FMSEARCH_TF_LOGS=1`` to see the lines.
+TensorFlow's C++ runtime writes a few lines straight to file descriptor 2
+while it is imported and finds its devices: absl's "log messages before
+InitializeLog" warning, the oneDNN notice, and, with the CUDA-enabled
+``tensorflow`` wheel on a machine without a GPU, "failed call to cuInit".
+Some come before its logging is configured, so ``TF_CPP_MIN_LOG_LEVEL``
+cannot silence them. They say nothing a user of the CLI can act on, so the
+first import and the device discovery run with fd 2 pointed at /dev/null.
+Errors still raise (the exception carries its message). Set
+``FMSEARCH_TF_LOGS=1`` to see the lines.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ def import_tensorflow() -> ModuleType:
         os.dup2(devnull, 2)
         import keras  # noqa: F401  (imports TensorFlow, its backend)
         import tensorflow
+
+        tensorflow.config.list_physical_devices()  # CUDA probing happens here
     finally:
         os.dup2(saved, 2)
         os.close(saved)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,12 @@ def train_method(
         raise InvalidArgumentError(f"--epochs must be at least 1, got {epochs}")
     if batch_size < 2:
         raise InvalidArgumentError(f"--batch-size must be at least 2, got {batch_size}")
+    out_dir = Path(out)
+    try:  # before training: a run is minutes to an hour, its result must have somewhere to go
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out_dir).close()
+    except OSError as err:
+        raise InvalidArgumentError(f"cannot write to --out {out}: {err.strerror or err}") from err
     import_tensorflow()
     train = load_split("train", data_dir)
     n = len(train) if limit is None else min(limit, len(train))
@@ -76,8 +83,6 @@ def train_method(
         from .autoencoder import train as fit
 
         model, record = fit(train.images[:n], epochs=epochs, batch_size=batch_size, seed=seed, verbose=verbose)
-    out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
     artifact = out_dir / f"{method}.keras"
     tmp = out_dir / f".{method}.tmp.keras"
     model.save(tmp)

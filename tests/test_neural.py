@@ -156,3 +156,17 @@ def test_shipped_artifacts_match_their_cards(method):
     assert card["command"].startswith(f"fmsearch train --method {method} ")
     assert len(card["losses"]) == card["epochs"]
     assert set(card["eval_test_split_numpy_exact"]) == {"P@1", "P@10"}
+
+
+def test_train_refuses_an_unwritable_out_before_training(tmp_path):
+    from click.testing import CliRunner
+
+    from fmsearch.cli import main
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    result = CliRunner().invoke(main, ["train", "--method", "siamese", "--epochs", "1", "--out", str(blocker / "sub")])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: cannot write to --out") and "Traceback" not in result.output
+    result = CliRunner().invoke(main, ["train", "--method", "autoencoder", "--mining", "semi-hard"])
+    assert result.exit_code == 2 and "--mining applies to siamese only" in result.output
