@@ -208,9 +208,11 @@ def train(
     learning_rate: float = 1e-3,
     augment: bool = True,
     mining: str = "semi-hard",
+    init_model: Any = None,
     verbose: int = 1,
 ) -> tuple[Any, dict[str, Any]]:
-    """Train the embedding network with triplet loss mined online in each batch.
+    """Train the embedding network with triplet loss mined online in each batch
+    (from scratch, or on from ``init_model``, a trained embedding network).
 
     Returns:
         (model, record) where record holds the settings and losses for the card.
@@ -218,7 +220,7 @@ def train(
     import keras
 
     keras.utils.set_random_seed(seed)
-    model = build_embedding_network()
+    model = build_embedding_network() if init_model is None else init_model
     inputs = keras.Input((28, 28, 1))
     x = inputs
     if augment:  # small shifts and flips: FMNIST garments are roughly left-right symmetric

@@ -14,7 +14,7 @@ import numpy as np
 from fmsearch.errors import InvalidArgumentError
 from ingest.fmnist import FILES, load_split
 
-from .artifacts import write_card
+from .artifacts import load_verified, read_card, write_card
 from .base import l2_normalize
 from .keras_embedder import to_model_input
 from .tf_runtime import import_tensorflow
@@ -52,6 +52,8 @@ def train_method(
     data_dir: str | os.PathLike | None = None,
     evaluate: bool = True,
     mining: str = "semi-hard",
+    learning_rate: float = 1e-3,
+    init: str | os.PathLike | None = None,
     verbose: int = 1,
 ) -> dict[str, Any]:
     """Train ``method``, write ``<out>/<method>.keras`` and its card.
@@ -71,18 +73,26 @@ def train_method(
         tempfile.TemporaryFile(dir=out_dir).close()
     except OSError as err:
         raise InvalidArgumentError(f"cannot write to --out {out}: {err.strerror or err}") from err
+    if init is not None and method != "siamese":
+        raise InvalidArgumentError("--init applies to siamese only")
+    if not 0 < learning_rate < 1:
+        raise InvalidArgumentError(f"--learning-rate must be in (0, 1), got {learning_rate}")
     import_tensorflow()
+    # continue training a verified artifact; the new card keeps the old one (the chain)
+    init_model, parent = (load_verified(init), read_card(init)) if init is not None else (None, None)
     train = load_split("train", data_dir)
     n = len(train) if limit is None else min(limit, len(train))
     if method == "siamese":
         from .siamese import train as fit
 
         model, record = fit(train.images[:n], train.labels[:n], epochs=epochs, batch_size=batch_size, seed=seed,
-                            mining=mining, verbose=verbose)
+                            mining=mining, learning_rate=learning_rate,
+                            init_model=init_model, verbose=verbose)
     else:
         from .autoencoder import train as fit
 
-        model, record = fit(train.images[:n], epochs=epochs, batch_size=batch_size, seed=seed, verbose=verbose)
+        model, record = fit(train.images[:n], epochs=epochs, batch_size=batch_size, seed=seed,
+                            learning_rate=learning_rate, verbose=verbose)
     artifact = out_dir / f"{method}.keras"
     tmp = out_dir / f".{method}.tmp.keras"
     model.save(tmp)
@@ -99,8 +109,12 @@ def train_method(
         "machine": {"cpus": os.cpu_count(), "arch": platform.machine()},
         "command": f"fmsearch train --method {method} --epochs {epochs} --batch-size {batch_size} --seed {seed}"
         + (f" --mining {mining}" if method == "siamese" else "")
+        + (f" --learning-rate {learning_rate:g}" if learning_rate != 1e-3 else "")
+        + (f" --init {init}" if init is not None else "")
         + (f" --limit {limit}" if limit else "") + f" --out {out}",
     }
+    if parent is not None:
+        card["init"] = parent
     if evaluate:
         card["eval_test_split_numpy_exact"] = quick_eval(model, data_dir)
     return write_card(artifact, card)

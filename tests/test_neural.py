@@ -170,3 +170,17 @@ def test_train_refuses_an_unwritable_out_before_training(tmp_path):
     assert result.output.startswith("Error: cannot write to --out") and "Traceback" not in result.output
     result = CliRunner().invoke(main, ["train", "--method", "autoencoder", "--mining", "semi-hard"])
     assert result.exit_code == 2 and "--mining applies to siamese only" in result.output
+
+
+def test_train_continues_from_an_artifact_and_keeps_the_chain(trained, tmp_path):
+    method, artifact, card = trained
+    if method != "siamese":
+        with pytest.raises(Exception, match="--init applies to siamese only"):
+            train_method(method, epochs=1, limit=50, out=tmp_path, init=artifact, evaluate=False, verbose=0)
+        return
+    child = train_method(method, epochs=1, batch_size=64, limit=300, out=tmp_path, init=artifact,
+                         learning_rate=2e-4, evaluate=False, verbose=0)
+    assert child["init"] == card and child["learning_rate"] == 2e-4
+    assert f"--learning-rate 0.0002 --init {artifact} --limit 300 --out {tmp_path}" in child["command"]
+    assert child["artifact_sha256"] != card["artifact_sha256"]
+    get_embedder(method, weights=tmp_path / f"{method}.keras").embed(np.zeros((2, 28, 28), np.uint8))

@@ -14,13 +14,16 @@ from .common import data_dir_option, domain_errors
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--mining", type=click.Choice(["batch-hard", "semi-hard"]), default=None,
               help="siamese: how triplets are mined within each batch [default semi-hard].")
+@click.option("--learning-rate", type=float, default=1e-3, show_default=True, help="Adam's initial rate (cosine decay to 0).")
+@click.option("--init", type=click.Path(dir_okay=False), default=None,
+              help="siamese: continue training this artifact (its card is kept in the new card).")
 @click.option("--limit", type=int, default=None, help="Train on the first N train images only (for quick checks).")
 @click.option("--out", type=click.Path(file_okay=False), default="trained-models", show_default=True,
               help="Output directory; the shipped weights live in models/weights.")
 @click.option("--no-eval", is_flag=True, help="Skip the test-split precision check recorded in the card.")
 @data_dir_option
 @domain_errors
-def command(method, epochs, batch_size, seed, mining, limit, out, no_eval, data_dir) -> None:
+def command(method, epochs, batch_size, seed, mining, learning_rate, init, limit, out, no_eval, data_dir) -> None:
     """Train METHOD on the FMNIST train split; writes OUT/METHOD.keras and its card."""
     from models.training import train_method
 
@@ -29,7 +32,8 @@ def command(method, epochs, batch_size, seed, mining, limit, out, no_eval, data_
     if limit is not None and limit < 2:
         raise click.ClickException(f"--limit must be at least 2, got {limit}")
     card = train_method(method, epochs=epochs, batch_size=batch_size, seed=seed, out=out, limit=limit,
-                        data_dir=data_dir, evaluate=not no_eval, mining=mining or "semi-hard")
+                        data_dir=data_dir, evaluate=not no_eval, mining=mining or "semi-hard",
+                        learning_rate=learning_rate, init=init)
     click.echo(f"wrote {out}/{method}.keras (sha256 {card['artifact_sha256'][:16]}...), final loss {card['final_loss']:.4f}, "
                f"{card['wall_time_s']:.0f}s")
     if "eval_test_split_numpy_exact" in card:
