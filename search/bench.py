@@ -71,6 +71,13 @@ def _environment() -> dict[str, Any]:
     }
 
 
+def _write_json(out: str | os.PathLike | None, result: dict[str, Any]) -> None:
+    """A benchmark's result as JSON at ``out`` (if given)."""
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(result, indent=2))
+
+
 def run_store_bench(
     *,
     gallery: int = 60_000,
@@ -147,9 +154,7 @@ def run_store_bench(
         "ratios_local_over_edge": ratios,
         "table": "\n".join(rows),
     }
-    if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(result, indent=2))
+    _write_json(out, result)
     return result
 
 
@@ -288,9 +293,7 @@ def run_search_bench(
         "rows": rows_out,
         "table": "\n".join(head),
     }
-    if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(result, indent=2))
+    _write_json(out, result)
     return result
 
 
@@ -392,7 +395,5 @@ def run_embed_bench(
             f"| {r['method']} | {r['dim']} | {r['images_per_s_batched']:.0f} | {r['single_image_p50_ms']:.2f} | {ing_text} | {ratio} | {r['note']} |"
         )
     result = {"benchmark": "embed", "environment": _environment(), "gallery": ingest_gallery, "rows": rows, "table": "\n".join(lines)}
-    if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(result, indent=2))
+    _write_json(out, result)
     return result

@@ -81,8 +81,8 @@ class Searcher:
         data_dir: FMNIST location, for queries by the id of a point that the
             collection does not hold (e.g. a test image).
         hnsw_ef: HNSW search breadth (default: the store's).
-        weights: per method, a model artifact other than the shipped one.
-        options: per method, other constructor options (e.g. resnet101 input_size).
+        options: per method, embedder constructor options, e.g.
+            ``{"siamese": {"weights": "other.keras"}, "resnet101": {"input_size": 112}}``.
     """
 
     def __init__(
@@ -92,13 +92,10 @@ class Searcher:
         prefix: str = schema.DEFAULT_PREFIX,
         data_dir: str | os.PathLike | None = None,
         hnsw_ef: int | None = None,
-        weights: dict[str, str | os.PathLike] | None = None,
         options: dict[str, dict] | None = None,
     ) -> None:
         self.store = store
         self.options = {m: dict(o) for m, o in (options or {}).items()}
-        for m, w in (weights or {}).items():
-            self.options.setdefault(m, {})["weights"] = w
         self.prefix = prefix
         self.data_dir = data_dir
         self.hnsw_ef = hnsw_ef

@@ -128,7 +128,7 @@ def test_model_collection_mismatch(trained, tmp_path, fmnist):
         ingest(store, get_embedder(method, weights=artifact), limit=20)
         store.set_metadata(f"fmnist_{method}", {"fingerprint": f"{method}-sha256:other"})
         with pytest.raises(CollectionMismatchError, match=f"--method {method} --recreate"):
-            Searcher(store, weights={method: artifact}).query_id(method, 3)
+            Searcher(store, options={method: {"weights": artifact}}).query_id(method, 3)
 
 
 def test_forward_pass_is_traced_once(trained, fmnist):
