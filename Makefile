@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test test-integration bench evaluate clean
+.PHONY: install demo test test-integration bench evaluate evaluate-sift clean
 
 $(BIN)/fmsearch: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -26,6 +26,8 @@ demo: install
 	  else echo "== $$m: not ingested (see the ingest output above)"; fi; \
 	done
 	$(BIN)/fmsearch query --id 60000 --method siamese -k 5 --class Sneaker
+	$(BIN)/fmsearch query --id 60000 --method pixels -k 5 --rerank sift
+	$(BIN)/fmsearch compare 60000 60001 --out matches.png
 
 ## Set up and run the test suite (integration tests skip, with the reason, without a server).
 test: install
@@ -46,6 +48,15 @@ evaluate: install
 	    $(BIN)/fmsearch evaluate --method $$m --queries all || exit 1; fi; \
 	done
 	$(BIN)/fmsearch results eval-results/*/metrics.json
+
+## SIFT rerank: category task with and without it, and near-duplicates, per method.
+evaluate-sift: install
+	$(BIN)/fmsearch ingest --method sift
+	@for m in pixels autoencoder siamese; do \
+	  $(BIN)/fmsearch evaluate --method $$m --queries all --rerank sift || exit 1; \
+	  $(BIN)/fmsearch evaluate --method $$m --task near-duplicate || exit 1; \
+	done
+	$(BIN)/fmsearch results eval-results/*-sift-maxsim/metrics.json
 
 clean:
 	rm -rf $(VENV) .fmsearch bench-results .pytest_cache

@@ -16,7 +16,11 @@ _METHODS: dict[str, str] = {
     "autoencoder": "models.autoencoder:AutoencoderEmbedder",
     "siamese": "models.siamese:SiameseEmbedder",
     "resnet101": "models.resnet:ResNet101Embedder",
+    # local descriptors, a multivector per image: a rerank stage, not a first stage
+    "sift": "models.sift:SiftExtractor",
 }
+#: methods that only rerank another method's shortlist (`--rerank sift`)
+RERANK_ONLY = ("sift",)
 
 
 def method_names() -> tuple[str, ...]:
@@ -37,7 +41,7 @@ def check_method(name: str) -> str:
     return name
 
 
-def get_embedder(name: str, **options: Any) -> Embedder:
+def get_embedder(name: str, **options: Any) -> Embedder:  # or a SiftExtractor for "sift"
     """Build the embedder for a method.
 
     Args:

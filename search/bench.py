@@ -397,3 +397,129 @@ def run_embed_bench(
     result = {"benchmark": "embed", "environment": _environment(), "gallery": ingest_gallery, "rows": rows, "table": "\n".join(lines)}
     _write_json(out, result)
     return result
+
+
+# -- rerank benchmark: SIFT extraction, SIFT gallery ingest, rerank latency --
+
+
+def _dir_bytes(path: str | os.PathLike) -> int:
+    """Bytes allocated on disk (sparse, preallocated segment files count what they use)."""
+    return sum(p.stat().st_blocks * 512 for p in Path(path).rglob("*") if p.is_file())
+
+
+def _p50(fn: Callable[[Any], Any], items) -> float:
+    fn(items[0])  # warm-up
+    times = []
+    for item in items:
+        t0 = time.perf_counter()
+        fn(item)
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
+def run_rerank_bench(
+    *,
+    gallery: int = 60_000,
+    queries: int = 200,
+    shortlist: int = 100,
+    upscales: tuple[int, ...] = (1, 2, 3, 4),
+    out: str | os.PathLike | None = None,
+    data_dir: str | os.PathLike | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """SIFT as a rerank stage, against the plain query in the same process.
+
+    1. Extraction per upscale factor: keypoints per image, images without
+       any, ms per image (what the default factor was chosen from).
+    2. Gallery ingest into fresh Edge collections: pixels (the baseline) and
+       sift (descriptors as uint8 multivectors), seconds and bytes on disk.
+    3. Latency p50 over ``queries`` test images: a plain pixels query (k=10),
+       the shortlist query, and the rerank of a ``shortlist``-candidate list
+       by ``maxsim`` (scored in Qdrant) and ``lowe`` (client side), each with
+       and without SIFT on the query image.
+    """
+    from models.sift import SiftExtractor
+
+    from .indexer import ingest
+    from .query import Searcher
+    from .rerank import RerankConfig
+
+    test = load_split("test", data_dir)
+    sample = test.images[:1000]
+    extraction = []
+    for u in upscales:
+        sift = SiftExtractor(upscale=u)
+        sift.prepare()
+        t0 = time.perf_counter()
+        counts = np.array([len(sift.descriptors(img)) for img in sample])
+        extraction.append({
+            "upscale": u, "images": len(sample), "keypoints_mean": float(counts.mean()),
+            "no_keypoints_fraction": float((counts == 0).mean()),
+            "ms_per_image": 1000 * (time.perf_counter() - t0) / len(sample),
+        })
+        log(f"sift x{u}: {counts.mean():.1f} keypoints/image, {(counts == 0).mean():.1%} without any")
+
+    q_images = test.images[:queries]
+    with tempfile.TemporaryDirectory(prefix="fmsearch-bench-") as tmp, open_store(None, home=tmp) as store:
+        ingests = {}
+        for method in ("pixels", "sift"):
+            log(f"{method}: ingesting {gallery} images ...")
+            embedder = SiftExtractor() if method == "sift" else get_embedder(method)
+            report = ingest(store, embedder, limit=gallery, data_dir=data_dir)
+            ingests[method] = {
+                "points": report.points_total,
+                "embed_s": report.seconds_embed,
+                "write_s": report.seconds_write,
+                "index_s": report.seconds_index,
+                "total_s": report.seconds_embed + report.seconds_write + report.seconds_index,
+                "disk_bytes": _dir_bytes(Path(tmp) / "collections" / schema.collection_name(method)),
+            }
+        searcher = Searcher(store, data_dir=data_dir)
+        reranker = searcher.reranker
+        embedder = searcher.embedder("pixels")
+        vectors = embedder.embed(q_images)
+        flt = None
+        lists = [searcher.search_vectors("pixels", v[None], shortlist, flt)[0] for v in vectors]
+        descs = [reranker.query_descriptors(img) for img in q_images]
+        idx = list(range(len(q_images)))
+        latency = {
+            "plain_query_k10": _p50(lambda i: searcher.query_image("pixels", q_images[i], 10), idx),
+            "shortlist_query": _p50(lambda i: searcher.query_image("pixels", q_images[i], shortlist), idx),
+            "sift_on_query_image": _p50(lambda i: reranker.query_descriptors(q_images[i]), idx),
+        }
+        for mode in ("maxsim", "lowe"):
+            config = RerankConfig(shortlist=shortlist, mode=mode)
+            latency[f"rerank_{mode}"] = _p50(lambda i, c=config: reranker.rerank(lists[i], descs[i], c), idx)
+            latency[f"query_with_rerank_{mode}"] = _p50(
+                lambda i, c=config: searcher.query_image("pixels", q_images[i], 10, rerank=c), idx
+            )
+    base = latency["plain_query_k10"]
+    rows = [
+        ("plain query (pixels, k=10)", "plain_query_k10"),
+        (f"first stage only (k={shortlist})", "shortlist_query"),
+        ("SIFT on the query image", "sift_on_query_image"),
+        (f"rerank {shortlist} by maxsim (in Qdrant)", "rerank_maxsim"),
+        (f"rerank {shortlist} by lowe (client side)", "rerank_lowe"),
+        ("query + SIFT + maxsim rerank, end to end", "query_with_rerank_maxsim"),
+        ("query + SIFT + lowe rerank, end to end", "query_with_rerank_lowe"),
+    ]
+    lines = ["| step | p50 ms | vs plain query |", "|---|---:|---:|"]
+    lines += [f"| {label} | {latency[key]:.2f} | {latency[key] / base:.1f}x |" for label, key in rows]
+    lines += ["", "| collection | points | ingest s (extract/embed + write + index) | vs pixels | MB on disk |",
+              "|---|---:|---:|---:|---:|"]
+    for method, ing in ingests.items():
+        lines.append(
+            f"| {schema.collection_name(method)} | {ing['points']} | {ing['total_s']:.0f} ({ing['embed_s']:.0f} + "
+            f"{ing['write_s']:.0f} + {ing['index_s']:.0f}) | {ing['total_s'] / ingests['pixels']['total_s']:.1f}x | "
+            f"{ing['disk_bytes'] / 1e6:.0f} |"
+        )
+    lines += ["", "| upscale | keypoints / image | images without keypoints | ms / image |", "|---:|---:|---:|---:|"]
+    lines += [f"| {e['upscale']}x | {e['keypoints_mean']:.1f} | {e['no_keypoints_fraction']:.1%} | {e['ms_per_image']:.2f} |"
+              for e in extraction]
+    result = {
+        "benchmark": "rerank", "environment": _environment(), "gallery": gallery, "queries": len(q_images),
+        "shortlist": shortlist, "latency_p50_ms": latency, "ingest": ingests, "extraction": extraction,
+        "table": "\n".join(lines),
+    }
+    _write_json(out, result)
+    return result

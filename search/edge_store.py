@@ -27,7 +27,7 @@ import numpy as np
 from fmsearch.errors import CollectionNotFoundError, StoreError
 
 from .schema import PAYLOAD_INDEXES, CollectionSpec
-from .store import DEFAULT_HNSW_EF, CollectionInfo, QueryFilter, Record, ScoredPoint, Store
+from .store import DEFAULT_HNSW_EF, CollectionInfo, QueryFilter, Record, ScoredPoint, Store, vector_lists
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +114,7 @@ class EdgeStore(Store):
             dim=int(meta["dim"]),
             distance=meta["distance"],
             metadata=meta["metadata"],
+            multivector=bool(meta.get("multivector", False)),
         )
 
     def create(self, spec: CollectionSpec) -> None:
@@ -125,11 +126,22 @@ class EdgeStore(Store):
             shutil.rmtree(directory)
         directory.mkdir(parents=True)
         distance = {"cosine": qe.Distance.Cosine, "dot": qe.Distance.Dot, "euclid": qe.Distance.Euclid}
+        datatype = {"float32": qe.VectorStorageDatatype.Float32, "uint8": qe.VectorStorageDatatype.Uint8}
+        hnsw = qe.HnswIndexConfig(
+            m=HNSW_M if spec.hnsw else 0,  # m=0: no graph, scored by id/filter only
+            ef_construct=HNSW_EF_CONSTRUCT,
+            full_scan_threshold=FULL_SCAN_THRESHOLD_KB,
+        )
         config = qe.EdgeConfig(
-            vectors=qe.EdgeVectorParams(size=spec.dim, distance=distance[spec.distance]),
-            hnsw_config=qe.HnswIndexConfig(
-                m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT, full_scan_threshold=FULL_SCAN_THRESHOLD_KB
+            vectors=qe.EdgeVectorParams(
+                size=spec.dim,
+                distance=distance[spec.distance],
+                datatype=datatype[spec.datatype],
+                multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim)
+                if spec.multivector else None,
+                hnsw_config=hnsw,
             ),
+            hnsw_config=hnsw,
         )
         try:
             shard = qe.EdgeShard.create(str(directory / SHARD_DIR), config)
@@ -143,10 +155,18 @@ class EdgeStore(Store):
         self._shards[spec.name] = shard
         # The metadata file goes last: a directory without it is not a collection.
         self._write_meta(
-            spec.name, {"dim": spec.dim, "distance": spec.distance, "metadata": spec.metadata}
+            spec.name,
+            {
+                "dim": spec.dim,
+                "distance": spec.distance,
+                "multivector": spec.multivector,
+                "datatype": spec.datatype,
+                "metadata": spec.metadata,
+            },
         )
 
     def delete(self, name: str) -> None:
+        self._forget(name)
         shard = self._shards.pop(name, None)
         if shard is not None:
             shard.close()
@@ -165,10 +185,8 @@ class EdgeStore(Store):
         self, name: str, ids: Sequence[int], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]
     ) -> None:
         qe = _edge()
-        vectors = np.asarray(vectors, dtype=np.float32)
-        points = [
-            qe.Point(int(i), v, p) for i, v, p in zip(ids, vectors.tolist(), payloads, strict=True)
-        ]
+        rows = vector_lists(vectors, self.is_multivector(name))
+        points = [qe.Point(int(i), v, p) for i, v, p in zip(ids, rows, payloads, strict=True)]
         self._shard(name).update(qe.UpdateOperation.upsert_points(points))
 
     def finalize(self, name: str) -> None:
@@ -220,7 +238,7 @@ class EdgeStore(Store):
                 params=params,
                 with_payload=payload,
             )
-            for v in np.asarray(vectors, dtype=np.float32).tolist()
+            for v in vector_lists(vectors, self.is_multivector(name))
         ]
         results = shard.query_batch(qe.QueryBatchRequest(requests))
         return [

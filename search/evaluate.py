@@ -23,6 +23,7 @@ from ingest.fmnist import CLASS_NAMES, SPLIT_SIZES, load_split
 
 from . import metrics, schema
 from .query import Searcher
+from .rerank import RerankConfig
 from .store import QueryFilter, Store
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class EvalConfig:
     ann_check_queries: int = 1000
     rprecision_queries: int = 200
     grid_queries: int = 8
+    rerank: RerankConfig | None = None
 
     def validate(self) -> None:
         n_test = SPLIT_SIZES["test"]
@@ -69,6 +71,8 @@ class EvalConfig:
             raise InvalidArgumentError(f"--k values must be <= 1000, got {max(self.ks)}")
         if self.batch_size < 1:
             raise InvalidArgumentError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.rerank is not None:
+            self.rerank.validate(max(self.ks))
 
 
 @dataclass
@@ -107,7 +111,10 @@ def _select_queries(n: int | None, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(total, size=n, replace=False))
 
 
-def _to_arrays(results, limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _to_arrays(results, limit: int, keep_order: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hit lists to (ids, labels, scores) arrays, -1 padded; sorted by score
+    then id (ties broken the same way on every backend) unless ``keep_order``
+    (a reranked list is already in its final order)."""
     n = len(results)
     ids = np.full((n, limit), metrics.MISSING, np.int64)
     labels = np.full((n, limit), metrics.MISSING, np.int64)
@@ -115,6 +122,8 @@ def _to_arrays(results, limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     for i, hits in enumerate(results):
         for j, h in enumerate(hits[:limit]):
             ids[i, j], labels[i, j], scores[i, j] = h.id, h.label, h.score
+    if keep_order:
+        return ids, labels, scores
     order = metrics.order_hits(ids, scores)
     return (
         np.take_along_axis(ids, order, 1),
@@ -157,9 +166,11 @@ def evaluate(
     test = load_split("test", data_dir)
     q_idx = _select_queries(config.queries, config.seed)
     q_labels = test.labels[q_idx].astype(np.int64)
-    limit = max(max(config.ks), CURVE_K)
+    limit = max(max(config.ks), CURVE_K, config.rerank.shortlist if config.rerank else 0)
+    if config.rerank is not None:
+        searcher.reranker.collection()  # missing/mismatched SIFT collection: fail before the work
     if on_plan:
-        on_plan(len(q_idx))
+        on_plan(len(q_idx) * (2 if config.rerank else 1))
 
     # Batched search: embedding and querying, as a service would run a batch.
     t0 = time.perf_counter()
@@ -172,13 +183,66 @@ def evaluate(
         if progress:
             progress(len(q_idx[sl]))
     batch_seconds = time.perf_counter() - t0
-    hit_ids, hit_labels, hit_scores = _to_arrays(results, limit)
+    first_ids, first_labels, _ = _to_arrays(results, limit)
+    rerank_seconds = None
+    if config.rerank is not None:
+        t0 = time.perf_counter()
+        results = _rerank_all(searcher, config.rerank, results, test.images[q_idx], progress)
+        rerank_seconds = time.perf_counter() - t0
+    hit_ids, hit_labels, hit_scores = _to_arrays(results, limit, keep_order=config.rerank is not None)
+    quality = _quality(hit_labels, q_labels, per_class, config.ks)
 
+    summary: dict[str, Any] = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "backend": store.location,
+        "search": "exact" if config.exact else f"hnsw (ef={config.hnsw_ef or 'default'})",
+        **quality,
+        "throughput": {
+            "queries": int(len(q_idx)),
+            "seconds": batch_seconds,
+            "queries_per_s": len(q_idx) / batch_seconds,
+            "batch_size": config.batch_size,
+            "limit": limit,
+        },
+    }
+    if config.rerank is not None:
+        # the same run without the rerank stage, for the with/without comparison
+        summary["first_stage"] = _quality(first_labels, q_labels, per_class, config.ks)
+        summary["rerank"] = {
+            "seconds": rerank_seconds,
+            "ms_per_query": 1000 * rerank_seconds / max(len(q_idx), 1),
+            "collection": searcher.reranker.collection().name,
+            "fingerprint": searcher.reranker.collection().metadata.get("fingerprint"),
+        }
+    summary["r_precision"] = _r_precision(searcher, config, q_vectors, q_labels, per_class, flt)
+    summary["ann_recall_at_10"] = _ann_recall(searcher, config, q_vectors, first_ids, flt)
+    summary["latency"] = _latency(searcher, config, test.images[q_idx], max(config.ks), flt)
+    return EvalResult(
+        config, name, dict(info.metadata), gallery_size, per_class,
+        q_idx, q_labels, hit_ids, hit_labels, hit_scores, summary,
+    )
+
+
+def _rerank_all(searcher, rerank: RerankConfig, results, images, progress) -> list:
+    """Each query's shortlist reranked by SIFT (its descriptors extracted as a
+    query would), followed by the rest of its first-stage list."""
+    out = []
+    reranker = searcher.reranker
+    for hits, image in zip(results, images, strict=True):
+        n = rerank.shortlist
+        out.append(reranker.rerank(hits[:n], reranker.query_descriptors(image), rerank) + list(hits[n:]))
+        if progress:
+            progress(1)
+    return out
+
+
+def _quality(hit_labels, q_labels, per_class, ks) -> dict[str, Any]:
+    """Every quality metric of ranked hit labels."""
     rel = metrics.relevance(hit_labels, q_labels)
     n_rel = np.asarray(per_class)[q_labels]
     per_k: dict[str, dict[str, Any]] = {}
     class_table: dict[str, dict[str, list[float | None]]] = {}
-    for k in config.ks:
+    for k in ks:
         values = {
             "precision": metrics.precision_at_k(rel, k),
             "recall": metrics.recall_at_k(rel, n_rel, k),
@@ -194,10 +258,7 @@ def evaluate(
         "recall": [metrics.mean(metrics.recall_at_k(rel, n_rel, k)) for k in range(1, CURVE_K + 1)],
     }
 
-    summary: dict[str, Any] = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "backend": store.location,
-        "search": "exact" if config.exact else f"hnsw (ef={config.hnsw_ef or 'default'})",
+    return {
         "metrics": per_k,
         "top1_accuracy": metrics.mean(top1),
         "per_class": {
@@ -206,21 +267,7 @@ def evaluate(
             **{f"{m}@{k}": class_table[k][m] for k in class_table for m in ("precision", "map")},
         },
         "pr_curve": curve,
-        "throughput": {
-            "queries": int(len(q_idx)),
-            "seconds": batch_seconds,
-            "queries_per_s": len(q_idx) / batch_seconds,
-            "batch_size": config.batch_size,
-            "limit": limit,
-        },
     }
-    summary["r_precision"] = _r_precision(searcher, config, q_vectors, q_labels, per_class, flt)
-    summary["ann_recall_at_10"] = _ann_recall(searcher, config, q_vectors, hit_ids, flt)
-    summary["latency"] = _latency(searcher, config, test.images[q_idx], max(config.ks), flt)
-    return EvalResult(
-        config, name, dict(info.metadata), gallery_size, per_class,
-        q_idx, q_labels, hit_ids, hit_labels, hit_scores, summary,
-    )
 
 
 def _subset(n: int, size: int, seed: int) -> np.ndarray:
@@ -267,14 +314,23 @@ def _ann_recall(searcher, config, q_vectors, hit_ids, flt) -> dict[str, Any]:
 
 
 def _latency(searcher, config, images, k, flt) -> dict[str, Any]:
-    """End-to-end single queries (embed one image + one search request)."""
+    """End-to-end single queries (embed one image + one search request, and
+    with a rerank stage: SIFT on the query + the rerank request)."""
     n = min(config.latency_queries, len(images))
+
     embedder = searcher.embedder(config.method)
+    limit = k if config.rerank is None else config.rerank.shortlist
+
+    def one(img) -> None:
+        hits = searcher.search_vectors(config.method, embedder.embed(img), limit, flt, exact=config.exact)[0]
+        if config.rerank is not None:
+            searcher.reranker.rerank(hits, searcher.reranker.query_descriptors(img), config.rerank)
+
     if n:
-        searcher.search_vectors(config.method, embedder.embed(images[0]), k, flt, exact=config.exact)
+        one(images[0])
     seconds = []
     for img in images[:n]:
         t0 = time.perf_counter()
-        searcher.search_vectors(config.method, embedder.embed(img), k, flt, exact=config.exact)
+        one(img)
         seconds.append(time.perf_counter() - t0)
-    return {"queries": n, "k": k, **metrics.percentiles_ms(seconds)}
+    return {"queries": n, "k": k, "rerank": config.rerank is not None, **metrics.percentiles_ms(seconds)}

@@ -14,9 +14,10 @@ import numpy as np
 from fmsearch.errors import InvalidArgumentError
 from ingest.fmnist import class_index, load_split
 from models.base import Embedder
-from models.registry import check_method, get_embedder
+from models.registry import RERANK_ONLY, check_method, get_embedder
 
 from . import schema
+from .rerank import RerankConfig, SiftReranker
 from .store import CollectionInfo, QueryFilter, ScoredPoint, Store
 
 MAX_K = 1000
@@ -33,6 +34,9 @@ class Hit:
     class_name: str
     split: str
     index: int
+    #: set when a rerank stage ordered the results: ``score`` is then the fused score
+    first_score: float | None = None
+    rerank_score: float | None = None
 
 
 def to_hits(points: Sequence[ScoredPoint]) -> list[Hit]:
@@ -101,6 +105,14 @@ class Searcher:
         self.hnsw_ef = hnsw_ef
         self._embedders: dict[str, Embedder] = {}
         self._checked: dict[str, CollectionInfo] = {}
+        self._reranker: SiftReranker | None = None
+
+    @property
+    def reranker(self) -> SiftReranker:
+        """The SIFT rerank stage over this store (collection checked on first use)."""
+        if self._reranker is None:
+            self._reranker = SiftReranker(self.store, self.prefix)
+        return self._reranker
 
     def embedder(self, method: str) -> Embedder:
         """The (cached) embedder of a method."""
@@ -114,7 +126,11 @@ class Searcher:
         Raises:
             UnknownMethodError, CollectionNotFoundError, CollectionMismatchError.
         """
-        check_method(method)
+        if check_method(method) in RERANK_ONLY:
+            raise InvalidArgumentError(
+                f"{method} is a rerank stage, not a search method: query another method "
+                f"with --rerank {method} (e.g. --method pixels --rerank {method})"
+            )
         if method not in self._checked:
             name = schema.collection_name(method, self.prefix)
             info = self.store.info(name)
@@ -155,12 +171,20 @@ class Searcher:
         exclude_classes: Iterable[str] = (),
         exclude_ids: Iterable[int] = (),
         exact: bool = False,
+        rerank: RerankConfig | None = None,
     ) -> list[Hit]:
-        """Nearest gallery images to a (28, 28) uint8 image."""
+        """Nearest gallery images to a (28, 28) uint8 image; with ``rerank``,
+        the first ``rerank.shortlist`` reordered by SIFT, then cut to ``k``."""
         flt = class_filter(classes, exclude_classes, exclude_ids)
         self.collection(method)  # fail on a missing/mismatched collection before embedding
+        if rerank is not None:
+            rerank.validate(check_k(k))
+            self.reranker.collection()
         vector = self.embedder(method).embed(image)
-        return self.search_vectors(method, vector, k, flt, exact=exact)[0]
+        if rerank is None:
+            return self.search_vectors(method, vector, k, flt, exact=exact)[0]
+        shortlist = self.search_vectors(method, vector, rerank.shortlist, flt, exact=exact)[0]
+        return self.reranker.rerank(shortlist, self.reranker.query_descriptors(image), rerank)[:k]
 
     def vector_of(self, method: str, pid: int) -> np.ndarray:
         """The query vector of a gallery point: stored, else embedded from FMNIST."""
@@ -181,8 +205,25 @@ class Searcher:
         classes: Iterable[str] = (),
         exclude_classes: Iterable[str] = (),
         exact: bool = False,
+        rerank: RerankConfig | None = None,
     ) -> list[Hit]:
-        """Nearest gallery images to FMNIST item ``pid``, the item itself excluded."""
+        """Nearest gallery images to FMNIST item ``pid``, the item itself
+        excluded; with ``rerank``, SIFT reorders the shortlist (the item's
+        stored descriptors are used when the SIFT collection holds it)."""
         flt = class_filter(classes, exclude_classes, exclude_ids=(pid,))
+        if rerank is not None:
+            rerank.validate(check_k(k))
+            self.reranker.collection()
         vector = self.vector_of(method, pid)
-        return self.search_vectors(method, vector, k, flt, exact=exact)[0]
+        if rerank is None:
+            return self.search_vectors(method, vector, k, flt, exact=exact)[0]
+        shortlist = self.search_vectors(method, vector, rerank.shortlist, flt, exact=exact)[0]
+        return self.reranker.rerank(shortlist, self.query_descriptors_of(pid), rerank)[:k]
+
+    def query_descriptors_of(self, pid: int) -> np.ndarray:
+        """SIFT descriptors of FMNIST item ``pid``: stored, else extracted."""
+        split, index = schema.split_index(pid)
+        stored = self.reranker.stored_descriptors(pid)
+        if stored is not None:
+            return stored
+        return self.reranker.query_descriptors(load_split(split, self.data_dir).images[index])

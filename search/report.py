@@ -47,7 +47,7 @@ def render_markdown(data: dict[str, Any]) -> str:
     """report.md from the metrics.json dict."""
     s = data["settings"]
     lines = [
-        f"# Evaluation: {s['method']}",
+        f"# Evaluation: {method_label(data)}",
         "",
         f"- date: {data['date']}; backend: {data['backend']}; search: {data['search']}",
         f"- collection: `{data['collection']}` (fingerprint `{data['collection_metadata'].get('fingerprint')}`), "
@@ -66,15 +66,17 @@ def render_markdown(data: dict[str, Any]) -> str:
     lines += [
         "",
         f"- top-1 retrieval accuracy: {_fmt(data['top1_accuracy'])}",
-        f"- R-precision: {_fmt(rp['value'])} (on {rp['queries']} queries; R = gallery images of the class)",
+        f"- R-precision: {_fmt(rp['value'])} (on {rp['queries']} queries; R = gallery images of the class"
+        + ("; first stage, the rerank reorders only the shortlist)" if "first_stage" in data else ")"),
         "- HNSW recall@10 against exact search: "
         + (f"{_fmt(ann['value'])} (on {ann['queries']} queries)" if ann["value"] is not None else ann.get("note", "n/a")),
         "",
         seed_comparison(s["method"], data["metrics"], data["top1_accuracy"]),
         "",
-        "## Per class",
-        "",
     ]
+    if "first_stage" in data:
+        lines += rerank_section(data)
+    lines += ["## Per class", ""]
     ks = list(data["metrics"])
     pc = data["per_class"]
     lines.append("| class | " + " | ".join(f"P@{k}" for k in ks) + " | top-1 |")
@@ -87,7 +89,8 @@ def render_markdown(data: dict[str, Any]) -> str:
         "",
         "## Speed",
         "",
-        f"- single query (embed + search, k={lat['k']}, {lat['queries']} queries): "
+        f"- single query (embed + search{' + SIFT on the query + rerank' if lat.get('rerank') else ''}, "
+        f"k={lat['k']}, {lat['queries']} queries): "
         f"p50 {_fmt(lat['p50_ms'], 2)} ms, p95 {_fmt(lat['p95_ms'], 2)} ms, p99 {_fmt(lat['p99_ms'], 2)} ms",
         f"- batch ({thr['batch_size']} queries a request, limit {thr['limit']}): "
         f"{thr['queries_per_s']:.0f} queries/s ({thr['queries']} queries in {thr['seconds']:.1f} s)",
@@ -98,6 +101,45 @@ def render_markdown(data: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def method_label(data: dict[str, Any]) -> str:
+    """``siamese``, or ``siamese + sift (maxsim, w=0.5, N=100)`` when reranked."""
+    s = data["settings"]
+    r = s.get("rerank")
+    if not r:
+        return s["method"]
+    return f"{s['method']} + {r['stage']} ({r['mode']}, w={r['weight']:g}, N={r['shortlist']})"
+
+
+def rerank_section(data: dict[str, Any]) -> list[str]:
+    """With/without the rerank stage, overall and per class (where it helps)."""
+    r, first = data["settings"]["rerank"], data["first_stage"]
+    lines = [
+        "## Rerank stage",
+        "",
+        f"SIFT ({r['mode']}) reranks the first {r['shortlist']} results of `{data['settings']['method']}`; "
+        f"fused score = z(first-stage score) + {r['weight']:g} x z(SIFT score), z over the shortlist. "
+        f"{_fmt(data['rerank']['ms_per_query'], 2)} ms per query (SIFT on the query + scoring).",
+        "",
+        "| K | P@K first stage | P@K reranked | change | mAP@K first stage | mAP@K reranked |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for k, m in data["metrics"].items():
+        f = first["metrics"][k]
+        lines.append(
+            f"| {k} | {_fmt(f['precision'])} | {_fmt(m['precision'])} | {m['precision'] - f['precision']:+.4f} | "
+            f"{_fmt(f['map'])} | {_fmt(m['map'])} |"
+        )
+    k = "10" if "10" in data["metrics"] else list(data["metrics"])[-1]
+    lines += ["", f"Per class, P@{k} (where the rerank helps and where it hurts):", "",
+              f"| class | first stage | reranked | change |", "|---|---:|---:|---:|"]
+    pc, fpc = data["per_class"], first["per_class"]
+    for c, cname in enumerate(pc["class_names"]):
+        a, b = fpc[f"precision@{k}"][c], pc[f"precision@{k}"][c]
+        change = "n/a" if a is None or b is None else f"{b - a:+.3f}"
+        lines.append(f"| {cname} | {_fmt(a, 3)} | {_fmt(b, 3)} | {change} |")
+    return lines + [""]
 
 
 def plot_pr_curve(data: dict[str, Any], path: Path) -> None:
@@ -173,14 +215,49 @@ def write_report(
 
 
 def results_table(paths: list[str | os.PathLike]) -> str:
-    """Markdown table, one row per metrics.json, with the seed's figures beside ours."""
+    """Markdown tables from metrics.json files: category runs (one row each,
+    the seed's figures beside ours, and for reranked runs the first stage's
+    P@10 beside), then near-duplicate runs."""
+    loaded = [(p, json.loads(Path(p).read_text())) for p in paths]
+    category = [p for p, d in loaded if d.get("task", "category") == "category"]
+    near = [d for _, d in loaded if d.get("task") == "near-duplicate"]
+    parts = [_category_table(category)] if category else []
+    if near:
+        parts.append(near_duplicate_table(near))
+    return "\n\n".join(parts)
+
+
+def near_duplicate_table(runs: list[dict[str, Any]]) -> str:
+    """recall@1 per transform, first stage -> reranked, one row per run."""
+    names = list(runs[0]["per_transform"])
     rows = [
-        "| method | search | queries | P@1 | P@5 | P@10 | P@20 | mAP@10 | top-1 acc. | batch q/s | seed report (hand-picked queries) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| method + rerank | sources | " + " | ".join(f"{n} R@1" for n in names) + " | mean R@1 | mean R@10 |",
+        "|---|---:|" + "---:|" * (len(names) + 2),
+    ]
+    for d in runs:
+        r = d["settings"]["rerank"]
+        cells = []
+        for n in names:
+            v = d["per_transform"].get(n)
+            cells.append("-" if v is None else f"{v['recall@1']:.3f} -> {v['recall@1_reranked']:.3f}")
+        m = d["mean"]
+        rows.append(
+            f"| {d['settings']['method']} + sift {r['mode']} (w={r['weight']:g}, N={r['shortlist']}) | {d['sources']} | "
+            + " | ".join(cells)
+            + f" | {m['recall@1']:.3f} -> {m['recall@1_reranked']:.3f} | {m['recall@10']:.3f} -> {m['recall@10_reranked']:.3f} |"
+        )
+    return "\n".join(rows)
+
+
+def _category_table(paths: list[str | os.PathLike]) -> str:
+    rows = [
+        "| method | search | queries | P@1 | P@5 | P@10 | P@20 | mAP@10 | top-1 acc. | batch q/s | P@10 without rerank | seed report (hand-picked queries) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for path in paths:
         data = json.loads(Path(path).read_text())
         method = data["settings"]["method"]
+        label = method_label(data)
         m = data["metrics"]
 
         def cell(k: str, name: str) -> str:
@@ -189,9 +266,11 @@ def results_table(paths: list[str | os.PathLike]) -> str:
         seed = SEED_RESULTS.get(method)
         seed_text = ", ".join(f"{k} {v:.3f}" for k, v in seed.items()) if seed else "none"
         rows.append(
-            f"| {method} | {data['search'].split(' ')[0]} | {data['queries']} | {cell('1', 'precision')} | "
+            f"| {label} | {data['search'].split(' ')[0]} | {data['queries']} | {cell('1', 'precision')} | "
             f"{cell('5', 'precision')} | {cell('10', 'precision')} | {cell('20', 'precision')} | "
             f"{cell('10', 'map')} | {_fmt(data['top1_accuracy'], 3)} | "
-            f"{data['throughput']['queries_per_s']:.0f} | {seed_text} |"
+            f"{data['throughput']['queries_per_s']:.0f} | "
+            f"{_fmt(data['first_stage']['metrics']['10']['precision'], 3) if 'first_stage' in data and '10' in data['first_stage']['metrics'] else '-'} | "
+            f"{seed_text} |"
         )
     return "\n".join(rows)

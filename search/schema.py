@@ -5,7 +5,9 @@ This is the contract with services that call Qdrant directly (README,
 ``SCHEMA_VERSION``.
 
 - Collection: ``<prefix><method>``, prefix ``fmnist_`` by default.
-- Vector: one unnamed dense vector per point, L2-normalised, cosine distance.
+- Vector: one unnamed dense vector per point, L2-normalised, cosine distance;
+  for ``sift`` a multivector instead: the image's 128-d SIFT descriptors as
+  uint8, MaxSim comparator, cosine, no HNSW (it is only scored by id).
 - Point id: index in the train split, or ``60000 + index`` for the test split.
 - Payload: ``label`` (int 0-9), ``class_name`` (keyword), ``split``
   ("train"/"test"), ``index`` (int), ``image`` (base64 PNG of the 28x28 image).
@@ -39,6 +41,7 @@ IMAGE = "image"
 HIT_FIELDS = (LABEL, CLASS_NAME, SPLIT, INDEX)
 PAYLOAD_INDEXES: dict[str, str] = {LABEL: "integer", CLASS_NAME: "keyword", SPLIT: "keyword"}
 DISTANCES = ("cosine", "dot", "euclid")
+DATATYPES = ("float32", "uint8")
 
 
 def collection_name(method: str, prefix: str = DEFAULT_PREFIX) -> str:
@@ -91,6 +94,11 @@ class CollectionSpec:
     dim: int
     distance: str = "cosine"
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: each point holds a set of vectors, compared by MaxSim
+    multivector: bool = False
+    datatype: str = "float32"
+    #: build an HNSW graph (off for collections only scored by id)
+    hnsw: bool = True
 
     def __post_init__(self) -> None:
         if self.dim < 1:
@@ -98,6 +106,10 @@ class CollectionSpec:
         if self.distance not in DISTANCES:
             raise InvalidArgumentError(
                 f"unknown distance {self.distance!r}; valid: {', '.join(DISTANCES)}"
+            )
+        if self.datatype not in DATATYPES:
+            raise InvalidArgumentError(
+                f"unknown datatype {self.datatype!r}; valid: {', '.join(DATATYPES)}"
             )
 
 
@@ -115,6 +127,9 @@ def spec_for(model: dict[str, Any], prefix: str = DEFAULT_PREFIX, planned: int =
         dim=int(model["dim"]),
         distance=model["distance"],
         metadata=metadata,
+        multivector=bool(model.get("multivector", False)),
+        datatype=str(model.get("datatype", "float32")),
+        hnsw=not model.get("multivector", False),
     )
 
 

@@ -20,7 +20,16 @@ import numpy as np
 from fmsearch.errors import CollectionNotFoundError, StoreError
 
 from .schema import PAYLOAD_INDEXES, CollectionSpec
-from .store import DEFAULT_HNSW_EF, DEFAULT_TIMEOUT, CollectionInfo, QueryFilter, Record, ScoredPoint, Store
+from .store import (
+    DEFAULT_HNSW_EF,
+    DEFAULT_TIMEOUT,
+    CollectionInfo,
+    QueryFilter,
+    Record,
+    ScoredPoint,
+    Store,
+    vector_lists,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +134,7 @@ class ServerStore(Store):
             dim=int(params.size),
             distance=str(params.distance.value).lower(),
             metadata=dict(desc.config.metadata or {}),
+            multivector=params.multivector_config is not None,
         )
 
     def create(self, spec: CollectionSpec) -> None:
@@ -138,9 +148,18 @@ class ServerStore(Store):
         with self._call("create collection", spec.name):
             if self.client.collection_exists(spec.name):
                 raise StoreError(f"collection {spec.name} already exists on {self.location}")
+            params = models.VectorParams(
+                size=spec.dim,
+                distance=distance[spec.distance],
+                datatype=models.Datatype.UINT8 if spec.datatype == "uint8" else None,
+                multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM)
+                if spec.multivector else None,
+                # m=0: no graph, the collection is scored by id/filter only
+                hnsw_config=None if spec.hnsw else models.HnswConfigDiff(m=0),
+            )
             self.client.create_collection(
                 spec.name,
-                vectors_config=models.VectorParams(size=spec.dim, distance=distance[spec.distance]),
+                vectors_config=params,
                 hnsw_config=models.HnswConfigDiff(m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT),
                 metadata=spec.metadata,
             )
@@ -153,6 +172,7 @@ class ServerStore(Store):
                     self.client.create_payload_index(spec.name, key, schema[kind], wait=True)
 
     def delete(self, name: str) -> None:
+        self._forget(name)
         with self._call("delete collection", name):
             self.client.delete_collection(name)
 
@@ -165,7 +185,7 @@ class ServerStore(Store):
     ) -> None:
         from qdrant_client import models
 
-        vectors = np.asarray(vectors, dtype=np.float32)
+        rows = vector_lists(vectors, self.is_multivector(name))
         ids = [int(i) for i in ids]
         with self._call("upsert", name), warnings.catch_warnings():
             # local mode warns past 20,000 points; it is only a test stand-in here
@@ -175,7 +195,7 @@ class ServerStore(Store):
                 self.client.upsert(
                     name,
                     points=models.Batch(
-                        ids=ids[lo:hi], vectors=vectors[lo:hi].tolist(), payloads=list(payloads[lo:hi])
+                        ids=ids[lo:hi], vectors=rows[lo:hi], payloads=list(payloads[lo:hi])
                     ),
                     wait=True,
                 )
@@ -232,7 +252,7 @@ class ServerStore(Store):
             models.QueryRequest(
                 query=v, limit=limit, filter=filt, params=params, with_payload=payload
             )
-            for v in np.asarray(vectors, dtype=np.float32).tolist()
+            for v in vector_lists(vectors, self.is_multivector(name))
         ]
         with self._call("query", name):
             responses = self.client.query_batch_points(name, requests=requests)

@@ -84,6 +84,15 @@ class CollectionInfo:
     dim: int
     distance: str
     metadata: dict[str, Any]
+    multivector: bool = False
+
+
+def vector_lists(vectors: np.ndarray | Sequence[np.ndarray], multivector: bool) -> list:
+    """Dense (N, d) rows, or N multivectors of shape (n_i, d), as the plain
+    lists both Qdrant bindings take."""
+    if multivector:
+        return [np.asarray(v).reshape(len(v), -1).tolist() for v in vectors]
+    return np.asarray(vectors, dtype=np.float32).tolist()
 
 
 class Store(ABC):
@@ -128,7 +137,10 @@ class Store(ABC):
     def upsert(
         self, name: str, ids: Sequence[int], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]
     ) -> None:
-        """Insert or replace points (same id: replaced, never duplicated)."""
+        """Insert or replace points (same id: replaced, never duplicated).
+
+        ``vectors``: (N, d) for a dense collection, N arrays (n_i, d) for a
+        multivector one."""
 
     @abstractmethod
     def finalize(self, name: str) -> None:
@@ -146,7 +158,8 @@ class Store(ABC):
         hnsw_ef: int | None = None,
         with_payload: bool | Sequence[str] = True,
     ) -> list[list[ScoredPoint]]:
-        """Nearest neighbours of each row of ``vectors``, as one batch request."""
+        """Nearest neighbours of each row of ``vectors`` (or of each (n, d)
+        multivector, for a multivector collection), as one batch request."""
 
     def query(
         self,
@@ -159,16 +172,27 @@ class Store(ABC):
         hnsw_ef: int | None = None,
         with_payload: bool | Sequence[str] = True,
     ) -> list[ScoredPoint]:
-        """Nearest neighbours of one vector."""
+        """Nearest neighbours of one vector (or one (n, d) multivector)."""
         return self.query_batch(
             name,
-            np.asarray(vector, np.float32)[None],
+            [np.asarray(vector)] if self.is_multivector(name) else np.asarray(vector, np.float32)[None],
             limit,
             flt,
             exact=exact,
             hnsw_ef=hnsw_ef,
             with_payload=with_payload,
         )[0]
+
+    def is_multivector(self, name: str) -> bool:
+        """Whether the collection holds multivectors (cached per name)."""
+        cache = self.__dict__.setdefault("_multivector", {})
+        if name not in cache:
+            cache[name] = self.info(name).multivector
+        return cache[name]
+
+    def _forget(self, name: str) -> None:
+        """Drop what is cached about a collection (it was deleted)."""
+        self.__dict__.setdefault("_multivector", {}).pop(name, None)
 
     @abstractmethod
     def retrieve(

@@ -99,11 +99,43 @@ def embedder_options(method: str, weights: str | None, input_size: int | None) -
     """Constructor options of a method from the CLI's model options."""
     options: dict[str, Any] = {}
     if weights is not None:
-        if method == "pixels":
-            raise click.UsageError("--weights does not apply to pixels")
+        if method in ("pixels", "sift"):
+            raise click.UsageError(f"--weights does not apply to {method}")
         options["weights"] = weights
     if input_size is not None:
         if method != "resnet101":
             raise click.UsageError("--input-size applies to resnet101 only")
         options["input_size"] = input_size
     return options
+
+
+def rerank_options(fn: Callable) -> Callable:
+    """--rerank sift and its settings (query, evaluate)."""
+    from search.rerank import DEFAULT_SHORTLIST, DEFAULT_WEIGHT, RERANK_MODES
+
+    options = [
+        click.option("--ratio", type=float, default=0.75, show_default=True,
+                     help="lowe mode: Lowe's ratio (a match is good when nearest < ratio x second nearest)."),
+        click.option("--rerank-weight", type=float, default=DEFAULT_WEIGHT, show_default=True,
+                     help="Fused score = z(first-stage score) + W x z(SIFT score), z over the shortlist; "
+                     "0 keeps the first stage's order, a large W orders by SIFT alone."),
+        click.option("--rerank-mode", type=click.Choice(RERANK_MODES), default="maxsim", show_default=True,
+                     help="maxsim: scored inside Qdrant (mean best cosine per query descriptor); "
+                     "lowe: the seed's ratio-test score (good matches / query keypoints) on stored descriptors."),
+        click.option("--shortlist", type=int, default=DEFAULT_SHORTLIST, show_default=True,
+                     help="Candidates the first stage proposes for the rerank."),
+        click.option("--rerank", type=click.Choice(["sift"]), default=None,
+                     help="Rerank the shortlist with SIFT descriptors (needs `fmsearch ingest --method sift`)."),
+    ]
+    for option in options:
+        fn = option(fn)
+    return fn
+
+
+def rerank_config(rerank: str | None, shortlist: int, mode: str, weight: float, ratio: float):
+    """The RerankConfig the rerank options select, or None."""
+    from search.rerank import RerankConfig
+
+    if rerank is None:
+        return None
+    return RerankConfig(stage=rerank, shortlist=shortlist, mode=mode, weight=weight, ratio=ratio).validate()

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import click
 
-from .common import data_dir_option, domain_errors, echo_json, embedder_options, model_options, pass_settings
+from .common import (
+    data_dir_option,
+    domain_errors,
+    echo_json,
+    embedder_options,
+    model_options,
+    pass_settings,
+    rerank_config,
+    rerank_options,
+)
 
 
 def _queries(value: str) -> int | None:
@@ -18,6 +27,10 @@ def _queries(value: str) -> int | None:
 
 @click.command("evaluate")
 @click.option("--method", "-m", required=True, help="Method whose collection to evaluate.")
+@click.option("--task", type=click.Choice(["category", "near-duplicate"]), default="category", show_default=True,
+              help="category: test images query the train gallery, relevant = same class. near-duplicate: "
+              "transformed gallery images, relevant = the source image; measured without and with --rerank sift.")
+@click.option("--sources", type=int, default=1000, show_default=True, help="near-duplicate: gallery images transformed per transform.")
 @click.option("--queries", default="all", show_default=True, help="Number of test images as queries (seeded random subset), or 'all'.")
 @click.option("--k", "k_list", default="1,5,10,20", show_default=True, help="Comma-separated K values.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the query subset, R-precision and grid samples.")
@@ -26,11 +39,13 @@ def _queries(value: str) -> int | None:
 @click.option("--batch-size", type=int, default=256, show_default=True, help="Queries per batch request.")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Output directory [default eval-results/METHOD[-exact]].")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json as one JSON object.")
+@rerank_options
 @model_options
 @data_dir_option
 @pass_settings
 @domain_errors
-def command(settings, method, queries, k_list, seed, exact, hnsw_ef, batch_size, out, as_json, weights, input_size, data_dir) -> None:
+def command(settings, method, task, sources, queries, k_list, seed, exact, hnsw_ef, batch_size, out, as_json,
+            rerank, shortlist, rerank_mode, rerank_weight, ratio, weights, input_size, data_dir) -> None:
     """Evaluate METHOD: test images query the train gallery.
 
     Writes metrics.json, report.md, pr_curve.png and results_grid.png to --out.
@@ -43,12 +58,19 @@ def command(settings, method, queries, k_list, seed, exact, hnsw_ef, batch_size,
     from search.report import write_report
 
     check_method(method)
+    if task == "near-duplicate":
+        _near_duplicate(settings, method, sources, seed, exact, batch_size, out, as_json,
+                        rerank_config("sift", shortlist, rerank_mode, rerank_weight, ratio),
+                        embedder_options(method, weights, input_size), data_dir)
+        return
     config = EvalConfig(
         method=method, queries=_queries(queries), ks=parse_ks(k_list), seed=seed,
         exact=exact, batch_size=batch_size, hnsw_ef=hnsw_ef,
+        rerank=rerank_config(rerank, shortlist, rerank_mode, rerank_weight, ratio),
     )
     config.validate()
-    out = out or f"eval-results/{method}{'-exact' if exact else ''}"
+    suffix = f"-{rerank}-{rerank_mode}" if rerank else ""
+    out = out or f"eval-results/{method}{'-exact' if exact else ''}{suffix}"
     store = settings.store()
     bar = tqdm(total=0, unit="query", desc=f"evaluate {method}", disable=None)
     try:
@@ -64,9 +86,11 @@ def command(settings, method, queries, k_list, seed, exact, hnsw_ef, batch_size,
         echo_json(data)
         return
     click.echo(f"{method} on {data['collection']}: {data['queries']} queries, {data['search']}")
-    click.echo(f"{'K':>4}  {'P@K':>7}  {'R@K':>7}  {'F1@K':>7}  {'mAP@K':>7}")
+    first = data.get("first_stage")
+    click.echo(f"{'K':>4}  {'P@K':>7}  {'R@K':>7}  {'F1@K':>7}  {'mAP@K':>7}" + ("  P@K without rerank" if first else ""))
     for k, m in data["metrics"].items():
-        click.echo(f"{k:>4}  {m['precision']:>7.4f}  {m['recall']:>7.4f}  {m['f1']:>7.4f}  {m['map']:>7.4f}")
+        extra = f"  {first['metrics'][k]['precision']:>7.4f}" if first else ""
+        click.echo(f"{k:>4}  {m['precision']:>7.4f}  {m['recall']:>7.4f}  {m['f1']:>7.4f}  {m['map']:>7.4f}{extra}")
     ann = data["ann_recall_at_10"]["value"]
     lat = data["latency"]
     click.echo(
@@ -78,3 +102,32 @@ def command(settings, method, queries, k_list, seed, exact, hnsw_ef, batch_size,
         f"batch {data['throughput']['queries_per_s']:.0f} queries/s"
     )
     click.echo(f"wrote {out}/metrics.json, report.md, pr_curve.png, results_grid.png")
+
+
+def _near_duplicate(settings, method, sources, seed, exact, batch_size, out, as_json, rerank, options, data_dir) -> None:
+    from tqdm import tqdm
+
+    from search.near_duplicate import NearDuplicateConfig, evaluate_near_duplicates, write_near_duplicate_report
+
+    config = NearDuplicateConfig(method=method, sources=sources, seed=seed, rerank=rerank, exact=exact, batch_size=batch_size)
+    config.validate()
+    out = out or f"eval-results/near-duplicate-{method}-sift-{rerank.mode}"
+    bar = tqdm(total=0, unit="query", desc=f"near-duplicate {method}", disable=None)
+    try:
+        data = evaluate_near_duplicates(
+            settings.store(), config, prefix=settings.prefix, data_dir=data_dir, options={method: options},
+            progress=bar.update, on_plan=lambda n: bar.reset(total=n),
+        )
+    finally:
+        bar.close()
+    write_near_duplicate_report(data, out)
+    if as_json:
+        echo_json(data)
+        return
+    click.echo(f"{method} + SIFT {rerank.mode} rerank (w={rerank.weight:g}, N={rerank.shortlist}), "
+               f"{data['sources']} sources per transform")
+    click.echo(f"{'transform':<20}  {'R@1':>6}  {'R@1 rr':>6}  {'R@10':>6}  {'R@10 rr':>7}")
+    for name, v in {**data["per_transform"], "mean": data["mean"]}.items():
+        click.echo(f"{name:<20}  {v['recall@1']:>6.4f}  {v['recall@1_reranked']:>6.4f}  "
+                   f"{v['recall@10']:>6.4f}  {v['recall@10_reranked']:>7.4f}")
+    click.echo(f"wrote {out}/metrics.json, report.md, recall.png")

@@ -8,20 +8,25 @@ from .common import data_dir_option, domain_errors, embedder_options, model_opti
 
 
 @click.command("ingest")
-@click.option("--method", "-m", required=True, help="Embedding method (pixels, autoencoder, siamese, resnet101) or 'all'.")
+@click.option("--method", "-m", required=True, help="Embedding method (pixels, autoencoder, siamese, resnet101), sift (descriptors for --rerank sift), or 'all'.")
 @click.option("--split", type=click.Choice(["train", "test", "all"]), default="train", show_default=True, help="Which FMNIST split(s) to store.")
 @click.option("--limit", type=int, default=None, help="Only the first N images of each split.")
 @click.option("--batch-size", type=int, default=1000, show_default=True, help="Images embedded and written per step.")
 @click.option("--recreate", is_flag=True, help="Drop the collection first.")
+@click.option("--sift-upscale", type=int, default=None, help="sift: enlarge images this many times before SIFT [default 3].")
+@click.option("--sift-plain", is_flag=True, help="sift: plain SIFT descriptors instead of RootSIFT.")
 @model_options
 @data_dir_option
 @pass_settings
 @domain_errors
-def command(settings, method, split, limit, batch_size, recreate, weights, input_size, data_dir) -> None:
+def command(settings, method, split, limit, batch_size, recreate, sift_upscale, sift_plain, weights, input_size, data_dir) -> None:
     """Embed FMNIST images with METHOD and store them in Qdrant.
 
     With --method all, every method whose model is available is ingested;
     resnet101 is skipped, with the reason, when its weights cannot be loaded.
+    --method sift stores each image's SIFT descriptors (RootSIFT, image
+    upscaled 3x, uint8) as a multivector in collection fmnist_sift, for
+    `fmsearch query/evaluate --rerank sift`.
     """
     from fmsearch.errors import ModelError
     from models.registry import check_method, get_embedder, method_names
@@ -32,8 +37,13 @@ def command(settings, method, split, limit, batch_size, recreate, weights, input
         methods = method_names()
     else:
         methods = (check_method(method),)
+    if (sift_upscale is not None or sift_plain) and method != "sift":
+        raise click.UsageError("--sift-upscale/--sift-plain apply to --method sift only")
     for name in methods:
-        embedder = get_embedder(name, **embedder_options(name, weights, input_size))
+        options = embedder_options(name, weights, input_size)
+        if name == "sift":
+            options.update({"root": not sift_plain, **({"upscale": sift_upscale} if sift_upscale is not None else {})})
+        embedder = get_embedder(name, **options)
         if method == "all" and name == "resnet101":
             try:
                 embedder.prepare()

@@ -6,7 +6,7 @@ import click
 
 from fmsearch import __version__
 
-from . import bench_cmd, collections_cmd, data_cmd, evaluate_cmd, ingest_cmd, query_cmd, results_cmd, train_cmd
+from . import bench_cmd, collections_cmd, compare_cmd, data_cmd, evaluate_cmd, ingest_cmd, query_cmd, results_cmd, train_cmd
 from .common import Settings, setup_logging
 
 
@@ -54,5 +54,5 @@ def main(ctx: click.Context, home, qdrant_url, qdrant_api_key, prefix, timeout, 
     ctx.call_on_close(settings.close)
 
 
-for module in (data_cmd, train_cmd, ingest_cmd, query_cmd, evaluate_cmd, results_cmd, collections_cmd, bench_cmd):
+for module in (data_cmd, train_cmd, ingest_cmd, query_cmd, compare_cmd, evaluate_cmd, results_cmd, collections_cmd, bench_cmd):
     main.add_command(module.command)
