@@ -27,7 +27,16 @@ import numpy as np
 from fmsearch.errors import CollectionNotFoundError, StoreError
 
 from .schema import PAYLOAD_INDEXES, CollectionSpec
-from .store import DEFAULT_HNSW_EF, CollectionInfo, QueryFilter, Record, ScoredPoint, Store, vector_lists
+from .store import (
+    DEFAULT_HNSW_EF,
+    CollectionInfo,
+    QuantizationParams,
+    QueryFilter,
+    Record,
+    ScoredPoint,
+    Store,
+    vector_lists,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +53,15 @@ def _edge():
     import qdrant_edge
 
     return qdrant_edge
+
+
+def _quantization_config(qe, quantization: str):
+    """Qdrant's int8 scalar (0.99 quantile) or 1-bit binary quantisation, kept in RAM."""
+    if quantization == "int8":
+        return qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=0.99, always_ram=True)
+    if quantization == "binary":
+        return qe.BinaryQuantizationConfig(always_ram=True)
+    return None
 
 
 class EdgeStore(Store):
@@ -140,6 +158,7 @@ class EdgeStore(Store):
                 multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim)
                 if spec.multivector else None,
                 hnsw_config=hnsw,
+                quantization_config=_quantization_config(qe, spec.quantization),
             ),
             hnsw_config=hnsw,
         )
@@ -224,11 +243,15 @@ class EdgeStore(Store):
         exact: bool = False,
         hnsw_ef: int | None = None,
         with_payload: bool | Sequence[str] = True,
+        quantization: QuantizationParams | None = None,
     ) -> list[list[ScoredPoint]]:
         qe = _edge()
         shard = self._shard(name)
         filt = self._filter(flt)
-        params = qe.SearchParams(hnsw_ef=hnsw_ef or DEFAULT_HNSW_EF, exact=exact)
+        quant = None if quantization is None else qe.QuantizationSearchParams(
+            ignore=quantization.ignore, rescore=quantization.rescore, oversampling=quantization.oversampling
+        )
+        params = qe.SearchParams(hnsw_ef=hnsw_ef or DEFAULT_HNSW_EF, exact=exact, quantization=quant)
         payload = with_payload if isinstance(with_payload, bool) else list(with_payload)
         requests = [
             qe.QueryRequest(
@@ -245,6 +268,29 @@ class EdgeStore(Store):
             [ScoredPoint(int(p.id), float(p.score), dict(p.payload or {})) for p in hits]
             for hits in results
         ]
+
+    def recommend(
+        self,
+        name: str,
+        positive: Sequence[np.ndarray],
+        negative: Sequence[np.ndarray],
+        limit: int,
+        flt: QueryFilter | None = None,
+        *,
+        hnsw_ef: int | None = None,
+        with_payload: bool | Sequence[str] = True,
+    ) -> list[ScoredPoint]:
+        qe = _edge()
+        query = qe.Query.RecommendBestScore(qe.RecommendQuery(
+            [np.asarray(v, np.float32).tolist() for v in positive],
+            [np.asarray(v, np.float32).tolist() for v in negative],
+        ))
+        payload = with_payload if isinstance(with_payload, bool) else list(with_payload)
+        hits = self._shard(name).query(qe.QueryRequest(
+            limit=limit, query=query, filter=self._filter(flt),
+            params=qe.SearchParams(hnsw_ef=hnsw_ef or DEFAULT_HNSW_EF), with_payload=payload,
+        ))
+        return [ScoredPoint(int(p.id), float(p.score), dict(p.payload or {})) for p in hits]
 
     def retrieve(
         self,

@@ -24,7 +24,7 @@ from ingest.fmnist import CLASS_NAMES, SPLIT_SIZES, load_split
 from . import metrics, schema
 from .query import Searcher
 from .rerank import RerankConfig
-from .store import QueryFilter, Store
+from .store import QuantizationParams, QueryFilter, Store
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +58,19 @@ class EvalConfig:
     rprecision_queries: int = 200
     grid_queries: int = 8
     rerank: RerankConfig | None = None
+    quantization: str = "none"
+    rescore: bool = True
+    oversampling: float | None = None
+    #: fused methods ("a+b") combine with this; weights per method (optional)
+    fusion: str = "rrf"
+    fusion_weights: tuple[float, ...] | None = None
+    rescore_with: str | None = None
+    #: candidates per method for a fusion or a rescoring (at least 100, the curve's K)
+    shortlist: int = 100
+
+    def combined(self) -> bool:
+        """A fusion of methods or a cross-method rescoring."""
+        return "+" in self.method or self.rescore_with is not None
 
     def validate(self) -> None:
         n_test = SPLIT_SIZES["test"]
@@ -73,6 +86,10 @@ class EvalConfig:
             raise InvalidArgumentError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.rerank is not None:
             self.rerank.validate(max(self.ks))
+        schema.check_quantization(self.quantization)
+        QuantizationParams(self.rescore, self.oversampling)  # validates the oversampling
+        if self.combined() and self.rerank is not None:
+            raise InvalidArgumentError("evaluate a fusion or --rescore-with without --rerank (one second stage at a time)")
 
 
 @dataclass
@@ -150,7 +167,12 @@ def evaluate(
             as raised by :class:`~search.query.Searcher`.
     """
     config.validate()
-    searcher = Searcher(store, prefix=prefix, data_dir=data_dir, hnsw_ef=config.hnsw_ef, options=options)
+    searcher = Searcher(
+        store, prefix=prefix, data_dir=data_dir, hnsw_ef=config.hnsw_ef, options=options,
+        quantization=config.quantization, quantization_params=QuantizationParams(config.rescore, config.oversampling),
+    )
+    if config.combined():
+        return _evaluate_combined(searcher, config, data_dir, progress, on_plan)
     info = searcher.collection(config.method)
     embedder = searcher.embedder(config.method)
     name = info.name
@@ -216,10 +238,79 @@ def evaluate(
         }
     summary["r_precision"] = _r_precision(searcher, config, q_vectors, q_labels, per_class, flt)
     summary["ann_recall_at_10"] = _ann_recall(searcher, config, q_vectors, first_ids, flt)
+    summary["vector_bytes"] = vector_bytes(info.dim, config.quantization)
     summary["latency"] = _latency(searcher, config, test.images[q_idx], max(config.ks), flt)
     return EvalResult(
         config, name, dict(info.metadata), gallery_size, per_class,
         q_idx, q_labels, hit_ids, hit_labels, hit_scores, summary,
+    )
+
+
+def _gallery(searcher: Searcher, name: str) -> tuple[QueryFilter | None, list[int]]:
+    """The gallery filter (train only, when the collection holds test points)
+    and the gallery size per class."""
+    store = searcher.store
+    flt = QueryFilter(split="train") if store.count(name, QueryFilter(split="test")) else None
+    per_class = [store.count(name, QueryFilter(labels=(c,), split="train")) for c in range(10)]
+    if sum(per_class) == 0:
+        raise InvalidArgumentError(f"{name} holds no train images to search; run `fmsearch ingest`")
+    return flt, per_class
+
+
+def _evaluate_combined(searcher: Searcher, config: EvalConfig, data_dir, progress, on_plan) -> EvalResult:
+    """A fusion ("a+b") or a cross-method rescoring, one query at a time
+    through :meth:`Searcher.search`, the same call a user's query makes."""
+    from .query import parse_methods
+
+    names = parse_methods(config.method)
+    for name in names:
+        searcher.collection(name)
+    info = searcher.collection(names[0])
+    flt, per_class = _gallery(searcher, info.name)
+    test = load_split("test", data_dir)
+    q_idx = _select_queries(config.queries, config.seed)
+    q_labels = test.labels[q_idx].astype(np.int64)
+    limit = max(max(config.ks), CURVE_K)
+    kwargs = dict(
+        fusion=config.fusion, weights=config.fusion_weights, rescore_with=config.rescore_with,
+        shortlist=max(config.shortlist, limit), exact=config.exact, split=None if flt is None else "train",
+    )
+    if on_plan:
+        on_plan(len(q_idx))
+    t0 = time.perf_counter()
+    results = []
+    for i in q_idx:
+        results.append(searcher.search(names, image=test.images[i], k=limit, **kwargs))
+        if progress:
+            progress(1)
+    seconds = time.perf_counter() - t0
+    hit_ids, hit_labels, hit_scores = _to_arrays(results, limit, keep_order=True)
+    n = min(config.latency_queries, len(q_idx))
+    times = []
+    for i in q_idx[:n]:
+        t1 = time.perf_counter()
+        searcher.search(names, image=test.images[i], k=max(config.ks), **kwargs)
+        times.append(time.perf_counter() - t1)
+    note = "not measured for a fusion or a rescoring (no single exact reference)"
+    summary: dict[str, Any] = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "backend": searcher.store.location,
+        "search": "exact" if config.exact else f"hnsw (ef={config.hnsw_ef or 'default'})",
+        **_quality(hit_labels, q_labels, per_class, config.ks),
+        "throughput": {
+            "queries": int(len(q_idx)), "seconds": seconds, "queries_per_s": len(q_idx) / seconds,
+            "batch_size": 1, "limit": limit,
+        },
+        "r_precision": {"value": None, "queries": 0, "note": note},
+        "ann_recall_at_10": {"value": None, "note": note},
+        "latency": {"queries": n, "k": max(config.ks), **metrics.percentiles_ms(times)},
+        "vector_bytes": None,
+        "collections": [schema.collection_name(m, searcher.prefix, config.quantization) for m in names]
+        + ([schema.collection_name(config.rescore_with, searcher.prefix)] if config.rescore_with else []),
+    }
+    return EvalResult(
+        config, info.name,
+        dict(info.metadata), sum(per_class), per_class, q_idx, q_labels, hit_ids, hit_labels, hit_scores, summary,
     )
 
 
@@ -299,12 +390,24 @@ def _r_precision(searcher, config, q_vectors, q_labels, per_class, flt) -> dict[
     return {"value": metrics.mean(np.concatenate(values)), "queries": int(len(sub)), "seed": config.seed + 1}
 
 
+def vector_bytes(dim: int, quantization: str) -> dict[str, Any]:
+    """Bytes per vector: the float32 original, and what a quantised search reads."""
+    searched = {"none": 4 * dim, "int8": dim, "binary": -(-dim // 8)}[quantization]
+    return {"float32": 4 * dim, "searched": searched, "quantization": quantization}
+
+
 def _ann_recall(searcher, config, q_vectors, hit_ids, flt) -> dict[str, Any]:
-    """Recall@10 of the HNSW results against exact search on a seeded subset."""
-    if config.exact:
+    """Recall@10 of the results against exact search on the original float32
+    vectors (quantisation ignored), on a seeded subset."""
+    if config.exact and config.quantization == "none":
         return {"value": None, "note": "search was exact; no ANN error to measure"}
     sub = _subset(len(q_vectors), config.ann_check_queries, config.seed)
-    exact = searcher.search_vectors(config.method, q_vectors[sub], 10, flt, exact=True)
+    saved = searcher.quantization_params
+    searcher.quantization_params = QuantizationParams(ignore=True)
+    try:
+        exact = searcher.search_vectors(config.method, q_vectors[sub], 10, flt, exact=True)
+    finally:
+        searcher.quantization_params = saved
     exact_ids, _, _ = _to_arrays(exact, 10)
     k = min(10, exact_ids.shape[1])
     return {

@@ -49,6 +49,7 @@ def ingest(
     prefix: str = schema.DEFAULT_PREFIX,
     progress: Callable[[int], None] | None = None,
     on_plan: Callable[[int], None] | None = None,
+    quantization: str = "none",
 ) -> IngestReport:
     """Embed FMNIST images and write them to the method's collection.
 
@@ -63,6 +64,8 @@ def ingest(
         prefix: collection name prefix.
         progress: called with the number of points written after each batch.
         on_plan: called once with the number of points planned.
+        quantization: "int8" or "binary" writes the quantised variant
+            collection ``<prefix><method>_<quantization>`` (see :mod:`search.schema`).
 
     Raises:
         CollectionMismatchError: the collection exists with another model
@@ -75,7 +78,7 @@ def ingest(
     total = sum(sizes.values())
     embedder.prepare()  # a model that cannot load fails here, before any write
     model = embedder.describe()
-    spec = schema.spec_for(model, prefix, planned=total)
+    spec = schema.spec_for(model, prefix, planned=total, quantization=quantization)
     if recreate:
         store.delete(spec.name)
     if store.exists(spec.name):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from models.registry import RERANK_ONLY, check_method, get_embedder
 
 from . import schema
 from .rerank import RerankConfig, SiftReranker
-from .store import CollectionInfo, QueryFilter, ScoredPoint, Store
+from .store import CollectionInfo, QuantizationParams, QueryFilter, ScoredPoint, Store
 
 MAX_K = 1000
 
@@ -87,6 +87,10 @@ class Searcher:
         hnsw_ef: HNSW search breadth (default: the store's).
         options: per method, embedder constructor options, e.g.
             ``{"siamese": {"weights": "other.keras"}, "resnet101": {"input_size": 112}}``.
+        quantization: search the quantised variant collections
+            (``fmnist_<method>_int8`` / ``_binary``) instead of the plain ones.
+        quantization_params: rescore / oversampling for those searches
+            (default: Qdrant's, which rescores).
     """
 
     def __init__(
@@ -97,8 +101,12 @@ class Searcher:
         data_dir: str | os.PathLike | None = None,
         hnsw_ef: int | None = None,
         options: dict[str, dict] | None = None,
+        quantization: str = "none",
+        quantization_params: QuantizationParams | None = None,
     ) -> None:
         self.store = store
+        self.quantization = schema.check_quantization(quantization)
+        self.quantization_params = quantization_params
         self.options = {m: dict(o) for m, o in (options or {}).items()}
         self.prefix = prefix
         self.data_dir = data_dir
@@ -132,7 +140,7 @@ class Searcher:
                 f"with --rerank {method} (e.g. --method pixels --rerank {method})"
             )
         if method not in self._checked:
-            name = schema.collection_name(method, self.prefix)
+            name = schema.collection_name(method, self.prefix, self.quantization)
             info = self.store.info(name)
             schema.check_compatible(name, info.metadata, self.embedder(method).describe())
             self._checked[method] = info
@@ -158,6 +166,7 @@ class Searcher:
             exact=exact,
             hnsw_ef=self.hnsw_ef,
             with_payload=schema.HIT_FIELDS,
+            quantization=self.quantization_params if self.quantization != "none" else None,
         )
         return [to_hits(p) for p in points]
 
@@ -227,3 +236,136 @@ class Searcher:
         if stored is not None:
             return stored
         return self.reranker.query_descriptors(load_split(split, self.data_dir).images[index])
+
+    # -- combining methods: fusion, cross-method rescoring, recommendations --
+
+    def query_vector(self, method: str, *, image: np.ndarray | None = None, pid: int | None = None) -> np.ndarray:
+        """(1, dim) query vector of an image, or of FMNIST item ``pid``."""
+        if (image is None) == (pid is None):
+            raise InvalidArgumentError("give exactly one of an image or an id")
+        return self.embedder(method).embed(image) if image is not None else self.vector_of(method, pid)
+
+    def rescore_hits(self, hits: Sequence[Hit], method: str, query: np.ndarray) -> list[Hit]:
+        """Order ``hits`` by ``method``'s cosine with ``query``, using the
+        vectors ``method``'s collection stores for those ids (fetched by id).
+        A hit the collection does not hold goes last."""
+        info = self.collection(method)
+        records = self.store.retrieve(info.name, [h.id for h in hits], with_vectors=True, with_payload=False)
+        by_id = {r.id: r.vector for r in records if r.vector is not None}
+        q = np.asarray(query, np.float32).reshape(-1)
+        scores = [float(by_id[h.id] @ q) if h.id in by_id else -np.inf for h in hits]
+        order = sorted(range(len(hits)), key=lambda j: (-scores[j], hits[j].id))
+        return [
+            replace(hits[j], rank=r, score=scores[j], first_score=hits[j].score)
+            for r, j in enumerate(order, start=1)
+        ]
+
+    def search(
+        self,
+        methods: str | Sequence[str],
+        *,
+        image: np.ndarray | None = None,
+        pid: int | None = None,
+        k: int = 10,
+        classes: Iterable[str] = (),
+        exclude_classes: Iterable[str] = (),
+        exact: bool = False,
+        shortlist: int = 100,
+        fusion: str = "rrf",
+        weights: Sequence[float] | None = None,
+        rescore_with: str | None = None,
+        rerank: RerankConfig | None = None,
+        split: str | None = None,
+    ) -> list[Hit]:
+        """Everything the CLI's ``query`` does, in one call.
+
+        ``methods``: one method, or several ("autoencoder+siamese") whose
+        top-``shortlist`` lists are fused (``fusion`` "rrf" or "dbsf",
+        optional ``weights``). ``rescore_with``: another method orders the
+        candidates by its own cosine (its stored vectors, fetched by id).
+        ``rerank``: SIFT reorders the candidates last. A query by ``pid``
+        excludes that point.
+        """
+        from .fusion import fuse_lists
+
+        names = parse_methods(methods)
+        check_k(k)
+        combined = len(names) > 1 or rescore_with is not None or rerank is not None
+        if combined and not k <= shortlist <= MAX_K:
+            raise InvalidArgumentError(f"--shortlist must be between k ({k}) and {MAX_K}, got {shortlist}")
+        if rescore_with is not None:
+            if len(names) > 1:
+                raise InvalidArgumentError("--rescore-with applies to a single --method, not a fusion")
+            check_method(rescore_with)
+            if rescore_with == names[0]:
+                raise InvalidArgumentError(f"--rescore-with {rescore_with} is the --method itself; name another method")
+            self.collection(rescore_with)
+        if len(names) > 1 and weights is not None and len(weights) != len(names):
+            raise InvalidArgumentError(f"{len(weights)} fusion weights for {len(names)} methods")
+        if rerank is not None:
+            rerank = replace(rerank, shortlist=min(rerank.shortlist, shortlist)).validate(k)
+            self.reranker.collection()
+        for name in names:
+            self.collection(name)
+        flt = replace(class_filter(classes, exclude_classes, exclude_ids=() if pid is None else (pid,)), split=split)
+        limit = shortlist if combined else k
+        lists = [
+            self.search_vectors(name, self.query_vector(name, image=image, pid=pid), limit, flt, exact=exact)[0]
+            for name in names
+        ]
+        if len(names) == 1:
+            hits = lists[0]
+        else:
+            by_id = {h.id: h for hl in lists for h in hl}
+            fused = fuse_lists(fusion, [[(h.id, h.score) for h in hl] for hl in lists], weights)[:limit]
+            hits = [replace(by_id[i], rank=r, score=s, first_score=None) for r, (i, s) in enumerate(fused, start=1)]
+        if rescore_with is not None:
+            hits = self.rescore_hits(hits, rescore_with, self.query_vector(rescore_with, image=image, pid=pid))
+        if rerank is not None:
+            query = self.reranker.query_descriptors(image) if image is not None else self.query_descriptors_of(pid)
+            hits = self.reranker.rerank(hits[: rerank.shortlist], query, rerank)
+        return [replace(h, rank=r) for r, h in enumerate(hits[:k], start=1)]
+
+    def recommend(
+        self,
+        method: str,
+        positive: Sequence[int | np.ndarray],
+        negative: Sequence[int | np.ndarray] = (),
+        k: int = 10,
+        *,
+        classes: Iterable[str] = (),
+        exclude_classes: Iterable[str] = (),
+    ) -> list[Hit]:
+        """Qdrant's recommend query (best-score strategy): gallery images
+        close to the positive examples and far from the negative ones. Each
+        example is an FMNIST id (its stored vector) or a (28, 28) image
+        (embedded now); the example ids are excluded from the results."""
+        if not positive:
+            raise InvalidArgumentError("give at least one --positive example")
+        info = self.collection(method)
+        check_k(k)
+
+        def vec(example) -> np.ndarray:
+            if isinstance(example, (int, np.integer)):
+                return self.vector_of(method, int(example))[0]
+            return self.embedder(method).embed(example)[0]
+
+        ids = [int(e) for e in (*positive, *negative) if isinstance(e, (int, np.integer))]
+        flt = class_filter(classes, exclude_classes, exclude_ids=ids)
+        points = self.store.recommend(
+            info.name, [vec(e) for e in positive], [vec(e) for e in negative], k, flt,
+            hnsw_ef=self.hnsw_ef, with_payload=schema.HIT_FIELDS,
+        )
+        return to_hits(points)
+
+
+def parse_methods(methods: str | Sequence[str]) -> tuple[str, ...]:
+    """"a+b" (or a sequence) -> validated, distinct method names."""
+    names = tuple(m.strip() for m in (methods.split("+") if isinstance(methods, str) else methods))
+    if not names or any(not n for n in names):
+        raise InvalidArgumentError(f"no method in {methods!r}")
+    for n in names:
+        check_method(n)
+    if len(set(names)) != len(names):
+        raise InvalidArgumentError(f"a method appears twice in {'+'.join(names)}")
+    return names

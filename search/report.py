@@ -104,12 +104,25 @@ def render_markdown(data: dict[str, Any]) -> str:
 
 
 def method_label(data: dict[str, Any]) -> str:
-    """``siamese``, or ``siamese + sift (maxsim, w=0.5, N=100)`` when reranked."""
+    """``siamese``; ``pixels [int8, rescore, oversampling 2]`` when quantised;
+    ``siamese + sift (maxsim, w=1, N=100)`` when reranked."""
     s = data["settings"]
+    label = s["method"]
+    q = s.get("quantization", "none")
+    if q != "none":
+        parts = [q, "rescore" if s.get("rescore", True) else "no rescore"]
+        if s.get("oversampling"):
+            parts.append(f"oversampling {s['oversampling']:g}")
+        label += f" [{', '.join(parts)}]"
+    if "+" in s["method"]:
+        w = s.get("fusion_weights")
+        label += f" ({s.get('fusion', 'rrf')}{', weights ' + ','.join(f'{x:g}' for x in w) if w else ''}, N={s.get('shortlist', 100)})"
+    if s.get("rescore_with"):
+        label += f" -> rescored by {s['rescore_with']} (N={s.get('shortlist', 100)})"
     r = s.get("rerank")
-    if not r:
-        return s["method"]
-    return f"{s['method']} + {r['stage']} ({r['mode']}, w={r['weight']:g}, N={r['shortlist']})"
+    if r:
+        label += f" + {r['stage']} ({r['mode']}, w={r['weight']:g}, N={r['shortlist']})"
+    return label
 
 
 def rerank_section(data: dict[str, Any]) -> list[str]:
@@ -245,6 +258,30 @@ def near_duplicate_table(runs: list[dict[str, Any]]) -> str:
             f"| {d['settings']['method']} + sift {r['mode']} (w={r['weight']:g}, N={r['shortlist']}) | {d['sources']} | "
             + " | ".join(cells)
             + f" | {m['recall@1']:.3f} -> {m['recall@1_reranked']:.3f} | {m['recall@10']:.3f} -> {m['recall@10_reranked']:.3f} |"
+        )
+    return "\n".join(rows)
+
+
+def modes_table(paths: list[str | os.PathLike]) -> str:
+    """One row per run: quality, recall against exact search, latency and the
+    bytes per vector a search reads; for choosing a search mode."""
+    rows = [
+        "| mode | P@1 | P@10 | recall@10 vs exact | single query p50 ms | bytes / vector searched (float32) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for path in paths:
+        data = json.loads(Path(path).read_text())
+        if data.get("task", "category") != "category":
+            continue
+        m, ann, vb = data["metrics"], data["ann_recall_at_10"], data.get("vector_bytes")
+        if ann["value"] is not None:
+            recall = _fmt(ann["value"], 4)
+        else:
+            recall = "1 (exact)" if data["search"] == "exact" else "-"
+        size = "-" if not vb else f"{vb['searched']} ({vb['float32']})"
+        rows.append(
+            f"| {method_label(data)} | {_fmt(m.get('1', {}).get('precision'), 4)} | "
+            f"{_fmt(m.get('10', {}).get('precision'), 4)} | {recall} | {data['latency']['p50_ms']:.2f} | {size} |"
         )
     return "\n".join(rows)
 

@@ -42,11 +42,24 @@ HIT_FIELDS = (LABEL, CLASS_NAME, SPLIT, INDEX)
 PAYLOAD_INDEXES: dict[str, str] = {LABEL: "integer", CLASS_NAME: "keyword", SPLIT: "keyword"}
 DISTANCES = ("cosine", "dot", "euclid")
 DATATYPES = ("float32", "uint8")
+#: Qdrant quantisation of a collection's vectors (the float32 originals are
+#: kept for rescoring); a quantised collection is ``<prefix><method>_<q>``.
+QUANTIZATIONS = ("none", "int8", "binary")
 
 
-def collection_name(method: str, prefix: str = DEFAULT_PREFIX) -> str:
-    """The collection that holds one method's vectors."""
-    return f"{prefix}{method}"
+def collection_name(method: str, prefix: str = DEFAULT_PREFIX, quantization: str = "none") -> str:
+    """The collection that holds one method's vectors (quantised: a variant
+    beside the plain one, ``fmnist_pixels_int8``)."""
+    check_quantization(quantization)
+    return f"{prefix}{method}" if quantization == "none" else f"{prefix}{method}_{quantization}"
+
+
+def check_quantization(quantization: str) -> str:
+    if quantization not in QUANTIZATIONS:
+        raise InvalidArgumentError(
+            f"unknown quantization {quantization!r}; valid: {', '.join(QUANTIZATIONS)}"
+        )
+    return quantization
 
 
 def point_id(split: str, index: int) -> int:
@@ -99,6 +112,7 @@ class CollectionSpec:
     datatype: str = "float32"
     #: build an HNSW graph (off for collections only scored by id)
     hnsw: bool = True
+    quantization: str = "none"
 
     def __post_init__(self) -> None:
         if self.dim < 1:
@@ -107,29 +121,36 @@ class CollectionSpec:
             raise InvalidArgumentError(
                 f"unknown distance {self.distance!r}; valid: {', '.join(DISTANCES)}"
             )
+        check_quantization(self.quantization)
         if self.datatype not in DATATYPES:
             raise InvalidArgumentError(
                 f"unknown datatype {self.datatype!r}; valid: {', '.join(DATATYPES)}"
             )
 
 
-def spec_for(model: dict[str, Any], prefix: str = DEFAULT_PREFIX, planned: int = 0) -> CollectionSpec:
+def spec_for(
+    model: dict[str, Any], prefix: str = DEFAULT_PREFIX, planned: int = 0, quantization: str = "none"
+) -> CollectionSpec:
     """The spec of the collection for a model's :meth:`Embedder.describe`."""
+    if quantization != "none" and model.get("multivector"):
+        raise InvalidArgumentError(f"--quantization does not apply to {model['method']}")
     metadata = {
         "fmsearch_schema": SCHEMA_VERSION,
         **model,
+        "quantization": quantization,
         "complete": False,
         "points_planned": int(planned),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     return CollectionSpec(
-        name=collection_name(model["method"], prefix),
+        name=collection_name(model["method"], prefix, quantization),
         dim=int(model["dim"]),
         distance=model["distance"],
         metadata=metadata,
         multivector=bool(model.get("multivector", False)),
         datatype=str(model.get("datatype", "float32")),
         hnsw=not model.get("multivector", False),
+        quantization=quantization,
     )
 
 

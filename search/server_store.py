@@ -24,6 +24,7 @@ from .store import (
     DEFAULT_HNSW_EF,
     DEFAULT_TIMEOUT,
     CollectionInfo,
+    QuantizationParams,
     QueryFilter,
     Record,
     ScoredPoint,
@@ -37,6 +38,17 @@ HNSW_M = 16
 HNSW_EF_CONSTRUCT = 100
 _UPSERT_CHUNK = 512
 _INDEX_WAIT_S = 600
+
+
+def _quantization_config(models, quantization: str):
+    """Qdrant's int8 scalar (0.99 quantile) or 1-bit binary quantisation, kept in RAM."""
+    if quantization == "int8":
+        return models.ScalarQuantization(
+            scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, quantile=0.99, always_ram=True)
+        )
+    if quantization == "binary":
+        return models.BinaryQuantization(binary=models.BinaryQuantizationConfig(always_ram=True))
+    return None
 
 
 class ServerStore(Store):
@@ -156,6 +168,7 @@ class ServerStore(Store):
                 if spec.multivector else None,
                 # m=0: no graph, the collection is scored by id/filter only
                 hnsw_config=None if spec.hnsw else models.HnswConfigDiff(m=0),
+                quantization_config=_quantization_config(models, spec.quantization),
             )
             self.client.create_collection(
                 spec.name,
@@ -241,12 +254,18 @@ class ServerStore(Store):
         exact: bool = False,
         hnsw_ef: int | None = None,
         with_payload: bool | Sequence[str] = True,
+        quantization: QuantizationParams | None = None,
     ) -> list[list[ScoredPoint]]:
         from qdrant_client import models
 
         filt = self._filter(flt)
-        # local mode is always exact and warns about search params
-        params = None if self._local else models.SearchParams(hnsw_ef=hnsw_ef or DEFAULT_HNSW_EF, exact=exact)
+        quant = None if quantization is None else models.QuantizationSearchParams(
+            ignore=quantization.ignore, rescore=quantization.rescore, oversampling=quantization.oversampling
+        )
+        # local mode is always exact (no quantisation either) and warns about search params
+        params = None if self._local else models.SearchParams(
+            hnsw_ef=hnsw_ef or DEFAULT_HNSW_EF, exact=exact, quantization=quant
+        )
         payload = with_payload if isinstance(with_payload, bool) else list(with_payload)
         requests = [
             models.QueryRequest(
@@ -260,6 +279,33 @@ class ServerStore(Store):
             [ScoredPoint(int(p.id), float(p.score), dict(p.payload or {})) for p in r.points]
             for r in responses
         ]
+
+    def recommend(
+        self,
+        name: str,
+        positive: Sequence[np.ndarray],
+        negative: Sequence[np.ndarray],
+        limit: int,
+        flt: QueryFilter | None = None,
+        *,
+        hnsw_ef: int | None = None,
+        with_payload: bool | Sequence[str] = True,
+    ) -> list[ScoredPoint]:
+        from qdrant_client import models
+
+        query = models.RecommendQuery(recommend=models.RecommendInput(
+            positive=[np.asarray(v, np.float32).tolist() for v in positive],
+            negative=[np.asarray(v, np.float32).tolist() for v in negative],
+            strategy=models.RecommendStrategy.BEST_SCORE,
+        ))
+        params = None if self._local else models.SearchParams(hnsw_ef=hnsw_ef or DEFAULT_HNSW_EF)
+        payload = with_payload if isinstance(with_payload, bool) else list(with_payload)
+        with self._call("recommend", name):
+            points = self.client.query_points(
+                name, query=query, limit=limit, query_filter=self._filter(flt), search_params=params,
+                with_payload=payload,
+            ).points
+        return [ScoredPoint(int(p.id), float(p.score), dict(p.payload or {})) for p in points]
 
     def retrieve(
         self,

@@ -58,6 +58,28 @@ class QueryFilter:
 
 
 @dataclass(frozen=True)
+class QuantizationParams:
+    """How a quantised collection is searched (Qdrant's quantisation params).
+
+    Attributes:
+        rescore: re-score the candidates with the original float32 vectors.
+        oversampling: fetch ``oversampling x limit`` candidates by the
+            quantised vectors before rescoring (>= 1).
+        ignore: search the original vectors only (the reference for recall).
+    """
+
+    rescore: bool = True
+    oversampling: float | None = None
+    ignore: bool = False
+
+    def __post_init__(self) -> None:
+        from fmsearch.errors import InvalidArgumentError
+
+        if self.oversampling is not None and not (np.isfinite(self.oversampling) and self.oversampling >= 1):
+            raise InvalidArgumentError(f"--oversampling must be at least 1, got {self.oversampling}")
+
+
+@dataclass(frozen=True)
 class ScoredPoint:
     """One search result as the store returns it."""
 
@@ -157,6 +179,7 @@ class Store(ABC):
         exact: bool = False,
         hnsw_ef: int | None = None,
         with_payload: bool | Sequence[str] = True,
+        quantization: QuantizationParams | None = None,
     ) -> list[list[ScoredPoint]]:
         """Nearest neighbours of each row of ``vectors`` (or of each (n, d)
         multivector, for a multivector collection), as one batch request."""
@@ -171,6 +194,7 @@ class Store(ABC):
         exact: bool = False,
         hnsw_ef: int | None = None,
         with_payload: bool | Sequence[str] = True,
+        quantization: QuantizationParams | None = None,
     ) -> list[ScoredPoint]:
         """Nearest neighbours of one vector (or one (n, d) multivector)."""
         return self.query_batch(
@@ -181,7 +205,23 @@ class Store(ABC):
             exact=exact,
             hnsw_ef=hnsw_ef,
             with_payload=with_payload,
+            quantization=quantization,
         )[0]
+
+    @abstractmethod
+    def recommend(
+        self,
+        name: str,
+        positive: Sequence[np.ndarray],
+        negative: Sequence[np.ndarray],
+        limit: int,
+        flt: QueryFilter | None = None,
+        *,
+        hnsw_ef: int | None = None,
+        with_payload: bool | Sequence[str] = True,
+    ) -> list[ScoredPoint]:
+        """Qdrant's recommend query, best-score strategy: points close to the
+        positive vectors and far from the negative ones."""
 
     def is_multivector(self, name: str) -> bool:
         """Whether the collection holds multivectors (cached per name)."""

@@ -139,3 +139,27 @@ def rerank_config(rerank: str | None, shortlist: int, mode: str, weight: float, 
     if rerank is None:
         return None
     return RerankConfig(stage=rerank, shortlist=shortlist, mode=mode, weight=weight, ratio=ratio).validate()
+
+
+def quantization_options(fn: Callable) -> Callable:
+    """--quantization, --oversampling, --rescore/--no-rescore (query, evaluate)."""
+    options = [
+        click.option("--rescore/--no-rescore", default=True, show_default=True,
+                     help="Quantised search: re-score the candidates with the original float32 vectors."),
+        click.option("--oversampling", type=float, default=None,
+                     help="Quantised search: fetch X times the results by the quantised vectors before rescoring (>= 1)."),
+        click.option("--quantization", type=click.Choice(["none", "int8", "binary"]), default="none", show_default=True,
+                     help="Search the quantised variant collection fmnist_<method>_<q> (built by ingest --quantization)."),
+    ]
+    for option in options:
+        fn = option(fn)
+    return fn
+
+
+def quantization_params(quantization: str, rescore: bool, oversampling: float | None):
+    """The QuantizationParams the options select (validated)."""
+    from search.store import QuantizationParams
+
+    if quantization == "none" and (oversampling is not None or not rescore):
+        raise click.UsageError("--oversampling/--no-rescore need --quantization int8|binary")
+    return QuantizationParams(rescore=rescore, oversampling=oversampling)

@@ -11,6 +11,8 @@ from .common import (
     embedder_options,
     model_options,
     pass_settings,
+    quantization_options,
+    quantization_params,
     rerank_config,
     rerank_options,
 )
@@ -26,7 +28,10 @@ def _queries(value: str) -> int | None:
 
 
 @click.command("evaluate")
-@click.option("--method", "-m", required=True, help="Method whose collection to evaluate.")
+@click.option("--method", "-m", required=True, help="Method whose collection to evaluate; methods joined by + are fused.")
+@click.option("--fusion", type=click.Choice(["rrf", "dbsf"]), default="rrf", show_default=True, help="How fused methods combine.")
+@click.option("--fusion-weights", default=None, help="Comma-separated weight per fused method.")
+@click.option("--rescore-with", default=None, help="Another method orders --method's shortlist (see fmsearch query).")
 @click.option("--task", type=click.Choice(["category", "near-duplicate"]), default="category", show_default=True,
               help="category: test images query the train gallery, relevant = same class. near-duplicate: "
               "transformed gallery images, relevant = the source image; measured without and with --rerank sift.")
@@ -40,43 +45,58 @@ def _queries(value: str) -> int | None:
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Output directory [default eval-results/METHOD[-exact]].")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json as one JSON object.")
 @rerank_options
+@quantization_options
 @model_options
 @data_dir_option
 @pass_settings
 @domain_errors
-def command(settings, method, task, sources, queries, k_list, seed, exact, hnsw_ef, batch_size, out, as_json,
-            rerank, shortlist, rerank_mode, rerank_weight, ratio, weights, input_size, data_dir) -> None:
+def command(settings, method, fusion, fusion_weights, rescore_with, task, sources, queries, k_list, seed, exact, hnsw_ef, batch_size, out, as_json,
+            rerank, shortlist, rerank_mode, rerank_weight, ratio, quantization, oversampling, rescore,
+            weights, input_size, data_dir) -> None:
     """Evaluate METHOD: test images query the train gallery.
 
     Writes metrics.json, report.md, pr_curve.png and results_grid.png to --out.
     """
     from tqdm import tqdm
 
-    from models.registry import check_method
     from search.evaluate import EvalConfig, evaluate
     from search.metrics import parse_ks
+    from search.query import parse_methods
     from search.report import write_report
 
-    check_method(method)
+    names = parse_methods(method)
     if task == "near-duplicate":
+        if len(names) > 1 or rescore_with:
+            raise click.UsageError("--task near-duplicate takes a single --method")
         _near_duplicate(settings, method, sources, seed, exact, batch_size, out, as_json,
                         rerank_config("sift", shortlist, rerank_mode, rerank_weight, ratio),
                         embedder_options(method, weights, input_size), data_dir)
         return
+    from .query_cmd import _weights
     config = EvalConfig(
         method=method, queries=_queries(queries), ks=parse_ks(k_list), seed=seed,
         exact=exact, batch_size=batch_size, hnsw_ef=hnsw_ef,
         rerank=rerank_config(rerank, shortlist, rerank_mode, rerank_weight, ratio),
+        quantization=quantization, rescore=rescore, oversampling=oversampling,
+        fusion=fusion, rescore_with=rescore_with, shortlist=shortlist,
+        fusion_weights=None if fusion_weights is None else tuple(_weights(fusion_weights)),
     )
+    quantization_params(quantization, rescore, oversampling)
     config.validate()
     suffix = f"-{rerank}-{rerank_mode}" if rerank else ""
+    if quantization != "none":
+        suffix += f"-{quantization}-{'rescore' if rescore else 'norescore'}" + (f"-os{oversampling:g}" if oversampling else "")
+    if len(names) > 1:
+        suffix += f"-{fusion}"
+    if rescore_with:
+        suffix += f"-rescored-{rescore_with}"
     out = out or f"eval-results/{method}{'-exact' if exact else ''}{suffix}"
     store = settings.store()
     bar = tqdm(total=0, unit="query", desc=f"evaluate {method}", disable=None)
     try:
         result = evaluate(
             store, config, prefix=settings.prefix, data_dir=data_dir,
-            options={method: embedder_options(method, weights, input_size)},
+            options={m: embedder_options(m, weights, input_size) for m in (*names, *([rescore_with] if rescore_with else []))},
             progress=bar.update, on_plan=lambda n: bar.reset(total=n),
         )
     finally:
@@ -94,7 +114,8 @@ def command(settings, method, task, sources, queries, k_list, seed, exact, hnsw_
     ann = data["ann_recall_at_10"]["value"]
     lat = data["latency"]
     click.echo(
-        f"top-1 accuracy {data['top1_accuracy']:.4f}; R-precision {data['r_precision']['value']:.4f}; "
+        f"top-1 accuracy {data['top1_accuracy']:.4f}; R-precision "
+        f"{'n/a' if data['r_precision']['value'] is None else format(data['r_precision']['value'], '.4f')}; "
         f"HNSW recall@10 vs exact {'n/a (exact)' if ann is None else f'{ann:.4f}'}"
     )
     click.echo(

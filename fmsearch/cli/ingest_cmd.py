@@ -13,13 +13,15 @@ from .common import data_dir_option, domain_errors, embedder_options, model_opti
 @click.option("--limit", type=int, default=None, help="Only the first N images of each split.")
 @click.option("--batch-size", type=int, default=1000, show_default=True, help="Images embedded and written per step.")
 @click.option("--recreate", is_flag=True, help="Drop the collection first.")
+@click.option("--quantization", type=click.Choice(["none", "int8", "binary"]), default="none", show_default=True,
+              help="Also keep int8 (scalar) or binary quantised vectors: writes fmnist_<method>_<q> beside the plain collection.")
 @click.option("--sift-upscale", type=int, default=None, help="sift: enlarge images this many times before SIFT [default 3].")
 @click.option("--sift-plain", is_flag=True, help="sift: plain SIFT descriptors instead of RootSIFT.")
 @model_options
 @data_dir_option
 @pass_settings
 @domain_errors
-def command(settings, method, split, limit, batch_size, recreate, sift_upscale, sift_plain, weights, input_size, data_dir) -> None:
+def command(settings, method, split, limit, batch_size, recreate, quantization, sift_upscale, sift_plain, weights, input_size, data_dir) -> None:
     """Embed FMNIST images with METHOD and store them in Qdrant.
 
     With --method all, every method whose model is available is ingested;
@@ -50,10 +52,14 @@ def command(settings, method, split, limit, batch_size, recreate, sift_upscale, 
             except ModelError as err:
                 click.echo(f"skipping resnet101: {err}", err=True)
                 continue
-        _ingest_one(settings, embedder, split, limit, batch_size, recreate, data_dir)
+        if name == "sift" and quantization != "none":
+            if method == "all":
+                continue
+            raise click.UsageError("--quantization does not apply to sift")
+        _ingest_one(settings, embedder, split, limit, batch_size, recreate, data_dir, quantization)
 
 
-def _ingest_one(settings, embedder, split, limit, batch_size, recreate, data_dir) -> None:
+def _ingest_one(settings, embedder, split, limit, batch_size, recreate, data_dir, quantization="none") -> None:
     from tqdm import tqdm
 
     from search.indexer import ingest
@@ -71,6 +77,7 @@ def _ingest_one(settings, embedder, split, limit, batch_size, recreate, data_dir
             prefix=settings.prefix,
             progress=bar.update,
             on_plan=lambda n: bar.reset(total=n),
+            quantization=quantization,
         )
     finally:
         bar.close()
