@@ -178,12 +178,8 @@ def evaluate(
     name = info.name
 
     # The gallery is the train split; leave out any test points the collection holds.
-    gallery_only = QueryFilter(split="train")
-    flt = gallery_only if store.count(name, QueryFilter(split="test")) else None
-    per_class = [store.count(name, QueryFilter(labels=(c,), split="train")) for c in range(10)]
+    flt, per_class = _gallery(searcher, name)
     gallery_size = sum(per_class)
-    if gallery_size == 0:
-        raise InvalidArgumentError(f"{name} holds no train images to search; run `fmsearch ingest`")
 
     test = load_split("test", data_dir)
     q_idx = _select_queries(config.queries, config.seed)
