@@ -337,3 +337,8 @@ def test_cli_sift_settings_recorded_and_followed_by_queries(tmp_path):
     # other settings into the same collection: refused, with how to re-ingest
     r = CliRunner().invoke(main, ["--home", str(home), "ingest", "--method", "sift", "--limit", "60"])
     assert r.exit_code != 0 and "--recreate" in r.output and "Traceback" not in r.output
+
+
+def test_cli_near_duplicate_refuses_options_it_would_ignore(home):
+    r = run(home, "evaluate", "--method", "pixels", "--task", "near-duplicate", "--quantization", "int8")
+    assert r.exit_code != 0 and "no --quantization options" in r.output

@@ -68,6 +68,8 @@ def command(settings, method, fusion, fusion_weights, rescore_with, task, source
     if task == "near-duplicate":
         if len(names) > 1 or rescore_with:
             raise click.UsageError("--task near-duplicate takes a single --method")
+        if quantization != "none" or oversampling is not None or not rescore:
+            raise click.UsageError("--task near-duplicate searches the plain collection: no --quantization options")
         _near_duplicate(settings, method, sources, seed, exact, batch_size, out, as_json,
                         rerank_config("sift", shortlist, rerank_mode, rerank_weight, ratio),
                         embedder_options(method, weights, input_size), data_dir)
