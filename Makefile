@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test test-integration bench evaluate evaluate-sift clean
+.PHONY: install demo test test-integration bench evaluate evaluate-sift evaluate-modes clean
 
 $(BIN)/fmsearch: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -57,6 +57,34 @@ evaluate-sift: install
 	  $(BIN)/fmsearch evaluate --method $$m --task near-duplicate || exit 1; \
 	done
 	$(BIN)/fmsearch results eval-results/*-sift-maxsim/metrics.json
+
+## Search modes (README "Search modes"): quantised collections, every mode on the
+## full test split, the quantisation and modes benchmarks, then the table.
+evaluate-modes: install
+	$(BIN)/fmsearch ingest --method pixels --quantization int8
+	$(BIN)/fmsearch ingest --method autoencoder --quantization int8
+	$(BIN)/fmsearch ingest --method autoencoder --quantization binary
+	$(BIN)/fmsearch bench --suite quantization --queries 1000
+	@for m in pixels autoencoder siamese; do \
+	  $(BIN)/fmsearch evaluate --method $$m --queries all || exit 1; done
+	@for m in pixels autoencoder; do \
+	  $(BIN)/fmsearch evaluate --method $$m --queries all --quantization int8 || exit 1; \
+	  $(BIN)/fmsearch evaluate --method $$m --queries all --quantization int8 --oversampling 1 || exit 1; \
+	  $(BIN)/fmsearch evaluate --method $$m --queries all --quantization int8 --no-rescore || exit 1; done
+	$(BIN)/fmsearch evaluate --method autoencoder --queries all --quantization binary
+	$(BIN)/fmsearch evaluate --method autoencoder --queries all --quantization binary --oversampling 4
+	$(BIN)/fmsearch evaluate --method autoencoder --queries all --quantization binary --no-rescore
+	$(BIN)/fmsearch evaluate --method pixels --queries all --rescore-with siamese
+	$(BIN)/fmsearch evaluate --method autoencoder --queries all --rescore-with siamese
+	$(BIN)/fmsearch evaluate --method autoencoder+siamese --queries all
+	$(BIN)/fmsearch evaluate --method autoencoder+siamese --queries all --fusion-weights 1,2
+	$(BIN)/fmsearch evaluate --method autoencoder+siamese --queries all --fusion dbsf
+	$(BIN)/fmsearch evaluate --method pixels+autoencoder+siamese --queries all
+	$(BIN)/fmsearch bench --suite modes
+	$(BIN)/fmsearch results --modes --bench bench-results/modes.json \
+	  eval-results/pixels/metrics.json eval-results/autoencoder/metrics.json eval-results/siamese/metrics.json \
+	  eval-results/*-int8-*/metrics.json eval-results/*-binary-*/metrics.json \
+	  eval-results/*-rescored-*/metrics.json eval-results/*+*/metrics.json
 
 clean:
 	rm -rf $(VENV) .fmsearch bench-results .pytest_cache

@@ -523,3 +523,227 @@ def run_rerank_bench(
     }
     _write_json(out, result)
     return result
+
+
+# -- search-mode benchmark: quantisation, rescoring, fusion on the built store --
+
+#: per method: (label, quantization, rescore, oversampling; None: the default)
+MODES: tuple[tuple[str, str, bool, float | None], ...] = (
+    ("{m}", "none", True, None),
+    ("{m} int8 + rescore", "int8", True, None),
+    ("{m} int8 + rescore, oversampling 1", "int8", True, 1.0),
+    ("{m} int8, no rescore", "int8", False, None),
+    ("{m} binary + rescore", "binary", True, None),
+    ("{m} binary + rescore, oversampling 4", "binary", True, 4.0),
+    ("{m} binary, no rescore", "binary", False, None),
+)
+#: (label, methods, rescore_with, fusion, fusion weights)
+COMBINED_MODES: tuple[tuple[str, str, str | None, str, tuple[float, ...] | None], ...] = (
+    ("pixels, rescored by siamese", "pixels", "siamese", "rrf", None),
+    ("autoencoder, rescored by siamese", "autoencoder", "siamese", "rrf", None),
+    ("autoencoder+siamese RRF", "autoencoder+siamese", None, "rrf", None),
+    ("autoencoder+siamese RRF, weights 1,2", "autoencoder+siamese", None, "rrf", (1.0, 2.0)),
+    ("autoencoder+siamese DBSF", "autoencoder+siamese", None, "dbsf", None),
+    ("pixels+autoencoder+siamese RRF", "pixels+autoencoder+siamese", None, "rrf", None),
+)
+
+
+def run_modes_bench(
+    store: Store,
+    *,
+    prefix: str = schema.DEFAULT_PREFIX,
+    methods: tuple[str, ...] = ("pixels", "autoencoder", "siamese"),
+    queries: int = 200,
+    k: int = 10,
+    shortlist: int = 100,
+    out: str | os.PathLike | None = None,
+    data_dir: str | os.PathLike | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Every search mode on the collections ``fmsearch ingest`` built, end to
+    end (embed one test image + search, k=10), in the same process.
+
+    The modes are timed round-robin (each query image through every mode
+    before the next image), so machine noise falls on all of them alike;
+    each p50 is reported as a ratio to the plain query of the same first
+    method. Bytes: what a search reads per vector (float32, int8 or one bit
+    per dimension) and, on the embedded store, the collection's bytes on disk
+    per point (originals, quantised copy, HNSW graph and payload together).
+    Modes whose collections are not built are listed as skipped, with why.
+    """
+    from fmsearch.errors import CollectionNotFoundError, InvalidArgumentError
+
+    from .edge_store import EdgeStore
+    from .evaluate import vector_bytes
+    from .query import Searcher
+    from .store import QuantizationParams
+
+    test = load_split("test", data_dir)
+    images = test.images[:queries]
+    runs: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+
+    def disk_per_point(name: str) -> float | None:
+        if not isinstance(store, EdgeStore):
+            return None
+        info = store.info(name)
+        return _dir_bytes(store.home / "collections" / name) / max(info.points, 1)
+
+    for method in methods:
+        for label, quant, rescore, oversampling in MODES:
+            searcher = Searcher(store, prefix=prefix, data_dir=data_dir, quantization=quant,
+                                quantization_params=QuantizationParams(rescore, oversampling))
+            try:
+                info = searcher.collection(method)
+            except (CollectionNotFoundError, InvalidArgumentError) as err:  # not built, or not offered
+                skipped.append({"mode": label.format(m=method), "why": str(err)})
+                continue
+            params = searcher.effective_quantization_params()
+            if params is not None and params.rescore and oversampling is None:
+                label += f", oversampling {params.oversampling:g} (the default)"
+            runs.append({
+                "mode": label.format(m=method), "base": method,
+                "settings": {"method": method, "quantization": quant, "rescore": rescore,
+                             "oversampling": None if params is None else params.oversampling},
+                "call": lambda img, s=searcher, m=method: s.search(m, image=img, k=k),
+                "bytes_searched": vector_bytes(info.dim, quant)["searched"],
+                "bytes_float32": 4 * info.dim, "disk_bytes_per_point": disk_per_point(info.name),
+            })
+    plain = Searcher(store, prefix=prefix, data_dir=data_dir)
+    for label, spec, rescore_with, fusion, weights in COMBINED_MODES:
+        names = spec.split("+")
+        if not set(names) | {rescore_with or names[0]} <= set(methods):
+            continue
+        try:
+            infos = [plain.collection(m) for m in (*names, *([rescore_with] if rescore_with else []))]
+        except CollectionNotFoundError as err:
+            skipped.append({"mode": label, "why": str(err)})
+            continue
+        runs.append({
+            "mode": label, "base": names[0],
+            "settings": {"method": spec, "fusion": fusion, "fusion_weights": weights, "rescore_with": rescore_with,
+                         "shortlist": shortlist},
+            "call": lambda img, s=spec, r=rescore_with, f=fusion, w=weights: plain.search(
+                s, image=img, k=k, shortlist=shortlist, rescore_with=r, fusion=f, weights=w),
+            "bytes_searched": sum(4 * i.dim for i in infos),
+            "bytes_float32": sum(4 * i.dim for i in infos),
+            "disk_bytes_per_point": None if not isinstance(store, EdgeStore)
+            else sum(disk_per_point(i.name) for i in infos),
+        })
+    if not runs:
+        raise CollectionNotFoundError("no collection to benchmark; run `fmsearch ingest` first")
+    log(f"timing {len(runs)} modes round-robin over {len(images)} test images ...")
+    for run in runs:  # warm-up: models loaded, shards opened
+        run["call"](images[0])
+    times: list[list[float]] = [[] for _ in runs]
+    for img in images:
+        for j, run in enumerate(runs):
+            t0 = time.perf_counter()
+            run["call"](img)
+            times[j].append((time.perf_counter() - t0) * 1000)
+    p50 = {run["mode"]: statistics.median(t) for run, t in zip(runs, times, strict=True)}
+    rows = []
+    for run in runs:
+        base = p50.get(run["base"])
+        rows.append({
+            "mode": run["mode"], "settings": run["settings"], "p50_ms": p50[run["mode"]],
+            "vs_plain": None if base is None else p50[run["mode"]] / base,
+            "bytes_searched": run["bytes_searched"], "bytes_float32": run["bytes_float32"],
+            "disk_bytes_per_point": run["disk_bytes_per_point"],
+        })
+    lines = [
+        "| mode | p50 ms | vs plain query of its first method | bytes / vector searched | disk bytes / point |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        ratio = "-" if r["vs_plain"] is None else f"{r['vs_plain']:.2f}x"
+        disk = "-" if r["disk_bytes_per_point"] is None else f"{r['disk_bytes_per_point']:.0f}"
+        lines.append(f"| {r['mode']} | {r['p50_ms']:.2f} | {ratio} | {r['bytes_searched']} | {disk} |")
+    result = {
+        "benchmark": "modes", "environment": _environment(), "backend": store.location, "queries": len(images),
+        "k": k, "shortlist": shortlist, "modes": rows, "skipped": skipped, "table": "\n".join(lines),
+    }
+    _write_json(out, result)
+    return result
+
+
+# -- quantisation benchmark: why each quantisation is offered or not --
+
+
+def run_quantization_bench(
+    *,
+    methods: tuple[str, ...] = ("pixels", "autoencoder", "siamese"),
+    gallery: int = 60_000,
+    queries: int = 1000,
+    oversamplings: tuple[float, ...] = (1, 2, 4, 8, 16),
+    out: str | os.PathLike | None = None,
+    data_dir: str | os.PathLike | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Recall@10 of k=10 searches against exact search, for every method and
+    quantisation, offered or not (:data:`schema.QUANTIZATION_OFFERS`).
+
+    Each method's gallery is embedded once and written to fresh Edge
+    collections in a temporary store: plain, int8 and binary (the same HNSW
+    settings as ``fmsearch ingest``). The reference is numpy's exact top 10
+    over the float32 vectors; each quantised collection is searched without
+    rescore, then with rescore at each oversampling. A method's own values
+    (e.g. that pixels are never negative) are reported beside.
+    """
+    from .store import QuantizationParams
+
+    train, test = load_split("train", data_dir), load_split("test", data_dir)
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="fmsearch-bench-") as tmp, open_store(None, home=tmp) as store:
+        for method in methods:
+            embedder = get_embedder(method)
+            embedder.prepare()
+            log(f"{method}: embedding {gallery} gallery and {queries} query images ...")
+            g = embedder.embed(train.images[:gallery])
+            q = embedder.embed(test.images[:queries])
+            exact = np.argsort(-(q @ g.T), axis=1, kind="stable")[:, :10]
+            labels = [{schema.LABEL: int(x)} for x in train.labels[:gallery]]
+
+            def recall(points: list[list], exact=exact) -> float:
+                return float(np.mean([len({p.id for p in pts} & set(ref.tolist())) / 10
+                                      for pts, ref in zip(points, exact, strict=True)]))
+
+            for quant in schema.QUANTIZATIONS:
+                spec = schema.spec_for(embedder.describe(), "bench_", planned=gallery, quantization=quant, offered_only=False)
+                time_ingest(store, spec, g, labels)
+                search = lambda params, name=spec.name: store.query_batch(  # noqa: E731
+                    name, q, 10, with_payload=False, quantization=params)
+                row: dict[str, Any] = {
+                    "method": method, "dim": int(g.shape[1]), "quantization": quant,
+                    "offered": quant == "none" or quant in schema.QUANTIZATION_OFFERS.get(method, ()),
+                    "negative_fraction": float((g < 0).mean()),
+                }
+                if quant == "none":
+                    row["recall_hnsw"] = recall(search(None))
+                else:
+                    row["recall_no_rescore"] = recall(search(QuantizationParams(rescore=False)))
+                    row["recall_rescore"] = {f"{o:g}": recall(search(QuantizationParams(True, float(o)))) for o in oversamplings}
+                rows.append(row)
+                log(f"{method} {quant}: done")
+                store.delete(spec.name)
+    head = " | ".join(f"rescore, oversampling {o:g}" for o in oversamplings)
+    lines = [
+        f"| method | dim | values < 0 | quantisation | offered | HNSW, float32 | no rescore | {head} |",
+        "|---|---:|---:|---|---|---:|---:|" + "---:|" * len(oversamplings),
+    ]
+    for r in rows:
+        if "recall_rescore" in r:
+            hnsw = "-"
+            cells = [f"{r['recall_no_rescore']:.4f}"] + [f"{v:.4f}" for v in r["recall_rescore"].values()]
+        else:
+            hnsw, cells = f"{r['recall_hnsw']:.4f}", ["-"] * (len(oversamplings) + 1)
+        lines.append(
+            f"| {r['method']} | {r['dim']} | {r['negative_fraction']:.0%} | {r['quantization']} | "
+            f"{'yes' if r['offered'] else 'no'} | {hnsw} | " + " | ".join(cells) + " |"
+        )
+    result = {
+        "benchmark": "quantization", "environment": _environment(), "gallery": gallery, "queries": queries,
+        "k": 10, "rows": rows, "table": "\n".join(lines),
+    }
+    _write_json(out, result)
+    return result

@@ -12,7 +12,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -167,6 +167,9 @@ def evaluate(
             as raised by :class:`~search.query.Searcher`.
     """
     config.validate()
+    if config.quantization != "none" and config.rescore and config.oversampling is None:
+        # record the oversampling the search uses, not None
+        config = replace(config, oversampling=schema.DEFAULT_OVERSAMPLING[config.quantization])
     searcher = Searcher(
         store, prefix=prefix, data_dir=data_dir, hnsw_ef=config.hnsw_ef, options=options,
         quantization=config.quantization, quantization_params=QuantizationParams(config.rescore, config.oversampling),
@@ -201,7 +204,7 @@ def evaluate(
         if progress:
             progress(len(q_idx[sl]))
     batch_seconds = time.perf_counter() - t0
-    first_ids, first_labels, _ = _to_arrays(results, limit)
+    _, first_labels, _ = _to_arrays(results, limit)
     rerank_seconds = None
     if config.rerank is not None:
         t0 = time.perf_counter()
@@ -233,7 +236,7 @@ def evaluate(
             "fingerprint": searcher.reranker.collection().metadata.get("fingerprint"),
         }
     summary["r_precision"] = _r_precision(searcher, config, q_vectors, q_labels, per_class, flt)
-    summary["ann_recall_at_10"] = _ann_recall(searcher, config, q_vectors, first_ids, flt)
+    summary["ann_recall_at_10"] = _ann_recall(searcher, config, q_vectors, flt)
     summary["vector_bytes"] = vector_bytes(info.dim, config.quantization)
     summary["latency"] = _latency(searcher, config, test.images[q_idx], max(config.ks), flt)
     return EvalResult(
@@ -300,7 +303,7 @@ def _evaluate_combined(searcher: Searcher, config: EvalConfig, data_dir, progres
         "r_precision": {"value": None, "queries": 0, "note": note},
         "ann_recall_at_10": {"value": None, "note": note},
         "latency": {"queries": n, "k": max(config.ks), **metrics.percentiles_ms(times)},
-        "vector_bytes": None,
+        "vector_bytes": _combined_bytes(searcher, names, config),
         "collections": [schema.collection_name(m, searcher.prefix, config.quantization) for m in names]
         + ([schema.collection_name(config.rescore_with, searcher.prefix)] if config.rescore_with else []),
     }
@@ -308,6 +311,20 @@ def _evaluate_combined(searcher: Searcher, config: EvalConfig, data_dir, progres
         config, info.name,
         dict(info.metadata), sum(per_class), per_class, q_idx, q_labels, hit_ids, hit_labels, hit_scores, summary,
     )
+
+
+def _combined_bytes(searcher: Searcher, names, config: EvalConfig) -> dict[str, Any]:
+    """Bytes per gallery point a fused or rescored query reads: each searched
+    collection's vector (quantised where it is), plus the float32 vector a
+    rescoring fetches."""
+    searched = [vector_bytes(searcher.collection(m).dim, config.quantization) for m in names]
+    if config.rescore_with:
+        searched.append(vector_bytes(searcher.collection(config.rescore_with).dim, "none"))
+    return {
+        "float32": sum(v["float32"] for v in searched),
+        "searched": sum(v["searched"] for v in searched),
+        "quantization": config.quantization,
+    }
 
 
 def _rerank_all(searcher, rerank: RerankConfig, results, images, progress) -> list:
@@ -378,6 +395,7 @@ def _r_precision(searcher, config, q_vectors, q_labels, per_class, flt) -> dict[
         points = searcher.store.query_batch(
             searcher.collection(config.method).name, q_vectors[part], r_max, flt,
             exact=config.exact, hnsw_ef=config.hnsw_ef, with_payload=[schema.LABEL],
+            quantization=searcher.effective_quantization_params(),
         )
         hl = np.full((len(part), r_max), metrics.MISSING, np.int64)
         for i, pts in enumerate(points):
@@ -392,12 +410,14 @@ def vector_bytes(dim: int, quantization: str) -> dict[str, Any]:
     return {"float32": 4 * dim, "searched": searched, "quantization": quantization}
 
 
-def _ann_recall(searcher, config, q_vectors, hit_ids, flt) -> dict[str, Any]:
-    """Recall@10 of the results against exact search on the original float32
+def _ann_recall(searcher, config, q_vectors, flt) -> dict[str, Any]:
+    """Recall@10 of k=10 searches (as a user's query runs them, with this
+    run's quantisation params) against exact search on the original float32
     vectors (quantisation ignored), on a seeded subset."""
     if config.exact and config.quantization == "none":
         return {"value": None, "note": "search was exact; no ANN error to measure"}
     sub = _subset(len(q_vectors), config.ann_check_queries, config.seed)
+    found, _, _ = _to_arrays(searcher.search_vectors(config.method, q_vectors[sub], 10, flt, exact=config.exact), 10)
     saved = searcher.quantization_params
     searcher.quantization_params = QuantizationParams(ignore=True)
     try:
@@ -407,8 +427,9 @@ def _ann_recall(searcher, config, q_vectors, hit_ids, flt) -> dict[str, Any]:
     exact_ids, _, _ = _to_arrays(exact, 10)
     k = min(10, exact_ids.shape[1])
     return {
-        "value": metrics.mean(metrics.overlap_at_k(hit_ids[sub], exact_ids, k)),
+        "value": metrics.mean(metrics.overlap_at_k(found, exact_ids, k)),
         "queries": int(len(sub)),
+        "k": 10,
     }
 
 

@@ -76,6 +76,7 @@ def ingest(
         raise InvalidArgumentError(f"--batch-size must be at least 1, got {batch_size}")
     sizes = plan(split, limit, data_dir)
     total = sum(sizes.values())
+    schema.check_offered(embedder.name, quantization)  # before loading a model
     embedder.prepare()  # a model that cannot load fails here, before any write
     model = embedder.describe()
     spec = schema.spec_for(model, prefix, planned=total, quantization=quantization)

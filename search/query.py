@@ -140,6 +140,7 @@ class Searcher:
                 f"with --rerank {method} (e.g. --method pixels --rerank {method})"
             )
         if method not in self._checked:
+            schema.check_offered(method, self.quantization)
             name = schema.collection_name(method, self.prefix, self.quantization)
             info = self.store.info(name)
             schema.check_compatible(name, info.metadata, self.embedder(method).describe())
@@ -166,9 +167,20 @@ class Searcher:
             exact=exact,
             hnsw_ef=self.hnsw_ef,
             with_payload=schema.HIT_FIELDS,
-            quantization=self.quantization_params if self.quantization != "none" else None,
+            quantization=self.effective_quantization_params(),
         )
         return [to_hits(p) for p in points]
+
+    def effective_quantization_params(self) -> QuantizationParams | None:
+        """What a search of a quantised collection sends: the given params,
+        with :data:`schema.DEFAULT_OVERSAMPLING` when rescoring without an
+        oversampling of its own (``None`` for the plain collections)."""
+        if self.quantization == "none":
+            return None
+        params = self.quantization_params or QuantizationParams()
+        if params.rescore and not params.ignore and params.oversampling is None:
+            params = replace(params, oversampling=schema.DEFAULT_OVERSAMPLING[self.quantization])
+        return params
 
     def query_image(
         self,

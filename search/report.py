@@ -262,16 +262,44 @@ def near_duplicate_table(runs: list[dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
-def modes_table(paths: list[str | os.PathLike]) -> str:
+def mode_key(settings: dict[str, Any]) -> tuple:
+    """What identifies a search mode, in metrics.json settings and in the
+    modes benchmark's rows alike."""
+    method = settings["method"]
+    quant = settings.get("quantization", "none")
+    combined = "+" in method or bool(settings.get("rescore_with"))
+    return (
+        method,
+        quant,
+        settings.get("rescore", True) if quant != "none" else None,
+        settings.get("oversampling") if quant != "none" else None,
+        settings.get("fusion", "rrf") if "+" in method else None,
+        tuple(settings.get("fusion_weights") or ()) if "+" in method else None,
+        settings.get("rescore_with") or None,
+        settings.get("shortlist", 100) if combined else None,
+    )
+
+
+def modes_table(paths: list[str | os.PathLike], bench: str | os.PathLike | None = None) -> str:
     """One row per run: quality, recall against exact search, latency and the
-    bytes per vector a search reads; for choosing a search mode."""
-    rows = [
-        "| mode | P@1 | P@10 | recall@10 vs exact | single query p50 ms | bytes / vector searched (float32) |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
+    bytes per vector a search reads; for choosing a search mode.
+
+    With ``bench`` (``bench-results/modes.json``), the latency comes from the
+    modes benchmark (all modes timed round-robin in one process, and as a
+    ratio to the plain query) instead of each run's own timing, and the
+    collection's bytes on disk per point are added."""
+    timed = {}
+    if bench is not None:
+        for row in json.loads(Path(bench).read_text())["modes"]:
+            timed[mode_key(row["settings"])] = row
+    head = "| mode | P@1 | P@10 | recall@10 vs exact | single query p50 ms | bytes / vector searched (float32) |"
+    if timed:
+        head = ("| mode | P@1 | P@10 | recall@10 vs exact | single query p50 ms (bench) | vs plain query | "
+                "bytes / vector searched (float32) | disk bytes / point |")
+    rows = [head, "|---" + "|---:" * (head.count("|") - 2) + "|"]
     for path in paths:
         data = json.loads(Path(path).read_text())
-        if data.get("task", "category") != "category":
+        if data.get("task", "category") != "category" or data["settings"].get("rerank"):
             continue
         m, ann, vb = data["metrics"], data["ann_recall_at_10"], data.get("vector_bytes")
         if ann["value"] is not None:
@@ -279,10 +307,18 @@ def modes_table(paths: list[str | os.PathLike]) -> str:
         else:
             recall = "1 (exact)" if data["search"] == "exact" else "-"
         size = "-" if not vb else f"{vb['searched']} ({vb['float32']})"
-        rows.append(
-            f"| {method_label(data)} | {_fmt(m.get('1', {}).get('precision'), 4)} | "
-            f"{_fmt(m.get('10', {}).get('precision'), 4)} | {recall} | {data['latency']['p50_ms']:.2f} | {size} |"
-        )
+        cells = [method_label(data), _fmt(m.get("1", {}).get("precision"), 4), _fmt(m.get("10", {}).get("precision"), 4), recall]
+        if timed:
+            row = timed.get(mode_key(data["settings"]))
+            disk = None if row is None else row["disk_bytes_per_point"]
+            cells += [
+                "not benchmarked" if row is None else f"{row['p50_ms']:.2f}",
+                "-" if row is None or row["vs_plain"] is None else f"{row['vs_plain']:.2f}x",
+                size, "-" if disk is None else f"{disk:.0f}",
+            ]
+        else:
+            cells += [f"{data['latency']['p50_ms']:.2f}", size]
+        rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 

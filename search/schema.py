@@ -54,6 +54,38 @@ def collection_name(method: str, prefix: str = DEFAULT_PREFIX, quantization: str
     return f"{prefix}{method}" if quantization == "none" else f"{prefix}{method}_{quantization}"
 
 
+#: The quantisations offered per method. The others lose too much of the
+#: neighbour order to be worth their bytes; measured by
+#: `fmsearch bench --suite quantization` (README, "Search modes").
+QUANTIZATION_OFFERS: dict[str, tuple[str, ...]] = {
+    "pixels": ("int8",),
+    "autoencoder": ("int8", "binary"),
+    "siamese": (),
+    "resnet101": ("int8",),
+}
+NOT_OFFERED_WHY: dict[tuple[str, str], str] = {
+    ("pixels", "binary"): "pixel values are never negative, so one sign bit per dimension keeps only the silhouette",
+    ("resnet101", "binary"): "its pooled ReLU features are never negative, so one sign bit per dimension keeps almost nothing",
+    ("siamese", "int8"): "its 64-d vectors lie so close within a class that int8 loses their order "
+    "(recall@10 against exact reaches only 0.90, with rescore and oversampling 16)",
+    ("siamese", "binary"): "64 bits per image cannot order its neighbours (recall@10 against exact under 0.4)",
+}
+#: Oversampling of a rescored quantised search when none is given: int8
+#: keeps recall@10 >= 0.99 on every collection it is offered for; binary is
+#: the most its 1-bit codes need on the autoencoder (README, "Search modes").
+DEFAULT_OVERSAMPLING: dict[str, float] = {"int8": 4.0, "binary": 16.0}
+
+
+def check_offered(method: str, quantization: str) -> str:
+    """Refuse a quantisation that is not offered for ``method``, saying why."""
+    check_quantization(quantization)
+    if quantization == "none" or quantization in QUANTIZATION_OFFERS.get(method, (quantization,)):
+        return quantization
+    why = NOT_OFFERED_WHY.get((method, quantization), "it was not measured to keep the neighbour order")
+    offered = ", ".join(QUANTIZATION_OFFERS.get(method, ())) or "none"
+    raise InvalidArgumentError(f"{quantization} quantisation is not offered for {method}: {why} (offered: {offered})")
+
+
 def check_quantization(quantization: str) -> str:
     if quantization not in QUANTIZATIONS:
         raise InvalidArgumentError(
@@ -129,11 +161,20 @@ class CollectionSpec:
 
 
 def spec_for(
-    model: dict[str, Any], prefix: str = DEFAULT_PREFIX, planned: int = 0, quantization: str = "none"
+    model: dict[str, Any],
+    prefix: str = DEFAULT_PREFIX,
+    planned: int = 0,
+    quantization: str = "none",
+    *,
+    offered_only: bool = True,
 ) -> CollectionSpec:
-    """The spec of the collection for a model's :meth:`Embedder.describe`."""
+    """The spec of the collection for a model's :meth:`Embedder.describe`
+    (``offered_only=False``: any quantisation, for the benchmark that
+    measures why some are not offered)."""
     if quantization != "none" and model.get("multivector"):
         raise InvalidArgumentError(f"--quantization does not apply to {model['method']}")
+    if offered_only:
+        check_offered(model["method"], quantization)
     metadata = {
         "fmsearch_schema": SCHEMA_VERSION,
         **model,

@@ -177,6 +177,51 @@ def test_bench_embed_unknown_method(tmp_path):
     assert "nope" in result.output and "Traceback" not in result.output
 
 
+def test_bench_modes_suite_on_the_built_store(tmp_path, fmnist):
+    """The modes suite times what `fmsearch ingest` built: a row per built
+    mode, the ones not built listed as skipped, the plain query as the 1.0x
+    baseline and the bytes each mode reads (no timing asserts)."""
+    home = tmp_path / "home"
+    for extra in ((), ("--quantization", "int8")):
+        result = CliRunner().invoke(main, ["--home", str(home), "ingest", "-m", "pixels", "--limit", "300", *extra])
+        assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(main, ["--home", str(home), "bench", "--suite", "modes", "--methods", "pixels",
+                                       "--queries", "10", "--out-dir", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "out" / "modes.json").read_text())
+    rows = {r["mode"]: r for r in data["modes"]}
+    assert list(rows) == ["pixels", "pixels int8 + rescore, oversampling 4 (the default)",
+                          "pixels int8 + rescore, oversampling 1", "pixels int8, no rescore"]
+    assert rows["pixels"]["vs_plain"] == 1.0
+    assert [r["settings"].get("oversampling") for r in rows.values()] == [None, 4.0, 1.0, None]
+    assert [r["bytes_searched"] for r in rows.values()] == [3136, 784, 784, 784]
+    assert all(r["disk_bytes_per_point"] > r["bytes_float32"] for r in rows.values())
+    assert {s["mode"] for s in data["skipped"]} == {
+        "pixels binary + rescore", "pixels binary + rescore, oversampling 4", "pixels binary, no rescore"}
+    assert "skipped pixels binary, no rescore: binary quantisation is not offered for pixels" in result.output
+
+
+def test_bench_quantization_suite_small(tmp_path, fmnist):
+    """Every quantisation of a method, offered or not, against numpy's exact
+    top 10 (no timing asserts)."""
+    result = CliRunner().invoke(main, ["bench", "--suite", "quantization", "--methods", "pixels", "--gallery", "1000",
+                                       "--queries", "10", "--out-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "quantization.json").read_text())["rows"]
+    assert [(r["quantization"], r["offered"]) for r in rows] == [("none", True), ("int8", True), ("binary", False)]
+    assert rows[0]["negative_fraction"] == 0.0  # why binary is not offered for pixels
+    assert set(rows[1]["recall_rescore"]) == {"1", "2", "4", "8", "16"}
+    assert all(0 <= v <= 1 for r in rows[1:] for v in (r["recall_no_rescore"], *r["recall_rescore"].values()))
+    assert "| pixels | 784 | 0% | binary | no |" in result.output
+
+
+def test_bench_modes_suite_without_collections(tmp_path):
+    result = CliRunner().invoke(main, ["--home", str(tmp_path), "bench", "--suite", "modes", "--methods", "pixels",
+                                       "--queries", "10", "--out-dir", str(tmp_path / "out")])
+    assert result.exit_code != 0
+    assert "run `fmsearch ingest` first" in result.output and "Traceback" not in result.output
+
+
 def test_neural_ingest_and_query_in_a_real_process(tmp_path, fmnist):
     """The installed command, as a user runs it, with the shipped siamese
     model: ingest, query, and nothing on stderr but the progress bar

@@ -118,3 +118,29 @@ def test_cli_results_table(home, tmp_path):
     (tmp_path / "bad.json").write_text("{}")
     result = CliRunner().invoke(main, ["results", str(tmp_path / "bad.json")])
     assert result.exit_code == 1 and "not an fmsearch metrics.json" in result.output
+
+
+def test_cli_results_modes_table_with_the_benchmark(home, tmp_path):
+    """`results --modes`: a row per run, its quality from metrics.json and,
+    with --bench, the benchmark's latency of the same mode."""
+    def cli(*args):
+        result = CliRunner().invoke(main, ["--home", str(home), *args])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    cli("ingest", "-m", "pixels", "--limit", "200", "--quantization", "int8")
+    runs = {"plain": [], "int8": ["--quantization", "int8", "--no-rescore"]}
+    for name, extra in runs.items():
+        cli("evaluate", "-m", "pixels", "--queries", "20", "--out", str(tmp_path / name), *extra)
+    cli("bench", "--suite", "modes", "--methods", "pixels", "--queries", "10", "--out-dir", str(tmp_path / "b"))
+    files = [str(tmp_path / name / "metrics.json") for name in runs]
+    rows = cli("results", "--modes", *files).strip().splitlines()
+    assert len(rows) == 4 and rows[3].startswith("| pixels [int8, no rescore] |") and "| 784 (3136) |" in rows[3]
+    bench = json.loads((tmp_path / "b" / "modes.json").read_text())["modes"]
+    rows = cli("results", "--modes", *files, "--bench", str(tmp_path / "b" / "modes.json")).strip().splitlines()
+    assert "vs plain query" in rows[0]
+    assert rows[2].startswith("| pixels |") and f"| {bench[0]['p50_ms']:.2f} | 1.00x |" in rows[2]
+    no_rescore = next(r for r in bench if r["mode"] == "pixels int8, no rescore")
+    assert f"| {no_rescore['p50_ms']:.2f} | {no_rescore['vs_plain']:.2f}x | 784 (3136) |" in rows[3]
+    result = CliRunner().invoke(main, ["results", *files, "--bench", str(tmp_path / "b" / "modes.json")])
+    assert result.exit_code != 0 and "--bench goes with --modes" in result.output

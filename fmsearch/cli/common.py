@@ -147,7 +147,8 @@ def quantization_options(fn: Callable) -> Callable:
         click.option("--rescore/--no-rescore", default=True, show_default=True,
                      help="Quantised search: re-score the candidates with the original float32 vectors."),
         click.option("--oversampling", type=float, default=None,
-                     help="Quantised search: fetch X times the results by the quantised vectors before rescoring (>= 1)."),
+                     help="Quantised search: fetch X times the results by the quantised vectors before rescoring (>= 1) "
+                     "[default 4 for int8, 16 for binary]."),
         click.option("--quantization", type=click.Choice(["none", "int8", "binary"]), default="none", show_default=True,
                      help="Search the quantised variant collection fmnist_<method>_<q> (built by ingest --quantization)."),
     ]

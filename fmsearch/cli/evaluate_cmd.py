@@ -42,7 +42,7 @@ def _queries(value: str) -> int | None:
 @click.option("--exact", is_flag=True, help="Exact search instead of HNSW.")
 @click.option("--hnsw-ef", type=click.IntRange(1, 100000), default=None, help="HNSW search breadth (default 128).")
 @click.option("--batch-size", type=int, default=256, show_default=True, help="Queries per batch request.")
-@click.option("--out", type=click.Path(file_okay=False), default=None, help="Output directory [default eval-results/METHOD[-exact]].")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Output directory [default eval-results/METHOD[-exact], plus the mode's settings].")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json as one JSON object.")
 @rerank_options
 @quantization_options
@@ -89,7 +89,7 @@ def command(settings, method, fusion, fusion_weights, rescore_with, task, source
     if quantization != "none":
         suffix += f"-{quantization}-{'rescore' if rescore else 'norescore'}" + (f"-os{oversampling:g}" if oversampling else "")
     if len(names) > 1:
-        suffix += f"-{fusion}"
+        suffix += f"-{fusion}" + (f"-w{','.join(f'{w:g}' for w in config.fusion_weights)}" if config.fusion_weights else "")
     if rescore_with:
         suffix += f"-rescored-{rescore_with}"
     out = out or f"eval-results/{method}{'-exact' if exact else ''}{suffix}"
@@ -114,11 +114,12 @@ def command(settings, method, fusion, fusion_weights, rescore_with, task, source
         extra = f"  {first['metrics'][k]['precision']:>7.4f}" if first else ""
         click.echo(f"{k:>4}  {m['precision']:>7.4f}  {m['recall']:>7.4f}  {m['f1']:>7.4f}  {m['map']:>7.4f}{extra}")
     ann = data["ann_recall_at_10"]["value"]
+    ann_text = "n/a (exact)" if data["search"] == "exact" else "n/a (a fusion or a rescoring has no single exact reference)"
     lat = data["latency"]
     click.echo(
         f"top-1 accuracy {data['top1_accuracy']:.4f}; R-precision "
         f"{'n/a' if data['r_precision']['value'] is None else format(data['r_precision']['value'], '.4f')}; "
-        f"HNSW recall@10 vs exact {'n/a (exact)' if ann is None else f'{ann:.4f}'}"
+        f"recall@10 vs exact {ann_text if ann is None else f'{ann:.4f}'}"
     )
     click.echo(
         f"latency p50 {lat['p50_ms']:.2f} ms, p95 {lat['p95_ms']:.2f} ms, p99 {lat['p99_ms']:.2f} ms; "

@@ -10,12 +10,16 @@ from .common import domain_errors
 @click.command("results")
 @click.argument("metrics_files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--modes", is_flag=True, help="The search-mode table instead: P@1, P@10, recall@10 vs exact, latency, bytes per vector.")
+@click.option("--bench", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="With --modes: take latency and disk bytes from this modes benchmark (bench-results/modes.json).")
 @domain_errors
-def command(metrics_files, modes) -> None:
+def command(metrics_files, modes, bench) -> None:
     """Print a markdown table (one row per METRICS_FILES, seed figures beside)."""
     from search.report import modes_table, results_table
 
     try:
-        click.echo((modes_table if modes else results_table)(list(metrics_files)))
+        if bench and not modes:
+            raise click.UsageError("--bench goes with --modes")
+        click.echo(modes_table(list(metrics_files), bench) if modes else results_table(list(metrics_files)))
     except (KeyError, ValueError) as err:
-        raise click.ClickException(f"not an fmsearch metrics.json: {err}") from err
+        raise click.ClickException(f"not an fmsearch metrics.json (or modes.json): {err}") from err
