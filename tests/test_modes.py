@@ -117,6 +117,7 @@ def test_evaluate_quantised_collection(store, prefix, fmnist):
     ("siamese", "int8", "lie so close within a class"),
     ("siamese", "binary", "64 bits per image"),
     ("pixels", "binary", "never negative"),
+    ("resnet101", "int8", "not been measured"),
 ])
 def test_quantisations_not_offered_are_refused(store, prefix, method, quantization, why):
     """ingest and search both refuse a quantisation the benchmark showed to
