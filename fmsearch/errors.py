@@ -44,3 +44,7 @@ class CollectionMismatchError(StoreError):
 
 class ModelError(FmsearchError):
     """A model artifact is missing, corrupt, altered, or its weights unavailable."""
+
+
+class StoreLockedError(StoreError):
+    """Another process holds a collection of the embedded store."""

@@ -8,6 +8,13 @@ Layout under the store's home::
 ``collection.json`` is written atomically (temp file + rename). Points are
 appended to unindexed segments during a bulk load; :meth:`finalize` flushes
 and runs the optimizers, which build the HNSW graph once over everything.
+
+Each collection directory holds a ``.lock`` (:mod:`search.locks`): a process
+holds it while it has the shard open, so two processes never open one shard
+at once; the second waits, then fails naming the holder. A rebuild writes a
+hidden directory ``.<name>.r<stamp>`` beside the live one and swaps the two
+atomically (:meth:`swap`) only once it is complete; a killed rebuild leaves
+the live collection as it was, and its leftover is removed by the next one.
 """
 
 from __future__ import annotations
@@ -18,14 +25,16 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fmsearch.errors import CollectionNotFoundError, StoreError
+from fmsearch.errors import CollectionNotFoundError, StoreError, StoreLockedError
 
+from .locks import LOCK_FILE, DirLock, exchange
 from .schema import PAYLOAD_INDEXES, CollectionSpec
 from .store import (
     DEFAULT_HNSW_EF,
@@ -67,10 +76,12 @@ def _quantization_config(qe, quantization: str):
 class EdgeStore(Store):
     """Collections as Qdrant Edge shards under one home directory."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, *, lock_timeout: float | None = None) -> None:
         self.home = Path(home)
         self.location = f"embedded:{self.home}"
+        self.lock_timeout = lock_timeout
         self._shards: dict[str, Any] = {}
+        self._locks: dict[str, DirLock] = {}
 
     # -- paths and metadata -------------------------------------------------
 
@@ -99,18 +110,57 @@ class EdgeStore(Store):
             os.fsync(fh.fileno())
         os.replace(tmp, directory / META_FILE)
 
+    def _lock(self, name: str) -> DirLock:
+        """Hold the collection's directory lock (waiting for another process),
+        making sure it is the live directory's and not one a rebuild swapped
+        away while we waited."""
+        for _ in range(5):
+            lock = DirLock(self._dir(name), f"collection {name} in {self.location}")
+            try:
+                lock.acquire(self.lock_timeout)
+            except FileNotFoundError:  # swapped away between our look and our open
+                continue
+            if lock.same_file(self._dir(name) / LOCK_FILE):
+                self._locks[name] = lock
+                return lock
+            lock.release()
+        raise StoreLockedError(f"collection {name} in {self.location} keeps being swapped; retry")
+
+    def _unlock(self, name: str) -> None:
+        lock = self._locks.pop(name, None)
+        if lock is not None:
+            lock.release()
+
     def _shard(self, name: str):
         shard = self._shards.get(name)
         if shard is not None:
             return shard
         self._read_meta(name)  # raises CollectionNotFoundError
+        self._lock(name)
         path = self._dir(name) / SHARD_DIR
         try:
             shard = _edge().EdgeShard.load(str(path))
         except Exception as err:  # the binding raises plain Exceptions
+            self._unlock(name)
             raise StoreError(f"cannot open shard {path}: {err}") from err
         self._shards[name] = shard
         return shard
+
+    def _close_shard(self, name: str) -> None:
+        self._forget(name)
+        shard = self._shards.pop(name, None)
+        if shard is not None:
+            try:
+                shard.flush()
+            finally:
+                shard.close()
+
+    def _release(self, name: str) -> None:
+        """Flush and close the collection's shard, and drop its lock."""
+        try:
+            self._close_shard(name)
+        finally:
+            self._unlock(name)
 
     # -- Store interface ----------------------------------------------------
 
@@ -118,7 +168,7 @@ class EdgeStore(Store):
         root = self.home / "collections"
         if not root.is_dir():
             return []
-        return sorted(p.name for p in root.iterdir() if (p / META_FILE).is_file())
+        return sorted(p.name for p in root.iterdir() if not p.name.startswith(".") and (p / META_FILE).is_file())
 
     def exists(self, name: str) -> bool:
         return (self._dir(name) / META_FILE).is_file()
@@ -141,8 +191,11 @@ class EdgeStore(Store):
         if self.exists(spec.name):
             raise StoreError(f"collection {spec.name} already exists in {self.location}")
         if directory.exists():  # leftovers of a create that died before its metadata
+            self._lock(spec.name)
             shutil.rmtree(directory)
+            self._unlock(spec.name)
         directory.mkdir(parents=True)
+        self._lock(spec.name)
         distance = {"cosine": qe.Distance.Cosine, "dot": qe.Distance.Dot, "euclid": qe.Distance.Euclid}
         datatype = {"float32": qe.VectorStorageDatatype.Float32, "uint8": qe.VectorStorageDatatype.Uint8}
         hnsw = qe.HnswIndexConfig(
@@ -170,6 +223,7 @@ class EdgeStore(Store):
             shard.flush()
         except Exception as err:
             shutil.rmtree(directory, ignore_errors=True)
+            self._unlock(spec.name)
             raise StoreError(f"cannot create shard for {spec.name}: {err}") from err
         self._shards[spec.name] = shard
         # The metadata file goes last: a directory without it is not a collection.
@@ -185,15 +239,81 @@ class EdgeStore(Store):
         )
 
     def delete(self, name: str) -> None:
-        self._forget(name)
-        shard = self._shards.pop(name, None)
-        if shard is not None:
-            shard.close()
         directory = self._dir(name)
-        if directory.exists():
+        if not directory.exists():
+            self._release(name)
+            return
+        self._close_shard(name)
+        if name not in self._locks:
+            self._lock(name)  # never under another process's feet
+        try:
             # Drop the metadata first so a half-deleted directory is never listed.
             (directory / META_FILE).unlink(missing_ok=True)
             shutil.rmtree(directory)
+        finally:
+            self._unlock(name)
+
+    def ids(self, name: str) -> np.ndarray:
+        qe = _edge()
+        shard, out, offset = self._shard(name), [], None
+        while True:
+            records, offset = shard.scroll(qe.ScrollRequest(offset=offset, limit=10_000, with_payload=False, with_vector=False))
+            out.extend(int(r.id) for r in records)
+            if offset is None or not records:
+                return np.sort(np.asarray(out, np.int64))
+
+    def staging_name(self, name: str) -> str:
+        self._dir(name)  # validates the name
+        self.sweep(name)
+        return f".{name}.r{time.time_ns():x}"
+
+    def swap(self, name: str, staging: str) -> None:
+        """Make the complete collection ``staging`` serve as ``name`` in one
+        atomic directory exchange; the old one is removed (or, while another
+        process still has it open, left hidden for :meth:`sweep`)."""
+        live, new = self._dir(name), self._dir(staging)
+        if not (new / META_FILE).is_file():
+            raise StoreError(f"{staging} is not a complete collection; {name} left as it was")
+        self._release(staging)
+        self._release(name)
+        if not live.exists():
+            os.replace(new, live)
+            return
+        if not exchange(live, new):  # no atomic exchange here: two renames
+            aside = self._dir(f"{staging}.old")
+            os.replace(live, aside)
+            os.replace(new, live)
+            new = aside
+        self._remove_unused(new)
+
+    def sweep(self, name: str) -> None:
+        """Remove what killed rebuilds of ``name`` left: hidden directories
+        no process holds (and put the live one back if a rebuild died in the
+        middle of a non-atomic switch)."""
+        root = self.home / "collections"
+        if not root.is_dir():
+            return
+        leftovers = sorted(root.glob(f".{name}.r*"))
+        live = self._dir(name)
+        if not live.exists():
+            for path in reversed(leftovers):
+                if path.name.endswith(".old") and (path / META_FILE).is_file():
+                    os.replace(path, live)
+                    leftovers.remove(path)
+                    break
+        for path in leftovers:
+            self._remove_unused(path)
+
+    def _remove_unused(self, directory: Path) -> None:
+        lock = DirLock(directory, str(directory))
+        if lock.try_acquire():
+            try:
+                (directory / META_FILE).unlink(missing_ok=True)
+                shutil.rmtree(directory, ignore_errors=True)
+            finally:
+                lock.release()
+        else:
+            logger.info("%s is still open in another process; left for a later sweep", directory)
 
     def set_metadata(self, name: str, metadata: dict[str, Any]) -> None:
         meta = self._read_meta(name)
@@ -319,9 +439,7 @@ class EdgeStore(Store):
         return int(self._shard(name).count(qe.CountRequest(exact=True, filter=self._filter(flt))))
 
     def close(self) -> None:
-        for shard in self._shards.values():
-            try:
-                shard.flush()
-            finally:
-                shard.close()
-        self._shards.clear()
+        for name in list(self._shards):
+            self._release(name)
+        for name in list(self._locks):
+            self._unlock(name)

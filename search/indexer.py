@@ -3,17 +3,26 @@
 Point ids are deterministic (see :mod:`search.schema`), so writing a batch
 twice replaces it and never duplicates. The collection's metadata says
 ``complete: false`` until every planned point is written and indexed.
+
+Re-running an ingest of the same model resumes: the ids already stored are
+skipped, only the missing points are embedded and written. ``recreate``
+builds a new collection beside the live one and swaps it in only once it is
+complete (:meth:`Store.swap`); until then, and if the rebuild dies, queries
+keep getting the old collection.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from fmsearch.errors import InvalidArgumentError
+import numpy as np
+
+from fmsearch.errors import InvalidArgumentError, StoreError
 from ingest.batches import iter_batches, plan
 from ingest.images import encode_png
 from models.base import Embedder
@@ -35,6 +44,10 @@ class IngestReport:
     seconds_embed: float
     seconds_write: float
     seconds_index: float
+    #: planned points found already stored (a resumed run), not written again
+    points_skipped: int = 0
+    #: a rebuild beside the live collection, swapped in at the end
+    rebuilt: bool = False
 
 
 def ingest(
@@ -59,7 +72,8 @@ def ingest(
         split: "train" (the gallery), "test" or "all".
         limit: the first ``limit`` items of each split only.
         batch_size: images embedded and written per step.
-        recreate: drop the collection first.
+        recreate: build the collection anew beside the live one; swap it in
+            when complete (the live one serves until then).
         data_dir: FMNIST location override (see :func:`ingest.fmnist.locate`).
         prefix: collection name prefix.
         progress: called with the number of points written after each batch.
@@ -80,38 +94,65 @@ def ingest(
     embedder.prepare()  # a model that cannot load fails here, before any write
     model = embedder.describe()
     spec = schema.spec_for(model, prefix, planned=total, quantization=quantization)
-    if recreate:
-        store.delete(spec.name)
-    if store.exists(spec.name):
-        schema.check_compatible(spec.name, store.info(spec.name).metadata, model)
-        store.set_metadata(spec.name, {"complete": False, "points_planned": total})
+    live = spec.name
+    rebuild = recreate and store.exists(live)
+    stored = np.empty(0, np.int64)
+    if rebuild:
+        spec = replace(spec, name=store.staging_name(live))
+        store.create(spec)
+        logger.info("rebuilding %s beside the live collection, as %s", live, spec.name)
+    elif store.exists(live):
+        schema.check_compatible(live, store.info(live).metadata, model)
+        store.set_metadata(live, {"complete": False, "points_planned": total})
+        stored = store.ids(live)
     else:
         store.create(spec)
     if on_plan:
         on_plan(total)
+    try:
+        written, skipped, count, times = _write(store, embedder, spec.name, sizes, batch_size, data_dir, stored,
+                                                total, progress)
+        if rebuild:
+            if count < total:
+                raise StoreError(f"rebuild of {live} holds {count} of {total} points; the live collection is unchanged")
+            store.swap(live, spec.name)
+    except BaseException:
+        if rebuild:  # the live collection was never touched; drop the half-built one
+            with contextlib.suppress(Exception):
+                store.delete(spec.name)
+        raise
+    logger.info("ingested %d points into %s (%d stored, %d already there)", written, live, count, skipped)
+    return IngestReport(live, embedder.name, written, count, *times, skipped, rebuild)
 
+
+def _write(store, embedder, name, sizes, batch_size, data_dir, stored, total, progress):
+    """Embed and write every planned point not in ``stored``; finalize."""
     t_embed = t_write = 0.0
-    written = 0
+    written = skipped = 0
     for batch in iter_batches(sizes, batch_size, data_dir):
-        t0 = time.perf_counter()
-        vectors = embedder.embed(batch.images)
-        t1 = time.perf_counter()
         ids = schema.point_ids(batch.split, batch.indices)
-        payloads = [
-            schema.make_payload(batch.split, int(i), int(lab), encode_png(img))
-            for i, lab, img in zip(batch.indices, batch.labels, batch.images, strict=True)
-        ]
-        store.upsert(spec.name, ids.tolist(), vectors, payloads)
-        t2 = time.perf_counter()
-        t_embed += t1 - t0
-        t_write += t2 - t1
-        written += len(ids)
+        todo = ~np.isin(ids, stored)
+        skipped += int((~todo).sum())
+        if todo.any():
+            t0 = time.perf_counter()
+            vectors = embedder.embed(batch.images[todo])
+            t1 = time.perf_counter()
+            payloads = [
+                schema.make_payload(batch.split, int(i), int(lab), encode_png(img))
+                for i, lab, img in zip(batch.indices[todo], batch.labels[todo], batch.images[todo], strict=True)
+            ]
+            store.upsert(name, ids[todo].tolist(), vectors, payloads)
+            t2 = time.perf_counter()
+            t_embed += t1 - t0
+            t_write += t2 - t1
+            written += int(todo.sum())
+            logger.info("%s: wrote %d points (%d of %d done)", name, int(todo.sum()), written + skipped, total)
         if progress:
             progress(len(ids))
     t0 = time.perf_counter()
-    store.finalize(spec.name)
+    store.finalize(name)
     t_index = time.perf_counter() - t0
-    count = store.count(spec.name)
-    store.set_metadata(spec.name, {"complete": count >= total, "points_planned": total})
-    logger.info("ingested %d points into %s (%d stored)", written, spec.name, count)
-    return IngestReport(spec.name, embedder.name, written, count, t_embed, t_write, t_index)
+    count = store.count(name)
+    store.set_metadata(name, {"complete": count >= total, "points_planned": total})
+    return written, skipped, count, (t_embed, t_write, t_index)
+

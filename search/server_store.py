@@ -4,12 +4,27 @@ Also runs on qdrant-client's local mode (``ServerStore.local(path)``), which
 speaks the same client API: the fast tests exercise this code path that way.
 The API key is passed to the client and nowhere else: never printed, logged
 or put in an error message.
+
+Collections are served under an **alias**: ``fmnist_pixels`` names the real
+collection ``fmnist_pixels__r<stamp>``. A rebuild fills a new real
+collection beside it and moves the alias in one request (:meth:`swap`), so
+queries by the alias see the old collection or the new, never a half-built
+one. A collection created before aliases (a real collection under the plain
+name) is replaced the same way, except that Qdrant cannot give an alias the
+name of an existing collection: there the old one is deleted just before
+the alias is made.
+
+Transient failures (connection errors, timeouts, 429 and 5xx answers) are
+retried with exponential backoff and jitter, a bounded number of times; the
+final error names the server, what failed and how many attempts were made.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import random
+import re
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -40,6 +55,69 @@ _UPSERT_CHUNK = 512
 _INDEX_WAIT_S = 600
 
 
+DEFAULT_RETRIES = 3
+_BACKOFF_BASE_S = 0.5
+_BACKOFF_CAP_S = 8.0
+_RETRY_STATUS = {429, 500, 502, 503, 504}
+#: real collections behind an alias: ``<name>__r<hex stamp>``
+_REVISION_RE = re.compile(r"^(?P<name>.+)__r[0-9a-f]+$")
+
+
+def _transient(err: BaseException) -> bool:
+    """Whether a failure may pass if the same request is sent again."""
+    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+    if isinstance(err, UnexpectedResponse):
+        return err.status_code in _RETRY_STATUS
+    if isinstance(err, (ResponseHandlingException, ConnectionError, TimeoutError)):
+        return True
+    module = type(err).__module__.split(".")[0]
+    if module in ("httpx", "httpcore"):
+        return True
+    if module == "grpc":
+        code = getattr(err, "code", lambda: None)()
+        return getattr(code, "name", "") in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED")
+    return False
+
+
+class _RetryingClient:
+    """The client, each of whose calls is retried on transient failures
+    (bounded; exponential backoff with full jitter, capped)."""
+
+    def __init__(self, client: Any, retries: int, base_delay: float = _BACKOFF_BASE_S) -> None:
+        self._client = client
+        self._retries = retries
+        self._base = base_delay
+
+    def __getattr__(self, attr: str) -> Any:
+        value = getattr(self._client, attr)
+        if attr.startswith("_") or not callable(value):
+            return value
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            attempt = 1
+            while True:
+                try:
+                    return value(*args, **kwargs)
+                except Exception as err:
+                    if attempt > self._retries or not _transient(err):
+                        with contextlib.suppress(AttributeError):
+                            err.fmsearch_attempts = attempt
+                        raise
+                    delay = random.uniform(0, min(_BACKOFF_CAP_S, self._base * 2 ** (attempt - 1)))
+                    logger.warning("%s failed (%s); retry %d of %d in %.2f s", attr, type(err).__name__,
+                                   attempt, self._retries, delay)
+                    time.sleep(delay)
+                    attempt += 1
+
+        return call
+
+
+def _attempts(err: BaseException) -> str:
+    n = getattr(err, "fmsearch_attempts", 1)
+    return f" after {n} attempts" if n > 1 else ""
+
+
 def _quantization_config(models, quantization: str):
     """Qdrant's int8 scalar (0.99 quantile) or 1-bit binary quantisation, kept in RAM."""
     if quantization == "int8":
@@ -60,6 +138,9 @@ class ServerStore(Store):
         *,
         api_key: str | None = None,
         timeout: int = DEFAULT_TIMEOUT,
+        retries: int = DEFAULT_RETRIES,
+        prefer_grpc: bool = False,
+        retry_base_delay: float = _BACKOFF_BASE_S,
         _client: Any = None,
     ) -> None:
         from qdrant_client import QdrantClient
@@ -69,9 +150,11 @@ class ServerStore(Store):
         if _client is None:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                _client = QdrantClient(url=url, api_key=api_key, timeout=timeout, check_compatibility=False)
+                _client = QdrantClient(url=url, api_key=api_key, timeout=timeout, prefer_grpc=prefer_grpc,
+                                       check_compatibility=False)
             for w in caught:  # e.g. "Api key is used with an insecure connection": one log line
                 logger.warning("%s (%s)", w.message, url)
+            _client = _RetryingClient(_client, retries, retry_base_delay)
         self.client = _client
 
     @classmethod
@@ -99,13 +182,13 @@ class ServerStore(Store):
                     "run `fmsearch ingest` first"
                 ) from err
             raise StoreError(
-                f"Qdrant at {self.location} answered {err.status_code} to {what}: "
+                f"Qdrant at {self.location} answered {err.status_code} to {what}{_attempts(err)}: "
                 f"{(err.reason_phrase or '').strip()}"
             ) from err
         except ResponseHandlingException as err:
             cause = err.source if getattr(err, "source", None) else err
             raise StoreError(
-                f"cannot reach Qdrant at {self.location} ({what}): {type(cause).__name__}"
+                f"cannot reach Qdrant at {self.location} ({what}){_attempts(err)}: {type(cause).__name__}"
             ) from err
         except ValueError as err:
             # local mode reports a missing collection as ValueError
@@ -117,28 +200,57 @@ class ServerStore(Store):
             raise
         except (ConnectionError, TimeoutError, OSError) as err:
             raise StoreError(
-                f"cannot reach Qdrant at {self.location} ({what}): {type(err).__name__}"
+                f"cannot reach Qdrant at {self.location} ({what}){_attempts(err)}: {type(err).__name__}"
             ) from err
         except Exception as err:
             # httpx / grpc transport errors do not share a base class with the above
             if type(err).__module__.split(".")[0] in ("httpx", "httpcore", "grpc"):
                 raise StoreError(
-                    f"cannot reach Qdrant at {self.location} ({what}): {type(err).__name__}"
+                    f"cannot reach Qdrant at {self.location} ({what}){_attempts(err)}: {type(err).__name__}"
                 ) from err
             raise
 
+    # -- aliases: the names users and services query ------------------------
+
+    def _aliases(self) -> dict[str, str]:
+        """alias -> real collection."""
+        with self._call("list aliases"):
+            return {a.alias_name: a.collection_name for a in self.client.get_aliases().aliases}
+
+    def _real(self, name: str) -> str:
+        """The real collection behind ``name`` (itself when not an alias)."""
+        return self._aliases().get(name, name)
+
+    def _set_alias(self, name: str, target: str) -> None:
+        """Point alias ``name`` at ``target`` in one request (drop the old alias
+        in the same request, so there is no moment without one)."""
+        from qdrant_client import models
+
+        ops = []
+        if name in self._aliases():
+            ops.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=name)))
+        ops.append(models.CreateAliasOperation(create_alias=models.CreateAlias(collection_name=target, alias_name=name)))
+        with self._call("switch alias", name):
+            self.client.update_collection_aliases(change_aliases_operations=ops)
+
     def collections(self) -> list[str]:
         with self._call("list collections"):
-            return sorted(c.name for c in self.client.get_collections().collections)
+            real = {c.name for c in self.client.get_collections().collections}
+        aliases = self._aliases()
+        hidden = set(aliases.values()) | {n for n in real if _REVISION_RE.match(n)}
+        return sorted((real - hidden) | set(aliases))
 
     def exists(self, name: str) -> bool:
+        if name in self._aliases():
+            return True
         with self._call("check collection", name):
             return bool(self.client.collection_exists(name))
 
     def info(self, name: str) -> CollectionInfo:
+        real = self._real(name)
         with self._call("get collection", name):
-            desc = self.client.get_collection(name)
-            points = self.client.count(name, exact=True).count
+            desc = self.client.get_collection(real)
+            points = self.client.count(real, exact=True).count
         params = desc.config.params.vectors
         return CollectionInfo(
             name=name,
@@ -157,9 +269,12 @@ class ServerStore(Store):
             "dot": models.Distance.DOT,
             "euclid": models.Distance.EUCLID,
         }
+        if self.exists(spec.name):
+            raise StoreError(f"collection {spec.name} already exists on {self.location}")
+        # A new collection is served by alias from the start (a staging name
+        # already is a real collection's name).
+        real = spec.name if _REVISION_RE.match(spec.name) else self._revision(spec.name)
         with self._call("create collection", spec.name):
-            if self.client.collection_exists(spec.name):
-                raise StoreError(f"collection {spec.name} already exists on {self.location}")
             params = models.VectorParams(
                 size=spec.dim,
                 distance=distance[spec.distance],
@@ -171,7 +286,7 @@ class ServerStore(Store):
                 quantization_config=_quantization_config(models, spec.quantization),
             )
             self.client.create_collection(
-                spec.name,
+                real,
                 vectors_config=params,
                 hnsw_config=models.HnswConfigDiff(m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT),
                 metadata=spec.metadata,
@@ -182,16 +297,72 @@ class ServerStore(Store):
                     "keyword": models.PayloadSchemaType.KEYWORD,
                 }
                 for key, kind in PAYLOAD_INDEXES.items():
-                    self.client.create_payload_index(spec.name, key, schema[kind], wait=True)
+                    self.client.create_payload_index(real, key, schema[kind], wait=True)
+        if real != spec.name:
+            self._set_alias(spec.name, real)
+
+    @staticmethod
+    def _revision(name: str) -> str:
+        return f"{name}__r{time.time_ns():x}"
 
     def delete(self, name: str) -> None:
         self._forget(name)
+        aliases = self._aliases()
         with self._call("delete collection", name):
-            self.client.delete_collection(name)
+            if name in aliases:
+                from qdrant_client import models
+
+                self.client.update_collection_aliases(change_aliases_operations=[
+                    models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=name))])
+                self.client.delete_collection(aliases[name])
+            else:
+                self.client.delete_collection(name)
 
     def set_metadata(self, name: str, metadata: dict[str, Any]) -> None:
         with self._call("update collection metadata", name):
-            self.client.update_collection(name, metadata=metadata)
+            self.client.update_collection(self._real(name), metadata=metadata)
+
+    def ids(self, name: str) -> np.ndarray:
+        out, offset = [], None
+        with self._call("scroll ids", name):
+            while True:
+                records, offset = self.client.scroll(
+                    name, limit=10_000, offset=offset, with_payload=False, with_vectors=False
+                )
+                out.extend(int(r.id) for r in records)
+                if offset is None or not records:
+                    return np.sort(np.asarray(out, np.int64))
+
+    def staging_name(self, name: str) -> str:
+        self.sweep(name)
+        return self._revision(name)
+
+    def sweep(self, name: str) -> None:
+        """Delete real collections of ``name`` that no alias serves: what
+        killed rebuilds left."""
+        served = set(self._aliases().values())
+        with self._call("list collections"):
+            real = [c.name for c in self.client.get_collections().collections]
+        for n in real:
+            m = _REVISION_RE.match(n)
+            if m and m.group("name") == name and n not in served:
+                with self._call("delete leftover collection", n):
+                    self.client.delete_collection(n)
+
+    def swap(self, name: str, staging: str) -> None:
+        self._forget(name)
+        aliases = self._aliases()
+        old = aliases.get(name)
+        if old is None and self.exists(name):
+            # a collection from before aliases: Qdrant refuses an alias that
+            # shadows it, so it goes first (the one non-atomic switch)
+            logger.warning("replacing %s, created before aliases: briefly absent during the switch", name)
+            with self._call("delete collection", name):
+                self.client.delete_collection(name)
+        self._set_alias(name, staging)
+        if old is not None and old != staging:
+            with self._call("delete replaced collection", old):
+                self.client.delete_collection(old)
 
     def upsert(
         self, name: str, ids: Sequence[int], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]
@@ -218,8 +389,9 @@ class ServerStore(Store):
         from qdrant_client import models
 
         deadline = time.monotonic() + _INDEX_WAIT_S
+        real = self._real(name)
         with self._call("wait for indexing", name):
-            while self.client.get_collection(name).status != models.CollectionStatus.GREEN:
+            while self.client.get_collection(real).status != models.CollectionStatus.GREEN:
                 if time.monotonic() > deadline:
                     raise StoreError(f"{name} on {self.location} still indexing after {_INDEX_WAIT_S}s")
                 time.sleep(0.5)

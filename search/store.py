@@ -246,6 +246,22 @@ class Store(ABC):
         """Points by id, in the order asked; missing ids are left out."""
 
     @abstractmethod
+    def ids(self, name: str) -> np.ndarray:
+        """Every point id the collection holds, sorted (what a resumed
+        ingest skips)."""
+
+    @abstractmethod
+    def staging_name(self, name: str) -> str:
+        """A fresh, hidden name for rebuilding ``name`` beside it (leftovers
+        of earlier killed rebuilds are removed first)."""
+
+    @abstractmethod
+    def swap(self, name: str, staging: str) -> None:
+        """Atomically make the complete collection ``staging`` serve under
+        ``name`` (readers see the old or the new, never a mix or nothing),
+        then drop the old one."""
+
+    @abstractmethod
     def count(self, name: str, flt: QueryFilter | None = None) -> int:
         """Exact number of points (matching ``flt``)."""
 

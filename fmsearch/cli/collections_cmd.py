@@ -13,10 +13,19 @@ from .common import domain_errors, echo_json, pass_settings
 @domain_errors
 def command(settings, as_json) -> None:
     """List collections with point count, vector size, method and fingerprint."""
+    from fmsearch.errors import StoreLockedError
+
     store = settings.store()
+    if hasattr(store, "lock_timeout"):  # a listing does not wait long for an ingest in progress
+        store.lock_timeout = 1.0
     rows = []
     for name in store.collections():
-        info = store.info(name)
+        try:
+            info = store.info(name)
+        except StoreLockedError as err:
+            rows.append({"collection": name, "points": None, "dim": None, "distance": None, "method": "?",
+                         "fingerprint": "?", "complete": None, "in_use": str(err)})
+            continue
         meta = info.metadata
         rows.append(
             {
@@ -38,6 +47,9 @@ def command(settings, as_json) -> None:
         return
     click.echo(f"{'collection':<20} {'points':>7} {'dim':>5} {'method':<12} {'state':<10} fingerprint")
     for r in rows:
+        if r["complete"] is None:
+            click.echo(f"{r['collection']:<20} {'?':>7} {'?':>5} {'?':<12} in use: {r['in_use']}")
+            continue
         state = "complete" if r["complete"] else "incomplete"
         click.echo(
             f"{r['collection']:<20} {r['points']:>7} {r['dim']:>5} {r['method']:<12} {state:<10} {r['fingerprint']}"

@@ -12,7 +12,8 @@ from .common import data_dir_option, domain_errors, embedder_options, model_opti
 @click.option("--split", type=click.Choice(["train", "test", "all"]), default="train", show_default=True, help="Which FMNIST split(s) to store.")
 @click.option("--limit", type=int, default=None, help="Only the first N images of each split.")
 @click.option("--batch-size", type=int, default=1000, show_default=True, help="Images embedded and written per step.")
-@click.option("--recreate", is_flag=True, help="Drop the collection first.")
+@click.option("--recreate", is_flag=True, help="Rebuild the collection from scratch, beside the live one, and swap it in when "
+              "complete (queries keep the old one until then). Without it, a re-run resumes: stored points are skipped.")
 @click.option("--quantization", type=click.Choice(["none", "int8", "binary"]), default="none", show_default=True,
               help="Also keep int8 (scalar) or binary quantised vectors: writes fmnist_<method>_<q> beside the plain collection.")
 @click.option("--sift-upscale", type=int, default=None, help="sift: enlarge images this many times before SIFT [default 3].")
@@ -81,8 +82,13 @@ def _ingest_one(settings, embedder, split, limit, batch_size, recreate, data_dir
         )
     finally:
         bar.close()
+    extra = ""
+    if report.points_skipped:
+        extra = f"; resumed: {report.points_skipped} were already stored"
+    if report.rebuilt:
+        extra = "; rebuilt beside the live collection and swapped in"
     click.echo(
         f"{report.collection}: wrote {report.points_written} points, {report.points_total} stored "
         f"(embed {report.seconds_embed:.1f}s, write {report.seconds_write:.1f}s, "
-        f"index {report.seconds_index:.1f}s)"
+        f"index {report.seconds_index:.1f}s){extra}"
     )
