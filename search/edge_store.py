@@ -73,6 +73,40 @@ def _quantization_config(qe, quantization: str):
     return None
 
 
+def _broken(err: BaseException) -> bool:
+    """A failure of the binding (including a Rust panic, which Python sees
+    as a BaseException), as opposed to an interrupt or our own errors."""
+    return not isinstance(err, (KeyboardInterrupt, SystemExit, GeneratorExit, StoreError))
+
+
+class _GuardedShard:
+    """An EdgeShard whose every call turns a failure of the binding (a
+    corrupt segment, a panic) into a one-line StoreError naming the shard."""
+
+    def __init__(self, shard: Any, path: Path) -> None:
+        self._shard = shard
+        self._path = path
+
+    def __getattr__(self, attr: str) -> Any:
+        value = getattr(self._shard, attr)
+        if not callable(value):
+            return value
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return value(*args, **kwargs)
+            except BaseException as err:
+                if not _broken(err):
+                    raise
+                detail = (str(err).strip().splitlines() or [""])[0][:200]
+                raise StoreError(
+                    f"shard {self._path} failed ({attr}): {type(err).__name__}: {detail}; it may be corrupt: "
+                    "re-ingest with --recreate"
+                ) from err
+
+        return call
+
+
 class EdgeStore(Store):
     """Collections as Qdrant Edge shards under one home directory."""
 
@@ -139,10 +173,13 @@ class EdgeStore(Store):
         self._lock(name)
         path = self._dir(name) / SHARD_DIR
         try:
-            shard = _edge().EdgeShard.load(str(path))
-        except Exception as err:  # the binding raises plain Exceptions
+            shard = _GuardedShard(_edge().EdgeShard.load(str(path)), path)
+        except BaseException as err:  # plain Exceptions, or a panic on a corrupt shard
             self._unlock(name)
-            raise StoreError(f"cannot open shard {path}: {err}") from err
+            if not _broken(err):
+                raise
+            detail = (str(err).strip().splitlines() or [""])[0][:200]
+            raise StoreError(f"cannot open shard {path}: {type(err).__name__}: {detail}") from err
         self._shards[name] = shard
         return shard
 
@@ -186,6 +223,11 @@ class EdgeStore(Store):
         )
 
     def create(self, spec: CollectionSpec) -> None:
+        if (spec.shards, spec.replicas, spec.write_consistency) != (1, 1, 1):
+            raise StoreError(
+                "the embedded store is a single shard: --shards/--replicas/--write-consistency need a Qdrant "
+                "server or cluster (--qdrant-url)"
+            )
         qe = _edge()
         directory = self._dir(spec.name)
         if self.exists(spec.name):
@@ -216,7 +258,7 @@ class EdgeStore(Store):
             hnsw_config=hnsw,
         )
         try:
-            shard = qe.EdgeShard.create(str(directory / SHARD_DIR), config)
+            shard = _GuardedShard(qe.EdgeShard.create(str(directory / SHARD_DIR), config), directory / SHARD_DIR)
             schema = {"integer": qe.PayloadSchemaType.Integer, "keyword": qe.PayloadSchemaType.Keyword}
             for key, kind in PAYLOAD_INDEXES.items():
                 shard.update(qe.UpdateOperation.create_field_index(key, schema[kind]))

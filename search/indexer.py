@@ -63,6 +63,9 @@ def ingest(
     progress: Callable[[int], None] | None = None,
     on_plan: Callable[[int], None] | None = None,
     quantization: str = "none",
+    shards: int = 1,
+    replicas: int = 1,
+    write_consistency: int = 1,
 ) -> IngestReport:
     """Embed FMNIST images and write them to the method's collection.
 
@@ -80,6 +83,8 @@ def ingest(
         on_plan: called once with the number of points planned.
         quantization: "int8" or "binary" writes the quantised variant
             collection ``<prefix><method>_<quantization>`` (see :mod:`search.schema`).
+        shards, replicas, write_consistency: how a new collection is spread
+            over a Qdrant cluster (server only; recorded in its metadata).
 
     Raises:
         CollectionMismatchError: the collection exists with another model
@@ -94,6 +99,8 @@ def ingest(
     embedder.prepare()  # a model that cannot load fails here, before any write
     model = embedder.describe()
     spec = schema.spec_for(model, prefix, planned=total, quantization=quantization)
+    distribution = {"shards": shards, "replicas": replicas, "write_consistency": write_consistency}
+    spec = replace(spec, **distribution, metadata={**spec.metadata, "distribution": distribution})
     live = spec.name
     rebuild = recreate and store.exists(live)
     stored = np.empty(0, np.int64)

@@ -147,8 +147,19 @@ class CollectionSpec:
     #: build an HNSW graph (off for collections only scored by id)
     hnsw: bool = True
     quantization: str = "none"
+    #: distribution on a Qdrant cluster (a server option; the embedded store is one shard)
+    shards: int = 1
+    replicas: int = 1
+    write_consistency: int = 1
 
     def __post_init__(self) -> None:
+        for key in ("shards", "replicas", "write_consistency"):
+            if getattr(self, key) < 1:
+                raise InvalidArgumentError(f"--{key.replace('_', '-')} must be at least 1, got {getattr(self, key)}")
+        if self.write_consistency > self.replicas:
+            raise InvalidArgumentError(
+                f"--write-consistency ({self.write_consistency}) cannot exceed --replicas ({self.replicas})"
+            )
         if self.dim < 1:
             raise InvalidArgumentError(f"vector size must be at least 1, got {self.dim}")
         if self.distance not in DISTANCES:

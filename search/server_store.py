@@ -290,6 +290,9 @@ class ServerStore(Store):
                 vectors_config=params,
                 hnsw_config=models.HnswConfigDiff(m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT),
                 metadata=spec.metadata,
+                shard_number=spec.shards,
+                replication_factor=spec.replicas,
+                write_consistency_factor=spec.write_consistency,
             )
             if not self._local:  # local mode has no payload indexes (and warns)
                 schema = {

@@ -287,6 +287,8 @@ def open_store(
     api_key: str | None = None,
     home: str | os.PathLike | None = None,
     timeout: int = DEFAULT_TIMEOUT,
+    retries: int = 3,
+    prefer_grpc: bool = False,
 ) -> Store:
     """Pick the backend from the arguments.
 
@@ -298,6 +300,11 @@ def open_store(
         api_key: the server's API key (never printed or logged).
         home: the embedded store's directory (default :func:`default_home`).
         timeout: seconds before a server request fails.
+        retries: server requests that fail transiently (connection errors,
+            timeouts, 429/5xx) are sent again up to this many times, with
+            exponential backoff and jitter.
+        prefer_grpc: talk to the server over gRPC (port 6334) where the
+            client can.
 
     Returns:
         An open store; close it (or use it as a context manager).
@@ -307,7 +314,11 @@ def open_store(
 
         if url.startswith("local:"):
             return ServerStore.local(url.removeprefix("local:"))
-        return ServerStore(url, api_key=api_key, timeout=timeout)
+        if not url.startswith(("http://", "https://")):
+            from fmsearch.errors import InvalidArgumentError
+
+            raise InvalidArgumentError(f"a Qdrant URL starts with http:// or https:// (or local:PATH), got {url!r}")
+        return ServerStore(url, api_key=api_key, timeout=timeout, retries=retries, prefer_grpc=prefer_grpc)
     from .edge_store import EdgeStore
 
     return EdgeStore(Path(home) if home else default_home())

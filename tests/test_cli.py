@@ -122,7 +122,8 @@ def test_unreachable_server_names_it_and_hides_the_key():
 @pytest.mark.parametrize("args", [["query", "-m", "pixels"], ["query", "x.png", "--id", "3", "-m", "pixels"]])
 def test_image_xor_id(home, args):
     result = run(home, *args)
-    assert result.exit_code == 2 and "give exactly one of IMAGE_PATH or --id" in result.output
+    assert result.exit_code == 1 and "give exactly one of IMAGE_PATH or --id" in result.output
+    assert result.output.strip().splitlines() == [result.output.strip()]  # one line, no usage text
 
 
 def test_cli_runs_against_server_code_path(tmp_path, fmnist):

@@ -169,7 +169,7 @@ def test_train_refuses_an_unwritable_out_before_training(tmp_path):
     assert result.exit_code == 1
     assert result.output.startswith("Error: cannot write to --out") and "Traceback" not in result.output
     result = CliRunner().invoke(main, ["train", "--method", "autoencoder", "--mining", "semi-hard"])
-    assert result.exit_code == 2 and "--mining applies to siamese only" in result.output
+    assert result.exit_code == 1 and "--mining applies to siamese only" in result.output
 
 
 def test_train_continues_from_an_artifact_and_keeps_the_chain(trained, tmp_path):

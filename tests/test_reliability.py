@@ -221,9 +221,11 @@ class _Flaky(BaseHTTPRequestHandler):
     fail = 0
     status = 503
     hits: list[str] = []
+    keys: list[str | None] = []
 
     def do_GET(self):  # noqa: N802
         type(self).hits.append(self.path)
+        type(self).keys.append(self.headers.get("api-key"))
         if self.path.startswith("/collections") and type(self).fail > 0:
             type(self).fail -= 1
             self.send_response(type(self).status)
@@ -246,7 +248,7 @@ class _Flaky(BaseHTTPRequestHandler):
 def flaky():
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    _Flaky.hits = []
+    _Flaky.hits, _Flaky.keys, _Flaky.fail = [], [], 0
     yield server, f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
 
@@ -292,3 +294,39 @@ def test_unreachable_server_is_retried_then_named(unused_port=None):
     url = f"http://127.0.0.1:{port}"
     with pytest.raises(StoreError, match=rf"cannot reach Qdrant at {url} \(list collections\) after 4 attempts"):
         _server_store(url).collections()
+
+
+def test_api_key_from_a_file_is_sent_and_never_printed(flaky, tmp_path):
+    from click.testing import CliRunner
+
+    from fmsearch.cli import main
+
+    _, url = flaky
+    key_file = tmp_path / "key"
+    key_file.write_text("file-sekret-42\n")
+    result = CliRunner().invoke(main, ["--qdrant-url", url, "--qdrant-api-key-file", str(key_file), "-v", "collections"])
+    assert result.exit_code == 0, result.output
+    assert set(_Flaky.keys) == {"file-sekret-42"}  # every request carried it
+    assert "file-sekret-42" not in result.output
+    _Flaky.fail, _Flaky.status = 99, 503
+    result = CliRunner().invoke(main, ["--qdrant-url", url, "--qdrant-api-key-file", str(key_file), "--retries", "1",
+                                       "collections"])
+    assert result.exit_code == 1 and "file-sekret-42" not in result.output
+    assert result.output.startswith(f"Error: Qdrant at {url} answered 503 to list collections after 2 attempts")
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    result = CliRunner().invoke(main, ["--qdrant-url", url, "--qdrant-api-key-file", str(empty), "collections"])
+    assert result.exit_code == 1 and "must hold one non-empty line" in result.output
+
+
+def test_grpc_and_https_settings_reach_the_client(flaky):
+    """--prefer-grpc talks gRPC (this loopback server speaks only REST: a
+    clear one-line error); an https URL makes the client use TLS."""
+    from search.store import open_store
+
+    _, url = flaky
+    with pytest.raises(StoreError, match=rf"cannot reach Qdrant at {url} \(list collections\)") as err:
+        open_store(url, prefer_grpc=True, retries=0).collections()
+    assert "\n" not in str(err.value)
+    store = open_store("https://127.0.0.1:9", retries=0)
+    assert store.client._client._client.rest_uri.startswith("https://")

@@ -5,13 +5,14 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any
 
 import click
 
-from fmsearch.errors import FmsearchError
+from fmsearch.errors import FmsearchError, InvalidArgumentError
 
 
 @dataclass
@@ -24,6 +25,8 @@ class Settings:
     prefix: str
     timeout: int
     data_dir: str | None = None
+    retries: int = 3
+    prefer_grpc: bool = False
     _store: Any = None
 
     def store(self):
@@ -32,7 +35,8 @@ class Settings:
             from search.store import open_store
 
             self._store = open_store(
-                self.qdrant_url, api_key=self.qdrant_api_key, home=self.home, timeout=self.timeout
+                self.qdrant_url, api_key=self.qdrant_api_key, home=self.home, timeout=self.timeout,
+                retries=self.retries, prefer_grpc=self.prefer_grpc,
             )
         return self._store
 
@@ -54,10 +58,32 @@ def domain_errors(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except FmsearchError as err:
             raise click.ClickException(str(err).splitlines()[0] if str(err) else type(err).__name__) from err
+        except click.UsageError as err:  # a bad combination of options: one line, as every other error
+            raise click.ClickException(err.format_message()) from err
         except KeyboardInterrupt as err:
-            raise click.ClickException("interrupted; nothing written is lost, re-run to finish") from err
+            raise click.ClickException("interrupted; what was written is kept: re-run the same command to resume") from err
 
     return wrapper
+
+
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+def point_id_or_none(text: str) -> int | None:
+    """``text`` as a point id when it is written as an integer ("123", "-1"),
+    else None (an image path); the range is checked where the id is used."""
+    text = text.strip()
+    return int(text) if _INTEGER.fullmatch(text) else None
+
+
+def parse_point_id(text: str, option: str = "--id") -> int:
+    """A point id given as text; not an integer is a one-line user error."""
+    pid = point_id_or_none(text)
+    if pid is None:
+        raise InvalidArgumentError(
+            f"{option} must be an integer point id (train 0-59999, test 60000-69999), got {text!r}"
+        )
+    return pid
 
 
 def echo_json(obj: Any) -> None:
@@ -164,3 +190,15 @@ def quantization_params(quantization: str, rescore: bool, oversampling: float | 
     if quantization == "none" and (oversampling is not None or not rescore):
         raise click.UsageError("--oversampling/--no-rescore need --quantization int8|binary")
     return QuantizationParams(rescore=rescore, oversampling=oversampling)
+
+
+def read_key_file(path: str) -> str:
+    """The API key in a file (surrounding whitespace dropped); errors never
+    quote the file's content."""
+    try:
+        key = open(path, encoding="utf-8").read().strip()
+    except (OSError, UnicodeDecodeError) as err:
+        raise click.ClickException(f"cannot read the API key file {path}: {type(err).__name__}") from None
+    if not key or "\n" in key:
+        raise click.ClickException(f"the API key file {path} must hold one non-empty line")
+    return key

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import data_dir_option, domain_errors, echo_json
+from .common import data_dir_option, domain_errors, echo_json, point_id_or_none
 
 
 def _load(arg: str, data_dir):
@@ -15,14 +15,16 @@ def _load(arg: str, data_dir):
     from ingest.images import load_image
     from search.schema import split_index
 
-    if arg.isdigit() and not Path(arg).exists():
-        split, index = split_index(int(arg))
+    pid = point_id_or_none(arg)
+    if pid is not None and not Path(arg).exists():
+        split, index = split_index(pid)  # a negative or too large id: one line
         data = load_split(split, data_dir)
-        return data.images[index], f"id {arg} ({split} {index}, {CLASS_NAMES[int(data.labels[index])]})"
+        return data.images[index], f"id {pid} ({split} {index}, {CLASS_NAMES[int(data.labels[index])]})"
     return load_image(arg), arg
 
 
-@click.command("compare")
+# "-1" is an (out-of-range) id, not an unknown option: refused in one line, not with usage
+@click.command("compare", context_settings={"ignore_unknown_options": True})
 @click.argument("image_a")
 @click.argument("image_b")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the drawing of the matches to this PNG.")

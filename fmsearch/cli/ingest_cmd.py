@@ -16,13 +16,18 @@ from .common import data_dir_option, domain_errors, embedder_options, model_opti
               "complete (queries keep the old one until then). Without it, a re-run resumes: stored points are skipped.")
 @click.option("--quantization", type=click.Choice(["none", "int8", "binary"]), default="none", show_default=True,
               help="Also keep int8 (scalar) or binary quantised vectors: writes fmnist_<method>_<q> beside the plain collection.")
+@click.option("--shards", type=int, default=1, show_default=True, help="Server/cluster: shards of a new collection.")
+@click.option("--replicas", type=int, default=1, show_default=True, help="Server/cluster: copies of each shard.")
+@click.option("--write-consistency", type=int, default=1, show_default=True,
+              help="Server/cluster: replicas that must confirm a write (<= --replicas).")
 @click.option("--sift-upscale", type=int, default=None, help="sift: enlarge images this many times before SIFT [default 3].")
 @click.option("--sift-plain", is_flag=True, help="sift: plain SIFT descriptors instead of RootSIFT.")
 @model_options
 @data_dir_option
 @pass_settings
 @domain_errors
-def command(settings, method, split, limit, batch_size, recreate, quantization, sift_upscale, sift_plain, weights, input_size, data_dir) -> None:
+def command(settings, method, split, limit, batch_size, recreate, quantization, shards, replicas, write_consistency,
+            sift_upscale, sift_plain, weights, input_size, data_dir) -> None:
     """Embed FMNIST images with METHOD and store them in Qdrant.
 
     With --method all, every method whose model is available is ingested;
@@ -57,10 +62,12 @@ def command(settings, method, split, limit, batch_size, recreate, quantization, 
             if method == "all":
                 continue
             raise click.UsageError("--quantization does not apply to sift")
-        _ingest_one(settings, embedder, split, limit, batch_size, recreate, data_dir, quantization)
+        _ingest_one(settings, embedder, split, limit, batch_size, recreate, data_dir, quantization,
+                    {"shards": shards, "replicas": replicas, "write_consistency": write_consistency})
 
 
-def _ingest_one(settings, embedder, split, limit, batch_size, recreate, data_dir, quantization="none") -> None:
+def _ingest_one(settings, embedder, split, limit, batch_size, recreate, data_dir, quantization="none",
+                distribution=None) -> None:
     from tqdm import tqdm
 
     from search.indexer import ingest
@@ -79,6 +86,7 @@ def _ingest_one(settings, embedder, split, limit, batch_size, recreate, data_dir
             progress=bar.update,
             on_plan=lambda n: bar.reset(total=n),
             quantization=quantization,
+            **(distribution or {}),
         )
     finally:
         bar.close()

@@ -6,8 +6,19 @@ import click
 
 from fmsearch import __version__
 
-from . import bench_cmd, collections_cmd, compare_cmd, data_cmd, evaluate_cmd, ingest_cmd, query_cmd, results_cmd, train_cmd
-from .common import Settings, setup_logging
+from . import (
+    bench_cmd,
+    collections_cmd,
+    compare_cmd,
+    data_cmd,
+    evaluate_cmd,
+    ingest_cmd,
+    migrate_cmd,
+    query_cmd,
+    results_cmd,
+    train_cmd,
+)
+from .common import Settings, read_key_file, setup_logging
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -33,6 +44,22 @@ from .common import Settings, setup_logging
     help="API key of the server [env QDRANT_API_KEY]; never printed.",
 )
 @click.option(
+    "--qdrant-api-key-file",
+    envvar="QDRANT_API_KEY_FILE",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Read the API key from this file instead [env QDRANT_API_KEY_FILE] (e.g. a mounted secret).",
+)
+@click.option(
+    "--prefer-grpc/--no-prefer-grpc",
+    envvar="QDRANT_PREFER_GRPC",
+    default=False,
+    show_default=True,
+    help="Talk to the server over gRPC (port 6334) [env QDRANT_PREFER_GRPC].",
+)
+@click.option("--retries", default=3, show_default=True, type=click.IntRange(0, 10),
+              help="Server requests failing transiently (connection, timeout, 429/5xx) are retried this many times.")
+@click.option(
     "--prefix",
     envvar="FMSEARCH_PREFIX",
     default="fmnist_",
@@ -42,17 +69,21 @@ from .common import Settings, setup_logging
 @click.option("--timeout", default=10, show_default=True, type=click.IntRange(1, 3600), help="Server request timeout, seconds.")
 @click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug) to stderr.")
 @click.pass_context
-def main(ctx: click.Context, home, qdrant_url, qdrant_api_key, prefix, timeout, verbose) -> None:
+def main(ctx: click.Context, home, qdrant_url, qdrant_api_key, qdrant_api_key_file, prefer_grpc, retries, prefix, timeout,
+         verbose) -> None:
     """Image similarity search over Fashion-MNIST, backed by Qdrant.
 
     The store is embedded (Qdrant Edge, under --home) unless --qdrant-url
     names a server.
     """
     setup_logging(verbose)
-    settings = Settings(home, qdrant_url, qdrant_api_key, prefix, timeout)
+    if qdrant_api_key_file:
+        qdrant_api_key = read_key_file(qdrant_api_key_file)
+    settings = Settings(home, qdrant_url, qdrant_api_key, prefix, timeout, retries=retries, prefer_grpc=prefer_grpc)
     ctx.obj = settings
     ctx.call_on_close(settings.close)
 
 
-for module in (data_cmd, train_cmd, ingest_cmd, query_cmd, compare_cmd, evaluate_cmd, results_cmd, collections_cmd, bench_cmd):
+for module in (data_cmd, train_cmd, ingest_cmd, query_cmd, compare_cmd, evaluate_cmd, results_cmd, collections_cmd, bench_cmd,
+               migrate_cmd):
     main.add_command(module.command)

@@ -10,7 +10,9 @@ from .common import (
     echo_json,
     embedder_options,
     model_options,
+    parse_point_id,
     pass_settings,
+    point_id_or_none,
     quantization_options,
     quantization_params,
     rerank_config,
@@ -20,7 +22,7 @@ from .common import (
 
 @click.command("query")
 @click.argument("image_path", required=False, type=click.Path(dir_okay=True))
-@click.option("--id", "point_id", type=int, default=None, help="Query with FMNIST item ID (train 0-59999, test 60000-69999); the item itself is excluded.")
+@click.option("--id", "point_id", metavar="ID", default=None, help="Query with FMNIST item ID (train 0-59999, test 60000-69999); the item itself is excluded.")
 @click.option("--method", "-m", required=True, help="Embedding method, e.g. pixels; or methods joined by + (autoencoder+siamese), whose results are fused.")
 @click.option("--fusion", type=click.Choice(["rrf", "dbsf"]), default="rrf", show_default=True, help="How fused methods' lists combine: reciprocal-rank or distribution-based score fusion.")
 @click.option("--fusion-weights", default=None, help="Comma-separated weight per fused method, e.g. 1,2.")
@@ -54,6 +56,8 @@ def command(settings, image_path, point_id, method, fusion, fusion_weights, resc
             raise click.UsageError("--positive/--negative make a recommend query: no IMAGE_PATH, --id, fusion, --rescore-with or --rerank with them")
     elif (image_path is None) == (point_id is None):
         raise click.UsageError("give exactly one of IMAGE_PATH or --id (or --positive examples)")
+    if point_id is not None:
+        point_id = parse_point_id(point_id)
     check_k(k)
     reranking = rerank_config(rerank, shortlist, rerank_mode, rerank_weight, ratio)
     if reranking is not None:
@@ -105,8 +109,9 @@ def _example(text: str):
 
     from ingest.images import load_image
 
-    if text.isdigit() and not Path(text).exists():
-        return int(text)
+    pid = point_id_or_none(text)
+    if pid is not None and not Path(text).exists():
+        return pid  # out of range is refused by the search, in one line
     return load_image(text)
 
 
