@@ -92,7 +92,8 @@ def _ingest_one(settings, embedder, split, limit, batch_size, recreate, data_dir
         bar.close()
     extra = ""
     if report.points_skipped:
-        extra = f"; resumed: {report.points_skipped} were already stored"
+        extra = (f"; resumed: {report.points_skipped} were already stored" if report.points_written
+                 else "; every planned point was already stored")
     if report.rebuilt:
         extra = "; rebuilt beside the live collection and swapped in"
     click.echo(
