@@ -589,10 +589,10 @@ def run_modes_bench(
         info = store.info(name)
         return _dir_bytes(store.home / "collections" / name) / max(info.points, 1)
 
+    plain = Searcher(store, prefix=prefix, data_dir=data_dir)  # every mode shares its loaded models
     for method in methods:
         for label, quant, rescore, oversampling in MODES:
-            searcher = Searcher(store, prefix=prefix, data_dir=data_dir, quantization=quant,
-                                quantization_params=QuantizationParams(rescore, oversampling))
+            searcher = plain.variant(quantization=quant, quantization_params=QuantizationParams(rescore, oversampling))
             try:
                 info = searcher.collection(method)
             except (CollectionNotFoundError, InvalidArgumentError) as err:  # not built, or not offered
@@ -609,7 +609,6 @@ def run_modes_bench(
                 "bytes_searched": vector_bytes(info.dim, quant)["searched"],
                 "bytes_float32": 4 * info.dim, "disk_bytes_per_point": disk_per_point(info.name),
             })
-    plain = Searcher(store, prefix=prefix, data_dir=data_dir)
     for label, spec, rescore_with, fusion, weights in COMBINED_MODES:
         names = spec.split("+")
         if not set(names) | {rescore_with or names[0]} <= set(methods):

@@ -418,12 +418,8 @@ def _ann_recall(searcher, config, q_vectors, flt) -> dict[str, Any]:
         return {"value": None, "note": "search was exact; no ANN error to measure"}
     sub = _subset(len(q_vectors), config.ann_check_queries, config.seed)
     found, _, _ = _to_arrays(searcher.search_vectors(config.method, q_vectors[sub], 10, flt, exact=config.exact), 10)
-    saved = searcher.quantization_params
-    searcher.quantization_params = QuantizationParams(ignore=True)
-    try:
-        exact = searcher.search_vectors(config.method, q_vectors[sub], 10, flt, exact=True)
-    finally:
-        searcher.quantization_params = saved
+    reference = searcher.variant(quantization=config.quantization, quantization_params=QuantizationParams(ignore=True))
+    exact = reference.search_vectors(config.method, q_vectors[sub], 10, flt, exact=True)
     exact_ids, _, _ = _to_arrays(exact, 10)
     k = min(10, exact_ids.shape[1])
     return {

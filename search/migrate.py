@@ -105,8 +105,8 @@ def migrate_collection(
             if progress:
                 progress(len(records))
         target.finalize(spec.name)
-        target.set_metadata(spec.name, {"complete": True})
         diff = _verify(source, target, name, spec.name, ids, sample, seed)
+        target.set_metadata(spec.name, {"complete": True})  # only once verified
         if rebuild:
             target.swap(name, spec.name)
     except BaseException:

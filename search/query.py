@@ -171,6 +171,16 @@ class Searcher:
         )
         return [to_hits(p) for p in points]
 
+    def variant(self, *, quantization: str = "none", quantization_params: QuantizationParams | None = None) -> Searcher:
+        """The same searcher on another quantisation setting, sharing the
+        models it has loaded (no model is built twice)."""
+        other = Searcher(
+            self.store, prefix=self.prefix, data_dir=self.data_dir, hnsw_ef=self.hnsw_ef, options=self.options,
+            quantization=quantization, quantization_params=quantization_params,
+        )
+        other._embedders = self._embedders
+        return other
+
     def effective_quantization_params(self) -> QuantizationParams | None:
         """What a search of a quantised collection sends: the given params,
         with :data:`schema.DEFAULT_OVERSAMPLING` when rescoring without an

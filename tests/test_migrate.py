@@ -96,3 +96,19 @@ def test_cluster_options_need_a_server(tmp_path, fmnist):
     assert result.exit_code == 0, result.output
     with open_store(url) as s:
         assert s.info("fmnist_pixels").metadata["distribution"] == {"shards": 2, "replicas": 2, "write_consistency": 2}
+
+
+def test_a_failed_verification_leaves_the_target_marked_incomplete(source, tmp_path, monkeypatch):
+    import search.migrate as migrate
+
+    from fmsearch.errors import StoreError
+
+    def mismatch(*args, **kwargs):
+        raise StoreError("fmnist_pixels: vectors differ (simulated)")
+
+    monkeypatch.setattr(migrate, "_verify", mismatch)
+    target = f"local:{tmp_path / 't'}"
+    result = _migrate(source, target, "--method", "pixels")
+    assert result.exit_code == 1 and "vectors differ (simulated)" in result.output
+    with open_store(target) as dst:
+        assert dst.info("fmnist_pixels").metadata["complete"] is False

@@ -137,3 +137,10 @@ def test_default_oversampling_applies_only_to_rescored_searches(store, prefix):
     s.quantization_params = QuantizationParams(oversampling=1)
     assert s.effective_quantization_params().oversampling == 1
     assert Searcher(store, prefix=prefix).effective_quantization_params() is None
+
+
+def test_variant_shares_the_loaded_models(store, prefix):
+    s = Searcher(store, prefix=prefix)
+    v = s.variant(quantization="int8", quantization_params=QuantizationParams(rescore=False))
+    assert v.embedder("autoencoder") is s.embedder("autoencoder")
+    assert (v.quantization, v.quantization_params, s.quantization) == ("int8", QuantizationParams(rescore=False), "none")
