@@ -5,23 +5,21 @@ mode against the CLI's own code path.
 """
 import sys
 
-from ingest.images import load_image
-from search.query import Searcher
-from search.rerank import RerankConfig
-from search.store import QuantizationParams, open_store
+from fmsearch.images.files import load_image
+from fmsearch.search import RerankConfig, Searcher, SearchMode
+from fmsearch.store import open_store
 
 
 def search_modes(store, image, k=5):
     """{mode: [(id, class name), ...]} for one (28, 28) query image."""
-    s = Searcher(store)  # plain collections fmnist_<method>
-    int8 = Searcher(store, quantization="int8", quantization_params=QuantizationParams(rescore=True, oversampling=2))
+    s = Searcher(store)  # collections fmnist_<method>; one Searcher serves every mode
     modes = {
         "siamese": s.search("siamese", image=image, k=k),
         "siamese, Sneaker only": s.search("siamese", image=image, k=k, classes=["Sneaker"]),
-        "pixels int8 + rescore": int8.search("pixels", image=image, k=k),
-        "pixels, rescored by siamese": s.search("pixels", image=image, k=k, shortlist=100, rescore_with="siamese"),
-        "autoencoder+siamese, RRF": s.search("autoencoder+siamese", image=image, k=k, fusion="rrf"),
-        "pixels + SIFT rerank": s.search("pixels", image=image, k=k, rerank=RerankConfig(shortlist=100)),
+        "pixels int8 + rescore": s.search(SearchMode("pixels", quantization="int8", oversampling=2), image=image, k=k),
+        "pixels, rescored by siamese": s.search(SearchMode("pixels", rescore_with="siamese"), image=image, k=k),
+        "autoencoder+siamese, RRF": s.search(SearchMode("autoencoder+siamese", fusion="rrf"), image=image, k=k),
+        "pixels + SIFT rerank": s.search(SearchMode("pixels", rerank=RerankConfig(shortlist=100)), image=image, k=k),
         "like gallery images 0 and 1, unlike 2": s.recommend("siamese", positive=[0, 1], negative=[2], k=k),
     }
     return {mode: [(hit.id, hit.class_name) for hit in hits] for mode, hits in modes.items()}

@@ -3,11 +3,27 @@
 Every error a user can cause (bad input, missing data, unreachable server)
 is an ``FmsearchError``; the CLI turns it into a one-line message and a
 non-zero exit. Anything else is a bug and keeps its traceback.
+
+Messages speak the library's words ("batch size must be at least 1"), never
+a face's: an error about arguments names them in ``params`` (their Python
+names, ``batch_size``), so that the CLI can say ``--batch-size`` instead.
 """
+
+from __future__ import annotations
 
 
 class FmsearchError(Exception):
-    """Base class of every error fmsearch reports to a user."""
+    """Base class of every error fmsearch reports to a user.
+
+    Args:
+        message: what is wrong, in one line of domain words.
+        param: the argument at fault (or several), by its Python name, whose
+            words (underscores as spaces) the message uses for it.
+    """
+
+    def __init__(self, message: str = "", *, param: str | tuple[str, ...] | None = None) -> None:
+        super().__init__(message)
+        self.params: tuple[str, ...] = (param,) if isinstance(param, str) else tuple(param or ())
 
 
 class DatasetError(FmsearchError):

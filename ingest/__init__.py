@@ -1,20 +1,5 @@
-"""Data in: the FMNIST files, image files given as queries, and batches of them.
+"""The write pipeline: images (images/) -> vectors (models/) -> points (store/).
 
-Knows nothing of models or Qdrant.
+Ingest the gallery into a method's collection, resume it, rebuild it beside
+the live one and swap it in, and migrate collections between stores.
 """
-
-from .fmnist import CLASS_NAMES, IMAGE_SIDE, SPLITS, Split, class_index, load_split, locate
-from .images import decode_png, encode_png, load_image
-
-__all__ = [
-    "CLASS_NAMES",
-    "IMAGE_SIDE",
-    "SPLITS",
-    "Split",
-    "class_index",
-    "decode_png",
-    "encode_png",
-    "load_image",
-    "load_split",
-    "locate",
-]

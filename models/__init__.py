@@ -1,15 +1,10 @@
 """Embedding methods: images (N, 28, 28) uint8 -> vectors (N, d) float32.
 
-Never imports Qdrant; TensorFlow is imported only by the methods that need it.
+Never imports Qdrant; TensorFlow is imported only by the methods that need it
+(:mod:`~fmsearch.models.tf_runtime`), when they first embed or train.
 """
 
-import os
-
-# TensorFlow's C++ start-up chatter (CPU instruction sets, oneDNN notices) is
-# not for users of a CLI; set TF_CPP_MIN_LOG_LEVEL=0 to see it again.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from .base import Embedder, l2_normalize
-from .registry import check_method, get_embedder, method_names
+from fmsearch.models.base import Embedder, l2_normalize
+from fmsearch.models.registry import check_method, get_embedder, method_names
 
 __all__ = ["Embedder", "check_method", "get_embedder", "l2_normalize", "method_names"]

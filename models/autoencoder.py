@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .keras_embedder import KerasEmbedder, to_model_input
+from fmsearch.models.keras_embedder import KerasEmbedder, to_model_input
 
 LATENT_DIM = 256
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from .artifacts import default_artifact, load_verified, read_card
-from .base import Embedder
-from .tf_runtime import import_tensorflow
+from fmsearch.models.artifacts import default_artifact, load_verified, read_card
+from fmsearch.models.base import Embedder
+from fmsearch.models.tf_runtime import import_tensorflow
 
 
 def to_model_input(images: np.ndarray) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Embedder
+from fmsearch.models.base import Embedder
 
 
 class PixelEmbedder(Embedder):

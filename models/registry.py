@@ -1,26 +1,36 @@
-"""Resolve a method name to an :class:`~models.base.Embedder`."""
+"""Resolve a method name to an :class:`~fmsearch.models.base.Embedder`, and
+say which options each method takes."""
 
 from __future__ import annotations
 
 import importlib
 from typing import Any
 
-from fmsearch.errors import UnknownMethodError
-
-from .base import Embedder
+from fmsearch.errors import InvalidArgumentError, UnknownMethodError
+from fmsearch.models.base import Embedder
 
 # name -> "module:Class"; imported only when asked for, so that TensorFlow
 # never loads for a method that does not need it.
 _METHODS: dict[str, str] = {
-    "pixels": "models.pixels:PixelEmbedder",
-    "autoencoder": "models.autoencoder:AutoencoderEmbedder",
-    "siamese": "models.siamese:SiameseEmbedder",
-    "resnet101": "models.resnet:ResNet101Embedder",
+    "pixels": "fmsearch.models.pixels:PixelEmbedder",
+    "autoencoder": "fmsearch.models.autoencoder:AutoencoderEmbedder",
+    "siamese": "fmsearch.models.siamese:SiameseEmbedder",
+    "resnet101": "fmsearch.models.resnet:ResNet101Embedder",
     # local descriptors, a multivector per image: a rerank stage, not a first stage
-    "sift": "models.sift:SiftExtractor",
+    "sift": "fmsearch.models.sift:SiftExtractor",
 }
-#: methods that only rerank another method's shortlist (`--rerank sift`)
+#: methods that only rerank another method's shortlist (a SIFT rerank)
 RERANK_ONLY = ("sift",)
+#: methods whose model is trained here (``fmsearch train``) and shipped
+TRAINABLE = ("autoencoder", "siamese")
+#: the constructor options each method takes
+OPTIONS: dict[str, tuple[str, ...]] = {
+    "pixels": (),
+    "autoencoder": ("weights",),
+    "siamese": ("weights",),
+    "resnet101": ("weights", "input_size"),
+    "sift": ("upscale", "root", "max_keypoints"),
+}
 
 
 def method_names() -> tuple[str, ...]:
@@ -54,3 +64,17 @@ def get_embedder(name: str, **options: Any) -> Embedder:  # or a SiftExtractor f
     module_name, cls_name = _METHODS[check_method(name)].split(":")
     cls = getattr(importlib.import_module(module_name), cls_name)
     return cls(**options)
+
+
+def model_options(method: str, **given: Any) -> dict[str, Any]:
+    """The constructor options of ``method`` among ``given`` (``None``: not
+    given), refusing one the method does not take.
+
+    Raises:
+        UnknownMethodError, InvalidArgumentError.
+    """
+    options = {k: v for k, v in given.items() if v is not None}
+    for key in options:
+        if key not in OPTIONS[check_method(method)]:
+            raise InvalidArgumentError(f"{key.replace('_', ' ')} does not apply to {method}", param=key)
+    return options

@@ -18,10 +18,9 @@ from typing import Any
 import numpy as np
 
 from fmsearch.errors import InvalidArgumentError, ModelError
-
-from .artifacts import sha256_file
-from .base import Embedder
-from .tf_runtime import import_tensorflow
+from fmsearch.models.artifacts import sha256_file
+from fmsearch.models.base import Embedder
+from fmsearch.models.tf_runtime import import_tensorflow
 
 DEFAULT_INPUT_SIZE = 224
 
@@ -82,8 +81,8 @@ class ResNet101Embedder(Embedder):
             if "URL fetch failure" in text:
                 text = "the download from storage.googleapis.com failed (offline?)"
             raise ModelError(
-                f"cannot load ResNet101 weights ({self.weights_kind}): {text[:200]}; "
-                "pass --weights PATH to a local weights file (or --weights none for an untrained network)"
+                f"ResNet101 weights ({self.weights_kind}) cannot be loaded: {text[:200]}; "
+                "pass a local file instead (or 'none' for an untrained network)", param="weights",
             ) from err
         size = self.input_size
 

@@ -9,12 +9,16 @@ training, and the Embedder that serves the trained network.
 from __future__ import annotations
 
 import functools
+import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from .keras_embedder import KerasEmbedder, to_model_input
+from fmsearch.models.keras_embedder import KerasEmbedder, to_model_input
+
+logger = logging.getLogger(__name__)
 
 EMBEDDING_DIM = 64
 MARGIN = 0.2
@@ -170,7 +174,7 @@ def build_embedding_network(dim: int = EMBEDDING_DIM):
     return keras.Model(inputs, outputs, name="siamese_embedding")
 
 
-def _training_monitor(model, images: np.ndarray, labels: np.ndarray, verbose: int):
+def _training_monitor(model, images: np.ndarray, labels: np.ndarray, log: Callable[[str], None]):
     """A Keras callback: after each epoch, P@1 of up to 1,000 train images
     against up to 5,000 others, and the embeddings' spread. Both on training
     data (no test data while training): they show progress and catch a
@@ -195,8 +199,7 @@ def _training_monitor(model, images: np.ndarray, labels: np.ndarray, verbose: in
             p1 = float(np.mean(labels[gallery][top] == labels[queries]))
             spread = float(np.linalg.norm(g - g.mean(0), axis=1).mean())
             self.history.append({"epoch": epoch + 1, "p_at_1": p1, "spread": spread})
-            if verbose:
-                print(f"  monitor (train images): P@1 {p1:.4f}, mean distance to centroid {spread:.3f}", flush=True)
+            log(f"  monitor (train images): P@1 {p1:.4f}, mean distance to centroid {spread:.3f}")
 
     return Monitor()
 
@@ -213,9 +216,12 @@ def train(
     mining: str = "semi-hard",
     init_model: Any = None,
     verbose: int = 1,
+    log: Callable[[str], None] = logger.info,
 ) -> tuple[Any, dict[str, Any]]:
     """Train the embedding network with triplet loss mined online in each batch
     (from scratch, or on from ``init_model``, a trained embedding network).
+    Keras shows its progress when ``verbose``; ``log`` gets the monitor's
+    line after each epoch.
 
     Returns:
         (model, record) where record holds the settings and losses for the card.
@@ -233,7 +239,7 @@ def train(
     steps = epochs * int(np.ceil(len(images) / batch_size))
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(steps, 1))
     trainer.compile(optimizer=keras.optimizers.Adam(schedule), loss=_loss_class()(MARGIN, mining))
-    monitor = _training_monitor(model, images, np.asarray(labels), verbose)
+    monitor = _training_monitor(model, images, np.asarray(labels), log)
     t0 = time.perf_counter()
     history = trainer.fit(
         to_model_input(images), np.asarray(labels, np.int32),

@@ -28,8 +28,7 @@ from typing import Any
 import numpy as np
 
 from fmsearch.errors import InvalidArgumentError
-
-from .base import IMAGE_SHAPE, Embedder
+from fmsearch.models.base import IMAGE_SHAPE, Embedder
 
 DESCRIPTOR_DIM = 128
 # Upscale factor, from `fmsearch bench --suite rerank` (README, "SIFT"): at 1x
@@ -94,7 +93,8 @@ class SiftExtractor:
 
     def __init__(self, upscale: int = DEFAULT_UPSCALE, root: bool = True, max_keypoints: int = 0) -> None:
         if not 1 <= int(upscale) <= MAX_UPSCALE:
-            raise InvalidArgumentError(f"SIFT upscale must be between 1 and {MAX_UPSCALE}, got {upscale}")
+            raise InvalidArgumentError(f"SIFT upscale must be between 1 and {MAX_UPSCALE}, got {upscale}",
+                                       param="upscale")
         if max_keypoints < 0:
             raise InvalidArgumentError(f"max_keypoints must be >= 0, got {max_keypoints}")
         self.upscale, self.root, self.max_keypoints = int(upscale), bool(root), int(max_keypoints)
@@ -175,7 +175,7 @@ def ratio_test(a: np.ndarray, b: np.ndarray, ratio: float = DEFAULT_RATIO) -> li
         match (distance 0) always passes.
     """
     if not 0 < ratio <= 1:
-        raise InvalidArgumentError(f"ratio must be in (0, 1], got {ratio}")
+        raise InvalidArgumentError(f"ratio must be in (0, 1], got {ratio}", param="ratio")
     if len(a) == 0 or len(b) < 2:
         return []
     cv2 = _cv2()
@@ -196,6 +196,36 @@ def maxsim_score(a: np.ndarray, b: np.ndarray) -> float:
     if len(a) == 0 or len(b) == 0:
         return 0.0
     return float((_unit_rows(a) @ _unit_rows(b).T).max(axis=1).mean())
+
+
+@dataclass(frozen=True)
+class PairComparison:
+    """Two images compared with SIFT: their features, the good matches of
+    A's descriptors in B (Lowe's ratio test), and both scores."""
+
+    a: Features
+    b: Features
+    matches: list[Any]
+    ratio: float
+    lowe_score: float
+    maxsim_score: float
+
+    def drawing(self) -> np.ndarray:
+        """The two images side by side with the good matches drawn (RGB uint8)."""
+        return draw_matches(self.a, self.b, self.matches)
+
+
+def compare(image_a: np.ndarray, image_b: np.ndarray, extractor: SiftExtractor | None = None,
+            ratio: float = DEFAULT_RATIO) -> PairComparison:
+    """Compare two (28, 28) uint8 images: Lowe score = good matches /
+    keypoints of A; MaxSim = mean over A's descriptors of the best cosine
+    with B's. Both in [0, 1]; identical images score 1, an image without
+    keypoints 0."""
+    extractor = extractor or SiftExtractor()
+    fa, fb = extractor.features(image_a), extractor.features(image_b)
+    good = ratio_test(fa.descriptors, fb.descriptors, ratio)
+    lowe = len(good) / len(fa) if len(fa) else 0.0
+    return PairComparison(fa, fb, good, ratio, lowe, maxsim_score(fa.descriptors, fb.descriptors))
 
 
 def draw_matches(a: Features, b: Features, matches: list[Any], zoom: int = 3) -> np.ndarray:

@@ -29,13 +29,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from fmsearch.errors import InvalidArgumentError
-from models.sift import DEFAULT_RATIO, SiftExtractor, from_storage, lowe_score
-
-from . import schema
-from .store import CollectionInfo, QueryFilter, Store
+from fmsearch.models.sift import DEFAULT_RATIO, SiftExtractor, from_storage, lowe_score
+from fmsearch.store import CollectionInfo, QueryFilter, Store, schema
 
 RERANK_STAGES = ("sift",)
 RERANK_MODES = ("maxsim", "lowe")
+#: candidates a second stage (a rerank, a fusion, a rescoring) sees
 DEFAULT_SHORTLIST = 100
 MAX_SHORTLIST = 1000
 # From a sweep over 0-2 (README, "SIFT"): on the category task no weight
@@ -54,23 +53,26 @@ class RerankConfig:
     weight: float = DEFAULT_WEIGHT
     ratio: float = DEFAULT_RATIO
 
-    def validate(self, k: int | None = None) -> RerankConfig:
+    def __post_init__(self) -> None:
         if self.stage not in RERANK_STAGES:
-            raise InvalidArgumentError(
-                f"unknown rerank stage {self.stage!r}; valid: {', '.join(RERANK_STAGES)}"
-            )
+            raise InvalidArgumentError(f"unknown rerank stage {self.stage!r}; valid: {', '.join(RERANK_STAGES)}",
+                                       param="rerank")
         if self.mode not in RERANK_MODES:
-            raise InvalidArgumentError(
-                f"unknown --rerank-mode {self.mode!r}; valid: {', '.join(RERANK_MODES)}"
-            )
+            raise InvalidArgumentError(f"unknown rerank mode {self.mode!r}; valid: {', '.join(RERANK_MODES)}",
+                                       param="rerank_mode")
         if not 1 <= self.shortlist <= MAX_SHORTLIST:
-            raise InvalidArgumentError(f"--shortlist must be between 1 and {MAX_SHORTLIST}, got {self.shortlist}")
-        if k is not None and self.shortlist < k:
-            raise InvalidArgumentError(f"--shortlist ({self.shortlist}) must be at least k ({k})")
+            raise InvalidArgumentError(f"shortlist must be between 1 and {MAX_SHORTLIST}, got {self.shortlist}",
+                                       param="shortlist")
         if not np.isfinite(self.weight) or self.weight < 0:
-            raise InvalidArgumentError(f"--rerank-weight must be a finite number >= 0, got {self.weight}")
+            raise InvalidArgumentError(f"rerank weight must be a finite number >= 0, got {self.weight}",
+                                       param="rerank_weight")
         if not 0 < self.ratio <= 1:
-            raise InvalidArgumentError(f"--ratio must be in (0, 1], got {self.ratio}")
+            raise InvalidArgumentError(f"ratio must be in (0, 1], got {self.ratio}", param="ratio")
+
+    def check_holds(self, k: int) -> RerankConfig:
+        """Refuse a shortlist shorter than the ``k`` results asked for."""
+        if self.shortlist < k:
+            raise InvalidArgumentError(f"shortlist ({self.shortlist}) must be at least k ({k})", param="shortlist")
         return self
 
 
@@ -156,7 +158,8 @@ class SiftReranker:
             for r in self.store.retrieve(info.name, list(ids), with_vectors=True, with_payload=False):
                 out[pos[r.id]] = lowe_score(query, from_storage(r.vector), ratio)
         else:
-            raise InvalidArgumentError(f"unknown --rerank-mode {mode!r}; valid: {', '.join(RERANK_MODES)}")
+            raise InvalidArgumentError(f"unknown rerank mode {mode!r}; valid: {', '.join(RERANK_MODES)}",
+                                       param="rerank_mode")
         return out
 
     def rerank(self, hits: Sequence, query: np.ndarray, config: RerankConfig) -> list:

@@ -18,7 +18,7 @@ QDRANT_IMAGE = "qdrant/qdrant:v1.16.2"
 def fmnist():
     """The real, verified FMNIST splits. Skips (with the reason) only when the
     files are absent and FMSEARCH_REQUIRE_DATA is unset; CI sets it."""
-    from ingest.fmnist import load_split
+    from fmsearch.images.fmnist import load_split
 
     try:
         return {s: load_split(s, download=False) for s in ("train", "test")}
@@ -85,7 +85,7 @@ def prefix():
 
 @pytest.fixture
 def store(backend, prefix):
-    from search.store import open_store
+    from fmsearch.store import open_store
 
     url, home = backend
     s = open_store(url, home=home, api_key=os.environ.get("QDRANT_API_KEY"))

@@ -34,8 +34,8 @@ from fmsearch.errors import (
     StoreError,
     UnknownClassError,
 )
-from ingest import fmnist as loader
-from models.artifacts import card_path, default_artifact, sha256_file
+from fmsearch.images import fmnist as loader
+from fmsearch.models.artifacts import card_path, default_artifact, sha256_file
 
 GALLERY = 200  # points in each collection of the home (ids 0-199)
 NOT_IN_GALLERY = 500  # a train id the home does not hold: its image comes from the data files
@@ -374,7 +374,7 @@ def assert_one_line(err: BaseException) -> None:
 
 @pytest.mark.parametrize("name, message", BAD_IMAGES, ids=[n for n, _ in BAD_IMAGES])
 def test_api_load_image_refuses(files, name, message):
-    from ingest.images import load_image
+    from fmsearch.images.files import load_image
 
     with pytest.raises(ImageError, match=re.escape(message)) as info:
         load_image(files / name)
@@ -383,7 +383,7 @@ def test_api_load_image_refuses(files, name, message):
 
 @pytest.mark.parametrize("name", ODD_IMAGES)
 def test_api_load_image_odd_but_valid(files, name):
-    from ingest.images import load_image
+    from fmsearch.images.files import load_image
 
     out = load_image(files / name)
     assert out.shape == (28, 28) and out.dtype == np.uint8
@@ -394,7 +394,7 @@ def test_api_load_image_odd_but_valid(files, name):
 def api_store(home, home_state):
     """The home's store, opened for the Python API; closed (releasing the
     collections) before the test compares the home with its snapshot."""
-    from search.store import open_store
+    from fmsearch.store import open_store
 
     store = open_store(None, home=home)
     yield store
@@ -405,10 +405,9 @@ def api_store(home, home_state):
 API_SEARCHES = [
     pytest.param(lambda s, img: s.search("pixels", pid=70000, k=5), InvalidArgumentError, "point id 70000 is out of range", id="pid-70000"),
     pytest.param(lambda s, img: s.search("pixels", pid=-1, k=5), InvalidArgumentError, "point id -1 is out of range", id="pid--1"),
-    pytest.param(lambda s, img: s.query_id("pixels", 70000, 5), InvalidArgumentError, "point id 70000 is out of range", id="query_id-70000"),
     pytest.param(lambda s, img: s.recommend("pixels", [70000], k=5), InvalidArgumentError, "point id 70000", id="positive-70000"),
     pytest.param(lambda s, img: s.recommend("pixels", [1], [-1], k=5), InvalidArgumentError, "point id -1", id="negative--1"),
-    pytest.param(lambda s, img: s.recommend("pixels", [], k=5), InvalidArgumentError, "at least one --positive", id="no-positive"),
+    pytest.param(lambda s, img: s.recommend("pixels", [], k=5), InvalidArgumentError, "at least one positive example", id="no-positive"),
     pytest.param(lambda s, img: s.search("pixels", pid=1, classes=["Shoes"]), UnknownClassError, "unknown class 'Shoes'", id="class-Shoes"),
     pytest.param(lambda s, img: s.search("pixels", pid=1, exclude_classes=["Shoes"]), UnknownClassError, "unknown class 'Shoes'", id="exclude-Shoes"),
     pytest.param(lambda s, img: s.search("pixels", image=img, classes=["Shoes"]), UnknownClassError, "unknown class 'Shoes'", id="image-class-Shoes"),
@@ -418,7 +417,7 @@ API_SEARCHES = [
 
 @pytest.mark.parametrize("call, error, message", API_SEARCHES)
 def test_api_searcher_refuses(api_store, fmnist, call, error, message):
-    from search.query import Searcher
+    from fmsearch.search.searcher import Searcher
 
     with pytest.raises(error, match=message) as info:
         call(Searcher(api_store), fmnist["test"].images[0])
@@ -434,7 +433,7 @@ def test_api_searcher_refuses(api_store, fmnist, call, error, message):
     ],
 )
 def test_api_search_with_broken_model(api_store, fmnist, weights, variant, error, message):
-    from search.query import Searcher
+    from fmsearch.search.searcher import Searcher
 
     searcher = Searcher(api_store, options={"siamese": {"weights": str(weights / variant / "siamese.keras")}})
     with pytest.raises(error, match=message) as info:
@@ -447,8 +446,8 @@ def test_api_search_with_broken_model(api_store, fmnist, weights, variant, error
     [("altered", "does not match its model card"), ("corrupt", "cannot load"), ("badcard", "is unreadable")],
 )
 def test_api_ingest_with_broken_model(api_store, weights, variant, message):
-    from models.registry import get_embedder
-    from search.indexer import ingest
+    from fmsearch.ingest.indexer import ingest
+    from fmsearch.models.registry import get_embedder
 
     with pytest.raises(ModelError, match=message) as info:
         ingest(api_store, get_embedder("siamese", weights=str(weights / variant / "siamese.keras")), limit=50)
@@ -456,9 +455,9 @@ def test_api_ingest_with_broken_model(api_store, weights, variant, message):
 
 
 def test_api_bad_data_file(api_store, bad_data):
-    from models.registry import get_embedder
-    from search.indexer import ingest
-    from search.query import Searcher
+    from fmsearch.ingest.indexer import ingest
+    from fmsearch.models.registry import get_embedder
+    from fmsearch.search.searcher import Searcher
 
     calls = [
         lambda: loader.load_split("train", bad_data),
@@ -474,10 +473,10 @@ def test_api_bad_data_file(api_store, bad_data):
 
 
 def test_api_corrupt_shard(corrupt_home, fmnist):
-    from models.registry import get_embedder
-    from search.indexer import ingest
-    from search.query import Searcher
-    from search.store import open_store
+    from fmsearch.ingest.indexer import ingest
+    from fmsearch.models.registry import get_embedder
+    from fmsearch.search.searcher import Searcher
+    from fmsearch.store import open_store
 
     before = snapshot(corrupt_home)
     store = open_store(None, home=corrupt_home)

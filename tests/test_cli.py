@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 
+import click
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
 
 from fmsearch.cli import main
-from ingest.images import save_png
+from fmsearch.cli.common import parse_ks
+from fmsearch.images.files import save_png
 
 
 @pytest.fixture(scope="module")
@@ -191,15 +193,16 @@ def test_bench_modes_suite_on_the_built_store(tmp_path, fmnist):
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "out" / "modes.json").read_text())
     rows = {r["mode"]: r for r in data["modes"]}
-    assert list(rows) == ["pixels", "pixels int8 + rescore, oversampling 4 (the default)",
-                          "pixels int8 + rescore, oversampling 1", "pixels int8, no rescore"]
+    assert list(rows) == ["pixels", "pixels [int8, rescore, oversampling 4]",
+                          "pixels [int8, rescore, oversampling 1]", "pixels [int8, no rescore]"]
     assert rows["pixels"]["vs_plain"] == 1.0
     assert [r["settings"].get("oversampling") for r in rows.values()] == [None, 4.0, 1.0, None]
     assert [r["bytes_searched"] for r in rows.values()] == [3136, 784, 784, 784]
     assert all(r["disk_bytes_per_point"] > r["bytes_float32"] for r in rows.values())
     assert {s["mode"] for s in data["skipped"]} == {
-        "pixels binary + rescore", "pixels binary + rescore, oversampling 4", "pixels binary, no rescore"}
-    assert "skipped pixels binary, no rescore: binary quantisation is not offered for pixels" in result.output
+        "pixels [binary, rescore, oversampling 16]", "pixels [binary, rescore, oversampling 4]",
+        "pixels [binary, no rescore]"}
+    assert "skipped pixels [binary, no rescore]: binary quantisation is not offered for pixels" in result.output
 
 
 def test_bench_quantization_suite_small(tmp_path, fmnist):
@@ -244,3 +247,17 @@ def test_neural_ingest_and_query_in_a_real_process(tmp_path, fmnist):
     assert len(hits) == 3 and all(h["split"] == "train" for h in hits)
     assert query.stderr == "", query.stderr
     assert "oneDNN" not in ingest.stderr and "absl" not in ingest.stderr
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [("1,5,10,20", (1, 5, 10, 20)), ("10, 1,5,5", (1, 5, 10)), ("3", (3,))],
+)
+def test_parse_ks(text, expected):
+    assert parse_ks(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "a,b", "0,5", "-1", "1.5"])
+def test_parse_ks_rejects(text):
+    with pytest.raises(click.UsageError, match="--k"):
+        parse_ks(text)

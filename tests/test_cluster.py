@@ -45,7 +45,7 @@ def test_collection_spread_over_the_cluster(tmp_path, fmnist):
     from testcontainers.compose import DockerCompose
 
     from fmsearch.cli import main
-    from search.store import open_store
+    from fmsearch.store import open_store
 
     with DockerCompose(ROOT, profiles=["cluster"], services=list(NODES), wait=True) as compose:
         url = f"http://{compose.get_service_host('qdrant-node1', 6333)}:{compose.get_service_port('qdrant-node1', 6333)}"

@@ -9,10 +9,10 @@ import pytest
 from click.testing import CliRunner
 
 from fmsearch.cli import main
-from models import get_embedder
-from search.evaluate import EvalConfig, evaluate
-from search.indexer import ingest
-from search.report import write_report
+from fmsearch.evaluation.category import EvalConfig, evaluate
+from fmsearch.evaluation.report import write_report
+from fmsearch.ingest.indexer import ingest
+from fmsearch.models import get_embedder
 
 GALLERY = 300
 
@@ -140,7 +140,7 @@ def test_cli_results_modes_table_with_the_benchmark(home, tmp_path):
     rows = cli("results", "--modes", *files, "--bench", str(tmp_path / "b" / "modes.json")).strip().splitlines()
     assert "vs plain query" in rows[0]
     assert rows[2].startswith("| pixels |") and f"| {bench[0]['p50_ms']:.2f} | 1.00x |" in rows[2]
-    no_rescore = next(r for r in bench if r["mode"] == "pixels int8, no rescore")
+    no_rescore = next(r for r in bench if r["mode"] == "pixels [int8, no rescore]")
     assert f"| {no_rescore['p50_ms']:.2f} | {no_rescore['vs_plain']:.2f}x | 784 (3136) |" in rows[3]
     result = CliRunner().invoke(main, ["results", *files, "--bench", str(tmp_path / "b" / "modes.json")])
     assert result.exit_code != 0 and "--bench goes with --modes" in result.output

@@ -5,9 +5,9 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from models import get_embedder
-from search.indexer import ingest
-from search.query import Searcher
+from fmsearch.ingest.indexer import ingest
+from fmsearch.models import get_embedder
+from fmsearch.search import Searcher, SearchMode
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "query_qdrant_directly.py"
@@ -27,14 +27,14 @@ def test_readme_shows_the_example_verbatim():
 
 
 def test_example_queries_a_collection_with_plain_qdrant_client(tmp_path, fmnist):
-    from search.server_store import ServerStore
+    from fmsearch.store.server import ServerStore
 
     with ServerStore.local(str(tmp_path / "q")) as store:
         ingest(store, get_embedder("pixels"), limit=400, prefix="fmnist_")
         vector = store.retrieve("fmnist_pixels", [0], with_vectors=True)[0].vector.tolist()
         rows = _load_example().similar_in_class(store.client, "fmnist_pixels", vector, "Sneaker", k=5)
         assert len(rows) == 5 and {r[2] for r in rows} == {"Sneaker"}
-        ours = Searcher(store).query_id("pixels", 0, k=5, classes=["Sneaker"])
+        ours = Searcher(store).search("pixels", pid=0, k=5, classes=["Sneaker"])
         assert [r[0] for r in rows] == [h.id for h in ours]
 
 
@@ -49,9 +49,9 @@ def test_readme_shows_the_python_api_example_verbatim():
 def test_python_api_example_runs_every_mode(tmp_path, fmnist):
     """Each mode of the example, on a 300-image gallery of every collection it
     needs, gives k results that agree with what the CLI's code path returns."""
-    from models.sift import SiftExtractor
-    from search.edge_store import EdgeStore
-    from search.rerank import RerankConfig
+    from fmsearch.models.sift import SiftExtractor
+    from fmsearch.search.rerank import RerankConfig
+    from fmsearch.store.edge import EdgeStore
 
     spec = importlib.util.spec_from_file_location("python_api", API_EXAMPLE)
     module = importlib.util.module_from_spec(spec)
@@ -67,6 +67,6 @@ def test_python_api_example_runs_every_mode(tmp_path, fmnist):
         assert {c for _, c in out["siamese, Sneaker only"]} == {"Sneaker"}
         assert not {0, 1, 2} & {i for i, _ in out["like gallery images 0 and 1, unlike 2"]}
         s = Searcher(store)
-        assert [i for i, _ in out["siamese"]] == [h.id for h in s.query_image("siamese", image, k=5)]
-        reranked = s.query_image("pixels", image, k=5, rerank=RerankConfig(shortlist=100))
+        assert [i for i, _ in out["siamese"]] == [h.id for h in s.search("siamese", image=image, k=5)]
+        reranked = s.search(SearchMode("pixels", rerank=RerankConfig(shortlist=100)), image=image, k=5)
         assert [i for i, _ in out["pixels + SIFT rerank"]] == [h.id for h in reranked]

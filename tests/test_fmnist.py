@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from fmsearch.errors import DatasetError, UnknownClassError
-from ingest import fmnist as loader
+from fmsearch.images import fmnist as loader
 
 
 def test_real_files_load_verified(fmnist):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fmsearch.errors import InvalidArgumentError
-from search.fusion import dbsf, fuse_lists, rrf
+from fmsearch.search.fusion import dbsf, fuse_lists, rrf
 
 
 def test_rrf_hand_computed():

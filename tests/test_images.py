@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from fmsearch.errors import ImageError
-from ingest.images import decode_png, encode_png, load_image, save_png
+from fmsearch.images.files import decode_png, encode_png, load_image, save_png
 
 
 def _garment(size=(60, 40), light_background=True):

@@ -5,12 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fmsearch.errors import CollectionMismatchError, CollectionNotFoundError, InvalidArgumentError, UnknownClassError
-from ingest.images import load_image, save_png
-from models import get_embedder
-from search import schema
-from search.indexer import ingest
-from search.query import Searcher
+from fmsearch.errors import (
+    CollectionMismatchError,
+    CollectionNotFoundError,
+    InvalidArgumentError,
+    UnknownClassError,
+)
+from fmsearch.images.files import load_image, save_png
+from fmsearch.ingest.indexer import ingest
+from fmsearch.models import get_embedder
+from fmsearch.search.searcher import Searcher
+from fmsearch.store import schema
+
 TINY = 300  # gallery of the fast tests
 
 
@@ -33,7 +39,7 @@ def test_ingest_writes_schema_payload_and_metadata(gallery, store, prefix, fmnis
     assert rec.payload["split"] == "train" and rec.payload["index"] == 5
     assert rec.payload["label"] == int(fmnist["train"].labels[5])
     assert rec.payload["class_name"] == schema.CLASS_NAMES[rec.payload["label"]]
-    from ingest.images import decode_png
+    from fmsearch.images.files import decode_png
 
     assert np.array_equal(decode_png(rec.payload["image"]), fmnist["train"].images[5])
 
@@ -51,7 +57,7 @@ def test_test_split_ids(store, prefix, fmnist):
 
 
 def test_query_by_id_excludes_itself_and_matches_brute_force(gallery, fmnist):
-    hits = gallery.query_id("pixels", 3, k=10, exact=True)
+    hits = gallery.search("pixels", pid=3, k=10, exact=True)
     assert len(hits) == 10 and 3 not in [h.id for h in hits]
     v = get_embedder("pixels").embed(fmnist["train"].images[:TINY])
     scores = v @ v[3]
@@ -61,31 +67,31 @@ def test_query_by_id_excludes_itself_and_matches_brute_force(gallery, fmnist):
 
 
 def test_query_test_image_by_id_not_in_collection(gallery, fmnist):
-    hits = gallery.query_id("pixels", 60000, k=5)
-    direct = gallery.query_image("pixels", fmnist["test"].images[0], k=5)
+    hits = gallery.search("pixels", pid=60000, k=5)
+    direct = gallery.search("pixels", image=fmnist["test"].images[0], k=5)
     assert [h.id for h in hits] == [h.id for h in direct]
 
 
 def test_class_filters(gallery):
-    hits = gallery.query_id("pixels", 0, k=10, classes=["Sneaker"])
+    hits = gallery.search("pixels", pid=0, k=10, classes=["Sneaker"])
     assert len(hits) == 10 and {h.class_name for h in hits} == {"Sneaker"}
-    hits = gallery.query_id("pixels", 0, k=50, exclude_classes=["Ankle boot", "Sneaker"])
+    hits = gallery.search("pixels", pid=0, k=50, exclude_classes=["Ankle boot", "Sneaker"])
     assert not {h.class_name for h in hits} & {"Ankle boot", "Sneaker"}
     with pytest.raises(UnknownClassError):
-        gallery.query_id("pixels", 0, classes=["Hat"])
+        gallery.search("pixels", pid=0, classes=["Hat"])
 
 
 def test_image_file_finds_itself_first(gallery, fmnist, tmp_path):
     save_png(fmnist["train"].images[42], tmp_path / "q.png")
-    hits = gallery.query_image("pixels", load_image(tmp_path / "q.png"), k=3)
+    hits = gallery.search("pixels", image=load_image(tmp_path / "q.png"), k=3)
     assert hits[0].id == 42 and hits[0].score == pytest.approx(1.0, abs=1e-5)
 
 
 def test_mismatched_model_is_refused(gallery, store, prefix):
     store.set_metadata(prefix + "pixels", {"fingerprint": "pixels-v0"})
     fresh = Searcher(store, prefix=prefix)
-    with pytest.raises(CollectionMismatchError, match="--recreate"):
-        fresh.query_id("pixels", 0)
+    with pytest.raises(CollectionMismatchError, match="again with recreate"):
+        fresh.search("pixels", pid=0)
     with pytest.raises(CollectionMismatchError):
         ingest(store, get_embedder("pixels"), limit=10, prefix=prefix)
     ingest(store, get_embedder("pixels"), limit=10, prefix=prefix, recreate=True)
@@ -95,6 +101,6 @@ def test_mismatched_model_is_refused(gallery, store, prefix):
 def test_missing_collection_and_bad_ids(store, prefix):
     s = Searcher(store, prefix=prefix)
     with pytest.raises(CollectionNotFoundError, match=f"{prefix}pixels not found"):
-        s.query_id("pixels", 0)
+        s.search("pixels", pid=0)
     with pytest.raises(InvalidArgumentError, match="out of range"):
         schema.split_index(70000)

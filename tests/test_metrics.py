@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fmsearch.errors import InvalidArgumentError
-from search import metrics as m
+from fmsearch.evaluation import metrics as m
 
 # Two queries. q0 (class 1): hits of class 1,0,1,1; 3 relevant in the gallery.
 # q1 (class 2): only two hits came back (K larger than the gallery); 5 relevant.
@@ -91,17 +91,3 @@ def test_overlap_and_percentiles():
     np.testing.assert_allclose(m.overlap_at_k(np.array([[1, 2, 3]]), np.array([[3, 2, 7]]), 3), [2 / 3])
     p = m.percentiles_ms([0.001, 0.002, 0.003])
     assert p["p50_ms"] == pytest.approx(2.0)
-
-
-@pytest.mark.parametrize(
-    "text, expected",
-    [("1,5,10,20", (1, 5, 10, 20)), ("10, 1,5,5", (1, 5, 10)), ("3", (3,))],
-)
-def test_parse_ks(text, expected):
-    assert m.parse_ks(text) == expected
-
-
-@pytest.mark.parametrize("text", ["", "a,b", "0,5", "-1", "1.5"])
-def test_parse_ks_rejects(text):
-    with pytest.raises(InvalidArgumentError, match="--k"):
-        m.parse_ks(text)

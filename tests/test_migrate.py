@@ -10,12 +10,12 @@ import pytest
 from click.testing import CliRunner
 
 from fmsearch.cli import main
-from models import get_embedder
-from models.sift import SiftExtractor
-from search.edge_store import EdgeStore
-from search.indexer import ingest
-from search.query import Searcher
-from search.store import open_store
+from fmsearch.ingest.indexer import ingest
+from fmsearch.models import get_embedder
+from fmsearch.models.sift import SiftExtractor
+from fmsearch.search.searcher import Searcher
+from fmsearch.store import open_store
+from fmsearch.store.edge import EdgeStore
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +53,8 @@ def test_migrate_copies_and_verifies_every_collection(source, target, fmnist):
                 assert b.metadata[key] == a.metadata[key]
             assert b.metadata["complete"] is True
         image = fmnist["test"].images[0]
-        ours = [h.id for h in Searcher(src).query_image("pixels", image, k=10)]
-        theirs = [h.id for h in Searcher(dst).query_image("pixels", image, k=10)]
+        ours = [h.id for h in Searcher(src).search("pixels", image=image, k=10)]
+        theirs = [h.id for h in Searcher(dst).search("pixels", image=image, k=10)]
         assert ours == theirs
         v = src.retrieve("fmnist_pixels", [7], with_vectors=True)[0].vector
         assert np.allclose(dst.retrieve("fmnist_pixels", [7], with_vectors=True)[0].vector, v, atol=1e-6)
@@ -99,8 +99,7 @@ def test_cluster_options_need_a_server(tmp_path, fmnist):
 
 
 def test_a_failed_verification_leaves_the_target_marked_incomplete(source, tmp_path, monkeypatch):
-    import search.migrate as migrate
-
+    import fmsearch.ingest.migrate as migrate
     from fmsearch.errors import StoreError
 
     def mismatch(*args, **kwargs):

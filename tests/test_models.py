@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fmsearch.errors import InvalidArgumentError, UnknownMethodError
-from models import Embedder, get_embedder, l2_normalize, method_names
+from fmsearch.models import Embedder, get_embedder, l2_normalize, method_names
 
 
 def test_registry_lists_and_rejects():

@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 
 from fmsearch.errors import InvalidArgumentError, UnknownMethodError
-from models import get_embedder
-from search import schema
-from search.indexer import ingest
-from search.query import Searcher
-from search.store import QuantizationParams
+from fmsearch.ingest.indexer import ingest
+from fmsearch.models import get_embedder
+from fmsearch.search import Searcher, SearchMode
+from fmsearch.store import QuantizationParams, schema
 
 
 @pytest.fixture
@@ -22,7 +21,7 @@ def two_methods(store, prefix, fmnist):
 
 def test_rescore_orders_by_the_second_method(two_methods, fmnist):
     image = fmnist["test"].images[0]
-    hits = two_methods.search("pixels", image=image, k=20, shortlist=40, rescore_with="autoencoder")
+    hits = two_methods.search(SearchMode("pixels", shortlist=40, rescore_with="autoencoder"), image=image, k=20)
     first = two_methods.search("pixels", image=image, k=40)
     assert {h.id for h in hits} <= {h.id for h in first}
     ae = get_embedder("autoencoder")
@@ -34,7 +33,7 @@ def test_rescore_orders_by_the_second_method(two_methods, fmnist):
 
 
 def test_fusion_of_two_methods(two_methods, fmnist):
-    hits = two_methods.search("pixels+autoencoder", image=fmnist["test"].images[1], k=10, shortlist=50)
+    hits = two_methods.search(SearchMode("pixels+autoencoder", shortlist=50), image=fmnist["test"].images[1], k=10)
     assert len(hits) == 10 and [h.rank for h in hits] == list(range(1, 11))
     scores = [h.score for h in hits]
     assert scores == sorted(scores, reverse=True) and scores[0] <= 2 / 61 + 1e-12
@@ -49,16 +48,16 @@ def test_recommend_positive_and_negative_ids(two_methods):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(methods="pixels", rescore_with="pixels"), "the --method itself"),
+        (dict(methods="pixels", rescore_with="pixels"), "is the method itself"),
         (dict(methods="pixels+nope"), "unknown method"),
         (dict(methods="pixels+pixels"), "twice"),
-        (dict(methods="pixels+autoencoder", rescore_with="autoencoder"), "single --method"),
+        (dict(methods="pixels+autoencoder", rescore_with="autoencoder"), "single method"),
     ],
 )
 def test_bad_combinations(two_methods, kwargs, message):
     with pytest.raises((InvalidArgumentError, UnknownMethodError), match=message):
         args = dict(kwargs)
-        two_methods.search(args.pop("methods"), pid=1, **args)
+        two_methods.search(SearchMode(args.pop("methods"), **args), pid=1)
 
 
 def test_oversampling_below_one_rejected():
@@ -70,9 +69,9 @@ def test_int8_collection_keeps_recall(store, prefix, fmnist):
     ingest(store, get_embedder("pixels"), limit=300, prefix=prefix, quantization="int8")
     info = store.info(prefix + "pixels_int8")
     assert info.metadata["quantization"] == "int8" and info.points == 300
-    s = Searcher(store, prefix=prefix, quantization="int8", quantization_params=QuantizationParams(oversampling=2))
+    s = Searcher(store, prefix=prefix)
     v = get_embedder("pixels").embed(fmnist["train"].images[:300])
-    hits = s.query_image("pixels", fmnist["test"].images[0], k=10)
+    hits = s.search(SearchMode("pixels", quantization="int8", oversampling=2), image=fmnist["test"].images[0], k=10)
     exact = np.argsort(-(v @ get_embedder("pixels").embed(fmnist["test"].images[0])[0]), kind="stable")[:10]
     assert len({h.id for h in hits} & set(exact.tolist())) >= 9
 
@@ -80,12 +79,13 @@ def test_int8_collection_keeps_recall(store, prefix, fmnist):
 def test_evaluate_rescored_and_fused_modes(two_methods, store, prefix, fmnist):
     """evaluate's combined modes report the same lists a user's query gets,
     and the bytes per gallery point they read."""
-    from search.evaluate import EvalConfig, evaluate
+    from fmsearch.evaluation.category import EvalConfig, evaluate
 
-    config = EvalConfig("pixels", queries=8, ks=(1, 10), latency_queries=2, rescore_with="autoencoder")
+    config = EvalConfig(SearchMode("pixels", rescore_with="autoencoder"), queries=8, ks=(1, 10), latency_queries=2)
     result = evaluate(store, config, prefix=prefix)
     q = int(result.query_indices[0])
-    expected = two_methods.search("pixels", image=fmnist["test"].images[q], k=100, shortlist=100, rescore_with="autoencoder")
+    expected = two_methods.search(SearchMode("pixels", shortlist=100, rescore_with="autoencoder"),
+                                  image=fmnist["test"].images[q], k=100)
     assert result.hit_ids[0][: len(expected)].tolist() == [h.id for h in expected]
     assert result.summary["vector_bytes"] == {"float32": 4 * 784 + 4 * 256, "searched": 4 * 784 + 4 * 256, "quantization": "none"}
     assert result.summary["ann_recall_at_10"]["value"] is None
@@ -98,16 +98,16 @@ def test_evaluate_rescored_and_fused_modes(two_methods, store, prefix, fmnist):
 def test_evaluate_quantised_collection(store, prefix, fmnist):
     """A quantised run reports recall against exact float32 search and the
     bytes its search reads; --no-rescore is carried to every search it makes."""
-    from search.evaluate import EvalConfig, evaluate
+    from fmsearch.evaluation.category import EvalConfig, evaluate
 
     ingest(store, get_embedder("autoencoder"), limit=300, prefix=prefix, quantization="binary")
     for rescore in (True, False):
-        config = EvalConfig("autoencoder", queries=20, ks=(1, 10), latency_queries=2, rprecision_queries=5,
-                            quantization="binary", rescore=rescore)
+        config = EvalConfig(SearchMode("autoencoder", quantization="binary", rescore=rescore), queries=20, ks=(1, 10),
+                            latency_queries=2, rprecision_queries=5)
         result = evaluate(store, config, prefix=prefix)
         assert result.collection == prefix + "autoencoder_binary"
         # the default oversampling is recorded, not left as None
-        assert result.config.oversampling == (schema.DEFAULT_OVERSAMPLING["binary"] if rescore else None)
+        assert result.config.mode.oversampling == (schema.DEFAULT_OVERSAMPLING["binary"] if rescore else None)
         assert result.summary["vector_bytes"] == {"float32": 1024, "searched": 32, "quantization": "binary"}
         assert 0 < result.summary["ann_recall_at_10"]["value"] <= 1
         assert 0 < result.summary["r_precision"]["value"] <= 1
@@ -126,21 +126,27 @@ def test_quantisations_not_offered_are_refused(store, prefix, method, quantizati
         ingest(store, get_embedder(method), limit=10, prefix=prefix, quantization=quantization)
     assert not store.exists(f"{prefix}{method}_{quantization}")
     with pytest.raises(InvalidArgumentError, match="not offered"):
-        Searcher(store, prefix=prefix, quantization=quantization).collection(method)
+        Searcher(store, prefix=prefix).collection(method, quantization)
 
 
-def test_default_oversampling_applies_only_to_rescored_searches(store, prefix):
-    s = Searcher(store, prefix=prefix, quantization="int8")
-    assert s.effective_quantization_params() == QuantizationParams(True, schema.DEFAULT_OVERSAMPLING["int8"])
-    s.quantization_params = QuantizationParams(rescore=False)
-    assert s.effective_quantization_params() == QuantizationParams(rescore=False)
-    s.quantization_params = QuantizationParams(oversampling=1)
-    assert s.effective_quantization_params().oversampling == 1
-    assert Searcher(store, prefix=prefix).effective_quantization_params() is None
+def test_default_oversampling_applies_only_to_rescored_searches():
+    mode = SearchMode("pixels", quantization="int8")
+    assert mode.quantization_params == QuantizationParams(True, schema.DEFAULT_OVERSAMPLING["int8"])
+    assert SearchMode("pixels", quantization="int8", rescore=False).quantization_params == QuantizationParams(rescore=False)
+    assert SearchMode("pixels", quantization="int8", oversampling=1).quantization_params.oversampling == 1
+    assert SearchMode("pixels").quantization_params is None
 
 
-def test_variant_shares_the_loaded_models(store, prefix):
-    s = Searcher(store, prefix=prefix)
-    v = s.variant(quantization="int8", quantization_params=QuantizationParams(rescore=False))
-    assert v.embedder("autoencoder") is s.embedder("autoencoder")
-    assert (v.quantization, v.quantization_params, s.quantization) == ("int8", QuantizationParams(rescore=False), "none")
+def test_one_searcher_shares_its_models_across_modes(two_methods, fmnist, monkeypatch):
+    """Every mode a Searcher answers uses the models it has loaded: the
+    autoencoder is built once for a plain, a quantised and a fused search."""
+    import fmsearch.search.searcher as searcher_module
+
+    built = []
+    real = searcher_module.get_embedder
+    monkeypatch.setattr(searcher_module, "get_embedder", lambda name, **kw: built.append(name) or real(name, **kw))
+    image = fmnist["test"].images[0]
+    for mode in (SearchMode("autoencoder"), SearchMode("pixels+autoencoder"),
+                 SearchMode("pixels", rescore_with="autoencoder")):
+        assert len(two_methods.search(mode, image=image, k=5)) == 5
+    assert built.count("autoencoder") == 1 and built.count("pixels") == 1

@@ -11,9 +11,9 @@ import pytest
 pytest.importorskip("tensorflow", reason="TensorFlow is a core dependency; install with `pip install -e .`")
 
 from fmsearch.errors import CollectionMismatchError, ModelError  # noqa: E402
-from models import get_embedder  # noqa: E402
-from models.artifacts import card_path, load_verified  # noqa: E402
-from models.training import train_method  # noqa: E402
+from fmsearch.models import get_embedder  # noqa: E402
+from fmsearch.models.artifacts import card_path, load_verified  # noqa: E402
+from fmsearch.models.training import train_method  # noqa: E402
 
 
 @pytest.fixture(scope="module", params=["autoencoder", "siamese"])
@@ -56,7 +56,11 @@ def test_altered_or_corrupt_artifact_is_refused(trained, tmp_path):
 
 
 def test_triplet_loss_hand_computed():
-    from models.siamese import batch_hard_triplet_loss, semi_hard_triplet_loss, triplet_loss
+    from fmsearch.models.siamese import (
+        batch_hard_triplet_loss,
+        semi_hard_triplet_loss,
+        triplet_loss,
+    )
 
     a = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
     p = np.array([[0.0, 1.0], [0.0, 1.0]], np.float32)
@@ -80,7 +84,7 @@ def test_triplet_loss_hand_computed():
 
 
 def test_seed_triplets_respect_classes(fmnist):
-    from models.siamese import make_triplets
+    from fmsearch.models.siamese import make_triplets
 
     labels = fmnist["train"].labels[:500]
     a, p, n = make_triplets(labels, 200, seed=1)
@@ -98,11 +102,11 @@ def test_resnet101_untrained_on_small_inputs(fmnist):
 
 
 def test_resnet101_offline_without_weights_fails_before_writing(tmp_path, monkeypatch, fmnist):
-    from search.indexer import ingest
-    from search.store import open_store
-
     import keras.src.backend.config as kconfig
     import keras.src.utils.file_utils as fu
+
+    from fmsearch.ingest.indexer import ingest
+    from fmsearch.store import open_store
 
     def offline(*args, **kwargs):
         raise OSError("network is unreachable")
@@ -111,7 +115,7 @@ def test_resnet101_offline_without_weights_fails_before_writing(tmp_path, monkey
     monkeypatch.setattr(kconfig, "_KERAS_DIR", str(tmp_path / "keras"))
     monkeypatch.setattr(fu, "urlretrieve", offline)
     with open_store(None, home=tmp_path / "home") as store:
-        with pytest.raises(ModelError, match="pass --weights PATH to a local weights file"):
+        with pytest.raises(ModelError, match=r"weights \(imagenet\) cannot be loaded: .*; pass a local file instead"):
             ingest(store, get_embedder("resnet101", input_size=32), limit=5)
         assert store.collections() == []
     with pytest.raises(ModelError, match="weights file .* not found"):
@@ -120,15 +124,15 @@ def test_resnet101_offline_without_weights_fails_before_writing(tmp_path, monkey
 
 def test_model_collection_mismatch(trained, tmp_path, fmnist):
     method, artifact, _ = trained
-    from search.indexer import ingest
-    from search.query import Searcher
-    from search.store import open_store
+    from fmsearch.ingest.indexer import ingest
+    from fmsearch.search.searcher import Searcher
+    from fmsearch.store import open_store
 
     with open_store(None, home=tmp_path / "h") as store:
         ingest(store, get_embedder(method, weights=artifact), limit=20)
         store.set_metadata(f"fmnist_{method}", {"fingerprint": f"{method}-sha256:other"})
-        with pytest.raises(CollectionMismatchError, match=f"--method {method} --recreate"):
-            Searcher(store, options={method: {"weights": artifact}}).query_id(method, 3)
+        with pytest.raises(CollectionMismatchError, match=f"ingest {method} again with recreate"):
+            Searcher(store, options={method: {"weights": artifact}}).search(method, pid=3)
 
 
 def test_forward_pass_is_traced_once(trained, fmnist):
@@ -145,7 +149,7 @@ def test_forward_pass_is_traced_once(trained, fmnist):
 def test_shipped_artifacts_match_their_cards(method):
     """The weights in models/weights load with safe_mode after the SHA-256
     check, are small, and their cards say how they were made."""
-    from models.artifacts import default_artifact, read_card
+    from fmsearch.models.artifacts import default_artifact, read_card
 
     artifact = default_artifact(method)
     card = read_card(artifact)
@@ -175,7 +179,7 @@ def test_train_refuses_an_unwritable_out_before_training(tmp_path):
 def test_train_continues_from_an_artifact_and_keeps_the_chain(trained, tmp_path):
     method, artifact, card = trained
     if method != "siamese":
-        with pytest.raises(Exception, match="--init applies to siamese only"):
+        with pytest.raises(Exception, match="init applies to siamese only"):
             train_method(method, epochs=1, limit=50, out=tmp_path, init=artifact, evaluate=False, verbose=0)
         return
     child = train_method(method, epochs=1, batch_size=64, limit=300, out=tmp_path, init=artifact,

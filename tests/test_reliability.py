@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from fmsearch.errors import StoreError, StoreLockedError
-from models import get_embedder
-from models.pixels import PixelEmbedder
-from search.edge_store import EdgeStore
-from search.indexer import ingest
+from fmsearch.ingest.indexer import ingest
+from fmsearch.models import get_embedder
+from fmsearch.models.pixels import PixelEmbedder
+from fmsearch.store.edge import EdgeStore
 
 
 class _Stop(Exception):
@@ -136,7 +136,7 @@ def test_ingest_while_another_process_holds_the_store_fails_fast(tmp_path, fmnis
     with EdgeStore(tmp_path) as s:
         ingest(s, get_embedder("pixels"), limit=300)
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from search.edge_store import EdgeStore; "
+        [sys.executable, "-c", "import sys, time; from fmsearch.store.edge import EdgeStore; "
          "s = EdgeStore(sys.argv[1]); s.info('fmnist_pixels'); print('holding', flush=True); time.sleep(30)",
          str(tmp_path)],
         stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1],
@@ -254,7 +254,7 @@ def flaky():
 
 
 def _server_store(url, **kw):
-    from search.server_store import ServerStore
+    from fmsearch.store.server import ServerStore
 
     return ServerStore(url, api_key="sekret-key", retries=3, retry_base_delay=0.01, **kw)
 
@@ -322,7 +322,7 @@ def test_api_key_from_a_file_is_sent_and_never_printed(flaky, tmp_path):
 def test_grpc_and_https_settings_reach_the_client(flaky):
     """--prefer-grpc talks gRPC (this loopback server speaks only REST: a
     clear one-line error); an https URL makes the client use TLS."""
-    from search.store import open_store
+    from fmsearch.store import open_store
 
     _, url = flaky
     with pytest.raises(StoreError, match=rf"cannot reach Qdrant at {url} \(list collections\)") as err:

@@ -11,13 +11,19 @@ from click.testing import CliRunner
 
 from fmsearch.cli import main
 from fmsearch.errors import CollectionNotFoundError, InvalidArgumentError
-from ingest.transforms import TRANSFORMS, apply
-from models import get_embedder
-from models.sift import EMPTY, SiftExtractor, from_storage, lowe_score, maxsim_score, ratio_test
-from search import schema
-from search.indexer import ingest
-from search.query import Searcher
-from search.rerank import RerankConfig, fuse, zscore
+from fmsearch.images.transforms import TRANSFORMS, apply
+from fmsearch.ingest.indexer import ingest
+from fmsearch.models import get_embedder
+from fmsearch.models.sift import (
+    EMPTY,
+    SiftExtractor,
+    from_storage,
+    lowe_score,
+    maxsim_score,
+    ratio_test,
+)
+from fmsearch.search import Searcher, SearchMode
+from fmsearch.search.rerank import RerankConfig, fuse, zscore
 
 TINY = 300
 
@@ -112,12 +118,16 @@ def test_zscore_and_fuse():
 
 
 def test_rerank_config_validation():
-    with pytest.raises(InvalidArgumentError, match="shortlist"):
-        RerankConfig(shortlist=5).validate(k=10)
-    with pytest.raises(InvalidArgumentError, match="rerank-weight"):
-        RerankConfig(weight=-1).validate()
-    with pytest.raises(InvalidArgumentError, match="rerank-mode"):
-        RerankConfig(mode="cosine").validate()
+    """Settings are checked where the config is made, the arguments named."""
+    with pytest.raises(InvalidArgumentError, match="shortlist") as err:
+        RerankConfig(shortlist=5).check_holds(10)
+    assert err.value.params == ("shortlist",)
+    with pytest.raises(InvalidArgumentError, match="rerank weight") as err:
+        RerankConfig(weight=-1)
+    assert err.value.params == ("rerank_weight",)
+    with pytest.raises(InvalidArgumentError, match="rerank mode") as err:
+        RerankConfig(mode="cosine")
+    assert err.value.params == ("rerank_mode",)
 
 
 # The multivector collection and the rerank stage, on every backend.
@@ -154,7 +164,7 @@ def test_multivector_round_trip(sift_gallery, store, prefix, fmnist):
 
 
 def schema_filter(ids):
-    from search.store import QueryFilter
+    from fmsearch.store import QueryFilter
 
     return QueryFilter(ids=tuple(ids))
 
@@ -163,8 +173,8 @@ def schema_filter(ids):
 def test_rerank_keeps_exactly_the_shortlist(sift_gallery, fmnist, mode):
     image = fmnist["test"].images[0]
     config = RerankConfig(shortlist=30, mode=mode, weight=0.5)
-    shortlist = sift_gallery.query_image("pixels", image, k=30)
-    reranked = sift_gallery.query_image("pixels", image, k=30, rerank=config)
+    shortlist = sift_gallery.search("pixels", image=image, k=30)
+    reranked = sift_gallery.search(SearchMode("pixels", rerank=config), image=image, k=30)
     assert sorted(h.id for h in reranked) == sorted(h.id for h in shortlist)
     assert [h.rank for h in reranked] == list(range(1, 31))
     fused = [h.score for h in reranked]
@@ -181,12 +191,12 @@ def test_rerank_keeps_exactly_the_shortlist(sift_gallery, fmnist, mode):
     stored = sift_gallery.reranker.stored_descriptors(h.id)
     expected = maxsim_score(q, stored) if mode == "maxsim" else lowe_score(q, stored)
     assert h.rerank_score == pytest.approx(expected, abs=1e-4)
-    top5 = sift_gallery.query_image("pixels", image, k=5, rerank=config)
+    top5 = sift_gallery.search(SearchMode("pixels", rerank=config), image=image, k=5)
     assert [x.id for x in top5] == [x.id for x in reranked[:5]]
 
 
 def test_rerank_by_id_uses_stored_descriptors(sift_gallery):
-    hits = sift_gallery.query_id("pixels", 5, k=10, rerank=RerankConfig(shortlist=40, weight=1e6))
+    hits = sift_gallery.search(SearchMode("pixels", rerank=RerankConfig(shortlist=40, weight=1e6)), pid=5, k=10)
     assert 5 not in [h.id for h in hits]
     sift = [h.rerank_score for h in hits]
     assert sift == sorted(sift, reverse=True)  # a huge weight orders by SIFT alone
@@ -196,9 +206,9 @@ def test_rerank_needs_the_sift_collection(store, prefix, fmnist):
     ingest(store, get_embedder("pixels"), limit=50, prefix=prefix)
     searcher = Searcher(store, prefix=prefix)
     with pytest.raises(CollectionNotFoundError, match="ingest"):
-        searcher.query_image("pixels", fmnist["test"].images[0], k=5, rerank=RerankConfig(shortlist=10))
+        searcher.search(SearchMode("pixels", rerank=RerankConfig(shortlist=10)), image=fmnist["test"].images[0], k=5)
     with pytest.raises(InvalidArgumentError, match="rerank stage"):
-        searcher.query_id("sift", 3)
+        searcher.search("sift", pid=3)
 
 
 # Near-duplicate transforms.
@@ -214,7 +224,7 @@ def test_transforms_are_seeded_and_change_the_image(name, fmnist):
 
 
 def test_shift_moves_content():
-    from ingest.transforms import _affine
+    from fmsearch.images.transforms import _affine
 
     img = np.zeros((28, 28), np.uint8)
     img[10, 10] = 255
@@ -223,7 +233,8 @@ def test_shift_moves_content():
 
 
 def test_near_duplicate_evaluation(sift_gallery, store, prefix, tmp_path):
-    from search.near_duplicate import NearDuplicateConfig, evaluate_near_duplicates, write_near_duplicate_report
+    from fmsearch.evaluation.near_duplicate import NearDuplicateConfig, evaluate_near_duplicates
+    from fmsearch.evaluation.report import write_near_duplicate_report
 
     config = NearDuplicateConfig(method="pixels", sources=15, transforms=("shift", "jpeg"),
                                  rerank=RerankConfig(shortlist=20))
@@ -266,7 +277,7 @@ def test_cli_query_with_rerank_shows_both_scores(home):
 
 
 def test_cli_compare(home, tmp_path, fmnist):
-    from ingest.images import save_png
+    from fmsearch.images.files import save_png
 
     path = tmp_path / "a.png"
     save_png(fmnist["train"].images[3], path)
@@ -323,12 +334,12 @@ def test_cli_sift_settings_recorded_and_followed_by_queries(tmp_path):
         assert r.exit_code == 0, r.output
     meta = json.loads(CliRunner().invoke(main, ["--home", str(home), "collections", "--json"]).output.splitlines()[1])
     assert meta["collection"] == "fmnist_sift"
-    from search.store import open_store
+    from fmsearch.store import open_store
 
     with open_store(None, home=home) as store:
         info = store.info("fmnist_sift")
         assert info.metadata["upscale"] == 2 and info.metadata["rootsift"] is False
-        hits = Searcher(store).query_id("pixels", 3, k=5, rerank=RerankConfig(shortlist=20))
+        hits = Searcher(store).search(SearchMode("pixels", rerank=RerankConfig(shortlist=20)), pid=3, k=5)
         assert len(hits) == 5
         # the query side used the collection's settings: plain SIFT at 2x
         assert Searcher(store).reranker.extractor.fingerprint == SiftExtractor(upscale=2, root=False).fingerprint

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from fmsearch.errors import CollectionNotFoundError, StoreError
-from search import schema
-from search.store import QueryFilter
+from fmsearch.store import QueryFilter, schema
 
 
 def _fill(store, prefix, vectors, labels, meta=None):
@@ -117,7 +116,7 @@ def test_recreate_and_missing_collection(store, prefix, unit_vectors):
 
 
 def test_store_survives_reopen(backend, prefix, unit_vectors):
-    from search.store import open_store
+    from fmsearch.store import open_store
 
     url, home = backend
     v, y = unit_vectors

@@ -1,24 +1,16 @@
-"""``fmsearch bench``: store and search benchmarks (tables + JSON)."""
+"""``fmsearch bench``: benchmarks (tables + JSON)."""
 
 from __future__ import annotations
 
 import click
 
-from .common import data_dir_option, domain_errors, pass_settings
+from fmsearch.evaluation.bench import SUITES
 
-
-def _sizes(text: str) -> tuple[int, ...]:
-    try:
-        sizes = tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError as err:
-        raise click.BadParameter(f"expected comma-separated integers, got {text!r}") from err
-    if not sizes or any(not 1000 <= s <= 60000 for s in sizes):
-        raise click.BadParameter("gallery sizes must be between 1000 and 60000")
-    return sizes
+from .common import data_dir_option, domain_errors, parse_numbers, pass_settings
 
 
 @click.command("bench")
-@click.option("--suite", type=click.Choice(["store", "search", "embed", "rerank", "modes", "quantization", "all"]), default="all", show_default=True,
+@click.option("--suite", type=click.Choice([*SUITES, "all"]), default="all", show_default=True,
               help="store: ingest + query, Edge vs local mode. search: Edge vs numpy brute force vs local mode, and a scale "
               "series. embed: images/s per method and full-gallery ingest time. rerank: SIFT extraction per upscale factor, "
               "SIFT gallery ingest, rerank latency against the plain query. modes: every search mode (quantisation, rescoring, "
@@ -42,48 +34,46 @@ def command(settings, suite, gallery, sizes, synthetic, local, methods, queries,
     minutes on 2 cores (local mode and the 1M-point HNSW build dominate). The modes suite reads the configured store
     (--store/--url); the others build their own temporary collections.
     """
-    from models.registry import check_method
-    from search.bench import (
-        run_embed_bench,
-        run_modes_bench,
-        run_quantization_bench,
-        run_rerank_bench,
-        run_search_bench,
-        run_store_bench,
+    from fmsearch.evaluation.bench import (
+        embed,
+        modes,
+        quantization,
+        rerank,
+        search,
+        store,
     )
 
-    def method_list(default: str, no_sift: str) -> tuple[str, ...]:
-        names = tuple(check_method(m.strip()) for m in (methods or default).split(",") if m.strip())
-        if not names:
-            raise click.BadParameter("--methods names no method")
-        if "sift" in names:
-            raise click.BadParameter(no_sift)
-        return names
-
-    def show(result: dict, name: str) -> None:
-        click.echo(result["table"])
-        for s in result.get("skipped", ()):
+    log = click.echo
+    trained = ("pixels", "autoencoder", "siamese")
+    runs = {
+        "store": lambda: store.run_store_bench(gallery=gallery, queries=queries, data_dir=data_dir, log=log),
+        "search": lambda: search.run_search_bench(sizes=_sizes(sizes), synthetic=synthetic, queries=queries,
+                                                  local=local, data_dir=data_dir, log=log),
+        "embed": lambda: embed.run_embed_bench(methods=_methods(methods, (*trained, "resnet101")),
+                                               ingest_gallery=gallery, data_dir=data_dir, log=log),
+        "rerank": lambda: rerank.run_rerank_bench(gallery=gallery, queries=queries, data_dir=data_dir, log=log),
+        "modes": lambda: modes.run_modes_bench(settings.store(), prefix=settings.prefix,
+                                               methods=_methods(methods, trained), queries=queries,
+                                               data_dir=data_dir, log=log),
+        "quantization": lambda: quantization.run_quantization_bench(methods=_methods(methods, trained), gallery=gallery,
+                                                                    queries=queries, data_dir=data_dir, log=log),
+    }
+    for name in SUITES if suite == "all" else (suite,):
+        result = runs[name]()
+        click.echo(result.table)
+        for s in result.skipped:
             click.echo(f"skipped {s['mode']}: {s['why']}")
-        click.echo(f"wrote {out_dir}/{name}.json")
+        click.echo(f"wrote {result.write(out_dir)}")
 
-    if suite in ("store", "all"):
-        show(run_store_bench(gallery=gallery, queries=queries, out=f"{out_dir}/store.json", data_dir=data_dir, log=click.echo),
-             "store")
-    if suite in ("search", "all"):
-        show(run_search_bench(sizes=_sizes(sizes), synthetic=synthetic, queries=queries, local=local,
-                              out=f"{out_dir}/search.json", data_dir=data_dir, log=click.echo), "search")
-    if suite in ("embed", "all"):
-        names = method_list("pixels,autoencoder,siamese,resnet101", "sift is measured by --suite rerank, not the embed suite")
-        show(run_embed_bench(methods=names, ingest_gallery=gallery, out=f"{out_dir}/embed.json", data_dir=data_dir,
-                             log=click.echo), "embed")
-    if suite in ("rerank", "all"):
-        show(run_rerank_bench(gallery=gallery, queries=queries, out=f"{out_dir}/rerank.json", data_dir=data_dir, log=click.echo),
-             "rerank")
-    if suite in ("modes", "all"):
-        names = method_list("pixels,autoencoder,siamese", "sift is a rerank stage (--suite rerank), not a search mode")
-        show(run_modes_bench(settings.store(), prefix=settings.prefix, methods=names, queries=queries,
-                             out=f"{out_dir}/modes.json", data_dir=data_dir, log=click.echo), "modes")
-    if suite in ("quantization", "all"):
-        names = method_list("pixels,autoencoder,siamese", "sift's multivectors are not quantised")
-        show(run_quantization_bench(methods=names, gallery=gallery, queries=queries, out=f"{out_dir}/quantization.json",
-                                    data_dir=data_dir, log=click.echo), "quantization")
+
+def _sizes(text: str) -> tuple[int, ...]:
+    sizes = parse_numbers(text, "--sizes", int)
+    if not sizes or any(not 1000 <= s <= 60000 for s in sizes):
+        raise click.UsageError("--sizes: gallery sizes must be between 1000 and 60000")
+    return sizes
+
+
+def _methods(text: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
+    from fmsearch.search.mode import parse_methods
+
+    return default if text is None else parse_methods(tuple(m for m in text.split(",") if m.strip()))

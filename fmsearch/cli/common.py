@@ -1,4 +1,4 @@
-"""What every command shares: settings, the store, error mapping, output."""
+"""What every command shares: settings, the store, error mapping, options, output."""
 
 from __future__ import annotations
 
@@ -13,6 +13,14 @@ from typing import Any
 import click
 
 from fmsearch.errors import FmsearchError, InvalidArgumentError
+from fmsearch.search.fusion import FUSIONS
+from fmsearch.search.rerank import (
+    DEFAULT_SHORTLIST,
+    DEFAULT_WEIGHT,
+    RERANK_MODES,
+    RERANK_STAGES,
+)
+from fmsearch.store.schema import QUANTIZATIONS
 
 
 @dataclass
@@ -29,14 +37,16 @@ class Settings:
     prefer_grpc: bool = False
     _store: Any = None
 
-    def store(self):
-        """The store these settings select, opened on first use."""
+    def store(self, *, lock_timeout: float | None = None):
+        """The store these settings select, opened on first use
+        (``lock_timeout``: how long the embedded store waits for a collection
+        another process holds)."""
         if self._store is None:
-            from search.store import open_store
+            from fmsearch.store import open_store
 
             self._store = open_store(
                 self.qdrant_url, api_key=self.qdrant_api_key, home=self.home, timeout=self.timeout,
-                retries=self.retries, prefer_grpc=self.prefer_grpc,
+                retries=self.retries, prefer_grpc=self.prefer_grpc, lock_timeout=lock_timeout,
             )
         return self._store
 
@@ -49,6 +59,20 @@ class Settings:
 pass_settings = click.make_pass_decorator(Settings)
 
 
+def cli_message(err: FmsearchError, command: click.Command | None) -> str:
+    """The error's first line, each argument it is about (``params``) named
+    by this command's flag for it: "batch size must be ..." becomes
+    "--batch-size must be ..." (an argument's first mention is replaced)."""
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    options = {p.name: p for p in (command.params if command else ()) if isinstance(p, click.Option)}
+    for param in err.params:
+        if param in options:
+            words = re.escape(param.replace("_", " "))
+            flag = max(options[param].opts, key=len)
+            text = re.sub(rf"(?<![\w-]){words}(?![\w-])", flag, text, count=1, flags=re.IGNORECASE)
+    return text
+
+
 def domain_errors(fn: Callable) -> Callable:
     """Map every :class:`FmsearchError` to a one-line ``ClickException``."""
 
@@ -57,7 +81,8 @@ def domain_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except FmsearchError as err:
-            raise click.ClickException(str(err).splitlines()[0] if str(err) else type(err).__name__) from err
+            ctx = click.get_current_context(silent=True)
+            raise click.ClickException(cli_message(err, ctx.command if ctx else None)) from err
         except click.UsageError as err:  # a bad combination of options: one line, as every other error
             raise click.ClickException(err.format_message()) from err
         except KeyboardInterrupt as err:
@@ -86,6 +111,39 @@ def parse_point_id(text: str, option: str = "--id") -> int:
     return pid
 
 
+def id_or_image(text: str):
+    """A gallery id, or an image path (loaded now): what a recommend example
+    or a compare argument may be. An integer that names an existing file is
+    the file."""
+    from pathlib import Path
+
+    from fmsearch.images.files import load_image
+
+    pid = point_id_or_none(text)
+    if pid is not None and not Path(text).exists():
+        return pid  # out of range is refused where it is used, in one line
+    return load_image(text)
+
+
+def parse_numbers(text: str | None, option: str, kind: type = float) -> tuple | None:
+    """"1,2" -> (1.0, 2.0); not numbers is a one-line usage error."""
+    if text is None:
+        return None
+    try:
+        return tuple(kind(part) for part in text.split(",") if part.strip())
+    except ValueError as err:
+        raise click.UsageError(f"{option} must be a comma-separated list of {'integers' if kind is int else 'numbers'}, "
+                               f"got {text!r}") from err
+
+
+def parse_ks(text: str) -> tuple[int, ...]:
+    """"1,5,10,20" -> (1, 5, 10, 20), sorted and de-duplicated."""
+    ks = sorted(set(parse_numbers(text, "--k", int) or ()))
+    if not ks or ks[0] < 1:
+        raise click.UsageError(f"--k values must be integers >= 1, got {text!r}")
+    return tuple(ks)
+
+
 def echo_json(obj: Any) -> None:
     """One JSON object per line."""
     if is_dataclass(obj):
@@ -108,88 +166,75 @@ def setup_logging(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
+def _options(fn: Callable, options: list[Callable]) -> Callable:
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
 def model_options(fn: Callable) -> Callable:
     """--weights and --input-size: which model a method uses."""
-    fn = click.option(
-        "--input-size", type=int, default=None,
-        help="resnet101: input resolution the 28x28 image is resized to [default 224].",
-    )(fn)
-    return click.option(
-        "--weights", type=str, default=None,
-        help="Model weights: a .keras artifact (autoencoder, siamese; default: the shipped one) or, "
-        "for resnet101, 'imagenet' (default), a weights file, or 'none' (untrained, for tests).",
-    )(fn)
+    return _options(fn, [
+        click.option("--weights", type=str, default=None,
+                     help="Model weights: a .keras artifact (autoencoder, siamese; default: the shipped one) or, "
+                     "for resnet101, 'imagenet' (default), a weights file, or 'none' (untrained, for tests)."),
+        click.option("--input-size", type=int, default=None,
+                     help="resnet101: input resolution the 28x28 image is resized to [default 224]."),
+    ])
 
 
-def embedder_options(method: str, weights: str | None, input_size: int | None) -> dict[str, Any]:
-    """Constructor options of a method from the CLI's model options."""
-    options: dict[str, Any] = {}
-    if weights is not None:
-        if method in ("pixels", "sift"):
-            raise click.UsageError(f"--weights does not apply to {method}")
-        options["weights"] = weights
-    if input_size is not None:
-        if method != "resnet101":
-            raise click.UsageError("--input-size applies to resnet101 only")
-        options["input_size"] = input_size
-    return options
+def embedder_options(methods, weights: str | None, input_size: int | None) -> dict[str, dict[str, Any]]:
+    """Per method, its constructor options from the CLI's model options."""
+    from fmsearch.models.registry import model_options as options_of
+
+    return {m: options_of(m, weights=weights, input_size=input_size) for m in methods}
 
 
-def rerank_options(fn: Callable) -> Callable:
-    """--rerank sift and its settings (query, evaluate)."""
-    from search.rerank import DEFAULT_SHORTLIST, DEFAULT_WEIGHT, RERANK_MODES
+def mode_options(fn: Callable) -> Callable:
+    """Every search-mode option (query, evaluate): fusion, cross-method
+    rescoring, the SIFT rerank, quantisation."""
+    from fmsearch.models.sift import DEFAULT_RATIO
 
-    options = [
-        click.option("--ratio", type=float, default=0.75, show_default=True,
-                     help="lowe mode: Lowe's ratio (a match is good when nearest < ratio x second nearest)."),
-        click.option("--rerank-weight", type=float, default=DEFAULT_WEIGHT, show_default=True,
-                     help="Fused score = z(first-stage score) + W x z(SIFT score), z over the shortlist; "
-                     "0 keeps the first stage's order, a large W orders by SIFT alone."),
+    return _options(fn, [
+        click.option("--fusion", type=click.Choice(FUSIONS), default="rrf", show_default=True,
+                     help="How fused methods' lists combine: reciprocal-rank or distribution-based score fusion."),
+        click.option("--fusion-weights", default=None, help="Comma-separated weight per fused method, e.g. 1,2."),
+        click.option("--rescore-with", default=None,
+                     help="Another method orders --method's shortlist by its own cosine (its stored vectors)."),
+        click.option("--rerank", type=click.Choice(RERANK_STAGES), default=None,
+                     help="Rerank the shortlist with SIFT descriptors (needs `fmsearch ingest --method sift`)."),
+        click.option("--shortlist", type=int, default=DEFAULT_SHORTLIST, show_default=True,
+                     help="Candidates the first stage proposes for a second stage (rerank, fusion, rescoring)."),
         click.option("--rerank-mode", type=click.Choice(RERANK_MODES), default="maxsim", show_default=True,
                      help="maxsim: scored inside Qdrant (mean best cosine per query descriptor); "
                      "lowe: the seed's ratio-test score (good matches / query keypoints) on stored descriptors."),
-        click.option("--shortlist", type=int, default=DEFAULT_SHORTLIST, show_default=True,
-                     help="Candidates the first stage proposes for the rerank."),
-        click.option("--rerank", type=click.Choice(["sift"]), default=None,
-                     help="Rerank the shortlist with SIFT descriptors (needs `fmsearch ingest --method sift`)."),
-    ]
-    for option in options:
-        fn = option(fn)
-    return fn
-
-
-def rerank_config(rerank: str | None, shortlist: int, mode: str, weight: float, ratio: float):
-    """The RerankConfig the rerank options select, or None."""
-    from search.rerank import RerankConfig
-
-    if rerank is None:
-        return None
-    return RerankConfig(stage=rerank, shortlist=shortlist, mode=mode, weight=weight, ratio=ratio).validate()
-
-
-def quantization_options(fn: Callable) -> Callable:
-    """--quantization, --oversampling, --rescore/--no-rescore (query, evaluate)."""
-    options = [
+        click.option("--rerank-weight", type=float, default=DEFAULT_WEIGHT, show_default=True,
+                     help="Fused score = z(first-stage score) + W x z(SIFT score), z over the shortlist; "
+                     "0 keeps the first stage's order, a large W orders by SIFT alone."),
+        click.option("--ratio", type=float, default=DEFAULT_RATIO, show_default=True,
+                     help="lowe mode: Lowe's ratio (a match is good when nearest < ratio x second nearest)."),
+        click.option("--quantization", type=click.Choice(QUANTIZATIONS), default="none", show_default=True,
+                     help="Search the quantised variant collection fmnist_<method>_<q> (built by ingest --quantization)."),
+        click.option("--oversampling", type=float, default=None,
+                     help="Quantised search: fetch X times the results by the quantised vectors before rescoring "
+                     "(>= 1) [default 4 for int8, 16 for binary]."),
         click.option("--rescore/--no-rescore", default=True, show_default=True,
                      help="Quantised search: re-score the candidates with the original float32 vectors."),
-        click.option("--oversampling", type=float, default=None,
-                     help="Quantised search: fetch X times the results by the quantised vectors before rescoring (>= 1) "
-                     "[default 4 for int8, 16 for binary]."),
-        click.option("--quantization", type=click.Choice(["none", "int8", "binary"]), default="none", show_default=True,
-                     help="Search the quantised variant collection fmnist_<method>_<q> (built by ingest --quantization)."),
-    ]
-    for option in options:
-        fn = option(fn)
-    return fn
+    ])
 
 
-def quantization_params(quantization: str, rescore: bool, oversampling: float | None):
-    """The QuantizationParams the options select (validated)."""
-    from search.store import QuantizationParams
+def search_mode(method: str, *, fusion: str, fusion_weights: str | None, rescore_with: str | None,
+                rerank: str | None, shortlist: int, rerank_mode: str, rerank_weight: float, ratio: float,
+                quantization: str, oversampling: float | None, rescore: bool):
+    """The SearchMode the mode options select (validated where it is made)."""
+    from fmsearch.search.mode import SearchMode
+    from fmsearch.search.rerank import RerankConfig
 
-    if quantization == "none" and (oversampling is not None or not rescore):
-        raise click.UsageError("--oversampling/--no-rescore need --quantization int8|binary")
-    return QuantizationParams(rescore=rescore, oversampling=oversampling)
+    reranking = None if rerank is None else RerankConfig(stage=rerank, shortlist=shortlist, mode=rerank_mode,
+                                                         weight=rerank_weight, ratio=ratio)
+    return SearchMode(method, quantization=quantization, rescore=rescore, oversampling=oversampling, fusion=fusion,
+                      fusion_weights=parse_numbers(fusion_weights, "--fusion-weights"), rescore_with=rescore_with,
+                      shortlist=shortlist, rerank=reranking)
 
 
 def read_key_file(path: str) -> str:

@@ -13,7 +13,7 @@ from .common import data_dir_option, domain_errors
 @domain_errors
 def command(data_dir, download) -> None:
     """Locate FMNIST and verify every file (magic, sizes, SHA-256)."""
-    from ingest.fmnist import SPLITS, load_split, locate
+    from fmsearch.images.fmnist import SPLITS, load_split, locate
 
     directory = locate(data_dir, download=download)
     for split in SPLITS:

@@ -9,12 +9,11 @@ from .common import (
     domain_errors,
     echo_json,
     embedder_options,
+    mode_options,
     model_options,
+    parse_ks,
     pass_settings,
-    quantization_options,
-    quantization_params,
-    rerank_config,
-    rerank_options,
+    search_mode,
 )
 
 
@@ -29,84 +28,60 @@ def _queries(value: str) -> int | None:
 
 @click.command("evaluate")
 @click.option("--method", "-m", required=True, help="Method whose collection to evaluate; methods joined by + are fused.")
-@click.option("--fusion", type=click.Choice(["rrf", "dbsf"]), default="rrf", show_default=True, help="How fused methods combine.")
-@click.option("--fusion-weights", default=None, help="Comma-separated weight per fused method.")
-@click.option("--rescore-with", default=None, help="Another method orders --method's shortlist (see fmsearch query).")
 @click.option("--task", type=click.Choice(["category", "near-duplicate"]), default="category", show_default=True,
               help="category: test images query the train gallery, relevant = same class. near-duplicate: "
               "transformed gallery images, relevant = the source image; measured without and with --rerank sift.")
 @click.option("--sources", type=int, default=1000, show_default=True, help="near-duplicate: gallery images transformed per transform.")
 @click.option("--queries", default="all", show_default=True, help="Number of test images as queries (seeded random subset), or 'all'.")
-@click.option("--k", "k_list", default="1,5,10,20", show_default=True, help="Comma-separated K values.")
+@click.option("--k", "ks", default="1,5,10,20", show_default=True, help="Comma-separated K values.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the query subset, R-precision and grid samples.")
 @click.option("--exact", is_flag=True, help="Exact search instead of HNSW.")
 @click.option("--hnsw-ef", type=click.IntRange(1, 100000), default=None, help="HNSW search breadth (default 128).")
 @click.option("--batch-size", type=int, default=256, show_default=True, help="Queries per batch request.")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Output directory [default eval-results/METHOD[-exact], plus the mode's settings].")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json as one JSON object.")
-@rerank_options
-@quantization_options
+@mode_options
 @model_options
 @data_dir_option
 @pass_settings
 @domain_errors
-def command(settings, method, fusion, fusion_weights, rescore_with, task, sources, queries, k_list, seed, exact, hnsw_ef, batch_size, out, as_json,
-            rerank, shortlist, rerank_mode, rerank_weight, ratio, quantization, oversampling, rescore,
-            weights, input_size, data_dir) -> None:
+def command(settings, method, task, sources, queries, ks, seed, exact, hnsw_ef, batch_size, out, as_json,
+            weights, input_size, data_dir, **mode) -> None:
     """Evaluate METHOD: test images query the train gallery.
 
     Writes metrics.json, report.md, pr_curve.png and results_grid.png to --out.
     """
-    from tqdm import tqdm
-
-    from search.evaluate import EvalConfig, evaluate
-    from search.metrics import parse_ks
-    from search.query import parse_methods
-    from search.report import write_report
-
-    names = parse_methods(method)
     if task == "near-duplicate":
-        if len(names) > 1 or rescore_with:
-            raise click.UsageError("--task near-duplicate takes a single --method")
-        if quantization != "none" or oversampling is not None or not rescore:
-            raise click.UsageError("--task near-duplicate searches the plain collection: no --quantization options")
-        _near_duplicate(settings, method, sources, seed, exact, batch_size, out, as_json,
-                        rerank_config("sift", shortlist, rerank_mode, rerank_weight, ratio),
-                        embedder_options(method, weights, input_size), data_dir)
+        _near_duplicate(settings, method, sources, seed, exact, batch_size, out, as_json, mode, weights, input_size,
+                        data_dir)
         return
-    from .query_cmd import _weights
-    config = EvalConfig(
-        method=method, queries=_queries(queries), ks=parse_ks(k_list), seed=seed,
-        exact=exact, batch_size=batch_size, hnsw_ef=hnsw_ef,
-        rerank=rerank_config(rerank, shortlist, rerank_mode, rerank_weight, ratio),
-        quantization=quantization, rescore=rescore, oversampling=oversampling,
-        fusion=fusion, rescore_with=rescore_with, shortlist=shortlist,
-        fusion_weights=None if fusion_weights is None else tuple(_weights(fusion_weights)),
-    )
-    quantization_params(quantization, rescore, oversampling)
-    config.validate()
-    suffix = f"-{rerank}-{rerank_mode}" if rerank else ""
-    if quantization != "none":
-        suffix += f"-{quantization}-{'rescore' if rescore else 'norescore'}" + (f"-os{oversampling:g}" if oversampling else "")
-    if len(names) > 1:
-        suffix += f"-{fusion}" + (f"-w{','.join(f'{w:g}' for w in config.fusion_weights)}" if config.fusion_weights else "")
-    if rescore_with:
-        suffix += f"-rescored-{rescore_with}"
-    out = out or f"eval-results/{method}{'-exact' if exact else ''}{suffix}"
+    from fmsearch.evaluation.category import EvalConfig, evaluate
+    from fmsearch.evaluation.report import write_report
+
+    search = search_mode(method, **mode)
+    config = EvalConfig(search, queries=_queries(queries), ks=parse_ks(ks), seed=seed, exact=exact,
+                        batch_size=batch_size, hnsw_ef=hnsw_ef)
+    out = out or f"eval-results/{config.output_name}"
     store = settings.store()
-    bar = tqdm(total=0, unit="query", desc=f"evaluate {method}", disable=None)
-    try:
-        result = evaluate(
-            store, config, prefix=settings.prefix, data_dir=data_dir,
-            options={m: embedder_options(m, weights, input_size) for m in (*names, *([rescore_with] if rescore_with else []))},
-            progress=bar.update, on_plan=lambda n: bar.reset(total=n),
-        )
-    finally:
-        bar.close()
+    methods = (*search.methods, *([search.rescore_with] if search.rescore_with else []))
+    with _progress(f"evaluate {method}") as bar:
+        result = evaluate(store, config, prefix=settings.prefix, data_dir=data_dir,
+                          options=embedder_options(methods, weights, input_size),
+                          progress=bar.update, on_plan=lambda n: bar.reset(total=n))
     data = write_report(result, store, out, data_dir)
     if as_json:
         echo_json(data)
         return
+    _show(data, method, out)
+
+
+def _progress(desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=0, unit="query", desc=desc, disable=None)
+
+
+def _show(data: dict, method: str, out: str) -> None:
     click.echo(f"{method} on {data['collection']}: {data['queries']} queries, {data['search']}")
     first = data.get("first_stage")
     click.echo(f"{'K':>4}  {'P@K':>7}  {'R@K':>7}  {'F1@K':>7}  {'mAP@K':>7}" + ("  P@K without rerank" if first else ""))
@@ -116,9 +91,9 @@ def command(settings, method, fusion, fusion_weights, rescore_with, task, source
     ann = data["ann_recall_at_10"]["value"]
     ann_text = "n/a (exact)" if data["search"] == "exact" else "n/a (a fusion or a rescoring has no single exact reference)"
     lat = data["latency"]
+    rp = data["r_precision"]["value"]
     click.echo(
-        f"top-1 accuracy {data['top1_accuracy']:.4f}; R-precision "
-        f"{'n/a' if data['r_precision']['value'] is None else format(data['r_precision']['value'], '.4f')}; "
+        f"top-1 accuracy {data['top1_accuracy']:.4f}; R-precision {'n/a' if rp is None else format(rp, '.4f')}; "
         f"recall@10 vs exact {ann_text if ann is None else f'{ann:.4f}'}"
     )
     click.echo(
@@ -128,22 +103,30 @@ def command(settings, method, fusion, fusion_weights, rescore_with, task, source
     click.echo(f"wrote {out}/metrics.json, report.md, pr_curve.png, results_grid.png")
 
 
-def _near_duplicate(settings, method, sources, seed, exact, batch_size, out, as_json, rerank, options, data_dir) -> None:
-    from tqdm import tqdm
+def _near_duplicate(settings, method, sources, seed, exact, batch_size, out, as_json, mode, weights, input_size,
+                    data_dir) -> None:
+    from fmsearch.evaluation.near_duplicate import (
+        NearDuplicateConfig,
+        evaluate_near_duplicates,
+    )
+    from fmsearch.evaluation.report import write_near_duplicate_report
+    from fmsearch.search.rerank import RerankConfig
 
-    from search.near_duplicate import NearDuplicateConfig, evaluate_near_duplicates, write_near_duplicate_report
-
-    config = NearDuplicateConfig(method=method, sources=sources, seed=seed, rerank=rerank, exact=exact, batch_size=batch_size)
-    config.validate()
+    if "+" in method or mode["rescore_with"]:
+        raise click.UsageError("--task near-duplicate takes a single --method")
+    if mode["quantization"] != "none" or mode["oversampling"] is not None or not mode["rescore"]:
+        raise click.UsageError("--task near-duplicate searches the plain collection: no --quantization options")
+    rerank = RerankConfig(shortlist=mode["shortlist"], mode=mode["rerank_mode"], weight=mode["rerank_weight"],
+                          ratio=mode["ratio"])
+    config = NearDuplicateConfig(method=method, sources=sources, seed=seed, rerank=rerank, exact=exact,
+                                 batch_size=batch_size)
     out = out or f"eval-results/near-duplicate-{method}-sift-{rerank.mode}"
-    bar = tqdm(total=0, unit="query", desc=f"near-duplicate {method}", disable=None)
-    try:
+    with _progress(f"near-duplicate {method}") as bar:
         data = evaluate_near_duplicates(
-            settings.store(), config, prefix=settings.prefix, data_dir=data_dir, options={method: options},
-            progress=bar.update, on_plan=lambda n: bar.reset(total=n),
+            settings.store(), config, prefix=settings.prefix, data_dir=data_dir,
+            options=embedder_options((method,), weights, input_size), progress=bar.update,
+            on_plan=lambda n: bar.reset(total=n),
         )
-    finally:
-        bar.close()
     write_near_duplicate_report(data, out)
     if as_json:
         echo_json(data)

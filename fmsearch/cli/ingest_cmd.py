@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
-from .common import data_dir_option, domain_errors, embedder_options, model_options, pass_settings
+from fmsearch.store.schema import QUANTIZATIONS
+
+from .common import data_dir_option, domain_errors, model_options, pass_settings
 
 
 @click.command("ingest")
@@ -14,7 +16,7 @@ from .common import data_dir_option, domain_errors, embedder_options, model_opti
 @click.option("--batch-size", type=int, default=1000, show_default=True, help="Images embedded and written per step.")
 @click.option("--recreate", is_flag=True, help="Rebuild the collection from scratch, beside the live one, and swap it in when "
               "complete (queries keep the old one until then). Without it, a re-run resumes: stored points are skipped.")
-@click.option("--quantization", type=click.Choice(["none", "int8", "binary"]), default="none", show_default=True,
+@click.option("--quantization", type=click.Choice(QUANTIZATIONS), default="none", show_default=True,
               help="Also keep int8 (scalar) or binary quantised vectors: writes fmnist_<method>_<q> beside the plain collection.")
 @click.option("--shards", type=int, default=1, show_default=True, help="Server/cluster: shards of a new collection.")
 @click.option("--replicas", type=int, default=1, show_default=True, help="Server/cluster: copies of each shard.")
@@ -37,7 +39,13 @@ def command(settings, method, split, limit, batch_size, recreate, quantization, 
     `fmsearch query/evaluate --rerank sift`.
     """
     from fmsearch.errors import ModelError
-    from models.registry import check_method, get_embedder, method_names
+    from fmsearch.models.registry import (
+        RERANK_ONLY,
+        check_method,
+        get_embedder,
+        method_names,
+        model_options,
+    )
 
     if method == "all":
         if weights is not None or input_size is not None:
@@ -48,48 +56,31 @@ def command(settings, method, split, limit, batch_size, recreate, quantization, 
     if (sift_upscale is not None or sift_plain) and method != "sift":
         raise click.UsageError("--sift-upscale/--sift-plain apply to --method sift only")
     for name in methods:
-        options = embedder_options(name, weights, input_size)
-        if name == "sift":
-            options.update({"root": not sift_plain, **({"upscale": sift_upscale} if sift_upscale is not None else {})})
-        embedder = get_embedder(name, **options)
+        if name in RERANK_ONLY and quantization != "none" and method == "all":
+            continue  # descriptors are not quantised; --method all quantises the others
+        embedder = get_embedder(name, **model_options(
+            name, weights=weights, input_size=input_size, upscale=sift_upscale, root=False if sift_plain else None))
         if method == "all" and name == "resnet101":
             try:
                 embedder.prepare()
             except ModelError as err:
                 click.echo(f"skipping resnet101: {err}", err=True)
                 continue
-        if name == "sift" and quantization != "none":
-            if method == "all":
-                continue
-            raise click.UsageError("--quantization does not apply to sift")
         _ingest_one(settings, embedder, split, limit, batch_size, recreate, data_dir, quantization,
                     {"shards": shards, "replicas": replicas, "write_consistency": write_consistency})
 
 
-def _ingest_one(settings, embedder, split, limit, batch_size, recreate, data_dir, quantization="none",
-                distribution=None) -> None:
+def _ingest_one(settings, embedder, split, limit, batch_size, recreate, data_dir, quantization, distribution) -> None:
     from tqdm import tqdm
 
-    from search.indexer import ingest
+    from fmsearch.ingest.indexer import ingest
 
-    bar = tqdm(total=0, unit="img", desc=f"ingest {embedder.name}", disable=None)
-    try:
+    with tqdm(total=0, unit="img", desc=f"ingest {embedder.name}", disable=None) as bar:
         report = ingest(
-            settings.store(),
-            embedder,
-            split=split,
-            limit=limit,
-            batch_size=batch_size,
-            recreate=recreate,
-            data_dir=data_dir,
-            prefix=settings.prefix,
-            progress=bar.update,
-            on_plan=lambda n: bar.reset(total=n),
-            quantization=quantization,
-            **(distribution or {}),
+            settings.store(), embedder, split=split, limit=limit, batch_size=batch_size, recreate=recreate,
+            data_dir=data_dir, prefix=settings.prefix, progress=bar.update, on_plan=lambda n: bar.reset(total=n),
+            quantization=quantization, **distribution,
         )
-    finally:
-        bar.close()
     extra = ""
     if report.points_skipped:
         extra = (f"; resumed: {report.points_skipped} were already stored" if report.points_written

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from fmsearch import __version__
+from fmsearch.store.schema import DEFAULT_PREFIX
 
 from . import (
     bench_cmd,
@@ -62,7 +63,7 @@ from .common import Settings, read_key_file, setup_logging
 @click.option(
     "--prefix",
     envvar="FMSEARCH_PREFIX",
-    default="fmnist_",
+    default=DEFAULT_PREFIX,
     show_default=True,
     help="Collection name prefix [env FMSEARCH_PREFIX].",
 )

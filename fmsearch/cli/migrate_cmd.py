@@ -28,8 +28,8 @@ def command(settings, to_url, to_api_key_file, method, recreate, batch_size, sam
     them: equal counts and a sample of equal vectors. A re-run resumes."""
     from tqdm import tqdm
 
-    from search.migrate import migrate_collection, select
-    from search.store import open_store
+    from fmsearch.ingest.migrate import migrate_collection, select
+    from fmsearch.store import open_store
 
     source = settings.store()
     key = read_key_file(to_api_key_file) if to_api_key_file else (settings.qdrant_api_key if not settings.qdrant_url else None)

@@ -15,7 +15,7 @@ from .common import domain_errors
 @domain_errors
 def command(metrics_files, modes, bench) -> None:
     """Print a markdown table (one row per METRICS_FILES, seed figures beside)."""
-    from search.report import modes_table, results_table
+    from fmsearch.evaluation.results import modes_table, results_table
 
     try:
         if bench and not modes:

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import click
 
+from fmsearch.models.registry import TRAINABLE
+from fmsearch.models.siamese import MINING
+
 from .common import data_dir_option, domain_errors
 
 
 @click.command("train")
-@click.option("--method", "-m", required=True, type=click.Choice(["autoencoder", "siamese"]), help="Method to train.")
+@click.option("--method", "-m", required=True, type=click.Choice(TRAINABLE), help="Method to train.")
 @click.option("--epochs", type=int, default=15, show_default=True)
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--mining", type=click.Choice(["batch-hard", "semi-hard"]), default=None,
+@click.option("--mining", type=click.Choice(sorted(MINING)), default=None,
               help="siamese: how triplets are mined within each batch [default semi-hard].")
 @click.option("--learning-rate", type=float, default=1e-3, show_default=True, help="Adam's initial rate (cosine decay to 0).")
 @click.option("--init", type=click.Path(dir_okay=False), default=None,
@@ -25,15 +28,11 @@ from .common import data_dir_option, domain_errors
 @domain_errors
 def command(method, epochs, batch_size, seed, mining, learning_rate, init, limit, out, no_eval, data_dir) -> None:
     """Train METHOD on the FMNIST train split; writes OUT/METHOD.keras and its card."""
-    from models.training import train_method
+    from fmsearch.models.training import train_method
 
-    if mining is not None and method != "siamese":
-        raise click.UsageError("--mining applies to siamese only")
-    if limit is not None and limit < 2:
-        raise click.ClickException(f"--limit must be at least 2, got {limit}")
     card = train_method(method, epochs=epochs, batch_size=batch_size, seed=seed, out=out, limit=limit,
-                        data_dir=data_dir, evaluate=not no_eval, mining=mining or "semi-hard",
-                        learning_rate=learning_rate, init=init)
+                        data_dir=data_dir, evaluate=not no_eval, mining=mining, learning_rate=learning_rate, init=init,
+                        log=click.echo)
     click.echo(f"wrote {out}/{method}.keras (sha256 {card['artifact_sha256'][:16]}...), final loss {card['final_loss']:.4f}, "
                f"{card['wall_time_s']:.0f}s")
     if "eval_test_split_numpy_exact" in card:

@@ -25,21 +25,6 @@ from fmsearch.errors import InvalidArgumentError
 MISSING = -1
 
 
-def parse_ks(text: str) -> tuple[int, ...]:
-    """"1,5,10,20" -> (1, 5, 10, 20), sorted and de-duplicated.
-
-    Raises:
-        InvalidArgumentError: empty, non-numeric or non-positive entries.
-    """
-    try:
-        ks = sorted({int(part) for part in text.split(",") if part.strip()})
-    except ValueError as err:
-        raise InvalidArgumentError(f"--k must be a comma-separated list of integers, got {text!r}") from err
-    if not ks or ks[0] < 1:
-        raise InvalidArgumentError(f"--k values must be integers >= 1, got {text!r}")
-    return tuple(ks)
-
-
 def order_hits(ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """Row-wise permutation sorting hits by descending score, then ascending id.
 
@@ -135,6 +120,19 @@ def overlap_at_k(ids: np.ndarray, reference_ids: np.ndarray, k: int) -> np.ndarr
         ref = {x for x in b[:k] if x != MISSING}
         out[i] = len(ref & {x for x in a[:k] if x != MISSING}) / k
     return out
+
+
+def exact_top_k(gallery: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """(n, k) row indices of ``gallery`` with the k largest dot products per
+    query (cosine, for unit vectors), best first; ties broken by index. The
+    physical reference an index's results are measured against."""
+    scores = np.atleast_2d(np.asarray(queries, np.float32)) @ np.asarray(gallery, np.float32).T
+    k = min(k, scores.shape[1])
+    if k == 0:
+        return np.zeros((len(scores), 0), np.int64)
+    top = np.sort(np.argpartition(-scores, k - 1, axis=1)[:, :k], axis=1)
+    order = np.argsort(-np.take_along_axis(scores, top, 1), axis=1, kind="stable")
+    return np.take_along_axis(top, order, 1)
 
 
 def mean(values: np.ndarray) -> float | None:

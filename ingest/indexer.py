@@ -1,19 +1,18 @@
-"""Ingest: FMNIST batches (ingest/) -> embeddings (models/) -> points (store).
+"""Ingest: FMNIST batches (images/) -> embeddings (models/) -> points (store/).
 
-Point ids are deterministic (see :mod:`search.schema`), so writing a batch
-twice replaces it and never duplicates. The collection's metadata says
+Point ids are deterministic (see :mod:`fmsearch.store.schema`), so writing a
+batch twice replaces it and never duplicates. The collection's metadata says
 ``complete: false`` until every planned point is written and indexed.
 
 Re-running an ingest of the same model resumes: the ids already stored are
 skipped, only the missing points are embedded and written. ``recreate``
 builds a new collection beside the live one and swaps it in only once it is
-complete (:meth:`Store.swap`); until then, and if the rebuild dies, queries
-keep getting the old collection.
+complete; until then, and if the rebuild dies, queries keep getting the old
+collection (:mod:`fmsearch.ingest.rebuild`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
@@ -22,13 +21,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from fmsearch.errors import InvalidArgumentError, StoreError
-from ingest.batches import iter_batches, plan
-from ingest.images import encode_png
-from models.base import Embedder
-
-from . import schema
-from .store import Store
+from fmsearch.errors import InvalidArgumentError
+from fmsearch.images.batches import iter_batches, plan
+from fmsearch.images.files import encode_png
+from fmsearch.ingest.rebuild import Target, write_target
+from fmsearch.models.base import Embedder
+from fmsearch.store import Store, schema
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +46,11 @@ class IngestReport:
     points_skipped: int = 0
     #: a rebuild beside the live collection, swapped in at the end
     rebuilt: bool = False
+
+    @property
+    def seconds(self) -> float:
+        """Embedding, writing and indexing together."""
+        return self.seconds_embed + self.seconds_write + self.seconds_index
 
 
 def ingest(
@@ -77,12 +80,12 @@ def ingest(
         batch_size: images embedded and written per step.
         recreate: build the collection anew beside the live one; swap it in
             when complete (the live one serves until then).
-        data_dir: FMNIST location override (see :func:`ingest.fmnist.locate`).
+        data_dir: FMNIST location override (see :func:`fmsearch.images.fmnist.locate`).
         prefix: collection name prefix.
         progress: called with the number of points written after each batch.
         on_plan: called once with the number of points planned.
         quantization: "int8" or "binary" writes the quantised variant
-            collection ``<prefix><method>_<quantization>`` (see :mod:`search.schema`).
+            collection ``<prefix><method>_<quantization>`` (see :mod:`fmsearch.store.schema`).
         shards, replicas, write_consistency: how a new collection is spread
             over a Qdrant cluster (server only; recorded in its metadata).
 
@@ -92,53 +95,31 @@ def ingest(
         InvalidArgumentError, DatasetError, StoreError: as raised below.
     """
     if batch_size < 1:
-        raise InvalidArgumentError(f"--batch-size must be at least 1, got {batch_size}")
+        raise InvalidArgumentError(f"batch size must be at least 1, got {batch_size}", param="batch_size")
     sizes = plan(split, limit, data_dir)
     total = sum(sizes.values())
     schema.check_offered(embedder.name, quantization)  # before loading a model
     embedder.prepare()  # a model that cannot load fails here, before any write
-    model = embedder.describe()
-    spec = schema.spec_for(model, prefix, planned=total, quantization=quantization)
+    spec = schema.spec_for(embedder.describe(), prefix, planned=total, quantization=quantization)
     distribution = {"shards": shards, "replicas": replicas, "write_consistency": write_consistency}
-    spec = replace(spec, **distribution, metadata={**spec.metadata, "distribution": distribution})
-    live = spec.name
-    rebuild = recreate and store.exists(live)
-    stored = np.empty(0, np.int64)
-    if rebuild:
-        spec = replace(spec, name=store.staging_name(live))
-        store.create(spec)
-        logger.info("rebuilding %s beside the live collection, as %s", live, spec.name)
-    elif store.exists(live):
-        schema.check_compatible(live, store.info(live).metadata, model)
-        store.set_metadata(live, {"complete": False, "points_planned": total})
-        stored = store.ids(live)
-    else:
-        store.create(spec)
-    if on_plan:
-        on_plan(total)
-    try:
-        written, skipped, count, times = _write(store, embedder, spec.name, sizes, batch_size, data_dir, stored,
-                                                total, progress)
-        if rebuild:
-            if count < total:
-                raise StoreError(f"rebuild of {live} holds {count} of {total} points; the live collection is unchanged")
-            store.swap(live, spec.name)
-    except BaseException:
-        if rebuild:  # the live collection was never touched; drop the half-built one
-            with contextlib.suppress(Exception):
-                store.delete(spec.name)
-        raise
-    logger.info("ingested %d points into %s (%d stored, %d already there)", written, live, count, skipped)
-    return IngestReport(live, embedder.name, written, count, *times, skipped, rebuild)
+    spec = replace(spec, **distribution, metadata={**spec.metadata, schema.META_DISTRIBUTION: distribution})
+    with write_target(store, spec, recreate=recreate) as target:
+        if on_plan:
+            on_plan(total)
+        written, skipped, count, times = _write(store, embedder, target, sizes, batch_size, data_dir, total, progress)
+    logger.info("ingested %d points into %s (%d stored, %d already there)", written, target.live, count, skipped)
+    return IngestReport(target.live, embedder.name, written, count, *times, skipped, target.rebuilding)
 
 
-def _write(store, embedder, name, sizes, batch_size, data_dir, stored, total, progress):
-    """Embed and write every planned point not in ``stored``; finalize."""
+def _write(store: Store, embedder: Embedder, target: Target, sizes: dict[str, int], batch_size: int, data_dir,
+           total: int, progress) -> tuple[int, int, int, tuple[float, float, float]]:
+    """Embed and write every planned point the target does not hold;
+    finalize; mark the target complete when it holds every planned point."""
     t_embed = t_write = 0.0
     written = skipped = 0
     for batch in iter_batches(sizes, batch_size, data_dir):
         ids = schema.point_ids(batch.split, batch.indices)
-        todo = ~np.isin(ids, stored)
+        todo = ~np.isin(ids, target.stored)
         skipped += int((~todo).sum())
         if todo.any():
             t0 = time.perf_counter()
@@ -148,18 +129,16 @@ def _write(store, embedder, name, sizes, batch_size, data_dir, stored, total, pr
                 schema.make_payload(batch.split, int(i), int(lab), encode_png(img))
                 for i, lab, img in zip(batch.indices[todo], batch.labels[todo], batch.images[todo], strict=True)
             ]
-            store.upsert(name, ids[todo].tolist(), vectors, payloads)
-            t2 = time.perf_counter()
+            store.upsert(target.name, ids[todo].tolist(), vectors, payloads)
             t_embed += t1 - t0
-            t_write += t2 - t1
+            t_write += time.perf_counter() - t1
             written += int(todo.sum())
-            logger.info("%s: wrote %d points (%d of %d done)", name, int(todo.sum()), written + skipped, total)
+            logger.info("%s: wrote %d points (%d written so far)", target.name, int(todo.sum()), written)
         if progress:
             progress(len(ids))
     t0 = time.perf_counter()
-    store.finalize(name)
+    store.finalize(target.name)
     t_index = time.perf_counter() - t0
-    count = store.count(name)
-    store.set_metadata(name, {"complete": count >= total, "points_planned": total})
+    count = store.count(target.name)
+    store.set_metadata(target.name, {schema.META_COMPLETE: count >= total, schema.META_PLANNED: total})
     return written, skipped, count, (t_embed, t_write, t_index)
-

@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from fmsearch.errors import ImageError
-
-from .fmnist import IMAGE_SIDE
+from fmsearch.images.fmnist import IMAGE_SIDE
 
 # Refuse anything larger before decoding it: 40 megapixels is a large camera
 # photo; a 30000 x 30000 "image" is a decompression bomb.

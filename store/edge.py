@@ -33,10 +33,8 @@ from typing import Any
 import numpy as np
 
 from fmsearch.errors import CollectionNotFoundError, StoreError, StoreLockedError
-
-from .locks import LOCK_FILE, DirLock, exchange
-from .schema import PAYLOAD_INDEXES, CollectionSpec
-from .store import (
+from fmsearch.store import schema
+from fmsearch.store.base import (
     DEFAULT_HNSW_EF,
     CollectionInfo,
     QuantizationParams,
@@ -44,17 +42,20 @@ from .store import (
     Record,
     ScoredPoint,
     Store,
+    ordered_records,
+    payload_selector,
     vector_lists,
 )
+from fmsearch.store.locks import LOCK_FILE, DirLock, exchange
+from fmsearch.store.schema import CollectionSpec
 
 logger = logging.getLogger(__name__)
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 META_FILE = "collection.json"
 SHARD_DIR = "shard"
-# HNSW parameters (Qdrant's defaults); full_scan_threshold is in KB of vectors.
-HNSW_M = 16
-HNSW_EF_CONSTRUCT = 100
+# Below this many KB of vectors a search scans instead of walking the graph
+# (Qdrant's default).
 FULL_SCAN_THRESHOLD_KB = 10_000
 
 
@@ -65,9 +66,9 @@ def _edge():
 
 
 def _quantization_config(qe, quantization: str):
-    """Qdrant's int8 scalar (0.99 quantile) or 1-bit binary quantisation, kept in RAM."""
+    """Qdrant's int8 scalar or 1-bit binary quantisation, kept in RAM."""
     if quantization == "int8":
-        return qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=0.99, always_ram=True)
+        return qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=schema.INT8_QUANTILE, always_ram=True)
     if quantization == "binary":
         return qe.BinaryQuantizationConfig(always_ram=True)
     return None
@@ -101,7 +102,7 @@ class _GuardedShard:
                 detail = (str(err).strip().splitlines() or [""])[0][:200]
                 raise StoreError(
                     f"shard {self._path} failed ({attr}): {type(err).__name__}: {detail}; it may be corrupt: "
-                    "re-ingest with --recreate"
+                    "ingest the collection again with recreate", param="recreate"
                 ) from err
 
         return call
@@ -110,7 +111,7 @@ class _GuardedShard:
 class EdgeStore(Store):
     """Collections as Qdrant Edge shards under one home directory."""
 
-    def __init__(self, home: Path, *, lock_timeout: float | None = None) -> None:
+    def __init__(self, home: str | os.PathLike, *, lock_timeout: float | None = None) -> None:
         self.home = Path(home)
         self.location = f"embedded:{self.home}"
         self.lock_timeout = lock_timeout
@@ -127,9 +128,7 @@ class EdgeStore(Store):
     def _read_meta(self, name: str) -> dict[str, Any]:
         path = self._dir(name) / META_FILE
         if not path.is_file():
-            raise CollectionNotFoundError(
-                f"collection {name} not found in {self.location}; run `fmsearch ingest` first"
-            )
+            raise CollectionNotFoundError(f"collection {name} not found in {self.location}; run `fmsearch ingest` first")
         try:
             return json.loads(path.read_text())
         except (OSError, ValueError) as err:
@@ -225,8 +224,8 @@ class EdgeStore(Store):
     def create(self, spec: CollectionSpec) -> None:
         if (spec.shards, spec.replicas, spec.write_consistency) != (1, 1, 1):
             raise StoreError(
-                "the embedded store is a single shard: --shards/--replicas/--write-consistency need a Qdrant "
-                "server or cluster (--qdrant-url)"
+                "the embedded store is a single shard: more shards or replicas, or a write consistency above 1, "
+                "need a Qdrant server or cluster", param=("shards", "replicas", "write_consistency"),
             )
         qe = _edge()
         directory = self._dir(spec.name)
@@ -241,8 +240,8 @@ class EdgeStore(Store):
         distance = {"cosine": qe.Distance.Cosine, "dot": qe.Distance.Dot, "euclid": qe.Distance.Euclid}
         datatype = {"float32": qe.VectorStorageDatatype.Float32, "uint8": qe.VectorStorageDatatype.Uint8}
         hnsw = qe.HnswIndexConfig(
-            m=HNSW_M if spec.hnsw else 0,  # m=0: no graph, scored by id/filter only
-            ef_construct=HNSW_EF_CONSTRUCT,
+            m=schema.HNSW_M if spec.hnsw else 0,  # m=0: no graph, scored by id/filter only
+            ef_construct=schema.HNSW_EF_CONSTRUCT,
             full_scan_threshold=FULL_SCAN_THRESHOLD_KB,
         )
         config = qe.EdgeConfig(
@@ -259,9 +258,9 @@ class EdgeStore(Store):
         )
         try:
             shard = _GuardedShard(qe.EdgeShard.create(str(directory / SHARD_DIR), config), directory / SHARD_DIR)
-            schema = {"integer": qe.PayloadSchemaType.Integer, "keyword": qe.PayloadSchemaType.Keyword}
-            for key, kind in PAYLOAD_INDEXES.items():
-                shard.update(qe.UpdateOperation.create_field_index(key, schema[kind]))
+            kinds = {"integer": qe.PayloadSchemaType.Integer, "keyword": qe.PayloadSchemaType.Keyword}
+            for key, kind in schema.PAYLOAD_INDEXES.items():
+                shard.update(qe.UpdateOperation.create_field_index(key, kinds[kind]))
             shard.flush()
         except Exception as err:
             shutil.rmtree(directory, ignore_errors=True)
@@ -362,9 +361,7 @@ class EdgeStore(Store):
         meta["metadata"] = {**meta["metadata"], **metadata}
         self._write_meta(name, meta)
 
-    def upsert(
-        self, name: str, ids: Sequence[int], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]
-    ) -> None:
+    def upsert(self, name: str, ids: Sequence[int], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]) -> None:
         qe = _edge()
         rows = vector_lists(vectors, self.is_multivector(name))
         points = [qe.Point(int(i), v, p) for i, v, p in zip(ids, rows, payloads, strict=True)]
@@ -382,103 +379,66 @@ class EdgeStore(Store):
         qe = _edge()
         must, must_not = [], []
         if flt.labels is not None:
-            must.append(qe.FieldCondition(key="label", match=qe.MatchAny(list(flt.labels))))
+            must.append(qe.FieldCondition(key=schema.LABEL, match=qe.MatchAny(list(flt.labels))))
         if flt.exclude_labels:
-            must_not.append(
-                qe.FieldCondition(key="label", match=qe.MatchAny(list(flt.exclude_labels)))
-            )
+            must_not.append(qe.FieldCondition(key=schema.LABEL, match=qe.MatchAny(list(flt.exclude_labels))))
         if flt.ids is not None:
             must.append(qe.HasIdCondition(set(flt.ids)))
         if flt.exclude_ids:
             must_not.append(qe.HasIdCondition(set(flt.exclude_ids)))
         if flt.split is not None:
-            must.append(qe.FieldCondition(key="split", match=qe.MatchValue(flt.split)))
+            must.append(qe.FieldCondition(key=schema.SPLIT, match=qe.MatchValue(flt.split)))
         return qe.Filter(must=must or None, must_not=must_not or None)
 
-    def query_batch(
-        self,
-        name: str,
-        vectors: np.ndarray,
-        limit: int,
-        flt: QueryFilter | None = None,
-        *,
-        exact: bool = False,
-        hnsw_ef: int | None = None,
-        with_payload: bool | Sequence[str] = True,
-        quantization: QuantizationParams | None = None,
-    ) -> list[list[ScoredPoint]]:
+    def query_batch(self, name: str, vectors: np.ndarray, limit: int, flt: QueryFilter | None = None, *,
+                    exact: bool = False, hnsw_ef: int | None = None, with_payload: bool | Sequence[str] = True,
+                    quantization: QuantizationParams | None = None) -> list[list[ScoredPoint]]:
         qe = _edge()
         shard = self._shard(name)
-        filt = self._filter(flt)
         quant = None if quantization is None else qe.QuantizationSearchParams(
             ignore=quantization.ignore, rescore=quantization.rescore, oversampling=quantization.oversampling
         )
         params = qe.SearchParams(hnsw_ef=hnsw_ef or DEFAULT_HNSW_EF, exact=exact, quantization=quant)
-        payload = with_payload if isinstance(with_payload, bool) else list(with_payload)
+        filt, payload = self._filter(flt), payload_selector(with_payload)
         requests = [
-            qe.QueryRequest(
-                limit=limit,
-                query=qe.Query.Nearest(v),
-                filter=filt,
-                params=params,
-                with_payload=payload,
-            )
+            qe.QueryRequest(limit=limit, query=qe.Query.Nearest(v), filter=filt, params=params, with_payload=payload)
             for v in vector_lists(vectors, self.is_multivector(name))
         ]
         results = shard.query_batch(qe.QueryBatchRequest(requests))
-        return [
-            [ScoredPoint(int(p.id), float(p.score), dict(p.payload or {})) for p in hits]
-            for hits in results
-        ]
+        return [[ScoredPoint(int(p.id), float(p.score), dict(p.payload or {})) for p in hits] for hits in results]
 
-    def recommend(
-        self,
-        name: str,
-        positive: Sequence[np.ndarray],
-        negative: Sequence[np.ndarray],
-        limit: int,
-        flt: QueryFilter | None = None,
-        *,
-        hnsw_ef: int | None = None,
-        with_payload: bool | Sequence[str] = True,
-    ) -> list[ScoredPoint]:
+    def recommend(self, name: str, positive: Sequence[np.ndarray], negative: Sequence[np.ndarray], limit: int,
+                  flt: QueryFilter | None = None, *, hnsw_ef: int | None = None,
+                  with_payload: bool | Sequence[str] = True) -> list[ScoredPoint]:
         qe = _edge()
         query = qe.Query.RecommendBestScore(qe.RecommendQuery(
             [np.asarray(v, np.float32).tolist() for v in positive],
             [np.asarray(v, np.float32).tolist() for v in negative],
         ))
-        payload = with_payload if isinstance(with_payload, bool) else list(with_payload)
         hits = self._shard(name).query(qe.QueryRequest(
             limit=limit, query=query, filter=self._filter(flt),
-            params=qe.SearchParams(hnsw_ef=hnsw_ef or DEFAULT_HNSW_EF), with_payload=payload,
+            params=qe.SearchParams(hnsw_ef=hnsw_ef or DEFAULT_HNSW_EF), with_payload=payload_selector(with_payload),
         ))
         return [ScoredPoint(int(p.id), float(p.score), dict(p.payload or {})) for p in hits]
 
-    def retrieve(
-        self,
-        name: str,
-        ids: Sequence[int],
-        *,
-        with_vectors: bool = False,
-        with_payload: bool | Sequence[str] = True,
-    ) -> list[Record]:
-        payload = with_payload if isinstance(with_payload, bool) else list(with_payload)
+    def retrieve(self, name: str, ids: Sequence[int], *, with_vectors: bool = False,
+                 with_payload: bool | Sequence[str] = True) -> list[Record]:
         records = self._shard(name).retrieve(
-            [int(i) for i in ids], with_payload=payload, with_vector=with_vectors
+            [int(i) for i in ids], with_payload=payload_selector(with_payload), with_vector=with_vectors
         )
-        by_id = {int(r.id): r for r in records}
-        out = []
-        for i in ids:
-            r = by_id.get(int(i))
-            if r is None:
-                continue
-            vec = np.asarray(r.vector, dtype=np.float32) if with_vectors and r.vector is not None else None
-            out.append(Record(int(r.id), dict(r.payload or {}), vec))
-        return out
+        return ordered_records(ids, records, with_vectors)
 
     def count(self, name: str, flt: QueryFilter | None = None) -> int:
         qe = _edge()
         return int(self._shard(name).count(qe.CountRequest(exact=True, filter=self._filter(flt))))
+
+    def disk_bytes(self, name: str) -> int | None:
+        """Bytes allocated on disk: sparse, preallocated segment files count
+        what they use, not their apparent size."""
+        directory = self._dir(name)
+        if not (directory / META_FILE).is_file():
+            raise CollectionNotFoundError(f"collection {name} not found in {self.location}; run `fmsearch ingest` first")
+        return sum(p.stat().st_blocks * 512 for p in directory.rglob("*") if p.is_file())
 
     def close(self) -> None:
         for name in list(self._shards):

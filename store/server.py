@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import re
 import time
 import warnings
@@ -33,9 +32,8 @@ from typing import Any
 import numpy as np
 
 from fmsearch.errors import CollectionNotFoundError, StoreError
-
-from .schema import PAYLOAD_INDEXES, CollectionSpec
-from .store import (
+from fmsearch.store import schema
+from fmsearch.store.base import (
     DEFAULT_HNSW_EF,
     DEFAULT_TIMEOUT,
     CollectionInfo,
@@ -44,86 +42,31 @@ from .store import (
     Record,
     ScoredPoint,
     Store,
+    ordered_records,
+    payload_selector,
     vector_lists,
 )
+from fmsearch.store.retry import (
+    BACKOFF_BASE_S,
+    DEFAULT_RETRIES,
+    RetryingClient,
+    attempts_note,
+)
+from fmsearch.store.schema import CollectionSpec
 
 logger = logging.getLogger(__name__)
 
-HNSW_M = 16
-HNSW_EF_CONSTRUCT = 100
 _UPSERT_CHUNK = 512
 _INDEX_WAIT_S = 600
-
-
-DEFAULT_RETRIES = 3
-_BACKOFF_BASE_S = 0.5
-_BACKOFF_CAP_S = 8.0
-_RETRY_STATUS = {429, 500, 502, 503, 504}
 #: real collections behind an alias: ``<name>__r<hex stamp>``
 _REVISION_RE = re.compile(r"^(?P<name>.+)__r[0-9a-f]+$")
 
 
-def _transient(err: BaseException) -> bool:
-    """Whether a failure may pass if the same request is sent again."""
-    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
-
-    if isinstance(err, UnexpectedResponse):
-        return err.status_code in _RETRY_STATUS
-    if isinstance(err, (ResponseHandlingException, ConnectionError, TimeoutError)):
-        return True
-    module = type(err).__module__.split(".")[0]
-    if module in ("httpx", "httpcore"):
-        return True
-    if module == "grpc":
-        code = getattr(err, "code", lambda: None)()
-        return getattr(code, "name", "") in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED")
-    return False
-
-
-class _RetryingClient:
-    """The client, each of whose calls is retried on transient failures
-    (bounded; exponential backoff with full jitter, capped)."""
-
-    def __init__(self, client: Any, retries: int, base_delay: float = _BACKOFF_BASE_S) -> None:
-        self._client = client
-        self._retries = retries
-        self._base = base_delay
-
-    def __getattr__(self, attr: str) -> Any:
-        value = getattr(self._client, attr)
-        if attr.startswith("_") or not callable(value):
-            return value
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            attempt = 1
-            while True:
-                try:
-                    return value(*args, **kwargs)
-                except Exception as err:
-                    if attempt > self._retries or not _transient(err):
-                        with contextlib.suppress(AttributeError):
-                            err.fmsearch_attempts = attempt
-                        raise
-                    delay = random.uniform(0, min(_BACKOFF_CAP_S, self._base * 2 ** (attempt - 1)))
-                    logger.warning("%s failed (%s); retry %d of %d in %.2f s", attr, type(err).__name__,
-                                   attempt, self._retries, delay)
-                    time.sleep(delay)
-                    attempt += 1
-
-        return call
-
-
-def _attempts(err: BaseException) -> str:
-    n = getattr(err, "fmsearch_attempts", 1)
-    return f" after {n} attempts" if n > 1 else ""
-
-
 def _quantization_config(models, quantization: str):
-    """Qdrant's int8 scalar (0.99 quantile) or 1-bit binary quantisation, kept in RAM."""
+    """Qdrant's int8 scalar or 1-bit binary quantisation, kept in RAM."""
     if quantization == "int8":
-        return models.ScalarQuantization(
-            scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, quantile=0.99, always_ram=True)
-        )
+        return models.ScalarQuantization(scalar=models.ScalarQuantizationConfig(
+            type=models.ScalarType.INT8, quantile=schema.INT8_QUANTILE, always_ram=True))
     if quantization == "binary":
         return models.BinaryQuantization(binary=models.BinaryQuantizationConfig(always_ram=True))
     return None
@@ -140,13 +83,15 @@ class ServerStore(Store):
         timeout: int = DEFAULT_TIMEOUT,
         retries: int = DEFAULT_RETRIES,
         prefer_grpc: bool = False,
-        retry_base_delay: float = _BACKOFF_BASE_S,
+        retry_base_delay: float = BACKOFF_BASE_S,
         _client: Any = None,
     ) -> None:
         from qdrant_client import QdrantClient
 
         self.location = url
         self._local = _client is not None
+        # local mode searches every point exactly, whatever the params say
+        self.honours_search_params = not self._local
         if _client is None:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -154,7 +99,7 @@ class ServerStore(Store):
                                        check_compatibility=False)
             for w in caught:  # e.g. "Api key is used with an insecure connection": one log line
                 logger.warning("%s (%s)", w.message, url)
-            _client = _RetryingClient(_client, retries, retry_base_delay)
+            _client = RetryingClient(_client, retries, retry_base_delay)
         self.client = _client
 
     @classmethod
@@ -171,42 +116,39 @@ class ServerStore(Store):
     @contextlib.contextmanager
     def _call(self, what: str, collection: str | None = None) -> Iterator[None]:
         """Turn client, transport and server errors into one-line StoreErrors."""
-        from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+        from qdrant_client.http.exceptions import (
+            ResponseHandlingException,
+            UnexpectedResponse,
+        )
 
         try:
             yield
         except UnexpectedResponse as err:
             if err.status_code == 404 and collection is not None:
-                raise CollectionNotFoundError(
-                    f"collection {collection} not found on {self.location}; "
-                    "run `fmsearch ingest` first"
-                ) from err
+                raise CollectionNotFoundError(f"collection {collection} not found on {self.location}; run `fmsearch ingest` first") from err
             raise StoreError(
-                f"Qdrant at {self.location} answered {err.status_code} to {what}{_attempts(err)}: "
+                f"Qdrant at {self.location} answered {err.status_code} to {what}{attempts_note(err)}: "
                 f"{(err.reason_phrase or '').strip()}"
             ) from err
         except ResponseHandlingException as err:
             cause = err.source if getattr(err, "source", None) else err
             raise StoreError(
-                f"cannot reach Qdrant at {self.location} ({what}){_attempts(err)}: {type(cause).__name__}"
+                f"cannot reach Qdrant at {self.location} ({what}){attempts_note(err)}: {type(cause).__name__}"
             ) from err
         except ValueError as err:
             # local mode reports a missing collection as ValueError
             if collection is not None and "not found" in str(err):
-                raise CollectionNotFoundError(
-                    f"collection {collection} not found on {self.location}; "
-                    "run `fmsearch ingest` first"
-                ) from err
+                raise CollectionNotFoundError(f"collection {collection} not found on {self.location}; run `fmsearch ingest` first") from err
             raise
         except (ConnectionError, TimeoutError, OSError) as err:
             raise StoreError(
-                f"cannot reach Qdrant at {self.location} ({what}){_attempts(err)}: {type(err).__name__}"
+                f"cannot reach Qdrant at {self.location} ({what}){attempts_note(err)}: {type(err).__name__}"
             ) from err
         except Exception as err:
             # httpx / grpc transport errors do not share a base class with the above
             if type(err).__module__.split(".")[0] in ("httpx", "httpcore", "grpc"):
                 raise StoreError(
-                    f"cannot reach Qdrant at {self.location} ({what}){_attempts(err)}: {type(err).__name__}"
+                    f"cannot reach Qdrant at {self.location} ({what}){attempts_note(err)}: {type(err).__name__}"
                 ) from err
             raise
 
@@ -288,19 +230,16 @@ class ServerStore(Store):
             self.client.create_collection(
                 real,
                 vectors_config=params,
-                hnsw_config=models.HnswConfigDiff(m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT),
+                hnsw_config=models.HnswConfigDiff(m=schema.HNSW_M, ef_construct=schema.HNSW_EF_CONSTRUCT),
                 metadata=spec.metadata,
                 shard_number=spec.shards,
                 replication_factor=spec.replicas,
                 write_consistency_factor=spec.write_consistency,
             )
             if not self._local:  # local mode has no payload indexes (and warns)
-                schema = {
-                    "integer": models.PayloadSchemaType.INTEGER,
-                    "keyword": models.PayloadSchemaType.KEYWORD,
-                }
-                for key, kind in PAYLOAD_INDEXES.items():
-                    self.client.create_payload_index(real, key, schema[kind], wait=True)
+                kinds = {"integer": models.PayloadSchemaType.INTEGER, "keyword": models.PayloadSchemaType.KEYWORD}
+                for key, kind in schema.PAYLOAD_INDEXES.items():
+                    self.client.create_payload_index(real, key, kinds[kind], wait=True)
         if real != spec.name:
             self._set_alias(spec.name, real)
 
@@ -367,9 +306,7 @@ class ServerStore(Store):
             with self._call("delete replaced collection", old):
                 self.client.delete_collection(old)
 
-    def upsert(
-        self, name: str, ids: Sequence[int], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]
-    ) -> None:
+    def upsert(self, name: str, ids: Sequence[int], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]) -> None:
         from qdrant_client import models
 
         rows = vector_lists(vectors, self.is_multivector(name))
@@ -406,66 +343,50 @@ class ServerStore(Store):
 
         must, must_not = [], []
         if flt.labels is not None:
-            must.append(models.FieldCondition(key="label", match=models.MatchAny(any=list(flt.labels))))
+            must.append(models.FieldCondition(key=schema.LABEL, match=models.MatchAny(any=list(flt.labels))))
         if flt.exclude_labels:
-            must_not.append(
-                models.FieldCondition(key="label", match=models.MatchAny(any=list(flt.exclude_labels)))
-            )
+            must_not.append(models.FieldCondition(key=schema.LABEL, match=models.MatchAny(any=list(flt.exclude_labels))))
         if flt.ids is not None:
             must.append(models.HasIdCondition(has_id=list(flt.ids)))
         if flt.exclude_ids:
             must_not.append(models.HasIdCondition(has_id=list(flt.exclude_ids)))
         if flt.split is not None:
-            must.append(models.FieldCondition(key="split", match=models.MatchValue(value=flt.split)))
+            must.append(models.FieldCondition(key=schema.SPLIT, match=models.MatchValue(value=flt.split)))
         return models.Filter(must=must or None, must_not=must_not or None)
 
-    def query_batch(
-        self,
-        name: str,
-        vectors: np.ndarray,
-        limit: int,
-        flt: QueryFilter | None = None,
-        *,
-        exact: bool = False,
-        hnsw_ef: int | None = None,
-        with_payload: bool | Sequence[str] = True,
-        quantization: QuantizationParams | None = None,
-    ) -> list[list[ScoredPoint]]:
+    def _search_params(self, *, exact: bool = False, hnsw_ef: int | None = None,
+                       quantization: QuantizationParams | None = None):
+        """Qdrant's search params; none for local mode, which would only warn
+        that it ignores them (:attr:`honours_search_params` says so)."""
         from qdrant_client import models
 
-        filt = self._filter(flt)
+        if self._local:
+            if quantization is not None and not quantization.ignore:
+                logger.info("local mode ignores quantisation params: it searches the original vectors exactly")
+            return None
         quant = None if quantization is None else models.QuantizationSearchParams(
             ignore=quantization.ignore, rescore=quantization.rescore, oversampling=quantization.oversampling
         )
-        # local mode is always exact (no quantisation either) and warns about search params
-        params = None if self._local else models.SearchParams(
-            hnsw_ef=hnsw_ef or DEFAULT_HNSW_EF, exact=exact, quantization=quant
-        )
-        payload = with_payload if isinstance(with_payload, bool) else list(with_payload)
+        return models.SearchParams(hnsw_ef=hnsw_ef or DEFAULT_HNSW_EF, exact=exact, quantization=quant)
+
+    def query_batch(self, name: str, vectors: np.ndarray, limit: int, flt: QueryFilter | None = None, *,
+                    exact: bool = False, hnsw_ef: int | None = None, with_payload: bool | Sequence[str] = True,
+                    quantization: QuantizationParams | None = None) -> list[list[ScoredPoint]]:
+        from qdrant_client import models
+
+        params = self._search_params(exact=exact, hnsw_ef=hnsw_ef, quantization=quantization)
+        filt, payload = self._filter(flt), payload_selector(with_payload)
         requests = [
-            models.QueryRequest(
-                query=v, limit=limit, filter=filt, params=params, with_payload=payload
-            )
+            models.QueryRequest(query=v, limit=limit, filter=filt, params=params, with_payload=payload)
             for v in vector_lists(vectors, self.is_multivector(name))
         ]
         with self._call("query", name):
             responses = self.client.query_batch_points(name, requests=requests)
-        return [
-            [ScoredPoint(int(p.id), float(p.score), dict(p.payload or {})) for p in r.points]
-            for r in responses
-        ]
+        return [[ScoredPoint(int(p.id), float(p.score), dict(p.payload or {})) for p in r.points] for r in responses]
 
-    def recommend(
-        self,
-        name: str,
-        positive: Sequence[np.ndarray],
-        negative: Sequence[np.ndarray],
-        limit: int,
-        flt: QueryFilter | None = None,
-        *,
-        hnsw_ef: int | None = None,
-        with_payload: bool | Sequence[str] = True,
-    ) -> list[ScoredPoint]:
+    def recommend(self, name: str, positive: Sequence[np.ndarray], negative: Sequence[np.ndarray], limit: int,
+                  flt: QueryFilter | None = None, *, hnsw_ef: int | None = None,
+                  with_payload: bool | Sequence[str] = True) -> list[ScoredPoint]:
         from qdrant_client import models
 
         query = models.RecommendQuery(recommend=models.RecommendInput(
@@ -473,37 +394,20 @@ class ServerStore(Store):
             negative=[np.asarray(v, np.float32).tolist() for v in negative],
             strategy=models.RecommendStrategy.BEST_SCORE,
         ))
-        params = None if self._local else models.SearchParams(hnsw_ef=hnsw_ef or DEFAULT_HNSW_EF)
-        payload = with_payload if isinstance(with_payload, bool) else list(with_payload)
         with self._call("recommend", name):
             points = self.client.query_points(
-                name, query=query, limit=limit, query_filter=self._filter(flt), search_params=params,
-                with_payload=payload,
+                name, query=query, limit=limit, query_filter=self._filter(flt),
+                search_params=self._search_params(hnsw_ef=hnsw_ef), with_payload=payload_selector(with_payload),
             ).points
         return [ScoredPoint(int(p.id), float(p.score), dict(p.payload or {})) for p in points]
 
-    def retrieve(
-        self,
-        name: str,
-        ids: Sequence[int],
-        *,
-        with_vectors: bool = False,
-        with_payload: bool | Sequence[str] = True,
-    ) -> list[Record]:
-        payload = with_payload if isinstance(with_payload, bool) else list(with_payload)
+    def retrieve(self, name: str, ids: Sequence[int], *, with_vectors: bool = False,
+                 with_payload: bool | Sequence[str] = True) -> list[Record]:
         with self._call("retrieve", name):
             records = self.client.retrieve(
-                name, [int(i) for i in ids], with_payload=payload, with_vectors=with_vectors
+                name, [int(i) for i in ids], with_payload=payload_selector(with_payload), with_vectors=with_vectors
             )
-        by_id = {int(r.id): r for r in records}
-        out = []
-        for i in ids:
-            r = by_id.get(int(i))
-            if r is None:
-                continue
-            vec = np.asarray(r.vector, dtype=np.float32) if with_vectors and r.vector is not None else None
-            out.append(Record(int(r.id), dict(r.payload or {}), vec))
-        return out
+        return ordered_records(ids, records, with_vectors)
 
     def count(self, name: str, flt: QueryFilter | None = None) -> int:
         with self._call("count", name):

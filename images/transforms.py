@@ -14,8 +14,7 @@ from collections.abc import Callable
 import numpy as np
 
 from fmsearch.errors import InvalidArgumentError
-
-from .fmnist import IMAGE_SIDE
+from fmsearch.images.fmnist import IMAGE_SIDE
 
 Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 

@@ -19,13 +19,11 @@ from typing import Any
 import numpy as np
 
 from fmsearch.errors import InvalidArgumentError
-from ingest.fmnist import load_split
-from ingest.transforms import DESCRIPTIONS, TRANSFORMS, apply
-
-from . import schema
-from .query import Searcher
-from .rerank import RerankConfig
-from .store import QueryFilter, Store
+from fmsearch.images.fmnist import load_split
+from fmsearch.images.transforms import DESCRIPTIONS, TRANSFORMS, apply
+from fmsearch.search.rerank import RerankConfig
+from fmsearch.search.searcher import Searcher
+from fmsearch.store import QueryFilter, Store, schema
 
 MAX_SOURCES = 10_000
 
@@ -42,13 +40,13 @@ class NearDuplicateConfig:
     exact: bool = False
     batch_size: int = 256
 
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
         if not 1 <= self.sources <= MAX_SOURCES:
-            raise InvalidArgumentError(f"--sources must be between 1 and {MAX_SOURCES}, got {self.sources}")
+            raise InvalidArgumentError(f"sources must be between 1 and {MAX_SOURCES}, got {self.sources}", param="sources")
         unknown = [t for t in self.transforms if t not in TRANSFORMS]
         if unknown or not self.transforms:
             raise InvalidArgumentError(f"unknown transform {unknown[0] if unknown else ''!r}; valid: {', '.join(TRANSFORMS)}")
-        self.rerank.validate(10)
+        self.rerank.check_holds(10)
 
 
 def _recall(ranked_ids: list[list[int]], sources: np.ndarray, k: int) -> float:
@@ -70,7 +68,6 @@ def evaluate_near_duplicates(
     Raises:
         InvalidArgumentError, CollectionNotFoundError, CollectionMismatchError.
     """
-    config.validate()
     searcher = Searcher(store, prefix=prefix, data_dir=data_dir, options=options)
     info = searcher.collection(config.method)
     reranker = searcher.reranker
@@ -125,84 +122,9 @@ def evaluate_near_duplicates(
         "collection": info.name,
         "collection_metadata": dict(info.metadata),
         "sift_collection": reranker.collection().name,
-        "sift_fingerprint": reranker.collection().metadata.get("fingerprint"),
+        "sift_fingerprint": reranker.collection().metadata.get(schema.META_FINGERPRINT),
         "gallery_size": int(gallery),
         "sources": int(n_src),
         "per_transform": per_transform,
         "mean": {k: float(np.mean([v[k] for v in per_transform.values()])) for k in keys},
     }
-
-
-def render_markdown(data: dict[str, Any]) -> str:
-    """report.md of a near-duplicate run."""
-    s, r = data["settings"], data["settings"]["rerank"]
-    lines = [
-        f"# Near-duplicate evaluation: {s['method']} + SIFT rerank",
-        "",
-        f"- date: {data['date']}; backend: {data['backend']}; collection `{data['collection']}`, "
-        f"gallery {data['gallery_size']} train images",
-        f"- queries: {data['sources']} gallery images (seed {s['seed']}) under each transform; "
-        "relevant = the source image only",
-        f"- rerank: SIFT {r['mode']} over the first {r['shortlist']}; fused = z(first-stage score) + "
-        f"{r['weight']:g} x z(SIFT score)",
-        "",
-        "| transform | recall@1 | recall@1 reranked | recall@10 | recall@10 reranked | "
-        f"recall@{r['shortlist']} (shortlist) | rerank ms/query |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    at_n = f"recall@{r['shortlist']}"
-    for name, v in data["per_transform"].items():
-        lines.append(
-            f"| {name} | {v['recall@1']:.4f} | {v['recall@1_reranked']:.4f} | {v['recall@10']:.4f} | "
-            f"{v['recall@10_reranked']:.4f} | {v[at_n]:.4f} | {v['rerank_ms_per_query']:.2f} |"
-        )
-    m = data["mean"]
-    lines += [
-        f"| **mean** | {m['recall@1']:.4f} | {m['recall@1_reranked']:.4f} | {m['recall@10']:.4f} | "
-        f"{m['recall@10_reranked']:.4f} | | |",
-        "",
-        "Transforms:",
-        "",
-        *[f"- `{n}`: {v['description']}" for n, v in data["per_transform"].items()],
-        "",
-        "![recall@1 per transform](recall.png)",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def plot_recall(data: dict[str, Any], path) -> None:
-    """Bars: recall@1 per transform, without and with the rerank."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(data["per_transform"])
-    x = np.arange(len(names))
-    before = [data["per_transform"][n]["recall@1"] for n in names]
-    after = [data["per_transform"][n]["recall@1_reranked"] for n in names]
-    fig, ax = plt.subplots(figsize=(7.5, 4), dpi=110)
-    ax.bar(x - 0.2, before, 0.4, label=f"{data['settings']['method']} alone")
-    ax.bar(x + 0.2, after, 0.4, label=f"+ SIFT {data['settings']['rerank']['mode']} rerank")
-    ax.set_xticks(x, names, rotation=15)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("recall@1 (source image ranked first)")
-    ax.set_title(f"Near-duplicates: {data['sources']} gallery images per transform")
-    ax.legend(loc="upper left")
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def write_near_duplicate_report(data: dict[str, Any], out_dir: str | os.PathLike) -> None:
-    """metrics.json, report.md and recall.png."""
-    import json
-    from pathlib import Path
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(data, indent=2))
-    (out / "report.md").write_text(render_markdown(data))
-    plot_recall(data, out / "recall.png")

@@ -13,7 +13,8 @@ This is the contract with services that call Qdrant directly (README,
   ("train"/"test"), ``index`` (int), ``image`` (base64 PNG of the 28x28 image).
 - Payload indexes: ``label`` (integer), ``class_name`` and ``split`` (keyword).
 - Collection metadata: ``fmsearch_schema``, ``method``, ``fingerprint``,
-  ``dim``, ``distance``, ``complete``, ``points_planned``, ``created_at``.
+  ``dim``, ``distance``, ``complete``, ``points_planned``, ``created_at``
+  (and ``quantization``, ``distribution``, a SIFT collection's settings).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from fmsearch.errors import CollectionMismatchError, InvalidArgumentError
-from ingest.fmnist import CLASS_NAMES, SPLIT_SIZES
+from fmsearch.images.fmnist import CLASS_NAMES, SPLIT_SIZES
 
 SCHEMA_VERSION = 1
 DEFAULT_PREFIX = "fmnist_"
@@ -40,6 +41,26 @@ IMAGE = "image"
 # What a query returns per hit: everything but the (large) image.
 HIT_FIELDS = (LABEL, CLASS_NAME, SPLIT, INDEX)
 PAYLOAD_INDEXES: dict[str, str] = {LABEL: "integer", CLASS_NAME: "keyword", SPLIT: "keyword"}
+
+# Collection metadata keys.
+META_SCHEMA = "fmsearch_schema"
+META_METHOD = "method"
+META_DIM = "dim"
+META_FINGERPRINT = "fingerprint"
+#: every planned point is written and indexed
+META_COMPLETE = "complete"
+META_PLANNED = "points_planned"
+META_QUANTIZATION = "quantization"
+META_DISTRIBUTION = "distribution"
+META_CREATED = "created_at"
+#: what must agree between a collection and the model queried against it
+MODEL_KEYS = (META_METHOD, META_DIM, META_FINGERPRINT)
+
+# Index settings both backends build with (Qdrant's defaults).
+HNSW_M = 16
+HNSW_EF_CONSTRUCT = 100
+#: int8 quantisation maps this central share of the values to the 256 levels
+INT8_QUANTILE = 0.99
 DISTANCES = ("cosine", "dot", "euclid")
 DATATYPES = ("float32", "uint8")
 #: Qdrant quantisation of a collection's vectors (the float32 originals are
@@ -85,15 +106,23 @@ def check_offered(method: str, quantization: str) -> str:
         return quantization
     why = NOT_OFFERED_WHY.get((method, quantization), "it was not measured to keep the neighbour order")
     offered = ", ".join(QUANTIZATION_OFFERS.get(method, ())) or "none"
-    raise InvalidArgumentError(f"{quantization} quantisation is not offered for {method}: {why} (offered: {offered})")
+    raise InvalidArgumentError(f"{quantization} quantisation is not offered for {method}: {why} (offered: {offered})",
+                               param="quantization")
 
 
 def check_quantization(quantization: str) -> str:
     if quantization not in QUANTIZATIONS:
         raise InvalidArgumentError(
-            f"unknown quantization {quantization!r}; valid: {', '.join(QUANTIZATIONS)}"
+            f"unknown quantization {quantization!r}; valid: {', '.join(QUANTIZATIONS)}", param="quantization"
         )
     return quantization
+
+
+def vector_bytes(dim: int, quantization: str = "none") -> dict[str, Any]:
+    """Bytes per vector: the float32 original, and what a search of the
+    collection reads (int8: a byte a dimension; binary: a bit)."""
+    searched = {"none": 4 * dim, "int8": dim, "binary": -(-dim // 8)}[check_quantization(quantization)]
+    return {"float32": 4 * dim, "searched": searched, "quantization": quantization}
 
 
 def point_id(split: str, index: int) -> int:
@@ -155,10 +184,12 @@ class CollectionSpec:
     def __post_init__(self) -> None:
         for key in ("shards", "replicas", "write_consistency"):
             if getattr(self, key) < 1:
-                raise InvalidArgumentError(f"--{key.replace('_', '-')} must be at least 1, got {getattr(self, key)}")
+                raise InvalidArgumentError(f"{key.replace('_', ' ')} must be at least 1, got {getattr(self, key)}",
+                                           param=key)
         if self.write_consistency > self.replicas:
             raise InvalidArgumentError(
-                f"--write-consistency ({self.write_consistency}) cannot exceed --replicas ({self.replicas})"
+                f"write consistency ({self.write_consistency}) cannot exceed replicas ({self.replicas})",
+                param=("write_consistency", "replicas"),
             )
         if self.dim < 1:
             raise InvalidArgumentError(f"vector size must be at least 1, got {self.dim}")
@@ -185,20 +216,20 @@ def spec_for(
     (``offered_only=False``: any quantisation, for the benchmark that
     measures why some are not offered)."""
     if quantization != "none" and model.get("multivector"):
-        raise InvalidArgumentError(f"--quantization does not apply to {model['method']}")
+        raise InvalidArgumentError(f"quantization does not apply to {model[META_METHOD]}", param="quantization")
     if offered_only:
         check_offered(model["method"], quantization)
     metadata = {
-        "fmsearch_schema": SCHEMA_VERSION,
+        META_SCHEMA: SCHEMA_VERSION,
         **model,
-        "quantization": quantization,
-        "complete": False,
-        "points_planned": int(planned),
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        META_QUANTIZATION: quantization,
+        META_COMPLETE: False,
+        META_PLANNED: int(planned),
+        META_CREATED: datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     return CollectionSpec(
-        name=collection_name(model["method"], prefix, quantization),
-        dim=int(model["dim"]),
+        name=collection_name(model[META_METHOD], prefix, quantization),
+        dim=int(model[META_DIM]),
         distance=model["distance"],
         metadata=metadata,
         multivector=bool(model.get("multivector", False)),
@@ -213,12 +244,12 @@ def check_compatible(collection: str, metadata: dict[str, Any], model: dict[str,
 
     Raises:
         CollectionMismatchError: method, dimension or fingerprint differ; the
-            message says how to re-ingest.
+            message says to rebuild the collection with the model.
     """
-    for key in ("method", "dim", "fingerprint"):
+    for key in MODEL_KEYS:
         if metadata.get(key) != model.get(key):
             raise CollectionMismatchError(
-                f"collection {collection} was built with {key}={metadata.get(key)!r} but the "
-                f"current model has {key}={model.get(key)!r}; re-ingest with "
-                f"`fmsearch ingest --method {model.get('method')} --recreate`"
+                f"collection {collection} was built with {key}={metadata.get(key)!r} but the current model has "
+                f"{key}={model.get(key)!r}; ingest {model.get(META_METHOD)} again with recreate to rebuild it",
+                param="recreate",
             )

@@ -9,8 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fmsearch.errors import InvalidArgumentError
-
-from .fmnist import SPLITS, load_split
+from fmsearch.images.fmnist import SPLITS, load_split
 
 
 @dataclass(frozen=True)
@@ -28,14 +27,14 @@ def resolve_splits(split: str) -> tuple[str, ...]:
     if split == "all":
         return SPLITS
     if split not in SPLITS:
-        raise InvalidArgumentError(f"unknown split {split!r}; valid: train, test, all")
+        raise InvalidArgumentError(f"unknown split {split!r}; valid: train, test, all", param="split")
     return (split,)
 
 
 def plan(split: str, limit: int | None, data_dir: str | os.PathLike | None = None) -> dict[str, int]:
     """How many items of each split an ingest covers (the first ``limit`` of each)."""
     if limit is not None and limit < 1:
-        raise InvalidArgumentError(f"--limit must be at least 1, got {limit}")
+        raise InvalidArgumentError(f"limit must be at least 1, got {limit}", param="limit")
     sizes = {}
     for name in resolve_splits(split):
         n = len(load_split(name, data_dir))
@@ -58,7 +57,7 @@ def iter_batches(
         start: per split, the index to start from (to skip what is stored).
     """
     if batch_size < 1:
-        raise InvalidArgumentError(f"--batch-size must be at least 1, got {batch_size}")
+        raise InvalidArgumentError(f"batch size must be at least 1, got {batch_size}", param="batch_size")
     for name, n in sizes.items():
         data = load_split(name, data_dir)
         for lo in range((start or {}).get(name, 0), n, batch_size):

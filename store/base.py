@@ -1,30 +1,21 @@
-"""The store interface, and the one place that picks a backend.
+"""The store interface every backend implements, and the values it speaks.
 
-Two backends speak the same interface:
-
-- :class:`search.edge_store.EdgeStore`: Qdrant Edge, the Qdrant engine
-  in-process, one shard directory per collection (the default);
-- :class:`search.server_store.ServerStore`: ``qdrant-client`` against a Qdrant
-  server (or, for tests, qdrant-client's local mode, which speaks the same API).
-
-The rest of the code receives a ``Store`` from :func:`open_store` and never
-asks which one it is. This module never imports TensorFlow.
+The backends (:mod:`~fmsearch.store.edge`, :mod:`~fmsearch.store.server`)
+import this module; :func:`fmsearch.store.open_store` picks one of them.
 """
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .schema import CollectionSpec
+from fmsearch.errors import InvalidArgumentError
+from fmsearch.store.schema import CollectionSpec
 
-DEFAULT_HOME = ".fmsearch"
 DEFAULT_HNSW_EF = 128
 DEFAULT_TIMEOUT = 10
 
@@ -73,10 +64,8 @@ class QuantizationParams:
     ignore: bool = False
 
     def __post_init__(self) -> None:
-        from fmsearch.errors import InvalidArgumentError
-
         if self.oversampling is not None and not (np.isfinite(self.oversampling) and self.oversampling >= 1):
-            raise InvalidArgumentError(f"--oversampling must be at least 1, got {self.oversampling}")
+            raise InvalidArgumentError(f"oversampling must be at least 1, got {self.oversampling}", param="oversampling")
 
 
 @dataclass(frozen=True)
@@ -109,6 +98,25 @@ class CollectionInfo:
     multivector: bool = False
 
 
+def ordered_records(ids: Sequence[int], records: Sequence[Any], with_vectors: bool) -> list[Record]:
+    """A backend's fetched points (anything with ``id``, ``payload``,
+    ``vector``) as :class:`Record` s in the order ``ids`` asked for them;
+    ids the collection does not hold are left out."""
+    by_id = {int(r.id): r for r in records}
+    out = []
+    for i in ids:
+        r = by_id.get(int(i))
+        if r is not None:
+            vector = np.asarray(r.vector, dtype=np.float32) if with_vectors and r.vector is not None else None
+            out.append(Record(int(r.id), dict(r.payload or {}), vector))
+    return out
+
+
+def payload_selector(with_payload: bool | Sequence[str]) -> bool | list[str]:
+    """``with_payload`` as both Qdrant bindings take it."""
+    return with_payload if isinstance(with_payload, bool) else list(with_payload)
+
+
 def vector_lists(vectors: np.ndarray | Sequence[np.ndarray], multivector: bool) -> list:
     """Dense (N, d) rows, or N multivectors of shape (n_i, d), as the plain
     lists both Qdrant bindings take."""
@@ -122,6 +130,10 @@ class Store(ABC):
 
     #: Where the store lives, for messages ("embedded:/path" or the server URL).
     location: str
+    #: Whether searches honour their parameters: HNSW breadth, exact search,
+    #: quantised vectors with rescore and oversampling. qdrant-client's local
+    #: mode does not (it always searches the original vectors exactly).
+    honours_search_params: bool = True
 
     @abstractmethod
     def collections(self) -> list[str]:
@@ -156,9 +168,7 @@ class Store(ABC):
         """Merge keys into the collection's metadata."""
 
     @abstractmethod
-    def upsert(
-        self, name: str, ids: Sequence[int], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]
-    ) -> None:
+    def upsert(self, name: str, ids: Sequence[int], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]) -> None:
         """Insert or replace points (same id: replaced, never duplicated).
 
         ``vectors``: (N, d) for a dense collection, N arrays (n_i, d) for a
@@ -169,57 +179,23 @@ class Store(ABC):
         """Make what was written durable and indexed (HNSW built after bulk load)."""
 
     @abstractmethod
-    def query_batch(
-        self,
-        name: str,
-        vectors: np.ndarray,
-        limit: int,
-        flt: QueryFilter | None = None,
-        *,
-        exact: bool = False,
-        hnsw_ef: int | None = None,
-        with_payload: bool | Sequence[str] = True,
-        quantization: QuantizationParams | None = None,
-    ) -> list[list[ScoredPoint]]:
+    def query_batch(self, name: str, vectors: np.ndarray, limit: int, flt: QueryFilter | None = None, *,
+                    exact: bool = False, hnsw_ef: int | None = None, with_payload: bool | Sequence[str] = True,
+                    quantization: QuantizationParams | None = None) -> list[list[ScoredPoint]]:
         """Nearest neighbours of each row of ``vectors`` (or of each (n, d)
         multivector, for a multivector collection), as one batch request."""
 
-    def query(
-        self,
-        name: str,
-        vector: np.ndarray,
-        limit: int,
-        flt: QueryFilter | None = None,
-        *,
-        exact: bool = False,
-        hnsw_ef: int | None = None,
-        with_payload: bool | Sequence[str] = True,
-        quantization: QuantizationParams | None = None,
-    ) -> list[ScoredPoint]:
-        """Nearest neighbours of one vector (or one (n, d) multivector)."""
-        return self.query_batch(
-            name,
-            [np.asarray(vector)] if self.is_multivector(name) else np.asarray(vector, np.float32)[None],
-            limit,
-            flt,
-            exact=exact,
-            hnsw_ef=hnsw_ef,
-            with_payload=with_payload,
-            quantization=quantization,
-        )[0]
+    def query(self, name: str, vector: np.ndarray, limit: int, flt: QueryFilter | None = None,
+              **params: Any) -> list[ScoredPoint]:
+        """Nearest neighbours of one vector (or one (n, d) multivector);
+        ``params`` as :meth:`query_batch` takes them."""
+        batch = [np.asarray(vector)] if self.is_multivector(name) else np.asarray(vector, np.float32)[None]
+        return self.query_batch(name, batch, limit, flt, **params)[0]
 
     @abstractmethod
-    def recommend(
-        self,
-        name: str,
-        positive: Sequence[np.ndarray],
-        negative: Sequence[np.ndarray],
-        limit: int,
-        flt: QueryFilter | None = None,
-        *,
-        hnsw_ef: int | None = None,
-        with_payload: bool | Sequence[str] = True,
-    ) -> list[ScoredPoint]:
+    def recommend(self, name: str, positive: Sequence[np.ndarray], negative: Sequence[np.ndarray], limit: int,
+                  flt: QueryFilter | None = None, *, hnsw_ef: int | None = None,
+                  with_payload: bool | Sequence[str] = True) -> list[ScoredPoint]:
         """Qdrant's recommend query, best-score strategy: points close to the
         positive vectors and far from the negative ones."""
 
@@ -235,14 +211,8 @@ class Store(ABC):
         self.__dict__.setdefault("_multivector", {}).pop(name, None)
 
     @abstractmethod
-    def retrieve(
-        self,
-        name: str,
-        ids: Sequence[int],
-        *,
-        with_vectors: bool = False,
-        with_payload: bool | Sequence[str] = True,
-    ) -> list[Record]:
+    def retrieve(self, name: str, ids: Sequence[int], *, with_vectors: bool = False,
+                 with_payload: bool | Sequence[str] = True) -> list[Record]:
         """Points by id, in the order asked; missing ids are left out."""
 
     @abstractmethod
@@ -265,6 +235,12 @@ class Store(ABC):
     def count(self, name: str, flt: QueryFilter | None = None) -> int:
         """Exact number of points (matching ``flt``)."""
 
+    def disk_bytes(self, name: str) -> int | None:
+        """Bytes the collection takes on disk (vectors, quantised copies,
+        index and payload together), where the backend can tell; ``None``
+        for a server, whose disk is not ours to read."""
+        return None
+
     @abstractmethod
     def close(self) -> None:
         """Flush and release everything."""
@@ -274,51 +250,3 @@ class Store(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def default_home() -> Path:
-    """``$FMSEARCH_HOME``, else ``./.fmsearch``."""
-    return Path(os.environ.get("FMSEARCH_HOME") or DEFAULT_HOME)
-
-
-def open_store(
-    url: str | None = None,
-    *,
-    api_key: str | None = None,
-    home: str | os.PathLike | None = None,
-    timeout: int = DEFAULT_TIMEOUT,
-    retries: int = 3,
-    prefer_grpc: bool = False,
-) -> Store:
-    """Pick the backend from the arguments.
-
-    Args:
-        url: a Qdrant server URL (``http://`` or ``https://``) selects the server
-            backend; ``local:PATH`` selects qdrant-client's local mode at PATH
-            (a test stand-in for a server: slow, not for real use); ``None``
-            selects the embedded Qdrant Edge store.
-        api_key: the server's API key (never printed or logged).
-        home: the embedded store's directory (default :func:`default_home`).
-        timeout: seconds before a server request fails.
-        retries: server requests that fail transiently (connection errors,
-            timeouts, 429/5xx) are sent again up to this many times, with
-            exponential backoff and jitter.
-        prefer_grpc: talk to the server over gRPC (port 6334) where the
-            client can.
-
-    Returns:
-        An open store; close it (or use it as a context manager).
-    """
-    if url:
-        from .server_store import ServerStore
-
-        if url.startswith("local:"):
-            return ServerStore.local(url.removeprefix("local:"))
-        if not url.startswith(("http://", "https://")):
-            from fmsearch.errors import InvalidArgumentError
-
-            raise InvalidArgumentError(f"a Qdrant URL starts with http:// or https:// (or local:PATH), got {url!r}")
-        return ServerStore(url, api_key=api_key, timeout=timeout, retries=retries, prefer_grpc=prefer_grpc)
-    from .edge_store import EdgeStore
-
-    return EdgeStore(Path(home) if home else default_home())

@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 
 from fmsearch.errors import InvalidArgumentError
-from ingest.fmnist import CLASS_NAMES, SPLIT_SIZES, load_split
-
-from . import metrics, schema
-from .query import Searcher
-from .rerank import RerankConfig
-from .store import QuantizationParams, QueryFilter, Store
+from fmsearch.evaluation import metrics
+from fmsearch.images.fmnist import CLASS_NAMES, SPLIT_SIZES, load_split
+from fmsearch.search.mode import SearchMode
+from fmsearch.search.rerank import RerankConfig
+from fmsearch.search.searcher import Hit, Searcher
+from fmsearch.store import QuantizationParams, QueryFilter, Store, schema
 
 logger = logging.getLogger(__name__)
 
@@ -44,9 +44,12 @@ CURVE_K = 100
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Settings of one evaluation run (recorded in metrics.json)."""
+    """Settings of one evaluation run (recorded in metrics.json).
 
-    method: str
+    ``mode`` is the search mode evaluated (a :class:`SearchMode`, or a
+    method name for its plain search)."""
+
+    mode: SearchMode
     queries: int | None = None  # None: the whole test split
     ks: tuple[int, ...] = (1, 5, 10, 20)
     seed: int = 0
@@ -57,39 +60,36 @@ class EvalConfig:
     ann_check_queries: int = 1000
     rprecision_queries: int = 200
     grid_queries: int = 8
-    rerank: RerankConfig | None = None
-    quantization: str = "none"
-    rescore: bool = True
-    oversampling: float | None = None
-    #: fused methods ("a+b") combine with this; weights per method (optional)
-    fusion: str = "rrf"
-    fusion_weights: tuple[float, ...] | None = None
-    rescore_with: str | None = None
-    #: candidates per method for a fusion or a rescoring (at least 100, the curve's K)
-    shortlist: int = 100
 
-    def combined(self) -> bool:
-        """A fusion of methods or a cross-method rescoring."""
-        return "+" in self.method or self.rescore_with is not None
-
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mode", SearchMode.of(self.mode))
         n_test = SPLIT_SIZES["test"]
         if self.queries is not None and not 1 <= self.queries <= n_test:
             raise InvalidArgumentError(
-                f"--queries must be between 1 and {n_test} (the test split), or 'all'; got {self.queries}"
+                f"queries must be between 1 and {n_test} (the test split), or all of them; got {self.queries}",
+                param="queries",
             )
         if not self.ks or min(self.ks) < 1:
-            raise InvalidArgumentError(f"--k values must be >= 1, got {self.ks}")
+            raise InvalidArgumentError(f"K values must be >= 1, got {self.ks}", param="ks")
         if max(self.ks) > 1000:
-            raise InvalidArgumentError(f"--k values must be <= 1000, got {max(self.ks)}")
+            raise InvalidArgumentError(f"K values must be <= 1000, got {max(self.ks)}", param="ks")
         if self.batch_size < 1:
-            raise InvalidArgumentError(f"--batch-size must be at least 1, got {self.batch_size}")
-        if self.rerank is not None:
-            self.rerank.validate(max(self.ks))
-        schema.check_quantization(self.quantization)
-        QuantizationParams(self.rescore, self.oversampling)  # validates the oversampling
-        if self.combined() and self.rerank is not None:
-            raise InvalidArgumentError("evaluate a fusion or --rescore-with without --rerank (one second stage at a time)")
+            raise InvalidArgumentError(f"batch size must be at least 1, got {self.batch_size}", param="batch_size")
+        if self.mode.rerank is not None:
+            self.mode.rerank.check_holds(max(self.ks))
+            if self.mode.combined:
+                raise InvalidArgumentError("evaluate a fusion or a rescoring without a rerank (one second stage at a time)")
+
+    @property
+    def output_name(self) -> str:
+        """The folder under eval-results/ this run writes to by default."""
+        return self.mode.output_name(exact=self.exact)
+
+    def settings(self) -> dict[str, Any]:
+        """metrics.json's ``settings``: the mode's, then the run's."""
+        run = asdict(self)
+        del run["mode"]
+        return {**self.mode.settings(), **run}
 
 
 @dataclass
@@ -111,7 +111,7 @@ class EvalResult:
     def to_json(self) -> dict[str, Any]:
         return {
             "date": self.summary["date"],
-            "settings": asdict(self.config),
+            "settings": self.config.settings(),
             "collection": self.collection,
             "collection_metadata": self.collection_metadata,
             "gallery_size": self.gallery_size,
@@ -119,6 +119,21 @@ class EvalResult:
             "queries": int(len(self.query_indices)),
             **{k: v for k, v in self.summary.items() if k != "date"},
         }
+
+
+@dataclass(frozen=True)
+class _Queries:
+    """The test images a run asks with, and what each of them is."""
+
+    indices: np.ndarray
+    labels: np.ndarray
+    images: np.ndarray
+
+    @classmethod
+    def select(cls, config: EvalConfig, data_dir) -> _Queries:
+        test = load_split("test", data_dir)
+        idx = _select_queries(config.queries, config.seed)
+        return cls(idx, test.labels[idx].astype(np.int64), test.images[idx])
 
 
 def _select_queries(n: int | None, seed: int) -> np.ndarray:
@@ -164,85 +179,78 @@ def evaluate(
     Raises:
         InvalidArgumentError: bad settings.
         UnknownMethodError, CollectionNotFoundError, CollectionMismatchError:
-            as raised by :class:`~search.query.Searcher`.
+            as raised by :class:`~fmsearch.search.searcher.Searcher`.
     """
-    config.validate()
-    if config.quantization != "none" and config.rescore and config.oversampling is None:
-        # record the oversampling the search uses, not None
-        config = replace(config, oversampling=schema.DEFAULT_OVERSAMPLING[config.quantization])
-    searcher = Searcher(
-        store, prefix=prefix, data_dir=data_dir, hnsw_ef=config.hnsw_ef, options=options,
-        quantization=config.quantization, quantization_params=QuantizationParams(config.rescore, config.oversampling),
-    )
-    if config.combined():
-        return _evaluate_combined(searcher, config, data_dir, progress, on_plan)
-    info = searcher.collection(config.method)
-    embedder = searcher.embedder(config.method)
-    name = info.name
+    # record the oversampling the searches use, not None
+    config = replace(config, mode=config.mode.with_effective_oversampling())
+    searcher = Searcher(store, prefix=prefix, data_dir=data_dir, hnsw_ef=config.hnsw_ef, options=options)
+    run = _evaluate_combined if config.mode.combined else _evaluate_single
+    return run(searcher, config, data_dir, progress or (lambda n: None), on_plan or (lambda n: None))
 
-    # The gallery is the train split; leave out any test points the collection holds.
-    flt, per_class = _gallery(searcher, name)
-    gallery_size = sum(per_class)
 
-    test = load_split("test", data_dir)
-    q_idx = _select_queries(config.queries, config.seed)
-    q_labels = test.labels[q_idx].astype(np.int64)
-    limit = max(max(config.ks), CURVE_K, config.rerank.shortlist if config.rerank else 0)
-    if config.rerank is not None:
+def _evaluate_single(searcher: Searcher, config: EvalConfig, data_dir, progress, on_plan) -> EvalResult:
+    """One method's collection: batched searches (a rerank after them), then
+    R-precision, recall against exact search and single-query latency."""
+    mode = config.mode
+    info = searcher.collection(mode.method, mode.quantization)
+    flt, per_class = _gallery(searcher, info.name)
+    queries = _Queries.select(config, data_dir)
+    limit = max(max(config.ks), CURVE_K, mode.rerank.shortlist if mode.rerank else 0)
+    if mode.rerank is not None:
         searcher.reranker.collection()  # missing/mismatched SIFT collection: fail before the work
-    if on_plan:
-        on_plan(len(q_idx) * (2 if config.rerank else 1))
-
-    # Batched search: embedding and querying, as a service would run a batch.
+    on_plan(len(queries.indices) * (2 if mode.rerank else 1))
     t0 = time.perf_counter()
-    q_vectors = np.empty((len(q_idx), embedder.dim), np.float32)
-    results = []
-    for lo in range(0, len(q_idx), config.batch_size):
-        sl = slice(lo, lo + config.batch_size)
-        q_vectors[sl] = embedder.embed(test.images[q_idx[sl]])
-        results += searcher.search_vectors(config.method, q_vectors[sl], limit, flt, exact=config.exact)
-        if progress:
-            progress(len(q_idx[sl]))
+    q_vectors, results = _search_batched(searcher, config, queries.images, limit, flt, progress)
     batch_seconds = time.perf_counter() - t0
-    _, first_labels, _ = _to_arrays(results, limit)
-    rerank_seconds = None
-    if config.rerank is not None:
-        t0 = time.perf_counter()
-        results = _rerank_all(searcher, config.rerank, results, test.images[q_idx], progress)
-        rerank_seconds = time.perf_counter() - t0
-    hit_ids, hit_labels, hit_scores = _to_arrays(results, limit, keep_order=config.rerank is not None)
-    quality = _quality(hit_labels, q_labels, per_class, config.ks)
-
-    summary: dict[str, Any] = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "backend": store.location,
-        "search": "exact" if config.exact else f"hnsw (ef={config.hnsw_ef or 'default'})",
-        **quality,
-        "throughput": {
-            "queries": int(len(q_idx)),
-            "seconds": batch_seconds,
-            "queries_per_s": len(q_idx) / batch_seconds,
-            "batch_size": config.batch_size,
-            "limit": limit,
-        },
-    }
-    if config.rerank is not None:
+    summary: dict[str, Any] = _run_header(searcher, config)
+    if mode.rerank is not None:
         # the same run without the rerank stage, for the with/without comparison
-        summary["first_stage"] = _quality(first_labels, q_labels, per_class, config.ks)
-        summary["rerank"] = {
-            "seconds": rerank_seconds,
-            "ms_per_query": 1000 * rerank_seconds / max(len(q_idx), 1),
-            "collection": searcher.reranker.collection().name,
-            "fingerprint": searcher.reranker.collection().metadata.get("fingerprint"),
-        }
-    summary["r_precision"] = _r_precision(searcher, config, q_vectors, q_labels, per_class, flt)
+        _, first_labels, _ = _to_arrays(results, limit)
+        summary["first_stage"] = _quality(first_labels, queries.labels, per_class, config.ks)
+        t0 = time.perf_counter()
+        results = _rerank_all(searcher, mode.rerank, results, queries.images, progress)
+        summary["rerank"] = _rerank_summary(searcher, time.perf_counter() - t0, len(queries.indices))
+    hit_ids, hit_labels, hit_scores = _to_arrays(results, limit, keep_order=mode.rerank is not None)
+    summary.update(_quality(hit_labels, queries.labels, per_class, config.ks))
+    summary["throughput"] = _throughput(len(queries.indices), batch_seconds, config.batch_size, limit)
+    summary["r_precision"] = _r_precision(searcher, config, q_vectors, queries.labels, per_class, flt)
     summary["ann_recall_at_10"] = _ann_recall(searcher, config, q_vectors, flt)
-    summary["vector_bytes"] = vector_bytes(info.dim, config.quantization)
-    summary["latency"] = _latency(searcher, config, test.images[q_idx], max(config.ks), flt)
-    return EvalResult(
-        config, name, dict(info.metadata), gallery_size, per_class,
-        q_idx, q_labels, hit_ids, hit_labels, hit_scores, summary,
-    )
+    summary["vector_bytes"] = schema.vector_bytes(info.dim, mode.quantization)
+    summary["latency"] = _latency(searcher, config, queries.images, max(config.ks), flt)
+    return EvalResult(config, info.name, dict(info.metadata), sum(per_class), per_class,
+                      queries.indices, queries.labels, hit_ids, hit_labels, hit_scores, summary)
+
+
+def _search_batched(searcher: Searcher, config: EvalConfig, images: np.ndarray, limit: int, flt, progress):
+    """Embedding and querying in batches, as a service would run a batch."""
+    embedder = searcher.embedder(config.mode.method)
+    q_vectors = np.empty((len(images), embedder.dim), np.float32)
+    results: list[list[Hit]] = []
+    for lo in range(0, len(images), config.batch_size):
+        sl = slice(lo, lo + config.batch_size)
+        q_vectors[sl] = embedder.embed(images[sl])
+        results += searcher.search_vectors(config.mode, q_vectors[sl], limit, flt, exact=config.exact)
+        progress(len(q_vectors[sl]))
+    return q_vectors, results
+
+
+def _run_header(searcher: Searcher, config: EvalConfig) -> dict[str, Any]:
+    return {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "backend": searcher.store.location,
+        "search": "exact" if config.exact else f"hnsw (ef={config.hnsw_ef or 'default'})",
+    }
+
+
+def _throughput(queries: int, seconds: float, batch_size: int, limit: int) -> dict[str, Any]:
+    return {"queries": queries, "seconds": seconds, "queries_per_s": queries / seconds, "batch_size": batch_size,
+            "limit": limit}
+
+
+def _rerank_summary(searcher: Searcher, seconds: float, queries: int) -> dict[str, Any]:
+    sift = searcher.reranker.collection()
+    return {"seconds": seconds, "ms_per_query": 1000 * seconds / max(queries, 1), "collection": sift.name,
+            "fingerprint": sift.metadata.get(schema.META_FINGERPRINT)}
 
 
 def _gallery(searcher: Searcher, name: str) -> tuple[QueryFilter | None, list[int]]:
@@ -250,7 +258,7 @@ def _gallery(searcher: Searcher, name: str) -> tuple[QueryFilter | None, list[in
     and the gallery size per class."""
     store = searcher.store
     flt = QueryFilter(split="train") if store.count(name, QueryFilter(split="test")) else None
-    per_class = [store.count(name, QueryFilter(labels=(c,), split="train")) for c in range(10)]
+    per_class = [store.count(name, QueryFilter(labels=(c,), split="train")) for c in range(len(CLASS_NAMES))]
     if sum(per_class) == 0:
         raise InvalidArgumentError(f"{name} holds no train images to search; run `fmsearch ingest`")
     return flt, per_class
@@ -259,75 +267,61 @@ def _gallery(searcher: Searcher, name: str) -> tuple[QueryFilter | None, list[in
 def _evaluate_combined(searcher: Searcher, config: EvalConfig, data_dir, progress, on_plan) -> EvalResult:
     """A fusion ("a+b") or a cross-method rescoring, one query at a time
     through :meth:`Searcher.search`, the same call a user's query makes."""
-    from .query import parse_methods
-
-    names = parse_methods(config.method)
-    for name in names:
-        searcher.collection(name)
-    info = searcher.collection(names[0])
+    mode = config.mode
+    for name in mode.methods:
+        searcher.collection(name, mode.quantization)
+    info = searcher.collection(mode.methods[0], mode.quantization)
     flt, per_class = _gallery(searcher, info.name)
-    test = load_split("test", data_dir)
-    q_idx = _select_queries(config.queries, config.seed)
-    q_labels = test.labels[q_idx].astype(np.int64)
+    queries = _Queries.select(config, data_dir)
     limit = max(max(config.ks), CURVE_K)
-    kwargs = dict(
-        fusion=config.fusion, weights=config.fusion_weights, rescore_with=config.rescore_with,
-        shortlist=max(config.shortlist, limit), exact=config.exact, split=None if flt is None else "train",
-    )
-    if on_plan:
-        on_plan(len(q_idx))
+    wide = replace(mode, shortlist=max(mode.shortlist, limit))
+    split = None if flt is None else "train"
+    on_plan(len(queries.indices))
     t0 = time.perf_counter()
     results = []
-    for i in q_idx:
-        results.append(searcher.search(names, image=test.images[i], k=limit, **kwargs))
-        if progress:
-            progress(1)
+    for image in queries.images:
+        results.append(searcher.search(wide, image=image, k=limit, exact=config.exact, split=split))
+        progress(1)
     seconds = time.perf_counter() - t0
     hit_ids, hit_labels, hit_scores = _to_arrays(results, limit, keep_order=True)
-    n = min(config.latency_queries, len(q_idx))
+    n = min(config.latency_queries, len(queries.indices))
     times = []
-    for i in q_idx[:n]:
+    for image in queries.images[:n]:
         t1 = time.perf_counter()
-        searcher.search(names, image=test.images[i], k=max(config.ks), **kwargs)
+        searcher.search(wide, image=image, k=max(config.ks), exact=config.exact, split=split)
         times.append(time.perf_counter() - t1)
     note = "not measured for a fusion or a rescoring (no single exact reference)"
-    summary: dict[str, Any] = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "backend": searcher.store.location,
-        "search": "exact" if config.exact else f"hnsw (ef={config.hnsw_ef or 'default'})",
-        **_quality(hit_labels, q_labels, per_class, config.ks),
-        "throughput": {
-            "queries": int(len(q_idx)), "seconds": seconds, "queries_per_s": len(q_idx) / seconds,
-            "batch_size": 1, "limit": limit,
-        },
+    summary = {
+        **_run_header(searcher, config),
+        **_quality(hit_labels, queries.labels, per_class, config.ks),
+        "throughput": _throughput(len(queries.indices), seconds, 1, limit),
         "r_precision": {"value": None, "queries": 0, "note": note},
         "ann_recall_at_10": {"value": None, "note": note},
         "latency": {"queries": n, "k": max(config.ks), **metrics.percentiles_ms(times)},
-        "vector_bytes": _combined_bytes(searcher, names, config),
-        "collections": [schema.collection_name(m, searcher.prefix, config.quantization) for m in names]
-        + ([schema.collection_name(config.rescore_with, searcher.prefix)] if config.rescore_with else []),
+        "vector_bytes": _combined_bytes(searcher, mode),
+        "collections": [schema.collection_name(m, searcher.prefix, mode.quantization) for m in mode.methods]
+        + ([schema.collection_name(mode.rescore_with, searcher.prefix)] if mode.rescore_with else []),
     }
-    return EvalResult(
-        config, info.name,
-        dict(info.metadata), sum(per_class), per_class, q_idx, q_labels, hit_ids, hit_labels, hit_scores, summary,
-    )
+    return EvalResult(config, info.name, dict(info.metadata), sum(per_class), per_class,
+                      queries.indices, queries.labels, hit_ids, hit_labels, hit_scores, summary)
 
 
-def _combined_bytes(searcher: Searcher, names, config: EvalConfig) -> dict[str, Any]:
+def _combined_bytes(searcher: Searcher, mode: SearchMode) -> dict[str, Any]:
     """Bytes per gallery point a fused or rescored query reads: each searched
     collection's vector (quantised where it is), plus the float32 vector a
     rescoring fetches."""
-    searched = [vector_bytes(searcher.collection(m).dim, config.quantization) for m in names]
-    if config.rescore_with:
-        searched.append(vector_bytes(searcher.collection(config.rescore_with).dim, "none"))
+    searched = [schema.vector_bytes(searcher.collection(m, mode.quantization).dim, mode.quantization)
+                for m in mode.methods]
+    if mode.rescore_with:
+        searched.append(schema.vector_bytes(searcher.collection(mode.rescore_with).dim))
     return {
         "float32": sum(v["float32"] for v in searched),
         "searched": sum(v["searched"] for v in searched),
-        "quantization": config.quantization,
+        "quantization": mode.quantization,
     }
 
 
-def _rerank_all(searcher, rerank: RerankConfig, results, images, progress) -> list:
+def _rerank_all(searcher: Searcher, rerank: RerankConfig, results, images, progress) -> list:
     """Each query's shortlist reranked by SIFT (its descriptors extracted as a
     query would), followed by the rest of its first-stage list."""
     out = []
@@ -335,8 +329,7 @@ def _rerank_all(searcher, rerank: RerankConfig, results, images, progress) -> li
     for hits, image in zip(results, images, strict=True):
         n = rerank.shortlist
         out.append(reranker.rerank(hits[:n], reranker.query_descriptors(image), rerank) + list(hits[n:]))
-        if progress:
-            progress(1)
+        progress(1)
     return out
 
 
@@ -354,7 +347,7 @@ def _quality(hit_labels, q_labels, per_class, ks) -> dict[str, Any]:
             "map": metrics.average_precision_at_k(rel, n_rel, k),
         }
         per_k[str(k)] = {m: metrics.mean(v) for m, v in values.items()}
-        class_table[str(k)] = {m: metrics.per_class(v, q_labels, 10) for m, v in values.items()}
+        class_table[str(k)] = {m: metrics.per_class(v, q_labels, len(CLASS_NAMES)) for m, v in values.items()}
     top1 = metrics.top1_accuracy(rel)
     curve = {
         "k": list(range(1, CURVE_K + 1)),
@@ -367,7 +360,7 @@ def _quality(hit_labels, q_labels, per_class, ks) -> dict[str, Any]:
         "top1_accuracy": metrics.mean(top1),
         "per_class": {
             "class_names": list(CLASS_NAMES),
-            "top1_accuracy": metrics.per_class(top1, q_labels, 10),
+            "top1_accuracy": metrics.per_class(top1, q_labels, len(CLASS_NAMES)),
             **{f"{m}@{k}": class_table[k][m] for k in class_table for m in ("precision", "map")},
         },
         "pr_curve": curve,
@@ -388,14 +381,15 @@ def _r_precision(searcher, config, q_vectors, q_labels, per_class, flt) -> dict[
     r_max = int(n_rel.max(initial=0))
     if r_max == 0 or len(sub) == 0:
         return {"value": None, "queries": int(len(sub))}
+    mode = config.mode
     values = []
     for lo in range(0, len(sub), 16):
         part = sub[lo : lo + 16]
-        # past the CLI's k limit: ask the store directly, labels only
+        # past the k limit of a query: ask the store directly, labels only
         points = searcher.store.query_batch(
-            searcher.collection(config.method).name, q_vectors[part], r_max, flt,
+            searcher.collection(mode.method, mode.quantization).name, q_vectors[part], r_max, flt,
             exact=config.exact, hnsw_ef=config.hnsw_ef, with_payload=[schema.LABEL],
-            quantization=searcher.effective_quantization_params(),
+            quantization=mode.quantization_params,
         )
         hl = np.full((len(part), r_max), metrics.MISSING, np.int64)
         for i, pts in enumerate(points):
@@ -404,43 +398,34 @@ def _r_precision(searcher, config, q_vectors, q_labels, per_class, flt) -> dict[
     return {"value": metrics.mean(np.concatenate(values)), "queries": int(len(sub)), "seed": config.seed + 1}
 
 
-def vector_bytes(dim: int, quantization: str) -> dict[str, Any]:
-    """Bytes per vector: the float32 original, and what a quantised search reads."""
-    searched = {"none": 4 * dim, "int8": dim, "binary": -(-dim // 8)}[quantization]
-    return {"float32": 4 * dim, "searched": searched, "quantization": quantization}
-
-
 def _ann_recall(searcher, config, q_vectors, flt) -> dict[str, Any]:
     """Recall@10 of k=10 searches (as a user's query runs them, with this
     run's quantisation params) against exact search on the original float32
     vectors (quantisation ignored), on a seeded subset."""
-    if config.exact and config.quantization == "none":
+    mode = config.mode
+    if config.exact and mode.quantization == "none":
         return {"value": None, "note": "search was exact; no ANN error to measure"}
     sub = _subset(len(q_vectors), config.ann_check_queries, config.seed)
-    found, _, _ = _to_arrays(searcher.search_vectors(config.method, q_vectors[sub], 10, flt, exact=config.exact), 10)
-    reference = searcher.variant(quantization=config.quantization, quantization_params=QuantizationParams(ignore=True))
-    exact = reference.search_vectors(config.method, q_vectors[sub], 10, flt, exact=True)
+    found, _, _ = _to_arrays(searcher.search_vectors(mode, q_vectors[sub], 10, flt, exact=config.exact), 10)
+    exact = searcher.search_vectors(mode, q_vectors[sub], 10, flt, exact=True,
+                                    quantization_params=QuantizationParams(ignore=True))
     exact_ids, _, _ = _to_arrays(exact, 10)
     k = min(10, exact_ids.shape[1])
-    return {
-        "value": metrics.mean(metrics.overlap_at_k(found, exact_ids, k)),
-        "queries": int(len(sub)),
-        "k": 10,
-    }
+    return {"value": metrics.mean(metrics.overlap_at_k(found, exact_ids, k)), "queries": int(len(sub)), "k": 10}
 
 
 def _latency(searcher, config, images, k, flt) -> dict[str, Any]:
     """End-to-end single queries (embed one image + one search request, and
     with a rerank stage: SIFT on the query + the rerank request)."""
     n = min(config.latency_queries, len(images))
-
-    embedder = searcher.embedder(config.method)
-    limit = k if config.rerank is None else config.rerank.shortlist
+    mode = config.mode
+    embedder = searcher.embedder(mode.method)
+    limit = k if mode.rerank is None else mode.rerank.shortlist
 
     def one(img) -> None:
-        hits = searcher.search_vectors(config.method, embedder.embed(img), limit, flt, exact=config.exact)[0]
-        if config.rerank is not None:
-            searcher.reranker.rerank(hits, searcher.reranker.query_descriptors(img), config.rerank)
+        hits = searcher.search_vectors(mode, embedder.embed(img), limit, flt, exact=config.exact)[0]
+        if mode.rerank is not None:
+            searcher.reranker.rerank(hits, searcher.reranker.query_descriptors(img), mode.rerank)
 
     if n:
         one(images[0])
@@ -449,4 +434,4 @@ def _latency(searcher, config, images, k, flt) -> dict[str, Any]:
         t0 = time.perf_counter()
         one(img)
         seconds.append(time.perf_counter() - t0)
-    return {"queries": n, "k": k, "rerank": config.rerank is not None, **metrics.percentiles_ms(seconds)}
+    return {"queries": n, "k": k, "rerank": mode.rerank is not None, **metrics.percentiles_ms(seconds)}

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from fmsearch.errors import InvalidArgumentError, StoreError
-
-from . import schema
-from .store import Store
+from fmsearch.ingest.rebuild import write_target
+from fmsearch.store import Store, schema
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +41,7 @@ def select(source: Store, method: str, prefix: str = schema.DEFAULT_PREFIX) -> l
     for name in source.collections():
         if not name.startswith(prefix):
             continue
-        if method == "all" or source.info(name).metadata.get("method") == method:
+        if method == "all" or source.info(name).metadata.get(schema.META_METHOD) == method:
             names.append(name)
     if not names:
         raise InvalidArgumentError(
@@ -75,44 +74,28 @@ def migrate_collection(
     """Copy one collection; raises StoreError when the verification fails."""
     info = source.info(name)
     meta = dict(info.metadata)
-    if not meta.get("complete"):
+    if not meta.get(schema.META_COMPLETE):
         raise InvalidArgumentError(f"{name} is incomplete in {source.location}; finish its `fmsearch ingest` first")
     distribution = {"shards": shards, "replicas": replicas, "write_consistency": write_consistency}
     spec = schema.CollectionSpec(
         name=name, dim=info.dim, distance=info.distance,
-        metadata={**meta, "complete": False, "distribution": distribution},
+        metadata={**meta, schema.META_COMPLETE: False, schema.META_DISTRIBUTION: distribution},
         multivector=info.multivector, datatype=str(meta.get("datatype", "float32")), hnsw=not info.multivector,
-        quantization=str(meta.get("quantization", "none")), **distribution,
+        quantization=str(meta.get(schema.META_QUANTIZATION, "none")), **distribution,
     )
-    rebuild = recreate and target.exists(name)
-    done = np.empty(0, np.int64)
-    if rebuild:
-        spec = replace(spec, name=target.staging_name(name))
-        target.create(spec)
-    elif target.exists(name):
-        schema.check_compatible(name, target.info(name).metadata, meta)
-        done = target.ids(name)
-    else:
-        target.create(spec)
     ids = source.ids(name)
-    todo = ids[~np.isin(ids, done)]
-    try:
+    with write_target(target, spec, recreate=recreate) as dest:
+        todo = ids[~np.isin(ids, dest.stored)]
         for lo in range(0, len(todo), batch_size):
             chunk = todo[lo : lo + batch_size].tolist()
             records = source.retrieve(name, chunk, with_vectors=True, with_payload=True)
             vectors: Any = [r.vector for r in records] if info.multivector else np.stack([r.vector for r in records])
-            target.upsert(spec.name, [r.id for r in records], vectors, [r.payload for r in records])
+            target.upsert(dest.name, [r.id for r in records], vectors, [r.payload for r in records])
             if progress:
                 progress(len(records))
-        target.finalize(spec.name)
-        diff = _verify(source, target, name, spec.name, ids, sample, seed)
-        target.set_metadata(spec.name, {"complete": True})  # only once verified
-        if rebuild:
-            target.swap(name, spec.name)
-    except BaseException:
-        if rebuild:
-            target.delete(spec.name)
-        raise
+        target.finalize(dest.name)
+        diff = _verify(source, target, name, dest.name, ids, sample, seed)
+        target.set_metadata(dest.name, {schema.META_COMPLETE: True})  # only once verified
     return MigrationReport(name, len(ids), target.count(name), len(todo), len(ids) - len(todo), min(sample, len(ids)), diff)
 
 

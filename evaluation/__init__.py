@@ -1,0 +1,2 @@
+"""Evaluation: metrics, category and near-duplicate evaluation, reports,
+plots and benchmarks."""

@@ -1,0 +1,92 @@
+"""The plots of an evaluation, drawn on matplotlib Figures (no pyplot, no
+global backend: a library call never changes how the caller's process plots).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fmsearch.evaluation.category import EvalResult
+from fmsearch.images.files import decode_png
+from fmsearch.images.fmnist import CLASS_NAMES, load_split
+from fmsearch.store import Store, schema
+
+
+def _figure(**kwargs):
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
+
+
+def pr_curve(data: dict[str, Any], path: Path) -> None:
+    """Precision and recall against K."""
+    curve = data["pr_curve"]
+    fig = _figure(figsize=(7, 4.2), dpi=110)
+    ax1 = fig.subplots()
+    ax1.plot(curve["k"], curve["precision"], color="tab:blue", label="precision@K")
+    ax1.set_xlabel("K (results retrieved)")
+    ax1.set_ylabel("precision@K", color="tab:blue")
+    ax1.set_ylim(0, 1)
+    ax2 = ax1.twinx()
+    ax2.plot(curve["k"], curve["recall"], color="tab:orange", label="recall@K")
+    ax2.set_ylabel("recall@K (relevant = whole class)", color="tab:orange")
+    ax1.grid(alpha=0.3)
+    ax1.set_title(f"{data['settings']['method']}: precision and recall against K ({data['queries']} queries)")
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def results_grid(result: EvalResult, store: Store, path: Path, data_dir: str | os.PathLike | None) -> None:
+    """Like the seed's figures: query, then its top-10; wrong-class hits outlined red."""
+    from matplotlib.patches import Rectangle
+
+    n = min(result.config.grid_queries, len(result.query_indices))
+    rows = np.random.default_rng(result.config.seed + 2).permutation(len(result.query_indices))[:n]
+    top = 10
+    test = load_split("test", data_dir)
+    fig = _figure(figsize=(1.25 * (top + 1), 1.5 * max(n, 1)), dpi=100)
+    axes = fig.subplots(max(n, 1), top + 1, squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for r, row in enumerate(rows):
+        q_label = int(result.query_labels[row])
+        ax = axes[r, 0]
+        ax.imshow(test.images[result.query_indices[row]], cmap="gray", vmin=0, vmax=255)
+        ax.set_title(f"query\n{CLASS_NAMES[q_label]}", fontsize=7, fontweight="bold")
+        ids = [int(i) for i in result.hit_ids[row, :top] if i >= 0]
+        records = store.retrieve(result.collection, ids, with_payload=[schema.IMAGE, schema.LABEL])
+        for j, rec in enumerate(records):
+            ax = axes[r, j + 1]
+            ax.imshow(decode_png(rec.payload[schema.IMAGE]), cmap="gray", vmin=0, vmax=255)
+            label = int(rec.payload[schema.LABEL])
+            wrong = label != q_label
+            ax.set_title(CLASS_NAMES[label], fontsize=7, color="red" if wrong else "black")
+            if wrong:
+                ax.add_patch(Rectangle((-0.5, -0.5), 28, 28, fill=False, edgecolor="red", linewidth=3))
+    fig.suptitle(f"{result.config.mode.method}: test queries and their top-{top} (red: another class)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def near_duplicate_recall(data: dict[str, Any], path) -> None:
+    """Bars: recall@1 per transform, without and with the rerank."""
+    names = list(data["per_transform"])
+    x = np.arange(len(names))
+    before = [data["per_transform"][n]["recall@1"] for n in names]
+    after = [data["per_transform"][n]["recall@1_reranked"] for n in names]
+    fig = _figure(figsize=(7.5, 4), dpi=110)
+    ax = fig.subplots()
+    ax.bar(x - 0.2, before, 0.4, label=f"{data['settings']['method']} alone")
+    ax.bar(x + 0.2, after, 0.4, label=f"+ SIFT {data['settings']['rerank']['mode']} rerank")
+    ax.set_xticks(x, names, rotation=15)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("recall@1 (source image ranked first)")
+    ax.set_title(f"Near-duplicates: {data['sources']} gallery images per transform")
+    ax.legend(loc="upper left")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)

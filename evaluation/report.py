@@ -1,0 +1,190 @@
+"""An evaluation written to disk: metrics.json, report.md and its plots."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from fmsearch.evaluation import plots
+from fmsearch.evaluation.category import SEED_RESULTS, EvalResult
+from fmsearch.search.mode import SearchMode
+from fmsearch.store import Store
+
+
+def fmt(v: float | None, digits: int = 4) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+def seed_comparison(method: str, metrics_by_k: dict[str, dict[str, Any]], top1: float | None) -> str:
+    """One line: the seed's figures for this method beside ours."""
+    seed = SEED_RESULTS.get(method)
+    if not seed:
+        return f"The seed report has no figures for `{method}`."
+    parts = []
+    for key, theirs in seed.items():
+        if key == "top1":
+            parts.append(f"top-1 accuracy {theirs:.3f} (ours {fmt(top1, 3)})")
+            continue
+        metric, k = key.split("@")
+        name = {"P": "precision", "R": "recall", "F1": "f1"}[metric]
+        ours = metrics_by_k.get(k, {}).get(name)
+        if k == "?":
+            parts.append(f"{metric} at an unstated K {theirs:.3f}")
+        else:
+            parts.append(f"{metric}@{k} {theirs:.3f} (ours {fmt(ours, 3)})")
+    return (
+        f"Seed report for `{method}` (a handful of hand-picked queries): " + "; ".join(parts) + "."
+    )
+
+
+def render_markdown(data: dict[str, Any]) -> str:
+    """report.md from the metrics.json dict."""
+    s = data["settings"]
+    lines = [
+        f"# Evaluation: {SearchMode.from_settings(data['settings']).label}",
+        "",
+        f"- date: {data['date']}; backend: {data['backend']}; search: {data['search']}",
+        f"- collection: `{data['collection']}` (fingerprint `{data['collection_metadata'].get('fingerprint')}`), "
+        f"gallery {data['gallery_size']} train images",
+        f"- queries: {data['queries']} test images (seed {s['seed']}); relevant = every gallery image of the query's class",
+        "",
+        "## Retrieval quality",
+        "",
+        "| K | precision@K | recall@K | F1@K | mAP@K |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for k, m in data["metrics"].items():
+        lines.append(f"| {k} | {fmt(m['precision'])} | {fmt(m['recall'])} | {fmt(m['f1'])} | {fmt(m['map'])} |")
+    rp = data["r_precision"]
+    ann = data["ann_recall_at_10"]
+    lines += [
+        "",
+        f"- top-1 retrieval accuracy: {fmt(data['top1_accuracy'])}",
+        f"- R-precision: {fmt(rp['value'])} (on {rp['queries']} queries; R = gallery images of the class"
+        + ("; first stage, the rerank reorders only the shortlist)" if "first_stage" in data else ")"),
+        "- HNSW recall@10 against exact search: "
+        + (f"{fmt(ann['value'])} (on {ann['queries']} queries)" if ann["value"] is not None else ann.get("note", "n/a")),
+        "",
+        seed_comparison(s["method"], data["metrics"], data["top1_accuracy"]),
+        "",
+    ]
+    if "first_stage" in data:
+        lines += rerank_section(data)
+    lines += ["## Per class", ""]
+    ks = list(data["metrics"])
+    pc = data["per_class"]
+    lines.append("| class | " + " | ".join(f"P@{k}" for k in ks) + " | top-1 |")
+    lines.append("|---|" + "---:|" * (len(ks) + 1))
+    for c, cname in enumerate(pc["class_names"]):
+        cells = [fmt(pc[f"precision@{k}"][c], 3) for k in ks]
+        lines.append(f"| {cname} | " + " | ".join(cells) + f" | {fmt(pc['top1_accuracy'][c], 3)} |")
+    lat, thr = data["latency"], data["throughput"]
+    lines += [
+        "",
+        "## Speed",
+        "",
+        f"- single query (embed + search{' + SIFT on the query + rerank' if lat.get('rerank') else ''}, "
+        f"k={lat['k']}, {lat['queries']} queries): "
+        f"p50 {fmt(lat['p50_ms'], 2)} ms, p95 {fmt(lat['p95_ms'], 2)} ms, p99 {fmt(lat['p99_ms'], 2)} ms",
+        f"- batch ({thr['batch_size']} queries a request, limit {thr['limit']}): "
+        f"{thr['queries_per_s']:.0f} queries/s ({thr['queries']} queries in {thr['seconds']:.1f} s)",
+        "",
+        "![precision and recall against K](pr_curve.png)",
+        "",
+        "![queries and their top-10](results_grid.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def rerank_section(data: dict[str, Any]) -> list[str]:
+    """With/without the rerank stage, overall and per class (where it helps)."""
+    r, first = data["settings"]["rerank"], data["first_stage"]
+    lines = [
+        "## Rerank stage",
+        "",
+        f"SIFT ({r['mode']}) reranks the first {r['shortlist']} results of `{data['settings']['method']}`; "
+        f"fused score = z(first-stage score) + {r['weight']:g} x z(SIFT score), z over the shortlist. "
+        f"{fmt(data['rerank']['ms_per_query'], 2)} ms per query (SIFT on the query + scoring).",
+        "",
+        "| K | P@K first stage | P@K reranked | change | mAP@K first stage | mAP@K reranked |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for k, m in data["metrics"].items():
+        f = first["metrics"][k]
+        lines.append(
+            f"| {k} | {fmt(f['precision'])} | {fmt(m['precision'])} | {m['precision'] - f['precision']:+.4f} | "
+            f"{fmt(f['map'])} | {fmt(m['map'])} |"
+        )
+    k = "10" if "10" in data["metrics"] else list(data["metrics"])[-1]
+    lines += ["", f"Per class, P@{k} (where the rerank helps and where it hurts):", "",
+              "| class | first stage | reranked | change |", "|---|---:|---:|---:|"]
+    pc, fpc = data["per_class"], first["per_class"]
+    for c, cname in enumerate(pc["class_names"]):
+        a, b = fpc[f"precision@{k}"][c], pc[f"precision@{k}"][c]
+        change = "n/a" if a is None or b is None else f"{b - a:+.3f}"
+        lines.append(f"| {cname} | {fmt(a, 3)} | {fmt(b, 3)} | {change} |")
+    return lines + [""]
+
+
+def write_report(
+    result: EvalResult, store: Store, out_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None
+) -> dict[str, Any]:
+    """Write the four files; returns the metrics.json dict."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    data = result.to_json()
+    (out / "metrics.json").write_text(json.dumps(data, indent=2))
+    (out / "report.md").write_text(render_markdown(data))
+    plots.pr_curve(data, out / "pr_curve.png")
+    plots.results_grid(result, store, out / "results_grid.png", data_dir)
+    return data
+
+
+def render_near_duplicate_markdown(data: dict[str, Any]) -> str:
+    """report.md of a near-duplicate run."""
+    s, r = data["settings"], data["settings"]["rerank"]
+    lines = [
+        f"# Near-duplicate evaluation: {s['method']} + SIFT rerank",
+        "",
+        f"- date: {data['date']}; backend: {data['backend']}; collection `{data['collection']}`, "
+        f"gallery {data['gallery_size']} train images",
+        f"- queries: {data['sources']} gallery images (seed {s['seed']}) under each transform; "
+        "relevant = the source image only",
+        f"- rerank: SIFT {r['mode']} over the first {r['shortlist']}; fused = z(first-stage score) + "
+        f"{r['weight']:g} x z(SIFT score)",
+        "",
+        "| transform | recall@1 | recall@1 reranked | recall@10 | recall@10 reranked | "
+        f"recall@{r['shortlist']} (shortlist) | rerank ms/query |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    at_n = f"recall@{r['shortlist']}"
+    for name, v in data["per_transform"].items():
+        lines.append(
+            f"| {name} | {v['recall@1']:.4f} | {v['recall@1_reranked']:.4f} | {v['recall@10']:.4f} | "
+            f"{v['recall@10_reranked']:.4f} | {v[at_n]:.4f} | {v['rerank_ms_per_query']:.2f} |"
+        )
+    m = data["mean"]
+    lines += [
+        f"| **mean** | {m['recall@1']:.4f} | {m['recall@1_reranked']:.4f} | {m['recall@10']:.4f} | "
+        f"{m['recall@10_reranked']:.4f} | | |",
+        "",
+        "Transforms:",
+        "",
+        *[f"- `{n}`: {v['description']}" for n, v in data["per_transform"].items()],
+        "",
+        "![recall@1 per transform](recall.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_near_duplicate_report(data: dict[str, Any], out_dir: str | os.PathLike) -> None:
+    """metrics.json, report.md and recall.png."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(data, indent=2))
+    (out / "report.md").write_text(render_near_duplicate_markdown(data))
+    plots.near_duplicate_recall(data, out / "recall.png")

@@ -1,0 +1,323 @@
+"""Query time: search the gallery by image or by id, in any search mode.
+
+:class:`Searcher` is the Python API; the CLI and the service are thin layers
+over it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from fmsearch.errors import InvalidArgumentError
+from fmsearch.images.fmnist import CLASS_NAMES, class_index, load_split
+from fmsearch.models.base import Embedder
+from fmsearch.models.registry import RERANK_ONLY, check_method, get_embedder
+from fmsearch.search.fusion import fuse_lists
+from fmsearch.search.mode import SearchMode
+from fmsearch.search.rerank import SiftReranker
+from fmsearch.store import (
+    CollectionInfo,
+    QuantizationParams,
+    QueryFilter,
+    ScoredPoint,
+    Store,
+    schema,
+)
+
+MAX_K = 1000
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One result: a gallery point, its score and its class."""
+
+    rank: int
+    id: int
+    score: float
+    label: int
+    class_name: str
+    split: str
+    index: int
+    #: set when a second stage ordered the results: ``score`` is then its score
+    first_score: float | None = None
+    rerank_score: float | None = None
+
+
+def to_hits(points: Sequence[ScoredPoint]) -> list[Hit]:
+    """Store results (payload fields :data:`schema.HIT_FIELDS`) to :class:`Hit` s."""
+    return [
+        Hit(rank=r, id=p.id, score=p.score, label=int(p.payload[schema.LABEL]),
+            class_name=str(p.payload[schema.CLASS_NAME]), split=str(p.payload[schema.SPLIT]),
+            index=int(p.payload[schema.INDEX]))
+        for r, p in enumerate(points, start=1)
+    ]
+
+
+@dataclass(frozen=True)
+class Item:
+    """An FMNIST image by its point id."""
+
+    id: int
+    split: str
+    index: int
+    label: int
+    image: np.ndarray
+
+    @property
+    def class_name(self) -> str:
+        return CLASS_NAMES[self.label]
+
+
+def fmnist_item(pid: int, data_dir: str | os.PathLike | None = None) -> Item:
+    """FMNIST item ``pid`` (train 0-59999, test 60000-69999) from the data files.
+
+    Raises:
+        InvalidArgumentError: the id is out of range. DatasetError.
+    """
+    split, index = schema.split_index(pid)
+    data = load_split(split, data_dir)
+    return Item(pid, split, index, int(data.labels[index]), data.images[index])
+
+
+def check_k(k: int) -> int:
+    """Validate a result count."""
+    if not 1 <= k <= MAX_K:
+        raise InvalidArgumentError(f"k must be between 1 and {MAX_K}, got {k}", param="k")
+    return k
+
+
+def class_filter(
+    classes: Iterable[str] = (), exclude_classes: Iterable[str] = (), exclude_ids: Iterable[int] = ()
+) -> QueryFilter:
+    """Class names (validated) and excluded ids to a :class:`QueryFilter`."""
+    labels = tuple(sorted({class_index(c) for c in classes}))
+    excluded = tuple(sorted({class_index(c) for c in exclude_classes}))
+    return QueryFilter(labels=labels or None, exclude_labels=excluded, exclude_ids=tuple(exclude_ids))
+
+
+class Searcher:
+    """Search the FMNIST gallery in a store, one collection per method.
+
+    Embedders are built once per method and shared by every mode; each
+    collection is checked once against its model.
+
+    Args:
+        store: an open store (see :func:`fmsearch.store.open_store`).
+        prefix: collection name prefix.
+        data_dir: FMNIST location, for queries by the id of a point that the
+            collection does not hold (e.g. a test image).
+        hnsw_ef: HNSW search breadth (default: the store's).
+        options: per method, embedder constructor options, e.g.
+            ``{"siamese": {"weights": "other.keras"}, "resnet101": {"input_size": 112}}``.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        prefix: str = schema.DEFAULT_PREFIX,
+        data_dir: str | os.PathLike | None = None,
+        hnsw_ef: int | None = None,
+        options: dict[str, dict] | None = None,
+    ) -> None:
+        self.store = store
+        self.options = {m: dict(o) for m, o in (options or {}).items()}
+        self.prefix = prefix
+        self.data_dir = data_dir
+        self.hnsw_ef = hnsw_ef
+        self._embedders: dict[str, Embedder] = {}
+        self._checked: dict[tuple[str, str], CollectionInfo] = {}
+        self._reranker: SiftReranker | None = None
+
+    @property
+    def reranker(self) -> SiftReranker:
+        """The SIFT rerank stage over this store (collection checked on first use)."""
+        if self._reranker is None:
+            self._reranker = SiftReranker(self.store, self.prefix)
+        return self._reranker
+
+    def embedder(self, method: str) -> Embedder:
+        """The (cached) embedder of a method."""
+        if method not in self._embedders:
+            self._embedders[method] = get_embedder(check_method(method), **self.options.get(method, {}))
+        return self._embedders[method]
+
+    def collection(self, method: str, quantization: str = "none") -> CollectionInfo:
+        """The method's collection (its quantised variant, if asked), checked
+        against the method's model.
+
+        Raises:
+            UnknownMethodError, CollectionNotFoundError, CollectionMismatchError.
+        """
+        if check_method(method) in RERANK_ONLY:
+            raise InvalidArgumentError(
+                f"{method} is a rerank stage, not a search method: search another method and rerank it by {method}",
+                param="method",
+            )
+        if (method, quantization) not in self._checked:
+            schema.check_offered(method, quantization)
+            name = schema.collection_name(method, self.prefix, quantization)
+            info = self.store.info(name)
+            schema.check_compatible(name, info.metadata, self.embedder(method).describe())
+            self._checked[method, quantization] = info
+        return self._checked[method, quantization]
+
+    def search_vectors(
+        self,
+        mode: SearchMode | str,
+        vectors: np.ndarray,
+        k: int = 10,
+        flt: QueryFilter | None = None,
+        *,
+        exact: bool = False,
+        quantization_params: QuantizationParams | None = None,
+    ) -> list[list[Hit]]:
+        """Batch search of one method's collection with already-embedded
+        query vectors (one batch request). ``quantization_params`` overrides
+        the mode's (``ignore=True`` gives the exact float32 reference)."""
+        mode = SearchMode.of(mode)
+        if mode.fused:
+            raise InvalidArgumentError("a batch of vectors searches one method's collection, not a fusion")
+        info = self.collection(mode.methods[0], mode.quantization)
+        check_k(k)
+        points = self.store.query_batch(
+            info.name, vectors, k, flt, exact=exact, hnsw_ef=self.hnsw_ef, with_payload=schema.HIT_FIELDS,
+            quantization=quantization_params or mode.quantization_params,
+        )
+        return [to_hits(p) for p in points]
+
+    def vector_of(self, method: str, pid: int, quantization: str = "none") -> np.ndarray:
+        """The (1, dim) query vector of a gallery point: stored, else embedded from FMNIST."""
+        split, index = schema.split_index(pid)
+        name = self.collection(method, quantization).name
+        records = self.store.retrieve(name, [pid], with_vectors=True, with_payload=False)
+        if records and records[0].vector is not None:
+            return records[0].vector[None]
+        return self.embedder(method).embed(fmnist_item(pid, self.data_dir).image)
+
+    def query_vector(self, method: str, *, image: np.ndarray | None = None, pid: int | None = None) -> np.ndarray:
+        """(1, dim) query vector of an image, or of FMNIST item ``pid``."""
+        if (image is None) == (pid is None):
+            raise InvalidArgumentError("give exactly one of an image or an id")
+        return self.embedder(method).embed(image) if image is not None else self.vector_of(method, pid)
+
+    def query_descriptors(self, *, image: np.ndarray | None = None, pid: int | None = None) -> np.ndarray:
+        """SIFT descriptors of a query image, or of FMNIST item ``pid``
+        (stored when the SIFT collection holds it, else extracted)."""
+        if image is None:
+            stored = self.reranker.stored_descriptors(pid)
+            if stored is not None:
+                return stored
+            image = fmnist_item(pid, self.data_dir).image
+        return self.reranker.query_descriptors(image)
+
+    def rescore_hits(self, hits: Sequence[Hit], method: str, query: np.ndarray) -> list[Hit]:
+        """Order ``hits`` by ``method``'s cosine with ``query``, using the
+        vectors ``method``'s collection stores for those ids (fetched by id).
+        A hit the collection does not hold goes last."""
+        info = self.collection(method)
+        records = self.store.retrieve(info.name, [h.id for h in hits], with_vectors=True, with_payload=False)
+        by_id = {r.id: r.vector for r in records if r.vector is not None}
+        q = np.asarray(query, np.float32).reshape(-1)
+        scores = [float(by_id[h.id] @ q) if h.id in by_id else -np.inf for h in hits]
+        order = sorted(range(len(hits)), key=lambda j: (-scores[j], hits[j].id))
+        return [replace(hits[j], rank=r, score=scores[j], first_score=hits[j].score) for r, j in enumerate(order, start=1)]
+
+    def search(
+        self,
+        mode: SearchMode | str,
+        *,
+        image: np.ndarray | None = None,
+        pid: int | None = None,
+        k: int = 10,
+        classes: Iterable[str] = (),
+        exclude_classes: Iterable[str] = (),
+        exact: bool = False,
+        split: str | None = None,
+    ) -> list[Hit]:
+        """The ``k`` gallery images nearest to a (28, 28) uint8 ``image`` or
+        to FMNIST item ``pid`` (which is then excluded), in ``mode`` (a
+        :class:`SearchMode`, or the name of a method to search plainly).
+
+        The first stage searches each method's collection; a fusion combines
+        the lists, ``rescore_with`` reorders by another method's vectors, and
+        ``rerank`` reorders the candidates by SIFT last.
+
+        Raises:
+            InvalidArgumentError, UnknownClassError, UnknownMethodError,
+            CollectionNotFoundError, CollectionMismatchError.
+        """
+        mode = SearchMode.of(mode)
+        check_k(k)
+        if (image is None) == (pid is None):
+            raise InvalidArgumentError("give exactly one of an image or an id")
+        if mode.second_stage and mode.shortlist < k:
+            raise InvalidArgumentError(f"shortlist must be between k ({k}) and {MAX_K}, got {mode.shortlist}",
+                                       param="shortlist")
+        rerank = None if mode.rerank is None else replace(mode.rerank, shortlist=min(mode.rerank.shortlist,
+                                                                                    mode.shortlist)).check_holds(k)
+        for name in mode.methods:  # a missing or mismatched collection fails before any embedding
+            self.collection(name, mode.quantization)
+        if mode.rescore_with is not None:
+            self.collection(mode.rescore_with)
+        if rerank is not None:
+            self.reranker.collection()
+        flt = replace(class_filter(classes, exclude_classes, exclude_ids=() if pid is None else (pid,)), split=split)
+        limit = mode.shortlist if mode.combined else rerank.shortlist if rerank is not None else k
+        hits = self._first_stage(mode, image, pid, limit, flt, exact)
+        if mode.rescore_with is not None:
+            hits = self.rescore_hits(hits, mode.rescore_with, self.query_vector(mode.rescore_with, image=image, pid=pid))
+        if rerank is not None:
+            hits = self.reranker.rerank(hits[: rerank.shortlist], self.query_descriptors(image=image, pid=pid), rerank)
+        return [replace(h, rank=r) for r, h in enumerate(hits[:k], start=1)]
+
+    def _first_stage(self, mode: SearchMode, image, pid, limit: int, flt: QueryFilter, exact: bool) -> list[Hit]:
+        """Each method's nearest ``limit``; several lists fused into one."""
+        lists = [
+            self.search_vectors(replace(mode, methods=(name,), fusion_weights=None, rescore_with=None, rerank=None),
+                                self.query_vector(name, image=image, pid=pid), limit, flt, exact=exact)[0]
+            for name in mode.methods
+        ]
+        if not mode.fused:
+            return lists[0]
+        by_id = {h.id: h for hl in lists for h in hl}
+        fused = fuse_lists(mode.fusion, [[(h.id, h.score) for h in hl] for hl in lists], mode.fusion_weights)[:limit]
+        return [replace(by_id[i], rank=r, score=s, first_score=None) for r, (i, s) in enumerate(fused, start=1)]
+
+    def recommend(
+        self,
+        method: str,
+        positive: Sequence[int | np.ndarray],
+        negative: Sequence[int | np.ndarray] = (),
+        k: int = 10,
+        *,
+        classes: Iterable[str] = (),
+        exclude_classes: Iterable[str] = (),
+        quantization: str = "none",
+    ) -> list[Hit]:
+        """Qdrant's recommend query (best-score strategy): gallery images
+        close to the positive examples and far from the negative ones. Each
+        example is an FMNIST id (its stored vector) or a (28, 28) image
+        (embedded now); the example ids are excluded from the results.
+        ``quantization`` picks the method's quantised collection."""
+        if not positive:
+            raise InvalidArgumentError("give at least one positive example", param="positive")
+        info = self.collection(method, quantization)
+        check_k(k)
+
+        def vec(example) -> np.ndarray:
+            if isinstance(example, (int, np.integer)):
+                return self.vector_of(method, int(example), quantization)[0]
+            return self.embedder(method).embed(example)[0]
+
+        ids = [int(e) for e in (*positive, *negative) if isinstance(e, (int, np.integer))]
+        flt = class_filter(classes, exclude_classes, exclude_ids=ids)
+        points = self.store.recommend(
+            info.name, [vec(e) for e in positive], [vec(e) for e in negative], k, flt,
+            hnsw_ef=self.hnsw_ef, with_payload=schema.HIT_FIELDS,
+        )
+        return to_hits(points)

@@ -1,0 +1,42 @@
+"""What a store holds, collection by collection (``fmsearch collections``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fmsearch.errors import StoreLockedError
+from fmsearch.store import schema
+from fmsearch.store.base import Store
+
+
+@dataclass(frozen=True)
+class CollectionSummary:
+    """One collection as a listing shows it. A collection another process
+    holds has only its name and ``in_use`` (who holds it)."""
+
+    collection: str
+    points: int | None = None
+    dim: int | None = None
+    distance: str | None = None
+    method: str = "?"
+    fingerprint: str = "?"
+    #: every planned point written and indexed; None: not known (in use)
+    complete: bool | None = None
+    in_use: str | None = None
+
+
+def summarize(store: Store) -> list[CollectionSummary]:
+    """Every collection of the store, sorted by name."""
+    out = []
+    for name in store.collections():
+        try:
+            info = store.info(name)
+        except StoreLockedError as err:
+            out.append(CollectionSummary(name, in_use=str(err)))
+            continue
+        meta = info.metadata
+        out.append(CollectionSummary(
+            name, info.points, info.dim, info.distance, meta.get(schema.META_METHOD, "?"),
+            meta.get(schema.META_FINGERPRINT, "?"), bool(meta.get(schema.META_COMPLETE, False)),
+        ))
+    return out
