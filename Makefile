@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test test-integration bench evaluate evaluate-sift evaluate-modes clean
+.PHONY: install demo test test-fast test-integration bench evaluate evaluate-sift evaluate-modes clean
 
 $(BIN)/fmsearch: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -32,6 +32,11 @@ demo: install
 ## Set up and run the test suite (integration tests skip, with the reason, without a server).
 test: install
 	$(BIN)/python -m pytest -q
+
+## The quick loop while changing code: everything but the multi-second tests
+## (marked slow) and the server tests. `make test` runs them all.
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow and not integration"
 
 ## Only the tests against a real Qdrant server (Docker engine or QDRANT_URL).
 test-integration: install

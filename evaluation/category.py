@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from fmsearch.errors import InvalidArgumentError
-from fmsearch.evaluation import metrics
+from fmsearch.evaluation import RESULTS_DIR, metrics
 from fmsearch.images.fmnist import CLASS_NAMES, SPLIT_SIZES, load_split
 from fmsearch.search.mode import SearchMode
 from fmsearch.search.rerank import RerankConfig
@@ -81,9 +81,9 @@ class EvalConfig:
                 raise InvalidArgumentError("evaluate a fusion or a rescoring without a rerank (one second stage at a time)")
 
     @property
-    def output_name(self) -> str:
-        """The folder under eval-results/ this run writes to by default."""
-        return self.mode.output_name(exact=self.exact)
+    def out_dir(self) -> str:
+        """Where this run writes when no folder is named: eval-results/<mode's output name>."""
+        return f"{RESULTS_DIR}/{self.mode.output_name(exact=self.exact)}"
 
     def settings(self) -> dict[str, Any]:
         """metrics.json's ``settings``: the mode's, then the run's."""

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from fmsearch.errors import InvalidArgumentError
+from fmsearch.evaluation import RESULTS_DIR
 from fmsearch.images.fmnist import load_split
 from fmsearch.images.transforms import DESCRIPTIONS, TRANSFORMS, apply
 from fmsearch.search.rerank import RerankConfig
@@ -39,6 +40,11 @@ class NearDuplicateConfig:
     rerank: RerankConfig = field(default_factory=RerankConfig)
     exact: bool = False
     batch_size: int = 256
+
+    @property
+    def out_dir(self) -> str:
+        """Where this run writes when no folder is named."""
+        return f"{RESULTS_DIR}/near-duplicate-{self.method}-sift-{self.rerank.mode}"
 
     def __post_init__(self) -> None:
         if not 1 <= self.sources <= MAX_SOURCES:

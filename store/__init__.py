@@ -22,16 +22,8 @@ import os
 from pathlib import Path
 
 from fmsearch.errors import InvalidArgumentError
-from fmsearch.store.base import (
-    DEFAULT_HNSW_EF,
-    DEFAULT_TIMEOUT,
-    CollectionInfo,
-    QuantizationParams,
-    QueryFilter,
-    Record,
-    ScoredPoint,
-    Store,
-)
+from fmsearch.store.base import CollectionInfo, QuantizationParams, QueryFilter, Record, ScoredPoint, Store
+from fmsearch.store.base import DEFAULT_HNSW_EF, DEFAULT_TIMEOUT
 
 DEFAULT_HOME = ".fmsearch"
 

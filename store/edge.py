@@ -34,18 +34,8 @@ import numpy as np
 
 from fmsearch.errors import CollectionNotFoundError, StoreError, StoreLockedError
 from fmsearch.store import schema
-from fmsearch.store.base import (
-    DEFAULT_HNSW_EF,
-    CollectionInfo,
-    QuantizationParams,
-    QueryFilter,
-    Record,
-    ScoredPoint,
-    Store,
-    ordered_records,
-    payload_selector,
-    vector_lists,
-)
+from fmsearch.store.base import CollectionInfo, QuantizationParams, QueryFilter, Record, ScoredPoint, Store
+from fmsearch.store.base import DEFAULT_HNSW_EF, ordered_records, payload_selector, vector_lists
 from fmsearch.store.locks import LOCK_FILE, DirLock, exchange
 from fmsearch.store.schema import CollectionSpec
 

@@ -33,19 +33,8 @@ import numpy as np
 
 from fmsearch.errors import CollectionNotFoundError, StoreError
 from fmsearch.store import schema
-from fmsearch.store.base import (
-    DEFAULT_HNSW_EF,
-    DEFAULT_TIMEOUT,
-    CollectionInfo,
-    QuantizationParams,
-    QueryFilter,
-    Record,
-    ScoredPoint,
-    Store,
-    ordered_records,
-    payload_selector,
-    vector_lists,
-)
+from fmsearch.store.base import CollectionInfo, QuantizationParams, QueryFilter, Record, ScoredPoint, Store
+from fmsearch.store.base import DEFAULT_HNSW_EF, DEFAULT_TIMEOUT, ordered_records, payload_selector, vector_lists
 from fmsearch.store.retry import (
     BACKOFF_BASE_S,
     DEFAULT_RETRIES,

@@ -1,9 +1,10 @@
-"""Shared fixtures: real FMNIST, a store per backend, a tiny ingested gallery."""
+"""Shared fixtures: real FMNIST, a store per backend, a home built by the CLI."""
 
 from __future__ import annotations
 
 import os
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,10 @@ from fmsearch.errors import DatasetError
 
 # Pinned server image: the same tag as docker-compose.yml.
 QDRANT_IMAGE = "qdrant/qdrant:v1.16.2"
+#: points in each collection of the shared home: train ids 0-299
+HOME_GALLERY = 300
+#: the collections the shared home holds (method -> collection)
+HOME_METHODS = ("pixels", "siamese", "sift")
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +31,24 @@ def fmnist():
         if os.environ.get("FMSEARCH_REQUIRE_DATA"):
             raise
         pytest.skip(f"FMNIST not available: {err}")
+
+
+@pytest.fixture(scope="session")
+def home(fmnist, tmp_path_factory) -> Path:
+    """An embedded store built by the CLI, shared by every test that only
+    reads it: the first 300 train images in fmnist_pixels, fmnist_siamese and
+    fmnist_sift. A test that writes builds a home of its own."""
+    from click.testing import CliRunner
+
+    from fmsearch.cli import main
+
+    home = tmp_path_factory.mktemp("home")
+    for method in HOME_METHODS:
+        args = ["--home", str(home), "ingest", "--method", method, "--limit", str(HOME_GALLERY), "--batch-size", "100"]
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output
+        assert f"fmnist_{method}: wrote {HOME_GALLERY} points, {HOME_GALLERY} stored" in result.output
+    return home
 
 
 def _server_url() -> str:
@@ -81,6 +104,16 @@ def backend(request, tmp_path):
 def prefix():
     """A unique collection prefix, so tests never share a server collection."""
     return f"t{uuid.uuid4().hex[:8]}_"
+
+
+@pytest.fixture
+def quantizing_store(store):
+    """The store, where quantised search is real: qdrant-client's local mode
+    accepts quantised collections but searches the original vectors exactly,
+    so a test of recall or rescore there could not fail."""
+    if not store.honours_search_params:
+        pytest.skip(f"{store.location}: local mode ignores quantisation and search params")
+    return store
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import HOME_GALLERY, HOME_METHODS
 from PIL import Image
 
 from fmsearch.cli import main
@@ -37,7 +38,7 @@ from fmsearch.errors import (
 from fmsearch.images import fmnist as loader
 from fmsearch.models.artifacts import card_path, default_artifact, sha256_file
 
-GALLERY = 200  # points in each collection of the home (ids 0-199)
+GALLERY = HOME_GALLERY  # points in each collection of the shared home (conftest.py)
 NOT_IN_GALLERY = 500  # a train id the home does not hold: its image comes from the data files
 ODD_IMAGES = ["p16.png", "rgba.png", "cmyk.jpg", "anim.gif"]
 
@@ -75,6 +76,7 @@ def files(tmp_path_factory) -> Path:
     (d / "adir").mkdir()
     _png_header_only(d / "bomb.png", 30000, 30000)  # 900 megapixels claimed: Pillow's own guard
     _png_header_only(d / "huge.png", 10000, 5000)  # 50 megapixels: under Pillow's guard, over fmsearch's
+    _png_header_only(d / "short.png", 64, 64)  # a header that promises more pixels than the file holds
     Image.new("L", (1, 1), 255).save(d / "one.png")
     # the valid but unusual ones
     Image.fromarray(g.astype(np.uint16) * 257).save(d / "p16.png")
@@ -106,20 +108,10 @@ def run(home: Path, *args: str):
 
 
 @pytest.fixture(scope="module")
-def home(fmnist, tmp_path_factory) -> Path:
-    """An embedded store with two collections: 200 pixels and 200 siamese points."""
-    home = tmp_path_factory.mktemp("home")
-    for method in ("pixels", "siamese"):
-        result = run(home, "ingest", "--method", method, "--limit", str(GALLERY), "--batch-size", "100")
-        assert result.exit_code == 0, result.output
-    return home
-
-
-@pytest.fixture(scope="module")
 def home_state(home):
     """The home as built; every test leaves it so (checked after each)."""
     state = snapshot(home)
-    assert state[0] == 0 and len(state[1].splitlines()) == 2  # two healthy collections
+    assert state[0] == 0 and len(state[1].splitlines()) == len(HOME_METHODS)  # every collection healthy
     return state
 
 
@@ -213,6 +205,7 @@ Q = ["query", "-m", "pixels", "-k", "5"]
 
 BAD_IMAGES = [
     ("cut.png", "cut.png: unreadable or truncated image"),
+    ("short.png", "short.png: unreadable or truncated image"),
     ("empty.png", "empty.png: file is empty"),
     ("text.png", "text.png: not an image file"),
     ("adir", "adir: is a directory"),
@@ -248,6 +241,13 @@ CLI_BAD = [
     pytest.param([*Q, "--id", ""], "--id must be an integer point id", id="id-empty"),
     pytest.param([*Q, "--positive", "abc"], "abc: no such file", id="positive-abc"),
     pytest.param(["compare", "abc", "1"], "abc: no such file", id="compare-abc"),
+    # unknown methods; counts and sizes out of range
+    pytest.param(["query", "--id", "1", "-m", "resnet9"],
+                 "unknown method 'resnet9'; valid methods: pixels, autoencoder, siamese, resnet101", id="method-query"),
+    pytest.param(["ingest", "-m", "resnet9", "--limit", "5"], "unknown method 'resnet9'", id="method-ingest"),
+    pytest.param([*Q, "--id", "1", "-k", "0"], "k must be between 1 and 1000, got 0", id="k-0"),
+    pytest.param(["ingest", "-m", "pixels", "--limit", "0"], "--limit must be at least 1, got 0", id="limit-0"),
+    pytest.param(["ingest", "-m", "pixels", "--batch-size", "0"], "--batch-size must be at least 1, got 0", id="batch-size-0"),
     # class names
     pytest.param([*Q, "--id", "1", "--class", "Shoes"], "unknown class 'Shoes'; valid classes: T-shirt/top", id="class-Shoes"),
     pytest.param([*Q, "--id", "1", "--exclude-class", "Shoes"], "unknown class 'Shoes'", id="exclude-class-Shoes"),

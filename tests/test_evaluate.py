@@ -27,6 +27,7 @@ def _numpy_precision(fmnist, q_idx, ks):
     return {k: rel[:, :k].mean() for k in ks}, rel[:, 0].mean()
 
 
+@pytest.mark.slow
 def test_exact_evaluation_matches_numpy(store, prefix, fmnist, tmp_path):
     ingest(store, get_embedder("pixels"), limit=GALLERY, prefix=prefix)
     config = EvalConfig("pixels", queries=60, ks=(1, 5, 10), exact=True, latency_queries=5, rprecision_queries=10)
@@ -66,13 +67,7 @@ def test_seeded_subset_is_reproducible(store, prefix, fmnist):
     assert np.array_equal(a.query_indices, b.query_indices) and np.array_equal(a.hit_ids, b.hit_ids)
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    home = tmp_path_factory.mktemp("evalhome")
-    assert CliRunner().invoke(main, ["--home", str(home), "ingest", "-m", "pixels", "--limit", "200"]).exit_code == 0
-    return home
-
-
+@pytest.mark.slow
 def test_cli_evaluate_happy_path(home, tmp_path):
     out = tmp_path / "ev"
     result = CliRunner().invoke(main, ["--home", str(home), "evaluate", "-m", "pixels", "--queries", "30", "--k", "1,5", "--out", str(out)])
@@ -107,6 +102,7 @@ def test_cli_evaluate_missing_collection(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_cli_results_table(home, tmp_path):
     out = tmp_path / "ev"
     assert CliRunner().invoke(main, ["--home", str(home), "evaluate", "-m", "pixels", "--queries", "20", "--out", str(out)]).exit_code == 0
@@ -120,15 +116,17 @@ def test_cli_results_table(home, tmp_path):
     assert result.exit_code == 1 and "not an fmsearch metrics.json" in result.output
 
 
-def test_cli_results_modes_table_with_the_benchmark(home, tmp_path):
+@pytest.mark.slow
+def test_cli_results_modes_table_with_the_benchmark(fmnist, tmp_path):
     """`results --modes`: a row per run, its quality from metrics.json and,
     with --bench, the benchmark's latency of the same mode."""
     def cli(*args):
-        result = CliRunner().invoke(main, ["--home", str(home), *args])
+        result = CliRunner().invoke(main, ["--home", str(tmp_path / "home"), *args])
         assert result.exit_code == 0, result.output
         return result.output
 
-    cli("ingest", "-m", "pixels", "--limit", "200", "--quantization", "int8")
+    for extra in ((), ("--quantization", "int8")):  # a home of its own: the shared one is read-only
+        cli("ingest", "-m", "pixels", "--limit", "200", *extra)
     runs = {"plain": [], "int8": ["--quantization", "int8", "--no-rescore"]}
     for name, extra in runs.items():
         cli("evaluate", "-m", "pixels", "--queries", "20", "--out", str(tmp_path / name), *extra)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 from fmsearch.ingest.indexer import ingest
 from fmsearch.models import get_embedder
 from fmsearch.search import Searcher, SearchMode
@@ -46,6 +48,7 @@ def test_readme_shows_the_python_api_example_verbatim():
     assert body in (ROOT / "README.md").read_text()
 
 
+@pytest.mark.slow
 def test_python_api_example_runs_every_mode(tmp_path, fmnist):
     """Each mode of the example, on a 300-image gallery of every collection it
     needs, gives k results that agree with what the CLI's code path returns."""

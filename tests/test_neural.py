@@ -23,6 +23,7 @@ def trained(request, tmp_path_factory, fmnist):
     return request.param, out / f"{request.param}.keras", card
 
 
+@pytest.mark.slow
 def test_train_writes_artifact_and_card(trained):
     method, artifact, card = trained
     saved = json.loads(card_path(artifact).read_text())
@@ -91,6 +92,7 @@ def test_seed_triplets_respect_classes(fmnist):
     assert (labels[a] == labels[p]).all() and (labels[a] != labels[n]).all() and (a != p).all()
 
 
+@pytest.mark.slow
 def test_resnet101_untrained_on_small_inputs(fmnist):
     emb = get_embedder("resnet101", weights="none", input_size=32)
     v = emb.embed(fmnist["test"].images[:3])
@@ -176,6 +178,7 @@ def test_train_refuses_an_unwritable_out_before_training(tmp_path):
     assert result.exit_code == 1 and "--mining applies to siamese only" in result.output
 
 
+@pytest.mark.slow
 def test_train_continues_from_an_artifact_and_keeps_the_chain(trained, tmp_path):
     method, artifact, card = trained
     if method != "siamese":

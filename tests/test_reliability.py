@@ -172,6 +172,7 @@ def _kill_after(proc: subprocess.Popen, marker: str, times: int) -> None:
     assert proc.returncode == -signal.SIGKILL, "the ingest finished before it could be killed"
 
 
+@pytest.mark.slow
 def test_kill_9_ingest_then_resume_equals_a_clean_run(tmp_path, fmnist):
     home, clean = tmp_path / "a", tmp_path / "clean"
     n = 20000
@@ -192,6 +193,7 @@ def test_kill_9_ingest_then_resume_equals_a_clean_run(tmp_path, fmnist):
         assert np.array_equal(got, _all_vectors(s, "fmnist_pixels", n))
 
 
+@pytest.mark.slow
 def test_kill_9_during_recreate_keeps_the_old_collection(tmp_path, fmnist):
     with EdgeStore(tmp_path) as s:
         ingest(s, get_embedder("pixels"), limit=2000)

@@ -233,7 +233,10 @@ def test_shift_moves_content():
 
 
 def test_near_duplicate_evaluation(sift_gallery, store, prefix, tmp_path):
-    from fmsearch.evaluation.near_duplicate import NearDuplicateConfig, evaluate_near_duplicates
+    from fmsearch.evaluation.near_duplicate import (
+        NearDuplicateConfig,
+        evaluate_near_duplicates,
+    )
     from fmsearch.evaluation.report import write_near_duplicate_report
 
     config = NearDuplicateConfig(method="pixels", sources=15, transforms=("shift", "jpeg"),
@@ -252,15 +255,6 @@ def test_near_duplicate_evaluation(sift_gallery, store, prefix, tmp_path):
 
 
 # The CLI.
-
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    home = tmp_path_factory.mktemp("sifthome")
-    for method in ("pixels", "sift"):
-        r = CliRunner().invoke(main, ["--home", str(home), "ingest", "--method", method, "--limit", "200"])
-        assert r.exit_code == 0, r.output
-    return home
 
 
 def run(home, *args):
@@ -313,6 +307,7 @@ def test_cli_errors(home, args, message):
     assert message in r.output and "Traceback" not in r.output
 
 
+@pytest.mark.slow
 def test_cli_evaluate_with_rerank_and_near_duplicate(home, tmp_path):
     out = tmp_path / "cat"
     r = run(home, "evaluate", "--method", "pixels", "--queries", "30", "--rerank", "sift", "--shortlist", "20", "--out", str(out))

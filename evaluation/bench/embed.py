@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fmsearch.errors import ModelError
+from fmsearch.evaluation import markdown
 from fmsearch.evaluation.bench.timing import (
     BenchResult,
     check_first_stage,
@@ -23,6 +24,9 @@ from fmsearch.models.registry import get_embedder
 from fmsearch.store import open_store
 
 logger = logging.getLogger(__name__)
+
+#: what the suite measures when no methods are named
+DEFAULT_METHODS = ("pixels", "autoencoder", "siamese", "resnet101")
 
 
 def _embedder(method: str) -> tuple[Embedder, dict[str, Any], str]:
@@ -57,7 +61,7 @@ def _measure(method: str, images, size: int, ingest_gallery: int, home: str, dat
     return row
 
 
-def run_embed_bench(*, methods: tuple[str, ...] = ("pixels", "autoencoder", "siamese", "resnet101"),
+def run_embed_bench(*, methods: tuple[str, ...] | None = None,
                     images: int = 2000, ingest_gallery: int = 60_000, resnet_images: int = 256, data_dir=None,
                     log: Callable[[str], None] = logger.info) -> BenchResult:
     """Embedding throughput (batched, and one image at a time) for each method,
@@ -69,6 +73,7 @@ def run_embed_bench(*, methods: tuple[str, ...] = ("pixels", "autoencoder", "sia
     images and the full-gallery time is projected from that (marked as a
     projection): at 224 px on 2 cores the real run takes about an hour.
     """
+    methods = methods or DEFAULT_METHODS
     check_first_stage(methods, "is measured by the rerank suite, not the embed suite")
     test = load_split("test", data_dir)
     rows = []
@@ -91,11 +96,7 @@ def run_embed_bench(*, methods: tuple[str, ...] = ("pixels", "autoencoder", "sia
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    lines = [
-        "| method | dim | images/s (batched) | one image p50 ms | gallery ingest s (embed + write + HNSW) "
-        "| ingest vs pixels | note |",
-        "|---|---:|---:|---:|---|---:|---|",
-    ]
+    cells = []
     for r in rows:
         ing = r["ingest"]
         if ing["projected"]:
@@ -103,6 +104,8 @@ def _table(rows: list[dict[str, Any]]) -> str:
         else:
             ing_text = f"{ing['total_s']:.0f} ({ing['embed_s']:.0f} + {ing['write_s']:.0f} + {ing['index_s']:.0f})"
         ratio = "-" if r["ingest_vs_pixels"] is None else f"{r['ingest_vs_pixels']:.1f}x"
-        lines.append(f"| {r['method']} | {r['dim']} | {r['images_per_s_batched']:.0f} | "
-                     f"{r['single_image_p50_ms']:.2f} | {ing_text} | {ratio} | {r['note']} |")
-    return "\n".join(lines)
+        cells.append([r["method"], r["dim"], f"{r['images_per_s_batched']:.0f}", f"{r['single_image_p50_ms']:.2f}",
+                      ing_text, ratio, r["note"]])
+    head = ["method", "dim", "images/s (batched)", "one image p50 ms", "gallery ingest s (embed + write + HNSW)",
+            "ingest vs pixels", "note"]
+    return markdown.table(head, cells, "lrrrlrl")

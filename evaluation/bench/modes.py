@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fmsearch.errors import CollectionNotFoundError, InvalidArgumentError
+from fmsearch.evaluation import markdown
 from fmsearch.evaluation.bench.timing import BenchResult, check_first_stage, environment
 from fmsearch.images.fmnist import load_split
 from fmsearch.search.mode import SearchMode
@@ -17,6 +18,9 @@ from fmsearch.search.searcher import Searcher
 from fmsearch.store import Store, schema
 
 logger = logging.getLogger(__name__)
+
+#: what the suite measures when no methods are named
+DEFAULT_METHODS = ("pixels", "autoencoder", "siamese")
 
 
 def single_method_modes(method: str) -> list[SearchMode]:
@@ -70,7 +74,7 @@ def _plan(searcher: Searcher, methods: tuple[str, ...]) -> tuple[list[dict[str, 
 
 
 def run_modes_bench(store: Store, *, prefix: str = schema.DEFAULT_PREFIX,
-                    methods: tuple[str, ...] = ("pixels", "autoencoder", "siamese"), queries: int = 200, k: int = 10,
+                    methods: tuple[str, ...] | None = None, queries: int = 200, k: int = 10,
                     data_dir=None, log: Callable[[str], None] = logger.info) -> BenchResult:
     """Every search mode on the collections ``fmsearch ingest`` built, end to
     end (embed one test image + search, k=10), in the same process.
@@ -83,6 +87,7 @@ def run_modes_bench(store: Store, *, prefix: str = schema.DEFAULT_PREFIX,
     quantised copy, HNSW graph and payload together; where the store can
     tell). Modes whose collections are not built are listed as skipped, with why.
     """
+    methods = methods or DEFAULT_METHODS
     check_first_stage(methods, "is a rerank stage (the rerank suite), not a search mode")
     images = load_split("test", data_dir).images[:queries]
     searcher = Searcher(store, prefix=prefix, data_dir=data_dir)  # every mode shares its loaded models
@@ -113,12 +118,8 @@ def run_modes_bench(store: Store, *, prefix: str = schema.DEFAULT_PREFIX,
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    lines = [
-        "| mode | p50 ms | vs plain query of its first method | bytes / vector searched | disk bytes / point |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        ratio = "-" if r["vs_plain"] is None else f"{r['vs_plain']:.2f}x"
-        disk = "-" if r["disk_bytes_per_point"] is None else f"{r['disk_bytes_per_point']:.0f}"
-        lines.append(f"| {r['mode']} | {r['p50_ms']:.2f} | {ratio} | {r['bytes_searched']} | {disk} |")
-    return "\n".join(lines)
+    head = ["mode", "p50 ms", "vs plain query of its first method", "bytes / vector searched", "disk bytes / point"]
+    return markdown.table(head, [
+        [r["mode"], f"{r['p50_ms']:.2f}", "-" if r["vs_plain"] is None else f"{r['vs_plain']:.2f}x", r["bytes_searched"],
+         "-" if r["disk_bytes_per_point"] is None else f"{r['disk_bytes_per_point']:.0f}"] for r in rows
+    ])

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from fmsearch.evaluation import metrics
+from fmsearch.evaluation import markdown, metrics
 from fmsearch.evaluation.bench.timing import (
     BenchResult,
     check_first_stage,
@@ -23,6 +23,9 @@ from fmsearch.models.registry import get_embedder
 from fmsearch.store import QuantizationParams, Store, open_store, schema
 
 logger = logging.getLogger(__name__)
+
+#: what the suite measures when no methods are named
+DEFAULT_METHODS = ("pixels", "autoencoder", "siamese")
 
 
 def _rows(store: Store, method: str, g: np.ndarray, q: np.ndarray, labels: np.ndarray,
@@ -54,7 +57,7 @@ def _rows(store: Store, method: str, g: np.ndarray, q: np.ndarray, labels: np.nd
     return rows
 
 
-def run_quantization_bench(*, methods: tuple[str, ...] = ("pixels", "autoencoder", "siamese"), gallery: int = 60_000,
+def run_quantization_bench(*, methods: tuple[str, ...] | None = None, gallery: int = 60_000,
                            queries: int = 1000, oversamplings: tuple[float, ...] = (1, 2, 4, 8, 16), data_dir=None,
                            log: Callable[[str], None] = logger.info) -> BenchResult:
     """Recall@10 of k=10 searches against exact search, for every method and
@@ -67,6 +70,7 @@ def run_quantization_bench(*, methods: tuple[str, ...] = ("pixels", "autoencoder
     rescore, then with rescore at each oversampling. A method's own values
     (e.g. that pixels are never negative) are reported beside.
     """
+    methods = methods or DEFAULT_METHODS
     check_first_stage(methods, "descriptors (multivectors) are not quantised")
     train, test = load_split("train", data_dir), load_split("test", data_dir)
     rows: list[dict[str, Any]] = []
@@ -83,19 +87,14 @@ def run_quantization_bench(*, methods: tuple[str, ...] = ("pixels", "autoencoder
 
 
 def _table(rows: list[dict[str, Any]], oversamplings: tuple[float, ...]) -> str:
-    head = " | ".join(f"rescore, oversampling {o:g}" for o in oversamplings)
-    lines = [
-        f"| method | dim | values < 0 | quantisation | offered | HNSW, float32 | no rescore | {head} |",
-        "|---|---:|---:|---|---|---:|---:|" + "---:|" * len(oversamplings),
-    ]
+    head = ["method", "dim", "values < 0", "quantisation", "offered", "HNSW, float32", "no rescore",
+            *(f"rescore, oversampling {o:g}" for o in oversamplings)]
+    cells = []
     for r in rows:
         if "recall_rescore" in r:
-            hnsw = "-"
-            cells = [f"{r['recall_no_rescore']:.4f}"] + [f"{v:.4f}" for v in r["recall_rescore"].values()]
+            recalls = ["-", f"{r['recall_no_rescore']:.4f}", *(f"{v:.4f}" for v in r["recall_rescore"].values())]
         else:
-            hnsw, cells = f"{r['recall_hnsw']:.4f}", ["-"] * (len(oversamplings) + 1)
-        lines.append(
-            f"| {r['method']} | {r['dim']} | {r['negative_fraction']:.0%} | {r['quantization']} | "
-            f"{'yes' if r['offered'] else 'no'} | {hnsw} | " + " | ".join(cells) + " |"
-        )
-    return "\n".join(lines)
+            recalls = [f"{r['recall_hnsw']:.4f}", *["-"] * (len(oversamplings) + 1)]
+        cells.append([r["method"], r["dim"], f"{r['negative_fraction']:.0%}", r["quantization"],
+                      "yes" if r["offered"] else "no", *recalls])
+    return markdown.table(head, cells, "lrrll" + "r" * (len(oversamplings) + 2))

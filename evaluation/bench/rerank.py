@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from fmsearch.evaluation import markdown
 from fmsearch.evaluation.bench.timing import BenchResult, environment, p50_ms
 from fmsearch.images.fmnist import load_split
 from fmsearch.ingest.indexer import ingest
@@ -105,17 +106,17 @@ def _table(latency, ingests, extraction, shortlist: int) -> str:
         ("query + SIFT + maxsim rerank, end to end", "query_with_rerank_maxsim"),
         ("query + SIFT + lowe rerank, end to end", "query_with_rerank_lowe"),
     ]
-    lines = ["| step | p50 ms | vs plain query |", "|---|---:|---:|"]
-    lines += [f"| {label} | {latency[key]:.2f} | {latency[key] / base:.1f}x |" for label, key in steps]
-    lines += ["", "| collection | points | ingest s (extract/embed + write + index) | vs pixels | MB on disk |",
-              "|---|---:|---:|---:|---:|"]
-    for method, ing in ingests.items():
-        lines.append(
-            f"| {schema.collection_name(method)} | {ing['points']} | {ing['total_s']:.0f} ({ing['embed_s']:.0f} + "
-            f"{ing['write_s']:.0f} + {ing['index_s']:.0f}) | {ing['total_s'] / ingests['pixels']['total_s']:.1f}x | "
-            f"{ing['disk_bytes'] / 1e6:.0f} |"
-        )
-    lines += ["", "| upscale | keypoints / image | images without keypoints | ms / image |", "|---:|---:|---:|---:|"]
-    lines += [f"| {e['upscale']}x | {e['keypoints_mean']:.1f} | {e['no_keypoints_fraction']:.1%} | {e['ms_per_image']:.2f} |"
-              for e in extraction]
-    return "\n".join(lines)
+    pixels = ingests["pixels"]["total_s"]
+    return "\n\n".join([
+        markdown.table(["step", "p50 ms", "vs plain query"],
+                       [[label, f"{latency[key]:.2f}", f"{latency[key] / base:.1f}x"] for label, key in steps]),
+        markdown.table(
+            ["collection", "points", "ingest s (extract/embed + write + index)", "vs pixels", "MB on disk"],
+            [[schema.collection_name(m), i["points"],
+              f"{i['total_s']:.0f} ({i['embed_s']:.0f} + {i['write_s']:.0f} + {i['index_s']:.0f})",
+              f"{i['total_s'] / pixels:.1f}x", f"{i['disk_bytes'] / 1e6:.0f}"] for m, i in ingests.items()]),
+        markdown.table(
+            ["upscale", "keypoints / image", "images without keypoints", "ms / image"],
+            [[f"{e['upscale']}x", f"{e['keypoints_mean']:.1f}", f"{e['no_keypoints_fraction']:.1%}",
+              f"{e['ms_per_image']:.2f}"] for e in extraction], "rrrr"),
+    ])

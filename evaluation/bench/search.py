@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from fmsearch.evaluation import metrics
+from fmsearch.evaluation import markdown, metrics
 from fmsearch.evaluation.bench.timing import (
     BenchResult,
     environment,
@@ -83,19 +83,16 @@ def run_search_bench(*, sizes: tuple[int, ...] = (10_000, 30_000, 60_000), synth
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    lines = [
-        "| gallery | Edge HNSW p50 ms | Edge exact p50 ms | numpy p50 ms | local mode p50 ms "
-        "| HNSW / numpy p50 | Edge HNSW batch q/s | numpy batch q/s | local batch q/s | HNSW recall@10 |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
+    head = ["gallery", "Edge HNSW p50 ms", "Edge exact p50 ms", "numpy p50 ms", "local mode p50 ms", "HNSW / numpy p50",
+            "Edge HNSW batch q/s", "numpy batch q/s", "local batch q/s", "HNSW recall@10"]
+    cells = []
     for r in rows:
         loc = r.get("local")
-        loc_p50 = "-" if loc is None else f"{loc['p50_ms']:.1f}"
-        loc_qps = "-" if loc is None else f"{loc['batch_qps']:.0f}"
-        lines.append(
-            f"| {r['dataset']} | {r['edge_hnsw']['p50_ms']:.2f} | {r['edge_exact']['p50_ms']:.2f} | "
-            f"{r['numpy']['p50_ms']:.2f} | {loc_p50} | {r['edge_hnsw']['p50_ms'] / r['numpy']['p50_ms']:.2f}x | "
-            f"{r['edge_hnsw']['batch_qps']:.0f} | {r['numpy']['batch_qps']:.0f} | {loc_qps} | "
-            f"{r['hnsw_recall_at_10']:.3f} |"
-        )
-    return "\n".join(lines)
+        cells.append([
+            r["dataset"], f"{r['edge_hnsw']['p50_ms']:.2f}", f"{r['edge_exact']['p50_ms']:.2f}",
+            f"{r['numpy']['p50_ms']:.2f}", "-" if loc is None else f"{loc['p50_ms']:.1f}",
+            f"{r['edge_hnsw']['p50_ms'] / r['numpy']['p50_ms']:.2f}x", f"{r['edge_hnsw']['batch_qps']:.0f}",
+            f"{r['numpy']['batch_qps']:.0f}", "-" if loc is None else f"{loc['batch_qps']:.0f}",
+            f"{r['hnsw_recall_at_10']:.3f}",
+        ])
+    return markdown.table(head, cells)

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from fmsearch.evaluation import markdown
 from fmsearch.evaluation.bench.timing import (
     BenchResult,
     environment,
@@ -64,17 +65,9 @@ def run_store_bench(*, gallery: int = 60_000, queries: int = 200, data_dir=None,
 
 
 def _table(backends: dict[str, dict[str, Any]], ratios: dict[str, float]) -> str:
-    rows = [
-        "| backend | upsert s | HNSW build s | ingest total s | query p50 ms | query p50 ms, class filter |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for label, b in backends.items():
-        rows.append(
-            f"| {label} | {b['ingest']['upsert_s']:.1f} | {b['ingest']['index_s']:.1f} | "
-            f"{b['ingest']['total_s']:.1f} | {b['query']['p50_ms']:.2f} | {b['query_filtered']['p50_ms']:.2f} |"
-        )
-    rows.append(
-        f"| **local / edge** | {ratios['ingest_upsert']:.0f}x | | {ratios['ingest_total']:.0f}x | "
-        f"{ratios['query_p50']:.0f}x | {ratios['query_filtered_p50']:.0f}x |"
-    )
-    return "\n".join(rows)
+    rows = [[label, f"{b['ingest']['upsert_s']:.1f}", f"{b['ingest']['index_s']:.1f}", f"{b['ingest']['total_s']:.1f}",
+             f"{b['query']['p50_ms']:.2f}", f"{b['query_filtered']['p50_ms']:.2f}"] for label, b in backends.items()]
+    rows.append(["**local / edge**", f"{ratios['ingest_upsert']:.0f}x", "", f"{ratios['ingest_total']:.0f}x",
+                 f"{ratios['query_p50']:.0f}x", f"{ratios['query_filtered_p50']:.0f}x"])
+    head = ["backend", "upsert s", "HNSW build s", "ingest total s", "query p50 ms", "query p50 ms, class filter"]
+    return markdown.table(head, rows)

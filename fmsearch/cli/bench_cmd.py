@@ -44,18 +44,17 @@ def command(settings, suite, gallery, sizes, synthetic, local, methods, queries,
     )
 
     log = click.echo
-    trained = ("pixels", "autoencoder", "siamese")
     runs = {
         "store": lambda: store.run_store_bench(gallery=gallery, queries=queries, data_dir=data_dir, log=log),
         "search": lambda: search.run_search_bench(sizes=_sizes(sizes), synthetic=synthetic, queries=queries,
                                                   local=local, data_dir=data_dir, log=log),
-        "embed": lambda: embed.run_embed_bench(methods=_methods(methods, (*trained, "resnet101")),
-                                               ingest_gallery=gallery, data_dir=data_dir, log=log),
+        "embed": lambda: embed.run_embed_bench(methods=_methods(methods), ingest_gallery=gallery, data_dir=data_dir,
+                                               log=log),
         "rerank": lambda: rerank.run_rerank_bench(gallery=gallery, queries=queries, data_dir=data_dir, log=log),
         "modes": lambda: modes.run_modes_bench(settings.store(), prefix=settings.prefix,
-                                               methods=_methods(methods, trained), queries=queries,
+                                               methods=_methods(methods), queries=queries,
                                                data_dir=data_dir, log=log),
-        "quantization": lambda: quantization.run_quantization_bench(methods=_methods(methods, trained), gallery=gallery,
+        "quantization": lambda: quantization.run_quantization_bench(methods=_methods(methods), gallery=gallery,
                                                                     queries=queries, data_dir=data_dir, log=log),
     }
     for name in SUITES if suite == "all" else (suite,):
@@ -73,7 +72,8 @@ def _sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
-def _methods(text: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
+def _methods(text: str | None) -> tuple[str, ...] | None:
+    """--methods as names (None: the suite's own default)."""
     from fmsearch.search.mode import parse_methods
 
-    return default if text is None else parse_methods(tuple(m for m in text.split(",") if m.strip()))
+    return None if text is None else parse_methods(tuple(m for m in text.split(",") if m.strip()))

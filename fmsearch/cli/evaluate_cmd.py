@@ -61,7 +61,7 @@ def command(settings, method, task, sources, queries, ks, seed, exact, hnsw_ef, 
     search = search_mode(method, **mode)
     config = EvalConfig(search, queries=_queries(queries), ks=parse_ks(ks), seed=seed, exact=exact,
                         batch_size=batch_size, hnsw_ef=hnsw_ef)
-    out = out or f"eval-results/{config.output_name}"
+    out = out or config.out_dir
     store = settings.store()
     methods = (*search.methods, *([search.rescore_with] if search.rescore_with else []))
     with _progress(f"evaluate {method}") as bar:
@@ -120,7 +120,7 @@ def _near_duplicate(settings, method, sources, seed, exact, batch_size, out, as_
                           ratio=mode["ratio"])
     config = NearDuplicateConfig(method=method, sources=sources, seed=seed, rerank=rerank, exact=exact,
                                  batch_size=batch_size)
-    out = out or f"eval-results/near-duplicate-{method}-sift-{rerank.mode}"
+    out = out or config.out_dir
     with _progress(f"near-duplicate {method}") as bar:
         data = evaluate_near_duplicates(
             settings.store(), config, prefix=settings.prefix, data_dir=data_dir,
