@@ -2,7 +2,7 @@
 
 One run embeds the queries, searches the method's collection in batches
 (Qdrant's batch query, on either backend), and computes every metric of
-:mod:`search.metrics` plus speed: single-query latency percentiles and
+:mod:`fmsearch.evaluation.metrics` plus speed: single-query latency percentiles and
 batch throughput, and, for HNSW, its recall@10 against exact search.
 """
 

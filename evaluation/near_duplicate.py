@@ -1,7 +1,7 @@
 """Near-duplicate evaluation: find the exact gallery image a query was made from.
 
 Queries are gallery (train) images under seeded transforms
-(:mod:`ingest.transforms`: rotation, scale, shift, brightness/contrast, JPEG);
+(:mod:`fmsearch.images.transforms`: rotation, scale, shift, brightness/contrast, JPEG);
 the one relevant result is the source image itself. For each transform the
 same first stage is measured without and with the SIFT rerank stage:
 recall@1 (the source ranks first) and recall@10.

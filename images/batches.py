@@ -53,7 +53,7 @@ def iter_batches(
     Args:
         sizes: items per split, from :func:`plan`.
         batch_size: items per batch (>= 1).
-        data_dir: see :func:`ingest.fmnist.locate`.
+        data_dir: see :func:`fmsearch.images.fmnist.locate`.
         start: per split, the index to start from (to skip what is stored).
     """
     if batch_size < 1:

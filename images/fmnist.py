@@ -172,15 +172,17 @@ def locate(
         if _has_all(candidate):
             return candidate
     if not download:
-        raise DatasetError(
-            "FMNIST not found: install the Debian package dataset-fashion-mnist, "
-            "set FMNIST_DIR, or allow the download"
-        )
+        raise DatasetError(f"FMNIST not found: {WAYS_TO_GET_IT} or allow the download", param="data_dir")
     target = cache_dir()
     for f in FILES.values():
         if not (target / f.name).is_file():
             _download(f, target, mirror or os.environ.get("FMNIST_MIRROR") or MIRROR_URL)
     return target
+
+
+#: the three ways to get the data, for the errors that say it is missing
+WAYS_TO_GET_IT = ("point data dir (or FMNIST_DIR) at a folder with the four .gz files, "
+                  "install the Debian package dataset-fashion-mnist,")
 
 
 def _download(f: IdxFile, target: Path, mirror: str) -> None:
@@ -200,7 +202,9 @@ def _download(f: IdxFile, target: Path, mirror: str) -> None:
             raise DatasetError(f"download of {url} is invalid: {err}") from err
         os.replace(tmp, target / f.name)
     except (urllib.error.URLError, OSError) as err:
-        raise DatasetError(f"cannot download {url}: {err}") from err
+        reason = getattr(err, "reason", None) or err.strerror or err
+        raise DatasetError(f"FMNIST not found and its download from {url} failed ({reason}): {WAYS_TO_GET_IT} "
+                           "or retry the download where the mirror is reachable", param="data_dir") from err
     finally:
         tmp.unlink(missing_ok=True)
 

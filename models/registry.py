@@ -23,6 +23,9 @@ _METHODS: dict[str, str] = {
 RERANK_ONLY = ("sift",)
 #: methods whose model is trained here (``fmsearch train``) and shipped
 TRAINABLE = ("autoencoder", "siamese")
+#: methods whose weights come from a download that may be out of reach:
+#: ingesting every method skips them, with the reason, when they cannot load
+DOWNLOADED = ("resnet101",)
 #: the constructor options each method takes
 OPTIONS: dict[str, tuple[str, ...]] = {
     "pixels": (),

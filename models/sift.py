@@ -77,7 +77,7 @@ def quantize(descriptors: np.ndarray, root: bool) -> np.ndarray:
 class SiftExtractor:
     """SIFT descriptors of (28, 28) uint8 images, one multivector per image.
 
-    Not an :class:`~models.base.Embedder` (an image gives a variable number of
+    Not an :class:`~fmsearch.models.base.Embedder` (an image gives a variable number of
     vectors, not one), but the same ``name``/``dim``/``describe``/``prepare``/
     ``embed`` surface, so the indexer stores it like any method.
 
@@ -192,7 +192,7 @@ def lowe_score(a: np.ndarray, b: np.ndarray, ratio: float = DEFAULT_RATIO) -> fl
 
 def maxsim_score(a: np.ndarray, b: np.ndarray) -> float:
     """Mean over A's descriptors of the best cosine with B's (what Qdrant's
-    MaxSim comparator sums; :mod:`search.rerank` divides by ``len(a)``)."""
+    MaxSim comparator sums; :mod:`fmsearch.search.rerank` divides by ``len(a)``)."""
     if len(a) == 0 or len(b) == 0:
         return 0.0
     return float((_unit_rows(a) @ _unit_rows(b).T).max(axis=1).mean())

@@ -163,7 +163,7 @@ class SiftReranker:
         return out
 
     def rerank(self, hits: Sequence, query: np.ndarray, config: RerankConfig) -> list:
-        """Reorder a shortlist of :class:`~search.query.Hit` s by the fused score.
+        """Reorder a shortlist of :class:`~fmsearch.search.searcher.Hit` s by the fused score.
 
         Returns exactly the shortlist's hits, reranked, each with
         ``first_score`` (the first stage's), ``rerank_score`` (SIFT's) and

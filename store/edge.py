@@ -9,7 +9,7 @@ Layout under the store's home::
 appended to unindexed segments during a bulk load; :meth:`finalize` flushes
 and runs the optimizers, which build the HNSW graph once over everything.
 
-Each collection directory holds a ``.lock`` (:mod:`search.locks`): a process
+Each collection directory holds a ``.lock`` (:mod:`fmsearch.store.locks`): a process
 holds it while it has the shard open, so two processes never open one shard
 at once; the second waits, then fails naming the holder. A rebuild writes a
 hidden directory ``.<name>.r<stamp>`` beside the live one and swaps the two

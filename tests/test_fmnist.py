@@ -136,3 +136,29 @@ def test_corrupt_download_leaves_nothing(real_dir, tmp_path, no_local_copy, monk
 def test_no_copy_and_no_download(no_local_copy):
     with pytest.raises(DatasetError, match="dataset-fashion-mnist"):
         loader.locate(download=False)
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_failed_download_names_all_three_ways_to_get_the_data(no_local_copy, monkeypatch):
+    """Offline without the Debian package: one line that names the data
+    folder (--data-dir / FMNIST_DIR), the Debian package and the download."""
+    from click.testing import CliRunner
+
+    from fmsearch.cli import main
+
+    monkeypatch.setenv("FMNIST_MIRROR", f"http://127.0.0.1:{_closed_port()}/")
+    with pytest.raises(DatasetError, match="download from .* failed .*: point data dir .*FMNIST_DIR.*"
+                                           "dataset-fashion-mnist.* or retry the download"):
+        loader.locate()
+    result = CliRunner().invoke(main, ["data"])
+    assert result.exit_code == 1 and len(result.output.splitlines()) == 1
+    for way in ("--data-dir", "FMNIST_DIR", "dataset-fashion-mnist", "retry the download"):
+        assert way in result.output
+    assert not [p for p in no_local_copy.iterdir() if p.name.startswith(".")]  # no half-written file

@@ -39,13 +39,7 @@ def command(settings, method, split, limit, batch_size, recreate, quantization, 
     `fmsearch query/evaluate --rerank sift`.
     """
     from fmsearch.errors import ModelError
-    from fmsearch.models.registry import (
-        RERANK_ONLY,
-        check_method,
-        get_embedder,
-        method_names,
-        model_options,
-    )
+    from fmsearch.models.registry import DOWNLOADED, RERANK_ONLY, check_method, get_embedder, method_names, model_options
 
     if method == "all":
         if weights is not None or input_size is not None:
@@ -60,11 +54,11 @@ def command(settings, method, split, limit, batch_size, recreate, quantization, 
             continue  # descriptors are not quantised; --method all quantises the others
         embedder = get_embedder(name, **model_options(
             name, weights=weights, input_size=input_size, upscale=sift_upscale, root=False if sift_plain else None))
-        if method == "all" and name == "resnet101":
+        if method == "all" and name in DOWNLOADED:
             try:
                 embedder.prepare()
             except ModelError as err:
-                click.echo(f"skipping resnet101: {err}", err=True)
+                click.echo(f"skipping {name}: {err}", err=True)
                 continue
         _ingest_one(settings, embedder, split, limit, batch_size, recreate, data_dir, quantization,
                     {"shards": shards, "replicas": replicas, "write_consistency": write_consistency})
