@@ -21,6 +21,7 @@ import numpy as np
 from fmsearch.errors import InvalidArgumentError
 
 FUSIONS = ("rrf", "dbsf")
+DEFAULT_FUSION = "rrf"
 RRF_K = 60
 
 

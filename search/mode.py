@@ -16,7 +16,7 @@ import numpy as np
 
 from fmsearch.errors import InvalidArgumentError
 from fmsearch.models.registry import check_method
-from fmsearch.search.fusion import FUSIONS
+from fmsearch.search.fusion import DEFAULT_FUSION, FUSIONS
 from fmsearch.search.rerank import DEFAULT_SHORTLIST, MAX_SHORTLIST, RerankConfig
 from fmsearch.store import QuantizationParams, schema
 
@@ -57,7 +57,7 @@ class SearchMode:
     quantization: str = "none"
     rescore: bool = True
     oversampling: float | None = None
-    fusion: str = "rrf"
+    fusion: str = DEFAULT_FUSION
     fusion_weights: tuple[float, ...] | None = None
     rescore_with: str | None = None
     shortlist: int = DEFAULT_SHORTLIST
@@ -193,7 +193,7 @@ class SearchMode:
         return cls(
             settings["method"], quantization=settings.get("quantization", "none"),
             rescore=settings.get("rescore", True), oversampling=settings.get("oversampling"),
-            fusion=settings.get("fusion", "rrf"), fusion_weights=settings.get("fusion_weights"),
+            fusion=settings.get("fusion", DEFAULT_FUSION), fusion_weights=settings.get("fusion_weights"),
             rescore_with=settings.get("rescore_with"), shortlist=settings.get("shortlist", DEFAULT_SHORTLIST),
             rerank=None if not rerank else RerankConfig(**rerank),
         )

@@ -34,10 +34,11 @@ from fmsearch.store import CollectionInfo, QueryFilter, Store, schema
 
 RERANK_STAGES = ("sift",)
 RERANK_MODES = ("maxsim", "lowe")
+DEFAULT_RERANK_MODE = "maxsim"
 #: candidates a second stage (a rerank, a fusion, a rescoring) sees
 DEFAULT_SHORTLIST = 100
 MAX_SHORTLIST = 1000
-# From a sweep over 0-2 (README, "SIFT"): on the category task no weight
+# From a sweep over 0-2 (docs/methods.md, "SIFT"): on the category task no weight
 # lowered P@10 for pixels, autoencoder or siamese; near-duplicate recall@1
 # kept rising with the weight; 1.0 is where the autoencoder's P@10 peaked.
 DEFAULT_WEIGHT = 1.0
@@ -49,7 +50,7 @@ class RerankConfig:
 
     stage: str = "sift"
     shortlist: int = DEFAULT_SHORTLIST
-    mode: str = "maxsim"
+    mode: str = DEFAULT_RERANK_MODE
     weight: float = DEFAULT_WEIGHT
     ratio: float = DEFAULT_RATIO
 

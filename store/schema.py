@@ -1,6 +1,6 @@
 """The collection schema: the one place that spells names, payload keys and ids.
 
-This is the contract with services that call Qdrant directly (README,
+This is the contract with services that call Qdrant directly (docs/schema.md,
 "Collection schema"); changing anything here is a breaking change and bumps
 ``SCHEMA_VERSION``.
 
@@ -77,7 +77,7 @@ def collection_name(method: str, prefix: str = DEFAULT_PREFIX, quantization: str
 
 #: The quantisations offered per method. The others lose too much of the
 #: neighbour order to be worth their bytes; measured by
-#: `fmsearch bench --suite quantization` (README, "Search modes").
+#: `fmsearch bench --suite quantization` (docs/search-modes.md).
 QUANTIZATION_OFFERS: dict[str, tuple[str, ...]] = {
     "pixels": ("int8",),
     "autoencoder": ("int8", "binary"),
@@ -95,7 +95,7 @@ NOT_OFFERED_WHY: dict[tuple[str, str], str] = {
 }
 #: Oversampling of a rescored quantised search when none is given: int8
 #: keeps recall@10 >= 0.99 on every collection it is offered for; binary is
-#: the most its 1-bit codes need on the autoencoder (README, "Search modes").
+#: the most its 1-bit codes need on the autoencoder (docs/search-modes.md).
 DEFAULT_OVERSAMPLING: dict[str, float] = {"int8": 4.0, "binary": 16.0}
 
 

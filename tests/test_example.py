@@ -22,10 +22,10 @@ def _load_example():
     return module
 
 
-def test_readme_shows_the_example_verbatim():
-    readme = (ROOT / "README.md").read_text()
+def test_the_schema_page_shows_the_example_verbatim():
+    page = (ROOT / "docs" / "schema.md").read_text()
     body = EXAMPLE.read_text().split('"""', 2)[2].strip()
-    assert body in readme
+    assert body in page
 
 
 def test_example_queries_a_collection_with_plain_qdrant_client(tmp_path, fmnist):
@@ -43,9 +43,9 @@ def test_example_queries_a_collection_with_plain_qdrant_client(tmp_path, fmnist)
 API_EXAMPLE = ROOT / "examples" / "python_api.py"
 
 
-def test_readme_shows_the_python_api_example_verbatim():
+def test_the_search_modes_page_shows_the_python_api_example_verbatim():
     body = API_EXAMPLE.read_text().split('"""', 2)[2].strip()
-    assert body in (ROOT / "README.md").read_text()
+    assert body in (ROOT / "docs" / "search-modes.md").read_text()
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ from fmsearch.ingest.indexer import ingest
 from fmsearch.models.registry import get_embedder
 from fmsearch.models.sift import SiftExtractor
 from fmsearch.search.mode import SearchMode
-from fmsearch.search.rerank import RerankConfig
+from fmsearch.search.rerank import RERANK_MODES, RerankConfig
 from fmsearch.search.searcher import Searcher
 from fmsearch.store import Store, open_store, schema
 
@@ -54,7 +54,7 @@ def _latencies(store: Store, q_images: np.ndarray, shortlist: int, data_dir) -> 
         "shortlist_query": p50_ms(lambda i: searcher.search("pixels", image=q_images[i], k=shortlist), idx),
         "sift_on_query_image": p50_ms(lambda i: reranker.query_descriptors(q_images[i]), idx),
     }
-    for mode in ("maxsim", "lowe"):
+    for mode in RERANK_MODES:
         config = RerankConfig(shortlist=shortlist, mode=mode)
         latency[f"rerank_{mode}"] = p50_ms(lambda i, c=config: reranker.rerank(lists[i], descs[i], c), idx)
         reranked = SearchMode("pixels", rerank=config)

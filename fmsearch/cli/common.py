@@ -13,13 +13,8 @@ from typing import Any
 import click
 
 from fmsearch.errors import FmsearchError, InvalidArgumentError
-from fmsearch.search.fusion import FUSIONS
-from fmsearch.search.rerank import (
-    DEFAULT_SHORTLIST,
-    DEFAULT_WEIGHT,
-    RERANK_MODES,
-    RERANK_STAGES,
-)
+from fmsearch.search.fusion import DEFAULT_FUSION, FUSIONS
+from fmsearch.search.rerank import DEFAULT_RERANK_MODE, DEFAULT_SHORTLIST, DEFAULT_WEIGHT, RERANK_MODES, RERANK_STAGES
 from fmsearch.store.schema import QUANTIZATIONS
 
 
@@ -196,7 +191,7 @@ def mode_options(fn: Callable) -> Callable:
     from fmsearch.models.sift import DEFAULT_RATIO
 
     return _options(fn, [
-        click.option("--fusion", type=click.Choice(FUSIONS), default="rrf", show_default=True,
+        click.option("--fusion", type=click.Choice(FUSIONS), default=DEFAULT_FUSION, show_default=True,
                      help="How fused methods' lists combine: reciprocal-rank or distribution-based score fusion."),
         click.option("--fusion-weights", default=None, help="Comma-separated weight per fused method, e.g. 1,2."),
         click.option("--rescore-with", default=None,
@@ -205,7 +200,7 @@ def mode_options(fn: Callable) -> Callable:
                      help="Rerank the shortlist with SIFT descriptors (needs `fmsearch ingest --method sift`)."),
         click.option("--shortlist", type=int, default=DEFAULT_SHORTLIST, show_default=True,
                      help="Candidates the first stage proposes for a second stage (rerank, fusion, rescoring)."),
-        click.option("--rerank-mode", type=click.Choice(RERANK_MODES), default="maxsim", show_default=True,
+        click.option("--rerank-mode", type=click.Choice(RERANK_MODES), default=DEFAULT_RERANK_MODE, show_default=True,
                      help="maxsim: scored inside Qdrant (mean best cosine per query descriptor); "
                      "lowe: the seed's ratio-test score (good matches / query keypoints) on stored descriptors."),
         click.option("--rerank-weight", type=float, default=DEFAULT_WEIGHT, show_default=True,

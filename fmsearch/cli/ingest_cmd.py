@@ -6,7 +6,7 @@ import click
 
 from fmsearch.store.schema import QUANTIZATIONS
 
-from .common import data_dir_option, domain_errors, model_options, pass_settings
+from .common import cli_message, data_dir_option, domain_errors, model_options, pass_settings
 
 
 @click.command("ingest")
@@ -58,7 +58,7 @@ def command(settings, method, split, limit, batch_size, recreate, quantization, 
             try:
                 embedder.prepare()
             except ModelError as err:
-                click.echo(f"skipping {name}: {err}", err=True)
+                click.echo(f"skipping {name}: {cli_message(err, click.get_current_context().command)}", err=True)
                 continue
         _ingest_one(settings, embedder, split, limit, batch_size, recreate, data_dir, quantization,
                     {"shards": shards, "replicas": replicas, "write_consistency": write_consistency})
