@@ -63,7 +63,7 @@ evaluate-sift: install
 	done
 	$(BIN)/fmsearch results eval-results/*-sift-maxsim/metrics.json
 
-## Search modes (README "Search modes"): quantised collections, every mode on the
+## Search modes (docs/search-modes.md): quantised collections, every mode on the
 ## full test split, the quantisation and modes benchmarks, then the table.
 evaluate-modes: install
 	$(BIN)/fmsearch ingest --method pixels --quantization int8

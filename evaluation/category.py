@@ -66,7 +66,7 @@ class EvalConfig:
         n_test = SPLIT_SIZES["test"]
         if self.queries is not None and not 1 <= self.queries <= n_test:
             raise InvalidArgumentError(
-                f"queries must be between 1 and {n_test} (the test split), or all of them; got {self.queries}",
+                f"queries must be between 1 and {n_test} (the test split), or None for all; got {self.queries}",
                 param="queries",
             )
         if not self.ks or min(self.ks) < 1:

@@ -53,6 +53,8 @@ class NearDuplicateConfig:
         if unknown or not self.transforms:
             raise InvalidArgumentError(f"unknown transform {unknown[0] if unknown else ''!r}; valid: {', '.join(TRANSFORMS)}")
         self.rerank.check_holds(10)
+        if self.batch_size < 1:
+            raise InvalidArgumentError(f"batch size must be at least 1, got {self.batch_size}", param="batch_size")
 
 
 def _recall(ranked_ids: list[list[int]], sources: np.ndarray, k: int) -> float:

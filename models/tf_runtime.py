@@ -19,15 +19,7 @@ from types import ModuleType
 
 
 def import_tensorflow() -> ModuleType:
-    """``import tensorflow`` (and Keras) with fd 2 muted for the first import.
-
-    TensorFlow's C++ start-up chatter (CPU instruction sets, oneDNN notices)
-    is not for users of a CLI either: unless the caller's environment sets
-    ``TF_CPP_MIN_LOG_LEVEL``, it is set to 2 here, on the first import,
-    rather than when fmsearch is imported.
-    """
-    if "tensorflow" not in sys.modules:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """``import tensorflow`` (and Keras) with fd 2 muted for the first import."""
     if "tensorflow" in sys.modules or os.environ.get("FMSEARCH_TF_LOGS"):
         import tensorflow
 

@@ -68,16 +68,16 @@ class SearchMode:
         set_(self, "methods", parse_methods(self.methods))
         schema.check_quantization(self.quantization)
         if self.quantization == "none" and (self.oversampling is not None or not self.rescore):
-            raise InvalidArgumentError("oversampling and no rescore need a quantization (int8 or binary)",
-                                       param="quantization")
+            raise InvalidArgumentError("oversampling and rescore settings apply to a quantization (int8 or binary) only",
+                                       param=("oversampling", "quantization"))
         QuantizationParams(self.rescore, self.oversampling)  # validates the oversampling
         if self.fusion not in FUSIONS:
             raise InvalidArgumentError(f"unknown fusion {self.fusion!r}; valid: {', '.join(FUSIONS)}", param="fusion")
         if self.fusion_weights is not None:
             set_(self, "fusion_weights", tuple(float(w) for w in self.fusion_weights))
             if len(self.methods) > 1 and len(self.fusion_weights) != len(self.methods):
-                raise InvalidArgumentError(f"{len(self.fusion_weights)} fusion weights for {len(self.methods)} methods",
-                                           param="fusion_weights")
+                raise InvalidArgumentError(f"fusion weights: {len(self.fusion_weights)} given for {len(self.methods)} "
+                                           "methods", param="fusion_weights")
             if any(not np.isfinite(w) or w < 0 for w in self.fusion_weights):
                 raise InvalidArgumentError(f"fusion weights must be finite and >= 0, got {list(self.fusion_weights)}",
                                            param="fusion_weights")
@@ -86,6 +86,9 @@ class SearchMode:
                                        param="shortlist")
         if self.rescore_with is not None:
             self._check_rescore_with()
+        if self.rerank is not None and self.rerank.shortlist > self.shortlist:
+            raise InvalidArgumentError(f"the rerank's shortlist ({self.rerank.shortlist}) cannot exceed the mode's "
+                                       f"shortlist ({self.shortlist}), which the first stage proposes")
 
     def _check_rescore_with(self) -> None:
         if len(self.methods) > 1:

@@ -155,8 +155,7 @@ class Searcher:
         """
         if check_method(method) in RERANK_ONLY:
             raise InvalidArgumentError(
-                f"{method} is a rerank stage, not a search method: search another method and rerank it by {method}",
-                param="method",
+                f"{method} is a rerank stage, not a search method: search another method and rerank its results by {method}"
             )
         if (method, quantization) not in self._checked:
             schema.check_offered(method, quantization)
@@ -199,11 +198,15 @@ class Searcher:
             return records[0].vector[None]
         return self.embedder(method).embed(fmnist_item(pid, self.data_dir).image)
 
-    def query_vector(self, method: str, *, image: np.ndarray | None = None, pid: int | None = None) -> np.ndarray:
-        """(1, dim) query vector of an image, or of FMNIST item ``pid``."""
+    def query_vector(self, method: str, *, image: np.ndarray | None = None, pid: int | None = None,
+                     quantization: str = "none") -> np.ndarray:
+        """(1, dim) query vector of an image, or of FMNIST item ``pid`` (its
+        vector as the collection searched, plain or quantised, stores it)."""
         if (image is None) == (pid is None):
             raise InvalidArgumentError("give exactly one of an image or an id")
-        return self.embedder(method).embed(image) if image is not None else self.vector_of(method, pid)
+        if image is not None:
+            return self.embedder(method).embed(image)
+        return self.vector_of(method, pid, quantization)
 
     def query_descriptors(self, *, image: np.ndarray | None = None, pid: int | None = None) -> np.ndarray:
         """SIFT descriptors of a query image, or of FMNIST item ``pid``
@@ -258,8 +261,7 @@ class Searcher:
         if mode.second_stage and mode.shortlist < k:
             raise InvalidArgumentError(f"shortlist must be between k ({k}) and {MAX_K}, got {mode.shortlist}",
                                        param="shortlist")
-        rerank = None if mode.rerank is None else replace(mode.rerank, shortlist=min(mode.rerank.shortlist,
-                                                                                    mode.shortlist)).check_holds(k)
+        rerank = None if mode.rerank is None else mode.rerank.check_holds(k)
         for name in mode.methods:  # a missing or mismatched collection fails before any embedding
             self.collection(name, mode.quantization)
         if mode.rescore_with is not None:
@@ -279,7 +281,8 @@ class Searcher:
         """Each method's nearest ``limit``; several lists fused into one."""
         lists = [
             self.search_vectors(replace(mode, methods=(name,), fusion_weights=None, rescore_with=None, rerank=None),
-                                self.query_vector(name, image=image, pid=pid), limit, flt, exact=exact)[0]
+                                self.query_vector(name, image=image, pid=pid, quantization=mode.quantization), limit,
+                                flt, exact=exact)[0]
             for name in mode.methods
         ]
         if not mode.fused:

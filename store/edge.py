@@ -215,7 +215,8 @@ class EdgeStore(Store):
         if (spec.shards, spec.replicas, spec.write_consistency) != (1, 1, 1):
             raise StoreError(
                 "the embedded store is a single shard: more shards or replicas, or a write consistency above 1, "
-                "need a Qdrant server or cluster", param=("shards", "replicas", "write_consistency"),
+                "need a Qdrant server or cluster (a qdrant url)", param=("shards", "replicas", "write_consistency",
+                                                                         "qdrant_url"),
             )
         qe = _edge()
         directory = self._dir(spec.name)

@@ -135,6 +135,23 @@ def test_quantisations_not_offered_are_refused(store, prefix, method, quantizati
         Searcher(store, prefix=prefix).collection(method, quantization)
 
 
+def test_query_by_id_reads_the_quantised_collection(store, prefix, fmnist):
+    """A quantised search by id takes the point's vector from the quantised
+    collection it searches: the plain one need not exist."""
+    ingest(store, get_embedder("pixels"), limit=200, prefix=prefix, quantization="int8")
+    assert not store.exists(prefix + "pixels")
+    hits = Searcher(store, prefix=prefix).search(SearchMode("pixels", quantization="int8"), pid=5, k=5)
+    assert len(hits) == 5 and 5 not in {h.id for h in hits}
+
+
+def test_a_rerank_cannot_see_more_than_the_first_stage_proposes():
+    from fmsearch.search.rerank import RerankConfig
+
+    with pytest.raises(InvalidArgumentError, match=r"rerank's shortlist \(300\) cannot exceed the mode's shortlist \(100\)"):
+        SearchMode("pixels", rerank=RerankConfig(shortlist=300))
+    assert SearchMode("pixels", shortlist=300, rerank=RerankConfig(shortlist=300)).rerank.shortlist == 300
+
+
 def test_default_oversampling_applies_only_to_rescored_searches():
     mode = SearchMode("pixels", quantization="int8")
     assert mode.quantization_params == QuantizationParams(True, schema.DEFAULT_OVERSAMPLING["int8"])

@@ -108,4 +108,4 @@ def _table(rows: list[dict[str, Any]]) -> str:
                       ing_text, ratio, r["note"]])
     head = ["method", "dim", "images/s (batched)", "one image p50 ms", "gallery ingest s (embed + write + HNSW)",
             "ingest vs pixels", "note"]
-    return markdown.table(head, cells, "lrrrlrl")
+    return markdown.table(head, cells, "lrrrrrl")

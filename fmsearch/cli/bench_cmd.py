@@ -74,6 +74,13 @@ def _sizes(text: str) -> tuple[int, ...]:
 
 def _methods(text: str | None) -> tuple[str, ...] | None:
     """--methods as names (None: the suite's own default)."""
-    from fmsearch.search.mode import parse_methods
+    from fmsearch.models.registry import check_method
 
-    return None if text is None else parse_methods(tuple(m for m in text.split(",") if m.strip()))
+    if text is None:
+        return None
+    names = tuple(check_method(m.strip()) for m in text.split(",") if m.strip())
+    if not names:
+        raise click.UsageError(f"--methods names no method: {text!r}")
+    if len(set(names)) < len(names):
+        raise click.UsageError(f"--methods names a method twice: {text!r}")
+    return names

@@ -54,12 +54,27 @@ class Settings:
 pass_settings = click.make_pass_decorator(Settings)
 
 
-def cli_message(err: FmsearchError, command: click.Command | None) -> str:
+def _options(ctx: click.Context | None) -> dict[str, click.Option]:
+    """The options a user can give, by name: this command's first, then the
+    global ones, then other commands' (a remedy may be another command's)."""
+    if ctx is None:
+        return {}
+    root = ctx.find_root().command
+    commands = [ctx.command, root, *getattr(root, "commands", {}).values()]
+    options: dict[str, click.Option] = {}
+    for command in commands:
+        for p in command.params:
+            if isinstance(p, click.Option):
+                options.setdefault(p.name, p)
+    return options
+
+
+def cli_message(err: FmsearchError, ctx: click.Context | None) -> str:
     """The error's first line, each argument it is about (``params``) named
-    by this command's flag for it: "batch size must be ..." becomes
-    "--batch-size must be ..." (an argument's first mention is replaced)."""
+    by its flag: "batch size must be ..." becomes "--batch-size must be ..."
+    (an argument's first mention is replaced)."""
     text = str(err).splitlines()[0] if str(err) else type(err).__name__
-    options = {p.name: p for p in (command.params if command else ()) if isinstance(p, click.Option)}
+    options = _options(ctx)
     for param in err.params:
         if param in options:
             words = re.escape(param.replace("_", " "))
@@ -76,8 +91,7 @@ def domain_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except FmsearchError as err:
-            ctx = click.get_current_context(silent=True)
-            raise click.ClickException(cli_message(err, ctx.command if ctx else None)) from err
+            raise click.ClickException(cli_message(err, click.get_current_context(silent=True))) from err
         except click.UsageError as err:  # a bad combination of options: one line, as every other error
             raise click.ClickException(err.format_message()) from err
         except KeyboardInterrupt as err:
@@ -125,7 +139,7 @@ def parse_numbers(text: str | None, option: str, kind: type = float) -> tuple | 
     if text is None:
         return None
     try:
-        return tuple(kind(part) for part in text.split(",") if part.strip())
+        return tuple(kind(part) for part in text.split(","))
     except ValueError as err:
         raise click.UsageError(f"{option} must be a comma-separated list of {'integers' if kind is int else 'numbers'}, "
                                f"got {text!r}") from err
@@ -136,6 +150,8 @@ def parse_ks(text: str) -> tuple[int, ...]:
     ks = sorted(set(parse_numbers(text, "--k", int) or ()))
     if not ks or ks[0] < 1:
         raise click.UsageError(f"--k values must be integers >= 1, got {text!r}")
+    if ks[-1] > 1000:
+        raise click.UsageError(f"--k values must be <= 1000, got {ks[-1]}")
     return tuple(ks)
 
 
@@ -161,7 +177,7 @@ def setup_logging(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
-def _options(fn: Callable, options: list[Callable]) -> Callable:
+def _decorate(fn: Callable, options: list[Callable]) -> Callable:
     for option in reversed(options):
         fn = option(fn)
     return fn
@@ -169,7 +185,7 @@ def _options(fn: Callable, options: list[Callable]) -> Callable:
 
 def model_options(fn: Callable) -> Callable:
     """--weights and --input-size: which model a method uses."""
-    return _options(fn, [
+    return _decorate(fn, [
         click.option("--weights", type=str, default=None,
                      help="Model weights: a .keras artifact (autoencoder, siamese; default: the shipped one) or, "
                      "for resnet101, 'imagenet' (default), a weights file, or 'none' (untrained, for tests)."),
@@ -190,7 +206,7 @@ def mode_options(fn: Callable) -> Callable:
     rescoring, the SIFT rerank, quantisation."""
     from fmsearch.models.sift import DEFAULT_RATIO
 
-    return _options(fn, [
+    return _decorate(fn, [
         click.option("--fusion", type=click.Choice(FUSIONS), default=DEFAULT_FUSION, show_default=True,
                      help="How fused methods' lists combine: reciprocal-rank or distribution-based score fusion."),
         click.option("--fusion-weights", default=None, help="Comma-separated weight per fused method, e.g. 1,2."),

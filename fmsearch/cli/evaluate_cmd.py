@@ -18,12 +18,18 @@ from .common import (
 
 
 def _queries(value: str) -> int | None:
+    """--queries: a count of test images, or 'all' (None)."""
+    from fmsearch.images.fmnist import SPLIT_SIZES
+
     if value == "all":
         return None
     try:
-        return int(value)
+        n = int(value)
     except ValueError as err:
         raise click.BadParameter(f"expected a number or 'all', got {value!r}") from err
+    if not 1 <= n <= SPLIT_SIZES["test"]:
+        raise click.UsageError(f"--queries must be between 1 and {SPLIT_SIZES['test']} (the test split), or 'all'; got {n}")
+    return n
 
 
 @click.command("evaluate")

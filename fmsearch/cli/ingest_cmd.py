@@ -17,7 +17,8 @@ from .common import cli_message, data_dir_option, domain_errors, model_options, 
 @click.option("--recreate", is_flag=True, help="Rebuild the collection from scratch, beside the live one, and swap it in when "
               "complete (queries keep the old one until then). Without it, a re-run resumes: stored points are skipped.")
 @click.option("--quantization", type=click.Choice(QUANTIZATIONS), default="none", show_default=True,
-              help="Also keep int8 (scalar) or binary quantised vectors: writes fmnist_<method>_<q> beside the plain collection.")
+              help="Write the quantised variant fmnist_<method>_<q> instead: int8 (scalar) or binary quantised vectors, "
+              "with the float32 originals kept for rescoring.")
 @click.option("--shards", type=int, default=1, show_default=True, help="Server/cluster: shards of a new collection.")
 @click.option("--replicas", type=int, default=1, show_default=True, help="Server/cluster: copies of each shard.")
 @click.option("--write-consistency", type=int, default=1, show_default=True,
@@ -58,7 +59,7 @@ def command(settings, method, split, limit, batch_size, recreate, quantization, 
             try:
                 embedder.prepare()
             except ModelError as err:
-                click.echo(f"skipping {name}: {cli_message(err, click.get_current_context().command)}", err=True)
+                click.echo(f"skipping {name}: {cli_message(err, click.get_current_context())}", err=True)
                 continue
         _ingest_one(settings, embedder, split, limit, batch_size, recreate, data_dir, quantization,
                     {"shards": shards, "replicas": replicas, "write_consistency": write_consistency})

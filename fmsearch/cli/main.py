@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from fmsearch import __version__
@@ -51,6 +53,9 @@ def main(ctx: click.Context, home, qdrant_url, qdrant_api_key, qdrant_api_key_fi
     names a server.
     """
     setup_logging(verbose)
+    # TensorFlow's C++ start-up chatter (CPU instruction sets, oneDNN notices)
+    # is not for a terminal; set TF_CPP_MIN_LOG_LEVEL=0 to see it again.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if qdrant_api_key_file:
         qdrant_api_key = read_key_file(qdrant_api_key_file)
     settings = Settings(home, qdrant_url, qdrant_api_key, prefix, timeout, retries=retries, prefer_grpc=prefer_grpc)
