@@ -2,16 +2,27 @@
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+LEAN ?= .venv-lean
 
-.PHONY: install demo test test-fast test-integration bench evaluate evaluate-sift evaluate-modes clean
+.PHONY: install install-dev demo test test-fast test-integration lean-check bench evaluate evaluate-sift evaluate-modes \
+	evaluate-runtimes clean
 
-$(BIN)/fmsearch: pyproject.toml
+# The default (lean) install: search, ingest and evaluate, the trained
+# encoders run by ONNX Runtime; no TensorFlow.
+$(VENV)/.lean: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e .
 	touch $@
 
-install: $(BIN)/fmsearch
+# Everything: the training extra (TensorFlow, Keras, the ONNX exporter) and the test tools.
+$(VENV)/.dev: $(VENV)/.lean
+	$(BIN)/pip install -q -e '.[train,test]'
+	touch $@
+
+install: $(VENV)/.lean
+
+install-dev: $(VENV)/.dev
 
 ## Set up, get FMNIST, ingest the 60,000-image gallery with every available
 ## method into the embedded store, query each collection.
@@ -30,19 +41,28 @@ demo: install
 	$(BIN)/fmsearch compare 60000 60001 --out matches.png
 
 ## Set up and run the test suite (integration tests skip, with the reason, without a server).
-test: install
+test: install-dev
 	$(BIN)/python -m pytest -q
 
 ## The quick loop while changing code: everything but the multi-second tests
 ## (marked slow) and the server tests. `make test` runs them all.
-test-fast: install
+test-fast: install-dev
 	$(BIN)/python -m pytest -q -m "not slow and not integration"
 
 ## Only the tests against a real Qdrant server (Docker engine or QDRANT_URL).
-test-integration: install
+test-integration: install-dev
 	$(BIN)/python -m pytest -q -m integration
 
-bench: install
+## The lean install on its own, as a user gets it from `pip install .`: no
+## TensorFlow, yet a Siamese ingest and query work, and the commands that need
+## the training extra say so in one line.
+lean-check:
+	rm -rf $(LEAN) && $(PY) -m venv $(LEAN)
+	$(LEAN)/bin/pip install -q --upgrade pip
+	$(LEAN)/bin/pip install -q .
+	$(LEAN)/bin/python tests/lean_check.py
+
+bench: install-dev
 	$(BIN)/fmsearch bench
 
 ## Full test-split evaluation of every ingested method (README's results table).
@@ -62,6 +82,19 @@ evaluate-sift: install
 	  $(BIN)/fmsearch evaluate --method $$m --task near-duplicate || exit 1; \
 	done
 	$(BIN)/fmsearch results eval-results/*-sift-maxsim/metrics.json
+
+## The two runtimes give the same figures (docs/evaluation.md, "Runtimes"): each
+## trained method ingested and evaluated on the full test split once with
+## TensorFlow and once with ONNX Runtime, in homes of their own.
+## Exact search shows the runtimes' own difference; HNSW adds its index build's.
+evaluate-runtimes: install-dev
+	@for rt in tensorflow onnx; do for m in autoencoder siamese; do \
+	  $(BIN)/fmsearch --home .fmsearch-$$rt ingest --method $$m --runtime $$rt --recreate || exit 1; \
+	  $(BIN)/fmsearch --home .fmsearch-$$rt evaluate --method $$m --queries all --runtime $$rt \
+	    --out eval-results/runtime-$$rt-$$m || exit 1; \
+	  $(BIN)/fmsearch --home .fmsearch-$$rt evaluate --method $$m --queries all --runtime $$rt --exact \
+	    --out eval-results/runtime-$$rt-$$m-exact || exit 1; done; done
+	$(BIN)/fmsearch results --digits 4 eval-results/runtime-*/metrics.json
 
 ## Search modes (docs/search-modes.md): quantised collections, every mode on the
 ## full test split, the quantisation and modes benchmarks, then the table.
@@ -92,4 +125,4 @@ evaluate-modes: install
 	  eval-results/*-rescored-*/metrics.json eval-results/*+*/metrics.json
 
 clean:
-	rm -rf $(VENV) .fmsearch bench-results .pytest_cache
+	rm -rf $(VENV) $(LEAN) .fmsearch bench-results .pytest_cache

@@ -235,10 +235,13 @@ def _search_batched(searcher: Searcher, config: EvalConfig, images: np.ndarray, 
 
 
 def _run_header(searcher: Searcher, config: EvalConfig) -> dict[str, Any]:
+    methods = (*config.mode.methods, *([config.mode.rescore_with] if config.mode.rescore_with else []))
     return {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "backend": searcher.store.location,
         "search": "exact" if config.exact else f"hnsw (ef={config.hnsw_ef or 'default'})",
+        # how each method's queries were embedded (onnx or tensorflow; none for pixels)
+        "runtimes": {m: getattr(searcher.embedder(m), "runs_on", None) for m in methods},
     }
 
 

@@ -8,19 +8,20 @@ import os
 from pathlib import Path
 from typing import Any
 
+from fmsearch.evaluation import markdown
 from fmsearch.evaluation.category import SEED_RESULTS
 from fmsearch.evaluation.report import fmt
 from fmsearch.search.mode import SearchMode
 
 
-def results_table(paths: list[str | os.PathLike]) -> str:
+def results_table(paths: list[str | os.PathLike], digits: int = 3) -> str:
     """Markdown tables from metrics.json files: category runs (one row each,
     the seed's figures beside ours, and for reranked runs the first stage's
     P@10 beside), then near-duplicate runs."""
     loaded = [(p, json.loads(Path(p).read_text())) for p in paths]
     category = [p for p, d in loaded if d.get("task", "category") == "category"]
     near = [d for _, d in loaded if d.get("task") == "near-duplicate"]
-    parts = [_category_table(category)] if category else []
+    parts = [_category_table(category, digits)] if category else []
     if near:
         parts.append(near_duplicate_table(near))
     return "\n\n".join(parts)
@@ -90,28 +91,27 @@ def modes_table(paths: list[str | os.PathLike], bench: str | os.PathLike | None 
     return "\n".join(rows)
 
 
-def _category_table(paths: list[str | os.PathLike]) -> str:
-    rows = [
-        "| method | search | queries | P@1 | P@5 | P@10 | P@20 | mAP@10 | top-1 acc. | batch q/s | P@10 without rerank | seed report (hand-picked queries) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
-    ]
+def _label(data: dict[str, Any]) -> str:
+    """The mode's label, and the runtime that embedded the queries where the
+    run records one (runs from before runtimes record none)."""
+    label = SearchMode.from_settings(data["settings"]).label
+    runtimes = {r for r in data.get("runtimes", {}).values() if r}
+    return label + (f" [{', '.join(sorted(runtimes))}]" if runtimes else "")
+
+
+def _category_table(paths: list[str | os.PathLike], digits: int = 3) -> str:
+    head = ["method", "search", "queries", "P@1", "P@5", "P@10", "P@20", "mAP@10", "top-1 acc.", "batch q/s",
+            "P@10 without rerank", "seed report (hand-picked queries)"]
+    rows = []
     for path in paths:
         data = json.loads(Path(path).read_text())
-        method = data["settings"]["method"]
-        label = SearchMode.from_settings(data["settings"]).label
-        m = data["metrics"]
-
-        def cell(k: str, name: str) -> str:
-            return fmt(m.get(k, {}).get(name), 3)
-
-        seed = SEED_RESULTS.get(method)
-        seed_text = ", ".join(f"{k} {v:.3f}" for k, v in seed.items()) if seed else "none"
-        rows.append(
-            f"| {label} | {data['search'].split(' ')[0]} | {data['queries']} | {cell('1', 'precision')} | "
-            f"{cell('5', 'precision')} | {cell('10', 'precision')} | {cell('20', 'precision')} | "
-            f"{cell('10', 'map')} | {fmt(data['top1_accuracy'], 3)} | "
-            f"{data['throughput']['queries_per_s']:.0f} | "
-            f"{fmt(data['first_stage']['metrics']['10']['precision'], 3) if 'first_stage' in data and '10' in data['first_stage']['metrics'] else '-'} | "
-            f"{seed_text} |"
-        )
-    return "\n".join(rows)
+        m, first = data["metrics"], data.get("first_stage", {}).get("metrics", {})
+        seed = SEED_RESULTS.get(data["settings"]["method"])
+        rows.append([
+            _label(data), data["search"].split(" ")[0], data["queries"],
+            *(fmt(m.get(k, {}).get("precision"), digits) for k in ("1", "5", "10", "20")),
+            fmt(m.get("10", {}).get("map"), digits), fmt(data["top1_accuracy"], digits),
+            f"{data['throughput']['queries_per_s']:.0f}", fmt(first["10"]["precision"], digits) if "10" in first else "-",
+            ", ".join(f"{k} {v:.3f}" for k, v in seed.items()) if seed else "none",
+        ])
+    return markdown.table(head, rows, "llrrrrrrrrrl")

@@ -1,9 +1,16 @@
-"""Trained-model artifacts: a ``.keras`` file and its model card beside it.
+"""Trained-model artifacts: a ``.keras`` file, its ONNX export and the model
+card beside them.
 
 The card (``<name>.card.json``) records how the artifact was made (settings,
 data checksums, epochs, losses, wall time) and the artifact's SHA-256. The
 SHA-256 is the model's fingerprint: collections record it, and the artifact
 is checked against it before it is loaded (with ``safe_mode=True``).
+
+The ONNX export (``<name>.onnx``, what query time runs) is recorded in the
+card's ``onnx`` entry: its SHA-256, the ``.keras`` SHA-256 it was exported
+from, the opset, the versions it was made and checked with, and the largest
+difference from Keras on a fixed batch of test images. An ONNX file is run
+only when its own digest and its ``.keras`` sibling's match that entry.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from fmsearch.errors import ModelError
+from fmsearch.models.tf_runtime import import_tensorflow
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
@@ -30,6 +38,48 @@ def sha256_file(path: str | os.PathLike) -> str:
 def card_path(artifact: str | os.PathLike) -> Path:
     p = Path(artifact)
     return p.with_name(p.name.removesuffix(".keras") + ".card.json")
+
+
+def onnx_path(artifact: str | os.PathLike) -> Path:
+    """Where the ONNX export of a ``.keras`` artifact lives: beside it."""
+    p = Path(artifact)
+    return p.with_name(p.name.removesuffix(".keras") + ".onnx")
+
+
+def has_onnx(artifact: str | os.PathLike, card: dict[str, Any]) -> bool:
+    """Whether the artifact has an ONNX export recorded in its card."""
+    return "onnx" in card and onnx_path(artifact).is_file()
+
+
+def verified_onnx(artifact: str | os.PathLike, card: dict[str, Any]) -> Path:
+    """The artifact's ONNX file, checked against the card: its own SHA-256,
+    and the ``.keras`` sibling it was exported from.
+
+    Raises:
+        ModelError: no export, or a file that does not match its card.
+    """
+    path = onnx_path(artifact)
+    entry = card.get("onnx")
+    if entry is None or not path.is_file():
+        raise ModelError(f"{artifact} has no ONNX export beside it ({path.name}); export it first")
+    digest = sha256_file(path)
+    if digest != entry.get("sha256"):
+        raise ModelError(f"{path} does not match its model card (SHA-256 {digest[:12]}..., card says "
+                         f"{str(entry.get('sha256'))[:12]}...); export it again or restore the file")
+    keras_digest = sha256_file(artifact)
+    if not keras_digest == card["artifact_sha256"] == entry.get("exported_from_sha256"):
+        raise ModelError(f"{path} was not exported from {Path(artifact).name} as it is now (SHA-256 "
+                         f"{keras_digest[:12]}...); export it again")
+    return path
+
+
+def record_onnx(artifact: str | os.PathLike, entry: dict[str, Any]) -> dict[str, Any]:
+    """Add the ONNX export's entry to the artifact's card; returns the card."""
+    card = read_card(artifact)
+    card["onnx"] = {**entry, "file": onnx_path(artifact).name, "sha256": sha256_file(onnx_path(artifact)),
+                    "exported_from_sha256": card["artifact_sha256"]}
+    card_path(artifact).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    return card
 
 
 def default_artifact(method: str) -> Path:
@@ -78,6 +128,7 @@ def load_verified(artifact: str | os.PathLike, custom_objects: dict[str, Any] | 
             f"{artifact} does not match its model card (SHA-256 {digest[:12]}..., card says "
             f"{card['artifact_sha256'][:12]}...); re-train with `fmsearch train` or restore the file"
         )
+    import_tensorflow(f"loading {Path(artifact).name}")
     import keras
 
     try:

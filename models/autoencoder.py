@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from fmsearch.models.keras_embedder import KerasEmbedder, to_model_input
+from fmsearch.models.artifact_embedder import ArtifactEmbedder, to_model_input
 
 LATENT_DIM = 256
 
@@ -91,7 +91,7 @@ def train(
     return embedder, record
 
 
-class AutoencoderEmbedder(KerasEmbedder):
+class AutoencoderEmbedder(ArtifactEmbedder):
     """The trained encoder's latent vector, L2-normalised."""
 
     name = "autoencoder"

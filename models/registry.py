@@ -29,8 +29,8 @@ DOWNLOADED = ("resnet101",)
 #: the constructor options each method takes
 OPTIONS: dict[str, tuple[str, ...]] = {
     "pixels": (),
-    "autoencoder": ("weights",),
-    "siamese": ("weights",),
+    "autoencoder": ("weights", "runtime", "threads"),
+    "siamese": ("weights", "runtime", "threads"),
     "resnet101": ("weights", "input_size"),
     "sift": ("upscale", "root", "max_keypoints"),
 }

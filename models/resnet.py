@@ -66,7 +66,7 @@ class ResNet101Embedder(Embedder):
         """Build the network now (downloading ImageNet weights if needed)."""
         if self._forward is not None:
             return
-        tf = import_tensorflow()
+        tf = import_tensorflow("ResNet101")
         import keras
 
         if self.weights is None:

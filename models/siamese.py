@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from fmsearch.models.keras_embedder import KerasEmbedder, to_model_input
+from fmsearch.models.artifact_embedder import ArtifactEmbedder, to_model_input
 
 logger = logging.getLogger(__name__)
 
@@ -264,7 +264,7 @@ def train(
     return model, record
 
 
-class SiameseEmbedder(KerasEmbedder):
+class SiameseEmbedder(ArtifactEmbedder):
     """The trained triplet network's 64-d embedding."""
 
     name = "siamese"

@@ -17,10 +17,34 @@ import os
 import sys
 from types import ModuleType
 
+from fmsearch.errors import ModelError
 
-def import_tensorflow() -> ModuleType:
-    """``import tensorflow`` (and Keras) with fd 2 muted for the first import."""
+#: what adds the training framework to the default (lean) install
+TRAIN_EXTRA = "fmsearch[train]"
+
+
+def missing_extra(what: str, package: str) -> ModelError:
+    """The one-line error for a part of the training extra that is not installed."""
+    return ModelError(f"{what} needs {package}, which the default install leaves out: "
+                      f"pip install '{TRAIN_EXTRA}'")
+
+
+def import_tensorflow(what: str = "this") -> ModuleType:
+    """``import tensorflow`` (and Keras) with fd 2 muted for the first import.
+
+    Raises:
+        ModelError: TensorFlow is not installed (the lean install); the
+            message names the extra that adds it and what needed it.
+    """
+    try:
+        return _import_tensorflow()
+    except ImportError as err:
+        raise missing_extra(what, "TensorFlow") from err
+
+
+def _import_tensorflow() -> ModuleType:
     if "tensorflow" in sys.modules or os.environ.get("FMSEARCH_TF_LOGS"):
+        import keras  # noqa: F401
         import tensorflow
 
         return tensorflow

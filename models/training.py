@@ -20,7 +20,7 @@ from fmsearch.models.base import l2_normalize
 from fmsearch.models.registry import TRAINABLE
 
 logger = logging.getLogger(__name__)
-from fmsearch.models.keras_embedder import to_model_input
+from fmsearch.models.artifact_embedder import to_model_input
 from fmsearch.models.tf_runtime import import_tensorflow
 
 
@@ -97,7 +97,7 @@ def train_method(
     """
     out_dir = _check(method, epochs, batch_size, out, limit, mining, learning_rate, init)
     mining = mining or "semi-hard"
-    import_tensorflow()
+    import_tensorflow(f"training {method}")
     # continue training a verified artifact; the new card keeps the old one (the chain)
     init_model, parent = (load_verified(init), read_card(init)) if init is not None else (None, None)
     train = load_split("train", data_dir)
@@ -127,7 +127,10 @@ def train_method(
         card["init"] = parent
     if evaluate:
         card["eval_test_split_numpy_exact"] = quick_eval(model, data_dir)
-    return write_card(artifact, card)
+    write_card(artifact, card)
+    from fmsearch.models.export import export_onnx  # query time runs the export
+
+    return export_onnx(artifact, data_dir)
 
 
 def _provenance(images: int) -> dict[str, Any]:

@@ -31,10 +31,15 @@ ORDER = list(ROOMS.values())
 #: the package root (version, domain errors) that every room may import
 SHARED = ("fmsearch", "fmsearch.errors")
 #: third-party packages a room must never import (CONVENTIONS.md)
+TRAINING = ("tensorflow", "keras", "tf2onnx", "onnx")  # the training extra: only models/ may import it
 FORBIDDEN = {
-    "fmsearch.images": ("tensorflow", "keras", "qdrant_client", "qdrant_edge"),
+    "fmsearch.images": (*TRAINING, "qdrant_client", "qdrant_edge"),
     "fmsearch.models": ("qdrant_client", "qdrant_edge"),
-    "fmsearch.store": ("tensorflow", "keras", "cv2", "matplotlib"),
+    "fmsearch.store": (*TRAINING, "cv2", "matplotlib"),
+    "fmsearch.ingest": TRAINING,
+    "fmsearch.search": TRAINING,
+    "fmsearch.evaluation": TRAINING,
+    "fmsearch.cli": TRAINING,
 }
 MAX_FUNCTION_LINES = 80
 

@@ -113,9 +113,12 @@ def test_bench_store_suite_small(tmp_path, fmnist):
     assert data["backends"]["qdrant-edge"]["query_filtered"]["n"] == 10
 
 
+@pytest.mark.slow
 def test_bench_embed_suite_small(tmp_path, fmnist):
     """Embed suite on the shipped siamese artifact: a row per method, ingest
-    of the asked gallery, ratio against pixels (no timing asserts)."""
+    of the asked gallery, ratio against pixels; Keras against ONNX Runtime at
+    each batch size with the vectors' difference; command-line query times;
+    the installs' sizes (no timing asserts)."""
     result = CliRunner().invoke(main, ["bench", "--suite", "embed", "--methods", "pixels,siamese", "--gallery", "1000",
                                        "--out-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
@@ -124,6 +127,14 @@ def test_bench_embed_suite_small(tmp_path, fmnist):
     assert all(r["ingest"]["points"] == 1000 and not r["ingest"]["projected"] for r in data["rows"])
     assert data["rows"][0]["ingest_vs_pixels"] == 1.0
     assert all(r["images_per_s_batched"] > 0 for r in data["rows"])
+    (runtime,) = data["runtimes"]
+    assert runtime["method"] == "siamese" and set(runtime["batches"]) == {"1", "16", "64", "1024"}
+    assert runtime["max_abs_diff"] <= 1e-5  # the training extra is installed where the tests run
+    assert all(c["keras_ms"] > 0 and c["onnx_ms"] > 0 for c in runtime["batches"].values())
+    assert set(data["cli_query"]) == {"pixels", "siamese"} and data["cli_query"]["pixels"]["vs_pixels"] == 1.0
+    sizes = data["install_bytes"]
+    assert 0 < sizes["default"]["total"] < sizes["with [train]"]["total"]
+    assert "tensorflow" in sizes["with [train]"]["largest"] and "tensorflow" not in sizes["default"]["largest"]
 
 
 def test_bench_embed_unknown_method(tmp_path):

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-pytest.importorskip("tensorflow", reason="TensorFlow is a core dependency; install with `pip install -e .`")
+pytest.importorskip("tensorflow", reason="the training extra is not installed (pip install -e '.[train]')")
 
 from fmsearch.errors import CollectionMismatchError, ModelError  # noqa: E402
 from fmsearch.models import get_embedder  # noqa: E402
@@ -31,6 +31,21 @@ def test_train_writes_artifact_and_card(trained):
     assert saved["data_sha256"]["train-images-idx3-ubyte.gz"].startswith("c59f468a")
     assert len(saved["losses"]) == 1 and np.isfinite(saved["final_loss"])
     assert saved["command"].startswith(f"fmsearch train --method {method} --epochs 1")
+
+
+def test_training_ends_with_a_checked_onnx_export(trained, fmnist):
+    """The export round trip on a model trained for one epoch: the ONNX file
+    beside the artifact, recorded in its card, giving Keras's vectors."""
+    from fmsearch.models.artifacts import onnx_path, sha256_file
+
+    method, artifact, card = trained
+    assert card["onnx"]["sha256"] == sha256_file(onnx_path(artifact))
+    assert card["onnx"]["exported_from_sha256"] == card["artifact_sha256"]
+    images = fmnist["test"].images[:256]
+    onnx = get_embedder(method, weights=artifact)
+    assert onnx.runs_on == "onnx"
+    keras = get_embedder(method, weights=artifact, runtime="tensorflow")
+    assert np.abs(onnx.embed(images) - keras.embed(images)).max() <= 1e-5
 
 
 def test_reload_safe_mode_embeds_unit_and_deterministic(trained, fmnist):
@@ -141,10 +156,10 @@ def test_forward_pass_is_traced_once(trained, fmnist):
     """Query-time embedding reuses one compiled graph: no retracing per call
     or per batch size (the speed itself is in `fmsearch bench --suite embed`)."""
     method, artifact, _ = trained
-    emb = get_embedder(method, weights=artifact)
+    emb = get_embedder(method, weights=artifact, runtime="tensorflow")
     for n in (1, 1, 5, 2, 1):
         emb.embed(fmnist["test"].images[:n])
-    assert emb._forward.experimental_get_tracing_count() == 1
+    assert emb._graph.experimental_get_tracing_count() == 1
 
 
 @pytest.mark.parametrize("method", ["autoencoder", "siamese"])

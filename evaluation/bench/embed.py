@@ -1,13 +1,21 @@
 """Embed suite: images per second per method, one image at a time and
-batched, and the time to ingest the gallery, against pixels in the same process."""
+batched, and the time to ingest the gallery, against pixels in the same
+process; the trained encoders on Keras against ONNX Runtime at several batch
+sizes; the wall time of a query from the command line; and what the default
+install and the training extra weigh."""
 
 from __future__ import annotations
 
 import logging
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 from fmsearch.errors import ModelError
 from fmsearch.evaluation import markdown
@@ -19,14 +27,19 @@ from fmsearch.evaluation.bench.timing import (
 )
 from fmsearch.images.fmnist import load_split
 from fmsearch.ingest.indexer import ingest
+from fmsearch.evaluation.bench.install_size import install_size
 from fmsearch.models.base import Embedder
-from fmsearch.models.registry import get_embedder
+from fmsearch.models.registry import TRAINABLE, get_embedder
 from fmsearch.store import open_store
 
 logger = logging.getLogger(__name__)
 
 #: what the suite measures when no methods are named
 DEFAULT_METHODS = ("pixels", "autoencoder", "siamese", "resnet101")
+#: batch sizes the two runtimes are compared at, and calls timed at each
+RUNTIME_BATCHES = {1: 200, 16: 100, 64: 40, 1024: 5}
+#: command-line queries timed per method (alternating, after one warm-up each)
+CLI_QUERIES = 7
 
 
 def _embedder(method: str) -> tuple[Embedder, dict[str, Any], str]:
@@ -39,9 +52,10 @@ def _embedder(method: str) -> tuple[Embedder, dict[str, Any], str]:
         if method != "resnet101":
             raise
         embedder = get_embedder(method, weights="none")
-        embedder.prepare()
+        embedder.prepare()  # without TensorFlow (the lean install) this raises too: the method is skipped
         return embedder, {"weights": "none"}, "untrained weights (no ImageNet weights here); speed only"
-    return embedder, {}, ""
+    runtime = getattr(embedder, "runs_on", None)
+    return embedder, {}, f"{runtime} runtime" if runtime else ""
 
 
 def _measure(method: str, images, size: int, ingest_gallery: int, home: str, data_dir) -> dict[str, Any]:
@@ -61,38 +75,108 @@ def _measure(method: str, images, size: int, ingest_gallery: int, home: str, dat
     return row
 
 
+def _runtimes(method: str, images: np.ndarray) -> dict[str, Any]:
+    """One trained method on Keras and on ONNX Runtime, each batch size timed
+    round-robin (noise falls on both), and the largest vector difference."""
+    onnx = get_embedder(method, runtime="onnx")
+    on_keras = get_embedder(method, runtime="tensorflow")
+    note = ""
+    try:
+        on_keras.prepare()
+    except ModelError as err:  # the lean install: no TensorFlow to compare with
+        on_keras, note = None, str(err)
+    row: dict[str, Any] = {"method": method, "batches": {}, "note": note}
+    for batch, calls in RUNTIME_BATCHES.items():
+        x = images[:batch]
+        runners = {"onnx": onnx} | ({"keras": on_keras} if on_keras else {})
+        times: dict[str, list[float]] = {name: [] for name in runners}
+        for e in runners.values():
+            e.embed_batch(x)  # warm-up
+        for _ in range(calls):
+            for name, e in runners.items():
+                t0 = time.perf_counter()
+                e.embed_batch(x)
+                times[name].append((time.perf_counter() - t0) * 1000)
+        cell = {f"{name}_ms": statistics.median(t) for name, t in times.items()}
+        if on_keras:
+            cell["keras_over_onnx"] = cell["keras_ms"] / cell["onnx_ms"]
+        row["batches"][str(batch)] = cell
+    if on_keras:
+        row["max_abs_diff"] = float(np.abs(onnx.embed_batch(images) - on_keras.embed_batch(images)).max())
+    return row
+
+
+def _cli_wall(homes: dict[str, str]) -> dict[str, Any]:
+    """Wall seconds of `fmsearch query --id 60000 -k 10` in a new process per
+    method (each against its home), alternating, after one warm-up each."""
+    times: dict[str, list[float]] = {m: [] for m in homes}
+
+    def once(method: str) -> float:
+        cmd = [sys.executable, "-m", "fmsearch", "--home", homes[method], "query", "--id", "60000", "--method",
+               method, "-k", "10"]
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        return time.perf_counter() - t0
+
+    for method in homes:
+        once(method)
+    for _ in range(CLI_QUERIES):
+        for method in homes:
+            times[method].append(once(method))
+    out: dict[str, Any] = {m: {"median_s": statistics.median(t), "runs": t} for m, t in times.items()}
+    if "pixels" in out:
+        for m in homes:
+            out[m]["vs_pixels"] = out[m]["median_s"] / out["pixels"]["median_s"]
+    return out
+
+
 def run_embed_bench(*, methods: tuple[str, ...] | None = None,
                     images: int = 2000, ingest_gallery: int = 60_000, resnet_images: int = 256, data_dir=None,
                     log: Callable[[str], None] = logger.info) -> BenchResult:
     """Embedding throughput (batched, and one image at a time) for each method,
     and the time to ingest the gallery into a fresh Edge collection, with
-    ratios against the pixels baseline measured in the same process.
+    ratios against the pixels baseline measured in the same process; then
+    Keras against ONNX Runtime for the trained methods, the wall time of a
+    query from the command line, and the size of the installs.
 
     ResNet101 is timed untrained where its ImageNet weights are not at hand
-    (noted in the row). Its gallery ingest is measured on ``resnet_images``
-    images and the full-gallery time is projected from that (marked as a
-    projection): at 224 px on 2 cores the real run takes about an hour.
+    (noted in the row), and skipped without TensorFlow. Its gallery ingest is
+    measured on ``resnet_images`` images and the full-gallery time is
+    projected from that (marked as a projection).
     """
     methods = methods or DEFAULT_METHODS
     check_first_stage(methods, "is measured by the rerank suite, not the embed suite")
     test = load_split("test", data_dir)
-    rows = []
+    rows, skipped, homes = [], [], {}
     with tempfile.TemporaryDirectory(prefix="fmsearch-bench-") as tmp:
         for method in methods:
             resnet = method == "resnet101"
             n = min(images, resnet_images) if resnet else images
             size = min(ingest_gallery, resnet_images) if resnet else ingest_gallery
             log(f"{method}: embedding {n} images, then ingesting {size} ...")
-            row = _measure(method, test.images[:n], size, ingest_gallery, f"{tmp}/{method}", data_dir)
+            try:
+                row = _measure(method, test.images[:n], size, ingest_gallery, f"{tmp}/{method}", data_dir)
+            except ModelError as err:
+                skipped.append({"mode": method, "why": str(err)})
+                continue
             rows.append(row)
+            homes[method] = f"{tmp}/{method}"
             log(f"{method}: {row['images_per_s_batched']:.0f} images/s batched, "
                 f"{row['single_image_p50_ms']:.2f} ms for one image")
+        log("trained encoders: Keras against ONNX Runtime ...")
+        runtimes = [_runtimes(m, test.images[:max(RUNTIME_BATCHES)]) for m in methods if m in TRAINABLE]
+        log("command-line queries ...")
+        cli = _cli_wall({m: homes[m] for m in ("pixels", "siamese") if m in homes})
     base = next((r for r in rows if r["method"] == "pixels"), None)
     for r in rows:
         seconds = r["ingest"].get("projected_total_s", r["ingest"]["total_s"])
         r["ingest_vs_pixels"] = seconds / base["ingest"]["total_s"] if base else None
-    data = {"environment": environment(), "gallery": ingest_gallery, "rows": rows}
-    return BenchResult("embed", data, _table(rows))
+    sizes = {name: install_size(extras) for name, extras in (("default", ()), ("with [train]", ("train",)))}
+    data = {"environment": environment(), "gallery": ingest_gallery, "rows": rows, "runtimes": runtimes,
+            "cli_query": cli, "install_bytes": {k: {"total": sum(v.values()), "largest": dict(list(v.items())[:8])}
+                                                for k, v in sizes.items()}}
+    table = "\n\n".join([_table(rows), _runtime_table(runtimes), _cli_table(cli, data["install_bytes"])])
+    return BenchResult("embed", data, table, tuple(skipped))
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
@@ -109,3 +193,22 @@ def _table(rows: list[dict[str, Any]]) -> str:
     head = ["method", "dim", "images/s (batched)", "one image p50 ms", "gallery ingest s (embed + write + HNSW)",
             "ingest vs pixels", "note"]
     return markdown.table(head, cells, "lrrrrrl")
+
+
+def _runtime_table(runtimes: list[dict[str, Any]]) -> str:
+    head = ["method", "batch", "Keras ms", "ONNX Runtime ms", "Keras / ONNX", "max abs diff of the vectors"]
+    cells = []
+    for r in runtimes:
+        for batch, c in r["batches"].items():
+            keras = c.get("keras_ms")
+            cells.append([r["method"], batch, "-" if keras is None else f"{keras:.2f}", f"{c['onnx_ms']:.2f}",
+                          "-" if keras is None else f"{c['keras_over_onnx']:.2f}x",
+                          f"{r['max_abs_diff']:.1e}" if "max_abs_diff" in r else r["note"][:60]])
+    return markdown.table(head, cells, "lrrrrr")
+
+
+def _cli_table(cli: dict[str, Any], sizes: dict[str, Any]) -> str:
+    rows = [[f"`fmsearch query --id 60000 -k 10 --method {m}`", f"{c['median_s']:.2f} s",
+             f"{c['vs_pixels']:.2f}x" if "vs_pixels" in c else "-"] for m, c in cli.items()]
+    rows += [[f"install, {name}", f"{v['total'] / 2**20:.0f} MiB", ""] for name, v in sizes.items()]
+    return markdown.table(["measure", "value", "vs pixels"], rows, "lrr")

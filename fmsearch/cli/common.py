@@ -184,21 +184,37 @@ def _decorate(fn: Callable, options: list[Callable]) -> Callable:
 
 
 def model_options(fn: Callable) -> Callable:
-    """--weights and --input-size: which model a method uses."""
+    """--weights, --input-size, --runtime, --threads: which model a method
+    uses and how it runs."""
+    from fmsearch.models.artifact_embedder import RUNTIMES
+
     return _decorate(fn, [
         click.option("--weights", type=str, default=None,
                      help="Model weights: a .keras artifact (autoencoder, siamese; default: the shipped one) or, "
                      "for resnet101, 'imagenet' (default), a weights file, or 'none' (untrained, for tests)."),
         click.option("--input-size", type=int, default=None,
                      help="resnet101: input resolution the 28x28 image is resized to [default 224]."),
+        click.option("--runtime", type=click.Choice(RUNTIMES), default=None,
+                     help="autoencoder, siamese: run the ONNX export with ONNX Runtime, or the .keras file with "
+                     "TensorFlow (the training extra) [default auto: ONNX where exported]."),
+        click.option("--threads", type=int, default=None,
+                     help="autoencoder, siamese on ONNX Runtime: threads per inference [default: one per core]."),
     ])
 
 
-def embedder_options(methods, weights: str | None, input_size: int | None) -> dict[str, dict[str, Any]]:
-    """Per method, its constructor options from the CLI's model options."""
+def embedder_options(methods, weights: str | None, input_size: int | None, runtime: str | None = None,
+                     threads: int | None = None) -> dict[str, dict[str, Any]]:
+    """Per method, its constructor options from the CLI's model options
+    (--runtime and --threads go to the methods that take them)."""
+    from fmsearch.models.registry import OPTIONS
     from fmsearch.models.registry import model_options as options_of
 
-    return {m: options_of(m, weights=weights, input_size=input_size) for m in methods}
+    run = {"runtime": runtime, "threads": threads}
+    given = [k for k, v in run.items() if v is not None]
+    takers = [m for m in methods if all(k in OPTIONS.get(m, ()) for k in given)]
+    if given and not takers:
+        raise click.UsageError(f"--{given[0]} applies to autoencoder and siamese only")
+    return {m: options_of(m, weights=weights, input_size=input_size, **(run if m in takers else {})) for m in methods}
 
 
 def mode_options(fn: Callable) -> Callable:

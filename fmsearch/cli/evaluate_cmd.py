@@ -52,14 +52,14 @@ def _queries(value: str) -> int | None:
 @pass_settings
 @domain_errors
 def command(settings, method, task, sources, queries, ks, seed, exact, hnsw_ef, batch_size, out, as_json,
-            weights, input_size, data_dir, **mode) -> None:
+            weights, input_size, runtime, threads, data_dir, **mode) -> None:
     """Evaluate METHOD: test images query the train gallery.
 
     Writes metrics.json, report.md, pr_curve.png and results_grid.png to --out.
     """
     if task == "near-duplicate":
-        _near_duplicate(settings, method, sources, seed, exact, batch_size, out, as_json, mode, weights, input_size,
-                        data_dir)
+        _near_duplicate(settings, method, sources, seed, exact, batch_size, out, as_json, mode,
+                        embedder_options((method,), weights, input_size, runtime, threads), data_dir)
         return
     from fmsearch.evaluation.category import EvalConfig, evaluate
     from fmsearch.evaluation.report import write_report
@@ -72,7 +72,7 @@ def command(settings, method, task, sources, queries, ks, seed, exact, hnsw_ef, 
     methods = (*search.methods, *([search.rescore_with] if search.rescore_with else []))
     with _progress(f"evaluate {method}") as bar:
         result = evaluate(store, config, prefix=settings.prefix, data_dir=data_dir,
-                          options=embedder_options(methods, weights, input_size),
+                          options=embedder_options(methods, weights, input_size, runtime, threads),
                           progress=bar.update, on_plan=lambda n: bar.reset(total=n))
     data = write_report(result, store, out, data_dir)
     if as_json:
@@ -109,8 +109,7 @@ def _show(data: dict, method: str, out: str) -> None:
     click.echo(f"wrote {out}/metrics.json, report.md, pr_curve.png, results_grid.png")
 
 
-def _near_duplicate(settings, method, sources, seed, exact, batch_size, out, as_json, mode, weights, input_size,
-                    data_dir) -> None:
+def _near_duplicate(settings, method, sources, seed, exact, batch_size, out, as_json, mode, options, data_dir) -> None:
     from fmsearch.evaluation.near_duplicate import (
         NearDuplicateConfig,
         evaluate_near_duplicates,
@@ -130,7 +129,7 @@ def _near_duplicate(settings, method, sources, seed, exact, batch_size, out, as_
     with _progress(f"near-duplicate {method}") as bar:
         data = evaluate_near_duplicates(
             settings.store(), config, prefix=settings.prefix, data_dir=data_dir,
-            options=embedder_options((method,), weights, input_size), progress=bar.update,
+            options=options, progress=bar.update,
             on_plan=lambda n: bar.reset(total=n),
         )
     write_near_duplicate_report(data, out)

@@ -6,7 +6,7 @@ import click
 
 from fmsearch.store.schema import QUANTIZATIONS
 
-from .common import cli_message, data_dir_option, domain_errors, model_options, pass_settings
+from .common import cli_message, data_dir_option, domain_errors, embedder_options, model_options, pass_settings
 
 
 @click.command("ingest")
@@ -30,7 +30,7 @@ from .common import cli_message, data_dir_option, domain_errors, model_options, 
 @pass_settings
 @domain_errors
 def command(settings, method, split, limit, batch_size, recreate, quantization, shards, replicas, write_consistency,
-            sift_upscale, sift_plain, weights, input_size, data_dir) -> None:
+            sift_upscale, sift_plain, weights, input_size, runtime, threads, data_dir) -> None:
     """Embed FMNIST images with METHOD and store them in Qdrant.
 
     With --method all, every method whose model is available is ingested;
@@ -40,7 +40,8 @@ def command(settings, method, split, limit, batch_size, recreate, quantization, 
     `fmsearch query/evaluate --rerank sift`.
     """
     from fmsearch.errors import ModelError
-    from fmsearch.models.registry import DOWNLOADED, RERANK_ONLY, check_method, get_embedder, method_names, model_options
+    from fmsearch.models.registry import DOWNLOADED, RERANK_ONLY, check_method, get_embedder, method_names
+    from fmsearch.models.registry import model_options as method_options
 
     if method == "all":
         if weights is not None or input_size is not None:
@@ -50,11 +51,12 @@ def command(settings, method, split, limit, batch_size, recreate, quantization, 
         methods = (check_method(method),)
     if (sift_upscale is not None or sift_plain) and method != "sift":
         raise click.UsageError("--sift-upscale/--sift-plain apply to --method sift only")
+    options = embedder_options(methods, weights, input_size, runtime, threads)
     for name in methods:
         if name in RERANK_ONLY and quantization != "none" and method == "all":
             continue  # descriptors are not quantised; --method all quantises the others
-        embedder = get_embedder(name, **model_options(
-            name, weights=weights, input_size=input_size, upscale=sift_upscale, root=False if sift_plain else None))
+        sift = method_options(name, upscale=sift_upscale, root=False if sift_plain else None) if name == "sift" else {}
+        embedder = get_embedder(name, **options[name], **sift)
         if method == "all" and name in DOWNLOADED:
             try:
                 embedder.prepare()

@@ -17,6 +17,7 @@ from . import (
     compare_cmd,
     data_cmd,
     evaluate_cmd,
+    export_cmd,
     ingest_cmd,
     migrate_cmd,
     query_cmd,
@@ -63,6 +64,6 @@ def main(ctx: click.Context, home, qdrant_url, qdrant_api_key, qdrant_api_key_fi
     ctx.call_on_close(settings.close)
 
 
-for module in (data_cmd, train_cmd, ingest_cmd, query_cmd, compare_cmd, evaluate_cmd, results_cmd, collections_cmd, bench_cmd,
+for module in (data_cmd, train_cmd, export_cmd, ingest_cmd, query_cmd, compare_cmd, evaluate_cmd, results_cmd, collections_cmd, bench_cmd,
                migrate_cmd):
     main.add_command(module.command)

@@ -35,7 +35,7 @@ from .common import (
 @pass_settings
 @domain_errors
 def command(settings, image_path, point_id, method, positive, negative, k, classes, exclude_classes, exact, as_json,
-            weights, input_size, data_dir, **mode) -> None:
+            weights, input_size, runtime, threads, data_dir, **mode) -> None:
     """Find the gallery images most similar to IMAGE_PATH (or --id).
 
     With --rerank sift, METHOD proposes --shortlist candidates and SIFT
@@ -56,7 +56,7 @@ def command(settings, image_path, point_id, method, positive, negative, k, class
     if search.rerank is not None:
         search.rerank.check_holds(k)
     searcher = Searcher(settings.store(), prefix=settings.prefix, data_dir=data_dir,
-                        options=embedder_options(search.methods, weights, input_size))
+                        options=embedder_options(search.methods, weights, input_size, runtime, threads))
     if positive or negative:
         hits = searcher.recommend(method, [id_or_image(e) for e in positive], [id_or_image(e) for e in negative], k,
                                   classes=classes, exclude_classes=exclude_classes, quantization=search.quantization)
