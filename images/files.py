@@ -40,8 +40,6 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         ImageError: missing path, a directory, an empty, truncated or
             unreadable file, an image too large (decompression bomb) or too small.
     """
-    from PIL import Image, UnidentifiedImageError
-
     p = Path(path)
     if not p.exists():
         raise ImageError(f"{p}: no such file")
@@ -49,32 +47,51 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         raise ImageError(f"{p}: is a directory, not an image")
     if p.stat().st_size == 0:
         raise ImageError(f"{p}: file is empty")
+    return _decode(p, str(p))
+
+
+def image_from_bytes(data: bytes, name: str = "upload") -> np.ndarray:
+    """:func:`load_image` for the bytes of an image file (an upload), with
+    the same guards; ``name`` is what errors call it."""
+    if not data:
+        raise ImageError(f"{name}: file is empty")
+    return _decode(io.BytesIO(data), name)
+
+
+def _decode(source, name: str) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(p) as img:
+            with Image.open(source) as img:
                 w, h = img.size
                 if w * h > MAX_PIXELS:
-                    raise ImageError(
-                        f"{p}: {w}x{h} pixels exceeds the {MAX_PIXELS:,}-pixel limit "
-                        "(decompression-bomb guard)"
-                    )
+                    raise ImageError(f"{name}: {w}x{h} pixels exceeds the {MAX_PIXELS:,}-pixel limit "
+                                     "(decompression-bomb guard)")
                 if min(w, h) < MIN_SIDE:
-                    raise ImageError(
-                        f"{p}: {w}x{h} pixels is too small; need at least {MIN_SIDE}x{MIN_SIDE}"
-                    )
+                    raise ImageError(f"{name}: {w}x{h} pixels is too small; need at least {MIN_SIDE}x{MIN_SIDE}")
                 img.seek(0)  # first frame of an animation
                 img.load()
                 gray = _to_gray(img)
     except ImageError:
         raise
     except UnidentifiedImageError as err:
-        raise ImageError(f"{p}: not an image file Pillow can read") from err
+        raise ImageError(f"{name}: not an image file Pillow can read") from err
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise ImageError(f"{p}: refused by the decompression-bomb guard ({err})") from err
+        raise ImageError(f"{name}: refused by the decompression-bomb guard ({err})") from err
     except (OSError, ValueError, SyntaxError) as err:
-        raise ImageError(f"{p}: unreadable or truncated image ({err})") from err
+        raise ImageError(f"{name}: unreadable or truncated image ({err})") from err
     return to_fmnist(gray)
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """A (28, 28) uint8 image as PNG file bytes."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def _to_gray(img) -> np.ndarray:
@@ -119,11 +136,7 @@ def to_fmnist(gray: np.ndarray) -> np.ndarray:
 
 def encode_png(image: np.ndarray) -> str:
     """A (28, 28) uint8 image as base64 PNG text (the payload's ``image``)."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(buf, format="PNG", optimize=False)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+    return base64.b64encode(png_bytes(image)).decode("ascii")
 
 
 def decode_png(text: str) -> np.ndarray:

@@ -52,6 +52,8 @@ class ArtifactEmbedder(Embedder):
         self.dim = int(self.card["embedding_dim"])
         self.runtime = runtime
         self.threads = check_threads(threads)
+        if self.threads is not None and runtime == "tensorflow":
+            raise InvalidArgumentError("threads apply to ONNX Runtime, not to the tensorflow runtime", param="threads")
         self._forward = None
 
     @property

@@ -47,39 +47,55 @@ def onnx_path(artifact: str | os.PathLike) -> Path:
 
 
 def has_onnx(artifact: str | os.PathLike, card: dict[str, Any]) -> bool:
-    """Whether the artifact has an ONNX export recorded in its card."""
-    return "onnx" in card and onnx_path(artifact).is_file()
+    """Whether the artifact has an ONNX export: in its card (the file is
+    then checked when it is loaded, and its absence said), or beside it."""
+    return "onnx" in card or onnx_path(artifact).is_file()
 
 
-def verified_onnx(artifact: str | os.PathLike, card: dict[str, Any]) -> Path:
-    """The artifact's ONNX file, checked against the card: its own SHA-256,
-    and the ``.keras`` sibling it was exported from.
+def verified_onnx(artifact: str | os.PathLike, card: dict[str, Any]) -> bytes:
+    """The artifact's ONNX file's bytes, read once and checked against the
+    card: their own SHA-256, and the ``.keras`` sibling they were exported
+    from (what runs is what was checked).
 
     Raises:
         ModelError: no export, or a file that does not match its card.
     """
+    keras_digest = verify_artifact(artifact, card)  # the artifact asked for comes first
     path = onnx_path(artifact)
     entry = card.get("onnx")
     if entry is None or not path.is_file():
         raise ModelError(f"{artifact} has no ONNX export beside it ({path.name}); export it first")
-    digest = sha256_file(path)
+    if not isinstance(entry, dict):
+        raise ModelError(f"the model card of {artifact} has an unreadable onnx entry; export it again")
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise ModelError(f"cannot read {path}: {err.strerror or err}") from err
+    digest = hashlib.sha256(data).hexdigest()
     if digest != entry.get("sha256"):
         raise ModelError(f"{path} does not match its model card (SHA-256 {digest[:12]}..., card says "
                          f"{str(entry.get('sha256'))[:12]}...); export it again or restore the file")
-    keras_digest = sha256_file(artifact)
-    if not keras_digest == card["artifact_sha256"] == entry.get("exported_from_sha256"):
+    if keras_digest != entry.get("exported_from_sha256"):
         raise ModelError(f"{path} was not exported from {Path(artifact).name} as it is now (SHA-256 "
                          f"{keras_digest[:12]}...); export it again")
-    return path
+    return data
 
 
-def record_onnx(artifact: str | os.PathLike, entry: dict[str, Any]) -> dict[str, Any]:
-    """Add the ONNX export's entry to the artifact's card; returns the card."""
+def record_onnx(artifact: str | os.PathLike, entry: dict[str, Any], export: str | os.PathLike) -> dict[str, Any]:
+    """Record an export (the file at ``export``, about to become the
+    artifact's ONNX file) in the artifact's card, written atomically."""
     card = read_card(artifact)
-    card["onnx"] = {**entry, "file": onnx_path(artifact).name, "sha256": sha256_file(onnx_path(artifact)),
+    card["onnx"] = {**entry, "file": onnx_path(artifact).name, "sha256": sha256_file(export),
                     "exported_from_sha256": card["artifact_sha256"]}
-    card_path(artifact).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    _write_json(card_path(artifact), card)
     return card
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write a file atomically (a temp file, then a rename), readable as the one it replaces."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
 
 
 def default_artifact(method: str) -> Path:
@@ -111,8 +127,23 @@ def read_card(artifact: str | os.PathLike) -> dict[str, Any]:
 def write_card(artifact: str | os.PathLike, card: dict[str, Any]) -> dict[str, Any]:
     """Write the card with the artifact's SHA-256 (computed here)."""
     card = {**card, "artifact": Path(artifact).name, "artifact_sha256": sha256_file(artifact)}
-    card_path(artifact).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    _write_json(card_path(artifact), card)
     return card
+
+
+def verify_artifact(artifact: str | os.PathLike, card: dict[str, Any]) -> str:
+    """The artifact's SHA-256, checked against its card.
+
+    Raises:
+        ModelError: the file is not what its card says.
+    """
+    digest = sha256_file(artifact)
+    if digest != card["artifact_sha256"]:
+        raise ModelError(
+            f"{artifact} does not match its model card (SHA-256 {digest[:12]}..., card says "
+            f"{card['artifact_sha256'][:12]}...); re-train with `fmsearch train` or restore the file"
+        )
+    return digest
 
 
 def load_verified(artifact: str | os.PathLike, custom_objects: dict[str, Any] | None = None):
@@ -121,13 +152,7 @@ def load_verified(artifact: str | os.PathLike, custom_objects: dict[str, Any] | 
     Raises:
         ModelError: missing, altered or corrupt artifact.
     """
-    card = read_card(artifact)
-    digest = sha256_file(artifact)
-    if digest != card["artifact_sha256"]:
-        raise ModelError(
-            f"{artifact} does not match its model card (SHA-256 {digest[:12]}..., card says "
-            f"{card['artifact_sha256'][:12]}...); re-train with `fmsearch train` or restore the file"
-        )
+    verify_artifact(artifact, read_card(artifact))
     import_tensorflow(f"loading {Path(artifact).name}")
     import keras
 

@@ -22,7 +22,7 @@ from fmsearch.images.fmnist import load_split
 from fmsearch.models.artifact_embedder import to_model_input
 from fmsearch.models.artifacts import load_verified, onnx_path, record_onnx
 from fmsearch.models.onnx_runtime import load_session, onnxruntime_version
-from fmsearch.models.tf_runtime import import_tensorflow, missing_extra
+from fmsearch.models.tf_runtime import import_tensorflow, require_exporter
 
 logger = logging.getLogger(__name__)
 
@@ -49,39 +49,52 @@ def export_onnx(artifact: str | os.PathLike, data_dir: str | os.PathLike | None 
             :data:`TOLERANCE`.
     """
     import_tensorflow("exporting to ONNX")
-    try:
-        import tf2onnx
-    except ImportError as err:
-        raise missing_extra("exporting to ONNX", "tf2onnx") from err
-    import keras
-
+    require_exporter("exporting to ONNX")
     artifact = Path(artifact)
     model = load_verified(artifact)
     x = to_model_input(load_split("test", data_dir).images[:CHECK_IMAGES])
     expected = np.asarray(model(x, training=False))
     target = onnx_path(artifact)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}-", suffix=".onnx")
-    os.close(fd)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}-", suffix=".onnx")
+        os.close(fd)
+    except OSError as err:
+        raise ModelError(f"cannot write beside {artifact}: {err.strerror or err}") from err
     try:
         with warnings.catch_warnings():  # the exporter's own numpy deprecation notices
             warnings.simplefilter("ignore", FutureWarning)
             model.export(tmp, format="onnx", verbose=False)
-        got = load_session(tmp)(x)
-        diff = float(np.abs(got - expected).max())
+        diff = float(np.abs(load_session(tmp)(x) - expected).max())
         if not diff <= TOLERANCE:
             raise ModelError(f"the ONNX export of {artifact.name} differs from Keras by {diff:.2g} "
                              f"(more than {TOLERANCE:g}); it was not written")
-        os.replace(tmp, target)
+        os.chmod(tmp, _readable_mode())  # mkstemp's file is private; an artifact is read by every user
+        card = record_onnx(artifact, _entry(tmp, diff, command or f"fmsearch export --weights {artifact}"), tmp)
+        os.replace(tmp, target)  # the card names this file's digest: swapped in last
+    except OSError as err:
+        raise ModelError(f"cannot write {target}: {err.strerror or err}") from err
     finally:
         Path(tmp).unlink(missing_ok=True)
-    import onnx
+    logger.info("exported %s (opset %s, max |diff| from Keras %.2g)", target, card["onnx"]["opset"], diff)
+    return card
 
-    opset = max((o.version for o in onnx.load(str(target)).opset_import if o.domain in ("", "ai.onnx")), default=None)
-    entry = {
+
+def _entry(path: str, diff: float, command: str) -> dict[str, Any]:
+    """What the card records of an export."""
+    import keras
+    import onnx
+    import tf2onnx
+
+    opset = max((o.version for o in onnx.load(path).opset_import if o.domain in ("", "ai.onnx")), default=None)
+    return {
         "opset": opset, "max_abs_diff_vs_keras": diff, "checked_on": f"the first {CHECK_IMAGES} FMNIST test images",
         "software": {"onnxruntime": onnxruntime_version(), "keras": keras.__version__, "tf2onnx": tf2onnx.__version__,
                      "onnx": onnx.__version__},
-        "command": command or f"fmsearch export --weights {artifact}",
+        "command": command,
     }
-    logger.info("exported %s (opset %s, max |diff| from Keras %.2g)", target, opset, diff)
-    return record_onnx(artifact, entry)
+
+
+def _readable_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask

@@ -24,8 +24,9 @@ def check_threads(threads: int | None) -> int | None:
     return None if threads is None else int(threads)
 
 
-def load_session(path: str | os.PathLike, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
-    """A forward function over an ONNX file: (N, 28, 28, 1) float32 -> (N, d).
+def load_session(model: str | os.PathLike | bytes, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """A forward function over an ONNX model (a file, or its bytes):
+    (N, 28, 28, 1) float32 -> (N, d).
 
     Raises:
         ModelError: the file cannot be loaded.
@@ -40,9 +41,11 @@ def load_session(path: str | os.PathLike, threads: int | None = None) -> Callabl
         options.intra_op_num_threads = threads
     options.log_severity_level = 3  # errors only
     try:
-        session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        source = model if isinstance(model, bytes) else str(model)
+        session = ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime raises its own types for a bad file
-        raise ModelError(f"cannot load {Path(path)}: {type(err).__name__}: {str(err).splitlines()[0][:200]}") from err
+        what = "the ONNX model" if isinstance(model, bytes) else Path(model)
+        raise ModelError(f"cannot load {what}: {type(err).__name__}: {str(err).splitlines()[0][:200]}") from err
     name = session.get_inputs()[0].name
 
     def forward(x: np.ndarray) -> np.ndarray:

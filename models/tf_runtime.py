@@ -29,6 +29,23 @@ def missing_extra(what: str, package: str) -> ModelError:
                       f"pip install '{TRAIN_EXTRA}'")
 
 
+def require_exporter(what: str) -> None:
+    """Check that the ONNX exporter (tf2onnx, onnx) is installed.
+
+    Raises:
+        ModelError: it is not; the message names the extra.
+    """
+    import importlib.util
+
+    for package in ("tf2onnx", "onnx"):
+        try:
+            found = importlib.util.find_spec(package) is not None
+        except (ImportError, ValueError):  # a module blocked in sys.modules, or broken
+            found = False
+        if not found:
+            raise missing_extra(what, package)
+
+
 def import_tensorflow(what: str = "this") -> ModuleType:
     """``import tensorflow`` (and Keras) with fd 2 muted for the first import.
 

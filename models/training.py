@@ -21,7 +21,7 @@ from fmsearch.models.registry import TRAINABLE
 
 logger = logging.getLogger(__name__)
 from fmsearch.models.artifact_embedder import to_model_input
-from fmsearch.models.tf_runtime import import_tensorflow
+from fmsearch.models.tf_runtime import import_tensorflow, require_exporter
 
 
 def quick_eval(model, data_dir: str | os.PathLike | None = None, ks: tuple[int, ...] = (1, 10)) -> dict[str, float]:
@@ -98,6 +98,7 @@ def train_method(
     out_dir = _check(method, epochs, batch_size, out, limit, mining, learning_rate, init)
     mining = mining or "semi-hard"
     import_tensorflow(f"training {method}")
+    require_exporter(f"training {method}")  # the export at the end: find out now, not after an hour
     # continue training a verified artifact; the new card keeps the old one (the chain)
     init_model, parent = (load_verified(init), read_card(init)) if init is not None else (None, None)
     train = load_split("train", data_dir)

@@ -7,7 +7,9 @@ over it.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -45,6 +47,18 @@ class Hit:
     #: set when a second stage ordered the results: ``score`` is then its score
     first_score: float | None = None
     rerank_score: float | None = None
+    #: a fusion's hit: its rank in each fused method's list (None: not in it)
+    method_ranks: dict[str, int | None] | None = None
+
+
+@contextmanager
+def _timed(timings: dict[str, float], key: str) -> Iterator[None]:
+    """Add the seconds the block takes to ``timings[key]``."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[key] = timings.get(key, 0.0) + time.perf_counter() - t0
 
 
 def to_hits(points: Sequence[ScoredPoint]) -> list[Hit]:
@@ -169,20 +183,22 @@ class Searcher:
         self,
         mode: SearchMode | str,
         vectors: np.ndarray,
-        k: int = 10,
-        flt: QueryFilter | None = None,
+        k: int | Sequence[int] = 10,
+        flt: QueryFilter | Sequence[QueryFilter | None] | None = None,
         *,
         exact: bool = False,
         quantization_params: QuantizationParams | None = None,
     ) -> list[list[Hit]]:
         """Batch search of one method's collection with already-embedded
-        query vectors (one batch request). ``quantization_params`` overrides
-        the mode's (``ignore=True`` gives the exact float32 reference)."""
+        query vectors (one batch request; ``k`` and ``flt`` one for all or
+        one per vector). ``quantization_params`` overrides the mode's
+        (``ignore=True`` gives the exact float32 reference)."""
         mode = SearchMode.of(mode)
         if mode.fused:
             raise InvalidArgumentError("a batch of vectors searches one method's collection, not a fusion")
         info = self.collection(mode.methods[0], mode.quantization)
-        check_k(k)
+        for limit in (k,) if isinstance(k, (int, np.integer)) else k:
+            check_k(limit)
         points = self.store.query_batch(
             info.name, vectors, k, flt, exact=exact, hnsw_ef=self.hnsw_ef, with_payload=schema.HIT_FIELDS,
             quantization=quantization_params or mode.quantization_params,
@@ -241,6 +257,9 @@ class Searcher:
         exclude_classes: Iterable[str] = (),
         exact: bool = False,
         split: str | None = None,
+        offset: int = 0,
+        min_score: float | None = None,
+        timings: dict[str, float] | None = None,
     ) -> list[Hit]:
         """The ``k`` gallery images nearest to a (28, 28) uint8 ``image`` or
         to FMNIST item ``pid`` (which is then excluded), in ``mode`` (a
@@ -248,7 +267,11 @@ class Searcher:
 
         The first stage searches each method's collection; a fusion combines
         the lists, ``rescore_with`` reorders by another method's vectors, and
-        ``rerank`` reorders the candidates by SIFT last.
+        ``rerank`` reorders the candidates by SIFT last. ``offset`` skips the
+        first results (a page; ranks go on from ``offset + 1``, and page 2 is
+        ranks 11-20 of one ``k=20`` search); ``min_score`` drops hits scoring
+        below it. ``timings``, when given, gets the seconds spent embedding,
+        searching and reranking.
 
         Raises:
             InvalidArgumentError, UnknownClassError, UnknownMethodError,
@@ -256,6 +279,18 @@ class Searcher:
         """
         mode = SearchMode.of(mode)
         check_k(k)
+        if offset < 0 or offset + k > MAX_K:
+            raise InvalidArgumentError(f"offset must be between 0 and {MAX_K - k} for k={k}, got {offset}",
+                                       param="offset")
+        hits = self._search(mode, image, pid, k + offset, classes, exclude_classes, exact, split,
+                            timings if timings is not None else {})
+        if min_score is not None:
+            hits = [h for h in hits if h.score >= min_score]
+        return [replace(h, rank=r) for r, h in enumerate(hits[offset : offset + k], start=offset + 1)]
+
+    def _search(self, mode: SearchMode, image, pid, k: int, classes, exclude_classes, exact: bool, split,
+                timings: dict[str, float]) -> list[Hit]:
+        """:meth:`search` without the paging: the first ``k`` hits."""
         if (image is None) == (pid is None):
             raise InvalidArgumentError("give exactly one of an image or an id")
         if mode.second_stage and mode.shortlist < k:
@@ -270,26 +305,36 @@ class Searcher:
             self.reranker.collection()
         flt = replace(class_filter(classes, exclude_classes, exclude_ids=() if pid is None else (pid,)), split=split)
         limit = mode.shortlist if mode.combined else rerank.shortlist if rerank is not None else k
-        hits = self._first_stage(mode, image, pid, limit, flt, exact)
+        hits = self._first_stage(mode, image, pid, limit, flt, exact, timings)
         if mode.rescore_with is not None:
-            hits = self.rescore_hits(hits, mode.rescore_with, self.query_vector(mode.rescore_with, image=image, pid=pid))
+            with _timed(timings, "embed"):
+                query = self.query_vector(mode.rescore_with, image=image, pid=pid)
+            with _timed(timings, "search"):
+                hits = self.rescore_hits(hits, mode.rescore_with, query)
         if rerank is not None:
-            hits = self.reranker.rerank(hits[: rerank.shortlist], self.query_descriptors(image=image, pid=pid), rerank)
+            with _timed(timings, "rerank"):
+                hits = self.reranker.rerank(hits[: rerank.shortlist], self.query_descriptors(image=image, pid=pid),
+                                            rerank)
         return [replace(h, rank=r) for r, h in enumerate(hits[:k], start=1)]
 
-    def _first_stage(self, mode: SearchMode, image, pid, limit: int, flt: QueryFilter, exact: bool) -> list[Hit]:
+    def _first_stage(self, mode: SearchMode, image, pid, limit: int, flt: QueryFilter, exact: bool,
+                     timings: dict[str, float]) -> list[Hit]:
         """Each method's nearest ``limit``; several lists fused into one."""
-        lists = [
-            self.search_vectors(replace(mode, methods=(name,), fusion_weights=None, rescore_with=None, rerank=None),
-                                self.query_vector(name, image=image, pid=pid, quantization=mode.quantization), limit,
-                                flt, exact=exact)[0]
-            for name in mode.methods
-        ]
+        lists = []
+        for name in mode.methods:
+            with _timed(timings, "embed"):
+                vector = self.query_vector(name, image=image, pid=pid, quantization=mode.quantization)
+            single = replace(mode, methods=(name,), fusion_weights=None, rescore_with=None, rerank=None)
+            with _timed(timings, "search"):
+                lists.append(self.search_vectors(single, vector, limit, flt, exact=exact)[0])
         if not mode.fused:
             return lists[0]
         by_id = {h.id: h for hl in lists for h in hl}
+        ranks = [{h.id: h.rank for h in hl} for hl in lists]
         fused = fuse_lists(mode.fusion, [[(h.id, h.score) for h in hl] for hl in lists], mode.fusion_weights)[:limit]
-        return [replace(by_id[i], rank=r, score=s, first_score=None) for r, (i, s) in enumerate(fused, start=1)]
+        return [replace(by_id[i], rank=r, score=s, first_score=None,
+                        method_ranks={m: rk.get(i) for m, rk in zip(mode.methods, ranks, strict=True)})
+                for r, (i, s) in enumerate(fused, start=1)]
 
     def recommend(
         self,

@@ -6,6 +6,7 @@ import this module; :func:`fmsearch.store.open_store` picks one of them.
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -112,6 +113,16 @@ def ordered_records(ids: Sequence[int], records: Sequence[Any], with_vectors: bo
     return out
 
 
+def per_row(value: Any, n: int, scalar: type | tuple[type, ...]) -> list:
+    """One value for every row of a batch request, or a value per row."""
+    if value is None or isinstance(value, scalar):
+        return [value] * n
+    values = list(value)
+    if len(values) != n:
+        raise ValueError(f"{len(values)} values for {n} queries")
+    return values
+
+
 def payload_selector(with_payload: bool | Sequence[str]) -> bool | list[str]:
     """``with_payload`` as both Qdrant bindings take it."""
     return with_payload if isinstance(with_payload, bool) else list(with_payload)
@@ -179,11 +190,13 @@ class Store(ABC):
         """Make what was written durable and indexed (HNSW built after bulk load)."""
 
     @abstractmethod
-    def query_batch(self, name: str, vectors: np.ndarray, limit: int, flt: QueryFilter | None = None, *,
-                    exact: bool = False, hnsw_ef: int | None = None, with_payload: bool | Sequence[str] = True,
+    def query_batch(self, name: str, vectors: np.ndarray, limit: int | Sequence[int],
+                    flt: QueryFilter | Sequence[QueryFilter | None] | None = None, *, exact: bool = False,
+                    hnsw_ef: int | None = None, with_payload: bool | Sequence[str] = True,
                     quantization: QuantizationParams | None = None) -> list[list[ScoredPoint]]:
         """Nearest neighbours of each row of ``vectors`` (or of each (n, d)
-        multivector, for a multivector collection), as one batch request."""
+        multivector, for a multivector collection), as one batch request;
+        ``limit`` and ``flt`` are one for every row, or one per row."""
 
     def query(self, name: str, vector: np.ndarray, limit: int, flt: QueryFilter | None = None,
               **params: Any) -> list[ScoredPoint]:
@@ -234,6 +247,12 @@ class Store(ABC):
     @abstractmethod
     def count(self, name: str, flt: QueryFilter | None = None) -> int:
         """Exact number of points (matching ``flt``)."""
+
+    def serving_copy(self, names: Sequence[str], workdir: str | os.PathLike) -> Store:
+        """A store to serve ``names`` from, for a long-running reader (the
+        service, each of its worker processes) that must not keep writers
+        out: a server serves any number of readers itself, so this store."""
+        return self
 
     def disk_bytes(self, name: str) -> int | None:
         """Bytes the collection takes on disk (vectors, quantised copies,

@@ -35,7 +35,7 @@ import numpy as np
 from fmsearch.errors import CollectionNotFoundError, StoreError, StoreLockedError
 from fmsearch.store import schema
 from fmsearch.store.base import CollectionInfo, QuantizationParams, QueryFilter, Record, ScoredPoint, Store
-from fmsearch.store.base import DEFAULT_HNSW_EF, ordered_records, payload_selector, vector_lists
+from fmsearch.store.base import DEFAULT_HNSW_EF, ordered_records, payload_selector, per_row, vector_lists
 from fmsearch.store.locks import LOCK_FILE, DirLock, exchange
 from fmsearch.store.schema import CollectionSpec
 
@@ -381,8 +381,9 @@ class EdgeStore(Store):
             must.append(qe.FieldCondition(key=schema.SPLIT, match=qe.MatchValue(flt.split)))
         return qe.Filter(must=must or None, must_not=must_not or None)
 
-    def query_batch(self, name: str, vectors: np.ndarray, limit: int, flt: QueryFilter | None = None, *,
-                    exact: bool = False, hnsw_ef: int | None = None, with_payload: bool | Sequence[str] = True,
+    def query_batch(self, name: str, vectors: np.ndarray, limit: int | Sequence[int],
+                    flt: QueryFilter | Sequence[QueryFilter | None] | None = None, *, exact: bool = False,
+                    hnsw_ef: int | None = None, with_payload: bool | Sequence[str] = True,
                     quantization: QuantizationParams | None = None) -> list[list[ScoredPoint]]:
         qe = _edge()
         shard = self._shard(name)
@@ -390,10 +391,11 @@ class EdgeStore(Store):
             ignore=quantization.ignore, rescore=quantization.rescore, oversampling=quantization.oversampling
         )
         params = qe.SearchParams(hnsw_ef=hnsw_ef or DEFAULT_HNSW_EF, exact=exact, quantization=quant)
-        filt, payload = self._filter(flt), payload_selector(with_payload)
+        rows, payload = vector_lists(vectors, self.is_multivector(name)), payload_selector(with_payload)
+        limits, filters = per_row(limit, len(rows), (int, np.integer)), per_row(flt, len(rows), QueryFilter)
         requests = [
-            qe.QueryRequest(limit=limit, query=qe.Query.Nearest(v), filter=filt, params=params, with_payload=payload)
-            for v in vector_lists(vectors, self.is_multivector(name))
+            qe.QueryRequest(limit=n, query=qe.Query.Nearest(v), filter=self._filter(f), params=params, with_payload=payload)
+            for v, n, f in zip(rows, limits, filters, strict=True)
         ]
         results = shard.query_batch(qe.QueryBatchRequest(requests))
         return [[ScoredPoint(int(p.id), float(p.score), dict(p.payload or {})) for p in hits] for hits in results]
@@ -422,6 +424,22 @@ class EdgeStore(Store):
     def count(self, name: str, flt: QueryFilter | None = None) -> int:
         qe = _edge()
         return int(self._shard(name).count(qe.CountRequest(exact=True, filter=self._filter(flt))))
+
+    def serving_copy(self, names: Sequence[str], workdir: str | os.PathLike) -> EdgeStore:
+        """A shard can be open in one process at a time, and a reader that
+        held the live collections would keep ingest out: each collection is
+        copied under its lock (a consistent copy, taken between writes) into
+        ``workdir``, and a store over the copies is returned."""
+        target = Path(workdir) / "collections"
+        target.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            self._release(name)  # our own open shard would hold the lock we take
+            self._lock(name)
+            try:
+                shutil.copytree(self._dir(name), target / name, ignore=shutil.ignore_patterns(LOCK_FILE))
+            finally:
+                self._unlock(name)
+        return EdgeStore(workdir, lock_timeout=self.lock_timeout)
 
     def disk_bytes(self, name: str) -> int | None:
         """Bytes allocated on disk: sparse, preallocated segment files count

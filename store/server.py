@@ -34,7 +34,8 @@ import numpy as np
 from fmsearch.errors import CollectionNotFoundError, StoreError
 from fmsearch.store import schema
 from fmsearch.store.base import CollectionInfo, QuantizationParams, QueryFilter, Record, ScoredPoint, Store
-from fmsearch.store.base import DEFAULT_HNSW_EF, DEFAULT_TIMEOUT, ordered_records, payload_selector, vector_lists
+from fmsearch.store.base import DEFAULT_HNSW_EF, DEFAULT_TIMEOUT, ordered_records, payload_selector, per_row
+from fmsearch.store.base import vector_lists
 from fmsearch.store.retry import (
     BACKOFF_BASE_S,
     DEFAULT_RETRIES,
@@ -358,16 +359,18 @@ class ServerStore(Store):
         )
         return models.SearchParams(hnsw_ef=hnsw_ef or DEFAULT_HNSW_EF, exact=exact, quantization=quant)
 
-    def query_batch(self, name: str, vectors: np.ndarray, limit: int, flt: QueryFilter | None = None, *,
-                    exact: bool = False, hnsw_ef: int | None = None, with_payload: bool | Sequence[str] = True,
+    def query_batch(self, name: str, vectors: np.ndarray, limit: int | Sequence[int],
+                    flt: QueryFilter | Sequence[QueryFilter | None] | None = None, *, exact: bool = False,
+                    hnsw_ef: int | None = None, with_payload: bool | Sequence[str] = True,
                     quantization: QuantizationParams | None = None) -> list[list[ScoredPoint]]:
         from qdrant_client import models
 
         params = self._search_params(exact=exact, hnsw_ef=hnsw_ef, quantization=quantization)
-        filt, payload = self._filter(flt), payload_selector(with_payload)
+        rows, payload = vector_lists(vectors, self.is_multivector(name)), payload_selector(with_payload)
+        limits, filters = per_row(limit, len(rows), (int, np.integer)), per_row(flt, len(rows), QueryFilter)
         requests = [
-            models.QueryRequest(query=v, limit=limit, filter=filt, params=params, with_payload=payload)
-            for v in vector_lists(vectors, self.is_multivector(name))
+            models.QueryRequest(query=v, limit=n, filter=self._filter(f), params=params, with_payload=payload)
+            for v, n, f in zip(rows, limits, filters, strict=True)
         ]
         with self._call("query", name):
             responses = self.client.query_batch_points(name, requests=requests)

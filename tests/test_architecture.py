@@ -24,6 +24,7 @@ ROOMS = {
     "ingest": "fmsearch.ingest",
     "search": "fmsearch.search",
     "evaluation": "fmsearch.evaluation",
+    "fmsearch/serve": "fmsearch.serve",
     "fmsearch/cli": "fmsearch.cli",
 }
 #: the data path: a room may import the rooms before it, never those after
@@ -39,6 +40,7 @@ FORBIDDEN = {
     "fmsearch.ingest": TRAINING,
     "fmsearch.search": TRAINING,
     "fmsearch.evaluation": TRAINING,
+    "fmsearch.serve": TRAINING,
     "fmsearch.cli": TRAINING,
 }
 MAX_FUNCTION_LINES = 80

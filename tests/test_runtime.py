@@ -89,7 +89,14 @@ def test_a_tampered_or_stale_export_is_refused(copied_artifact, fmnist):
 
 
 def test_without_an_export_auto_runs_keras_and_onnx_is_refused(copied_artifact):
+    """A card that lists an export whose file is gone says so (not that
+    TensorFlow is missing); an artifact never exported runs on Keras."""
     onnx_path(copied_artifact).unlink()
+    with pytest.raises(ModelError, match="no ONNX export beside it"):
+        get_embedder("siamese", weights=copied_artifact).prepare()
+    card = json.loads(card_path(copied_artifact).read_text())
+    del card["onnx"]
+    card_path(copied_artifact).write_text(json.dumps(card))
     assert get_embedder("siamese", weights=copied_artifact).runs_on == "tensorflow"
     with pytest.raises(ModelError, match="no ONNX export beside it"):
         get_embedder("siamese", weights=copied_artifact, runtime="onnx").prepare()
@@ -143,6 +150,18 @@ def test_without_the_training_extra_the_error_names_it(tmp_path, fmnist, args, w
     assert what in error and "pip install 'fmsearch[train]'" in error
 
 
+def test_training_without_the_exporter_stops_before_training(tmp_path, fmnist):
+    """TensorFlow there but not tf2onnx: refused at once, not after the run."""
+    pytest.importorskip("tensorflow", reason="the training extra is not installed")
+    code = ("import sys; sys.modules['tf2onnx'] = None\nimport time; t = time.time()\n"
+            "from fmsearch.cli import main\n"
+            "try:\n    main(['train', '--method', 'siamese', '--epochs', '1', '--limit', '300', '--out', 'out'])\n"
+            "except SystemExit as e:\n    print('EXIT', e.code, 'OUT', __import__('os').path.exists('out/siamese.keras'))\n")
+    done = _run(code, tmp_path)
+    assert "EXIT 1 OUT False" in done.stdout, done.stdout + done.stderr[-2000:]
+    assert "training siamese needs tf2onnx" in done.stderr and "pip install 'fmsearch[train]'" in done.stderr
+
+
 def test_runtime_and_threads_are_checked():
     from fmsearch.errors import InvalidArgumentError
 
@@ -150,6 +169,8 @@ def test_runtime_and_threads_are_checked():
         get_embedder("siamese", runtime="gpu")
     with pytest.raises(InvalidArgumentError, match="threads must be between 1 and"):
         get_embedder("siamese", threads=0)
+    with pytest.raises(InvalidArgumentError, match="threads apply to ONNX Runtime"):
+        get_embedder("siamese", runtime="tensorflow", threads=2)
     with pytest.raises(InvalidArgumentError, match="runtime does not apply to pixels"):
         from fmsearch.models.registry import model_options
 

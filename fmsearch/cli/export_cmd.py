@@ -21,13 +21,16 @@ def command(method, weights, data_dir) -> None:
     file and records it in the model card (its SHA-256, the opset, the
     versions, and its largest difference from Keras on the first 1,024 test
     images). Needs the training extra; running the export does not."""
-    from fmsearch.models.artifacts import default_artifact
+    from fmsearch.models.artifacts import default_artifact, read_card
     from fmsearch.models.export import export_onnx
 
     if weights is not None and method == "all":
         raise click.UsageError("--weights needs a single --method")
     for name in TRAINABLE if method == "all" else (method,):
         artifact = weights or default_artifact(name)
+        made_by = read_card(artifact).get("method")
+        if made_by != name:
+            raise click.UsageError(f"{artifact} is a {made_by} artifact (its card says so), not {name}")
         command = f"fmsearch export --method {name}" + (f" --weights {weights}" if weights else "")
         card = export_onnx(artifact, data_dir, command=command)
         onnx = card["onnx"]

@@ -25,6 +25,8 @@ from .common import (
 @click.option("--positive", multiple=True, help="Recommend: a positive example, gallery id or image path (repeatable).")
 @click.option("--negative", multiple=True, help="Recommend: a negative example, gallery id or image path (repeatable).")
 @click.option("-k", "k", type=int, default=10, show_default=True, help="Number of results (1-1000).")
+@click.option("--offset", type=int, default=0, show_default=True, help="Skip this many results first (the next page).")
+@click.option("--min-score", type=float, default=None, help="Leave out results scoring below this.")
 @click.option("--class", "classes", multiple=True, help="Only this class (repeatable), e.g. --class Sneaker.")
 @click.option("--exclude-class", "exclude_classes", multiple=True, help="Never this class (repeatable).")
 @click.option("--exact", is_flag=True, help="Exact search instead of HNSW.")
@@ -34,7 +36,8 @@ from .common import (
 @data_dir_option
 @pass_settings
 @domain_errors
-def command(settings, image_path, point_id, method, positive, negative, k, classes, exclude_classes, exact, as_json,
+def command(settings, image_path, point_id, method, positive, negative, k, offset, min_score, classes, exclude_classes,
+            exact, as_json,
             weights, input_size, runtime, threads, data_dir, **mode) -> None:
     """Find the gallery images most similar to IMAGE_PATH (or --id).
 
@@ -56,13 +59,15 @@ def command(settings, image_path, point_id, method, positive, negative, k, class
     if search.rerank is not None:
         search.rerank.check_holds(k)
     searcher = Searcher(settings.store(), prefix=settings.prefix, data_dir=data_dir,
-                        options=embedder_options(search.methods, weights, input_size, runtime, threads))
+                        options=embedder_options((*search.methods, *([search.rescore_with] if search.rescore_with else [])),
+                                                 weights, input_size, runtime, threads))
     if positive or negative:
         hits = searcher.recommend(method, [id_or_image(e) for e in positive], [id_or_image(e) for e in negative], k,
                                   classes=classes, exclude_classes=exclude_classes, quantization=search.quantization)
     else:
         hits = searcher.search(search, image=None if image_path is None else load_image(image_path), pid=point_id, k=k,
-                               classes=classes, exclude_classes=exclude_classes, exact=exact)
+                               classes=classes, exclude_classes=exclude_classes, exact=exact, offset=offset,
+                               min_score=min_score)
     _show(hits, search, as_json)
 
 
@@ -75,6 +80,8 @@ def _show(hits, mode, as_json: bool) -> None:
             row = asdict(hit)
             if not two_scores:  # the second-stage fields only when a second stage ran
                 row.pop("first_score"), row.pop("rerank_score")
+            if row["method_ranks"] is None:  # only a fusion's hits have them
+                row.pop("method_ranks")
             echo_json(row)
         return
     if mode.rescore_with is not None and mode.rerank is None:

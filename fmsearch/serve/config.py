@@ -1,0 +1,69 @@
+"""What the service is started with, passed to each worker process."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+
+from fmsearch.errors import InvalidArgumentError
+from fmsearch.store.schema import DEFAULT_PREFIX
+
+#: the environment variable a worker process reads its configuration from
+CONFIG_ENV = "FMSEARCH_SERVE_CONFIG"
+DEFAULT_MAX_UPLOAD = 20 * 2**20
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """The service's settings.
+
+    Attributes:
+        home, qdrant_url, qdrant_api_key, prefix, timeout, retries: the store,
+            as every command takes it.
+        data_dir: the FMNIST files (images of ids the collections lack).
+        methods: the methods to serve (None: every ingested one).
+        api_key: required in the ``X-API-Key`` header of every /api request.
+        cors_origins: origins a browser may call from (none: CORS off).
+        max_upload_bytes: larger uploads are refused before they are read whole.
+        request_timeout_s: a request running longer is answered 503.
+        batching: embed and search concurrent plain searches together.
+        threads: ONNX Runtime threads per inference (default one per core).
+    """
+
+    home: str | None = None
+    qdrant_url: str | None = None
+    qdrant_api_key: str | None = None
+    prefix: str = DEFAULT_PREFIX
+    timeout: int = 10
+    retries: int = 3
+    data_dir: str | None = None
+    methods: tuple[str, ...] | None = None
+    api_key: str | None = field(default=None, repr=False)
+    cors_origins: tuple[str, ...] = ()
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD
+    request_timeout_s: float = 30.0
+    batching: bool = True
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_upload_bytes < 1024:
+            raise InvalidArgumentError(f"max upload must be at least 1024 bytes, got {self.max_upload_bytes}",
+                                       param="max_upload_bytes")
+        if not self.request_timeout_s > 0:
+            raise InvalidArgumentError(f"request timeout must be above 0 s, got {self.request_timeout_s}",
+                                       param="request_timeout_s")
+        if self.api_key is not None and not self.api_key.strip():
+            raise InvalidArgumentError("the API key is empty", param="api_key")
+
+    def to_env(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_env(cls) -> ServeConfig:
+        """The configuration the parent process left for a worker."""
+        data = json.loads(os.environ[CONFIG_ENV])
+        for key in ("methods", "cors_origins"):
+            if data.get(key) is not None:
+                data[key] = tuple(data[key])
+        return cls(**data)

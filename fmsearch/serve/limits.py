@@ -1,0 +1,50 @@
+"""The upload limit: a body over it is refused before it is read whole."""
+
+from __future__ import annotations
+
+import json
+
+
+class UploadTooLarge(Exception):
+    """The request body is over the service's limit."""
+
+
+class BodyLimit:
+    """ASGI middleware: a request whose ``Content-Length`` is over
+    ``max_bytes`` is answered 413 at once; a body sent without a length
+    (chunked) is cut off as soon as it passes the limit."""
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await self._refuse(send, int(length))
+            return
+        seen = 0
+
+        async def limited_receive():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise UploadTooLarge(self._message(seen))
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    def _message(self, size: int) -> str:
+        return f"the upload of {size:,} bytes or more is over the limit of {self.max_bytes:,} bytes"
+
+    async def _refuse(self, send, size: int) -> None:
+        body = json.dumps({"error": self._message(size)}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,117 @@
+"""The shapes of requests and answers: what ``/openapi.json`` publishes.
+
+A search names the same things ``fmsearch query`` takes, by the names the
+library uses (``classes``, ``rescore_with``, ``fusion_weights``, ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, fields
+from typing import get_type_hints
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from fmsearch.search.fusion import DEFAULT_FUSION, FUSIONS
+from fmsearch.search.searcher import Hit
+from fmsearch.search.rerank import DEFAULT_RERANK_MODE, DEFAULT_SHORTLIST, DEFAULT_WEIGHT, RERANK_MODES, RERANK_STAGES
+from fmsearch.store.schema import MAX_POINT_ID, QUANTIZATIONS
+
+MAX_K = 1000
+Example = int | str  # a gallery id, or a base64-encoded image file
+
+
+class SearchRequest(BaseModel):
+    """A search: by a gallery ``id``, by an ``image`` (base64 of an image
+    file; in a multipart request, the file field ``image``), or by
+    ``positive``/``negative`` examples (a recommend query)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: int | None = Field(None, ge=0, le=MAX_POINT_ID, description="Gallery id: train 0-59999, test 60000-69999.")
+    image: str | None = Field(None, description="Base64 of an image file (PNG, JPEG, ...), any size.")
+    method: str = Field("siamese", description="A method, or methods joined by + (a fusion).")
+    k: int = Field(10, ge=1, le=MAX_K)
+    offset: int = Field(0, ge=0, le=MAX_K - 1, description="Skip this many results: the next page.")
+    min_score: float | None = Field(None, description="Leave out results scoring below this.")
+    classes: list[str] = Field(default_factory=list, description="Only these classes.")
+    exclude_classes: list[str] = Field(default_factory=list, description="Never these classes.")
+    exact: bool = False
+    fusion: str = Field(DEFAULT_FUSION, json_schema_extra={"enum": list(FUSIONS)})
+    fusion_weights: list[float] | None = None
+    rescore_with: str | None = None
+    shortlist: int = Field(DEFAULT_SHORTLIST, ge=1, le=MAX_K)
+    rerank: str | None = Field(None, json_schema_extra={"enum": [*RERANK_STAGES, None]})
+    rerank_mode: str = Field(DEFAULT_RERANK_MODE, json_schema_extra={"enum": list(RERANK_MODES)})
+    rerank_weight: float = DEFAULT_WEIGHT
+    ratio: float = 0.75
+    quantization: str = Field("none", json_schema_extra={"enum": list(QUANTIZATIONS)})
+    oversampling: float | None = None
+    rescore: bool = True
+    positive: list[Example] = Field(default_factory=list, description="Recommend: ids or base64 images.")
+    negative: list[Example] = Field(default_factory=list, description="Recommend: ids or base64 images.")
+
+
+def _hit_fields() -> dict:
+    """The fields of a :class:`Hit`, as the library defines them (one owner)."""
+    hints = get_type_hints(Hit)
+    return {f.name: (hints[f.name], ... if f.default is MISSING else f.default) for f in fields(Hit)}
+
+
+#: a hit as the API answers it: the library's Hit, and where its image is
+HitOut = create_model("HitOut", image_url=(str, ...), **_hit_fields())
+
+
+class Timings(BaseModel):
+    decode: float = 0.0
+    embed: float = 0.0
+    search: float = 0.0
+    rerank: float = 0.0
+    total: float = 0.0
+
+
+class SearchResponse(BaseModel):
+    hits: list[HitOut]
+    query: dict = Field(description="What was understood: the mode, k, the filters, what the query was.")
+    timings_ms: Timings
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="What is wrong, in one line.")
+
+
+class Health(BaseModel):
+    status: str
+    methods: list[str] = Field(default_factory=list, description="Methods loaded and served.")
+    skipped: dict[str, str] = Field(default_factory=dict, description="Methods not served, and why.")
+    rerank: bool = Field(False, description="Whether the SIFT rerank stage is available.")
+
+
+class ClassOut(BaseModel):
+    label: int
+    name: str
+
+
+class CompareRequest(BaseModel):
+    """Two images, each a gallery id or base64 of an image file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    a: Example
+    b: Example
+    ratio: float = 0.75
+    upscale: int = Field(3, ge=1, le=8)
+    plain: bool = False
+
+
+class CompareResponse(BaseModel):
+    a: str
+    b: str
+    keypoints_a: int
+    keypoints_b: int
+    good_matches: int
+    ratio: float
+    lowe_score: float
+    maxsim_score: float
+    upscale: int
+    descriptors: str
+    drawing_url: str | None = None

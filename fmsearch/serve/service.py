@@ -1,0 +1,224 @@
+"""What the service holds and does: the store (a serving copy of it), one
+Searcher with every ingested method's model loaded once, and the blocking
+work of each request. The app runs these methods off the event loop."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+
+from fmsearch.errors import FmsearchError, ImageError, InvalidArgumentError
+from fmsearch.images.files import image_from_bytes, png_bytes
+from fmsearch.images.fmnist import CLASS_NAMES
+from fmsearch.models.registry import RERANK_ONLY, method_names
+from fmsearch.models.sift import SiftExtractor, compare
+from fmsearch.search.mode import SearchMode
+from fmsearch.search.rerank import RerankConfig
+from fmsearch.search.searcher import Hit, Searcher, class_filter, fmnist_item
+from fmsearch.serve.config import ServeConfig
+from fmsearch.serve.schemas import CompareRequest, SearchRequest
+from fmsearch.store import QueryFilter, Store, open_store, schema
+from fmsearch.store.listing import summarize
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PlainSearch:
+    """One request of the micro-batched path: an uploaded image searched in
+    a plain (single-method) mode."""
+
+    image: np.ndarray
+    limit: int
+    flt: QueryFilter
+
+
+def decode_upload(data: bytes, name: str = "image") -> np.ndarray:
+    """An uploaded image file's bytes to a (28, 28) uint8 image."""
+    return image_from_bytes(data, name)
+
+
+def decode_base64(text: str, name: str = "image") -> np.ndarray:
+    """A base64-encoded image file to a (28, 28) uint8 image."""
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as err:
+        raise ImageError(f"{name}: not base64 ({err})") from err
+    return image_from_bytes(data, name)
+
+
+def mode_of(req: SearchRequest) -> SearchMode:
+    """The search mode a request names (checked where it is made)."""
+    rerank = None
+    if req.rerank is not None:
+        rerank = RerankConfig(stage=req.rerank, shortlist=req.shortlist, mode=req.rerank_mode,
+                              weight=req.rerank_weight, ratio=req.ratio)
+    return SearchMode(req.method, quantization=req.quantization, rescore=req.rescore, oversampling=req.oversampling,
+                      fusion=req.fusion, fusion_weights=req.fusion_weights, rescore_with=req.rescore_with,
+                      shortlist=req.shortlist, rerank=rerank)
+
+
+class SearchService:
+    """The store, the Searcher and the loaded methods of one process."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        self.config = config
+        self.state = "loading"
+        self.methods: list[str] = []
+        self.skipped: dict[str, str] = {}
+        self.rerank = False
+        self.store: Store | None = None
+        self.searcher: Searcher | None = None
+        self._workdir: str | None = None
+        self._lock = threading.Lock()
+
+    # -- start and stop ---------------------------------------------------------
+
+    def load(self) -> None:
+        """Open the store (a serving copy of the collections), load every
+        ingested method's model, warm it up; log what is served and what not."""
+        c = self.config
+        source = open_store(c.qdrant_url, api_key=c.qdrant_api_key, home=c.home, timeout=c.timeout,
+                            retries=c.retries)
+        candidates = c.methods or tuple(m for m in method_names() if m not in RERANK_ONLY)
+        names = [n for n in source.collections() if n.startswith(c.prefix)]
+        wanted = [n for n in names if any(n == schema.collection_name(m, c.prefix) or n.startswith(
+            schema.collection_name(m, c.prefix) + "_") for m in (*candidates, *RERANK_ONLY))]
+        self._workdir = tempfile.mkdtemp(prefix="fmsearch-serve-")
+        self.store = source.serving_copy(wanted, self._workdir)
+        if self.store is not source:
+            source.close()
+        options = {m: {"threads": c.threads} for m in ("autoencoder", "siamese") if c.threads}
+        self.searcher = Searcher(self.store, prefix=c.prefix, data_dir=c.data_dir, options=options)
+        for method in candidates:
+            self._load_method(method, names)
+        if schema.collection_name(RERANK_ONLY[0], c.prefix) in names:
+            try:
+                self.searcher.reranker.collection()
+                self.rerank = True
+            except FmsearchError as err:
+                self.skipped[RERANK_ONLY[0]] = str(err)
+        logger.info("serving %s%s", ", ".join(self.methods) or "no method",
+                    " with the SIFT rerank stage" if self.rerank else "")
+        self.state = "ready"
+
+    def _load_method(self, method: str, names: Sequence[str]) -> None:
+        if schema.collection_name(method, self.config.prefix) not in names:
+            self.skipped[method] = f"not ingested ({schema.collection_name(method, self.config.prefix)} not in the store)"
+        else:
+            try:
+                self.searcher.collection(method)
+                embedder = self.searcher.embedder(method)
+                embedder.prepare()
+                embedder.embed(np.zeros((1, 28, 28), np.uint8))  # warm-up: the first call pays for set-up
+                self.methods.append(method)
+                logger.info("loaded %s (%s)", method, getattr(embedder, "runs_on", "no model"))
+                return
+            except FmsearchError as err:
+                self.skipped[method] = str(err).splitlines()[0]
+        logger.warning("not serving %s: %s", method, self.skipped[method])
+
+    def close(self) -> None:
+        """Close the store (its locks released) and remove the serving copy."""
+        with self._lock:
+            if self.store is not None:
+                self.store.close()
+                self.store = None
+            if self._workdir is not None:
+                shutil.rmtree(self._workdir, ignore_errors=True)
+                self._workdir = None
+        self.state = "stopped"
+
+    # -- requests -------------------------------------------------------------------
+
+    def check_method(self, mode: SearchMode) -> None:
+        """Refuse a method the service does not serve, saying why."""
+        for method in (*mode.methods, *([mode.rescore_with] if mode.rescore_with else [])):
+            if method not in self.methods:
+                why = self.skipped.get(method, "not a method this service loaded")
+                raise InvalidArgumentError(f"{method} is not served: {why}", param="method")
+
+    def search(self, req: SearchRequest, image: np.ndarray | None, timings: dict[str, float]) -> list[Hit]:
+        """Any mode, one request (a recommend query when it has examples)."""
+        mode = mode_of(req)
+        self.check_method(mode)
+        if req.positive or req.negative:
+            if image is not None or req.id is not None or mode.second_stage:
+                raise InvalidArgumentError("positive/negative examples make a recommend query: no image, id, "
+                                           "fusion, rescore_with or rerank with them")
+            hits = self.searcher.recommend(
+                mode.method, [self._example(e, "positive") for e in req.positive],
+                [self._example(e, "negative") for e in req.negative], req.k + req.offset, classes=req.classes,
+                exclude_classes=req.exclude_classes, quantization=mode.quantization)
+            hits = [h for h in hits if req.min_score is None or h.score >= req.min_score]
+            return [replace(h, rank=r) for r, h in enumerate(hits[req.offset:], start=req.offset + 1)]
+        return self.searcher.search(mode, image=image, pid=req.id, k=req.k, offset=req.offset,
+                                    min_score=req.min_score, classes=req.classes,
+                                    exclude_classes=req.exclude_classes, exact=req.exact, timings=timings)
+
+    def _example(self, example: int | str, what: str) -> int | np.ndarray:
+        return example if isinstance(example, int) else decode_base64(example, f"{what} example")
+
+    def search_batch(self, mode: SearchMode, exact: bool, items: Sequence[PlainSearch],
+                     timings: dict[str, float]) -> list[list[Hit]]:
+        """Plain searches of one method's collection, embedded together and
+        searched with one batch request (each with its own limit and filter)."""
+        t0 = time.perf_counter()
+        vectors = self.searcher.embedder(mode.methods[0]).embed(np.stack([i.image for i in items]))
+        t1 = time.perf_counter()
+        hits = self.searcher.search_vectors(mode, vectors, [i.limit for i in items], [i.flt for i in items],
+                                            exact=exact)
+        timings.update(embed=t1 - t0, search=time.perf_counter() - t1)
+        return hits
+
+    def image_png(self, pid: int) -> bytes:
+        """PNG of gallery image ``pid``: from a loaded collection's payload,
+        else from the FMNIST files."""
+        for method in self.methods:
+            name = self.searcher.collection(method).name
+            records = self.store.retrieve(name, [pid], with_payload=[schema.IMAGE])
+            if records:
+                return base64.b64decode(records[0].payload[schema.IMAGE])
+        return png_bytes(fmnist_item(pid, self.config.data_dir).image)
+
+    def compare(self, req: CompareRequest) -> tuple[dict, bytes]:
+        """SIFT comparison of two images (ids or uploads): the figures
+        ``fmsearch compare --json`` prints, and the drawing as PNG."""
+        images, names = [], []
+        for which, example in (("a", req.a), ("b", req.b)):
+            if isinstance(example, int):
+                item = fmnist_item(example, self.config.data_dir)
+                images.append(item.image)
+                names.append(f"id {item.id} ({item.split} {item.index}, {item.class_name})")
+            else:
+                images.append(decode_base64(example, which))
+                names.append(f"upload {which}")
+        c = compare(images[0], images[1], SiftExtractor(upscale=req.upscale, root=not req.plain), req.ratio)
+        figures = {"a": names[0], "b": names[1], "keypoints_a": len(c.a), "keypoints_b": len(c.b),
+                   "good_matches": len(c.matches), "ratio": req.ratio, "lowe_score": c.lowe_score,
+                   "maxsim_score": c.maxsim_score, "upscale": req.upscale,
+                   "descriptors": "sift" if req.plain else "rootsift"}
+        return figures, png_bytes(c.drawing())
+
+    def filter_for(self, req: SearchRequest) -> QueryFilter:
+        """The request's class filters, checked (an unknown class is refused)."""
+        return class_filter(req.classes, req.exclude_classes)
+
+    def collections(self) -> list[dict]:
+        return [{k: v for k, v in asdict(s).items() if k != "in_use" or v is not None} for s in summarize(self.store)]
+
+
+def classes() -> list[dict]:
+    return [{"label": i, "name": name} for i, name in enumerate(CLASS_NAMES)]
+
+
+__all__ = ["PlainSearch", "SearchService", "classes", "decode_base64", "decode_upload", "mode_of"]
