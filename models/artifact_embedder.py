@@ -39,12 +39,13 @@ class ArtifactEmbedder(Embedder):
         weights: the ``.keras`` artifact (default: the shipped one).
         runtime: "auto", "onnx" or "tensorflow".
         threads: ONNX Runtime threads per inference (default: one per core).
+        spin: ONNX Runtime's threads spin-wait between calls (its default).
     """
 
     default_batch_size = 1024
 
     def __init__(self, weights: str | os.PathLike | None = None, runtime: str = "auto",
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, spin: bool = True) -> None:
         if runtime not in RUNTIMES:
             raise InvalidArgumentError(f"unknown runtime {runtime!r}; valid: {', '.join(RUNTIMES)}", param="runtime")
         self.path = Path(weights) if weights else default_artifact(self.name)
@@ -54,6 +55,7 @@ class ArtifactEmbedder(Embedder):
         self.threads = check_threads(threads)
         if self.threads is not None and runtime == "tensorflow":
             raise InvalidArgumentError("threads apply to ONNX Runtime, not to the tensorflow runtime", param="threads")
+        self.spin = spin
         self._forward = None
 
     @property
@@ -82,7 +84,7 @@ class ArtifactEmbedder(Embedder):
     def prepare(self) -> None:
         if self._forward is None:
             if self.runs_on == "onnx":
-                self._forward = load_session(verified_onnx(self.path, self.card), self.threads)
+                self._forward = load_session(verified_onnx(self.path, self.card), self.threads, self.spin)
             else:
                 self._forward = self._load_tensorflow()
 

@@ -24,9 +24,13 @@ def check_threads(threads: int | None) -> int | None:
     return None if threads is None else int(threads)
 
 
-def load_session(model: str | os.PathLike | bytes, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+def load_session(model: str | os.PathLike | bytes, threads: int | None = None,
+                 spin: bool = True) -> Callable[[np.ndarray], np.ndarray]:
     """A forward function over an ONNX model (a file, or its bytes):
-    (N, 28, 28, 1) float32 -> (N, d).
+    (N, 28, 28, 1) float32 -> (N, d). ``spin``: the intra-op threads
+    spin-wait for work between calls (ONNX Runtime's default: lower latency
+    for one caller; a loaded service turns it off, so idle threads leave the
+    cores to the rest of the request).
 
     Raises:
         ModelError: the file cannot be loaded.
@@ -39,6 +43,8 @@ def load_session(model: str | os.PathLike | bytes, threads: int | None = None) -
     options.inter_op_num_threads = 1  # one encoder, one graph: parallelism lives inside the ops
     if threads is not None:
         options.intra_op_num_threads = threads
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3  # errors only
     try:
         source = model if isinstance(model, bytes) else str(model)

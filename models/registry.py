@@ -29,8 +29,8 @@ DOWNLOADED = ("resnet101",)
 #: the constructor options each method takes
 OPTIONS: dict[str, tuple[str, ...]] = {
     "pixels": (),
-    "autoencoder": ("weights", "runtime", "threads"),
-    "siamese": ("weights", "runtime", "threads"),
+    "autoencoder": ("weights", "runtime", "threads", "spin"),
+    "siamese": ("weights", "runtime", "threads", "spin"),
     "resnet101": ("weights", "input_size"),
     "sift": ("upscale", "root", "max_keypoints"),
 }

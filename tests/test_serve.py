@@ -160,13 +160,22 @@ def test_compare_matches_the_cli(client, home):
     assert drawing.status_code == 200 and drawing.content.startswith(b"\x89PNG")
 
 
-def test_metrics_count_requests(client):
+def test_metrics_count_requests(client, fmnist):
     before = _count(client.get("/metrics").text, 'endpoint="/api/classes"')
     client.get("/api/classes")
     client.get("/api/classes")
+    searches = _count(client.get("/metrics").text, 'endpoint="/api/search",method="pixels",status="200"')
+    upload = {"image": ("q.png", _png(fmnist["test"].images[0]), "image/png")}
+    assert client.post("/api/search", files=upload, data={"method": "pixels"}).json()["query"]["batched"]
+    for junk in ("x1", "x2", "x3"):  # a method nobody serves is refused and never becomes a label
+        assert client.post("/api/search", json={"id": 3, "method": junk}).status_code == 400
     text = client.get("/metrics").text
     assert _count(text, 'endpoint="/api/classes"') == before + 2
-    assert "fmsearch_request_seconds_bucket" in text and "fmsearch_embed_batch_size_count" in text
+    assert _count(text, 'endpoint="/api/search",method="pixels",status="200"') == searches + 1
+    assert 'method="x1"' not in text and _count(text, 'endpoint="/api/search",method="-",status="400"') >= 3
+    batches = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith('fmsearch_embed_batch_size_count{method="pixels"}')]
+    assert "fmsearch_request_seconds_bucket" in text and batches and batches[0] >= 1
 
 
 def _count(text: str, label: str) -> float:
@@ -175,6 +184,19 @@ def _count(text: str, label: str) -> float:
 
 
 # -- bad requests: 4xx, one line --------------------------------------------------------
+
+BOUNDARY = "test-boundary-42"
+
+
+def _form(*fields: tuple[str, str], image: bytes | None = None) -> bytes:
+    """A multipart body written out by hand (fields may repeat)."""
+    body = b"".join(f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+                    for k, v in fields)
+    if image is not None:
+        body += (f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="q.png"\r\n\r\n'.encode()
+                 + image + b"\r\n")
+    return body + f"--{BOUNDARY}--\r\n".encode()
+
 
 BAD = [
     (dict(json={"id": 1, "method": "nope"}), 400, "unknown method 'nope'"),
@@ -198,11 +220,26 @@ BAD = [
     (dict(json={"id": 1, "method": "pixels", "colour": "red"}), 422, "colour: Extra inputs are not permitted"),
     (dict(content=b"{", headers={"content-type": "application/json"}), 400, "the body is not JSON"),
     (dict(content=b"id=1", headers={"content-type": "text/plain"}), 415, "send application/json or multipart"),
+    (dict(json={"id": 1, "method": "pixels", "rerank_mode": "AAA"}), 422, "rerank_mode: Input should be"),
+    (dict(json={"id": 1, "method": "pixels", "k": 1.5}), 422, "k: Input should be a valid integer"),
+    # a form's values are text, read as their JSON types strictly: nothing is coerced
+    (dict(content=_form(("id", "1"), ("method", "pixels"), ("k", "1.5"))), 422, "k: Input should be"),
+    (dict(content=_form(("id", "1")).replace(b'name="id"', b'name="id"; filename="a.txt"')), 400,
+     "a file in field 'id'"),
+    (dict(content=_form(("id", "1"), ("method", "pixels"), ("exact", "yes"))), 422, "exact: Input should be"),
+    (dict(content=_form(("id", "1"), ("k", "2"), ("k", "3"))), 400, "field 'k' is given twice"),
+    (dict(content=_form(("id", "1"))[:-20]), 400, "truncated"),
+    (dict(content=b"--other\r\n\r\nx", headers={"content-type": f"multipart/form-data; boundary={BOUNDARY}"}),
+     400, "its boundary is not in the body"),
+    (dict(content=b"x", headers={"content-type": "multipart/form-data"}), 400, "names no valid boundary"),
+    (dict(content=_form(("id", "1"), image=b"")), 400, "image: file is empty"),
 ]
 
 
 @pytest.mark.parametrize("request_, status, message", BAD, ids=[m for _, _, m in BAD])
 def test_bad_requests_get_4xx_and_one_line(client, request_, status, message):
+    if "content" in request_ and "headers" not in request_:
+        request_ = {**request_, "headers": {"content-type": f"multipart/form-data; boundary={BOUNDARY}"}}
     r = client.post("/api/search", **request_)
     assert r.status_code == status, r.text
     body = r.json()
@@ -215,6 +252,35 @@ def test_bad_ids_elsewhere(client):
         assert r.status_code == status and set(r.json()) == {"error"}
     r = client.post("/api/compare", json={"a": 1, "b": "!!"})
     assert r.status_code == 400 and "b: not base64" in r.json()["error"]
+
+
+def test_a_server_error_is_logged_and_answered_without_details(serve_home, caplog):
+    """500 {"error": "internal error"} on the search lane and through FastAPI alike; the
+    traceback goes to the log, the details never to the client; a wrong verb is a 405 in JSON."""
+    from fmsearch.serve.service import SearchService
+
+    class Broken(SearchService):
+        def search(self, *args, **kwargs):
+            raise RuntimeError("secret detail one")
+
+        def collections(self):
+            raise RuntimeError("secret detail two")
+
+    config = ServeConfig(home=str(serve_home))
+    c = TestClient(create_app(config, Broken(config)), raise_server_exceptions=False)
+    c.__enter__()
+    try:
+        while c.get("/api/health").status_code != 200:
+            time.sleep(0.05)
+        with caplog.at_level(logging.ERROR):
+            for r in (c.post("/api/search", json={"id": 3, "method": "pixels"}), c.get("/api/collections")):
+                assert r.status_code == 500 and r.json() == {"error": "internal error"}
+        assert "secret detail one" in caplog.text and "secret detail two" in caplog.text
+        assert "Traceback" in caplog.text or any(rec.exc_info for rec in caplog.records)
+        r = c.get("/api/search")
+        assert r.status_code == 405 and set(r.json()) == {"error"}
+    finally:
+        c.__exit__(None, None, None)
 
 
 def test_an_oversize_upload_is_refused_before_it_is_read(serve_home):
@@ -277,3 +343,247 @@ def test_concurrent_requests_get_the_answers_of_sequential_ones(client, fmnist):
 
     assert asyncio.run(all_at_once()) == expected
     assert "fmsearch_embed_batch_size_bucket" in client.get("/metrics").text
+
+
+def test_serve_refuses_at_once_what_would_fail(serve_home, tmp_path):
+    """One line, exit 1, nothing started: no wanted method ingested, a rerank stage as a
+    method, an unknown method, an address that is taken or unknown."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for args, message in (
+            (["--home", str(tmp_path / "empty"), "serve"], "nothing to serve: pixels, autoencoder, siamese, resnet101 are not ingested"),
+            (["--home", str(serve_home), "serve", "--methods", "autoencoder"], "nothing to serve: autoencoder is not ingested"),
+            (["--home", str(serve_home), "serve", "--methods", "sift"], "sift is a rerank stage, not a method"),
+            (["--home", str(serve_home), "serve", "--methods", "nope"], "unknown method 'nope'"),
+            (["--home", str(serve_home), "serve", "--port", str(port)], f"cannot listen on 127.0.0.1:{port}: Address already in use"),
+            (["--home", str(serve_home), "serve", "--host", "nosuch.invalid"], "cannot listen on nosuch.invalid:8000"),
+        ):
+            result = CliRunner().invoke(main, args)
+            assert result.exit_code == 1 and message in result.output, result.output
+            assert result.output.count("\n") == 1 and "Traceback" not in result.output
+
+
+# -- a real server process ---------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _Server:
+    """`fmsearch serve` in a subprocess on a free loopback port."""
+
+    def __init__(self, home: Path, *args: str, tmp: Path | None = None) -> None:
+        import os
+        import subprocess
+        import sys
+
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, **({"TMPDIR": str(tmp)} if tmp else {})}  # where the serving copies go
+        self.proc = subprocess.Popen([sys.executable, "-m", "fmsearch", "--home", str(home), "serve", "--port",
+                                      str(self.port), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env=env)
+
+    def wait_ready(self, workers: int = 1, timeout: float = 90) -> None:
+        """Until every worker (each loads its own copy) has answered ready."""
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        ready: set[int] = set()
+        while len(ready) < workers:
+            assert self.proc.poll() is None, self.proc.stderr.read()
+            try:
+                r = httpx.get(f"{self.url}/api/health", timeout=2)
+                if r.status_code == 200:
+                    ready.add(r.json()["worker"])
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the server did not become ready"
+            time.sleep(0.05)
+
+    def stop(self) -> tuple[int, str]:
+        import signal
+
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout=30)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+        return code, self.proc.stderr.read()
+
+
+def _example():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "search_client.py"
+    spec = importlib.util.spec_from_file_location("search_client", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("server, workers", [("granian", 1), ("granian", 2), ("uvicorn", 1), ("uvicorn", 2)])
+def test_a_real_server_answers_and_stops_cleanly(serve_home, fmnist, tmp_path, server, workers):
+    """Start, ready, search (the example client too), SIGTERM: exit 0, every
+    worker's serving copy removed, and the store opens again at once (no
+    stale lock)."""
+    import httpx
+
+    from fmsearch.store.edge import EdgeStore
+
+    copies = tmp_path / "tmp"
+    copies.mkdir()
+    server = _Server(serve_home, "--workers", str(workers), "--server", server, tmp=copies)
+    try:
+        server.wait_ready(workers)
+        assert len(list(copies.glob("fmsearch-serve-*"))) == workers  # one serving copy per worker
+        Image.fromarray(fmnist["test"].images[0]).resize((280, 280)).save(tmp_path / "q.png")
+        with open(tmp_path / "q.png", "rb") as f:
+            r = httpx.post(f"{server.url}/api/search", files={"image": ("q.png", f)},
+                           data={"method": "siamese", "k": "5", "class": ["Ankle boot"]}, timeout=30)
+        assert r.status_code == 200, r.text
+        hits = r.json()["hits"]
+        assert len(hits) == 5 and {h["class_name"] for h in hits} == {"Ankle boot"}
+        example = _example().search_by_image(server.url, tmp_path / "q.png", "siamese", 5, ["Ankle boot"])
+        assert [h["id"] for h in example] == [h["id"] for h in hits]
+        assert httpx.get(f"{server.url}/openapi.json").json()["paths"].keys() >= {"/api/search", "/api/health"}
+    finally:
+        code, log = server.stop()
+    assert code == 0, log[-3000:]
+    assert log.count("loaded siamese (onnx)") == workers and "Traceback" not in log
+    assert not list(copies.glob("fmsearch-serve-*"))
+    with EdgeStore(serve_home, lock_timeout=0) as store:  # would fail at once if a lock were left held
+        assert store.info("fmnist_siamese").points == 300
+
+
+@pytest.mark.slow
+def test_the_published_contract_holds_under_fuzzing(serve_home, tmp_path):
+    """schemathesis drives a real server from its own /openapi.json: no 5xx,
+    no answer that breaks the schema, invalid requests refused."""
+    import subprocess
+    import sys
+    from pathlib import Path as P
+
+    st = P(sys.executable).with_name("schemathesis")
+    if not st.exists():
+        pytest.skip("schemathesis is not installed (the test extra)")
+    server = _Server(serve_home)
+    try:
+        server.wait_ready()
+        done = subprocess.run(
+            [str(st), "run", f"{server.url}/openapi.json", "--checks",
+             "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,"
+             "negative_data_rejection", "--max-examples", "15", "--seed", "1", "--phases", "examples,coverage,fuzzing",
+             "--report-dir", str(tmp_path / "report")],
+            capture_output=True, text=True, cwd=tmp_path, timeout=540)
+    finally:
+        server.stop()
+    assert done.returncode == 0, done.stdout[-4000:]
+    assert "generated" in done.stdout
+
+
+# -- the form parser --------------------------------------------------------------------------------
+
+
+def test_forms_parse_what_clients_send():
+    """A preamble, quoted and escaped names, CRLFs inside a file, extra part headers, a repeated field,
+    the boundary quoted in the content type, and an epilogue after the close."""
+    from fmsearch.serve.forms import parse_form
+
+    png = b"\x89PNG\r\n\x1a\n\r\n--not-the-boundary\r\n"
+    body = (b"preamble to ignore\r\n"
+            b"--b0\r\nContent-Disposition: form-data; name=\"class\"\r\n\r\nSneaker\r\n"
+            b"--b0\r\ncontent-disposition: form-data; name=\"class\"\r\n\r\nBag\r\n"
+            b"--b0  \r\nContent-Disposition: form-data; name=\"a;b \\\"c\\\"\"\r\n\r\nx\r\n"
+            b"--b0\r\nContent-Disposition: form-data; name=\"image\"; filename=\"q.png\"\r\n"
+            b"Content-Type: image/png\r\n\r\n" + png + b"\r\n--b0--\r\nepilogue")
+    parts = parse_form(body, 'multipart/form-data; boundary="b0"')
+    assert [(p.name, p.value, p.filename) for p in parts] == [
+        ("class", "Sneaker", None), ("class", "Bag", None), ('a;b "c"', "x", None), ("image", png, "q.png")]
+    assert parse_form(b"--b0--\r\n", "multipart/form-data; boundary=b0") == []
+
+
+@pytest.mark.parametrize("body, message", [
+    (b"--b0\r\nContent-Disposition: form-data\r\n\r\nx\r\n--b0--", "not a named form-data field"),
+    (b"--b0\r\nContent-Type: text/plain\r\n\r\nx\r\n--b0--", "no Content-Disposition header"),
+    (b"--b0\r\nContent-Disposition: form-data; name=\"a\"\r\nx\r\n--b0--", "has no headers"),
+    (b"--b0\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nx", "truncated"),
+    (b"--b0junk\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nx\r\n--b0--", "malformed after a boundary"),
+    (b"--b0\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n\xff\r\n--b0--", "not UTF-8"),
+    (b"".join(b"--b0\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nx\r\n" for _ in range(201)) + b"--b0--",
+     "more than 200 parts"),
+])
+def test_forms_refuse_malformed_bodies(body, message):
+    from fmsearch.errors import InvalidArgumentError
+    from fmsearch.serve.forms import parse_form
+
+    with pytest.raises(InvalidArgumentError, match=message):
+        parse_form(body, "multipart/form-data; boundary=b0")
+
+
+# -- the benchmark ------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_serve_benchmark_measures_every_series(serve_home, tmp_path):
+    """`fmsearch bench --suite serve`, shortened: wrk drives a real service, the
+    comparisons and the reference run, every point answers without errors,
+    and the table and JSON carry the figures."""
+    import os
+    import shutil as sh
+
+    if sh.which("wrk") is None:
+        if os.environ.get("FMSEARCH_REQUIRE_WRK"):
+            pytest.fail("wrk is required here (FMSEARCH_REQUIRE_WRK) but not installed")
+        pytest.skip("wrk is not installed (apt-get install wrk): the serve benchmark cannot run")
+    result = CliRunner().invoke(main, ["--home", str(serve_home), "bench", "--suite", "serve", "--methods",
+                                       "siamese,siamese+sift", "--clients", "2", "--uploads", "28", "--workers", "2",
+                                       "--duration", "1", "--out-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "serve.json").read_text())
+    assert {(p["series"], p["method"], p["workers"]) for p in data["points"]} == {
+        ("service", "siamese", 2), ("service", "siamese+sift", 2)}
+    assert {(c["series"], c["method"], c["workers"]) for c in data["comparisons"]} == {
+        ("no batching", "siamese", 2), ("one worker", "siamese", 1), ("uvicorn", "siamese", 2), ("reference", "siamese", 2)}
+    points = data["points"] + [p for c in data["comparisons"] for runs in c["rounds"].values() for p in runs]
+    assert len(points) == 2 + 4 * 2 * 3  # each comparison: the two servers in turn, three rounds
+    for p in points:
+        assert p["requests"] > 0 and p["errors"] == 0 and p["p50_ms"] <= p["p99_ms"], p
+        assert 0 < p["client_cpu"] < 2.5, p
+    for c in data["comparisons"]:
+        assert c["ratio"] == pytest.approx(c["other"]["rps"] / c["service"]["rps"])
+    (share,) = data["reference_share"]
+    assert share["share"] == pytest.approx(share["service_rps"] / share["reference_rps"])
+    assert data["cli"]["siamese"]["median_s"] > 0 and len(data["cli"]["siamese"]["runs"]) == 5
+    stages = data["stages"]  # the work thread's steps, measured apart through a loaded service
+    assert set(stages["decode_ms"]) == {"28"} and set(stages["embed_ms"]) == set(stages["search_ms"]) == {"siamese"}
+    assert all(v > 0 for part in stages.values() for v in part.values()), stages
+    assert data["goals"] == []  # the goals are set at 16 clients (test_the_goals_stand_beside_their_ceiling)
+    assert "| reference | 2 | siamese | 28x28 |" in result.output and "median wall" in result.output
+
+
+def test_the_goals_stand_beside_their_ceiling(monkeypatch):
+    """A goal is met only with its rate, its p99 and no errors; its ceiling is
+    the cores over the three steps' CPU per request."""
+    from fmsearch.serve import bench
+
+    monkeypatch.setattr(bench.os, "cpu_count", lambda: 2)
+    stages = {"decode_ms": {"28": 0.05}, "embed_ms": {"siamese": 0.55}, "search_ms": {"siamese": 0.2}}
+    point = {"series": "service", "method": "siamese", "size": 28, "clients": 16, "rps": 3100.0, "p99_ms": 19.0,
+             "errors": 0}
+    (goal,) = bench._goals([point, {**point, "clients": 4}, {**point, "series": "reference"}], stages)
+    assert goal["met"] and goal["ceiling_rps"] == pytest.approx(2500)
+    assert not bench._goals([{**point, "p99_ms": 21.0}], stages)[0]["met"]
+    assert not bench._goals([{**point, "errors": 1}], stages)[0]["met"]
+    assert bench._goals([{**point, "size": 280}], stages)[0]["ceiling_rps"] is None  # no decode cost measured

@@ -126,3 +126,31 @@ def test_store_survives_reopen(backend, prefix, unit_vectors):
         assert s.count(name) == 40
         assert [h.id for h in s.query(name, v[1], 1)] == [1]
         s.delete(name)
+
+
+def test_a_serving_copy_answers_as_the_source_and_leaves_it_free(tmp_path, unit_vectors):
+    """Qdrant Edge: the copy a service reads gives the source's answers, is
+    tuned for serving (one search thread, payload in memory) without
+    touching the source's configuration, and holds no lock on the source."""
+    import json
+
+    from fmsearch.store.edge import EDGE_CONFIG_FILE, SHARD_DIR, EdgeStore
+
+    v, y = unit_vectors
+    source = EdgeStore(tmp_path / "home", lock_timeout=0)
+    name = _fill(source, "fmnist_", v, y)
+    copy = source.serving_copy([name], tmp_path / "copy")
+    try:
+        flt = QueryFilter(labels=(1, 2))
+        for exact in (True, False):
+            assert ([[(h.id, h.score, h.payload) for h in hits] for hits in copy.query_batch(name, v[:5], 7, flt, exact=exact)]
+                    == [[(h.id, h.score, h.payload) for h in hits] for hits in source.query_batch(name, v[:5], 7, flt, exact=exact)])
+        tuned = json.loads((tmp_path / "copy/collections" / name / SHARD_DIR / EDGE_CONFIG_FILE).read_text())
+        assert (tuned["max_search_threads"], tuned["payload_memory"]) == (1, "pinned")
+        own = json.loads((tmp_path / "home/collections" / name / SHARD_DIR / EDGE_CONFIG_FILE).read_text())
+        assert "max_search_threads" not in own and own.get("payload_memory") != "pinned"
+        source.close()
+        with EdgeStore(tmp_path / "home", lock_timeout=0) as again:  # would fail at once if the copy held a lock
+            again.upsert(name, [0], v[1:2], [schema.make_payload("train", 0, 5, "")])
+    finally:
+        copy.close()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,6 +21,7 @@ from fmsearch.evaluation import markdown
 from fmsearch.evaluation.bench.timing import (
     BenchResult,
     check_first_stage,
+    cli_wall,
     environment,
     p50_ms,
 )
@@ -109,25 +109,8 @@ def _runtimes(method: str, images: np.ndarray) -> dict[str, Any]:
 def _cli_wall(homes: dict[str, str]) -> dict[str, Any]:
     """Wall seconds of `fmsearch query --id 60000 -k 10` in a new process per
     method (each against its home), alternating, after one warm-up each."""
-    times: dict[str, list[float]] = {m: [] for m in homes}
-
-    def once(method: str) -> float:
-        cmd = [sys.executable, "-m", "fmsearch", "--home", homes[method], "query", "--id", "60000", "--method",
-               method, "-k", "10"]
-        t0 = time.perf_counter()
-        subprocess.run(cmd, check=True, capture_output=True)
-        return time.perf_counter() - t0
-
-    for method in homes:
-        once(method)
-    for _ in range(CLI_QUERIES):
-        for method in homes:
-            times[method].append(once(method))
-    out: dict[str, Any] = {m: {"median_s": statistics.median(t), "runs": t} for m, t in times.items()}
-    if "pixels" in out:
-        for m in homes:
-            out[m]["vs_pixels"] = out[m]["median_s"] / out["pixels"]["median_s"]
-    return out
+    return cli_wall({m: [sys.executable, "-m", "fmsearch", "--home", home, "query", "--id", "60000", "--method", m,
+                         "-k", "10"] for m, home in homes.items()}, CLI_QUERIES, baseline="pixels")
 
 
 def run_embed_bench(*, methods: tuple[str, ...] | None = None,

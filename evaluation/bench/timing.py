@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from fmsearch.errors import InvalidArgumentError
+from fmsearch.errors import FmsearchError, InvalidArgumentError
 from fmsearch.evaluation import metrics
 from fmsearch.ingest.rebuild import write_target
 from fmsearch.store import QueryFilter, Store, schema
@@ -87,6 +88,31 @@ def latency_ms(fn: Callable[[Any], Any], items: Sequence[Any]) -> dict[str, floa
         fn(item)
         times.append((time.perf_counter() - t0) * 1000)
     return {"p50_ms": statistics.median(times), "p95_ms": float(np.percentile(times, 95)), "n": len(times)}
+
+
+def cli_wall(commands: dict[str, Sequence[str]], runs: int, baseline: str | None = None) -> dict[str, Any]:
+    """Wall seconds of each command, each run in a new process, the commands
+    alternating, after one warm-up each: ``{name: {"median_s", "runs"}}``,
+    and ``vs_<baseline>`` where ``baseline`` names one of them."""
+    def once(name: str) -> float:
+        t0 = time.perf_counter()
+        done = subprocess.run(list(commands[name]), capture_output=True, text=True)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise FmsearchError(f"`{' '.join(commands[name][2:])}` failed ({done.returncode}): {last}")
+        return time.perf_counter() - t0
+
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for name in commands:
+        once(name)
+    for _ in range(runs):
+        for name in commands:
+            times[name].append(once(name))
+    out: dict[str, Any] = {n: {"median_s": statistics.median(t), "runs": t} for n, t in times.items()}
+    if baseline in out:
+        for name in out:
+            out[name][f"vs_{baseline}"] = out[name]["median_s"] / out[baseline]["median_s"]
+    return out
 
 
 def batch_qps(fn: Callable[[np.ndarray], Any], queries: np.ndarray, batch: int = 256) -> float:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from fmsearch.evaluation.bench import SUITES
@@ -10,29 +12,38 @@ from .common import data_dir_option, domain_errors, parse_numbers, pass_settings
 
 
 @click.command("bench")
-@click.option("--suite", type=click.Choice([*SUITES, "all"]), default="all", show_default=True,
+@click.option("--suite", type=click.Choice([*SUITES, "serve", "all"]), default="all", show_default=True,
               help="store: ingest + query, Edge vs local mode. search: Edge vs numpy brute force vs local mode, and a scale "
               "series. embed: images/s per method and full-gallery ingest time. rerank: SIFT extraction per upscale factor, "
               "SIFT gallery ingest, rerank latency against the plain query. modes: every search mode (quantisation, rescoring, "
               "fusion) on the collections `fmsearch ingest` built, latency against the plain query and bytes per vector. "
-              "quantization: recall@10 against exact of int8 and binary per method and oversampling (why each is offered).")
+              "quantization: recall@10 against exact of int8 and binary per method and oversampling (why each is offered). "
+              "serve: fmsearch serve under load from wrk over loopback (requests/s, latency percentiles, errors, CPU) per "
+              "method, upload size and client count, batching and workers compared, against a bare reference endpoint.")
 @click.option("--gallery", type=click.IntRange(1000, 60000), default=60000, show_default=True, help="store, embed, rerank and quantization suites: gallery size.")
 @click.option("--sizes", default="10000,30000,60000", show_default=True, help="search suite: real gallery sizes.")
 @click.option("--synthetic", type=click.IntRange(0, 5_000_000), default=1_000_000, show_default=True, help="search suite: synthetic 64-d collection size (0: none).")
 @click.option("--local/--no-local", default=True, show_default=True, help="search suite: include qdrant-client local mode.")
 @click.option("--methods", default=None, help="embed suite: methods, comma-separated [default pixels,autoencoder,siamese,resnet101]. "
-              "modes and quantization suites: methods to measure [default pixels,autoencoder,siamese].")
+              "modes and quantization suites: methods to measure [default pixels,autoencoder,siamese]. serve suite: "
+              "methods, method+sift for the rerank [default pixels,autoencoder,siamese,siamese+sift].")
 @click.option("--queries", type=click.IntRange(10, 10000), default=200, show_default=True, help="Queries timed per setting (quantization suite: queries whose recall is measured).")
+@click.option("--clients", default="1,4,16,64", show_default=True, help="serve suite: concurrent connections per point.")
+@click.option("--uploads", default="28,280", show_default=True, help="serve suite: upload sides in pixels.")
+@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="serve suite: service processes.")
+@click.option("--duration", type=click.FloatRange(1, 600), default=5.0, show_default=True, help="serve suite: seconds per point.")
 @click.option("--out-dir", type=click.Path(file_okay=False), default="bench-results", show_default=True, help="Where the JSON goes.")
 @data_dir_option
 @pass_settings
 @domain_errors
-def command(settings, suite, gallery, sizes, synthetic, local, methods, queries, out_dir, data_dir) -> None:
+def command(settings, suite, gallery, sizes, synthetic, local, methods, queries, clients, uploads, workers, duration,
+            out_dir, data_dir) -> None:
     """Benchmarks, measured as ratios between runs in this same process.
 
     Prints markdown tables and writes bench-results/{store,search,embed,rerank,modes,quantization}.json. The full default run takes tens of
     minutes on 2 cores (local mode and the 1M-point HNSW build dominate). The modes suite reads the configured store
     (--store/--url); the others build their own temporary collections.
+    The serve suite starts `fmsearch serve` on the configured store and needs wrk (apt-get install wrk).
     """
     from fmsearch.evaluation.bench import (
         embed,
@@ -56,13 +67,39 @@ def command(settings, suite, gallery, sizes, synthetic, local, methods, queries,
                                                data_dir=data_dir, log=log),
         "quantization": lambda: quantization.run_quantization_bench(methods=_methods(methods), gallery=gallery,
                                                                     queries=queries, data_dir=data_dir, log=log),
+        "serve": lambda: _serve_bench(settings, methods, clients, uploads, workers, duration, data_dir, log),
     }
-    for name in SUITES if suite == "all" else (suite,):
+    for name in (*SUITES, "serve") if suite == "all" else (suite,):
         result = runs[name]()
         click.echo(result.table)
         for s in result.skipped:
             click.echo(f"skipped {s['mode']}: {s['why']}")
         click.echo(f"wrote {result.write(out_dir)}")
+
+
+def _serve_bench(settings, methods, clients, uploads, workers, duration, data_dir, log):
+    from fmsearch.models.registry import RERANK_ONLY, check_method
+    from fmsearch.serve.bench import METHODS, run_serve_bench
+    from fmsearch.serve.config import ServeConfig
+
+    config = ServeConfig(home=settings.home, qdrant_url=settings.qdrant_url, prefix=settings.prefix,
+                         timeout=settings.timeout, retries=settings.retries, data_dir=data_dir)
+    if settings.qdrant_api_key:  # the service's process reads it as every command does, never from its arguments
+        os.environ["QDRANT_API_KEY"] = settings.qdrant_api_key
+    names = METHODS if methods is None else tuple(m.strip() for m in methods.split(",") if m.strip())
+    for name in names:  # a method, or a method with a rerank stage: siamese+sift
+        first, _, rerank = name.partition("+")
+        check_method(first)
+        if rerank and rerank not in RERANK_ONLY:
+            raise click.UsageError(f"--methods: {name!r}: only {', '.join(RERANK_ONLY)} reranks (method+sift)")
+    counts = parse_numbers(clients, "--clients", int)
+    sides = parse_numbers(uploads, "--uploads", int)
+    if not counts or any(not 1 <= c <= 1024 for c in counts):
+        raise click.UsageError("--clients: counts must be between 1 and 1024")
+    if not sides or any(not 8 <= s <= 4096 for s in sides):
+        raise click.UsageError("--uploads: sides must be between 8 and 4096 pixels")
+    return run_serve_bench(config, methods=names, clients=counts, sizes=sides, workers=workers, duration=duration,
+                           log=log)
 
 
 def _sizes(text: str) -> tuple[int, ...]:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 
 import click
 
 from fmsearch.serve.config import DEFAULT_MAX_UPLOAD
 
-from .common import data_dir_option, domain_errors, pass_settings, read_key_file
+from .common import data_dir_option, domain_errors, pass_settings, read_key_file, setup_logging
 
 
 @click.command("serve")
@@ -27,13 +29,18 @@ from .common import data_dir_option, domain_errors, pass_settings, read_key_file
               help="Seconds before a request is cancelled (503).")
 @click.option("--batching/--no-batching", default=True, show_default=True,
               help="Embed and search concurrent plain searches of one method together.")
-@click.option("--threads", type=int, default=None, help="ONNX Runtime threads per inference [default: one per core].")
+@click.option("--threads", type=click.IntRange(1, 256), default=None,
+              help="ONNX Runtime threads per inference in each worker [default: the cores shared out among the workers].")
+@click.option("--server", type=click.Choice(["granian", "uvicorn"]), default="granian", show_default=True,
+              help="The HTTP server (granian spreads connections evenly across workers).")
+@click.option("--reference", is_flag=True, hidden=True,
+              help="Serve the benchmark's bare reference endpoint instead (decode, embed, search; no API).")
 @click.option("--access-log/--no-access-log", default=False, show_default=True, help="Log every request line.")
 @data_dir_option
 @pass_settings
 @domain_errors
 def command(settings, host, port, methods, workers, api_key, api_key_file, cors_origins, max_upload_bytes,
-            request_timeout_s, batching, threads, access_log, data_dir) -> None:
+            request_timeout_s, batching, threads, server, reference, access_log, data_dir) -> None:
     """Serve searches over HTTP until stopped (Ctrl-C or SIGTERM).
 
     Loads every ingested method's model once, answers JSON (OpenAPI at
@@ -46,7 +53,10 @@ def command(settings, host, port, methods, workers, api_key, api_key_file, cors_
 
     if api_key_file:
         api_key = read_key_file(api_key_file)
+    if threads is None:
+        threads = max(1, (os.cpu_count() or 1) // workers)
     names = None if methods is None else tuple(check_method(m.strip()) for m in methods.split(",") if m.strip())
+    _preflight(settings, names, host, port)
     config = ServeConfig(home=settings.home, qdrant_url=settings.qdrant_url, qdrant_api_key=settings.qdrant_api_key,
                          prefix=settings.prefix, timeout=settings.timeout, retries=settings.retries, data_dir=data_dir,
                          methods=names, api_key=api_key, cors_origins=tuple(cors_origins),
@@ -55,4 +65,58 @@ def command(settings, host, port, methods, workers, api_key, api_key_file, cors_
     logging.getLogger("fmsearch").setLevel(logging.INFO)  # what is loaded and what is skipped, and why
     click.echo(f"fmsearch serve on http://{host}:{port} ({workers} worker{'s' if workers > 1 else ''}); "
                f"docs at http://{host}:{port}/docs", err=True)
-    serve(config, host=host, port=port, workers=workers, access_log=access_log)
+    factory = f"{__name__}:{'reference_app' if reference else 'service_app'}"
+    serve(config, factory, server=server, host=host, port=port, workers=workers, access_log=access_log)
+
+
+def _preflight(settings, methods: tuple[str, ...] | None, host: str, port: int) -> None:
+    """Refuse at once, in one line, what would fail every request or the start:
+    no wanted method ingested, an unreachable store, an address not free."""
+    from fmsearch.models.registry import RERANK_ONLY, method_names
+    from fmsearch.store import schema
+
+    for method in methods or ():
+        if method in RERANK_ONLY:
+            raise click.ClickException(f"--methods: {method} is a rerank stage, not a method: it is served as the "
+                                       f"rerank of every search that asks for it when its collection is ingested")
+    wanted = methods or tuple(m for m in method_names() if m not in RERANK_ONLY)
+    store = settings.store()
+    try:
+        present, where = set(store.collections()), store.location
+    finally:
+        settings.close()  # each worker opens its own serving copy
+    if not any(schema.collection_name(m, settings.prefix) in present for m in wanted):
+        raise click.ClickException(f"nothing to serve: {', '.join(wanted)} {'is' if len(wanted) == 1 else 'are'} "
+                                   f"not ingested in {where}; run `fmsearch ingest --method M` first")
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+            probe.bind(address)
+    except OSError as err:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {err.strerror or err}") from err
+
+
+def service_app():
+    """The application of one worker process (it reads its configuration
+    from the environment), logging as the command does."""
+    from fmsearch.serve.app import create_app
+    from fmsearch.serve.config import ServeConfig
+
+    _worker_logging()
+    return create_app(ServeConfig.from_env())
+
+
+def reference_app():
+    """The benchmark's bare reference endpoint, in one worker process."""
+    from fmsearch.serve.config import ServeConfig
+    from fmsearch.serve.reference import create_reference_app
+
+    _worker_logging()
+    return create_reference_app(ServeConfig.from_env())
+
+
+def _worker_logging() -> None:
+    """A worker process is started afresh: log what is loaded and skipped, as the parent does."""
+    setup_logging(0)
+    logging.getLogger("fmsearch").setLevel(logging.INFO)

@@ -28,7 +28,8 @@ class ServeConfig:
         max_upload_bytes: larger uploads are refused before they are read whole.
         request_timeout_s: a request running longer is answered 503.
         batching: embed and search concurrent plain searches together.
-        threads: ONNX Runtime threads per inference (default one per core).
+        threads: ONNX Runtime threads per inference (default one per core);
+            they never spin-wait between calls here.
     """
 
     home: str | None = None

@@ -7,7 +7,7 @@ library uses (``classes``, ``rescore_with``, ``fusion_weights``, ...).
 from __future__ import annotations
 
 from dataclasses import MISSING, fields
-from typing import get_type_hints
+from typing import Literal, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -36,15 +36,15 @@ class SearchRequest(BaseModel):
     classes: list[str] = Field(default_factory=list, description="Only these classes.")
     exclude_classes: list[str] = Field(default_factory=list, description="Never these classes.")
     exact: bool = False
-    fusion: str = Field(DEFAULT_FUSION, json_schema_extra={"enum": list(FUSIONS)})
+    fusion: Literal[FUSIONS] = DEFAULT_FUSION  # type: ignore[valid-type]
     fusion_weights: list[float] | None = None
     rescore_with: str | None = None
     shortlist: int = Field(DEFAULT_SHORTLIST, ge=1, le=MAX_K)
-    rerank: str | None = Field(None, json_schema_extra={"enum": [*RERANK_STAGES, None]})
-    rerank_mode: str = Field(DEFAULT_RERANK_MODE, json_schema_extra={"enum": list(RERANK_MODES)})
+    rerank: Literal[RERANK_STAGES] | None = Field(None, description="A second stage reordering the shortlist.")  # type: ignore[valid-type]
+    rerank_mode: Literal[RERANK_MODES] = DEFAULT_RERANK_MODE  # type: ignore[valid-type]
     rerank_weight: float = DEFAULT_WEIGHT
     ratio: float = 0.75
-    quantization: str = Field("none", json_schema_extra={"enum": list(QUANTIZATIONS)})
+    quantization: Literal[QUANTIZATIONS] = "none"  # type: ignore[valid-type]
     oversampling: float | None = None
     rescore: bool = True
     positive: list[Example] = Field(default_factory=list, description="Recommend: ids or base64 images.")
@@ -84,6 +84,7 @@ class Health(BaseModel):
     methods: list[str] = Field(default_factory=list, description="Methods loaded and served.")
     skipped: dict[str, str] = Field(default_factory=dict, description="Methods not served, and why.")
     rerank: bool = Field(False, description="Whether the SIFT rerank stage is available.")
+    worker: int = Field(description="The process that answered (several workers share the port, each loads its own).")
 
 
 class ClassOut(BaseModel):
@@ -94,7 +95,7 @@ class ClassOut(BaseModel):
 class CompareRequest(BaseModel):
     """Two images, each a gallery id or base64 of an image file."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     a: Example
     b: Example

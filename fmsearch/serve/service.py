@@ -11,8 +11,9 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
 
 import numpy as np
 
@@ -32,12 +33,16 @@ from fmsearch.store.listing import summarize
 logger = logging.getLogger(__name__)
 
 
+#: what turns a request's image (a file's bytes, base64) into a (28, 28) image, run off the event loop
+ImageSource = Callable[[], np.ndarray]
+
+
 @dataclass(frozen=True)
 class PlainSearch:
     """One request of the micro-batched path: an uploaded image searched in
-    a plain (single-method) mode."""
+    a plain (single-method) mode, decoded in the batch."""
 
-    image: np.ndarray
+    source: ImageSource
     limit: int
     flt: QueryFilter
 
@@ -57,14 +62,21 @@ def decode_base64(text: str, name: str = "image") -> np.ndarray:
 
 
 def mode_of(req: SearchRequest) -> SearchMode:
-    """The search mode a request names (checked where it is made)."""
-    rerank = None
-    if req.rerank is not None:
-        rerank = RerankConfig(stage=req.rerank, shortlist=req.shortlist, mode=req.rerank_mode,
-                              weight=req.rerank_weight, ratio=req.ratio)
-    return SearchMode(req.method, quantization=req.quantization, rescore=req.rescore, oversampling=req.oversampling,
-                      fusion=req.fusion, fusion_weights=req.fusion_weights, rescore_with=req.rescore_with,
-                      shortlist=req.shortlist, rerank=rerank)
+    """The search mode a request names (checked where it is made; the same
+    settings give the same, cached, value)."""
+    return _mode(req.method, req.quantization, req.rescore, req.oversampling, req.fusion,
+                 None if req.fusion_weights is None else tuple(req.fusion_weights), req.rescore_with,
+                 req.shortlist, req.rerank, req.rerank_mode, req.rerank_weight, req.ratio)
+
+
+@lru_cache(maxsize=1024)
+def _mode(method, quantization, rescore, oversampling, fusion, fusion_weights, rescore_with, shortlist, rerank,
+          rerank_mode, rerank_weight, ratio) -> SearchMode:
+    stage = None
+    if rerank is not None:
+        stage = RerankConfig(stage=rerank, shortlist=shortlist, mode=rerank_mode, weight=rerank_weight, ratio=ratio)
+    return SearchMode(method, quantization=quantization, rescore=rescore, oversampling=oversampling, fusion=fusion,
+                      fusion_weights=fusion_weights, rescore_with=rescore_with, shortlist=shortlist, rerank=stage)
 
 
 class SearchService:
@@ -97,7 +109,7 @@ class SearchService:
         self.store = source.serving_copy(wanted, self._workdir)
         if self.store is not source:
             source.close()
-        options = {m: {"threads": c.threads} for m in ("autoencoder", "siamese") if c.threads}
+        options = {m: {"threads": c.threads, "spin": False} for m in ("autoencoder", "siamese")}
         self.searcher = Searcher(self.store, prefix=c.prefix, data_dir=c.data_dir, options=options)
         for method in candidates:
             self._load_method(method, names)
@@ -147,10 +159,16 @@ class SearchService:
                 why = self.skipped.get(method, "not a method this service loaded")
                 raise InvalidArgumentError(f"{method} is not served: {why}", param="method")
 
-    def search(self, req: SearchRequest, image: np.ndarray | None, timings: dict[str, float]) -> list[Hit]:
-        """Any mode, one request (a recommend query when it has examples)."""
+    def search(self, req: SearchRequest, source: ImageSource | None, timings: dict[str, float]) -> list[Hit]:
+        """Any mode, one request (a recommend query when it has examples);
+        ``source`` gives the uploaded image, if any."""
         mode = mode_of(req)
         self.check_method(mode)
+        image = None
+        if source is not None:
+            t0 = time.perf_counter()
+            image = source()
+            timings["decode"] = time.perf_counter() - t0
         if req.positive or req.negative:
             if image is not None or req.id is not None or mode.second_stage:
                 raise InvalidArgumentError("positive/negative examples make a recommend query: no image, id, "
@@ -169,16 +187,31 @@ class SearchService:
         return example if isinstance(example, int) else decode_base64(example, f"{what} example")
 
     def search_batch(self, mode: SearchMode, exact: bool, items: Sequence[PlainSearch],
-                     timings: dict[str, float]) -> list[list[Hit]]:
-        """Plain searches of one method's collection, embedded together and
-        searched with one batch request (each with its own limit and filter)."""
+                     timings: dict[str, float]) -> list[list[Hit] | FmsearchError]:
+        """Plain searches of one method's collection: decoded, embedded
+        together and searched with one batch request (each with its own limit
+        and filter). An image that does not decode is that item's error."""
         t0 = time.perf_counter()
-        vectors = self.searcher.embedder(mode.methods[0]).embed(np.stack([i.image for i in items]))
+        images: list[np.ndarray] = []
+        answers: list[list[Hit] | FmsearchError] = []
+        for item in items:
+            try:
+                images.append(item.source())
+                answers.append([])
+            except FmsearchError as err:
+                answers.append(err)
+        good = [i for i, a in enumerate(answers) if not isinstance(a, FmsearchError)]
         t1 = time.perf_counter()
-        hits = self.searcher.search_vectors(mode, vectors, [i.limit for i in items], [i.flt for i in items],
-                                            exact=exact)
-        timings.update(embed=t1 - t0, search=time.perf_counter() - t1)
-        return hits
+        if good:
+            vectors = self.searcher.embedder(mode.methods[0]).embed(np.stack(images))
+            t2 = time.perf_counter()
+            found = self.searcher.search_vectors(mode, vectors, [items[i].limit for i in good],
+                                                 [items[i].flt for i in good], exact=exact)
+            for i, hits in zip(good, found, strict=True):
+                answers[i] = hits
+            timings.update(embed=t2 - t1, search=time.perf_counter() - t2)
+        timings["decode"] = t1 - t0
+        return answers
 
     def image_png(self, pid: int) -> bytes:
         """PNG of gallery image ``pid``: from a loaded collection's payload,
@@ -221,4 +254,4 @@ def classes() -> list[dict]:
     return [{"label": i, "name": name} for i, name in enumerate(CLASS_NAMES)]
 
 
-__all__ = ["PlainSearch", "SearchService", "classes", "decode_base64", "decode_upload", "mode_of"]
+__all__ = ["ImageSource", "PlainSearch", "SearchService", "classes", "decode_base64", "decode_upload", "mode_of"]

@@ -1,0 +1,498 @@
+"""``fmsearch bench --suite serve``: the service under load, over loopback.
+
+Starts ``fmsearch serve`` in a subprocess and drives it from another process
+with ``wrk`` (C, one thread, so the client costs little of the two cores it
+shares with the server; its CPU is measured from ``os.wait4`` and reported)
+posting real FMNIST test images as PNG uploads in multipart forms, with N
+connections at once. Each point reports requests/s, p50/p95/p99 latency,
+errors (non-2xx answers and socket errors), and the CPU the client and the
+server used.
+
+Measured in one run, on the configured store:
+
+- the service (``--workers W``, micro-batching on): every method, both upload
+  sizes (a test image as 28x28, and scaled to 280x280), every client count;
+- micro-batching off, one worker, and uvicorn in place of granian, at 16
+  clients: what each choice buys;
+- the bare reference endpoint (``fmsearch serve --reference``: decode, embed,
+  search, nothing else) with the same server and W, at 16 clients: the
+  service's share of it is the ratio that holds on any machine;
+- the CLI's wall time for one upload query (a new process each).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fmsearch.errors import FmsearchError, InvalidArgumentError
+from fmsearch.evaluation import markdown
+from fmsearch.evaluation.bench.timing import BenchResult, cli_wall, environment
+from fmsearch.images.fmnist import load_split
+from fmsearch.serve.batcher import WORK_THREAD
+from fmsearch.serve.config import ServeConfig
+
+logger = logging.getLogger(__name__)
+
+#: what is measured (a method, or a method with the SIFT rerank: "siamese+sift")
+METHODS = ("pixels", "autoencoder", "siamese", "siamese+sift")
+CLIENTS = (1, 4, 16, 64)
+SIZES = (28, 280)
+#: the client count of the goals, the batching and worker comparisons and the reference
+FOCUS_CLIENTS = 16
+IMAGES = 200  # distinct test images, posted round-robin
+BOUNDARY = "fmsearch-bench-boundary-7d2f"
+CLI_RUNS = 5
+#: what is compared with the service, each run beside it and driven in alternation with it:
+#: (series, the options of its ``fmsearch serve``, its workers (None: the service's))
+COMPARISONS = (("reference", ("--reference",), None), ("no batching", ("--no-batching",), None),
+               ("one worker", (), 1), ("uvicorn", ("--server", "uvicorn"), None))
+#: the methods compared: the reference serves both, the other comparisons the first
+FOCUS = ("siamese", "pixels")
+ROUNDS = 3
+#: the issue's goals at 16 clients on the 2-core machine: (method, size) -> (requests/s, p99 ms);
+#: pixels is to be at least as fast as siamese
+GOALS = {(method, 28): (3000, 20) for method in ("siamese", "pixels")} | {
+    (method, 280): (1500, 25) for method in ("siamese", "pixels")}
+REFERENCE_SHARE = 0.9
+#: where the server's CPU goes, by thread (see _Server.cpu_s)
+CPU_PARTS = ("loop", "work", "http", "other")
+
+#: wrk script: POST the prepared bodies round-robin; print the figures as JSON at the end
+LUA = """
+local requests, n = {}, 0
+function init(args)
+  local path, dir, boundary = args[1], args[2], args[3]
+  local headers = {["Content-Type"] = "multipart/form-data; boundary=" .. boundary}
+  local bodies = io.open(dir .. "/bodies.bin", "rb")
+  for line in io.lines(dir .. "/lengths.txt") do
+    requests[#requests + 1] = wrk.format("POST", path, headers, bodies:read(tonumber(line)))
+  end
+  bodies:close()
+end
+function request()
+  n = n % #requests + 1
+  return requests[n]
+end
+function done(summary, latency, _)
+  local e = summary.errors
+  io.write(string.format(
+    '\\n{"requests": %d, "duration_us": %d, "p50_us": %d, "p95_us": %d, "p99_us": %d, "max_us": %d, ' ..
+    '"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(95), latency:percentile(99),
+    latency.max, e.connect, e.read, e.write, e.status, e.timeout))
+end
+"""
+
+
+def run_serve_bench(config: ServeConfig, *, methods: Sequence[str] = METHODS, clients: Sequence[int] = CLIENTS,
+                    sizes: Sequence[int] = SIZES, workers: int = 2, duration: float = 5.0,
+                    log: Callable[[str], None] = logger.info) -> BenchResult:
+    """Measure the service under load (see the module's docstring).
+
+    Args:
+        config: the store and the FMNIST files (a Qdrant server's API key reaches the
+            service's processes as ``QDRANT_API_KEY`` in the environment, never as an argument).
+        methods: what to measure (:data:`METHODS`).
+        clients: concurrent connections per point.
+        sizes: upload sides in pixels.
+        workers: the service's processes.
+        duration: seconds per point (after a one-second warm-up per method and size).
+    """
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise InvalidArgumentError("the serve benchmark drives the service with wrk, which is not installed "
+                                   "(apt-get install wrk)")
+    store_args, data_dir = _store_args(config), config.data_dir
+    images = load_split("test", data_dir).images[:IMAGES]
+    plain = sorted({m.split("+")[0] for m in methods})
+    with tempfile.TemporaryDirectory(prefix="fmsearch-serve-bench-") as tmp:
+        bodies = {(m, s): _bodies(Path(tmp) / f"{m}-{s}", m, s, images) for m in methods for s in sizes}
+        drive = _Driver(wrk, Path(tmp) / "drive.lua", duration)
+        with _Server(store_args, methods, workers, data_dir=data_dir) as service:
+            log(f"service: {workers} worker(s), ready in {service.ready_s:.1f} s")
+            points = []
+            for (method, size), folder in bodies.items():
+                drive.warm(service, folder)
+                for n in clients:
+                    points.append(drive.point(service, folder, n, series="service", method=method, size=size))
+                    log(_line(points[-1]))
+            comparisons = []
+            for series, options, count in COMPARISONS:
+                if series == "one worker" and workers == 1:
+                    continue
+                wanted = [m for m in (FOCUS if series == "reference" else FOCUS[:1]) if m in plain] or plain[:1]
+                with _Server(store_args, wanted, count or workers, *options, data_dir=data_dir) as other:
+                    for method in wanted:
+                        for size in sizes:
+                            comparisons.append(_alternate(drive, service, other, bodies[method, size], series,
+                                                          method=method, size=size))
+                            log(_compared(comparisons[-1]))
+        cli = _cli(store_args, plain, images[0], Path(tmp), data_dir)
+        stages = _stage_costs(config, plain, {s: next(f for (_, side), f in bodies.items() if side == s)
+                                              for s in sizes})
+    data = {"environment": environment(), "workers": workers, "duration_s": duration, "clients": list(clients),
+            "sizes": list(sizes), "points": points, "comparisons": comparisons, "cli": cli, "stages": stages,
+            "reference_share": _shares(comparisons), "goals": _goals(points, stages)}
+    return BenchResult("serve", data, _table(data))
+
+
+def _alternate(drive: _Driver, service: _Server, other: _Server, folder: Path, series: str,
+               **labels: Any) -> dict[str, Any]:
+    """The service and another server, driven in turn (:data:`ROUNDS` times each, so
+    that the machine's drift falls on both), at :data:`FOCUS_CLIENTS`: the medians
+    and the other's requests/s as a share of the service's."""
+    drive.warm(service, folder)
+    drive.warm(other, folder)
+    rounds: dict[str, list[dict[str, Any]]] = {"service": [], series: []}
+    for _ in range(ROUNDS):
+        rounds["service"].append(drive.point(service, folder, FOCUS_CLIENTS, series="service", **labels))
+        rounds[series].append(drive.point(other, folder, FOCUS_CLIENTS, series=series, **labels))
+    medians = {name: {key: statistics.median(p[key] for p in runs) for key in ("rps", "p50_ms", "p99_ms")}
+               for name, runs in rounds.items()}
+    return {"series": series, **labels, "clients": FOCUS_CLIENTS, "workers": other.workers,
+            "service": medians["service"], "other": medians[series],
+            "errors": sum(p["errors"] for runs in rounds.values() for p in runs),
+            "ratio": medians[series]["rps"] / medians["service"]["rps"], "rounds": rounds}
+
+
+# -- the load -------------------------------------------------------------------------------------
+
+
+def _bodies(folder: Path, method: str, size: int, images: np.ndarray) -> Path:
+    """Multipart bodies, one per test image (as a PNG of ``size`` pixels), for ``method``."""
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    name, _, rerank = method.partition("+")
+    fields = {"method": name, "k": "10", **({"rerank": rerank} if rerank else {})}
+    lengths = []
+    with open(folder / "bodies.bin", "wb") as out:
+        for image in images:
+            picture = Image.fromarray(image)
+            if size != picture.width:
+                picture = picture.resize((size, size), Image.Resampling.BILINEAR)
+            png = io.BytesIO()
+            picture.save(png, format="PNG")
+            body = b"".join(f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+                            for k, v in fields.items())
+            body += (f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="q.png"\r\n'
+                     f"Content-Type: image/png\r\n\r\n").encode() + png.getvalue() + f"\r\n--{BOUNDARY}--\r\n".encode()
+            out.write(body)
+            lengths.append(len(body))
+    (folder / "lengths.txt").write_text("".join(f"{n}\n" for n in lengths))
+    return folder
+
+
+class _Driver:
+    """wrk, one thread, over loopback."""
+
+    def __init__(self, wrk: str, script: Path, duration: float) -> None:
+        script.write_text(LUA)
+        self.wrk, self.script, self.duration = wrk, script, duration
+
+    def warm(self, server: _Server, folder: Path) -> None:
+        self._run(server, folder, FOCUS_CLIENTS, 1.0)
+
+    def point(self, server: _Server, folder: Path, clients: int, **labels: Any) -> dict[str, Any]:
+        cpu0 = server.cpu_s()
+        t0 = time.perf_counter()
+        figures, client_cpu = self._run(server, folder, clients, self.duration)
+        wall = time.perf_counter() - t0
+        cpu1 = server.cpu_s()
+        split = None if cpu0 is None or cpu1 is None else {k: (cpu1[k] - cpu0[k]) / wall for k in CPU_PARTS}
+        seconds = figures["duration_us"] / 1e6
+        errors = sum(figures[k] for k in ("connect", "read", "write", "status", "timeout"))
+        return {**labels, "clients": clients, "requests": figures["requests"], "errors": errors,
+                "rps": figures["requests"] / seconds, "p50_ms": figures["p50_us"] / 1000,
+                "p95_ms": figures["p95_us"] / 1000, "p99_ms": figures["p99_us"] / 1000,
+                "max_ms": figures["max_us"] / 1000, "client_cpu": client_cpu / wall,
+                "server_cpu": None if split is None else sum(split.values()), "server_cpu_by_thread": split,
+                "workers": labels.get("workers", server.workers)}
+
+    def _run(self, server: _Server, folder: Path, clients: int, seconds: float) -> tuple[dict[str, int], float]:
+        """wrk's figures, and the CPU seconds it used (os.wait4)."""
+        cmd = [self.wrk, "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "--latency",
+               "-s", str(self.script), server.url, "--", "/api/search", str(folder), BOUNDARY]
+        with tempfile.TemporaryFile() as out:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            out.seek(0)
+            text = out.read().decode(errors="replace")
+        lines = [line for line in text.splitlines() if line.startswith("{")]
+        if proc.returncode != 0 or not lines:
+            raise FmsearchError(f"wrk failed ({proc.returncode}): {' '.join(text.split())[-300:]}")
+        return json.loads(lines[-1]), usage.ru_utime + usage.ru_stime
+
+
+def _store_args(config: ServeConfig) -> list[str]:
+    """The global options of `fmsearch` that select ``config``'s store."""
+    return [*(["--home", config.home] if config.home else []),
+            *(["--qdrant-url", config.qdrant_url] if config.qdrant_url else []), "--prefix", config.prefix,
+            "--timeout", str(config.timeout), "--retries", str(config.retries)]
+
+
+class _Server:
+    """``fmsearch serve`` in a subprocess on a free loopback port."""
+
+    def __init__(self, store_args: Sequence[str], methods: Sequence[str], workers: int, *options: str,
+                 data_dir: str | None = None) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.workers = workers
+        self.methods = [m.split("+")[0] for m in methods]
+        self.rerank = any("+" in m for m in methods)
+        self.cmd = [sys.executable, "-m", "fmsearch", *store_args, "serve", "--port", str(self.port), "--workers",
+                    str(workers), "--methods", ",".join(dict.fromkeys(self.methods)), *(["--data-dir", data_dir] if data_dir else []),
+                    *options]
+        self.proc: subprocess.Popen | None = None
+        self.ready_s = 0.0
+        self.ready_workers: set[int] = set()
+
+    def __enter__(self) -> _Server:
+        self.log = tempfile.TemporaryFile()
+        t0 = time.perf_counter()
+        self.proc = subprocess.Popen(self.cmd, stdout=self.log, stderr=subprocess.STDOUT)
+        while not self._ready():
+            if self.proc.poll() is not None or time.perf_counter() - t0 > 600:
+                self.__exit__(None, None, None)
+                raise FmsearchError(f"`fmsearch serve` did not become ready: {self._tail()}")
+            time.sleep(0.05)
+        self.ready_s = time.perf_counter() - t0
+        self._check_serves()
+        return self
+
+    def _check_serves(self) -> None:
+        """Refuse to measure a method the service does not serve, saying why."""
+        health = json.loads(urllib.request.urlopen(f"{self.url}/api/health", timeout=5).read())
+        if "methods" not in health:  # the reference endpoint says only that it is ready
+            return
+        for method in self.methods:
+            if method not in health["methods"]:
+                self.__exit__(None, None, None)
+                raise FmsearchError(f"the service does not serve {method}: "
+                                    f"{health['skipped'].get(method, 'not loaded')}")
+        if self.rerank and not health["rerank"]:
+            self.__exit__(None, None, None)
+            raise FmsearchError("the service has no SIFT rerank stage: run `fmsearch ingest -m sift` first")
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+    def _ready(self) -> bool:
+        """Every worker (each loads its own copy) has answered ready."""
+        try:
+            answer = json.loads(urllib.request.urlopen(f"{self.url}/api/health", timeout=2).read())
+        except OSError:  # not listening yet, or 503 while loading
+            return False
+        self.ready_workers.add(answer["worker"])
+        return len(self.ready_workers) >= self.workers
+
+    def _tail(self) -> str:
+        """The log's last line (one line: the error)."""
+        self.log.seek(0)
+        lines = self.log.read().decode(errors="replace").strip().splitlines()
+        return lines[-1] if lines else "no output"
+
+    def cpu_s(self) -> dict[str, float] | None:
+        """CPU seconds the server's processes (the parent and its workers) used
+        so far, by thread: each worker's main thread (its event loop: the
+        ASGI application), its work threads (:data:`WORK_THREAD`: decode,
+        embed, search), the HTTP server's own threads, the rest (Linux /proc)."""
+        if self.proc is None or not Path("/proc/self/stat").exists():
+            return None
+        tick = os.sysconf("SC_CLK_TCK")
+        parents: dict[int, int] = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                except OSError:
+                    continue
+        tree = {self.proc.pid}
+        for _ in range(3):  # children, grandchildren
+            tree |= {pid for pid, parent in parents.items() if parent in tree}
+        out = dict.fromkeys(CPU_PARTS, 0.0)
+        for pid in tree:
+            for task in Path(f"/proc/{pid}/task").glob("*"):
+                try:
+                    name = (task / "comm").read_text().strip()
+                    fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                part = ("work" if name == WORK_THREAD else "loop" if task.name == str(pid) and pid != self.proc.pid
+                        else "http" if name.startswith("tokio") else "other")
+                out[part] += (int(fields[11]) + int(fields[12])) / tick
+        return out
+
+
+def _stage_costs(config: ServeConfig, methods: Sequence[str], bodies: dict[int, Path]) -> dict[str, Any]:
+    """CPU milliseconds per request of the three steps a work thread runs,
+    measured here on one thread through a :class:`SearchService` loaded as a
+    worker loads it (its own serving copy, one encoder thread): decoding an
+    upload of each size, and each method's encoder and store search on
+    batches of 16 (the search asks for 10 hits with their payload fields, as
+    a search request does; for a Qdrant server it is this process's share)."""
+    from fmsearch.serve.forms import parse_form
+    from fmsearch.serve.service import SearchService, decode_upload
+
+    def cpu_ms(fn: Callable[[], Any], items: int, repeat: int = 20) -> float:
+        fn()
+        t0 = time.process_time()
+        for _ in range(repeat):
+            fn()
+        return 1000 * (time.process_time() - t0) / (repeat * items)
+
+    out: dict[str, Any] = {"decode_ms": {}, "embed_ms": {}, "search_ms": {}}
+    for size, folder in bodies.items():
+        blob, offset, pngs = (folder / "bodies.bin").read_bytes(), 0, []
+        for length in map(int, (folder / "lengths.txt").read_text().split()[:16]):
+            parts = parse_form(blob[offset:offset + length], f"multipart/form-data; boundary={BOUNDARY}")
+            pngs += [p.value for p in parts if p.is_file]
+            offset += length
+        out["decode_ms"][str(size)] = cpu_ms(lambda: [decode_upload(p) for p in pngs], len(pngs))
+    batch = np.stack([decode_upload(p) for p in pngs])
+    service = SearchService(replace(config, methods=tuple(methods), threads=1))
+    try:
+        service.load()
+        for method in service.methods:
+            embedder = service.searcher.embedder(method)
+            vectors = embedder.embed(batch)
+            out["embed_ms"][method] = cpu_ms(lambda: embedder.embed(batch), len(batch))
+            out["search_ms"][method] = cpu_ms(lambda: service.searcher.search_vectors(method, vectors, 10), len(batch))
+    finally:
+        service.close()
+    return out
+
+
+def _cli(store_args: Sequence[str], methods: Sequence[str], image: np.ndarray, tmp: Path,
+         data_dir: str | None) -> dict[str, Any]:
+    """Wall seconds of `fmsearch query q.png -k 10` (a new process per query), per method."""
+    from PIL import Image
+
+    query = tmp / "query.png"
+    Image.fromarray(image).save(query)
+    extra = ["--data-dir", data_dir] if data_dir else []
+    return cli_wall({m: [sys.executable, "-m", "fmsearch", *store_args, "query", str(query), "--method", m, "-k",
+                         "10", *extra] for m in methods}, CLI_RUNS)
+
+
+# -- figures ------------------------------------------------------------------------------------------
+
+
+def _shares(comparisons: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The service's requests/s as a share of the bare reference's, driven in alternation."""
+    return [{"method": c["method"], "size": c["size"], "service_rps": c["service"]["rps"],
+             "reference_rps": c["other"]["rps"], "share": 1 / c["ratio"], "goal": REFERENCE_SHARE}
+            for c in comparisons if c["series"] == "reference"]
+
+
+def _goals(points: list[dict[str, Any]], stages: dict[str, Any]) -> list[dict[str, Any]]:
+    """The goals at :data:`FOCUS_CLIENTS`, each beside its ceiling: this machine's cores
+    over the CPU of a work thread's three steps alone (no HTTP, no framework)."""
+    out = []
+    for p in points:
+        goal = GOALS.get((p["method"], p["size"]))
+        if p["series"] == "service" and p["clients"] == FOCUS_CLIENTS and goal:
+            steps = [stages[key].get(k) for key, k in (("decode_ms", str(p["size"])), ("embed_ms", p["method"]),
+                                                        ("search_ms", p["method"]))]
+            out.append({"method": p["method"], "size": p["size"], "rps": p["rps"], "p99_ms": p["p99_ms"],
+                        "errors": p["errors"], "goal_rps": goal[0], "goal_p99_ms": goal[1],
+                        "ceiling_rps": None if None in steps else 1000 * (os.cpu_count() or 1) / sum(steps),
+                        "met": p["rps"] >= goal[0] and p["p99_ms"] <= goal[1] and p["errors"] == 0})
+    return out
+
+
+def _line(p: dict[str, Any]) -> str:
+    return (f"{p['series']:<12} {p['method']:<13} {p['size']:>3}px x{p['clients']:<3} {p['rps']:7.0f} req/s  "
+            f"p50 {p['p50_ms']:6.1f}  p99 {p['p99_ms']:6.1f} ms  errors {p['errors']}")
+
+
+def _compared(c: dict[str, Any]) -> str:
+    return (f"{c['series']:<12} {c['method']:<13} {c['size']:>3}px x{c['clients']:<3} {c['other']['rps']:7.0f} req/s "
+            f"against the service's {c['service']['rps']:.0f} in turn: {c['ratio']:.2f}x")
+
+
+def _table(data: dict[str, Any]) -> str:
+    def cpu(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
+    def upload(size: int) -> str:
+        return f"{size}x{size}"
+
+    load = markdown.table(
+        ["method", "upload", "clients", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "client CPU", "server CPU"],
+        [[p["method"].replace("+", " + "), upload(p["size"]), p["clients"], f"{p['rps']:.0f}", f"{p['p50_ms']:.1f}",
+          f"{p['p95_ms']:.1f}", f"{p['p99_ms']:.1f}", p["errors"], cpu(p["client_cpu"]), cpu(p["server_cpu"])]
+         for p in data["points"]], "lllrrrrrrr")
+    split = markdown.table(
+        ["method", "upload", "req/s", "CPU ms/request", "event loop", "work threads", "HTTP server", "other"],
+        [[p["method"].replace("+", " + "), upload(p["size"]), f"{p['rps']:.0f}",
+          f"{1000 * p['server_cpu'] / p['rps']:.2f}",
+          *(f"{p['server_cpu_by_thread'][k] / p['server_cpu']:.0%}" for k in CPU_PARTS)]
+         for p in data["points"] if p["clients"] == FOCUS_CLIENTS and p["server_cpu"]], "llrrrrrr")
+    compared = markdown.table(
+        ["against the service", "workers", "method", "upload", "req/s", "p99 ms", "service req/s", "service p99 ms",
+         "ratio", "errors"],
+        [[c["series"], c["workers"], c["method"], upload(c["size"]), f"{c['other']['rps']:.0f}",
+          f"{c['other']['p99_ms']:.1f}", f"{c['service']['rps']:.0f}", f"{c['service']['p99_ms']:.1f}",
+          f"{c['ratio']:.2f}x", c["errors"]] for c in data["comparisons"]], "lrllrrrrrr")
+    shares = markdown.table(
+        ["method", "upload", "service req/s", "reference req/s", "share", "goal"],
+        [[s["method"], upload(s["size"]), f"{s['service_rps']:.0f}", f"{s['reference_rps']:.0f}",
+          f"{s['share']:.0%}", f">= {s['goal']:.0%}"] for s in data["reference_share"]], "llrrrr")
+    goals = markdown.table(
+        ["method", "upload", "req/s", "p99 ms", "goal", "met", "ceiling req/s"],
+        [[g["method"], upload(g["size"]), f"{g['rps']:.0f}", f"{g['p99_ms']:.1f}",
+          f">= {g['goal_rps']} req/s, p99 <= {g['goal_p99_ms']} ms", "yes" if g["met"] else "no",
+          "-" if g["ceiling_rps"] is None else f"{g['ceiling_rps']:.0f}"] for g in data["goals"]], "llrrllr")
+    stages = data["stages"]
+    costs = markdown.table(
+        ["method", *(f"decode {upload(int(k))}" for k in stages["decode_ms"]), "embed", "search",
+         *(f"sum, {upload(int(k))}" for k in stages["decode_ms"])],
+        [[m, *(f"{d:.2f}" for d in stages["decode_ms"].values()), f"{e:.2f}", f"{stages['search_ms'][m]:.2f}",
+          *(f"{d + e + stages['search_ms'][m]:.2f}" for d in stages["decode_ms"].values())]
+         for m, e in stages["embed_ms"].items()], "l" + "r" * (2 * len(stages["decode_ms"]) + 2))
+    cli = markdown.table(["CLI, one upload query per process", "median wall"],
+                         [[f"`fmsearch query q.png --method {m}`", f"{c['median_s']:.2f} s"]
+                          for m, c in data["cli"].items()], "lr")
+    return "\n\n".join([
+        f"The service ({data['workers']} workers, micro-batching on), wrk over loopback, {data['duration_s']:g} s "
+        "per point; CPU in cores (the client's is wrk's own):", load,
+        f"Where the service's CPU went at {FOCUS_CLIENTS} clients, by thread: the workers' event loops (HTTP to "
+        "ASGI, FastAPI, parsing, validating, answering), their work threads (decode, embed, search), the HTTP "
+        "server's own threads, the rest:", split,
+        "What a work thread's three steps cost, CPU ms per request measured apart on one thread (the encoder "
+        "and the search on batches of 16): the floor under the CPU per request above.", costs,
+        f"Each choice against the service, the two driven in turn {ROUNDS} times at {FOCUS_CLIENTS} clients "
+        "(medians; ratio: its req/s over the service's):", compared,
+        "The service's share of the bare reference endpoint (decode, embed, search):", shares,
+        f"Goals ({FOCUS_CLIENTS} clients), beside the ceiling of this machine's {os.cpu_count()} cores spent on "
+        "the three steps alone:", goals, cli])
