@@ -51,7 +51,13 @@ class StoreError(FmsearchError):
 
 
 class CollectionNotFoundError(StoreError):
-    """A collection that does not exist (usually: not ingested yet)."""
+    """A collection that does not exist (usually: not ingested yet);
+    ``collection`` names it, so that a face can word it without the store's
+    location."""
+
+    def __init__(self, message: str = "", *, collection: str | None = None) -> None:
+        super().__init__(message)
+        self.collection = collection
 
 
 class CollectionMismatchError(StoreError):

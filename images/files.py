@@ -82,6 +82,12 @@ def _decode(source, name: str) -> np.ndarray:
         raise ImageError(f"{name}: refused by the decompression-bomb guard ({err})") from err
     except (OSError, ValueError, SyntaxError) as err:
         raise ImageError(f"{name}: unreadable or truncated image ({err})") from err
+    except MemoryError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a malformed file may raise anything in a decoder (Pillow's
+        # DDS plugin raises NotImplementedError for unknown pixel formats): the file is bad, not the program
+        first = str(err).splitlines()[0] if str(err) else ""
+        raise ImageError(f"{name}: unreadable image ({type(err).__name__}{': ' + first if first else ''})") from err
     return to_fmnist(gray)
 
 

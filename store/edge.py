@@ -139,7 +139,8 @@ class EdgeStore(Store):
     def _read_meta(self, name: str) -> dict[str, Any]:
         path = self._dir(name) / META_FILE
         if not path.is_file():
-            raise CollectionNotFoundError(f"collection {name} not found in {self.location}; run `fmsearch ingest` first")
+            raise CollectionNotFoundError(f"collection {name} not found in {self.location}; run `fmsearch ingest` first",
+                                          collection=name)
         try:
             return json.loads(path.read_text())
         except (OSError, ValueError) as err:
@@ -468,7 +469,8 @@ class EdgeStore(Store):
         what they use, not their apparent size."""
         directory = self._dir(name)
         if not (directory / META_FILE).is_file():
-            raise CollectionNotFoundError(f"collection {name} not found in {self.location}; run `fmsearch ingest` first")
+            raise CollectionNotFoundError(f"collection {name} not found in {self.location}; run `fmsearch ingest` first",
+                                          collection=name)
         return sum(p.stat().st_blocks * 512 for p in directory.rglob("*") if p.is_file())
 
     def close(self) -> None:

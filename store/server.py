@@ -115,7 +115,8 @@ class ServerStore(Store):
             yield
         except UnexpectedResponse as err:
             if err.status_code == 404 and collection is not None:
-                raise CollectionNotFoundError(f"collection {collection} not found on {self.location}; run `fmsearch ingest` first") from err
+                raise CollectionNotFoundError(f"collection {collection} not found on {self.location}; run `fmsearch ingest` first",
+                                          collection=collection) from err
             raise StoreError(
                 f"Qdrant at {self.location} answered {err.status_code} to {what}{attempts_note(err)}: "
                 f"{(err.reason_phrase or '').strip()}"
@@ -128,7 +129,8 @@ class ServerStore(Store):
         except ValueError as err:
             # local mode reports a missing collection as ValueError
             if collection is not None and "not found" in str(err):
-                raise CollectionNotFoundError(f"collection {collection} not found on {self.location}; run `fmsearch ingest` first") from err
+                raise CollectionNotFoundError(f"collection {collection} not found on {self.location}; run `fmsearch ingest` first",
+                                          collection=collection) from err
             raise
         except (ConnectionError, TimeoutError, OSError) as err:
             raise StoreError(

@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import shutil
+import struct
 import time
 from pathlib import Path
 
@@ -198,6 +199,10 @@ def _form(*fields: tuple[str, str], image: bytes | None = None) -> bytes:
     return body + f"--{BOUNDARY}--\r\n".encode()
 
 
+#: a DDS header whose pixel format Pillow does not know
+DDS = (b"DDS " + struct.pack("<7I44s", 124, 0x1007, 32, 32, 0, 0, 0, b"\0" * 44)
+       + struct.pack("<8I", 32, 0x40000000, 0, 0, 0, 0, 0, 0) + struct.pack("<5I", 0x1000, 0, 0, 0, 0) + b"\0" * 4096)
+
 BAD = [
     (dict(json={"id": 1, "method": "nope"}), 400, "unknown method 'nope'"),
     (dict(json={"id": 1, "method": "autoencoder"}), 400, "autoencoder is not served: not ingested"),
@@ -233,6 +238,18 @@ BAD = [
      400, "its boundary is not in the body"),
     (dict(content=b"x", headers={"content-type": "multipart/form-data"}), 400, "names no valid boundary"),
     (dict(content=_form(("id", "1"), image=b"")), 400, "image: file is empty"),
+    # what a fuzzer found: nesting deeper than a parser's stack, a number too long for int(), a decoder
+    # that raises something else than its documented errors (Pillow's DDS plugin: NotImplementedError)
+    (dict(content=b"[" * 100_000, headers={"content-type": "application/json"}), 400, "the body is not JSON"),
+    (dict(content=_form(("id", "1"), ("method", "pixels"), ("k", "1" * 5000))), 422, "k: Input should be"),
+    (dict(files={"image": ("x.dds", DDS, "image/x-dds")}, data={"method": "pixels"}), 400,
+     "image: unreadable image (NotImplementedError"),
+    (dict(content=b'{"id": 1, "method": "pixels", "min_score": NaN}', headers={"content-type": "application/json"}),
+     400, "the body is not JSON"),
+    (dict(content=_form(("id", "1"), ("method", "pixels"), ("min_score", "1e999"))), 422,
+     "min_score: Input should be a finite number"),
+    (dict(json={"id": 1, "method": "pixels", "k": 1000, "offset": 1}), 422, "offset must be between 0 and 0 for k=1000"),
+    (dict(json={"method": "pixels", "positive": [1] * 65}), 422, "positive: List should have at most 64 items"),
 ]
 
 
@@ -283,7 +300,10 @@ def test_a_server_error_is_logged_and_answered_without_details(serve_home, caplo
         c.__exit__(None, None, None)
 
 
-def test_an_oversize_upload_is_refused_before_it_is_read(serve_home):
+def test_an_oversize_upload_is_answered_413(serve_home):
+    """On every route that reads a body, with and without a length (the test
+    client sends the body whole: that it is refused before it is read whole
+    is shown on a real server, test_a_real_server_refuses_what_it_should)."""
     c = _client(ServeConfig(home=str(serve_home), max_upload_bytes=4096))
     try:
         r = c.post("/api/search", files={"image": ("big.png", b"x" * 100_000, "image/png")}, data={"method": "pixels"})
@@ -293,33 +313,57 @@ def test_an_oversize_upload_is_refused_before_it_is_read(serve_home):
             yield b'{"method": "pixels", "image": "'
             for _ in range(100):
                 yield b"A" * 1000
-        r = c.post("/api/search", content=chunks(), headers={"content-type": "application/json"})
+        for path in ("/api/search", "/api/compare"):
+            r = c.post(path, content=chunks(), headers={"content-type": "application/json"})
+            assert r.status_code == 413 and "over the limit" in r.json()["error"], (path, r.text)
+        r = c.post("/api/compare", content=b"{" + b" " * 5000 + b"}", headers={"content-type": "application/json"})
         assert r.status_code == 413
     finally:
         c.__exit__(None, None, None)
 
 
-def test_api_key_is_required_and_never_logged(serve_home, caplog):
+def test_api_key_is_required(serve_home):
+    """Every /api route, the search lane included (that the key is never
+    logged is shown on a real server with its access log on)."""
     c = _client(ServeConfig(home=str(serve_home), api_key=KEY))
     try:
-        with caplog.at_level(logging.DEBUG):
-            assert c.get("/api/classes").status_code == 401
-            assert c.get("/api/classes", headers={"X-API-Key": "wrong"}).status_code == 401
-            assert c.get("/api/classes", headers={"X-API-Key": KEY}).status_code == 200
-            assert c.get("/api/classes", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
-            r = c.post("/api/search", json={"id": 1, "method": "pixels"}, headers={"X-API-Key": "wrong"})
+        assert c.get("/api/classes").status_code == 401
+        assert c.get("/api/classes", headers={"X-API-Key": "wrong"}).status_code == 401
+        assert c.get("/api/classes", headers={"X-API-Key": KEY}).status_code == 200
+        assert c.get("/api/classes", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
+        for r in (c.post("/api/search", json={"id": 1, "method": "pixels"}, headers={"X-API-Key": "wrong"}),
+                  c.post("/api/compare", json={"a": 1, "b": 2}), c.get("/api/images/1.png")):
             assert r.status_code == 401 and set(r.json()) == {"error"}
-        assert KEY not in caplog.text and "wrong" not in caplog.text
-        assert c.get("/openapi.json").status_code == 200  # the contract is public; the API is not
+        contract = c.get("/openapi.json").json()  # the contract is public, and says how to send the key
+        assert contract["components"]["securitySchemes"]["apiKey"]["name"] == "X-API-Key"
+        assert contract["paths"]["/api/search"]["post"]["security"] == [{"apiKey": []}]
     finally:
         c.__exit__(None, None, None)
 
 
-def test_a_request_past_the_timeout_is_503(serve_home, fmnist):
-    c = _client(ServeConfig(home=str(serve_home), request_timeout_s=0.001))
+def test_a_request_past_the_timeout_is_503(serve_home):
+    """On the search lane and through FastAPI alike; the others go on being answered."""
+    from fmsearch.serve.service import SearchService
+
+    class Slow(SearchService):
+        def search(self, *args, **kwargs):
+            time.sleep(1)
+            return super().search(*args, **kwargs)
+
+        def compare(self, *args, **kwargs):
+            time.sleep(1)
+            return super().compare(*args, **kwargs)
+
+    config = ServeConfig(home=str(serve_home), request_timeout_s=0.3)
+    c = TestClient(create_app(config, Slow(config)))
+    c.__enter__()
     try:
-        r = c.post("/api/search", json={"id": 60001, "method": "pixels", "rerank": "sift", "k": 5})
-        assert r.status_code == 503 and "timeout" in r.json()["error"]
+        while c.get("/api/health").status_code != 200:
+            time.sleep(0.05)
+        for r in (c.post("/api/search", json={"id": 3, "method": "pixels"}), c.post("/api/compare", json={"a": 1, "b": 2})):
+            assert r.status_code == 503 and r.json() == {
+                "error": "the request ran past the 0.3 s timeout and was cancelled"}
+        assert c.get("/api/classes").status_code == 200
     finally:
         c.__exit__(None, None, None)
 
@@ -331,18 +375,69 @@ def test_concurrent_requests_get_the_answers_of_sequential_ones(client, fmnist):
     import httpx
 
     images = fmnist["test"].images[:50]
-    requests = [dict(image=base64.b64encode(_png(images[i % 50])).decode(), method=("pixels", "siamese")[i % 2],
-                     k=5, classes=[["Sneaker"], []][i % 3 % 2]) for i in range(200)]
-    expected = [[h["id"] for h in _search(client, **r)["hits"]] for r in requests]
+    requests = [dict(image=base64.b64encode(_png(images[i % 50]) if i % 37 else DDS).decode(),
+                     method=("pixels", "siamese")[i % 2], k=5, classes=[["Sneaker"], []][i % 3 % 2])
+                for i in range(200)]  # every 37th an image that does not decode: its own 400, nobody else's
+
+    def outcome(r) -> tuple[int, list[int] | str]:
+        return (r.status_code, [h["id"] for h in r.json()["hits"]] if r.status_code == 200 else r.json()["error"])
+
+    expected = [outcome(client.post("/api/search", json=r)) for r in requests]
+    assert sum(status == 400 for status, _ in expected) == 6
+
+    def batches() -> tuple[float, float]:
+        lines = client.get("/metrics").text.splitlines()
+        return tuple(sum(float(line.rsplit(" ", 1)[1]) for line in lines
+                         if line.startswith(f"fmsearch_embed_batch_size_{part}")) for part in ("count", "sum"))
+
+    count0, sum0 = batches()
 
     async def all_at_once():
         transport = httpx.ASGITransport(app=client.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as ac:
-            answers = await asyncio.gather(*(ac.post("/api/search", json=r) for r in requests))
-        return [[h["id"] for h in a.json()["hits"]] for a in answers]
+            return await asyncio.gather(*(ac.post("/api/search", json=r) for r in requests))
 
-    assert asyncio.run(all_at_once()) == expected
-    assert "fmsearch_embed_batch_size_bucket" in client.get("/metrics").text
+    assert [outcome(r) for r in asyncio.run(all_at_once())] == expected
+    count, total = batches()
+    assert total - sum0 == 200 and count - count0 < 100  # every request batched, most of them with others
+
+
+def test_one_bad_item_fails_only_its_own_answer_in_a_batch(client, fmnist):
+    """A batch request refused because of one item (here a limit over the
+    maximum, which the API refuses before batching) is run again item by
+    item: the others get their hits."""
+    from fmsearch.errors import InvalidArgumentError
+    from fmsearch.search.mode import SearchMode
+    from fmsearch.serve.service import PlainSearch
+
+    service = client.app.app.state.service  # the lane, then FastAPI
+    image = fmnist["test"].images[0]
+    items = [PlainSearch(lambda: image, limit, None) for limit in (5, 1001, 3)]
+    answers = service.search_batch(SearchMode("pixels"), False, items, {})
+    assert [len(a) for a in (answers[0], answers[2])] == [5, 3]
+    assert isinstance(answers[1], InvalidArgumentError) and "k must be between 1 and 1000" in str(answers[1])
+    alone = service.search_batch(SearchMode("pixels"), False, [items[0]], {})[0]
+    assert [h.id for h in answers[0]] == [h.id for h in alone]
+
+
+def test_the_rerank_and_missing_collections_are_worded_for_the_service(serve_home, tmp_path):
+    """Without fmnist_sift a rerank is refused as not served (400); a collection the
+    serving copy lacks is named without where the copy lives."""
+    from fmsearch.errors import CollectionNotFoundError
+    from fmsearch.serve.app import error_answer
+
+    home = tmp_path / "home"
+    shutil.copytree(serve_home, home, ignore=shutil.ignore_patterns("fmnist_sift"))
+    c = _client(ServeConfig(home=str(home)))
+    try:
+        assert c.get("/api/health").json()["rerank"] is False
+        r = c.post("/api/search", json={"id": 1, "method": "pixels", "rerank": "sift"})
+        assert r.status_code == 400 and r.json()["error"].startswith("the sift rerank is not served")
+    finally:
+        c.__exit__(None, None, None)
+    err = CollectionNotFoundError("collection fmnist_x not found in embedded:/tmp/secret", collection="fmnist_x")
+    answer = error_answer(err, 30)
+    assert answer.status_code == 404 and b"/tmp" not in answer.body and b"fmnist_x" in answer.body
 
 
 def test_serve_refuses_at_once_what_would_fail(serve_home, tmp_path):
@@ -394,6 +489,9 @@ class _Server:
                                      text=True, env=env)
 
     def wait_ready(self, workers: int = 1, timeout: float = 90) -> None:
+        self.wait_ready_with({}, workers, timeout)
+
+    def wait_ready_with(self, headers: dict[str, str], workers: int = 1, timeout: float = 90) -> None:
         """Until every worker (each loads its own copy) has answered ready."""
         import httpx
 
@@ -402,7 +500,7 @@ class _Server:
         while len(ready) < workers:
             assert self.proc.poll() is None, self.proc.stderr.read()
             try:
-                r = httpx.get(f"{self.url}/api/health", timeout=2)
+                r = httpx.get(f"{self.url}/api/health", headers=headers, timeout=2)
                 if r.status_code == 200:
                     ready.add(r.json()["worker"])
             except httpx.TransportError:
@@ -419,7 +517,7 @@ class _Server:
         finally:
             if self.proc.poll() is None:
                 self.proc.kill()
-        return code, self.proc.stderr.read()
+        return code, self.proc.stderr.read() + self.proc.stdout.read()
 
 
 def _example():
@@ -465,6 +563,75 @@ def test_a_real_server_answers_and_stops_cleanly(serve_home, fmnist, tmp_path, s
     assert not list(copies.glob("fmsearch-serve-*"))
     with EdgeStore(serve_home, lock_timeout=0) as store:  # would fail at once if a lock were left held
         assert store.info("fmnist_siamese").points == 300
+
+
+def _raw(port: int, head: bytes, body_parts, read_after: int = 1) -> bytes:
+    """Send a request's head and then its body parts over a plain socket,
+    stopping once the server has answered; the answer's first bytes."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head)
+        sock.settimeout(0.05)
+        answer = b""
+        for part in body_parts:
+            try:
+                answer += sock.recv(65536)
+            except (TimeoutError, BlockingIOError):
+                pass
+            if answer:
+                break
+            try:
+                sock.sendall(part)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        sock.settimeout(10)
+        try:
+            while b"\r\n\r\n" not in answer:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+        except (ConnectionResetError, TimeoutError):
+            pass
+    return answer
+
+
+@pytest.mark.slow
+def test_a_real_server_refuses_what_it_should(serve_home, tmp_path):
+    """With an API key and the access log on: a request without the key or
+    with a wrong one is 401, and the key is in no line the server writes;
+    an oversize upload is answered 413 long before its body has been sent
+    (with a length: at once; chunked, on any route: once past the limit)."""
+    import httpx
+
+    limit = 1 << 20
+    server = _Server(serve_home, "--api-key", KEY, "--access-log", "--max-upload", str(limit))
+    try:
+        server.wait_ready_with({"X-API-Key": KEY})
+        assert httpx.get(f"{server.url}/api/classes").status_code == 401
+        assert httpx.get(f"{server.url}/api/classes", headers={"X-API-Key": "wrong-" + KEY}).status_code == 401
+        assert httpx.get(f"{server.url}/api/classes", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
+        ok = httpx.post(f"{server.url}/api/search", json={"id": 1, "method": "pixels", "k": 3},
+                        headers={"X-API-Key": KEY})
+        assert ok.status_code == 200, ok.text
+        auth = f"X-API-Key: {KEY}\r\n".encode()
+        hundred_mb = 100 * limit
+        head = (f"POST /api/search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {hundred_mb}\r\n").encode() + auth + b"\r\n"
+        answer = _raw(server.port, head, [b"A" * 65536] * 1600)  # would be 100 MB; stops at the answer
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+        for path in ("/api/search", "/api/compare"):
+            head = (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    f"Transfer-Encoding: chunked\r\n").encode() + auth + b"\r\n"
+            chunk = b"10000\r\n" + b" " * 65536 + b"\r\n"
+            answer = _raw(server.port, head, [chunk] * 1600)
+            assert answer.startswith(b"HTTP/1.1 413"), (path, answer[:200])
+    finally:
+        code, log = server.stop()
+    assert code == 0, log[-3000:]
+    assert "/api/classes" in log  # the access log was on: it had every chance to show the key
+    assert KEY not in log and "Traceback" not in log
 
 
 @pytest.mark.slow
@@ -587,3 +754,15 @@ def test_the_goals_stand_beside_their_ceiling(monkeypatch):
     assert not bench._goals([{**point, "p99_ms": 21.0}], stages)[0]["met"]
     assert not bench._goals([{**point, "errors": 1}], stages)[0]["met"]
     assert bench._goals([{**point, "size": 280}], stages)[0]["ceiling_rps"] is None  # no decode cost measured
+
+
+def test_the_serve_suite_without_wrk_says_so_before_anything_runs(monkeypatch, tmp_path):
+    from fmsearch.cli import bench_cmd
+
+    monkeypatch.setattr(bench_cmd.shutil, "which", lambda name: None)
+    for suite in ("serve", "all"):
+        result = CliRunner().invoke(main, ["--home", str(tmp_path), "bench", "--suite", suite,
+                                           "--out-dir", str(tmp_path / "out")])
+        assert result.exit_code == 1 and result.output == (
+            "Error: the serve suite drives the service with wrk, which is not installed (apt-get install wrk)\n")
+        assert not (tmp_path / "out").exists()  # no suite ran

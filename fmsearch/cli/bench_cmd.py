@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import click
 
@@ -40,7 +41,7 @@ def command(settings, suite, gallery, sizes, synthetic, local, methods, queries,
             out_dir, data_dir) -> None:
     """Benchmarks, measured as ratios between runs in this same process.
 
-    Prints markdown tables and writes bench-results/{store,search,embed,rerank,modes,quantization}.json. The full default run takes tens of
+    Prints markdown tables and writes bench-results/{store,search,embed,rerank,modes,quantization,serve}.json. The full default run takes tens of
     minutes on 2 cores (local mode and the 1M-point HNSW build dominate). The modes suite reads the configured store
     (--store/--url); the others build their own temporary collections.
     The serve suite starts `fmsearch serve` on the configured store and needs wrk (apt-get install wrk).
@@ -69,7 +70,11 @@ def command(settings, suite, gallery, sizes, synthetic, local, methods, queries,
                                                                     queries=queries, data_dir=data_dir, log=log),
         "serve": lambda: _serve_bench(settings, methods, clients, uploads, workers, duration, data_dir, log),
     }
-    for name in (*SUITES, "serve") if suite == "all" else (suite,):
+    names = (*SUITES, "serve") if suite == "all" else (suite,)
+    if "serve" in names and shutil.which("wrk") is None:  # before the other suites' tens of minutes, not after
+        raise click.UsageError("the serve suite drives the service with wrk, which is not installed "
+                               "(apt-get install wrk)")
+    for name in names:
         result = runs[name]()
         click.echo(result.table)
         for s in result.skipped:

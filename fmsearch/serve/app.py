@@ -91,18 +91,22 @@ def create_app(config: ServeConfig, service: SearchService | None = None) -> Sea
                                      on_batch=lambda key, n: metrics.batch(key[0].method, n))
     app.state.run = lambda fn, *args: asyncio.get_running_loop().run_in_executor(executor, fn, *args)
     answer = partial(error_answer, timeout_s=config.request_timeout_s)
-    app.add_middleware(Guard, api_key=config.api_key, metrics=metrics)
+    # the middleware, innermost first: each request within its deadline; the upload limit; the API key
+    # (before anything is read) and the metrics
+    app.add_middleware(Deadline, seconds=config.request_timeout_s, answer=answer)
     app.add_middleware(BodyLimit, max_bytes=config.max_upload_bytes)
+    app.add_middleware(Guard, api_key=config.api_key, metrics=metrics)
     for kind in HANDLED:
         app.add_exception_handler(kind, _handler(answer))
     search = register(app, ERRORS)
-    lane = SearchLane(app, Guard(BodyLimit(Errors(search, answer), config.max_upload_bytes), config.api_key, metrics))
+    lane = SearchLane(app, Guard(BodyLimit(Deadline(Errors(search, answer), config.request_timeout_s, answer),
+                                           config.max_upload_bytes), config.api_key, metrics))
     if not config.cors_origins:
         return lane
     from starlette.middleware.cors import CORSMiddleware
 
     return CORSMiddleware(lane, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST"],
-                          allow_headers=["content-type", API_KEY_HEADER])
+                          allow_headers=["content-type", API_KEY_HEADER, "authorization"])
 
 
 def _load(service: SearchService) -> None:
@@ -125,10 +129,10 @@ class SearchLane:
     endpoint through its own copy of the middleware it needs (API key and
     metrics, upload limit, errors as JSON), everything else to FastAPI.
 
-    FastAPI's middleware stack and routing cost about 20 us a request, a
-    few per cent of a 28x28 search's CPU here, taken from the Python lock
-    that the batch thread needs; searches are the traffic that counts. The
-    endpoint is the same one FastAPI routes to and documents.
+    FastAPI's middleware stack and routing take time on the event loop,
+    and with it the Python lock that the batch thread needs; searches are
+    the traffic that counts. The endpoint is the same one FastAPI routes to
+    and documents.
     """
 
     def __init__(self, app: FastAPI, search) -> None:
@@ -166,6 +170,40 @@ class Errors:
                 raise
             if not _is_answered(err):
                 logger.exception("internal error on %s %s", scope["method"], scope["path"])
+            await self.answer(err)(scope, receive, send)
+
+
+class Deadline:
+    """ASGI middleware: a request that runs past ``seconds`` (reading its
+    body included) is cancelled and answered 503. Work already handed to a
+    thread finishes there (Python cannot stop a thread); the request limits
+    (the upload size, the number of examples) bound it."""
+
+    def __init__(self, app, seconds: float, answer: Callable[[Exception], JSONResponse]) -> None:
+        self.app = app
+        self.seconds = seconds
+        self.answer = answer
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        try:
+            async with asyncio.timeout(self.seconds) as deadline:
+
+                async def sending(message) -> None:
+                    nonlocal started
+                    if message["type"] == "http.response.start":
+                        started = True
+                        deadline.reschedule(None)  # the answer is there: sending it is the client's pace
+                    await send(message)
+
+                await self.app(scope, receive, sending)
+        except TimeoutError as err:
+            if started:
+                raise
             await self.answer(err)(scope, receive, send)
 
 
@@ -220,6 +258,9 @@ HANDLED = (FmsearchError, RequestValidationError, ValidationError, HTTPException
 def error_answer(err: Exception, timeout_s: float) -> JSONResponse:
     """Every error's answer, in one place: ``{"error": "<one line>"}`` with
     its status; an unexpected error is ``internal error`` (500), no details."""
+    if isinstance(err, CollectionNotFoundError) and err.collection:  # not where the serving copy lives
+        return _error(404, f"collection {err.collection} is not in this service's store (ingest it, then "
+                           "restart the service)")
     if isinstance(err, FmsearchError):
         return _error(status_of(err), str(err))
     if isinstance(err, (RequestValidationError, ValidationError)):
@@ -256,6 +297,7 @@ def _first_problem(errors: list[dict]) -> str:
         return "invalid request"
     e = errors[0]
     where = ".".join(str(p) for p in e.get("loc", ()) if p not in ("body",))
-    return f"{where}: {e.get('msg', 'invalid')}" if where else str(e.get("msg", "invalid"))
+    message = str(e.get("msg", "invalid")).removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
 
 

@@ -34,7 +34,7 @@ class ServeConfig:
 
     home: str | None = None
     qdrant_url: str | None = None
-    qdrant_api_key: str | None = None
+    qdrant_api_key: str | None = field(default=None, repr=False)
     prefix: str = DEFAULT_PREFIX
     timeout: int = 10
     retries: int = 3

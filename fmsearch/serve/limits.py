@@ -12,7 +12,9 @@ class UploadTooLarge(Exception):
 class BodyLimit:
     """ASGI middleware: a request whose ``Content-Length`` is over
     ``max_bytes`` is answered 413 at once; a body sent without a length
-    (chunked) is cut off as soon as it passes the limit."""
+    (chunked) is cut off as soon as it passes the limit, and answered 413
+    whatever the application made of the cut (FastAPI's body parsing turns
+    it into a 400 of its own)."""
 
     def __init__(self, app, max_bytes: int) -> None:
         self.app = app
@@ -26,18 +28,25 @@ class BodyLimit:
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             await self._refuse(send, int(length))
             return
-        seen = 0
+        seen, cut = 0, False
 
         async def limited_receive():
-            nonlocal seen
+            nonlocal seen, cut
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
+                    cut = True
                     raise UploadTooLarge(self._message(seen))
             return message
 
-        await self.app(scope, limited_receive, send)
+        async def limited_send(message) -> None:
+            if not cut:
+                await send(message)
+            elif message["type"] == "http.response.start":  # the answer to a cut body: ours, not the app's
+                await self._refuse(send, seen)
+
+        await self.app(scope, limited_receive, limited_send)
 
     def _message(self, size: int) -> str:
         return f"the upload of {size:,} bytes or more is over the limit of {self.max_bytes:,} bytes"

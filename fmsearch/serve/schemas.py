@@ -9,15 +9,19 @@ from __future__ import annotations
 from dataclasses import MISSING, fields
 from typing import Literal, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from fmsearch.search.fusion import DEFAULT_FUSION, FUSIONS
-from fmsearch.search.searcher import Hit
+from fmsearch.search.searcher import MAX_K, Hit
 from fmsearch.search.rerank import DEFAULT_RERANK_MODE, DEFAULT_SHORTLIST, DEFAULT_WEIGHT, RERANK_MODES, RERANK_STAGES
 from fmsearch.store.schema import MAX_POINT_ID, QUANTIZATIONS
 
-MAX_K = 1000
 Example = int | str  # a gallery id, or a base64-encoded image file
+#: at most this many positive (and as many negative) examples in a recommend query: each is retrieved
+#: or decoded and embedded one at a time, on the threads every search shares
+MAX_EXAMPLES = 64
+#: at most this many class names in a filter (there are ten classes)
+MAX_CLASSES = 100
 
 
 class SearchRequest(BaseModel):
@@ -25,16 +29,16 @@ class SearchRequest(BaseModel):
     file; in a multipart request, the file field ``image``), or by
     ``positive``/``negative`` examples (a recommend query)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     id: int | None = Field(None, ge=0, le=MAX_POINT_ID, description="Gallery id: train 0-59999, test 60000-69999.")
     image: str | None = Field(None, description="Base64 of an image file (PNG, JPEG, ...), any size.")
     method: str = Field("siamese", description="A method, or methods joined by + (a fusion).")
     k: int = Field(10, ge=1, le=MAX_K)
-    offset: int = Field(0, ge=0, le=MAX_K - 1, description="Skip this many results: the next page.")
+    offset: int = Field(0, ge=0, le=MAX_K - 1, description=f"Skip this many results: the next page (k + offset <= {MAX_K}).")
     min_score: float | None = Field(None, description="Leave out results scoring below this.")
-    classes: list[str] = Field(default_factory=list, description="Only these classes.")
-    exclude_classes: list[str] = Field(default_factory=list, description="Never these classes.")
+    classes: list[str] = Field(default_factory=list, max_length=MAX_CLASSES, description="Only these classes.")
+    exclude_classes: list[str] = Field(default_factory=list, max_length=MAX_CLASSES, description="Never these classes.")
     exact: bool = False
     fusion: Literal[FUSIONS] = DEFAULT_FUSION  # type: ignore[valid-type]
     fusion_weights: list[float] | None = None
@@ -47,8 +51,16 @@ class SearchRequest(BaseModel):
     quantization: Literal[QUANTIZATIONS] = "none"  # type: ignore[valid-type]
     oversampling: float | None = None
     rescore: bool = True
-    positive: list[Example] = Field(default_factory=list, description="Recommend: ids or base64 images.")
-    negative: list[Example] = Field(default_factory=list, description="Recommend: ids or base64 images.")
+    positive: list[Example] = Field(default_factory=list, max_length=MAX_EXAMPLES,
+                                    description="Recommend: ids or base64 images.")
+    negative: list[Example] = Field(default_factory=list, max_length=MAX_EXAMPLES,
+                                    description="Recommend: ids or base64 images.")
+
+    @model_validator(mode="after")
+    def _one_page(self) -> SearchRequest:
+        if self.k + self.offset > MAX_K:
+            raise ValueError(f"offset must be between 0 and {MAX_K - self.k} for k={self.k}, got {self.offset}")
+        return self
 
 
 def _hit_fields() -> dict:
@@ -95,7 +107,7 @@ class ClassOut(BaseModel):
 class CompareRequest(BaseModel):
     """Two images, each a gallery id or base64 of an image file."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     a: Example
     b: Example

@@ -158,6 +158,9 @@ class SearchService:
             if method not in self.methods:
                 why = self.skipped.get(method, "not a method this service loaded")
                 raise InvalidArgumentError(f"{method} is not served: {why}", param="method")
+        if mode.rerank is not None and not self.rerank:
+            why = self.skipped.get(mode.rerank.stage, f"{mode.rerank.stage} is not ingested")
+            raise InvalidArgumentError(f"the {mode.rerank.stage} rerank is not served: {why}", param="rerank")
 
     def search(self, req: SearchRequest, source: ImageSource | None, timings: dict[str, float]) -> list[Hit]:
         """Any mode, one request (a recommend query when it has examples);
@@ -202,15 +205,26 @@ class SearchService:
                 answers.append(err)
         good = [i for i, a in enumerate(answers) if not isinstance(a, FmsearchError)]
         t1 = time.perf_counter()
-        if good:
+        timings["decode"] = t1 - t0
+        if not good:
+            return answers
+        try:
             vectors = self.searcher.embedder(mode.methods[0]).embed(np.stack(images))
             t2 = time.perf_counter()
             found = self.searcher.search_vectors(mode, vectors, [items[i].limit for i in good],
                                                  [items[i].flt for i in good], exact=exact)
-            for i, hits in zip(good, found, strict=True):
-                answers[i] = hits
-            timings.update(embed=t2 - t1, search=time.perf_counter() - t2)
-        timings["decode"] = t1 - t0
+        except FmsearchError as err:
+            if len(good) == 1:
+                answers[good[0]] = err
+                return answers
+            # one item's fault fails the batch request: each again alone, so that only its own answer says so
+            for i, image in zip(good, images, strict=True):
+                answers[i] = self.search_batch(mode, exact, [replace(items[i], source=lambda im=image: im)],
+                                               timings)[0]
+            return answers
+        for i, hits in zip(good, found, strict=True):
+            answers[i] = hits
+        timings.update(embed=t2 - t1, search=time.perf_counter() - t2)
         return answers
 
     def image_png(self, pid: int) -> bytes:
