@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 LEAN ?= .venv-lean
 
 .PHONY: install install-dev demo test test-fast test-integration lean-check bench evaluate evaluate-sift evaluate-modes \
-	evaluate-runtimes clean
+	evaluate-runtimes screenshot clean
 
 # The default (lean) install: search, ingest and evaluate, the trained
 # encoders run by ONNX Runtime; no TensorFlow.
@@ -48,6 +48,11 @@ test: install-dev
 ## (marked slow) and the server tests. `make test` runs them all.
 test-fast: install-dev
 	$(BIN)/python -m pytest -q -m "not slow and not integration"
+
+## README's screenshot of the page (docs/img/page.png): a real `fmsearch serve` on
+## the demo's home, Debian's Chromium driven by Playwright (apt-get install chromium).
+screenshot: install-dev
+	$(BIN)/python tests/screenshot.py --home $${FMSEARCH_HOME:-.fmsearch} --out docs/img/page.png
 
 ## Only the tests against a real Qdrant server (Docker engine or QDRANT_URL).
 test-integration: install-dev

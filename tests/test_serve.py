@@ -20,6 +20,7 @@ from PIL import Image
 
 from fmsearch.cli import main
 from fmsearch.images.files import png_bytes
+from serving import Server as _Server
 
 fastapi = pytest.importorskip("fastapi", reason="fmsearch serve's dependencies are not installed")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -465,61 +466,6 @@ def test_serve_refuses_at_once_what_would_fail(serve_home, tmp_path):
 # -- a real server process ---------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class _Server:
-    """`fmsearch serve` in a subprocess on a free loopback port."""
-
-    def __init__(self, home: Path, *args: str, tmp: Path | None = None) -> None:
-        import os
-        import subprocess
-        import sys
-
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, **({"TMPDIR": str(tmp)} if tmp else {})}  # where the serving copies go
-        self.proc = subprocess.Popen([sys.executable, "-m", "fmsearch", "--home", str(home), "serve", "--port",
-                                      str(self.port), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, env=env)
-
-    def wait_ready(self, workers: int = 1, timeout: float = 90) -> None:
-        self.wait_ready_with({}, workers, timeout)
-
-    def wait_ready_with(self, headers: dict[str, str], workers: int = 1, timeout: float = 90) -> None:
-        """Until every worker (each loads its own copy) has answered ready."""
-        import httpx
-
-        deadline = time.monotonic() + timeout
-        ready: set[int] = set()
-        while len(ready) < workers:
-            assert self.proc.poll() is None, self.proc.stderr.read()
-            try:
-                r = httpx.get(f"{self.url}/api/health", headers=headers, timeout=2)
-                if r.status_code == 200:
-                    ready.add(r.json()["worker"])
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not become ready"
-            time.sleep(0.05)
-
-    def stop(self) -> tuple[int, str]:
-        import signal
-
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(timeout=30)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-        return code, self.proc.stderr.read() + self.proc.stdout.read()
-
-
 def _example():
     import importlib.util
 
@@ -766,3 +712,31 @@ def test_the_serve_suite_without_wrk_says_so_before_anything_runs(monkeypatch, t
         assert result.exit_code == 1 and result.output == (
             "Error: the serve suite drives the service with wrk, which is not installed (apt-get install wrk)\n")
         assert not (tmp_path / "out").exists()  # no suite ran
+
+
+def test_the_page_and_what_it_asks_of_the_api(client, fmnist):
+    """The page is served with a policy that loads nothing from elsewhere; its
+    files, the item labels, the 28x28 preview and the drawing of an upload
+    against an id are there."""
+    r = client.get("/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in r.headers["content-security-policy"] and '<script type="module"' in r.text
+    for path, kind in (("/static/app.js", "javascript"), ("/static/style.css", "text/css"),
+                       ("/static/icon.svg", "image/svg+xml")):
+        r = client.get(path)
+        assert r.status_code == 200 and kind in r.headers["content-type"], path
+    assert client.get("/api/items/60000").json() == {"id": 60000, "split": "test", "index": 0, "label": 9,
+                                                     "class_name": "Ankle boot"}
+    assert client.get("/api/items/70000").status_code == 422
+    big = Image.fromarray(fmnist["test"].images[0]).resize((280, 280))
+    buf = io.BytesIO()
+    big.save(buf, format="PNG")
+    r = client.post("/api/preview", content=buf.getvalue())
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(r.content)).size == (28, 28)
+    r = client.post("/api/preview", content=b"not an image")
+    assert r.status_code == 400 and r.json() == {"error": "image: not an image file Pillow can read"}
+    upload = base64.b64encode(buf.getvalue()).decode()
+    r = client.post("/api/compare.png", json={"a": upload, "b": 60000})
+    assert r.status_code == 200 and Image.open(io.BytesIO(r.content)).width > 56
+    assert client.post("/api/compare.png", json={"a": "!!", "b": 1}).status_code == 400

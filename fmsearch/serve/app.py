@@ -35,6 +35,7 @@ from fmsearch.serve.batcher import MicroBatcher, work_executor
 from fmsearch.serve.config import ServeConfig
 from fmsearch.serve.limits import BodyLimit, UploadTooLarge
 from fmsearch.serve.metrics import Metrics
+from fmsearch.serve.page import mount_page
 from fmsearch.serve.routes import NotReady, UnsupportedMedia, register
 from fmsearch.serve.schemas import ErrorBody
 from fmsearch.serve.service import PlainSearch, SearchService
@@ -99,6 +100,7 @@ def create_app(config: ServeConfig, service: SearchService | None = None) -> Sea
     for kind in HANDLED:
         app.add_exception_handler(kind, _handler(answer))
     search = register(app, ERRORS)
+    mount_page(app)
     lane = SearchLane(app, Guard(BodyLimit(Deadline(Errors(search, answer), config.request_timeout_s, answer),
                                            config.max_upload_bytes), config.api_key, metrics))
     if not config.cors_origins:

@@ -24,6 +24,7 @@ from fmsearch.serve.schemas import (
     CompareRequest,
     CompareResponse,
     Health,
+    ItemOut,
     SearchRequest,
     SearchResponse,
     Timings,
@@ -69,7 +70,8 @@ def register(app: FastAPI, errors: dict) -> Bare:
     @app.get("/api/health", response_model=Health, responses={503: {"model": Health, "description": "Loading"}})
     async def health(request: Request):
         s = request.app.state.service
-        body = Health(status=s.state, methods=s.methods, skipped=s.skipped, rerank=s.rerank, worker=os.getpid())
+        body = Health(status=s.state, methods=s.methods, skipped=s.skipped, rerank=s.rerank, worker=os.getpid(),
+                      max_upload_bytes=request.app.state.config.max_upload_bytes)
         return JSONResponse(body.model_dump(), status_code=200 if s.state == "ready" else 503)
 
     @app.get("/api/collections", responses=errors)
@@ -100,6 +102,19 @@ def register(app: FastAPI, errors: dict) -> Bare:
                              responses=errors, openapi_extra=SEARCH_BODY)
     _document(app, documented.routes)
 
+    _register_images(app, errors)
+
+    @app.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+    async def metrics(request: Request):
+        return Response(request.app.state.metrics.text(), media_type="text/plain; version=0.0.4")
+
+    return route.app
+
+
+def _register_images(app: FastAPI, errors: dict) -> None:
+    """The endpoints about images: gallery images, ids' labels, an upload as
+    the methods see it, SIFT comparisons and their drawings."""
+
     @app.get("/api/images/{pid}.png", responses={**errors, 200: {"content": {"image/png": {}}}},
              response_class=Response)
     async def image(request: Request, pid: int = Path(ge=0, le=MAX_POINT_ID)):
@@ -118,6 +133,27 @@ def register(app: FastAPI, errors: dict) -> Bare:
                    f"&plain={str(body.plain).lower()}") if ids else None
         return CompareResponse(**figures, drawing_url=drawing)
 
+    @app.post("/api/compare.png", responses={**errors, 200: {"content": {"image/png": {}}}}, response_class=Response)
+    async def compare_png_of(request: Request, body: CompareRequest):
+        """The match drawing of any two images (ids or base64 image files)."""
+        _, png = await request.app.state.run(_ready(request).compare, body)
+        return Response(png, media_type="image/png")
+
+    @app.get("/api/items/{pid}", response_model=ItemOut, responses=errors)
+    async def item(request: Request, pid: int = Path(ge=0, le=MAX_POINT_ID)):
+        """A gallery or test image's split, index and class."""
+        return await request.app.state.run(_ready(request).item, pid)
+
+    @app.post("/api/preview", responses={**errors, 200: {"content": {"image/png": {}}}}, response_class=Response,
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
+    async def preview(request: Request):
+        """An image file (the body, as it is) as fmsearch sees it: the 28x28
+        FMNIST-style image every method embeds, as PNG."""
+        data = await _read(request.body())
+        png = await request.app.state.run(_ready(request).preview, data)
+        return Response(png, media_type="image/png")
+
     @app.get("/api/compare.png", responses={**errors, 200: {"content": {"image/png": {}}}}, response_class=Response)
     async def compare_png(request: Request, a: int = Query(ge=0, le=MAX_POINT_ID),
                           b: int = Query(ge=0, le=MAX_POINT_ID), ratio: float = 0.75,
@@ -125,12 +161,6 @@ def register(app: FastAPI, errors: dict) -> Bare:
         body = CompareRequest(a=a, b=b, ratio=ratio, upscale=upscale, plain=plain)
         _, png = await request.app.state.run(_ready(request).compare, body)
         return Response(png, media_type="image/png", headers={"Cache-Control": IMMUTABLE})
-
-    @app.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
-    async def metrics(request: Request):
-        return Response(request.app.state.metrics.text(), media_type="text/plain; version=0.0.4")
-
-    return route.app
 
 
 class Bare:

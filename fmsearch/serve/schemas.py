@@ -97,11 +97,22 @@ class Health(BaseModel):
     skipped: dict[str, str] = Field(default_factory=dict, description="Methods not served, and why.")
     rerank: bool = Field(False, description="Whether the SIFT rerank stage is available.")
     worker: int = Field(description="The process that answered (several workers share the port, each loads its own).")
+    max_upload_bytes: int = Field(description="The largest body the service reads.")
 
 
 class ClassOut(BaseModel):
     label: int
     name: str
+
+
+class ItemOut(BaseModel):
+    """A gallery (train) or test image, by its id."""
+
+    id: int
+    split: str
+    index: int
+    label: int
+    class_name: str
 
 
 class CompareRequest(BaseModel):

@@ -237,6 +237,16 @@ class SearchService:
                 return base64.b64decode(records[0].payload[schema.IMAGE])
         return png_bytes(fmnist_item(pid, self.config.data_dir).image)
 
+    def item(self, pid: int) -> dict:
+        """Id ``pid``'s split, index and class, from the FMNIST files."""
+        item = fmnist_item(pid, self.config.data_dir)
+        return {"id": item.id, "split": item.split, "index": item.index, "label": item.label,
+                "class_name": CLASS_NAMES[item.label]}
+
+    def preview(self, data: bytes) -> bytes:
+        """An image file as every method sees it: the 28x28 image, as PNG."""
+        return png_bytes(decode_upload(data))
+
     def compare(self, req: CompareRequest) -> tuple[dict, bytes]:
         """SIFT comparison of two images (ids or uploads): the figures
         ``fmsearch compare --json`` prints, and the drawing as PNG."""

@@ -1,0 +1,450 @@
+// The fmsearch page: a face over the HTTP API (docs/serve.md), nothing it cannot ask the API.
+// State flows one way: the controls and the query make a search, the search's answer is drawn;
+// every search made by the user is pushed to the URL, so that back goes back one search.
+
+const $ = (id) => document.getElementById(id);
+const CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+  "Ankle boot"];
+const TEST_IDS = [60000, 69999];
+const MAX_STATE_IMAGE = 1 << 20; // an upload kept in the history (for back) up to this many base64 characters
+
+let apiKey = sessionStorage.getItem("fmsearch-api-key") || "";
+let health = null; // what the service serves
+let query = null; // {kind: "id", id} or {kind: "image", b64, name}
+let queryLabel = null; // the query's class, when it is a gallery or test image
+let hits = [];
+let feedback = { liked: new Set(), disliked: new Set(), rounds: [] };
+const chipState = new Map(CLASSES.map((c) => [c, "any"]));
+
+// -- the API ---------------------------------------------------------------------------------------
+
+class ApiError extends Error {}
+
+async function api(path, { json, body, type = "json" } = {}) {
+  const headers = {};
+  if (apiKey) headers["X-API-Key"] = apiKey;
+  if (json !== undefined) headers["Content-Type"] = "application/json";
+  let response;
+  try {
+    response = await fetch(path, {
+      method: json !== undefined || body !== undefined ? "POST" : "GET",
+      headers, body: json !== undefined ? JSON.stringify(json) : body,
+    });
+  } catch {
+    throw new ApiError("The service cannot be reached: is fmsearch serve running?");
+  }
+  if (response.status === 401) {
+    $("key-form").hidden = false;
+    throw new ApiError("This service needs its API key: enter it above.");
+  }
+  if (!response.ok) {
+    let message = `The service answered ${response.status}.`;
+    try { message = (await response.json()).error || message; } catch { /* not JSON: keep the status */ }
+    throw new ApiError(message);
+  }
+  return type === "blob" ? response.blob() : response.json();
+}
+
+function showError(err) {
+  const box = $("error");
+  if (!err) { box.hidden = true; box.textContent = ""; return; }
+  box.textContent = err instanceof ApiError ? err.message : `Something went wrong: ${err.message || err}`;
+  box.hidden = false;
+  if (!(err instanceof ApiError)) console.warn(err); // a page fault, kept visible to developers
+}
+
+async function guarded(work) {
+  try {
+    showError(null);
+    await work();
+  } catch (err) {
+    showError(err);
+  }
+}
+
+// -- the controls ----------------------------------------------------------------------------------
+
+function fillSelect(select, values, keepFirst) {
+  const first = keepFirst ? [...select.options].slice(0, 1) : [];
+  select.replaceChildren(...first, ...values.map((v) => new Option(v, v)));
+}
+
+function drawChips() {
+  $("chips").replaceChildren(...CLASSES.map((name) => {
+    const chip = document.createElement("button");
+    chip.type = "button";
+    chip.className = "chip";
+    chip.textContent = name;
+    chip.dataset.state = chipState.get(name);
+    chip.setAttribute("aria-label", `${name}: ${chipState.get(name)}`);
+    chip.addEventListener("click", () => {
+      const next = { any: "only", only: "never", never: "any" }[chipState.get(name)];
+      chipState.set(name, next);
+      drawChips();
+      rerun();
+    });
+    return chip;
+  }));
+}
+
+function settings() {
+  const method = $("method").value;
+  const fuse = $("fuse").value;
+  return {
+    method: fuse && fuse !== method ? `${method}+${fuse}` : method,
+    k: Math.max(1, Math.min(100, Number($("k").value) || 10)),
+    classes: CLASSES.filter((c) => chipState.get(c) === "only"),
+    exclude_classes: CLASSES.filter((c) => chipState.get(c) === "never"),
+    rerank: $("rerank").checked ? "sift" : null,
+    quantization: $("quantization").value,
+    rescore_with: $("rescore-with").value || null,
+    fusion: $("fusion").value,
+  };
+}
+
+function applySettings(s) {
+  const [method, fuse] = (s.method || "").split("+");
+  if (method && health.methods.includes(method)) $("method").value = method;
+  $("fuse").value = fuse && health.methods.includes(fuse) ? fuse : "";
+  $("k").value = s.k || 10;
+  for (const c of CLASSES) chipState.set(c, "any");
+  for (const c of s.classes || []) chipState.set(c, "only");
+  for (const c of s.exclude_classes || []) chipState.set(c, "never");
+  $("rerank").checked = s.rerank === "sift";
+  $("quantization").value = s.quantization || "none";
+  $("rescore-with").value = s.rescore_with || "";
+  $("fusion").value = s.fusion || "rrf";
+  drawChips();
+}
+
+function searchBody(q, s) {
+  const body = { ...(q.kind === "id" ? { id: q.id } : { image: q.b64 }), method: s.method, k: s.k,
+    classes: s.classes, exclude_classes: s.exclude_classes, quantization: s.quantization, fusion: s.fusion };
+  if (s.rerank) body.rerank = s.rerank;
+  if (s.rescore_with) body.rescore_with = s.rescore_with;
+  return body;
+}
+
+// -- the URL: one history entry per search ----------------------------------------------------------
+
+function toUrl(q, s) {
+  const p = new URLSearchParams();
+  if (q.kind === "id") p.set("id", q.id);
+  p.set("method", s.method);
+  p.set("k", s.k);
+  if (s.classes.length) p.set("class", s.classes.join(","));
+  if (s.exclude_classes.length) p.set("exclude", s.exclude_classes.join(","));
+  if (s.rerank) p.set("rerank", s.rerank);
+  if (s.quantization !== "none") p.set("quantization", s.quantization);
+  if (s.rescore_with) p.set("rescore_with", s.rescore_with);
+  if (s.method.includes("+")) p.set("fusion", s.fusion);
+  return `?${p}`;
+}
+
+function fromUrl() {
+  const p = new URLSearchParams(location.search);
+  const list = (name) => (p.get(name) ? p.get(name).split(",").filter((c) => CLASSES.includes(c)) : []);
+  return {
+    query: p.has("id") ? { kind: "id", id: Number(p.get("id")) } : null,
+    settings: { method: p.get("method"), k: Number(p.get("k")) || 10, classes: list("class"),
+      exclude_classes: list("exclude"), rerank: p.get("rerank"), quantization: p.get("quantization") || "none",
+      rescore_with: p.get("rescore_with"), fusion: p.get("fusion") || "rrf" },
+  };
+}
+
+function remember(q, s, replace = false) {
+  const state = { query: q.kind === "id" || q.b64.length <= MAX_STATE_IMAGE ? q : null, settings: s };
+  (replace ? history.replaceState : history.pushState).call(history, state, "", toUrl(q, s));
+}
+
+window.addEventListener("popstate", (event) => {
+  const state = event.state || fromUrl();
+  applySettings(state.settings);
+  if (state.query) guarded(() => search(state.query, { push: false }));
+});
+
+// -- searching ---------------------------------------------------------------------------------------
+
+async function setQuery(q) {
+  // asked first, so that a query the service refuses leaves the page as it was
+  const item = q.kind === "id" ? await api(`/api/items/${q.id}`) : null;
+  const seen = q.kind === "id" ? `/api/images/${q.id}.png`
+    : URL.createObjectURL(await api("/api/preview", { body: base64ToBytes(q.b64), type: "blob" }));
+  query = q;
+  queryLabel = item ? item.label : null;
+  feedback = { liked: new Set(), disliked: new Set(), rounds: [] };
+  $("rounds-box").hidden = true;
+  $("methods").hidden = true;
+  $("query-original").src = item ? seen : `data:${q.type || "image/png"};base64,${q.b64}`;
+  $("query-seen").src = seen;
+  $("query-caption").textContent = item ? `id ${q.id}: ${item.split} image ${item.index}, ${item.class_name}`
+    : `${q.name}: as given, and as fmsearch sees it (28x28)`;
+  $("query-view").hidden = false;
+}
+
+async function search(q, { push = true, replace = false } = {}) {
+  if (q !== query) await setQuery(q);
+  const s = settings();
+  const answer = await api("/api/search", { json: searchBody(q, s) });
+  hits = answer.hits;
+  drawResults(answer, s);
+  if (push) remember(q, s, replace);
+}
+
+function rerun() {
+  if (query) guarded(() => search(query));
+}
+
+function precision(list) {
+  if (queryLabel === null || !list.length) return null;
+  return list.filter((h) => h.label === queryLabel).length / list.length;
+}
+
+function drawResults(answer, s, note = "") {
+  const p = precision(answer.hits);
+  const t = answer.timings_ms;
+  const parts = [`${answer.hits.length} results, ${answer.query.mode}`];
+  if (p !== null) parts.push(`precision@${answer.hits.length} ${p.toFixed(2)} against the labels`);
+  parts.push(["decode", "embed", "search", "rerank"].filter((step) => t[step] > 0)
+    .map((step) => `${step} ${t[step].toFixed(1)} ms`).concat(`total ${t.total.toFixed(1)} ms`).join(", "));
+  $("summary").textContent = parts.join(" · ") + note;
+  $("grid").replaceChildren(...answer.hits.map(card));
+}
+
+function card(hit) {
+  const li = document.createElement("li");
+  li.className = "card" + (queryLabel !== null && hit.label !== queryLabel ? " other" : "");
+  li.dataset.id = hit.id;
+  li.dataset.label = hit.class_name;
+  const open = document.createElement("button");
+  open.className = "hit";
+  open.title = "More like this";
+  const img = document.createElement("img");
+  img.src = hit.image_url;
+  img.alt = `${hit.class_name}, id ${hit.id}`;
+  const text = document.createElement("div");
+  text.textContent = `#${hit.rank} ${hit.class_name} ${hit.score.toFixed(3)}`;
+  open.append(img, text);
+  open.addEventListener("click", () => guarded(() => search({ kind: "id", id: hit.id })));
+  const actions = document.createElement("div");
+  actions.className = "actions";
+  for (const [label, set, other, mark] of [["like", feedback.liked, feedback.disliked, "+"],
+    ["dislike", feedback.disliked, feedback.liked, "-"]]) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.textContent = mark;
+    b.className = label;
+    b.setAttribute("aria-label", `${label} result ${hit.rank}`);
+    b.setAttribute("aria-pressed", String(set.has(hit.id)));
+    b.addEventListener("click", () => {
+      if (set.has(hit.id)) set.delete(hit.id); else { set.add(hit.id); other.delete(hit.id); }
+      guarded(recommend);
+    });
+    actions.append(b);
+  }
+  const why = document.createElement("button");
+  why.type = "button";
+  why.textContent = "why?";
+  why.className = "why";
+  why.setAttribute("aria-label", `why is result ${hit.rank} similar?`);
+  why.addEventListener("click", () => guarded(() => explain(hit)));
+  actions.append(why);
+  li.append(open, actions);
+  return li;
+}
+
+// -- relevance feedback: a recommend query per round ---------------------------------------------------
+
+async function recommend() {
+  const s = settings();
+  const base = s.method.split("+")[0]; // a recommend query searches one method's collection
+  const positive = [query.kind === "id" ? query.id : query.b64, ...feedback.liked];
+  const answer = await api("/api/search", { json: { method: base, k: s.k, classes: s.classes,
+    exclude_classes: s.exclude_classes, positive, negative: [...feedback.disliked] } });
+  hits = answer.hits;
+  const p = precision(hits);
+  feedback.rounds.push({ liked: feedback.liked.size, disliked: feedback.disliked.size, precision: p });
+  drawResults(answer, s, ` · feedback round ${feedback.rounds.length} (recommend on ${base})`);
+  $("rounds").replaceChildren(...feedback.rounds.map((r, i) => {
+    const li = document.createElement("li");
+    li.textContent = `round ${i + 1}: ${r.liked} liked, ${r.disliked} disliked`
+      + (r.precision === null ? "" : `, precision@${hits.length} ${r.precision.toFixed(2)}`);
+    return li;
+  }));
+  $("rounds-box").hidden = false;
+}
+
+// -- the methods side by side --------------------------------------------------------------------------
+
+async function compareMethods() {
+  if (!query) throw new ApiError("Choose a query first.");
+  const s = settings();
+  const modes = health.methods.map((m) => ({ label: m, body: { method: m } }));
+  if (health.methods.includes("autoencoder") && health.methods.includes("siamese")) {
+    modes.push({ label: "autoencoder+siamese, rrf 1:2 (the best fused mode)",
+      body: { method: "autoencoder+siamese", fusion: "rrf", fusion_weights: [1, 2] } });
+  }
+  const answers = await Promise.all(modes.map((m) => api("/api/search", { json: {
+    ...(query.kind === "id" ? { id: query.id } : { image: query.b64 }), k: s.k, classes: s.classes,
+    exclude_classes: s.exclude_classes, ...m.body } })));
+  $("method-rows").replaceChildren(...answers.map((answer, i) => {
+    const row = document.createElement("div");
+    row.className = "method-row";
+    row.dataset.method = modes[i].body.method;
+    const label = document.createElement("span");
+    label.className = "label";
+    const p = precision(answer.hits);
+    label.textContent = modes[i].label + (p === null ? "" : `: precision@${answer.hits.length} ${p.toFixed(2)}`);
+    row.append(label, ...answer.hits.map((h) => {
+      const img = document.createElement("img");
+      img.src = h.image_url;
+      img.alt = `${h.class_name}, id ${h.id}`;
+      if (queryLabel !== null && h.label !== queryLabel) img.className = "other";
+      return img;
+    }));
+    return row;
+  }));
+  $("methods").hidden = false;
+}
+
+// -- why is this similar? --------------------------------------------------------------------------------
+
+async function explain(hit) {
+  const body = { a: query.kind === "id" ? query.id : query.b64, b: hit.id };
+  const [figures, drawing] = await Promise.all([api("/api/compare", { json: body }),
+    api("/api/compare.png", { json: body, type: "blob" })]);
+  $("why-drawing").src = URL.createObjectURL(drawing);
+  $("why-figures").textContent = `${figures.a} against ${figures.b}: ${figures.keypoints_a} and `
+    + `${figures.keypoints_b} SIFT keypoints, ${figures.good_matches} good matches (Lowe ratio ${figures.ratio}); `
+    + `Lowe score ${figures.lowe_score.toFixed(3)}, MaxSim score ${figures.maxsim_score.toFixed(3)}`;
+  $("why").showModal();
+}
+
+// -- query inputs ------------------------------------------------------------------------------------------
+
+function base64ToBytes(b64) {
+  return Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+}
+
+function fileToBase64(file) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(String(reader.result).split(",", 2)[1] || "");
+    reader.onerror = () => reject(new ApiError(`${file.name} cannot be read`));
+    reader.readAsDataURL(file);
+  });
+}
+
+async function searchFile(file) {
+  if (!file) return;
+  const limit = health && health.max_upload_bytes;
+  if (limit && file.size > limit) {
+    throw new ApiError(`${file.name} is ${file.size.toLocaleString()} bytes, over the service's limit of `
+      + `${limit.toLocaleString()} bytes`);
+  }
+  await search({ kind: "image", b64: await fileToBase64(file), name: file.name || "pasted image",
+    type: file.type || "image/png" });
+}
+
+function setUpInputs() {
+  $("file").addEventListener("change", (e) => guarded(() => searchFile(e.target.files[0])));
+  $("id-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    guarded(() => search({ kind: "id", id: Number($("query-id").value) }));
+  });
+  $("random").addEventListener("click", () => {
+    const id = TEST_IDS[0] + Math.floor(Math.random() * (TEST_IDS[1] - TEST_IDS[0] + 1));
+    $("query-id").value = id;
+    guarded(() => search({ kind: "id", id }));
+  });
+  const drop = $("drop");
+  document.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  document.addEventListener("dragleave", () => drop.classList.remove("over"));
+  document.addEventListener("drop", (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    guarded(() => searchFile(e.dataTransfer.files[0]));
+  });
+  document.addEventListener("paste", (e) => {
+    const item = [...(e.clipboardData?.items || [])].find((i) => i.kind === "file");
+    if (item) guarded(() => searchFile(item.getAsFile()));
+  });
+  for (const id of ["method", "k", "rerank", "quantization", "rescore-with", "fuse", "fusion"]) {
+    $(id).addEventListener("change", rerun);
+  }
+  $("compare-methods").addEventListener("click", () => guarded(compareMethods));
+  $("key-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    apiKey = $("api-key").value.trim();
+    sessionStorage.setItem("fmsearch-api-key", apiKey);
+    $("key-form").hidden = true;
+    guarded(start);
+  });
+  setUpSketch();
+}
+
+function setUpSketch() {
+  const canvas = $("canvas");
+  const pen = canvas.getContext("2d");
+  const clear = () => { pen.fillStyle = "#000"; pen.fillRect(0, 0, canvas.width, canvas.height); };
+  clear();
+  let drawing = false;
+  const at = (e) => {
+    const r = canvas.getBoundingClientRect();
+    return [(e.clientX - r.left) * (canvas.width / r.width), (e.clientY - r.top) * (canvas.height / r.height)];
+  };
+  canvas.addEventListener("pointerdown", (e) => {
+    drawing = true;
+    canvas.setPointerCapture?.(e.pointerId);
+    pen.beginPath();
+    pen.moveTo(...at(e));
+  });
+  canvas.addEventListener("pointermove", (e) => {
+    if (!drawing) return;
+    pen.lineTo(...at(e));
+    pen.strokeStyle = "#fff";
+    pen.lineWidth = 22;
+    pen.lineCap = pen.lineJoin = "round";
+    pen.stroke();
+  });
+  const end = () => { drawing = false; };
+  canvas.addEventListener("pointerup", end);
+  canvas.addEventListener("pointerleave", end);
+  $("sketch-clear").addEventListener("click", clear);
+  $("sketch-search").addEventListener("click", () => guarded(async () => {
+    const b64 = canvas.toDataURL("image/png").split(",", 2)[1];
+    await search({ kind: "image", b64, name: "sketch" });
+  }));
+}
+
+// -- start -----------------------------------------------------------------------------------------------
+
+async function start() {
+  for (let tries = 0; ; tries += 1) { // 503 while the service loads its models
+    const response = await fetch("/api/health", { headers: apiKey ? { "X-API-Key": apiKey } : {} })
+      .catch(() => null);
+    if (response && response.status === 503 && tries < 120) {
+      $("status").textContent = "The service is loading its models...";
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      continue;
+    }
+    if (!response || response.status !== 200) { health = await api("/api/health"); break; } // says why
+    health = await response.json();
+    break;
+  }
+  const methods = health.methods;
+  $("status").textContent = `Serving ${methods.join(", ")}` + (health.rerank ? " with the SIFT rerank" : "")
+    + (Object.keys(health.skipped).length ? ` (not served: ${Object.keys(health.skipped).join(", ")})` : "");
+  fillSelect($("method"), methods, false);
+  fillSelect($("rescore-with"), methods, true);
+  fillSelect($("fuse"), methods, true);
+  $("method").value = methods.includes("siamese") ? "siamese" : methods[0];
+  $("rerank").disabled = !health.rerank;
+  const initial = fromUrl();
+  applySettings({ ...initial.settings, method: initial.settings.method || $("method").value });
+  if (initial.query) await search(initial.query, { replace: true });
+}
+
+setUpInputs();
+drawChips();
+guarded(start);

@@ -1,0 +1,280 @@
+"""The web page in a real browser: Debian's Chromium driven by Playwright,
+against a real `fmsearch serve` on a free loopback port (the shared home:
+pixels, siamese and SIFT, 300 images each).
+
+Without Playwright or Chromium these tests skip with the reason; where
+FMSEARCH_REQUIRE_BROWSER is set (CI) they fail instead. Each test fails on a
+JavaScript error or an unexpected console error, and leaves a screenshot of
+its last view in its tmp folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from serving import Server
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def _browser_missing() -> str | None:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright is not installed (pip install -e '.[test]')"
+    if not CHROMIUM.exists():
+        return f"no Chromium at {CHROMIUM} (apt-get install chromium fonts-dejavu-core)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    missing = _browser_missing()
+    if missing:
+        if os.environ.get("FMSEARCH_REQUIRE_BROWSER"):
+            pytest.fail(f"a browser is required here (FMSEARCH_REQUIRE_BROWSER): {missing}")
+        pytest.skip(missing)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM))
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def server(home):
+    server = Server(home)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        code, log = server.stop()
+        assert code == 0, log[-3000:]
+
+
+class _Page:
+    """A page of the service, with what its console said."""
+
+    def __init__(self, browser, server, shots: Path) -> None:
+        self.context = browser.new_context(viewport={"width": 1280, "height": 900})
+        self.page = self.context.new_page()
+        self.shots = shots
+        self.faults: list[str] = []
+        self.failed_loads: list[str] = []
+        self.page.on("pageerror", lambda err: self.faults.append(f"page error: {err}"))
+        self.page.on("console", self._console)
+        self.page.goto(server.url + "/")
+        self.page.wait_for_selector("#status:has-text('Serving')")
+
+    def _console(self, message) -> None:
+        if message.type not in ("error", "warning"):
+            return
+        if message.text.startswith("Failed to load resource"):  # a refused request; the page says why itself
+            self.failed_loads.append(message.text)
+        else:
+            self.faults.append(f"console {message.type}: {message.text}")
+
+    def ids(self) -> list[int]:
+        return [int(i) for i in self.page.locator("#grid li").evaluate_all("cards => cards.map(c => c.dataset.id)")]
+
+    def close(self, name: str) -> None:
+        self.page.screenshot(path=str(self.shots / f"{name}.png"), full_page=True)
+        self.context.close()
+
+
+@pytest.fixture
+def page(browser, server, tmp_path, request):
+    p = _Page(browser, server, tmp_path)
+    yield p
+    p.close(request.node.name)
+    assert not p.faults, p.faults
+
+
+@pytest.fixture(scope="module")
+def shoe(fmnist, tmp_path_factory) -> Path:
+    """A test Sneaker, scaled to 280x280, as a PNG file."""
+    import numpy as np
+
+    test = fmnist["test"]
+    index = int(np.nonzero(test.labels == 7)[0][0])
+    path = tmp_path_factory.mktemp("page") / "shoe.png"
+    Image.fromarray(test.images[index]).resize((280, 280)).save(path)
+    return path
+
+
+def _search_id(p, pid: int) -> None:
+    """Search by an id from the id form, and wait for the results."""
+    p.fill("#query-id", str(pid))
+    p.click("#id-form button[type=submit]")
+    p.wait_for_selector(f"#query-caption:has-text('id {pid}')")
+    p.wait_for_selector("#grid li")
+
+
+def test_an_upload_shows_k_results_and_the_query_as_seen(page, shoe):
+    p = page.page
+    p.fill("#k", "6")
+    p.set_input_files("#file", str(shoe))  # no extra click: choosing the file searches
+    p.wait_for_selector("#grid li")
+    assert len(page.ids()) == 6
+    assert p.locator("#query-view").is_visible() and "as fmsearch sees it" in p.inner_text("#query-caption")
+    assert p.evaluate("document.getElementById('query-seen').naturalWidth") == 28
+    summary = p.inner_text("#summary")
+    assert "6 results, siamese" in summary and "embed" in summary and "total" in summary
+    assert p.locator("#grid img").first.get_attribute("alt").endswith(f"id {page.ids()[0]}")
+
+
+def test_clicking_a_result_searches_by_it(page, shoe):
+    p = page.page
+    p.set_input_files("#file", str(shoe))
+    p.wait_for_selector("#grid li")
+    first = page.ids()[0]
+    p.locator("#grid li .hit").first.click()
+    p.wait_for_url(f"**/?id={first}&*")
+    p.wait_for_selector(f"#query-caption:has-text('id {first}')")
+    assert "precision@10" in p.inner_text("#summary")  # a gallery image has a label to measure against
+
+
+def test_a_class_filter_leaves_only_that_class(page):
+    p = page.page
+    _search_id(p, 60000)
+    p.click(".chip:has-text('Sneaker')")
+    p.wait_for_url("**class=Sneaker*")
+    p.wait_for_selector("#grid li[data-label='Sneaker']")
+    labels = p.locator("#grid li").evaluate_all("cards => cards.map(c => c.dataset.label)")
+    assert labels and set(labels) == {"Sneaker"}
+    assert p.locator("#grid li.other").count() == len(labels)  # the query is an Ankle boot: all outlined
+
+
+def test_like_and_dislike_change_the_results_and_show_the_round(page):
+    p = page.page
+    p.goto(page.page.url.split("?")[0] + "?id=60001&method=siamese&k=10")
+    p.wait_for_selector("#grid li")
+    before = page.ids()
+    p.locator("#grid li .dislike").nth(0).click()
+    p.wait_for_selector("#rounds li")
+    assert "round 1: 0 liked, 1 disliked, precision@10" in p.inner_text("#rounds")
+    assert page.ids() != before and before[0] not in page.ids()
+    p.locator("#grid li .like").nth(0).click()
+    p.wait_for_selector("#rounds li:nth-child(2)")
+    assert "round 2: 1 liked, 1 disliked" in p.inner_text("#rounds")
+
+
+def test_the_methods_side_by_side_one_row_each(page, server):
+    import httpx
+
+    served = httpx.get(f"{server.url}/api/health").json()["methods"]
+    p = page.page
+    _search_id(p, 60002)
+    p.click("#compare-methods")
+    p.wait_for_selector(".method-row")
+    rows = p.locator(".method-row").evaluate_all("rows => rows.map(r => r.dataset.method)")
+    assert rows == served  # pixels and siamese here (no autoencoder: no fused row)
+    assert all("precision@10" in t for t in p.locator(".method-row .label").all_inner_texts())
+
+
+def test_a_sketch_drawn_with_the_mouse_finds_results(page):
+    p = page.page
+    box = p.locator("#canvas").bounding_box()
+    x0, y0 = box["x"] + box["width"] * 0.15, box["y"] + box["height"] * 0.6
+    p.mouse.move(x0, y0)
+    p.mouse.down()
+    for step in range(1, 11):  # the sole of a shoe, then its heel
+        p.mouse.move(x0 + box["width"] * 0.07 * step, y0, steps=2)
+    p.mouse.move(x0 + box["width"] * 0.7, y0 - box["height"] * 0.3, steps=5)
+    p.mouse.up()
+    p.click("#sketch-search")
+    p.wait_for_selector("#grid li")
+    assert len(page.ids()) == 10 and "sketch" in p.inner_text("#query-caption")
+
+
+def test_a_non_image_upload_shows_an_error_and_the_page_keeps_working(page, tmp_path):
+    p = page.page
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not an image")
+    p.set_input_files("#file", str(bad))
+    p.wait_for_selector("#error:not([hidden])")
+    assert p.inner_text("#error") == "image: not an image file Pillow can read"
+    assert page.failed_loads  # the refused request, which the page put in words above
+    _search_id(p, 60003)
+    assert p.locator("#error").is_hidden()
+
+
+def test_the_back_button_restores_the_previous_search(page, shoe):
+    p = page.page
+    p.set_input_files("#file", str(shoe))
+    p.wait_for_selector("#grid li")
+    upload_ids = page.ids()
+    p.fill("#query-id", "60004")
+    p.click("#id-form button[type=submit]")
+    p.wait_for_url("**/?id=60004&*")
+    p.wait_for_selector("#query-caption:has-text('id 60004')")
+    p.go_back()
+    p.wait_for_selector("#query-caption:has-text('shoe.png')")
+    p.wait_for_selector(f"#grid li[data-id='{upload_ids[0]}']")
+    assert page.ids() == upload_ids
+
+
+def test_why_is_this_similar_shows_the_sift_matches(page):
+    p = page.page
+    _search_id(p, 60005)
+    p.locator("#grid li .why").first.click()
+    p.wait_for_selector("#why[open]")
+    assert "SIFT keypoints" in p.inner_text("#why-figures") and "MaxSim score" in p.inner_text("#why-figures")
+    p.wait_for_selector("#why-drawing[src^='blob:']")
+    assert p.evaluate("document.getElementById('why-drawing').naturalWidth") > 28
+
+
+def test_the_grid_works_from_the_keyboard(page):
+    p = page.page
+    p.fill("#query-id", "60006")
+    p.press("#query-id", "Enter")
+    p.wait_for_selector("#grid li")
+    first = page.ids()[0]
+    p.locator("#grid li .hit").first.focus()
+    p.keyboard.press("Enter")
+    p.wait_for_url(f"**/?id={first}&*")
+    labelled = p.locator("label[for]").evaluate_all("ls => ls.map(l => l.htmlFor)")
+    assert {"file", "query-id", "method", "k", "quantization"} <= set(labelled)
+
+
+def test_a_file_over_the_limit_and_an_unreachable_service_are_said_in_words(page, tmp_path):
+    p = page.page
+    big = tmp_path / "big.png"
+    big.write_bytes(b"\0" * (20 * 2**20 + 1))  # over the service's default limit: refused before it is sent
+    p.set_input_files("#file", str(big))
+    p.wait_for_selector("#error:not([hidden])")
+    assert p.inner_text("#error") == "big.png is 20,971,521 bytes, over the service's limit of 20,971,520 bytes"
+    p.route("**/api/search", lambda route: route.abort())  # the service gone, as the browser sees it
+    p.fill("#query-id", "60007")
+    p.click("#id-form button[type=submit]")
+    p.wait_for_selector("#error:has-text('cannot be reached')")
+    assert p.inner_text("#error") == "The service cannot be reached: is fmsearch serve running?"
+
+
+def test_with_an_api_key_the_page_asks_for_it_and_then_searches(browser, home, tmp_path):
+    key = "page-test-key"
+    server = Server(home, "--api-key", key)
+    try:
+        server.wait_ready_with({"X-API-Key": key})
+        context = browser.new_context()
+        p = context.new_page()
+        faults: list[str] = []
+        p.on("pageerror", lambda err: faults.append(str(err)))
+        p.goto(server.url + "/")
+        p.wait_for_selector("#key-form:not([hidden])")
+        assert "API key" in p.inner_text("#error")
+        p.fill("#api-key", key)
+        p.click("#key-form button[type=submit]")
+        p.wait_for_selector("#status:has-text('Serving')")
+        _search_id(p, 60008)
+        assert len(p.locator("#grid li").all()) == 10 and not faults
+        p.screenshot(path=str(tmp_path / "api-key.png"))
+        context.close()
+    finally:
+        code, log = server.stop()
+    assert code == 0 and key not in log
