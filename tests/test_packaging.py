@@ -71,7 +71,8 @@ def test_the_wheel_has_one_import_root(wheel, tmp_path):
     for module in ("fmsearch/cli/main.py", "fmsearch/store/edge.py", "fmsearch/search/mode.py",
                    "fmsearch/ingest/rebuild.py", "fmsearch/evaluation/bench/timing.py", "fmsearch/images/fmnist.py",
                    "fmsearch/models/weights/siamese.keras", "fmsearch/models/weights/siamese.card.json",
-                   "fmsearch/serve/web/index.html", "fmsearch/serve/web/app.js", "fmsearch/serve/web/style.css"):
+                   "fmsearch/serve/web/index.html", "fmsearch/serve/web/static/app.js",
+                   "fmsearch/serve/web/static/style.css"):
         assert module in files
     with zipfile.ZipFile(wheel) as zf:
         zf.extractall(tmp_path / "site")

@@ -66,6 +66,7 @@ class _Page:
         self.shots = shots
         self.faults: list[str] = []
         self.failed_loads: list[str] = []
+        self.expect_failed_loads = False  # a test of a refused request says so; elsewhere one is a fault
         self.page.on("pageerror", lambda err: self.faults.append(f"page error: {err}"))
         self.page.on("console", self._console)
         self.page.goto(server.url + "/")
@@ -78,6 +79,11 @@ class _Page:
             self.failed_loads.append(message.text)
         else:
             self.faults.append(f"console {message.type}: {message.text}")
+
+    def images_loaded(self, selector: str = "#grid img") -> list[int]:
+        """The natural widths of the images, once each has loaded (0: broken)."""
+        return self.page.locator(selector).evaluate_all(
+            "imgs => Promise.all(imgs.map(i => i.decode().then(() => i.naturalWidth, () => 0)))")
 
     def ids(self) -> list[int]:
         return [int(i) for i in self.page.locator("#grid li").evaluate_all("cards => cards.map(c => c.dataset.id)")]
@@ -93,6 +99,7 @@ def page(browser, server, tmp_path, request):
     yield p
     p.close(request.node.name)
     assert not p.faults, p.faults
+    assert p.expect_failed_loads or not p.failed_loads, p.failed_loads
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +127,7 @@ def test_an_upload_shows_k_results_and_the_query_as_seen(page, shoe):
     p.fill("#k", "6")
     p.set_input_files("#file", str(shoe))  # no extra click: choosing the file searches
     p.wait_for_selector("#grid li")
-    assert len(page.ids()) == 6
+    assert len(page.ids()) == 6 and page.images_loaded() == [28] * 6
     assert p.locator("#query-view").is_visible() and "as fmsearch sees it" in p.inner_text("#query-caption")
     assert p.evaluate("document.getElementById('query-seen').naturalWidth") == 28
     summary = p.inner_text("#summary")
@@ -190,6 +197,11 @@ def test_a_sketch_drawn_with_the_mouse_finds_results(page):
     p.click("#sketch-search")
     p.wait_for_selector("#grid li")
     assert len(page.ids()) == 10 and "sketch" in p.inner_text("#query-caption")
+    lit = p.locator("#query-seen").evaluate(  # what the service saw: the stroke, not a blank image
+        """img => img.decode().then(() => { const c = document.createElement("canvas"); c.width = c.height = 28;
+             const g = c.getContext("2d"); g.drawImage(img, 0, 0);
+             return g.getImageData(0, 0, 28, 28).data.filter((v, i) => i % 4 === 0 && v > 64).length; })""")
+    assert 20 < lit < 28 * 28 - 20, lit
 
 
 def test_a_non_image_upload_shows_an_error_and_the_page_keeps_working(page, tmp_path):
@@ -199,6 +211,7 @@ def test_a_non_image_upload_shows_an_error_and_the_page_keeps_working(page, tmp_
     p.set_input_files("#file", str(bad))
     p.wait_for_selector("#error:not([hidden])")
     assert p.inner_text("#error") == "image: not an image file Pillow can read"
+    page.expect_failed_loads = True
     assert page.failed_loads  # the refused request, which the page put in words above
     _search_id(p, 60003)
     assert p.locator("#error").is_hidden()
@@ -249,6 +262,7 @@ def test_a_file_over_the_limit_and_an_unreachable_service_are_said_in_words(page
     p.set_input_files("#file", str(big))
     p.wait_for_selector("#error:not([hidden])")
     assert p.inner_text("#error") == "big.png is 20,971,521 bytes, over the service's limit of 20,971,520 bytes"
+    page.expect_failed_loads = True
     p.route("**/api/search", lambda route: route.abort())  # the service gone, as the browser sees it
     p.fill("#query-id", "60007")
     p.click("#id-form button[type=submit]")
@@ -273,8 +287,54 @@ def test_with_an_api_key_the_page_asks_for_it_and_then_searches(browser, home, t
         p.wait_for_selector("#status:has-text('Serving')")
         _search_id(p, 60008)
         assert len(p.locator("#grid li").all()) == 10 and not faults
+        widths = p.locator("#grid img, #query-seen").evaluate_all(  # fetched with the key: an <img> cannot send it
+            "imgs => Promise.all(imgs.map(i => i.decode().then(() => i.naturalWidth, () => 0)))")
+        assert widths == [28] * 11
         p.screenshot(path=str(tmp_path / "api-key.png"))
         context.close()
     finally:
         code, log = server.stop()
     assert code == 0 and key not in log
+
+
+def test_excluding_a_class_and_a_refused_mode_leave_the_page_as_it_was(page):
+    p = page.page
+    _search_id(p, 60000)  # an Ankle boot
+    chip = p.locator(".chip:has-text('Ankle boot')")
+    chip.click()
+    p.wait_for_url("**class=Ankle*")
+    chip.click()  # again: never this class
+    p.wait_for_url("**exclude=Ankle*")
+    p.wait_for_selector("#grid li")
+    labels = p.locator("#grid li").evaluate_all("cards => cards.map(c => c.dataset.label)")
+    assert labels and "Ankle boot" not in labels
+    before, url = page.ids(), p.url
+    page.expect_failed_loads = True
+    p.select_option("#quantization", "binary")  # not offered for siamese: refused in words
+    p.wait_for_selector("#error:not([hidden])")
+    assert "binary quantisation is not offered" in p.inner_text("#error")
+    assert page.ids() == before and p.url == url and "id 60000" in p.inner_text("#query-caption")
+
+
+def test_the_keyboard_keeps_its_place(page):
+    p = page.page
+    _search_id(p, 60001)
+    chip = p.locator(".chip:has-text('Trouser')")
+    chip.focus()
+    p.keyboard.press("Space")
+    p.wait_for_url("**class=Trouser*")
+    assert p.evaluate("document.activeElement.dataset.key") == "chip:Trouser"
+    p.locator("#grid li .hit").first.focus()
+    first = page.ids()[0]
+    p.keyboard.press("Enter")
+    p.wait_for_url(f"**/?id={first}&*")
+    p.wait_for_selector(f"#query-caption:has-text('id {first}')")
+    assert p.evaluate("document.activeElement.className") == "hit"  # on the new list's first result
+
+
+def test_back_to_the_page_before_any_search_clears_it(page):
+    p = page.page
+    _search_id(p, 60002)
+    p.go_back()
+    p.wait_for_selector("#query-view", state="hidden")
+    assert page.ids() == [] and p.url.endswith("/")

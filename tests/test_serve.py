@@ -725,6 +725,7 @@ def test_the_page_and_what_it_asks_of_the_api(client, fmnist):
                        ("/static/icon.svg", "image/svg+xml")):
         r = client.get(path)
         assert r.status_code == 200 and kind in r.headers["content-type"], path
+    assert client.get("/static/index.html").status_code == 404  # the page only at /, with its policy
     assert client.get("/api/items/60000").json() == {"id": 60000, "split": "test", "index": 0, "label": 9,
                                                      "class_name": "Ankle boot"}
     assert client.get("/api/items/70000").status_code == 422

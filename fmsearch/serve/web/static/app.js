@@ -14,7 +14,9 @@ let query = null; // {kind: "id", id} or {kind: "image", b64, name}
 let queryLabel = null; // the query's class, when it is a gallery or test image
 let hits = [];
 let feedback = { liked: new Set(), disliked: new Set(), rounds: [] };
+let latest = 0; // the newest search asked for: an older one's answer is dropped, never drawn over it
 const chipState = new Map(CLASSES.map((c) => [c, "any"]));
+const images = new Map(); // API image path -> what an <img> shows (a blob: URL when the key must be sent)
 
 // -- the API ---------------------------------------------------------------------------------------
 
@@ -23,7 +25,7 @@ class ApiError extends Error {}
 async function api(path, { json, body, type = "json" } = {}) {
   const headers = {};
   if (apiKey) headers["X-API-Key"] = apiKey;
-  if (json !== undefined) headers["Content-Type"] = "application/json";
+  if (json !== undefined) headers["Content-Type"] = "application/json"; // a FormData body sets its own
   let response;
   try {
     response = await fetch(path, {
@@ -53,6 +55,14 @@ function showError(err) {
   if (!(err instanceof ApiError)) console.warn(err); // a page fault, kept visible to developers
 }
 
+// An image of the API. With an API key, an <img> cannot send it: the image is fetched with the key and
+// shown from a blob: URL (kept, since an id's image never changes).
+function showImage(img, path) {
+  if (!apiKey) { img.src = path; return; }
+  if (!images.has(path)) images.set(path, api(path, { type: "blob" }).then((b) => URL.createObjectURL(b)));
+  images.get(path).then((url) => { img.src = url; }, () => { img.alt += " (not loaded)"; });
+}
+
 async function guarded(work) {
   try {
     showError(null);
@@ -77,10 +87,11 @@ function drawChips() {
     chip.textContent = name;
     chip.dataset.state = chipState.get(name);
     chip.setAttribute("aria-label", `${name}: ${chipState.get(name)}`);
+    chip.dataset.key = `chip:${name}`;
     chip.addEventListener("click", () => {
       const next = { any: "only", only: "never", never: "any" }[chipState.get(name)];
       chipState.set(name, next);
-      drawChips();
+      keepingFocus(drawChips);
       rerun();
     });
     return chip;
@@ -92,7 +103,8 @@ function settings() {
   const fuse = $("fuse").value;
   return {
     method: fuse && fuse !== method ? `${method}+${fuse}` : method,
-    k: Math.max(1, Math.min(100, Number($("k").value) || 10)),
+    k: $("k").value === "" || !Number.isFinite(Number($("k").value)) ? 10
+      : Math.max(1, Math.min(100, Math.round(Number($("k").value)))),
     classes: CLASSES.filter((c) => chipState.get(c) === "only"),
     exclude_classes: CLASSES.filter((c) => chipState.get(c) === "never"),
     rerank: $("rerank").checked ? "sift" : null,
@@ -118,11 +130,21 @@ function applySettings(s) {
 }
 
 function searchBody(q, s) {
-  const body = { ...(q.kind === "id" ? { id: q.id } : { image: q.b64 }), method: s.method, k: s.k,
-    classes: s.classes, exclude_classes: s.exclude_classes, quantization: s.quantization, fusion: s.fusion };
-  if (s.rerank) body.rerank = s.rerank;
-  if (s.rescore_with) body.rescore_with = s.rescore_with;
-  return body;
+  const fields = { method: s.method, k: s.k, quantization: s.quantization, fusion: s.fusion,
+    ...(s.rerank ? { rerank: s.rerank } : {}), ...(s.rescore_with ? { rescore_with: s.rescore_with } : {}) };
+  const weights = s.fusion_weights || [];
+  if (q.kind === "id") {
+    return { json: { id: q.id, ...fields, classes: s.classes, exclude_classes: s.exclude_classes,
+      ...(weights.length ? { fusion_weights: weights } : {}) } };
+  }
+  // an upload goes as the file itself, in a multipart form: no base64 to inflate it past the upload limit
+  const form = new FormData();
+  form.append("image", new Blob([base64ToBytes(q.b64)], { type: q.type || "image/png" }), q.name);
+  for (const [name, value] of Object.entries(fields)) form.append(name, String(value));
+  for (const c of s.classes) form.append("class", c);
+  for (const c of s.exclude_classes) form.append("exclude_class", c);
+  for (const w of weights) form.append("fusion_weights", String(w));
+  return { body: form };
 }
 
 // -- the URL: one history entry per search ----------------------------------------------------------
@@ -158,34 +180,59 @@ function remember(q, s, replace = false) {
 }
 
 window.addEventListener("popstate", (event) => {
+  if (!health) return; // still loading: there is nothing to restore into yet
   const state = event.state || fromUrl();
   applySettings(state.settings);
   if (state.query) guarded(() => search(state.query, { push: false }));
+  else clearResults(event.state ? "That search was an upload too large to keep in the browser's history." : "");
 });
+
+function clearResults(message) {
+  latest += 1; // whatever is still on its way is no longer wanted
+  query = null;
+  queryLabel = null;
+  $("query-view").hidden = true;
+  $("grid").replaceChildren();
+  $("summary").textContent = message;
+  $("rounds-box").hidden = true;
+  $("methods").hidden = true;
+}
 
 // -- searching ---------------------------------------------------------------------------------------
 
-async function setQuery(q) {
-  // asked first, so that a query the service refuses leaves the page as it was
-  const item = q.kind === "id" ? await api(`/api/items/${q.id}`) : null;
-  const seen = q.kind === "id" ? `/api/images/${q.id}.png`
-    : URL.createObjectURL(await api("/api/preview", { body: base64ToBytes(q.b64), type: "blob" }));
+// What the page shows of a query: its label (an id's class) and the image as fmsearch sees it.
+async function describe(q) {
+  if (q.kind === "id") return { item: await api(`/api/items/${q.id}`), seen: null };
+  const png = await api("/api/preview", { body: base64ToBytes(q.b64), type: "blob" });
+  return { item: null, seen: URL.createObjectURL(png) };
+}
+
+function showQuery(q, { item, seen }) {
   query = q;
   queryLabel = item ? item.label : null;
-  feedback = { liked: new Set(), disliked: new Set(), rounds: [] };
-  $("rounds-box").hidden = true;
-  $("methods").hidden = true;
-  $("query-original").src = item ? seen : `data:${q.type || "image/png"};base64,${q.b64}`;
-  $("query-seen").src = seen;
+  $("query-original").hidden = Boolean(item); // an id's image is already 28x28: shown once
+  if (item) showImage($("query-seen"), `/api/images/${q.id}.png`);
+  else {
+    $("query-original").src = `data:${q.type || "image/png"};base64,${q.b64}`;
+    $("query-seen").src = seen;
+  }
   $("query-caption").textContent = item ? `id ${q.id}: ${item.split} image ${item.index}, ${item.class_name}`
     : `${q.name}: as given, and as fmsearch sees it (28x28)`;
   $("query-view").hidden = false;
 }
 
+// A search: nothing on the page changes until its answer is in, and only if no newer search was asked
+// for meanwhile; a new search ends the feedback rounds and the side-by-side view of the one before.
 async function search(q, { push = true, replace = false } = {}) {
-  if (q !== query) await setQuery(q);
+  const ticket = ++latest;
   const s = settings();
-  const answer = await api("/api/search", { json: searchBody(q, s) });
+  const [view, answer] = await Promise.all([q === query ? null : describe(q),
+    api("/api/search", searchBody(q, s))]);
+  if (ticket !== latest) return;
+  if (view) showQuery(q, view);
+  feedback = { liked: new Set(), disliked: new Set(), rounds: [] };
+  $("rounds-box").hidden = true;
+  $("methods").hidden = true;
   hits = answer.hits;
   drawResults(answer, s);
   if (push) remember(q, s, replace);
@@ -208,7 +255,18 @@ function drawResults(answer, s, note = "") {
   parts.push(["decode", "embed", "search", "rerank"].filter((step) => t[step] > 0)
     .map((step) => `${step} ${t[step].toFixed(1)} ms`).concat(`total ${t.total.toFixed(1)} ms`).join(", "));
   $("summary").textContent = parts.join(" · ") + note;
-  $("grid").replaceChildren(...answer.hits.map(card));
+  keepingFocus(() => $("grid").replaceChildren(...answer.hits.map(card)));
+}
+
+// Redraw without losing the keyboard's place: the element with the same data-key gets the focus back
+// (a result searched by: the first result of the new list).
+function keepingFocus(redraw) {
+  const key = document.activeElement?.dataset?.key;
+  const inGrid = $("grid").contains(document.activeElement);
+  redraw();
+  const again = key && document.querySelector(`[data-key="${CSS.escape(key)}"]`);
+  if (again) again.focus();
+  else if (inGrid) $("grid").querySelector(".hit")?.focus();
 }
 
 function card(hit) {
@@ -219,9 +277,10 @@ function card(hit) {
   const open = document.createElement("button");
   open.className = "hit";
   open.title = "More like this";
+  open.dataset.key = `hit:${hit.id}`;
   const img = document.createElement("img");
-  img.src = hit.image_url;
   img.alt = `${hit.class_name}, id ${hit.id}`;
+  showImage(img, hit.image_url);
   const text = document.createElement("div");
   text.textContent = `#${hit.rank} ${hit.class_name} ${hit.score.toFixed(3)}`;
   open.append(img, text);
@@ -234,6 +293,7 @@ function card(hit) {
     b.type = "button";
     b.textContent = mark;
     b.className = label;
+    b.dataset.key = `${label}:${hit.id}`;
     b.setAttribute("aria-label", `${label} result ${hit.rank}`);
     b.setAttribute("aria-pressed", String(set.has(hit.id)));
     b.addEventListener("click", () => {
@@ -246,6 +306,7 @@ function card(hit) {
   why.type = "button";
   why.textContent = "why?";
   why.className = "why";
+  why.dataset.key = `why:${hit.id}`;
   why.setAttribute("aria-label", `why is result ${hit.rank} similar?`);
   why.addEventListener("click", () => guarded(() => explain(hit)));
   actions.append(why);
@@ -259,16 +320,19 @@ async function recommend() {
   const s = settings();
   const base = s.method.split("+")[0]; // a recommend query searches one method's collection
   const positive = [query.kind === "id" ? query.id : query.b64, ...feedback.liked];
+  const ticket = ++latest;
   const answer = await api("/api/search", { json: { method: base, k: s.k, classes: s.classes,
     exclude_classes: s.exclude_classes, positive, negative: [...feedback.disliked] } });
+  if (ticket !== latest) return;
   hits = answer.hits;
   const p = precision(hits);
-  feedback.rounds.push({ liked: feedback.liked.size, disliked: feedback.disliked.size, precision: p });
+  feedback.rounds.push({ liked: feedback.liked.size, disliked: feedback.disliked.size, precision: p,
+    k: hits.length });
   drawResults(answer, s, ` · feedback round ${feedback.rounds.length} (recommend on ${base})`);
   $("rounds").replaceChildren(...feedback.rounds.map((r, i) => {
     const li = document.createElement("li");
     li.textContent = `round ${i + 1}: ${r.liked} liked, ${r.disliked} disliked`
-      + (r.precision === null ? "" : `, precision@${hits.length} ${r.precision.toFixed(2)}`);
+      + (r.precision === null ? "" : `, precision@${r.k} ${r.precision.toFixed(2)}`);
     return li;
   }));
   $("rounds-box").hidden = false;
@@ -279,26 +343,27 @@ async function recommend() {
 async function compareMethods() {
   if (!query) throw new ApiError("Choose a query first.");
   const s = settings();
-  const modes = health.methods.map((m) => ({ label: m, body: { method: m } }));
+  const modes = health.methods.map((m) => ({ label: m, settings: { method: m } }));
   if (health.methods.includes("autoencoder") && health.methods.includes("siamese")) {
     modes.push({ label: "autoencoder+siamese, rrf 1:2 (the best fused mode)",
-      body: { method: "autoencoder+siamese", fusion: "rrf", fusion_weights: [1, 2] } });
+      settings: { method: "autoencoder+siamese", fusion: "rrf", fusion_weights: [1, 2] } });
   }
-  const answers = await Promise.all(modes.map((m) => api("/api/search", { json: {
-    ...(query.kind === "id" ? { id: query.id } : { image: query.b64 }), k: s.k, classes: s.classes,
-    exclude_classes: s.exclude_classes, ...m.body } })));
+  const ticket = latest;
+  const answers = await Promise.all(modes.map((m) => api("/api/search", searchBody(query, {
+    ...s, rerank: null, rescore_with: null, quantization: "none", fusion: "rrf", ...m.settings }))));
+  if (ticket !== latest) return; // a search since: these rows would not be of its query
   $("method-rows").replaceChildren(...answers.map((answer, i) => {
     const row = document.createElement("div");
     row.className = "method-row";
-    row.dataset.method = modes[i].body.method;
+    row.dataset.method = modes[i].settings.method;
     const label = document.createElement("span");
     label.className = "label";
     const p = precision(answer.hits);
     label.textContent = modes[i].label + (p === null ? "" : `: precision@${answer.hits.length} ${p.toFixed(2)}`);
     row.append(label, ...answer.hits.map((h) => {
       const img = document.createElement("img");
-      img.src = h.image_url;
       img.alt = `${h.class_name}, id ${h.id}`;
+      showImage(img, h.image_url);
       if (queryLabel !== null && h.label !== queryLabel) img.className = "other";
       return img;
     }));
@@ -338,7 +403,7 @@ function fileToBase64(file) {
 async function searchFile(file) {
   if (!file) return;
   const limit = health && health.max_upload_bytes;
-  if (limit && file.size > limit) {
+  if (limit && file.size + 4096 > limit) { // the file, and the form's own bytes around it
     throw new ApiError(`${file.name} is ${file.size.toLocaleString()} bytes, over the service's limit of `
       + `${limit.toLocaleString()} bytes`);
   }
@@ -347,7 +412,11 @@ async function searchFile(file) {
 }
 
 function setUpInputs() {
-  $("file").addEventListener("change", (e) => guarded(() => searchFile(e.target.files[0])));
+  $("file").addEventListener("change", (e) => {
+    const file = e.target.files[0];
+    e.target.value = ""; // so that choosing the same file again searches again
+    guarded(() => searchFile(file));
+  });
   $("id-form").addEventListener("submit", (e) => {
     e.preventDefault();
     guarded(() => search({ kind: "id", id: Number($("query-id").value) }));
