@@ -271,6 +271,8 @@ def test_a_file_over_the_limit_and_an_unreachable_service_are_said_in_words(page
 
 
 def test_with_an_api_key_the_page_asks_for_it_and_then_searches(browser, home, tmp_path):
+    from playwright.sync_api import expect
+
     key = "page-test-key"
     server = Server(home, "--api-key", key)
     try:
@@ -287,6 +289,7 @@ def test_with_an_api_key_the_page_asks_for_it_and_then_searches(browser, home, t
         p.wait_for_selector("#status:has-text('Serving')")
         _search_id(p, 60008)
         assert len(p.locator("#grid li").all()) == 10 and not faults
+        expect(p.locator("#grid img:not([src^='blob:']), #query-seen:not([src^='blob:'])")).to_have_count(0)
         widths = p.locator("#grid img, #query-seen").evaluate_all(  # fetched with the key: an <img> cannot send it
             "imgs => Promise.all(imgs.map(i => i.decode().then(() => i.naturalWidth, () => 0)))")
         assert widths == [28] * 11

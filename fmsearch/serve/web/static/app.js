@@ -12,7 +12,6 @@ let apiKey = sessionStorage.getItem("fmsearch-api-key") || "";
 let health = null; // what the service serves
 let query = null; // {kind: "id", id} or {kind: "image", b64, name}
 let queryLabel = null; // the query's class, when it is a gallery or test image
-let hits = [];
 let feedback = { liked: new Set(), disliked: new Set(), rounds: [] };
 let latest = 0; // the newest search asked for: an older one's answer is dropped, never drawn over it
 const chipState = new Map(CLASSES.map((c) => [c, "any"]));
@@ -233,7 +232,6 @@ async function search(q, { push = true, replace = false } = {}) {
   feedback = { liked: new Set(), disliked: new Set(), rounds: [] };
   $("rounds-box").hidden = true;
   $("methods").hidden = true;
-  hits = answer.hits;
   drawResults(answer, s);
   if (push) remember(q, s, replace);
 }
@@ -324,10 +322,9 @@ async function recommend() {
   const answer = await api("/api/search", { json: { method: base, k: s.k, classes: s.classes,
     exclude_classes: s.exclude_classes, positive, negative: [...feedback.disliked] } });
   if (ticket !== latest) return;
-  hits = answer.hits;
-  const p = precision(hits);
+  const p = precision(answer.hits);
   feedback.rounds.push({ liked: feedback.liked.size, disliked: feedback.disliked.size, precision: p,
-    k: hits.length });
+    k: answer.hits.length });
   drawResults(answer, s, ` · feedback round ${feedback.rounds.length} (recommend on ${base})`);
   $("rounds").replaceChildren(...feedback.rounds.map((r, i) => {
     const li = document.createElement("li");
