@@ -741,3 +741,21 @@ def test_the_page_and_what_it_asks_of_the_api(client, fmnist):
     r = client.post("/api/compare.png", json={"a": upload, "b": 60000})
     assert r.status_code == 200 and Image.open(io.BytesIO(r.content)).width > 56
     assert client.post("/api/compare.png", json={"a": "!!", "b": 1}).status_code == 400
+
+
+def test_the_serve_suite_refuses_in_one_line_what_cannot_be_served(tmp_path):
+    """A rerank stage as a method, and a service that cannot start (nothing
+    ingested): one line each, exit 1, no traceback."""
+    import shutil as sh
+
+    if sh.which("wrk") is None:
+        pytest.skip("wrk is not installed (apt-get install wrk)")
+    for args, message in (
+        (["--methods", "sift"], "Error: --methods: sift is a rerank stage, not a method (method+sift)\n"),
+        (["--methods", "pixels", "--clients", "1", "--uploads", "28", "--duration", "1"],
+         "Error: `fmsearch serve` did not become ready: nothing to serve: pixels is not ingested"),
+    ):
+        result = CliRunner().invoke(main, ["--home", str(tmp_path / "empty"), "bench", "--suite", "serve", *args,
+                                           "--out-dir", str(tmp_path / "out")])
+        assert result.exit_code == 1 and result.output.startswith(message), result.output
+        assert result.output.count("\n") == 1 and "Traceback" not in result.output

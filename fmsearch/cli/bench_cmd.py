@@ -95,6 +95,8 @@ def _serve_bench(settings, methods, clients, uploads, workers, duration, data_di
     for name in names:  # a method, or a method with a rerank stage: siamese+sift
         first, _, rerank = name.partition("+")
         check_method(first)
+        if first in RERANK_ONLY:
+            raise click.UsageError(f"--methods: {first} is a rerank stage, not a method (method+{first})")
         if rerank and rerank not in RERANK_ONLY:
             raise click.UsageError(f"--methods: {name!r}: only {', '.join(RERANK_ONLY)} reranks (method+sift)")
     counts = parse_numbers(clients, "--clients", int)

@@ -275,8 +275,9 @@ class _Server:
         self.proc = subprocess.Popen(self.cmd, stdout=self.log, stderr=subprocess.STDOUT)
         while not self._ready():
             if self.proc.poll() is not None or time.perf_counter() - t0 > 600:
+                why = self._tail().removeprefix("Error: ")  # read before the log is closed
                 self.__exit__(None, None, None)
-                raise FmsearchError(f"`fmsearch serve` did not become ready: {self._tail()}")
+                raise FmsearchError(f"`fmsearch serve` did not become ready: {why}")
             time.sleep(0.05)
         self.ready_s = time.perf_counter() - t0
         self._check_serves()

@@ -237,16 +237,13 @@ async def _read_search(request: Request) -> tuple[SearchRequest, bytes | None]:
 
 
 async def _read(reading):
-    """Await reading the body; over the upload limit is a 413 (whatever wraps
-    it on the way), anything else unreadable a 400."""
+    """Await reading the body; over the upload limit is a 413 (limits.BodyLimit
+    answers it, whatever is raised here), anything else unreadable a 400."""
     try:
         return await reading
-    except Exception as err:  # noqa: BLE001 - sorted below
-        cause: BaseException | None = err
-        while cause is not None:
-            if isinstance(cause, UploadTooLarge):
-                raise cause from None
-            cause = cause.__cause__ or cause.__context__
+    except UploadTooLarge:
+        raise
+    except Exception as err:  # noqa: BLE001 - a client gone, a broken stream: the request's fault
         raise InvalidArgumentError(f"the body cannot be read: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from err
 
 
