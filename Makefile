@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 LEAN ?= .venv-lean
 
 .PHONY: install install-dev demo test test-fast test-integration lean-check bench evaluate evaluate-sift evaluate-modes \
+	design-experiments evaluate-quality \
 	evaluate-runtimes screenshot clean
 
 # The default (lean) install: search, ingest and evaluate, the trained
@@ -73,20 +74,36 @@ bench: install-dev
 ## Full test-split evaluation of every ingested method (README's results table).
 evaluate: install
 	$(BIN)/fmsearch evaluate --method pixels --queries all --exact
-	@for m in pixels autoencoder siamese resnet101; do \
+	@for m in pixels autoencoder siamese proxy resnet101; do \
 	  if $(BIN)/fmsearch collections --json | grep -q "\"fmnist_$$m\""; then \
 	    $(BIN)/fmsearch evaluate --method $$m --queries all || exit 1; fi; \
 	done
 	$(BIN)/fmsearch results eval-results/*/metrics.json
 
-## SIFT rerank: category task with and without it, and near-duplicates, per method.
-evaluate-sift: install
-	$(BIN)/fmsearch ingest --method sift
-	@for m in pixels autoencoder siamese; do \
-	  $(BIN)/fmsearch evaluate --method $$m --queries all --rerank sift || exit 1; \
-	  $(BIN)/fmsearch evaluate --method $$m --task near-duplicate || exit 1; \
-	done
-	$(BIN)/fmsearch results eval-results/*-sift-maxsim/metrics.json
+## Retrieval quality (docs/methods.md, "Design experiments"): each run trained on train images
+## 0-49,999 and measured on 50,000-59,999 (never the test split), 6 epochs each; then the
+## validation figures of the seed-recipe siamese and the proxy, mirror-averaged, expanded, together.
+design-experiments: install-dev
+	$(BIN)/fmsearch train --method proxy --augment flip-shift-erase --epochs 6 --validation 10000 --no-eval --out design/proxy-erase
+	$(BIN)/fmsearch train --method proxy --augment flip-shift --epochs 6 --validation 10000 --no-eval --out design/proxy-flipshift
+	$(BIN)/fmsearch train --method siamese --mining semi-hard --epochs 6 --validation 10000 --no-eval --out design/siamese-seed
+	$(BIN)/fmsearch train --method proxy --loss cosface+triplet --augment flip-shift --epochs 6 --validation 10000 --no-eval \
+	  --out design/proxy-triplet
+	$(BIN)/fmsearch validate design/siamese-seed/siamese.keras design/proxy-flipshift/proxy.keras --mirror --expand 0,3
+
+## The shipped proxy and siamese on the full test split: plain, with query expansion, fused,
+## the per-class table with Shirt, and the modes benchmark of their modes
+## (docs/evaluation.md, "Retrieval quality: siamese and proxy").
+evaluate-quality: install
+	$(BIN)/fmsearch ingest --method siamese
+	$(BIN)/fmsearch ingest --method proxy
+	@for m in siamese proxy siamese+proxy; do for n in 0 3; do \
+	  $(BIN)/fmsearch evaluate --method $$m --queries all --expand $$n || exit 1; done; done
+	$(BIN)/fmsearch results --digits 4 eval-results/siamese/metrics.json eval-results/siamese-qe*/metrics.json \
+	  eval-results/proxy/metrics.json eval-results/proxy-qe*/metrics.json eval-results/siamese+proxy-*/metrics.json
+	$(BIN)/fmsearch results --per-class eval-results/siamese/metrics.json eval-results/proxy/metrics.json \
+	  eval-results/siamese+proxy-rrf/metrics.json
+	$(BIN)/fmsearch bench --suite modes --methods siamese,proxy --queries 500
 
 ## The two runtimes give the same figures (docs/evaluation.md, "Runtimes"): each
 ## trained method ingested and evaluated on the full test split once with

@@ -388,9 +388,11 @@ def _r_precision(searcher, config, q_vectors, q_labels, per_class, flt) -> dict[
     values = []
     for lo in range(0, len(sub), 16):
         part = sub[lo : lo + 16]
+        vectors = searcher.expanded_queries(mode, q_vectors[part], flt, exact=config.exact) if mode.expand \
+            else q_vectors[part]
         # past the k limit of a query: ask the store directly, labels only
         points = searcher.store.query_batch(
-            searcher.collection(mode.method, mode.quantization).name, q_vectors[part], r_max, flt,
+            searcher.collection(mode.method, mode.quantization).name, vectors, r_max, flt,
             exact=config.exact, hnsw_ef=config.hnsw_ef, with_payload=[schema.LABEL],
             quantization=mode.quantization_params,
         )

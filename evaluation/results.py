@@ -115,3 +115,20 @@ def _category_table(paths: list[str | os.PathLike], digits: int = 3) -> str:
             ", ".join(f"{k} {v:.3f}" for k, v in seed.items()) if seed else "none",
         ])
     return markdown.table(head, rows, "llrrrrrrrrrl")
+
+
+def per_class_table(paths: list[str | os.PathLike], digits: int = 3) -> str:
+    """One row per class, P@1 and P@10 of each run side by side (category
+    runs' metrics.json), the weakest class of each run in bold."""
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    if any(d.get("task", "category") != "category" or "per_class" not in d for d in runs):
+        raise ValueError("per-class tables need category runs' metrics.json")
+    names = runs[0]["per_class"]["class_names"]
+    head = ["class", *(f"{_label(d)} P@{k}" for d in runs for k in (1, 10))]
+    columns = [d["per_class"][key] for d in runs for key in ("top1_accuracy", "precision@10")]
+    weakest = [min(range(len(c)), key=lambda i, c=c: c[i] if c[i] is not None else 2.0) for c in columns]
+    rows = [[name, *(f"**{fmt(c[i], digits)}**" if w == i else fmt(c[i], digits) for c, w in zip(columns, weakest))]
+            for i, name in enumerate(names)]
+    rows.append(["all", *(fmt(d[key] if key == "top1_accuracy" else d["metrics"]["10"]["precision"], digits)
+                          for d in runs for key in ("top1_accuracy", "precision@10"))])
+    return markdown.table(head, rows, "l" + "r" * (len(head) - 1))

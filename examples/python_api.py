@@ -20,6 +20,7 @@ def search_modes(store, image, k=5):
         "pixels, rescored by siamese": s.search(SearchMode("pixels", rescore_with="siamese"), image=image, k=k),
         "autoencoder+siamese, RRF": s.search(SearchMode("autoencoder+siamese", fusion="rrf"), image=image, k=k),
         "pixels + SIFT rerank": s.search(SearchMode("pixels", rerank=RerankConfig(shortlist=100)), image=image, k=k),
+        "siamese, query expanded by its top 3": s.search(SearchMode("siamese", expand=3), image=image, k=k),
         "like gallery images 0 and 1, unlike 2": s.recommend("siamese", positive=[0, 1], negative=[2], k=k),
     }
     return {mode: [(hit.id, hit.class_name) for hit in hits] for mode, hits in modes.items()}

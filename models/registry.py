@@ -15,6 +15,7 @@ _METHODS: dict[str, str] = {
     "pixels": "fmsearch.models.pixels:PixelEmbedder",
     "autoencoder": "fmsearch.models.autoencoder:AutoencoderEmbedder",
     "siamese": "fmsearch.models.siamese:SiameseEmbedder",
+    "proxy": "fmsearch.models.proxy:ProxyEmbedder",
     "resnet101": "fmsearch.models.resnet:ResNet101Embedder",
     # local descriptors, a multivector per image: a rerank stage, not a first stage
     "sift": "fmsearch.models.sift:SiftExtractor",
@@ -22,7 +23,7 @@ _METHODS: dict[str, str] = {
 #: methods that only rerank another method's shortlist (a SIFT rerank)
 RERANK_ONLY = ("sift",)
 #: methods whose model is trained here (``fmsearch train``) and shipped
-TRAINABLE = ("autoencoder", "siamese")
+TRAINABLE = ("autoencoder", "siamese", "proxy")
 #: methods whose weights come from a download that may be out of reach:
 #: ingesting every method skips them, with the reason, when they cannot load
 DOWNLOADED = ("resnet101",)
@@ -31,6 +32,7 @@ OPTIONS: dict[str, tuple[str, ...]] = {
     "pixels": (),
     "autoencoder": ("weights", "runtime", "threads", "spin"),
     "siamese": ("weights", "runtime", "threads", "spin"),
+    "proxy": ("weights", "runtime", "threads", "spin"),
     "resnet101": ("weights", "input_size"),
     "sift": ("upscale", "root", "max_keypoints"),
 }

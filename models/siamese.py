@@ -145,8 +145,8 @@ def _loss_class():
 # The embedding network (one tower; the "siamese" twins share it).
 
 
-def build_embedding_network(dim: int = EMBEDDING_DIM):
-    """CNN -> ``dim``-d unit vector."""
+def build_embedding_network(dim: int = EMBEDDING_DIM, name: str = "siamese_embedding"):
+    """CNN -> ``dim``-d unit vector (the proxy method trains the same tower)."""
     import keras
     from keras import layers
 
@@ -171,10 +171,10 @@ def build_embedding_network(dim: int = EMBEDDING_DIM):
     # training otherwise collapses (every distance -> 0, loss stuck at the margin).
     x = layers.BatchNormalization(momentum=BN_MOMENTUM, scale=False)(x)
     outputs = layers.UnitNormalization(name="embedding")(x)
-    return keras.Model(inputs, outputs, name="siamese_embedding")
+    return keras.Model(inputs, outputs, name=name)
 
 
-def _training_monitor(model, images: np.ndarray, labels: np.ndarray, log: Callable[[str], None]):
+def training_monitor(model, images: np.ndarray, labels: np.ndarray, log: Callable[[str], None]):
     """A Keras callback: after each epoch, P@1 of up to 1,000 train images
     against up to 5,000 others, and the embeddings' spread. Both on training
     data (no test data while training): they show progress and catch a
@@ -239,7 +239,7 @@ def train(
     steps = epochs * int(np.ceil(len(images) / batch_size))
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(steps, 1))
     trainer.compile(optimizer=keras.optimizers.Adam(schedule), loss=_loss_class()(MARGIN, mining))
-    monitor = _training_monitor(model, images, np.asarray(labels), log)
+    monitor = training_monitor(model, images, np.asarray(labels), log)
     t0 = time.perf_counter()
     history = trainer.fit(
         to_model_input(images), np.asarray(labels, np.int32),

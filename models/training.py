@@ -14,37 +14,86 @@ from typing import Any
 import numpy as np
 
 from fmsearch.errors import InvalidArgumentError
-from fmsearch.images.fmnist import FILES, load_split
+from fmsearch.images.fmnist import FILES, SPLIT_SIZES, load_split
 from fmsearch.models.artifacts import load_verified, read_card, write_card
+from fmsearch.models.artifact_embedder import to_model_input
+from fmsearch.models.augment import AUGMENTATIONS
 from fmsearch.models.base import l2_normalize
+from fmsearch.models.proxy import LOSSES as PROXY_LOSSES
+from fmsearch.models.proxy import TOWER_NAME
 from fmsearch.models.registry import TRAINABLE
+from fmsearch.models.tf_runtime import import_tensorflow, require_exporter
 
 logger = logging.getLogger(__name__)
-from fmsearch.models.artifact_embedder import to_model_input
-from fmsearch.models.tf_runtime import import_tensorflow, require_exporter
+#: the query expansions a validation run measures (the --expand N of a search)
+VALIDATED_EXPANSIONS = (1, 2, 3, 5, 10)
+
+
+def _embed(model, images: np.ndarray) -> np.ndarray:
+    return l2_normalize(model.predict(to_model_input(images), batch_size=1024, verbose=0))
+
+
+def vector_precision(q: np.ndarray, g: np.ndarray, gallery_labels: np.ndarray, query_labels: np.ndarray,
+                     ks: tuple[int, ...], expand: int = 0) -> dict[str, float]:
+    """Precision@K of unit query vectors against unit gallery vectors (exact,
+    cosine); ``expand``: average query expansion by the nearest ``expand``
+    (as the search mode does it through Qdrant)."""
+    out = {f"P@{k}": 0.0 for k in ks}
+    kmax = max(ks + (expand,))
+    for lo in range(0, len(q), 1000):
+        part = q[lo : lo + 1000]
+        s = part @ g.T
+        idx = np.argpartition(-s, kmax, axis=1)[:, :kmax]
+        idx = np.take_along_axis(idx, np.argsort(-np.take_along_axis(s, idx, 1), axis=1), 1)
+        if expand:
+            part = l2_normalize(part + g[idx[:, :expand]].sum(axis=1))
+            s = part @ g.T
+            idx = np.argpartition(-s, kmax, axis=1)[:, :kmax]
+            idx = np.take_along_axis(idx, np.argsort(-np.take_along_axis(s, idx, 1), axis=1), 1)
+        rel = gallery_labels[idx] == query_labels[lo : lo + 1000, None]
+        for k in ks:
+            out[f"P@{k}"] += float(rel[:, :k].mean(axis=1).sum())
+    return {k: round(v / len(q), 5) for k, v in out.items()}
+
+
+def exact_precision(model, gallery_images: np.ndarray, gallery_labels: np.ndarray, query_images: np.ndarray,
+                    query_labels: np.ndarray, ks: tuple[int, ...] = (1, 10)) -> dict[str, float]:
+    """Exact precision@K of an embedding network: each query against the
+    whole gallery (numpy brute force, cosine), relevant = same class."""
+    return vector_precision(_embed(model, query_images), _embed(model, gallery_images), gallery_labels, query_labels, ks)
 
 
 def quick_eval(model, data_dir: str | os.PathLike | None = None, ks: tuple[int, ...] = (1, 10)) -> dict[str, float]:
     """Exact precision@K of the trained embedding on the full test split vs the
-    train gallery (numpy brute force; `fmsearch evaluate` measures the same
-    through Qdrant)."""
+    train gallery (`fmsearch evaluate` measures the same through Qdrant)."""
     train, test = load_split("train", data_dir), load_split("test", data_dir)
-    g = l2_normalize(model.predict(to_model_input(train.images), batch_size=1024, verbose=0))
-    out = {f"P@{k}": 0.0 for k in ks}
-    kmax = max(ks)
-    for lo in range(0, len(test), 1000):
-        q = l2_normalize(model.predict(to_model_input(test.images[lo : lo + 1000]), batch_size=1000, verbose=0))
-        s = q @ g.T
-        idx = np.argpartition(-s, kmax, axis=1)[:, :kmax]
-        idx = np.take_along_axis(idx, np.argsort(-np.take_along_axis(s, idx, 1), axis=1), 1)
-        rel = train.labels[idx] == test.labels[lo : lo + 1000, None]
-        for k in ks:
-            out[f"P@{k}"] += float(rel[:, :k].mean(axis=1).sum())
-    return {k: v / len(test) for k, v in out.items()}
+    return exact_precision(model, train.images, train.labels, test.images, test.labels, ks)
+
+
+def validate(model, images: np.ndarray, labels: np.ndarray, n_train: int) -> dict[str, Any]:
+    """Precision@1/@10 of the held-out train images (``[n_train:]``) against
+    the images trained on (``[:n_train]``): the figure design choices are
+    made by, never the test split. For a flip-averaged network, also the
+    figure of its tower alone."""
+    g, q = _embed(model, images[:n_train]), _embed(model, images[n_train:])
+    held = (labels[:n_train], labels[n_train:], (1, 10))
+    out: dict[str, Any] = {"queries": len(images) - n_train, "gallery": n_train,
+                           "split": f"train images {n_train}-{len(images) - 1} against 0-{n_train - 1}",
+                           **vector_precision(q, g, *held)}
+    # the query expansion mode (--expand N) on the same split: which N, if any
+    out["expand"] = {str(n): vector_precision(q, g, *held, expand=n) for n in VALIDATED_EXPANSIONS if n < n_train}
+    try:
+        tower = model.get_layer(TOWER_NAME)
+    except ValueError:
+        return out
+    out["tower_alone"] = exact_precision(tower, images[:n_train], labels[:n_train], images[n_train:],
+                                         labels[n_train:])
+    return out
 
 
 def _check(method: str, epochs: int, batch_size: int, out: str | os.PathLike, limit: int | None,
-           mining: str | None, learning_rate: float, init) -> Path:
+           mining: str | None, learning_rate: float, init, validation: int | None, augment: str | None,
+           loss: str | None) -> Path:
     """Every setting checked before a minute of training is spent; returns
     the output folder, made and found writable."""
     if method not in TRAINABLE:
@@ -56,10 +105,21 @@ def _check(method: str, epochs: int, batch_size: int, out: str | os.PathLike, li
         raise InvalidArgumentError(f"batch size must be at least 2, got {batch_size}", param="batch_size")
     if limit is not None and limit < 2:
         raise InvalidArgumentError(f"limit must be at least 2, got {limit}", param="limit")
+    if validation is not None and not 1 <= validation <= min(limit or SPLIT_SIZES["train"], SPLIT_SIZES["train"]) - 2:
+        raise InvalidArgumentError(f"validation must hold out at least 1 image and leave 2 to train on, got "
+                                   f"{validation}", param="validation")
     if mining is not None and method != "siamese":
         raise InvalidArgumentError("mining applies to siamese only", param="mining")
     if init is not None and method != "siamese":
         raise InvalidArgumentError("init applies to siamese only", param="init")
+    for name, value in (("augment", augment), ("loss", loss)):
+        if value is not None and method != "proxy":
+            raise InvalidArgumentError(f"{name} applies to proxy only", param=name)
+    if loss is not None and loss not in PROXY_LOSSES:
+        raise InvalidArgumentError(f"unknown loss {loss!r}; valid: {', '.join(PROXY_LOSSES)}", param="loss")
+    if augment is not None and augment not in AUGMENTATIONS:
+        raise InvalidArgumentError(f"unknown augmentation {augment!r}; valid: {', '.join(AUGMENTATIONS)}",
+                                   param="augment")
     if not 0 < learning_rate < 1:
         raise InvalidArgumentError(f"learning rate must be in (0, 1), got {learning_rate}", param="learning_rate")
     out_dir = Path(out)
@@ -84,54 +144,82 @@ def train_method(
     mining: str | None = None,
     learning_rate: float = 1e-3,
     init: str | os.PathLike | None = None,
+    validation: int | None = None,
+    augment: str | None = None,
+    loss: str | None = None,
     verbose: int = 1,
     log: Callable[[str], None] = logger.info,
 ) -> dict[str, Any]:
     """Train ``method``, write ``<out>/<method>.keras`` and its card.
 
     ``mining`` (siamese only) defaults to "semi-hard"; ``init`` (siamese
-    only) continues a verified artifact, whose card the new card keeps.
+    only) continues a verified artifact, whose card the new card keeps;
+    ``augment`` and ``loss`` (proxy only) default to "flip-shift" and
+    "cosface". ``validation`` holds out the last N of the (limited) train
+    images: the model trains on the rest, and the card records their
+    precision against them.
 
     Returns:
         The model card.
     """
-    out_dir = _check(method, epochs, batch_size, out, limit, mining, learning_rate, init)
+    out_dir = _check(method, epochs, batch_size, out, limit, mining, learning_rate, init, validation, augment, loss)
     mining = mining or "semi-hard"
+    augment = augment or "flip-shift"
+    loss = loss or "cosface"
     import_tensorflow(f"training {method}")
     require_exporter(f"training {method}")  # the export at the end: find out now, not after an hour
     # continue training a verified artifact; the new card keeps the old one (the chain)
     init_model, parent = (load_verified(init), read_card(init)) if init is not None else (None, None)
     train = load_split("train", data_dir)
     n = len(train) if limit is None else min(limit, len(train))
+    fit_n = n - (validation or 0)  # trained on [:fit_n], validated on [fit_n:n]
+    images, labels = train.images[:fit_n], train.labels[:fit_n]
     if method == "siamese":
         from fmsearch.models.siamese import train as fit
 
-        model, record = fit(train.images[:n], train.labels[:n], epochs=epochs, batch_size=batch_size, seed=seed,
-                            mining=mining, learning_rate=learning_rate, init_model=init_model, verbose=verbose,
-                            log=log)
+        model, record = fit(images, labels, epochs=epochs, batch_size=batch_size, seed=seed, mining=mining,
+                            learning_rate=learning_rate, init_model=init_model, verbose=verbose, log=log)
+    elif method == "proxy":
+        from fmsearch.models.proxy import train as fit
+
+        model, record = fit(images, labels, epochs=epochs, batch_size=batch_size, seed=seed,
+                            learning_rate=learning_rate, augment=augment, loss=loss, verbose=verbose, log=log)
     else:
         from fmsearch.models.autoencoder import train as fit
 
-        model, record = fit(train.images[:n], epochs=epochs, batch_size=batch_size, seed=seed,
+        model, record = fit(images, epochs=epochs, batch_size=batch_size, seed=seed,
                             learning_rate=learning_rate, verbose=verbose)
     artifact = out_dir / f"{method}.keras"
     tmp = out_dir / f".{method}.tmp.keras"
     model.save(tmp)
     os.replace(tmp, artifact)
-    command = (f"fmsearch train --method {method} --epochs {epochs} --batch-size {batch_size} --seed {seed}"
-               + (f" --mining {mining}" if method == "siamese" else "")
-               + (f" --learning-rate {learning_rate:g}" if learning_rate != 1e-3 else "")
-               + (f" --init {init}" if init is not None else "")
-               + (f" --limit {limit}" if limit else "") + f" --out {out}")
-    card = {**record, **_provenance(n), "command": command}
+    command = _command(method, epochs=epochs, batch_size=batch_size, seed=seed, mining=mining, augment=augment,
+                       loss=loss, learning_rate=learning_rate, init=init, limit=limit, validation=validation, out=out)
+    card = {**record, **_provenance(fit_n), "command": command}
     if parent is not None:
         card["init"] = parent
+    if validation:
+        card["validation"] = validate(model, train.images[:n], train.labels[:n], fit_n)
+        log("validation: " + ", ".join(f"{k} {v}" for k, v in card["validation"].items()
+                                       if k.startswith(("P@", "tower"))))
     if evaluate:
         card["eval_test_split_numpy_exact"] = quick_eval(model, data_dir)
     write_card(artifact, card)
     from fmsearch.models.export import export_onnx  # query time runs the export
 
     return export_onnx(artifact, data_dir)
+
+
+def _command(method: str, *, epochs: int, batch_size: int, seed: int, mining: str, augment: str, loss: str,
+             learning_rate: float, init, limit: int | None, validation: int | None, out) -> str:
+    """The `fmsearch train` command line that reproduces a run (its card records it)."""
+    return (f"fmsearch train --method {method} --epochs {epochs} --batch-size {batch_size} --seed {seed}"
+            + (f" --mining {mining}" if method == "siamese" else "")
+            + (f" --augment {augment} --loss {loss}" if method == "proxy" else "")
+            + (f" --learning-rate {learning_rate:g}" if learning_rate != 1e-3 else "")
+            + (f" --init {init}" if init is not None else "")
+            + (f" --limit {limit}" if limit else "")
+            + (f" --validation {validation}" if validation else "") + f" --out {out}")
 
 
 def _provenance(images: int) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """A search mode: how a query is answered, named once.
 
 A mode is one method's collection, plain or quantised, or several methods'
-lists fused, optionally rescored by another method's vectors and reranked
-by SIFT. The same value drives a query (:meth:`Searcher.search`), an
+lists fused, each optionally searched again with its query expanded by its
+first hits, rescored by another method's vectors and reranked by SIFT. The same value drives a query (:meth:`Searcher.search`), an
 evaluation (its settings in ``metrics.json``), a benchmark row, and the
 labels and output names in reports.
 """
@@ -19,6 +19,10 @@ from fmsearch.models.registry import check_method
 from fmsearch.search.fusion import DEFAULT_FUSION, FUSIONS
 from fmsearch.search.rerank import DEFAULT_SHORTLIST, MAX_SHORTLIST, RerankConfig
 from fmsearch.store import QuantizationParams, schema
+
+
+#: the most hits a query can be expanded by
+MAX_EXPAND = 100
 
 
 def parse_methods(methods: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
@@ -51,6 +55,9 @@ class SearchMode:
         rescore_with: another method orders the candidates by its own cosine.
         shortlist: candidates a second stage sees.
         rerank: SIFT reorders the candidates last.
+        expand: average query expansion: each method's query plus the stored
+            vectors of its ``expand`` nearest hits, normalised, is searched
+            again (0: off).
     """
 
     methods: tuple[str, ...]
@@ -62,6 +69,7 @@ class SearchMode:
     rescore_with: str | None = None
     shortlist: int = DEFAULT_SHORTLIST
     rerank: RerankConfig | None = None
+    expand: int = 0
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise once, where the value is made
@@ -84,6 +92,9 @@ class SearchMode:
         if not 1 <= self.shortlist <= MAX_SHORTLIST:
             raise InvalidArgumentError(f"shortlist must be between 1 and {MAX_SHORTLIST}, got {self.shortlist}",
                                        param="shortlist")
+        if not 0 <= self.expand <= MAX_EXPAND:
+            raise InvalidArgumentError(f"expand must be between 0 (off) and {MAX_EXPAND}, got {self.expand}",
+                                       param="expand")
         if self.rescore_with is not None:
             self._check_rescore_with()
         if self.rerank is not None and self.rerank.shortlist > self.shortlist:
@@ -142,7 +153,7 @@ class SearchMode:
 
     @property
     def label(self) -> str:
-        """``siamese``; ``pixels [int8, rescore, oversampling 4]``;
+        """``siamese``; ``pixels [int8, rescore, oversampling 4]``; ``proxy, expanded by 3``;
         ``autoencoder+siamese (rrf, weights 1,2, N=100)``;
         ``pixels -> rescored by siamese (N=100)``;
         ``siamese + sift (maxsim, w=1, N=100)``."""
@@ -152,6 +163,8 @@ class SearchMode:
             if self.oversampling:
                 parts.append(f"oversampling {self.oversampling:g}")
             label += f" [{', '.join(parts)}]"
+        if self.expand:
+            label += f", expanded by {self.expand}"
         if self.fused:
             w = self.fusion_weights
             label += f" ({self.fusion}{', weights ' + _numbers(w) if w else ''}, N={self.shortlist})"
@@ -166,8 +179,10 @@ class SearchMode:
         """The folder an evaluation of this mode writes to (under eval-results/):
         ``pixels``, ``pixels-exact``, ``siamese-sift-maxsim``,
         ``pixels-int8-rescore-os2``, ``autoencoder+siamese-rrf-w1,2``,
-        ``pixels-rescored-siamese``."""
+        ``pixels-rescored-siamese``, ``proxy-qe3``."""
         name = self.method + ("-exact" if exact else "")
+        if self.expand:
+            name += f"-qe{self.expand}"
         if self.rerank:
             name += f"-{self.rerank.stage}-{self.rerank.mode}"
         if self.quantization != "none":
@@ -186,7 +201,7 @@ class SearchMode:
             "oversampling": self.oversampling, "fusion": self.fusion,
             "fusion_weights": None if self.fusion_weights is None else list(self.fusion_weights),
             "rescore_with": self.rescore_with, "shortlist": self.shortlist,
-            "rerank": None if self.rerank is None else asdict(self.rerank),
+            "rerank": None if self.rerank is None else asdict(self.rerank), "expand": self.expand,
         }
 
     @classmethod
@@ -198,7 +213,7 @@ class SearchMode:
             rescore=settings.get("rescore", True), oversampling=settings.get("oversampling"),
             fusion=settings.get("fusion", DEFAULT_FUSION), fusion_weights=settings.get("fusion_weights"),
             rescore_with=settings.get("rescore_with"), shortlist=settings.get("shortlist", DEFAULT_SHORTLIST),
-            rerank=None if not rerank else RerankConfig(**rerank),
+            rerank=None if not rerank else RerankConfig(**rerank), expand=settings.get("expand", 0),
         )
 
     @property
@@ -210,7 +225,7 @@ class SearchMode:
         return (
             m.method, m.quantization, m.rescore if quantised else None, m.oversampling if quantised else None,
             m.fusion if m.fused else None, m.fusion_weights if m.fused else None, m.rescore_with,
-            m.shortlist if m.combined else None, m.rerank,
+            m.shortlist if m.combined else None, m.rerank, m.expand,
         )
 
 

@@ -190,8 +190,9 @@ class Searcher:
         quantization_params: QuantizationParams | None = None,
     ) -> list[list[Hit]]:
         """Batch search of one method's collection with already-embedded
-        query vectors (one batch request; ``k`` and ``flt`` one for all or
-        one per vector). ``quantization_params`` overrides the mode's
+        query vectors (one batch request, two and a fetch when the mode
+        expands its queries; ``k`` and ``flt`` one for all or one per
+        vector). ``quantization_params`` overrides the mode's
         (``ignore=True`` gives the exact float32 reference)."""
         mode = SearchMode.of(mode)
         if mode.fused:
@@ -199,11 +200,42 @@ class Searcher:
         info = self.collection(mode.methods[0], mode.quantization)
         for limit in (k,) if isinstance(k, (int, np.integer)) else k:
             check_k(limit)
+        params = quantization_params or mode.quantization_params
+        if mode.expand:
+            vectors = self.expanded_queries(mode, vectors, flt, exact=exact, quantization_params=params)
         points = self.store.query_batch(
             info.name, vectors, k, flt, exact=exact, hnsw_ef=self.hnsw_ef, with_payload=schema.HIT_FIELDS,
-            quantization=quantization_params or mode.quantization_params,
+            quantization=params,
         )
         return [to_hits(p) for p in points]
+
+    def expanded_queries(
+        self,
+        mode: SearchMode,
+        vectors: np.ndarray,
+        flt: QueryFilter | Sequence[QueryFilter | None] | None = None,
+        *,
+        exact: bool = False,
+        quantization_params: QuantizationParams | None = None,
+    ) -> np.ndarray:
+        """Average query expansion (Chum et al., 2007): each query vector
+        plus the vectors the collection stores for its ``mode.expand``
+        nearest hits (searched with the same filter, fetched by id in one
+        request), normalised. A query with no hits stays as it is."""
+        info = self.collection(mode.methods[0], mode.quantization)
+        q = np.asarray(vectors, np.float32).reshape(len(vectors), -1)
+        points = self.store.query_batch(info.name, q, mode.expand, flt, exact=exact, hnsw_ef=self.hnsw_ef,
+                                        with_payload=False, quantization=quantization_params or mode.quantization_params)
+        ids = sorted({p.id for row in points for p in row})
+        records = self.store.retrieve(info.name, ids, with_vectors=True, with_payload=False) if ids else []
+        stored = {r.id: r.vector for r in records if r.vector is not None}
+        out = q.copy()
+        for i, row in enumerate(points):
+            for p in row:
+                if p.id in stored:
+                    out[i] += stored[p.id]
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.where(norms > 0, norms, 1.0)
 
     def vector_of(self, method: str, pid: int, quantization: str = "none") -> np.ndarray:
         """The (1, dim) query vector of a gallery point: stored, else embedded from FMNIST."""
@@ -265,8 +297,9 @@ class Searcher:
         to FMNIST item ``pid`` (which is then excluded), in ``mode`` (a
         :class:`SearchMode`, or the name of a method to search plainly).
 
-        The first stage searches each method's collection; a fusion combines
-        the lists, ``rescore_with`` reorders by another method's vectors, and
+        The first stage searches each method's collection (twice when the
+        mode expands the query by its first hits); a fusion combines the
+        lists, ``rescore_with`` reorders by another method's vectors, and
         ``rerank`` reorders the candidates by SIFT last. ``offset`` skips the
         first results (a page; ranks go on from ``offset + 1``, and page 2 is
         ranks 11-20 of one ``k=20`` search); ``min_score`` drops hits scoring

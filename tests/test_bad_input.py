@@ -244,7 +244,7 @@ CLI_BAD = [
     pytest.param(["compare", "abc", "1"], "abc: no such file", id="compare-abc"),
     # unknown methods; counts and sizes out of range
     pytest.param(["query", "--id", "1", "-m", "resnet9"],
-                 "unknown method 'resnet9'; valid methods: pixels, autoencoder, siamese, resnet101", id="method-query"),
+                 "unknown method 'resnet9'; valid methods: pixels, autoencoder, siamese, proxy, resnet101", id="method-query"),
     pytest.param(["ingest", "-m", "resnet9", "--limit", "5"], "unknown method 'resnet9'", id="method-ingest"),
     pytest.param([*Q, "--id", "1", "-k", "0"], "k must be between 1 and 1000, got 0", id="k-0"),
     pytest.param(["ingest", "-m", "pixels", "--limit", "0"], "--limit must be at least 1, got 0", id="limit-0"),
@@ -260,6 +260,9 @@ CLI_BAD = [
                  "--fusion-weights: 3 given for 2 methods", id="fusion-weights-count"),
     pytest.param([*Q, "--id", "1", "-m", "pixels+siamese", "--fusion-weights", "1,,2"],
                  "--fusion-weights must be a comma-separated list of numbers", id="fusion-weights-empty-part"),
+    pytest.param([*Q, "--positive", "1", "--expand", "3"], "make a recommend query: no IMAGE_PATH, --id, fusion, "
+                 "--rescore-with, --rerank or --expand with them", id="positive-expand"),
+    pytest.param([*Q, "--id", "1", "--expand", "101"], "--expand must be between 0 (off) and 100, got 101", id="expand-101"),
     pytest.param(["bench", "--suite", "modes", "--methods", "pixels,pixels"], "--methods names a method twice",
                  id="bench-methods-twice"),
     pytest.param(["bench", "--suite", "modes", "--methods", ","], "--methods names no method", id="bench-methods-none"),

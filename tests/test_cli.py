@@ -50,6 +50,19 @@ def test_query_class_filter(home):
     assert len(hits) == 10 and {h["class_name"] for h in hits} == {"Sneaker"}
 
 
+def test_query_expand(home):
+    """--expand N gives the Searcher's expanded search; a bad N is one line."""
+    from fmsearch.search import Searcher, SearchMode
+    from fmsearch.store import open_store
+
+    out = run(home, "query", "--id", "60003", "-m", "siamese", "-k", "5", "--expand", "3", "--json").output
+    with open_store(None, home=home) as store:
+        expected = Searcher(store).search(SearchMode("siamese", expand=3), pid=60003, k=5)
+    assert [json.loads(line)["id"] for line in out.splitlines()] == [h.id for h in expected]
+    result = run(home, "query", "--id", "60003", "-m", "siamese", "--expand", "-1")
+    assert result.exit_code == 1 and result.output.strip() == "Error: --expand must be between 0 (off) and 100, got -1"
+
+
 def test_query_image_file(home, fmnist, tmp_path):
     save_png(fmnist["train"].images[17], tmp_path / "q.png")
     hits = [json.loads(x) for x in run(home, "query", str(tmp_path / "q.png"), "-m", "pixels", "-k", "2", "--json").output.splitlines()]
@@ -156,11 +169,13 @@ def test_bench_modes_suite_on_the_built_store(tmp_path, fmnist):
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "out" / "modes.json").read_text())
     rows = {r["mode"]: r for r in data["modes"]}
-    assert list(rows) == ["pixels", "pixels [int8, rescore, oversampling 4]",
-                          "pixels [int8, rescore, oversampling 1]", "pixels [int8, no rescore]"]
+    assert list(rows) == ["pixels", "pixels, expanded by 3", "pixels, expanded by 10",
+                          "pixels [int8, rescore, oversampling 4]", "pixels [int8, rescore, oversampling 1]",
+                          "pixels [int8, no rescore]"]
     assert rows["pixels"]["vs_plain"] == 1.0
-    assert [r["settings"].get("oversampling") for r in rows.values()] == [None, 4.0, 1.0, None]
-    assert [r["bytes_searched"] for r in rows.values()] == [3136, 784, 784, 784]
+    assert [r["settings"].get("expand") for r in rows.values()] == [0, 3, 10, 0, 0, 0]
+    assert [r["settings"].get("oversampling") for r in rows.values()] == [None, None, None, 4.0, 1.0, None]
+    assert [r["bytes_searched"] for r in rows.values()] == [3136, 3136, 3136, 784, 784, 784]
     assert all(r["disk_bytes_per_point"] > r["bytes_float32"] for r in rows.values())
     assert {s["mode"] for s in data["skipped"]} == {
         "pixels [binary, rescore, oversampling 16]", "pixels [binary, rescore, oversampling 4]",

@@ -13,6 +13,7 @@ from fmsearch.evaluation.category import EvalConfig, evaluate
 from fmsearch.evaluation.report import write_report
 from fmsearch.ingest.indexer import ingest
 from fmsearch.models import get_embedder
+from fmsearch.search import SearchMode
 
 GALLERY = 300
 
@@ -51,6 +52,26 @@ def test_exact_evaluation_matches_numpy(store, prefix, fmnist, tmp_path):
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["settings"]["seed"] == 0
 
 
+def test_expanded_evaluation_matches_numpy(store, prefix, fmnist):
+    """An evaluation with --expand 3 scores the same rankings as average
+    query expansion computed by hand, and its R-precision uses them too."""
+    ingest(store, get_embedder("pixels"), limit=GALLERY, prefix=prefix)
+    config = EvalConfig(SearchMode("pixels", expand=3), queries=30, ks=(1, 10), exact=True, latency_queries=2,
+                        rprecision_queries=5)
+    result = evaluate(store, config, prefix=prefix)
+    emb = get_embedder("pixels")
+    g = emb.embed(fmnist["train"].images[:GALLERY])
+    q = emb.embed(fmnist["test"].images[result.query_indices])
+    top = np.argsort(-(q @ g.T), axis=1, kind="stable")[:, :3]
+    expanded = q + g[top].sum(axis=1)
+    expanded /= np.linalg.norm(expanded, axis=1, keepdims=True)
+    order = np.argsort(-(expanded @ g.T), axis=1, kind="stable")[:, :10]
+    np.testing.assert_array_equal(result.hit_ids[:, :10], order)
+    rel = fmnist["train"].labels[:GALLERY][order] == fmnist["test"].labels[result.query_indices][:, None]
+    assert result.summary["metrics"]["10"]["precision"] == pytest.approx(rel.mean(), abs=1e-9)
+    assert result.config.settings()["expand"] == 3 and 0 < result.summary["r_precision"]["value"] <= 1
+
+
 def test_hnsw_run_reports_ann_recall_and_ignores_test_points(store, prefix, fmnist):
     ingest(store, get_embedder("pixels"), split="all", limit=GALLERY, prefix=prefix)
     config = EvalConfig("pixels", queries=40, ks=(1, 10), latency_queries=3, rprecision_queries=5)
@@ -87,6 +108,7 @@ def test_cli_evaluate_happy_path(home, tmp_path):
         (["-m", "pixels", "--queries", "10001"], "--queries must be between 1 and 10000"),
         (["-m", "pixels", "--queries", "0"], "--queries must be between 1 and 10000"),
         (["-m", "pixels", "--batch-size", "0"], "--batch-size must be at least 1"),
+        (["-m", "pixels", "--expand", "101"], "--expand must be between 0 (off) and 100"),
     ],
 )
 def test_cli_evaluate_errors(home, tmp_path, args, message):
@@ -111,6 +133,20 @@ def test_cli_results_table(home, tmp_path):
     assert result.exit_code == 0
     row = result.output.strip().splitlines()[-1]
     assert row.startswith("| pixels | hnsw | 20 | ") and f"{data['metrics']['10']['precision']:.3f}" in row
+    # the per-class table: each class's P@1 and P@10 from the run, the weakest in bold, the overall last
+    result = CliRunner().invoke(main, ["results", "--per-class", str(out / "metrics.json"), str(out / "metrics.json")])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[0] == "| class | pixels P@1 | pixels P@10 | pixels P@1 | pixels P@10 |" and len(lines) == 2 + 10 + 1
+    pc = data["per_class"]
+    shirt = lines[2 + 6].strip("| ").split(" | ")
+    assert shirt[0] == "Shirt" and shirt[2].strip("*") == (
+        "n/a" if pc["precision@10"][6] is None else f"{pc['precision@10'][6]:.3f}")
+    weakest = min((v, i) for i, v in enumerate(pc["top1_accuracy"]) if v is not None)[1]
+    assert lines[2 + weakest].split(" | ")[1].startswith("**")
+    assert lines[-1].split(" | ")[1] == f"{data['top1_accuracy']:.3f}"
+    result = CliRunner().invoke(main, ["results", "--per-class", "--modes", str(out / "metrics.json")])
+    assert result.exit_code != 0 and "two different tables" in result.output
     (tmp_path / "bad.json").write_text("{}")
     result = CliRunner().invoke(main, ["results", str(tmp_path / "bad.json")])
     assert result.exit_code == 1 and "not an fmsearch metrics.json" in result.output

@@ -66,10 +66,12 @@ def test_python_api_example_runs_every_mode(tmp_path, fmnist):
         ingest(store, SiftExtractor(), limit=300)
         image = fmnist["test"].images[0]
         out = module.search_modes(store, image, k=5)
-        assert len(out) == 7 and all(len(hits) == 5 for hits in out.values())
+        assert len(out) == 8 and all(len(hits) == 5 for hits in out.values())
         assert {c for _, c in out["siamese, Sneaker only"]} == {"Sneaker"}
         assert not {0, 1, 2} & {i for i, _ in out["like gallery images 0 and 1, unlike 2"]}
         s = Searcher(store)
         assert [i for i, _ in out["siamese"]] == [h.id for h in s.search("siamese", image=image, k=5)]
         reranked = s.search(SearchMode("pixels", rerank=RerankConfig(shortlist=100)), image=image, k=5)
         assert [i for i, _ in out["pixels + SIFT rerank"]] == [h.id for h in reranked]
+        expanded = s.search(SearchMode("siamese", expand=3), image=image, k=5)
+        assert [i for i, _ in out["siamese, query expanded by its top 3"]] == [h.id for h in expanded]

@@ -173,3 +173,67 @@ def test_one_searcher_shares_its_models_across_modes(two_methods, fmnist, monkey
                  SearchMode("pixels", rescore_with="autoencoder")):
         assert len(two_methods.search(mode, image=image, k=5)) == 5
     assert built.count("autoencoder") == 1 and built.count("pixels") == 1
+
+
+def _numpy_expanded(gallery: np.ndarray, query: np.ndarray, n: int, k: int, allowed: np.ndarray | None = None):
+    """Average query expansion by hand: the query plus its n nearest gallery
+    vectors, normalised, and that vector's k nearest (ids, scores)."""
+    ids = np.arange(len(gallery)) if allowed is None else np.flatnonzero(allowed)
+
+    def nearest(q, m):
+        s = gallery[ids] @ q
+        order = np.lexsort((ids, -s))[:m]
+        return ids[order], s[order]
+
+    top, _ = nearest(query, n)
+    expanded = query + gallery[top].sum(axis=0)
+    return nearest(expanded / np.linalg.norm(expanded), k)
+
+
+@pytest.mark.parametrize("n", [1, 5])
+def test_query_expansion_matches_numpy(two_methods, fmnist, n):
+    """--expand N on every backend: the query plus its N nearest hits'
+    stored vectors, searched again, gives numpy's ranking and scores."""
+    gallery = get_embedder("pixels").embed(fmnist["train"].images[:300])
+    image = fmnist["test"].images[4]
+    q = get_embedder("pixels").embed(image)[0]
+    hits = two_methods.search(SearchMode("pixels", expand=n), image=image, k=10, exact=True)
+    ids, scores = _numpy_expanded(gallery, q, n, 10)
+    assert [h.id for h in hits] == ids.tolist()
+    np.testing.assert_allclose([h.score for h in hits], scores, atol=1e-5)
+    plain = two_methods.search("pixels", image=image, k=10, exact=True)
+    assert [h.id for h in plain] != [h.id for h in hits] or n == 1  # the expansion is not a no-op here
+    # a class filter applies to the hits that expand the query too
+    sneaker = fmnist["train"].labels[:300] == 7
+    hits = two_methods.search(SearchMode("pixels", expand=n), image=image, k=5, classes=["Sneaker"], exact=True)
+    ids, scores = _numpy_expanded(gallery, q, n, 5, allowed=sneaker)
+    assert [h.id for h in hits] == ids.tolist() and all(h.class_name == "Sneaker" for h in hits)
+    # by id: the item itself is neither a hit nor an expansion vector
+    hits = two_methods.search(SearchMode("pixels", expand=n), pid=3, k=10, exact=True)
+    ids, _ = _numpy_expanded(gallery, gallery[3], n, 10, allowed=np.arange(300) != 3)
+    assert [h.id for h in hits] == ids.tolist()
+
+
+def test_query_expansion_in_a_batch_and_a_fusion(two_methods, fmnist):
+    """The batch path expands every row as a single query does; in a fusion
+    each method's list comes from its own expanded query."""
+    images = fmnist["test"].images[10:14]
+    mode = SearchMode("autoencoder", expand=3)
+    vectors = get_embedder("autoencoder").embed(images)
+    batch = two_methods.search_vectors(mode, vectors, 10, exact=True)
+    single = [two_methods.search(mode, image=img, k=10, exact=True) for img in images]
+    assert [[h.id for h in row] for row in batch] == [[h.id for h in row] for row in single]
+    fused = two_methods.search(SearchMode("pixels+autoencoder", expand=3, shortlist=30), image=images[0], k=10,
+                               exact=True)
+    ae_ranks = {h.id: h.rank for h in two_methods.search(mode, image=images[0], k=30, exact=True)}
+    assert all(h.method_ranks["autoencoder"] == ae_ranks.get(h.id) for h in fused)
+
+
+def test_expand_mode_settings():
+    mode = SearchMode("pixels", expand=3)
+    assert mode.label == "pixels, expanded by 3" and mode.output_name() == "pixels-qe3"
+    assert SearchMode.from_settings(mode.settings()) == mode and mode.key != SearchMode("pixels").key
+    assert SearchMode.from_settings({"method": "pixels"}).expand == 0  # a run recorded before expansion existed
+    for bad in (-1, 101):
+        with pytest.raises(InvalidArgumentError, match="expand must be between 0 \\(off\\) and 100"):
+            SearchMode("pixels", expand=bad)

@@ -16,10 +16,13 @@ from fmsearch.models.artifacts import card_path, load_verified  # noqa: E402
 from fmsearch.models.training import train_method  # noqa: E402
 
 
-@pytest.fixture(scope="module", params=["autoencoder", "siamese"])
+@pytest.fixture(scope="module", params=["autoencoder", "siamese", "proxy"])
 def trained(request, tmp_path_factory, fmnist):
     out = tmp_path_factory.mktemp(request.param)
-    card = train_method(request.param, epochs=1, batch_size=64, limit=300, out=out, evaluate=False, verbose=0)
+    # the proxy run also holds out 100 of its 400 images as a validation split
+    limit, validation = (400, 100) if request.param == "proxy" else (300, None)
+    card = train_method(request.param, epochs=1, batch_size=64, limit=limit, validation=validation, out=out,
+                        evaluate=False, verbose=0)
     return request.param, out / f"{request.param}.keras", card
 
 
@@ -31,6 +34,11 @@ def test_train_writes_artifact_and_card(trained):
     assert saved["data_sha256"]["train-images-idx3-ubyte.gz"].startswith("c59f468a")
     assert len(saved["losses"]) == 1 and np.isfinite(saved["final_loss"])
     assert saved["command"].startswith(f"fmsearch train --method {method} --epochs 1")
+    if method == "proxy":  # trained on 300, its last 100 held out and measured against them
+        v = saved["validation"]
+        assert (v["queries"], v["gallery"]) == (100, 300) and saved["command"].endswith(f"--validation 100 --out {artifact.parent}")
+        assert 0 < v["P@1"] <= 1 and 0 < v["P@10"] <= 1 and set(v["tower_alone"]) == {"P@1", "P@10"}
+        assert set(v["expand"]) == {"1", "2", "3", "5", "10"}
 
 
 def test_training_ends_with_a_checked_onnx_export(trained, fmnist):
@@ -162,7 +170,7 @@ def test_forward_pass_is_traced_once(trained, fmnist):
     assert emb._graph.experimental_get_tracing_count() == 1
 
 
-@pytest.mark.parametrize("method", ["autoencoder", "siamese"])
+@pytest.mark.parametrize("method", ["autoencoder", "siamese", "proxy"])
 def test_shipped_artifacts_match_their_cards(method):
     """The weights in models/weights load with safe_mode after the SHA-256
     check, are small, and their cards say how they were made."""
@@ -191,6 +199,12 @@ def test_train_refuses_an_unwritable_out_before_training(tmp_path):
     assert result.output.startswith("Error: cannot write to --out") and "Traceback" not in result.output
     result = CliRunner().invoke(main, ["train", "--method", "autoencoder", "--mining", "semi-hard"])
     assert result.exit_code == 1 and "--mining applies to siamese only" in result.output
+    result = CliRunner().invoke(main, ["train", "--method", "siamese", "--augment", "flip-shift"])
+    assert result.exit_code == 1 and "--augment applies to proxy only" in result.output
+    for bad in ("0", "59999"):
+        result = CliRunner().invoke(main, ["train", "--method", "proxy", "--validation", bad, "--out", str(tmp_path)])
+        assert result.exit_code == 1 and "--validation must hold out at least 1 image" in result.output
+    assert not list(tmp_path.glob("*.keras"))
 
 
 @pytest.mark.slow
@@ -206,3 +220,45 @@ def test_train_continues_from_an_artifact_and_keeps_the_chain(trained, tmp_path)
     assert f"--learning-rate 0.0002 --init {artifact} --limit 300 --out {tmp_path}" in child["command"]
     assert child["artifact_sha256"] != card["artifact_sha256"]
     get_embedder(method, weights=tmp_path / f"{method}.keras").embed(np.zeros((2, 28, 28), np.uint8))
+
+
+def test_validate_reproduces_the_cards_validation_figures(trained, tmp_path):
+    """`fmsearch validate` on a run trained with --validation: the card's own
+    figures (Keras) again through the method's embedder (ONNX), its mirror
+    average, expansions; an artifact that saw its validation images is refused."""
+    from click.testing import CliRunner
+
+    from fmsearch.cli import main
+
+    method, artifact, card = trained
+    if method != "proxy":
+        result = CliRunner().invoke(main, ["validate", str(artifact), "--validation", "100", "--limit", "400"])
+        assert result.exit_code == 1 and "was not trained with --validation 100" in result.output
+        assert len(result.output.strip().splitlines()) == 1
+        return
+    result = CliRunner().invoke(main, ["validate", str(artifact), "--validation", "100", "--limit", "400", "--mirror",
+                                       "--expand", "0,2"])
+    assert result.exit_code == 0, result.output
+    rows = {line.split(" | ")[0].strip("| "): [float(x) for x in line.strip(" |").split(" | ")[1:]]
+            for line in result.output.strip().splitlines()[2:]}
+    name = f"proxy ({artifact.parent.name}/proxy.keras)"
+    v = card["validation"]
+    assert rows[name] == pytest.approx([v["P@1"], v["P@10"]], abs=0.011)  # ONNX vs Keras: at most a tie apart
+    assert rows[name + ", expanded by 2"] == pytest.approx([v["expand"]["2"]["P@1"], v["expand"]["2"]["P@10"]], abs=0.011)
+    # the proxy network already averages each image with its mirror image: a second average changes nothing
+    assert rows[name + ", mirror-averaged"] == pytest.approx(rows[name], abs=1e-9)
+    result = CliRunner().invoke(main, ["validate", str(artifact), "--validation", "100", "--limit", "400", "--expand", "-1"])
+    assert result.exit_code == 1 and "--expand values must be >= 0" in result.output
+
+
+@pytest.mark.slow
+def test_proxy_trains_with_the_triplet_loss_added(tmp_path, fmnist):
+    """--loss cosface+triplet: both losses on one tower (two outputs), the
+    same served network, the choice in the card and its command."""
+    card = train_method("proxy", epochs=1, batch_size=64, limit=200, loss="cosface+triplet", augment="flip-shift-erase",
+                        out=tmp_path, evaluate=False, verbose=0)
+    assert card["losses_trained"] == "cosface+triplet" and "plus the semi-hard triplet loss" in card["loss"]
+    assert np.isfinite(card["final_loss"]) and "random erasing" in card["augmentation"]
+    assert "--augment flip-shift-erase --loss cosface+triplet" in card["command"]
+    vectors = get_embedder("proxy", weights=tmp_path / "proxy.keras").embed(fmnist["test"].images[:4])
+    assert vectors.shape == (4, 64)

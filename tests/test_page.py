@@ -341,3 +341,30 @@ def test_back_to_the_page_before_any_search_clears_it(page):
     p.go_back()
     p.wait_for_selector("#query-view", state="hidden")
     assert page.ids() == [] and p.url.endswith("/")
+
+
+def test_query_expansion_is_a_mode_of_the_page(page, server):
+    """Expand by top N: the page asks the service for the expanded search,
+    shows its hits (the API's own answer to the same request), and keeps N
+    in the URL; back to 0 is the plain search again."""
+    import json
+    import urllib.request
+
+    p = page.page
+    _search_id(p, 60003)
+    plain = page.ids()
+    p.fill("#expand", "5")
+    p.dispatch_event("#expand", "change")
+    p.wait_for_url("**expand=5*")
+    request = urllib.request.Request(server.url + "/api/search", method="POST",
+                                     data=json.dumps({"id": 60003, "method": "siamese", "k": 10, "expand": 5}).encode(),
+                                     headers={"content-type": "application/json"})
+    expected = [h["id"] for h in json.loads(urllib.request.urlopen(request).read())["hits"]]
+    p.wait_for_function("ids => [...document.querySelectorAll('#grid li')].map(c => +c.dataset.id).join() === ids.join()",
+                        arg=expected)
+    assert expected != plain  # the expansion changes this query's list: the test could tell the two apart
+    p.fill("#expand", "0")
+    p.dispatch_event("#expand", "change")
+    p.wait_for_function("ids => [...document.querySelectorAll('#grid li')].map(c => +c.dataset.id).join() === ids.join()",
+                        arg=plain)
+    assert "expand" not in p.url

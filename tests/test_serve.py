@@ -105,6 +105,8 @@ def test_search_by_upload_and_by_id_with_class_filters(client, fmnist):
     (dict(method="pixels", rescore_with="siamese", shortlist=50), "first_score"),
     (dict(method="pixels", rerank="sift", shortlist=30, rerank_mode="maxsim"), "rerank_score"),
     (dict(method="pixels", quantization="int8", oversampling=2), None),
+    (dict(method="siamese", expand=3), None),
+    (dict(method="pixels+siamese", expand=2), "method_ranks"),
     (dict(method="siamese", positive=[3, 5], negative=[7]), None),
 ])
 def test_every_mode_gives_what_the_library_gives(client, serve_home, fmnist, mode, check):
@@ -223,6 +225,8 @@ BAD = [
     (dict(json={"id": 1, "method": "pixels", "oversampling": 2}), 400, "apply to a quantization"),
     (dict(json={"id": 1, "method": "pixels", "rerank": "sift", "k": 50, "shortlist": 20}), 400, "shortlist"),
     (dict(json={"id": 1, "method": "pixels", "positive": [3]}), 400, "make a recommend query"),
+    (dict(json={"method": "pixels", "positive": [3], "expand": 2}), 400, "rerank or expand with them"),
+    (dict(json={"id": 1, "method": "pixels", "expand": 101}), 422, "expand: Input should be less than or equal to 100"),
     (dict(json={"id": 1, "method": "pixels", "colour": "red"}), 422, "colour: Extra inputs are not permitted"),
     (dict(content=b"{", headers={"content-type": "application/json"}), 400, "the body is not JSON"),
     (dict(content=b"id=1", headers={"content-type": "text/plain"}), 415, "send application/json or multipart"),
@@ -451,7 +455,7 @@ def test_serve_refuses_at_once_what_would_fail(serve_home, tmp_path):
         taken.listen()
         port = taken.getsockname()[1]
         for args, message in (
-            (["--home", str(tmp_path / "empty"), "serve"], "nothing to serve: pixels, autoencoder, siamese, resnet101 are not ingested"),
+            (["--home", str(tmp_path / "empty"), "serve"], "nothing to serve: pixels, autoencoder, siamese, proxy, resnet101 are not ingested"),
             (["--home", str(serve_home), "serve", "--methods", "autoencoder"], "nothing to serve: autoencoder is not ingested"),
             (["--home", str(serve_home), "serve", "--methods", "sift"], "sift is a rerank stage, not a method"),
             (["--home", str(serve_home), "serve", "--methods", "nope"], "unknown method 'nope'"),

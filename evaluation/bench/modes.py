@@ -20,13 +20,16 @@ from fmsearch.store import Store, schema
 logger = logging.getLogger(__name__)
 
 #: what the suite measures when no methods are named
-DEFAULT_METHODS = ("pixels", "autoencoder", "siamese")
+DEFAULT_METHODS = ("pixels", "autoencoder", "siamese", "proxy")
+#: the query expansions measured for every method (--expand N)
+EXPANSIONS = (3, 10)
 
 
 def single_method_modes(method: str) -> list[SearchMode]:
-    """The plain collection and every quantised search of one method."""
+    """The plain collection, its expanded queries and every quantised search of one method."""
     return [
         SearchMode(method),
+        *(SearchMode(method, expand=n) for n in EXPANSIONS),
         SearchMode(method, quantization="int8"),
         SearchMode(method, quantization="int8", oversampling=1.0),
         SearchMode(method, quantization="int8", rescore=False),
@@ -45,6 +48,7 @@ def combined_modes() -> list[SearchMode]:
         SearchMode("autoencoder+siamese", fusion_weights=(1.0, 2.0)),
         SearchMode("autoencoder+siamese", fusion="dbsf"),
         SearchMode("pixels+autoencoder+siamese"),
+        SearchMode("siamese+proxy"),
     ]
 
 

@@ -219,7 +219,7 @@ def embedder_options(methods, weights: str | None, input_size: int | None, runti
 
 def mode_options(fn: Callable) -> Callable:
     """Every search-mode option (query, evaluate): fusion, cross-method
-    rescoring, the SIFT rerank, quantisation."""
+    rescoring, the SIFT rerank, quantisation, query expansion."""
     from fmsearch.models.sift import DEFAULT_RATIO
 
     return _decorate(fn, [
@@ -247,12 +247,15 @@ def mode_options(fn: Callable) -> Callable:
                      "(>= 1) [default 4 for int8, 16 for binary]."),
         click.option("--rescore/--no-rescore", default=True, show_default=True,
                      help="Quantised search: re-score the candidates with the original float32 vectors."),
+        click.option("--expand", type=int, default=0, show_default=True, metavar="N",
+                     help="Average query expansion: search again with the query plus the stored vectors of its "
+                     "N nearest hits (0: off)."),
     ])
 
 
 def search_mode(method: str, *, fusion: str, fusion_weights: str | None, rescore_with: str | None,
                 rerank: str | None, shortlist: int, rerank_mode: str, rerank_weight: float, ratio: float,
-                quantization: str, oversampling: float | None, rescore: bool):
+                quantization: str, oversampling: float | None, rescore: bool, expand: int = 0):
     """The SearchMode the mode options select (validated where it is made)."""
     from fmsearch.search.mode import SearchMode
     from fmsearch.search.rerank import RerankConfig
@@ -261,7 +264,7 @@ def search_mode(method: str, *, fusion: str, fusion_weights: str | None, rescore
                                                          weight=rerank_weight, ratio=ratio)
     return SearchMode(method, quantization=quantization, rescore=rescore, oversampling=oversampling, fusion=fusion,
                       fusion_weights=parse_numbers(fusion_weights, "--fusion-weights"), rescore_with=rescore_with,
-                      shortlist=shortlist, rerank=reranking)
+                      shortlist=shortlist, rerank=reranking, expand=expand)
 
 
 def read_key_file(path: str) -> str:

@@ -10,7 +10,7 @@ from .common import cli_message, data_dir_option, domain_errors, embedder_option
 
 
 @click.command("ingest")
-@click.option("--method", "-m", required=True, help="Embedding method (pixels, autoencoder, siamese, resnet101), sift (descriptors for --rerank sift), or 'all'.")
+@click.option("--method", "-m", required=True, help="Embedding method (pixels, autoencoder, siamese, proxy, resnet101), sift (descriptors for --rerank sift), or 'all'.")
 @click.option("--split", type=click.Choice(["train", "test", "all"]), default="train", show_default=True, help="Which FMNIST split(s) to store.")
 @click.option("--limit", type=int, default=None, help="Only the first N images of each split.")
 @click.option("--batch-size", type=int, default=1000, show_default=True, help="Images embedded and written per step.")

@@ -24,6 +24,7 @@ from . import (
     results_cmd,
     serve_cmd,
     train_cmd,
+    validate_cmd,
 )
 from .common import Settings, read_key_file, setup_logging
 
@@ -65,6 +66,6 @@ def main(ctx: click.Context, home, qdrant_url, qdrant_api_key, qdrant_api_key_fi
     ctx.call_on_close(settings.close)
 
 
-for module in (data_cmd, train_cmd, export_cmd, ingest_cmd, query_cmd, compare_cmd, evaluate_cmd, results_cmd, collections_cmd, bench_cmd, serve_cmd,
+for module in (data_cmd, train_cmd, validate_cmd, export_cmd, ingest_cmd, query_cmd, compare_cmd, evaluate_cmd, results_cmd, collections_cmd, bench_cmd, serve_cmd,
                migrate_cmd):
     main.add_command(module.command)

@@ -48,8 +48,10 @@ def command(settings, image_path, point_id, method, positive, negative, k, offse
     from fmsearch.search.searcher import Searcher, check_k
 
     if positive or negative:
-        if image_path is not None or point_id is not None or mode["rescore_with"] or mode["rerank"] or "+" in method:
-            raise click.UsageError("--positive/--negative make a recommend query: no IMAGE_PATH, --id, fusion, --rescore-with or --rerank with them")
+        if (image_path is not None or point_id is not None or mode["rescore_with"] or mode["rerank"] or "+" in method
+                or mode["expand"]):
+            raise click.UsageError("--positive/--negative make a recommend query: no IMAGE_PATH, --id, fusion, "
+                                   "--rescore-with, --rerank or --expand with them")
     elif (image_path is None) == (point_id is None):
         raise click.UsageError("give exactly one of IMAGE_PATH or --id (or --positive examples)")
     if point_id is not None:

@@ -12,6 +12,7 @@ from typing import Literal, get_type_hints
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from fmsearch.search.fusion import DEFAULT_FUSION, FUSIONS
+from fmsearch.search.mode import MAX_EXPAND
 from fmsearch.search.searcher import MAX_K, Hit
 from fmsearch.search.rerank import DEFAULT_RERANK_MODE, DEFAULT_SHORTLIST, DEFAULT_WEIGHT, RERANK_MODES, RERANK_STAGES
 from fmsearch.store.schema import MAX_POINT_ID, QUANTIZATIONS
@@ -51,6 +52,8 @@ class SearchRequest(BaseModel):
     quantization: Literal[QUANTIZATIONS] = "none"  # type: ignore[valid-type]
     oversampling: float | None = None
     rescore: bool = True
+    expand: int = Field(0, ge=0, le=MAX_EXPAND,
+                        description="Average query expansion by the N nearest hits' stored vectors (0: off).")
     positive: list[Example] = Field(default_factory=list, max_length=MAX_EXAMPLES,
                                     description="Recommend: ids or base64 images.")
     negative: list[Example] = Field(default_factory=list, max_length=MAX_EXAMPLES,

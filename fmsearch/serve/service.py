@@ -20,7 +20,7 @@ import numpy as np
 from fmsearch.errors import FmsearchError, ImageError, InvalidArgumentError
 from fmsearch.images.files import image_from_bytes, png_bytes
 from fmsearch.images.fmnist import CLASS_NAMES
-from fmsearch.models.registry import RERANK_ONLY, method_names
+from fmsearch.models.registry import OPTIONS, RERANK_ONLY, method_names
 from fmsearch.models.sift import SiftExtractor, compare
 from fmsearch.search.mode import SearchMode
 from fmsearch.search.rerank import RerankConfig
@@ -66,17 +66,18 @@ def mode_of(req: SearchRequest) -> SearchMode:
     settings give the same, cached, value)."""
     return _mode(req.method, req.quantization, req.rescore, req.oversampling, req.fusion,
                  None if req.fusion_weights is None else tuple(req.fusion_weights), req.rescore_with,
-                 req.shortlist, req.rerank, req.rerank_mode, req.rerank_weight, req.ratio)
+                 req.shortlist, req.rerank, req.rerank_mode, req.rerank_weight, req.ratio, req.expand)
 
 
 @lru_cache(maxsize=1024)
 def _mode(method, quantization, rescore, oversampling, fusion, fusion_weights, rescore_with, shortlist, rerank,
-          rerank_mode, rerank_weight, ratio) -> SearchMode:
+          rerank_mode, rerank_weight, ratio, expand) -> SearchMode:
     stage = None
     if rerank is not None:
         stage = RerankConfig(stage=rerank, shortlist=shortlist, mode=rerank_mode, weight=rerank_weight, ratio=ratio)
     return SearchMode(method, quantization=quantization, rescore=rescore, oversampling=oversampling, fusion=fusion,
-                      fusion_weights=fusion_weights, rescore_with=rescore_with, shortlist=shortlist, rerank=stage)
+                      fusion_weights=fusion_weights, rescore_with=rescore_with, shortlist=shortlist, rerank=stage,
+                      expand=expand)
 
 
 class SearchService:
@@ -109,7 +110,8 @@ class SearchService:
         self.store = source.serving_copy(wanted, self._workdir)
         if self.store is not source:
             source.close()
-        options = {m: {"threads": c.threads, "spin": False} for m in ("autoencoder", "siamese")}
+        # the methods run by ONNX Runtime: the service's thread budget, no spinning between requests
+        options = {m: {"threads": c.threads, "spin": False} for m in method_names() if "spin" in OPTIONS[m]}
         self.searcher = Searcher(self.store, prefix=c.prefix, data_dir=c.data_dir, options=options)
         for method in candidates:
             self._load_method(method, names)
@@ -173,9 +175,9 @@ class SearchService:
             image = source()
             timings["decode"] = time.perf_counter() - t0
         if req.positive or req.negative:
-            if image is not None or req.id is not None or mode.second_stage:
+            if image is not None or req.id is not None or mode.second_stage or mode.expand:
                 raise InvalidArgumentError("positive/negative examples make a recommend query: no image, id, "
-                                           "fusion, rescore_with or rerank with them")
+                                           "fusion, rescore_with, rerank or expand with them")
             hits = self.searcher.recommend(
                 mode.method, [self._example(e, "positive") for e in req.positive],
                 [self._example(e, "negative") for e in req.negative], req.k + req.offset, classes=req.classes,

@@ -110,6 +110,8 @@ function settings() {
     quantization: $("quantization").value,
     rescore_with: $("rescore-with").value || null,
     fusion: $("fusion").value,
+    expand: $("expand").value === "" || !Number.isFinite(Number($("expand").value)) ? 0
+      : Math.max(0, Math.min(100, Math.round(Number($("expand").value)))),
   };
 }
 
@@ -125,12 +127,14 @@ function applySettings(s) {
   $("quantization").value = s.quantization || "none";
   $("rescore-with").value = s.rescore_with || "";
   $("fusion").value = s.fusion || "rrf";
+  $("expand").value = s.expand || 0;
   drawChips();
 }
 
 function searchBody(q, s) {
   const fields = { method: s.method, k: s.k, quantization: s.quantization, fusion: s.fusion,
-    ...(s.rerank ? { rerank: s.rerank } : {}), ...(s.rescore_with ? { rescore_with: s.rescore_with } : {}) };
+    ...(s.rerank ? { rerank: s.rerank } : {}), ...(s.rescore_with ? { rescore_with: s.rescore_with } : {}),
+    ...(s.expand ? { expand: s.expand } : {}) };
   const weights = s.fusion_weights || [];
   if (q.kind === "id") {
     return { json: { id: q.id, ...fields, classes: s.classes, exclude_classes: s.exclude_classes,
@@ -159,6 +163,7 @@ function toUrl(q, s) {
   if (s.quantization !== "none") p.set("quantization", s.quantization);
   if (s.rescore_with) p.set("rescore_with", s.rescore_with);
   if (s.method.includes("+")) p.set("fusion", s.fusion);
+  if (s.expand) p.set("expand", s.expand);
   return `?${p}`;
 }
 
@@ -169,7 +174,8 @@ function fromUrl() {
     query: p.has("id") ? { kind: "id", id: Number(p.get("id")) } : null,
     settings: { method: p.get("method"), k: Number(p.get("k")) || 10, classes: list("class"),
       exclude_classes: list("exclude"), rerank: p.get("rerank"), quantization: p.get("quantization") || "none",
-      rescore_with: p.get("rescore_with"), fusion: p.get("fusion") || "rrf" },
+      rescore_with: p.get("rescore_with"), fusion: p.get("fusion") || "rrf",
+      expand: Math.max(0, Math.min(100, Math.round(Number(p.get("expand")) || 0))) },
   };
 }
 
@@ -347,7 +353,7 @@ async function compareMethods() {
   }
   const ticket = latest;
   const answers = await Promise.all(modes.map((m) => api("/api/search", searchBody(query, {
-    ...s, rerank: null, rescore_with: null, quantization: "none", fusion: "rrf", ...m.settings }))));
+    ...s, rerank: null, rescore_with: null, quantization: "none", fusion: "rrf", expand: 0, ...m.settings }))));
   if (ticket !== latest) return; // a search since: these rows would not be of its query
   $("method-rows").replaceChildren(...answers.map((answer, i) => {
     const row = document.createElement("div");
@@ -435,7 +441,7 @@ function setUpInputs() {
     const item = [...(e.clipboardData?.items || [])].find((i) => i.kind === "file");
     if (item) guarded(() => searchFile(item.getAsFile()));
   });
-  for (const id of ["method", "k", "rerank", "quantization", "rescore-with", "fuse", "fusion"]) {
+  for (const id of ["method", "k", "rerank", "quantization", "rescore-with", "fuse", "fusion", "expand"]) {
     $(id).addEventListener("change", rerun);
   }
   $("compare-methods").addEventListener("click", () => guarded(compareMethods));

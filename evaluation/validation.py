@@ -1,0 +1,90 @@
+"""Design figures on the validation split: trained artifacts measured on the
+last N train images against the rest (never the test split), alone, with
+the image and its mirror averaged, with query expansion, and combined.
+
+An artifact is measured only when its card says it was trained on the
+first ``60,000 - N`` train images (``fmsearch train --validation N``): one
+trained on the images it would be measured on would report its memory.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fmsearch.errors import InvalidArgumentError
+from fmsearch.images.fmnist import load_split
+from fmsearch.models.artifacts import read_card
+from fmsearch.models.base import l2_normalize
+from fmsearch.models.registry import get_embedder
+from fmsearch.models.training import vector_precision
+
+
+@dataclass(frozen=True)
+class Row:
+    """One measured variant: its name, P@1 and P@10."""
+
+    variant: str
+    p_at_1: float
+    p_at_10: float
+
+
+def check_trained_apart(artifact: str | os.PathLike, validation: int, n_train: int) -> dict:
+    """The artifact's card, if it was trained on ``[:n_train - validation]`` only.
+
+    Raises:
+        InvalidArgumentError: it was trained on (some of) the validation images.
+    """
+    card = read_card(artifact)
+    held = card.get("validation", {})
+    if held.get("queries") != validation or card.get("trained_on", {}).get("images") != n_train - validation:
+        raise InvalidArgumentError(
+            f"{artifact} was not trained with --validation {validation} (its card says it saw "
+            f"{card.get('trained_on', {}).get('images', '?')} train images): it would be measured on images it "
+            "was trained on", param="weights")
+    return card
+
+
+def _vectors(embedder, images: np.ndarray, mirror: bool) -> np.ndarray:
+    v = embedder.embed(images)
+    return l2_normalize(v + embedder.embed(np.ascontiguousarray(images[:, :, ::-1]))) if mirror else v
+
+
+def validation_rows(artifacts: list[str | os.PathLike], *, validation: int = 10_000, limit: int | None = None,
+                    mirror: bool = False, expand: tuple[int, ...] = (0,),
+                    data_dir: str | os.PathLike | None = None) -> list[Row]:
+    """Each artifact (its method from its card) alone and, with ``mirror``,
+    with each image's vector averaged with its mirror image's; with two or
+    more artifacts, their vectors concatenated (equal weight). Each at
+    every query expansion in ``expand`` (0: none). ``limit``: the artifacts
+    were trained with ``--limit`` (the split is then of the first ``limit``)."""
+    train = load_split("train", data_dir)
+    n = len(train) if limit is None else min(limit, len(train))
+    if not 1 <= validation <= n - 2:
+        raise InvalidArgumentError(f"validation must be between 1 and {n - 2}, got {validation}", param="validation")
+    if any(e < 0 for e in expand):
+        raise InvalidArgumentError(f"expand values must be >= 0, got {list(expand)}", param="expand")
+    cut = n - validation
+    images = train.images[:n]
+    labels = (train.labels[:cut], train.labels[cut:n], (1, 10))
+    spaces: list[tuple[str, np.ndarray, np.ndarray]] = []
+    for artifact in artifacts:
+        card = check_trained_apart(artifact, validation, n)
+        embedder = get_embedder(card["method"], weights=artifact)
+        name = f"{card['method']} ({Path(artifact).parent.name}/{Path(artifact).name})"
+        for m in (False, True) if mirror else (False,):
+            spaces.append((name + (", mirror-averaged" if m else ""), _vectors(embedder, images[:cut], m),
+                           _vectors(embedder, images[cut:], m)))
+    if len(artifacts) > 1:
+        last = [s for s in spaces if s[0].endswith("mirror-averaged")] if mirror else spaces
+        spaces.append((" + ".join(s[0] for s in last) + ", concatenated",
+                       l2_normalize(np.hstack([s[1] for s in last])), l2_normalize(np.hstack([s[2] for s in last]))))
+    rows = []
+    for name, g, q in spaces:
+        for e in expand:
+            p = vector_precision(q, g, *labels, expand=e)
+            rows.append(Row(name + (f", expanded by {e}" if e else ""), p["P@1"], p["P@10"]))
+    return rows
