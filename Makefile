@@ -31,7 +31,7 @@ demo: install
 	$(BIN)/fmsearch data
 	$(BIN)/fmsearch ingest --method all
 	$(BIN)/fmsearch collections
-	@for m in pixels autoencoder siamese resnet101; do \
+	@for m in pixels autoencoder siamese proxy resnet101; do \
 	  if $(BIN)/fmsearch collections --json | grep -q "\"fmnist_$$m\""; then \
 	    echo "== $$m: test image 0 (an Ankle boot), its 5 nearest train images"; \
 	    $(BIN)/fmsearch query --id 60000 --method $$m -k 5 || exit 1; \

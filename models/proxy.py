@@ -10,7 +10,7 @@ vectors of the image and of its mirror image (FMNIST garments are close to
 left-right symmetric), then normalises.
 
 Reads top to bottom: the loss, the served network, training, the Embedder.
-The design experiments behind the settings are in docs/models.md.
+The design experiments behind the settings are in docs/methods.md.
 """
 
 from __future__ import annotations
