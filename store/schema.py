@@ -93,9 +93,9 @@ NOT_OFFERED_WHY: dict[tuple[str, str], str] = {
     ("siamese", "int8"): "its 64-d vectors lie so close within a class that int8 loses their order "
     "(recall@10 against exact reaches only 0.90, with rescore and oversampling 16)",
     ("siamese", "binary"): "64 bits per image cannot order its neighbours (recall@10 against exact under 0.4)",
-    ("proxy", "int8"): "its recall against exact search has not been measured; measure it with "
-    "`fmsearch bench --suite quantization --methods proxy` (on siamese's 64-d vectors int8 reached only 0.90)",
-    ("proxy", "binary"): "64 bits per image: not measured for proxy, and under 0.4 recall@10 for siamese's 64-d vectors",
+    ("proxy", "int8"): "with rescore it keeps recall@10 against exact at 0.986 at the default oversampling of 4 "
+    "(0.997 at 8), under the 0.99 an offer needs at its default",
+    ("proxy", "binary"): "64 bits per image cannot order its neighbours (recall@10 against exact 0.50 at oversampling 16)",
 }
 #: Oversampling of a rescored quantised search when none is given: int8
 #: keeps recall@10 >= 0.99 on every collection it is offered for; binary is
