@@ -123,6 +123,8 @@ def per_class_table(paths: list[str | os.PathLike], digits: int = 3) -> str:
     runs = [json.loads(Path(p).read_text()) for p in paths]
     if any(d.get("task", "category") != "category" or "per_class" not in d for d in runs):
         raise ValueError("per-class tables need category runs' metrics.json")
+    if any("precision@10" not in d["per_class"] for d in runs):
+        raise ValueError("per-class tables need runs evaluated with K=10 among their --k values")
     names = runs[0]["per_class"]["class_names"]
     head = ["class", *(f"{_label(d)} P@{k}" for d in runs for k in (1, 10))]
     columns = [d["per_class"][key] for d in runs for key in ("top1_accuracy", "precision@10")]

@@ -44,7 +44,7 @@ def check_trained_apart(artifact: str | os.PathLike, validation: int, n_train: i
         raise InvalidArgumentError(
             f"{artifact} was not trained with --validation {validation} (its card says it saw "
             f"{card.get('trained_on', {}).get('images', '?')} train images): it would be measured on images it "
-            "was trained on", param="weights")
+            "was trained on")  # no param: the path may hold the word
     return card
 
 
@@ -62,6 +62,9 @@ def validation_rows(artifacts: list[str | os.PathLike], *, validation: int = 10_
     every query expansion in ``expand`` (0: none). ``limit``: the artifacts
     were trained with ``--limit`` (the split is then of the first ``limit``)."""
     train = load_split("train", data_dir)
+    if limit is not None and limit < 3:
+        raise InvalidArgumentError(f"limit must be at least 3 (1 validation image, 2 to train on), got {limit}",
+                                   param="limit")
     n = len(train) if limit is None else min(limit, len(train))
     if not 1 <= validation <= n - 2:
         raise InvalidArgumentError(f"validation must be between 1 and {n - 2}, got {validation}", param="validation")

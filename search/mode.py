@@ -2,7 +2,8 @@
 
 A mode is one method's collection, plain or quantised, or several methods'
 lists fused, each optionally searched again with its query expanded by its
-first hits, rescored by another method's vectors and reranked by SIFT. The same value drives a query (:meth:`Searcher.search`), an
+first hits, rescored by another method's vectors and reranked by SIFT. The
+same value drives a query (:meth:`Searcher.search`), an
 evaluation (its settings in ``metrics.json``), a benchmark row, and the
 labels and output names in reports.
 """

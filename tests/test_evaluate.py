@@ -147,6 +147,11 @@ def test_cli_results_table(home, tmp_path):
     assert lines[-1].split(" | ")[1] == f"{data['top1_accuracy']:.3f}"
     result = CliRunner().invoke(main, ["results", "--per-class", "--modes", str(out / "metrics.json")])
     assert result.exit_code != 0 and "two different tables" in result.output
+    short = tmp_path / "k15"
+    assert CliRunner().invoke(main, ["--home", str(home), "evaluate", "-m", "pixels", "--queries", "5", "--k", "1,5",
+                                     "--out", str(short)]).exit_code == 0
+    result = CliRunner().invoke(main, ["results", "--per-class", str(short / "metrics.json")])
+    assert result.exit_code == 1 and "need runs evaluated with K=10" in result.output
     (tmp_path / "bad.json").write_text("{}")
     result = CliRunner().invoke(main, ["results", str(tmp_path / "bad.json")])
     assert result.exit_code == 1 and "not an fmsearch metrics.json" in result.output

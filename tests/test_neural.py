@@ -234,7 +234,10 @@ def test_validate_reproduces_the_cards_validation_figures(trained, tmp_path):
     if method != "proxy":
         result = CliRunner().invoke(main, ["validate", str(artifact), "--validation", "100", "--limit", "400"])
         assert result.exit_code == 1 and "was not trained with --validation 100" in result.output
+        assert result.output.startswith(f"Error: {artifact} was not")  # the path as given, no word in it rewritten
         assert len(result.output.strip().splitlines()) == 1
+        result = CliRunner().invoke(main, ["validate", str(artifact), "--validation", "1", "--limit", "2"])
+        assert result.exit_code == 1 and "--limit must be at least 3" in result.output
         return
     result = CliRunner().invoke(main, ["validate", str(artifact), "--validation", "100", "--limit", "400", "--mirror",
                                        "--expand", "0,2"])
