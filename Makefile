@@ -90,20 +90,24 @@ design-experiments: install-dev
 	$(BIN)/fmsearch train --method proxy --loss cosface+triplet --augment flip-shift --epochs 6 --validation 10000 --no-eval \
 	  --out design/proxy-triplet
 	$(BIN)/fmsearch validate design/siamese-seed/siamese.keras design/proxy-flipshift/proxy.keras --mirror --expand 0,3
+	$(BIN)/fmsearch validate design/siamese-seed/siamese.keras design/proxy-flipshift/proxy.keras \
+	  design/proxy-erase/proxy.keras --mirror --expand 0,3
 
-## The shipped proxy and siamese on the full test split: plain, with query expansion, fused,
-## the per-class table with Shirt, and the modes benchmark of their modes
-## (docs/evaluation.md, "Retrieval quality: siamese and proxy").
+## The shipped siamese, proxy and ensemble on the full test split: plain, with query expansion,
+## fused, the per-class table with Shirt, and the modes benchmark of their modes
+## (docs/evaluation.md, "Retrieval quality: siamese, proxy and ensemble").
 evaluate-quality: install
 	$(BIN)/fmsearch ingest --method siamese
 	$(BIN)/fmsearch ingest --method proxy
-	@for m in siamese proxy siamese+proxy; do for n in 0 3; do \
+	$(BIN)/fmsearch ingest --method ensemble
+	@for m in siamese proxy siamese+proxy ensemble; do for n in 0 3; do \
 	  $(BIN)/fmsearch evaluate --method $$m --queries all --expand $$n || exit 1; done; done
 	$(BIN)/fmsearch results --digits 4 eval-results/siamese/metrics.json eval-results/siamese-qe*/metrics.json \
-	  eval-results/proxy/metrics.json eval-results/proxy-qe*/metrics.json eval-results/siamese+proxy-*/metrics.json
+	  eval-results/proxy/metrics.json eval-results/proxy-qe*/metrics.json eval-results/siamese+proxy-*/metrics.json \
+	  eval-results/ensemble/metrics.json eval-results/ensemble-qe*/metrics.json
 	$(BIN)/fmsearch results --per-class eval-results/siamese/metrics.json eval-results/proxy/metrics.json \
-	  eval-results/siamese+proxy-rrf/metrics.json
-	$(BIN)/fmsearch bench --suite modes --methods siamese,proxy --queries 500
+	  eval-results/siamese+proxy-rrf/metrics.json eval-results/ensemble/metrics.json eval-results/ensemble-qe3/metrics.json
+	$(BIN)/fmsearch bench --suite modes --methods siamese,proxy,ensemble --queries 500
 
 ## The two runtimes give the same figures (docs/evaluation.md, "Runtimes"): each
 ## trained method ingested and evaluated on the full test split once with

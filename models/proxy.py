@@ -52,7 +52,7 @@ def margin_softmax_loss(labels, cosines, scale: float = SCALE, margin: float = M
     return ops.mean(-ops.sum(onehot * ops.log_softmax(logits, axis=-1), axis=-1))
 
 
-def flip_averaged(tower):
+def flip_averaged(tower, name: str = "proxy_embedding"):
     """The served network: unit(tower(x) + tower(mirror of x)). The mirror
     is a fixed, non-trainable 28x28 permutation matrix on the rows (a Dense
     layer, so the artifact holds only Keras's own layers and loads in safe
@@ -66,7 +66,7 @@ def flip_averaged(tower):
     mirrored = layers.Reshape((28, 28, 1))(mirror(rows))
     mirror.set_weights([np.eye(28, dtype=np.float32)[::-1]])
     both = layers.Add()([tower(inputs), tower(mirrored)])
-    return keras.Model(inputs, layers.UnitNormalization(name="embedding")(both), name="proxy_embedding")
+    return keras.Model(inputs, layers.UnitNormalization(name="embedding")(both), name=name)
 
 
 def train(images: np.ndarray, labels: np.ndarray, *, epochs: int = 40, batch_size: int = 256, seed: int = 0,

@@ -16,6 +16,7 @@ _METHODS: dict[str, str] = {
     "autoencoder": "fmsearch.models.autoencoder:AutoencoderEmbedder",
     "siamese": "fmsearch.models.siamese:SiameseEmbedder",
     "proxy": "fmsearch.models.proxy:ProxyEmbedder",
+    "ensemble": "fmsearch.models.ensemble:EnsembleEmbedder",
     "resnet101": "fmsearch.models.resnet:ResNet101Embedder",
     # local descriptors, a multivector per image: a rerank stage, not a first stage
     "sift": "fmsearch.models.sift:SiftExtractor",
@@ -24,6 +25,10 @@ _METHODS: dict[str, str] = {
 RERANK_ONLY = ("sift",)
 #: methods whose model is trained here (``fmsearch train``) and shipped
 TRAINABLE = ("autoencoder", "siamese", "proxy")
+#: methods built from trained artifacts, without training (``fmsearch combine``), and shipped
+COMBINED = ("ensemble",)
+#: every method with a shipped ``.keras`` artifact and its ONNX export
+SHIPPED = TRAINABLE + COMBINED
 #: methods whose weights come from a download that may be out of reach:
 #: ingesting every method skips them, with the reason, when they cannot load
 DOWNLOADED = ("resnet101",)
@@ -33,6 +38,7 @@ OPTIONS: dict[str, tuple[str, ...]] = {
     "autoencoder": ("weights", "runtime", "threads", "spin"),
     "siamese": ("weights", "runtime", "threads", "spin"),
     "proxy": ("weights", "runtime", "threads", "spin"),
+    "ensemble": ("weights", "runtime", "threads", "spin"),
     "resnet101": ("weights", "input_size"),
     "sift": ("upscale", "root", "max_keypoints"),
 }

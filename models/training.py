@@ -122,6 +122,11 @@ def _check(method: str, epochs: int, batch_size: int, out: str | os.PathLike, li
                                    param="augment")
     if not 0 < learning_rate < 1:
         raise InvalidArgumentError(f"learning rate must be in (0, 1), got {learning_rate}", param="learning_rate")
+    return output_folder(out)
+
+
+def output_folder(out: str | os.PathLike) -> Path:
+    """The output folder, made and found writable."""
     out_dir = Path(out)
     try:  # before training: a run is minutes to an hour, its result must have somewhere to go
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -195,7 +200,7 @@ def train_method(
     os.replace(tmp, artifact)
     command = _command(method, epochs=epochs, batch_size=batch_size, seed=seed, mining=mining, augment=augment,
                        loss=loss, learning_rate=learning_rate, init=init, limit=limit, validation=validation, out=out)
-    card = {**record, **_provenance(fit_n), "command": command}
+    card = {**record, **provenance(fit_n), "command": command}
     if parent is not None:
         card["init"] = parent
     if validation:
@@ -222,7 +227,7 @@ def _command(method: str, *, epochs: int, batch_size: int, seed: int, mining: st
             + (f" --validation {validation}" if validation else "") + f" --out {out}")
 
 
-def _provenance(images: int) -> dict[str, Any]:
+def provenance(images: int) -> dict[str, Any]:
     """What a card records of the data, the date, the software and the machine."""
     import keras
     import tensorflow as tf

@@ -83,6 +83,7 @@ QUANTIZATION_OFFERS: dict[str, tuple[str, ...]] = {
     "autoencoder": ("int8", "binary"),
     "siamese": (),
     "proxy": (),
+    "ensemble": (),
     "resnet101": (),
 }
 NOT_OFFERED_WHY: dict[tuple[str, str], str] = {
@@ -96,6 +97,10 @@ NOT_OFFERED_WHY: dict[tuple[str, str], str] = {
     ("proxy", "int8"): "with rescore it keeps recall@10 against exact at 0.986 at the default oversampling of 4 "
     "(0.997 at 8), under the 0.99 an offer needs at its default",
     ("proxy", "binary"): "64 bits per image cannot order its neighbours (recall@10 against exact 0.50 at oversampling 16)",
+    ("ensemble", "int8"): "its recall against exact search has not been measured; measure it with "
+    "`fmsearch bench --suite quantization --methods ensemble`",
+    ("ensemble", "binary"): "its recall against exact search has not been measured; its members' 64 bits each lost "
+    "their order (siamese and proxy binary)",
 }
 #: Oversampling of a rescored quantised search when none is given: int8
 #: keeps recall@10 >= 0.99 on every collection it is offered for; binary is

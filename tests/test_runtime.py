@@ -17,12 +17,12 @@ import pytest
 from fmsearch.errors import ModelError
 from fmsearch.models import get_embedder
 from fmsearch.models.artifacts import card_path, default_artifact, onnx_path, read_card, sha256_file
-from fmsearch.models.registry import TRAINABLE
+from fmsearch.models.registry import SHIPPED
 
 PARITY = 1e-5  # the tolerance the issue states; exports measure about 6e-7
 
 
-@pytest.mark.parametrize("method", TRAINABLE)
+@pytest.mark.parametrize("method", SHIPPED)
 def test_shipped_artifacts_have_a_checked_onnx_export(method):
     artifact = default_artifact(method)
     card = read_card(artifact)
@@ -35,7 +35,7 @@ def test_shipped_artifacts_have_a_checked_onnx_export(method):
     assert get_embedder(method).runs_on == "onnx"  # auto picks the export
 
 
-@pytest.mark.parametrize("method", TRAINABLE)
+@pytest.mark.parametrize("method", SHIPPED)
 def test_onnx_and_keras_give_the_same_vectors(method, fmnist):
     pytest.importorskip("tensorflow", reason="the training extra is not installed: nothing to compare with")
     images = fmnist["test"].images[:256]

@@ -29,7 +29,7 @@ from fmsearch.images.fmnist import load_split
 from fmsearch.ingest.indexer import ingest
 from fmsearch.evaluation.bench.install_size import install_size
 from fmsearch.models.base import Embedder
-from fmsearch.models.registry import TRAINABLE, get_embedder
+from fmsearch.models.registry import SHIPPED, get_embedder
 from fmsearch.store import open_store
 
 logger = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ def run_embed_bench(*, methods: tuple[str, ...] | None = None,
             log(f"{method}: {row['images_per_s_batched']:.0f} images/s batched, "
                 f"{row['single_image_p50_ms']:.2f} ms for one image")
         log("trained encoders: Keras against ONNX Runtime ...")
-        runtimes = [_runtimes(m, test.images[:max(RUNTIME_BATCHES)]) for m in methods if m in TRAINABLE]
+        runtimes = [_runtimes(m, test.images[:max(RUNTIME_BATCHES)]) for m in methods if m in SHIPPED]
         log("command-line queries ...")
         cli = _cli_wall({m: homes[m] for m in ("pixels", "siamese") if m in homes})
     base = next((r for r in rows if r["method"] == "pixels"), None)

@@ -20,7 +20,7 @@ from fmsearch.store import Store, schema
 logger = logging.getLogger(__name__)
 
 #: what the suite measures when no methods are named
-DEFAULT_METHODS = ("pixels", "autoencoder", "siamese", "proxy")
+DEFAULT_METHODS = ("pixels", "autoencoder", "siamese", "proxy", "ensemble")
 #: the query expansions measured for every method (--expand N)
 EXPANSIONS = (3, 10)
 

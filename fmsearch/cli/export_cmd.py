@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import click
 
-from fmsearch.models.registry import TRAINABLE
+from fmsearch.models.registry import SHIPPED
 
 from .common import data_dir_option, domain_errors
 
 
 @click.command("export")
-@click.option("--method", "-m", type=click.Choice([*TRAINABLE, "all"]), default="all", show_default=True,
+@click.option("--method", "-m", type=click.Choice([*SHIPPED, "all"]), default="all", show_default=True,
               help="Which trained method's artifact to export.")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None,
               help="The .keras artifact to export [default: the shipped one of each method].")
@@ -26,7 +26,7 @@ def command(method, weights, data_dir) -> None:
 
     if weights is not None and method == "all":
         raise click.UsageError("--weights needs a single --method")
-    for name in TRAINABLE if method == "all" else (method,):
+    for name in SHIPPED if method == "all" else (method,):
         artifact = weights or default_artifact(name)
         made_by = read_card(artifact).get("method")
         if made_by != name:
