@@ -244,7 +244,7 @@ CLI_BAD = [
     pytest.param(["compare", "abc", "1"], "abc: no such file", id="compare-abc"),
     # unknown methods; counts and sizes out of range
     pytest.param(["query", "--id", "1", "-m", "resnet9"],
-                 "unknown method 'resnet9'; valid methods: pixels, autoencoder, siamese, proxy, resnet101", id="method-query"),
+                 "unknown method 'resnet9'; valid methods: pixels, autoencoder, siamese, proxy, ensemble, resnet101", id="method-query"),
     pytest.param(["ingest", "-m", "resnet9", "--limit", "5"], "unknown method 'resnet9'", id="method-ingest"),
     pytest.param([*Q, "--id", "1", "-k", "0"], "k must be between 1 and 1000, got 0", id="k-0"),
     pytest.param(["ingest", "-m", "pixels", "--limit", "0"], "--limit must be at least 1, got 0", id="limit-0"),

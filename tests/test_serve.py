@@ -455,7 +455,7 @@ def test_serve_refuses_at_once_what_would_fail(serve_home, tmp_path):
         taken.listen()
         port = taken.getsockname()[1]
         for args, message in (
-            (["--home", str(tmp_path / "empty"), "serve"], "nothing to serve: pixels, autoencoder, siamese, proxy, resnet101 are not ingested"),
+            (["--home", str(tmp_path / "empty"), "serve"], "nothing to serve: pixels, autoencoder, siamese, proxy, ensemble, resnet101 are not ingested"),
             (["--home", str(serve_home), "serve", "--methods", "autoencoder"], "nothing to serve: autoencoder is not ingested"),
             (["--home", str(serve_home), "serve", "--methods", "sift"], "sift is a rerank stage, not a method"),
             (["--home", str(serve_home), "serve", "--methods", "nope"], "unknown method 'nope'"),
