@@ -34,7 +34,7 @@ MIRRORED = ("proxy",)
 
 def member_cards(artifacts: list[str | os.PathLike]) -> list[dict[str, Any]]:
     """The members' cards, checked: at least two, each a siamese or proxy
-    artifact, none twice.
+    artifact, none twice, all trained on the same images.
 
     Raises:
         InvalidArgumentError, ModelError (a missing or unreadable card).
@@ -58,15 +58,16 @@ def member_cards(artifacts: list[str | os.PathLike]) -> list[dict[str, Any]]:
     return cards
 
 
-def combine(artifacts: list[str | os.PathLike]) -> tuple[Any, dict[str, Any]]:
+def combine(artifacts: list[str | os.PathLike], cards: list[dict[str, Any]] | None = None) -> tuple[Any, dict[str, Any]]:
     """The ensemble network of the members (each verified against its card
-    and loaded in safe mode) and the card's record of them."""
+    and loaded in safe mode) and the card's record of them; ``cards``: the
+    members' cards from :func:`member_cards`, when already read."""
     import keras
     from keras import layers
 
     from fmsearch.models.proxy import flip_averaged
 
-    cards = member_cards(artifacts)
+    cards = cards or member_cards(artifacts)
     inputs = keras.Input((28, 28, 1), name="image")
     outputs = []
     for i, (artifact, card) in enumerate(zip(artifacts, cards)):
@@ -107,11 +108,11 @@ def build(artifacts: list[str | os.PathLike], out: str | os.PathLike, *, data_di
     from fmsearch.models.tf_runtime import import_tensorflow, require_exporter
     from fmsearch.models.training import output_folder, provenance, quick_eval
 
-    member_cards(artifacts)  # the members' check, before TensorFlow loads
+    cards = member_cards(artifacts)  # the members' check, before TensorFlow loads
     out_dir = output_folder(out)
     import_tensorflow("combining an ensemble")
     require_exporter("combining an ensemble")
-    model, record = combine(artifacts)
+    model, record = combine(artifacts, cards)
     artifact = out_dir / "ensemble.keras"
     tmp = out_dir / ".ensemble.tmp.keras"
     model.save(tmp)
