@@ -82,7 +82,8 @@ evaluate: install
 
 ## Retrieval quality (docs/methods.md, "Design experiments"): each run trained on train images
 ## 0-49,999 and measured on 50,000-59,999 (never the test split), 6 epochs each; then the
-## validation figures of the seed-recipe siamese and the proxy, mirror-averaged, expanded, together.
+## validation figures of the seed-recipe siamese and the proxy, mirror-averaged, expanded, together
+## (two, three and four networks concatenated).
 design-experiments: install-dev
 	$(BIN)/fmsearch train --method proxy --augment flip-shift-erase --epochs 6 --validation 10000 --no-eval --out design/proxy-erase
 	$(BIN)/fmsearch train --method proxy --augment flip-shift --epochs 6 --validation 10000 --no-eval --out design/proxy-flipshift
@@ -92,9 +93,12 @@ design-experiments: install-dev
 	$(BIN)/fmsearch validate design/siamese-seed/siamese.keras design/proxy-flipshift/proxy.keras --mirror --expand 0,3
 	$(BIN)/fmsearch validate design/siamese-seed/siamese.keras design/proxy-flipshift/proxy.keras \
 	  design/proxy-erase/proxy.keras --mirror --expand 0,3
+	$(BIN)/fmsearch validate design/siamese-seed/siamese.keras design/proxy-flipshift/proxy.keras \
+	  design/proxy-erase/proxy.keras design/proxy-triplet/proxy.keras --mirror
 
 ## The shipped siamese, proxy and ensemble on the full test split: plain, with query expansion,
-## fused, the per-class table with Shirt, and the modes benchmark of their modes
+## fused, the per-class table with Shirt, the modes benchmark of their modes and why no
+## quantisation is offered for proxy or the ensemble
 ## (docs/evaluation.md, "Retrieval quality: siamese, proxy and ensemble").
 evaluate-quality: install
 	$(BIN)/fmsearch ingest --method siamese
@@ -108,6 +112,7 @@ evaluate-quality: install
 	$(BIN)/fmsearch results --per-class eval-results/siamese/metrics.json eval-results/proxy/metrics.json \
 	  eval-results/siamese+proxy-rrf/metrics.json eval-results/ensemble/metrics.json eval-results/ensemble-qe3/metrics.json
 	$(BIN)/fmsearch bench --suite modes --methods siamese,proxy,ensemble --queries 500
+	$(BIN)/fmsearch bench --suite quantization --methods proxy,ensemble --queries 1000
 
 ## The two runtimes give the same figures (docs/evaluation.md, "Runtimes"): each
 ## trained method ingested and evaluated on the full test split once with

@@ -124,6 +124,8 @@ def test_evaluate_quantised_collection(quantizing_store, prefix, fmnist):
     ("siamese", "binary", "64 bits per image"),
     ("pixels", "binary", "never negative"),
     ("resnet101", "int8", "not been measured"),
+    ("ensemble", "int8", "under the 0.99 an offer needs"),
+    ("ensemble", "binary", "192 bits per image"),
 ])
 def test_quantisations_not_offered_are_refused(store, prefix, method, quantization, why):
     """ingest and search both refuse a quantisation the benchmark showed to

@@ -4,6 +4,7 @@ built, end to end, timed round-robin in one process."""
 from __future__ import annotations
 
 import logging
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -84,7 +85,10 @@ def run_modes_bench(store: Store, *, prefix: str = schema.DEFAULT_PREFIX,
     end (embed one test image + search, k=10), in the same process.
 
     The modes are timed round-robin (each query image through every mode
-    before the next image), so machine noise falls on all of them alike;
+    before the next image), so machine noise falls on all of them alike, in
+    an order shuffled per image (seed 0): in a fixed order the first mode of
+    each method ran its network cold, just after another method's, and
+    timed slower than the modes after it;
     each p50 is reported as a ratio to the plain query of the same first
     method. Bytes: what a search reads per vector (float32, int8 or one bit
     per dimension) and the collection's bytes on disk per point (originals,
@@ -102,10 +106,12 @@ def run_modes_bench(store: Store, *, prefix: str = schema.DEFAULT_PREFIX,
     for run in runs:  # warm-up: models loaded, shards opened
         searcher.search(run["mode"], image=images[0], k=k)
     times: list[list[float]] = [[] for _ in runs]
+    order, rng = list(range(len(runs))), random.Random(0)
     for img in images:
-        for j, run in enumerate(runs):
+        rng.shuffle(order)
+        for j in order:
             t0 = time.perf_counter()
-            searcher.search(run["mode"], image=img, k=k)
+            searcher.search(runs[j]["mode"], image=img, k=k)
             times[j].append((time.perf_counter() - t0) * 1000)
     p50 = {run["mode"].label: statistics.median(t) for run, t in zip(runs, times, strict=True)}
     rows = []

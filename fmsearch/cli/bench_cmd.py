@@ -26,7 +26,8 @@ from .common import data_dir_option, domain_errors, parse_numbers, pass_settings
 @click.option("--synthetic", type=click.IntRange(0, 5_000_000), default=1_000_000, show_default=True, help="search suite: synthetic 64-d collection size (0: none).")
 @click.option("--local/--no-local", default=True, show_default=True, help="search suite: include qdrant-client local mode.")
 @click.option("--methods", default=None, help="embed suite: methods, comma-separated [default pixels,autoencoder,siamese,resnet101]. "
-              "modes and quantization suites: methods to measure [default pixels,autoencoder,siamese]. serve suite: "
+              "modes suite: methods to measure [default pixels,autoencoder,siamese,proxy,ensemble]. quantization suite: "
+              "methods to measure [default pixels,autoencoder,siamese]. serve suite: "
               "methods, method+sift for the rerank [default pixels,autoencoder,siamese,siamese+sift].")
 @click.option("--queries", type=click.IntRange(10, 10000), default=200, show_default=True, help="Queries timed per setting (quantization suite: queries whose recall is measured).")
 @click.option("--clients", default="1,4,16,64", show_default=True, help="serve suite: concurrent connections per point.")
