@@ -135,8 +135,12 @@ def _garble(home: Path, which) -> None:
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> Path:
-    """Copies of the shipped siamese artifact and its card, each broken one way."""
+    """Copies of the shipped siamese artifact and its card, each broken one way,
+    and of the shipped proxy artifact (another method's network)."""
     root = tmp_path_factory.mktemp("weights")
+    (root / "other").mkdir()
+    for path in (default_artifact("proxy"), card_path(default_artifact("proxy"))):
+        shutil.copy(path, root / "other" / path.name)
     src = default_artifact("siamese")
     for variant in ("altered", "corrupt", "badcard"):
         d = root / variant
@@ -291,6 +295,10 @@ CLI_BAD = [
                  "siamese.card.json is unreadable", id="model-badcard-query"),
     pytest.param(["ingest", "-m", "siamese", "--limit", "50", "--weights", "{weights}/badcard/siamese.keras"],
                  "siamese.card.json is unreadable", id="model-badcard-ingest"),
+    pytest.param(["query", "--id", "1", "-m", "siamese", "--weights", "{weights}/other/proxy.keras"],
+                 "proxy.keras holds the proxy method's network, not siamese's", id="model-other-method-query"),
+    pytest.param(["ingest", "-m", "siamese", "--limit", "50", "--recreate", "--weights", "{weights}/other/proxy.keras"],
+                 "proxy.keras holds the proxy method's network, not siamese's", id="model-other-method-ingest"),
     pytest.param(["ingest", "-m", "siamese", "--limit", "50", "--weights", "{weights}/missing.keras"],
                  "missing.keras not found", id="model-missing"),
     # a data file with a wrong checksum: every command that needs the data refuses
