@@ -83,7 +83,7 @@ evaluate: install
 ## Retrieval quality (docs/methods.md, "Design experiments"): each run trained on train images
 ## 0-49,999 and measured on 50,000-59,999 (never the test split), 6 epochs each; then the
 ## validation figures of the seed-recipe siamese and the proxy, mirror-averaged, expanded, together
-## (two, three and four networks concatenated).
+## (two, three and four networks concatenated; the three with test-time shifts).
 design-experiments: install-dev
 	$(BIN)/fmsearch train --method proxy --augment flip-shift-erase --epochs 6 --validation 10000 --no-eval --out design/proxy-erase
 	$(BIN)/fmsearch train --method proxy --augment flip-shift --epochs 6 --validation 10000 --no-eval --out design/proxy-flipshift
@@ -93,6 +93,8 @@ design-experiments: install-dev
 	$(BIN)/fmsearch validate design/siamese-seed/siamese.keras design/proxy-flipshift/proxy.keras --mirror --expand 0,3
 	$(BIN)/fmsearch validate design/siamese-seed/siamese.keras design/proxy-flipshift/proxy.keras \
 	  design/proxy-erase/proxy.keras --mirror --expand 0,3
+	$(BIN)/fmsearch validate design/siamese-seed/siamese.keras design/proxy-flipshift/proxy.keras \
+	  design/proxy-erase/proxy.keras --mirror --shifts 1
 	$(BIN)/fmsearch validate design/siamese-seed/siamese.keras design/proxy-flipshift/proxy.keras \
 	  design/proxy-erase/proxy.keras design/proxy-triplet/proxy.keras --mirror
 

@@ -1,6 +1,7 @@
 """Design figures on the validation split: trained artifacts measured on the
 last N train images against the rest (never the test split), alone, with
-the image and its mirror averaged, with query expansion, and combined.
+the image and its mirror averaged, over small shifts, with query expansion,
+and combined.
 
 An artifact is measured only when its card says it was trained on the
 first ``60,000 - N`` train images (``fmsearch train --validation N``): one
@@ -18,6 +19,7 @@ import numpy as np
 from fmsearch.errors import InvalidArgumentError
 from fmsearch.images.fmnist import load_split
 from fmsearch.models.artifacts import read_card
+from fmsearch.models.augment import offsets, shifted
 from fmsearch.models.base import l2_normalize
 from fmsearch.models.registry import get_embedder
 from fmsearch.models.training import vector_precision
@@ -48,17 +50,25 @@ def check_trained_apart(artifact: str | os.PathLike, validation: int, n_train: i
     return card
 
 
-def _vectors(embedder, images: np.ndarray, mirror: bool) -> np.ndarray:
+def _vectors(embedder, images: np.ndarray, mirror: bool, shifts: int = 0) -> np.ndarray:
+    """The artifact's vectors; ``mirror``: each averaged with its mirror
+    image's; ``shifts``: the mirror-averaged vectors also averaged over the
+    image moved ``shifts`` pixels each way (as ``fmsearch combine --shifts``)."""
+    if shifts:
+        return l2_normalize(sum(_vectors(embedder, shifted(images, dy, dx), True) for dy, dx in offsets(shifts)))
     v = embedder.embed(images)
     return l2_normalize(v + embedder.embed(np.ascontiguousarray(images[:, :, ::-1]))) if mirror else v
 
 
 def validation_rows(artifacts: list[str | os.PathLike], *, validation: int = 10_000, limit: int | None = None,
-                    mirror: bool = False, expand: tuple[int, ...] = (0,),
+                    mirror: bool = False, shifts: int = 0, expand: tuple[int, ...] = (0,),
                     data_dir: str | os.PathLike | None = None) -> list[Row]:
     """Each artifact (its method from its card) alone and, with ``mirror``,
-    with each image's vector averaged with its mirror image's; with two or
-    more artifacts, their vectors concatenated (equal weight). Each at
+    with each image's vector averaged with its mirror image's; with
+    ``shifts``, also mirror-averaged and averaged over the image moved
+    ``shifts`` pixels up, down, left and right; with two or more artifacts,
+    their vectors concatenated (equal weight), for the last kind and for
+    mirror-averaged ones. Each at
     every query expansion in ``expand`` (0: none). ``limit``: the artifacts
     were trained with ``--limit`` (the split is then of the first ``limit``)."""
     train = load_split("train", data_dir)
@@ -78,13 +88,16 @@ def validation_rows(artifacts: list[str | os.PathLike], *, validation: int = 10_
         card = check_trained_apart(artifact, validation, n)
         embedder = get_embedder(card["method"], weights=artifact)
         name = f"{card['method']} ({Path(artifact).parent.name}/{Path(artifact).name})"
-        for m in (False, True) if mirror else (False,):
-            spaces.append((name + (", mirror-averaged" if m else ""), _vectors(embedder, images[:cut], m),
-                           _vectors(embedder, images[cut:], m)))
+        for m, s in [(False, 0)] + [(True, 0)] * mirror + [(True, shifts)] * bool(shifts):
+            spaces.append((name + (", mirror-averaged" if m else "") + (f", shift-averaged ({s} px)" if s else ""),
+                           _vectors(embedder, images[:cut], m, s), _vectors(embedder, images[cut:], m, s)))
     if len(artifacts) > 1:
-        last = [s for s in spaces if s[0].endswith("mirror-averaged")] if mirror else spaces
-        spaces.append((" + ".join(s[0] for s in last) + ", concatenated",
-                       l2_normalize(np.hstack([s[1] for s in last])), l2_normalize(np.hstack([s[2] for s in last]))))
+        kinds = [k for k, wanted in ((", mirror-averaged", mirror), (" px)", shifts)) if wanted] or [")"]
+        for kind in kinds:  # the concatenation of each artifact's variant of that kind
+            last = [s for s in spaces if s[0].endswith(kind)][-len(artifacts):]
+            spaces.append((" + ".join(s[0] for s in last) + ", concatenated",
+                           l2_normalize(np.hstack([s[1] for s in last])),
+                           l2_normalize(np.hstack([s[2] for s in last]))))
     rows = []
     for name, g, q in spaces:
         for e in expand:

@@ -53,6 +53,22 @@ def erase(images: np.ndarray, rng: np.random.Generator, p: float = 0.5,
     return out
 
 
+def offsets(pixels: int) -> list[tuple[int, int]]:
+    """The test-time shifts (dy, dx) of a shift average: none, then
+    ``pixels`` up, down, left and right (just none for 0)."""
+    if pixels < 0:
+        raise InvalidArgumentError(f"shifts must be >= 0 pixels, got {pixels}", param="shifts")
+    return [(0, 0)] + ([(0, pixels), (0, -pixels), (pixels, 0), (-pixels, 0)] if pixels else [])
+
+
+def shifted(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """Every (N, 28, 28) image moved ``dy`` pixels down and ``dx`` right;
+    zeros come in (the Keras twin is the ensemble's shift layers)."""
+    n, h, w = images.shape
+    padded = np.pad(images, ((0, 0), (max(dy, 0), max(-dy, 0)), (max(dx, 0), max(-dx, 0))))
+    return np.ascontiguousarray(padded[:, max(-dy, 0):max(-dy, 0) + h, max(-dx, 0):max(-dx, 0) + w])
+
+
 #: the augmentations a training run can ask for, by name
 AUGMENTATIONS = ("none", "flip-shift", "flip-shift-erase")
 

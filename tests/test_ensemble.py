@@ -55,6 +55,34 @@ def test_combine_concatenates_the_members_mirror_averaged_vectors(members, ensem
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
 
 
+def test_shift_averaged_ensemble_matches_numpy(members, fmnist, tmp_path):
+    """combine --shifts 1: each member's mirror-averaged vector summed over
+    the image and its four one-pixel shifts (zeros coming in), normalised,
+    then concatenated; the ONNX export gives the same vectors."""
+    from fmsearch.models.augment import shifted
+
+    result = CliRunner().invoke(main, ["combine", "--out", str(tmp_path), "--shifts", "1", "--no-eval", *map(str, members)])
+    assert result.exit_code == 0, result.output
+    artifact = tmp_path / "ensemble.keras"
+    card = json.loads(card_path(artifact).read_text())
+    assert card["shifts"] == 1 and card["command"].startswith(f"fmsearch combine --out {tmp_path} --shifts 1 ")
+    images = fmnist["test"].images[:48]
+    siamese, proxy = (get_embedder(m, weights=p) for m, p in zip(("siamese", "proxy"), members))
+
+    def mirrored_siamese(x):
+        return l2_normalize(siamese.embed(x) + siamese.embed(np.ascontiguousarray(x[:, :, ::-1])))
+
+    views = [shifted(images, dy, dx) for dy, dx in ((0, 0), (0, 1), (0, -1), (1, 0), (-1, 0))]
+    s = l2_normalize(sum(mirrored_siamese(v) for v in views))
+    p = l2_normalize(sum(proxy.embed(v) for v in views))
+    vectors = get_embedder("ensemble", weights=artifact).embed(images)
+    assert vectors.shape == (48, 128)
+    np.testing.assert_allclose(vectors, np.hstack([s, p]) / np.sqrt(2), atol=1e-5)
+    keras = get_embedder("ensemble", weights=artifact, runtime="tensorflow").embed(images)
+    np.testing.assert_allclose(vectors, keras, atol=1e-5)
+    assert not np.allclose(vectors[:, :64] * np.sqrt(2), mirrored_siamese(images), atol=1e-3)  # not a no-op
+
+
 def test_ensemble_reloads_safely_and_its_export_matches(ensemble, members, fmnist):
     card = json.loads(card_path(ensemble).read_text())
     assert card["method"] == "ensemble" and card["embedding_dim"] == 128
@@ -103,13 +131,14 @@ def test_combine_refuses_bad_members_in_one_line(members, tmp_path):
 
 def test_shipped_ensemble_says_how_each_member_was_made():
     """The shipped ensemble: small, its members' train commands in its card
-    (the shipped siamese and proxy among them, by SHA-256), 192-d."""
+    (the shipped siamese and proxy among them, by SHA-256), 192-d, averaged
+    over one-pixel shifts (the validation split's pick)."""
     from fmsearch.models.artifacts import default_artifact, read_card
 
     artifact = default_artifact("ensemble")
     card = read_card(artifact)
     assert artifact.stat().st_size < 5 * 2**20 and card["embedding_dim"] == 192
-    assert card["command"].startswith("fmsearch combine --out models/weights ")
+    assert card["command"].startswith("fmsearch combine --out models/weights --shifts 1 ") and card["shifts"] == 1
     assert all(m["command"].startswith(f"fmsearch train --method {m['method']} ") for m in card["members"])
     assert all(m["trained_on"] == {"split": "train", "images": 60000} for m in card["members"])
     shipped = {read_card(default_artifact(m))["artifact_sha256"] for m in ("siamese", "proxy")}

@@ -254,6 +254,33 @@ def test_validate_reproduces_the_cards_validation_figures(trained, tmp_path):
     assert result.exit_code == 1 and "--expand values must be >= 0" in result.output
 
 
+@pytest.mark.parametrize("trained", ["proxy"], indirect=True)  # the run that holds out a validation split
+def test_validate_shift_average_matches_numpy(trained, fmnist):
+    """--shifts 1: each image's (mirror-averaged) vector summed over the
+    image and its four one-pixel shifts, normalised; the same figure by hand."""
+    from click.testing import CliRunner
+
+    from fmsearch.cli import main
+    from fmsearch.models.augment import shifted
+    from fmsearch.models.base import l2_normalize
+    from fmsearch.models.training import vector_precision
+
+    method, artifact, card = trained
+    result = CliRunner().invoke(main, ["validate", str(artifact), "--validation", "100", "--limit", "400", "--shifts", "1"])
+    assert result.exit_code == 0, result.output
+    rows = {line.split(" | ")[0].strip("| "): [float(x) for x in line.strip(" |").split(" | ")[1:]]
+            for line in result.output.strip().splitlines()[2:]}
+    images, labels = fmnist["train"].images[:400], fmnist["train"].labels[:400]
+    embedder = get_embedder("proxy", weights=artifact)
+    by_hand = l2_normalize(sum(embedder.embed(shifted(images, dy, dx))
+                               for dy, dx in ((0, 0), (0, 1), (0, -1), (1, 0), (-1, 0))))
+    p = vector_precision(by_hand[300:], by_hand[:300], labels[:300], labels[300:], (1, 10))
+    assert rows[f"proxy ({artifact.parent.name}/proxy.keras), mirror-averaged, shift-averaged (1 px)"] == \
+        pytest.approx([p["P@1"], p["P@10"]], abs=1e-4)
+    result = CliRunner().invoke(main, ["validate", str(artifact), "--validation", "100", "--limit", "400", "--shifts", "-1"])
+    assert result.exit_code == 2 and "--shifts" in result.output
+
+
 @pytest.mark.slow
 def test_proxy_trains_with_the_triplet_loss_added(tmp_path, fmnist):
     """--loss cosface+triplet: both losses on one tower (two outputs), the
