@@ -67,9 +67,8 @@ def validation_rows(artifacts: list[str | os.PathLike], *, validation: int = 10_
     with each image's vector averaged with its mirror image's; with
     ``shifts``, also mirror-averaged and averaged over the image moved
     ``shifts`` pixels up, down, left and right; with two or more artifacts,
-    their vectors concatenated (equal weight), for the last kind and for
-    mirror-averaged ones. Each at
-    every query expansion in ``expand`` (0: none). ``limit``: the artifacts
+    their vectors concatenated (equal weight), of each variant asked for.
+    Each at every query expansion in ``expand`` (0: none). ``limit``: the artifacts
     were trained with ``--limit`` (the split is then of the first ``limit``)."""
     train = load_split("train", data_dir)
     if limit is not None and limit < 3:
@@ -83,23 +82,24 @@ def validation_rows(artifacts: list[str | os.PathLike], *, validation: int = 10_
     cut = n - validation
     images = train.images[:n]
     labels = (train.labels[:cut], train.labels[cut:n], (1, 10))
-    spaces: list[tuple[str, np.ndarray, np.ndarray]] = []
+    # (mirror-averaged, shift pixels) of each measured variant
+    variants = [(False, 0)] + [(True, 0)] * mirror + [(True, shifts)] * bool(shifts)
+    spaces: list[tuple[tuple[bool, int], str, np.ndarray, np.ndarray]] = []
     for artifact in artifacts:
         card = check_trained_apart(artifact, validation, n)
         embedder = get_embedder(card["method"], weights=artifact)
         name = f"{card['method']} ({Path(artifact).parent.name}/{Path(artifact).name})"
-        for m, s in [(False, 0)] + [(True, 0)] * mirror + [(True, shifts)] * bool(shifts):
-            spaces.append((name + (", mirror-averaged" if m else "") + (f", shift-averaged ({s} px)" if s else ""),
-                           _vectors(embedder, images[:cut], m, s), _vectors(embedder, images[cut:], m, s)))
-    if len(artifacts) > 1:
-        kinds = [k for k, wanted in ((", mirror-averaged", mirror), (" px)", shifts)) if wanted] or [")"]
-        for kind in kinds:  # the concatenation of each artifact's variant of that kind
-            last = [s for s in spaces if s[0].endswith(kind)][-len(artifacts):]
-            spaces.append((" + ".join(s[0] for s in last) + ", concatenated",
-                           l2_normalize(np.hstack([s[1] for s in last])),
-                           l2_normalize(np.hstack([s[2] for s in last]))))
+        for variant in variants:
+            m, s = variant
+            label = name + (", mirror-averaged" if m else "") + (f", shift-averaged ({s} px)" if s else "")
+            spaces.append((variant, label, _vectors(embedder, images[:cut], m, s), _vectors(embedder, images[cut:], m, s)))
+    if len(artifacts) > 1:  # each artifact's variant concatenated: the mirror-averaged and the shifted, else the plain
+        for variant in variants[1:] or variants:
+            same = [s for s in spaces if s[0] == variant]
+            spaces.append((variant, " + ".join(s[1] for s in same) + ", concatenated",
+                           l2_normalize(np.hstack([s[2] for s in same])), l2_normalize(np.hstack([s[3] for s in same]))))
     rows = []
-    for name, g, q in spaces:
+    for _, name, g, q in spaces:
         for e in expand:
             p = vector_precision(q, g, *labels, expand=e)
             rows.append(Row(name + (f", expanded by {e}" if e else ""), p["P@1"], p["P@10"]))

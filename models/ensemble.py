@@ -4,10 +4,10 @@ Each member (a trained ``siamese`` or ``proxy`` artifact) embeds the image
 averaged with its mirror image (proxy's served network already does; a
 siamese member is wrapped the same way) and, with test-time shifts, also
 averaged over the image moved a pixel up, down, left and right; the
-members' unit vectors are concatenated and normalised. The cosine of two such vectors is the mean of
-the members' cosines: a score fusion computed by the vector database itself,
-in one collection and one search, where rank fusion of separate collections
-(RRF) throws the scores away. The members are trained with ``fmsearch
+members' unit vectors are concatenated and normalised. The cosine of two
+such vectors is the mean of the members' cosines: a score fusion computed by
+the vector database itself, in one collection and one search, where rank
+fusion of separate collections (RRF) throws the scores away. The members are trained with ``fmsearch
 train``; ``fmsearch combine`` builds the ensemble from their artifacts (no
 training: one Keras model holding the members' weights, so it saves, loads
 in safe mode and exports to ONNX like any other artifact). The design
@@ -139,7 +139,7 @@ def build(artifacts: list[str | os.PathLike], out: str | os.PathLike, *, data_di
     from fmsearch.models.training import output_folder, provenance, quick_eval
 
     cards = member_cards(artifacts)  # the members' check, before TensorFlow loads
-    offsets(shifts)
+    offsets(shifts)  # a negative shift refused before TensorFlow loads
     out_dir = output_folder(out)
     import_tensorflow("combining an ensemble")
     require_exporter("combining an ensemble")

@@ -11,7 +11,7 @@ from .common import data_dir_option, domain_errors
 @click.argument("members", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", type=click.Path(file_okay=False), default="trained-models", show_default=True,
               help="Output directory; the shipped weights live in models/weights.")
-@click.option("--shifts", type=click.IntRange(min=0), default=0, show_default=True, metavar="PIXELS",
+@click.option("--shifts", type=click.IntRange(0, 27), default=0, show_default=True, metavar="PIXELS",
               help="Also average each member's vector over the image moved PIXELS up, down, left and right "
                    "(test-time shifts; 0: none). Costs five times the embedding time.")
 @click.option("--no-eval", is_flag=True, help="Skip the test-split precision check recorded in the card.")
@@ -21,8 +21,9 @@ def command(members, out, shifts, no_eval, data_dir) -> None:
     """Build the ensemble method from trained siamese and proxy artifacts
     (MEMBERS: .keras files made by `fmsearch train`): each member's vector
     averaged with its mirror image's (and, with --shifts, over the image
-    moved a few pixels), concatenated and normalised, in one network. No training; writes OUT/ensemble.keras, its card (the members'
-    cards, to retrain them) and its ONNX export."""
+    moved a few pixels), concatenated and normalised, in one network. No
+    training; writes OUT/ensemble.keras, its card (the members' cards, to
+    retrain them) and its ONNX export."""
     from fmsearch.models.ensemble import build
 
     card = build(list(members), out, data_dir=data_dir, evaluate=not no_eval, shifts=shifts)
