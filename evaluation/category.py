@@ -40,6 +40,8 @@ SEED_RESULTS: dict[str, dict[str, float]] = {
     "siamese": {"P@?": 0.8180, "R@?": 0.0206, "top1": 0.93},
 }
 CURVE_K = 100
+#: the retrieval confusion matrix counts each query's top K hits
+CONFUSION_K = 10
 
 
 @dataclass(frozen=True)
@@ -367,6 +369,8 @@ def _quality(hit_labels, q_labels, per_class, ks) -> dict[str, Any]:
             **{f"{m}@{k}": class_table[k][m] for k in class_table for m in ("precision", "map")},
         },
         "pr_curve": curve,
+        "confusion": {"k": min(CONFUSION_K, hit_labels.shape[1]),
+                      "matrix": metrics.confusion(hit_labels, q_labels, len(CLASS_NAMES), CONFUSION_K)},
     }
 
 

@@ -148,6 +148,21 @@ def per_class(values: np.ndarray, query_labels: np.ndarray, n_classes: int) -> l
     return [mean(values[query_labels == c]) for c in range(n_classes)]
 
 
+def confusion(hit_labels: np.ndarray, query_labels: np.ndarray, n_classes: int, k: int) -> list[list[float] | None]:
+    """The retrieval confusion matrix: row c is, over the queries of class
+    c, the share of their top-``k`` hits in each class (padding not
+    counted; a row sums to 1). ``None`` for a class with no query or no hit."""
+    top = np.asarray(hit_labels)[:, :k]
+    query_labels = np.asarray(query_labels)
+    rows: list[list[float] | None] = []
+    for c in range(n_classes):
+        hits = top[query_labels == c]
+        hits = hits[hits != MISSING]
+        counts = np.bincount(hits, minlength=n_classes)[:n_classes] if hits.size else None
+        rows.append(None if counts is None else (counts / counts.sum()).tolist())
+    return rows
+
+
 def percentiles_ms(seconds: Sequence[float]) -> dict[str, float | None]:
     """p50/p95/p99 in milliseconds (``None`` for no samples)."""
     if len(seconds) == 0:

@@ -40,6 +40,30 @@ def pr_curve(data: dict[str, Any], path: Path) -> None:
     fig.savefig(path)
 
 
+def confusion(data: dict[str, Any], path: Path) -> None:
+    """The retrieval confusion matrix as a heatmap: rows the query's class,
+    columns the hits' class, each cell the share of the row's top-K hits."""
+    conf, names = data["confusion"], data["per_class"]["class_names"]
+    matrix = np.array([row if row is not None else [np.nan] * len(names) for row in conf["matrix"]])
+    fig = _figure(figsize=(7.6, 6.4), dpi=110)
+    ax = fig.subplots()
+    from matplotlib.colors import PowerNorm
+
+    # a square-root-like colour scale: leaks of a few per cent stay visible next to a diagonal near 1
+    image = ax.imshow(matrix, cmap="Blues", norm=PowerNorm(0.4, vmin=0, vmax=1))
+    for (i, j), v in np.ndenumerate(matrix):
+        if np.isfinite(v) and v >= 0.005:
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v > 0.3 else "black")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel(f"class of the top-{conf['k']} hits")
+    ax.set_ylabel("class of the query")
+    ax.set_title(f"{data['settings']['method']}: retrieval confusion ({data['queries']} queries)")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    fig.savefig(path)
+
+
 def results_grid(result: EvalResult, store: Store, path: Path, data_dir: str | os.PathLike | None) -> None:
     """Like the seed's figures: query, then its top-10; wrong-class hits outlined red."""
     from matplotlib.patches import Rectangle

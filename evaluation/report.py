@@ -80,6 +80,7 @@ def render_markdown(data: dict[str, Any]) -> str:
     for c, cname in enumerate(pc["class_names"]):
         cells = [fmt(pc[f"precision@{k}"][c], 3) for k in ks]
         lines.append(f"| {cname} | " + " | ".join(cells) + f" | {fmt(pc['top1_accuracy'][c], 3)} |")
+    lines += confusion_section(data)
     lat, thr = data["latency"], data["throughput"]
     lines += [
         "",
@@ -97,6 +98,22 @@ def render_markdown(data: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def confusion_section(data: dict[str, Any]) -> list[str]:
+    """The retrieval confusion matrix as a table: each query class's top-K
+    hits by class, the largest leak of each row in bold."""
+    conf, names = data["confusion"], data["per_class"]["class_names"]
+    lines = ["", f"## Retrieval confusion (share of each query class's top-{conf['k']} hits in each class)", "",
+             "| query class | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for c, row in enumerate(conf["matrix"]):
+        if row is None:
+            lines.append(f"| {names[c]} | " + " | ".join("-" for _ in names) + " |")
+            continue
+        leak = max((j for j in range(len(row)) if j != c), key=lambda j: row[j])
+        cells = [f"**{v:.3f}**" if j == leak and v > 0 else f"{v:.3f}" for j, v in enumerate(row)]
+        lines.append(f"| {names[c]} | " + " | ".join(cells) + " |")
+    return lines + ["", "![retrieval confusion matrix](confusion.png)"]
 
 
 def rerank_section(data: dict[str, Any]) -> list[str]:
@@ -132,13 +149,14 @@ def rerank_section(data: dict[str, Any]) -> list[str]:
 def write_report(
     result: EvalResult, store: Store, out_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None
 ) -> dict[str, Any]:
-    """Write the four files; returns the metrics.json dict."""
+    """Write the five files; returns the metrics.json dict."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data = result.to_json()
     (out / "metrics.json").write_text(json.dumps(data, indent=2))
     (out / "report.md").write_text(render_markdown(data))
     plots.pr_curve(data, out / "pr_curve.png")
+    plots.confusion(data, out / "confusion.png")
     plots.results_grid(result, store, out / "results_grid.png", data_dir)
     return data
 

@@ -45,9 +45,16 @@ def test_exact_evaluation_matches_numpy(store, prefix, fmnist, tmp_path):
     assert data["latency"]["queries"] == 5 and data["latency"]["p50_ms"] > 0
     assert data["collection_metadata"]["fingerprint"] == "pixels-v1"
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "metrics.json", "pr_curve.png", "report.md", "results_grid.png"
+        "confusion.png", "metrics.json", "pr_curve.png", "report.md", "results_grid.png"
     ]
+    # the confusion matrix against numpy's top 10: row c, the share of class c's queries' hits in each class
+    labels = fmnist["train"].labels[:GALLERY][result.hit_ids[:, :10]]
+    q_labels = fmnist["test"].labels[result.query_indices]
+    for c, row in enumerate(data["confusion"]["matrix"]):
+        hits = labels[q_labels == c].ravel()
+        assert row == (None if hits.size == 0 else pytest.approx(np.bincount(hits, minlength=10) / hits.size))
     report = (tmp_path / "out" / "report.md").read_text()
+    assert "## Retrieval confusion (share of each query class's top-10 hits in each class)" in report
     assert "| 10 |" in report and "The seed report has no figures for `pixels`" in report
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["settings"]["seed"] == 0
 

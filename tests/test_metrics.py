@@ -91,3 +91,15 @@ def test_overlap_and_percentiles():
     np.testing.assert_allclose(m.overlap_at_k(np.array([[1, 2, 3]]), np.array([[3, 2, 7]]), 3), [2 / 3])
     p = m.percentiles_ms([0.001, 0.002, 0.003])
     assert p["p50_ms"] == pytest.approx(2.0)
+
+
+def test_confusion_matrix_by_hand():
+    """Rows: each query class's top-k hits by class; padding not counted; a
+    class without queries is None."""
+    hits = np.array([[0, 1, 1, 2], [0, 0, m.MISSING, 2], [1, 1, 0, 0]])
+    queries = np.array([0, 0, 1])
+    rows = m.confusion(hits, queries, n_classes=3, k=3)
+    # class 0: hits (0, 1, 1) and (0, 0): 3 of class 0, 2 of class 1 in 5
+    assert rows[0] == pytest.approx([3 / 5, 2 / 5, 0])
+    assert rows[1] == pytest.approx([1 / 3, 2 / 3, 0])  # hits (1, 1, 0)
+    assert rows[2] is None

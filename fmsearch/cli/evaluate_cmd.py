@@ -55,7 +55,8 @@ def command(settings, method, task, sources, queries, ks, seed, exact, hnsw_ef, 
             weights, input_size, runtime, threads, data_dir, **mode) -> None:
     """Evaluate METHOD: test images query the train gallery.
 
-    Writes metrics.json, report.md, pr_curve.png and results_grid.png to --out.
+    Writes metrics.json, report.md, pr_curve.png, results_grid.png and
+    confusion.png (the retrieval confusion matrix) to --out.
     """
     if task == "near-duplicate":
         _near_duplicate(settings, method, sources, seed, exact, batch_size, out, as_json, mode,
@@ -106,7 +107,7 @@ def _show(data: dict, method: str, out: str) -> None:
         f"latency p50 {lat['p50_ms']:.2f} ms, p95 {lat['p95_ms']:.2f} ms, p99 {lat['p99_ms']:.2f} ms; "
         f"batch {data['throughput']['queries_per_s']:.0f} queries/s"
     )
-    click.echo(f"wrote {out}/metrics.json, report.md, pr_curve.png, results_grid.png")
+    click.echo(f"wrote {out}/metrics.json, report.md, pr_curve.png, results_grid.png, confusion.png")
 
 
 def _near_duplicate(settings, method, sources, seed, exact, batch_size, out, as_json, mode, options, data_dir) -> None:
