@@ -43,12 +43,12 @@ def pr_curve(data: dict[str, Any], path: Path) -> None:
 def confusion(data: dict[str, Any], path: Path) -> None:
     """The retrieval confusion matrix as a heatmap: rows the query's class,
     columns the hits' class, each cell the share of the row's top-K hits."""
+    from matplotlib.colors import PowerNorm
+
     conf, names = data["confusion"], data["per_class"]["class_names"]
     matrix = np.array([row if row is not None else [np.nan] * len(names) for row in conf["matrix"]])
     fig = _figure(figsize=(7.6, 6.4), dpi=110)
     ax = fig.subplots()
-    from matplotlib.colors import PowerNorm
-
     # a square-root-like colour scale: leaks of a few per cent stay visible next to a diagonal near 1
     image = ax.imshow(matrix, cmap="Blues", norm=PowerNorm(0.4, vmin=0, vmax=1))
     for (i, j), v in np.ndenumerate(matrix):
