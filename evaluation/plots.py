@@ -114,3 +114,57 @@ def near_duplicate_recall(data: dict[str, Any], path) -> None:
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
+
+
+def duplicate_groups(data: dict[str, Any], store: Store, path: Path, rows: int = 16, per_row: int = 10) -> None:
+    """Every label conflict, then the largest other groups, as image rows
+    (each image titled with its class and split; conflicts in red)."""
+    groups = data["groups"]
+    conflicts = [g for g in groups if g["conflict"]]
+    others = sorted((g for g in groups if not g["conflict"]), key=lambda g: (-len(g["ids"]), g["ids"][0]))
+    chosen = (conflicts + others)[:rows]
+    per_row = max(6, min(per_row, max((len(g["ids"]) for g in chosen), default=0)))
+    fig = _figure(figsize=(1.1 * per_row, 1.35 * max(len(chosen), 1) + 0.7), dpi=100)
+    axes = fig.subplots(max(len(chosen), 1), per_row, squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for r, g in enumerate(chosen):
+        ids = g["ids"][:per_row]
+        records = store.retrieve(data["collection"], ids, with_payload=[schema.IMAGE])
+        images = {rec.id: decode_png(rec.payload[schema.IMAGE]) for rec in records}
+        for j, (pid, cname, split) in enumerate(zip(ids, g["classes"], g["splits"], strict=False)):
+            ax = axes[r, j]
+            if pid in images:
+                ax.imshow(images[pid], cmap="gray", vmin=0, vmax=255)
+            more = f" +{len(g['ids']) - per_row}" if j == per_row - 1 and len(g["ids"]) > per_row else ""
+            ax.set_title(f"{cname}\n{split} {pid}{more}", fontsize=6, color="red" if g["conflict"] else "black")
+    m = data["summary"]
+    fig.suptitle(f"{data['settings']['method']} duplicates at score >= {data['settings']['threshold']:g}:\n"
+                 f"{m['groups']} groups, {m['conflict_groups']} with conflicting labels (red), "
+                 f"{len(chosen)} shown", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (1.35 * max(len(chosen), 1) + 0.7)))
+    fig.savefig(path)
+
+
+#: one colour per class (matplotlib's tab10, the page uses the same)
+CLASS_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+                 "#17becf")
+
+
+def gallery_map(data: dict[str, Any], path: Path) -> None:
+    """The map: one dot per stored image, coloured by class."""
+    x, y, labels = np.asarray(data["x"]), np.asarray(data["y"]), np.asarray(data["labels"])
+    fig = _figure(figsize=(8, 7), dpi=110)
+    ax = fig.subplots()
+    size = max(0.5, min(8.0, 20000 / max(len(x), 1) * 0.2))
+    for c, name in enumerate(data["class_names"]):
+        on = labels == c
+        ax.scatter(x[on], y[on], s=size, c=CLASS_COLOURS[c], label=name, linewidths=0, alpha=0.8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.legend(markerscale=max(1.0, 6 / size), fontsize=7, loc="best", frameon=True)
+    s = data["settings"]
+    ax.set_title(f"{s['method']}: {data['points']} images, {s['algorithm']} (seed {s['seed']}); "
+                 f"neighbour keeping@10 {data['neighbour_keeping@10']:.3f}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from fmsearch.evaluation import plots
+from fmsearch.evaluation import markdown, plots
 from fmsearch.evaluation.category import SEED_RESULTS, EvalResult
 from fmsearch.search.mode import SearchMode
 from fmsearch.store import Store
@@ -206,3 +206,61 @@ def write_near_duplicate_report(data: dict[str, Any], out_dir: str | os.PathLike
     (out / "metrics.json").write_text(json.dumps(data, indent=2))
     (out / "report.md").write_text(render_near_duplicate_markdown(data))
     plots.near_duplicate_recall(data, out / "recall.png")
+
+
+def _group_row(g: dict[str, Any]) -> list[str]:
+    members = ", ".join(f"{i} ({c}, {s})" for i, c, s in zip(g["ids"], g["classes"], g["splits"], strict=True))
+    return [str(len(g["ids"])), members, f"{g['min_score']:.4f}-{g['max_score']:.4f}"]
+
+
+def render_duplicates_markdown(data: dict[str, Any], shown: int = 20) -> str:
+    """report.md of a duplicates run: counts, label conflicts, test images
+    with a train copy, per-class counts, the largest groups."""
+    s, m, c = data["settings"], data["summary"], data["cost"]
+    groups = data["groups"]
+    lines = [
+        f"# Duplicates: {s['method']}, split {s['split']}",
+        "",
+        f"- date: {data['date']}; backend: {data['backend']}; collection `{data['collection']}`",
+        f"- threshold: score >= {s['threshold']:g} ({s['threshold_source']}); "
+        f"{'exact search' if s['exact'] else 'HNSW threshold queries'}",
+        f"- {m['images_scanned']} images scanned: {m['pairs']} pairs in {m['groups']} groups "
+        f"({m['images_in_groups']} images, largest group {m['largest_group']})",
+        f"- **groups with conflicting labels: {m['conflict_groups']}** ({m['conflict_pairs']} pairs)",
+        f"- **test images with a near-copy in train: {m['test_with_train_copy']}**",
+        f"- cost: {c['seconds']:.1f} s ({c['images_per_second']:.0f} images/s), peak resident memory "
+        f"{c['peak_rss_mb']:.0f} MB (an all-pairs float32 matrix would take {c['all_pairs_matrix_mb']:.0f} MB)",
+        "",
+        "## Per class",
+        "",
+        markdown.table(
+            ["class", "images in groups", "groups", "conflict groups", "test images with a train copy"],
+            [[p["class"], p["images_in_groups"], p["groups"], p["conflict_groups"], p["test_with_train_copy"]]
+             for p in m["per_class"]],
+        ),
+        "",
+    ]
+    conflicts = [g for g in groups if g["conflict"]]
+    cross = [g for g in groups if not g["conflict"] and {"train", "test"} <= set(g["splits"])]
+    for title, chosen in (("Groups with conflicting labels", conflicts),
+                          ("Test images with a near-copy in train", cross),
+                          ("Largest groups", sorted(groups, key=lambda g: -len(g["ids"])))):
+        lines += [f"## {title}", ""]
+        if not chosen:
+            lines += ["None.", ""]
+            continue
+        lines += [markdown.table(["size", "members: id (class, split)", "scores"],
+                                 [_group_row(g) for g in chosen[:shown]], "rlr"), ""]
+        if len(chosen) > shown:
+            lines += [f"... and {len(chosen) - shown} more in duplicates.json.", ""]
+    lines += ["![groups as image rows](duplicates.png)", ""]
+    return "\n".join(lines)
+
+
+def write_duplicates_report(data: dict[str, Any], store: Store, out_dir: str | os.PathLike) -> None:
+    """duplicates.json, report.md and duplicates.png."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "duplicates.json").write_text(json.dumps(data, indent=1))
+    (out / "report.md").write_text(render_duplicates_markdown(data))
+    plots.duplicate_groups(data, store, out / "duplicates.png")

@@ -70,3 +70,7 @@ class ModelError(FmsearchError):
 
 class StoreLockedError(StoreError):
     """Another process holds a collection of the embedded store."""
+
+
+class ResultNotFoundError(FmsearchError):
+    """An analysis result (a map, a duplicates run) that has not been made."""

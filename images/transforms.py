@@ -55,10 +55,15 @@ def brightness_contrast(image: np.ndarray, rng: np.random.Generator) -> np.ndarr
 
 
 def jpeg(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return reencoded(image, int(rng.integers(30, 61)))
+
+
+def reencoded(image: np.ndarray, quality: int) -> np.ndarray:
+    """The image after a JPEG round trip at ``quality`` (1-95)."""
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="JPEG", quality=int(rng.integers(30, 61)))
+    Image.fromarray(image).save(buf, format="JPEG", quality=quality)
     buf.seek(0)
     with Image.open(buf) as img:
         return np.asarray(img.convert("L"), np.uint8)

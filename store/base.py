@@ -193,10 +193,13 @@ class Store(ABC):
     def query_batch(self, name: str, vectors: np.ndarray, limit: int | Sequence[int],
                     flt: QueryFilter | Sequence[QueryFilter | None] | None = None, *, exact: bool = False,
                     hnsw_ef: int | None = None, with_payload: bool | Sequence[str] = True,
-                    quantization: QuantizationParams | None = None) -> list[list[ScoredPoint]]:
+                    quantization: QuantizationParams | None = None,
+                    score_threshold: float | None = None) -> list[list[ScoredPoint]]:
         """Nearest neighbours of each row of ``vectors`` (or of each (n, d)
         multivector, for a multivector collection), as one batch request;
-        ``limit`` and ``flt`` are one for every row, or one per row."""
+        ``limit`` and ``flt`` are one for every row, or one per row;
+        ``score_threshold``: only hits scoring at least this (Qdrant's own
+        threshold, applied in the search; for euclid, at most this distance)."""
 
     def query(self, name: str, vector: np.ndarray, limit: int, flt: QueryFilter | None = None,
               **params: Any) -> list[ScoredPoint]:

@@ -406,7 +406,8 @@ class EdgeStore(Store):
     def query_batch(self, name: str, vectors: np.ndarray, limit: int | Sequence[int],
                     flt: QueryFilter | Sequence[QueryFilter | None] | None = None, *, exact: bool = False,
                     hnsw_ef: int | None = None, with_payload: bool | Sequence[str] = True,
-                    quantization: QuantizationParams | None = None) -> list[list[ScoredPoint]]:
+                    quantization: QuantizationParams | None = None,
+                    score_threshold: float | None = None) -> list[list[ScoredPoint]]:
         qe = _edge()
         shard = self._shard(name)
         quant = None if quantization is None else qe.QuantizationSearchParams(
@@ -416,7 +417,8 @@ class EdgeStore(Store):
         rows, payload = vector_lists(vectors, self.is_multivector(name)), payload_selector(with_payload)
         limits, filters = per_row(limit, len(rows), (int, np.integer)), per_row(flt, len(rows), QueryFilter)
         requests = [
-            qe.QueryRequest(limit=n, query=qe.Query.Nearest(v), filter=self._filter(f), params=params, with_payload=payload)
+            qe.QueryRequest(limit=n, query=qe.Query.Nearest(v), filter=self._filter(f), params=params, with_payload=payload,
+                            score_threshold=score_threshold)
             for v, n, f in zip(rows, limits, filters, strict=True)
         ]
         results = shard.query_batch(qe.QueryBatchRequest(requests))

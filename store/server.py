@@ -364,14 +364,16 @@ class ServerStore(Store):
     def query_batch(self, name: str, vectors: np.ndarray, limit: int | Sequence[int],
                     flt: QueryFilter | Sequence[QueryFilter | None] | None = None, *, exact: bool = False,
                     hnsw_ef: int | None = None, with_payload: bool | Sequence[str] = True,
-                    quantization: QuantizationParams | None = None) -> list[list[ScoredPoint]]:
+                    quantization: QuantizationParams | None = None,
+                    score_threshold: float | None = None) -> list[list[ScoredPoint]]:
         from qdrant_client import models
 
         params = self._search_params(exact=exact, hnsw_ef=hnsw_ef, quantization=quantization)
         rows, payload = vector_lists(vectors, self.is_multivector(name)), payload_selector(with_payload)
         limits, filters = per_row(limit, len(rows), (int, np.integer)), per_row(flt, len(rows), QueryFilter)
         requests = [
-            models.QueryRequest(query=v, limit=n, filter=self._filter(f), params=params, with_payload=payload)
+            models.QueryRequest(query=v, limit=n, filter=self._filter(f), params=params, with_payload=payload,
+                                score_threshold=score_threshold)
             for v, n, f in zip(rows, limits, filters, strict=True)
         ]
         with self._call("query", name):

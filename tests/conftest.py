@@ -135,3 +135,30 @@ def unit_vectors():
     rng = np.random.default_rng(7)
     v = rng.normal(size=(40, 8)).astype(np.float32)
     return v / np.linalg.norm(v, axis=1, keepdims=True), np.arange(40) % 10
+
+
+#: the duplicates thresholds of the insight folder: the pixels run has label conflicts among the home's 300
+INSIGHT_THRESHOLDS = {"pixels": 0.96, "siamese": 0.99}
+
+
+@pytest.fixture(scope="session")
+def insight(home, tmp_path_factory) -> Path:
+    """What `fmsearch serve --insight` reads, made by the CLI on the shared
+    home: a siamese map of its 300 images, and duplicates runs of pixels (with
+    label conflicts) and siamese (without)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from fmsearch.cli import main
+
+    folder = tmp_path_factory.mktemp("insight")
+    runs = [["map", "-m", "siamese", "--points", "300", "--out", str(folder / "map-siamese")]]
+    runs += [["duplicates", "-m", m, "--split", "train", "-t", str(t), "--out", str(folder / f"duplicates-{m}-train")]
+             for m, t in INSIGHT_THRESHOLDS.items()]
+    for args in runs:
+        result = CliRunner().invoke(main, ["--home", str(home), *args])
+        assert result.exit_code == 0, result.output
+    conflicts = json.loads((folder / "duplicates-pixels-train" / "duplicates.json").read_text())["summary"]
+    assert conflicts["conflict_groups"] > 0, "the page's conflict rows need one"
+    return folder

@@ -1,6 +1,7 @@
 """The web page in a real browser: Debian's Chromium driven by Playwright,
 against a real `fmsearch serve` on a free loopback port (the shared home:
-pixels, siamese and SIFT, 300 images each).
+pixels, siamese and SIFT, 300 images each; its insight folder: a siamese map,
+pixels and siamese duplicates).
 
 Without Playwright or Chromium these tests skip with the reason; where
 FMSEARCH_REQUIRE_BROWSER is set (CI) they fail instead. Each test fails on a
@@ -47,8 +48,8 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def server(home):
-    server = Server(home)
+def server(home, insight):
+    server = Server(home, "--insight", str(insight))
     try:
         server.wait_ready()
         yield server
@@ -368,3 +369,68 @@ def test_query_expansion_is_a_mode_of_the_page(page, server):
     p.wait_for_function("ids => [...document.querySelectorAll('#grid li')].map(c => +c.dataset.id).join() === ids.join()",
                         arg=plain)
     assert "expand" not in p.url
+
+
+def _map_position(p, data: dict, row: int) -> tuple[float, float]:
+    """Where the page draws a map point, in page coordinates (from the view it publishes)."""
+    xmin, ymin, scale, pad = (float(v) for v in p.get_attribute("#map", "data-view").split(","))
+    p.locator("#map").scroll_into_view_if_needed()  # a click lands only inside the viewport
+    box = p.locator("#map").bounding_box()
+    width = float(p.evaluate("document.getElementById('map').width"))
+    cx = pad + (data["x"][row] - xmin) * scale
+    cy = width - pad - (data["y"][row] - ymin) * scale
+    return box["x"] + cx * box["width"] / width, box["y"] + cy * box["height"] / width
+
+
+def test_the_map_marks_the_search_and_a_click_on_a_point_searches_by_it(page, insight):
+    import json
+
+    import numpy as np
+
+    p = page.page
+    data = json.loads((insight / "map-siamese" / "map.json").read_text())
+    p.wait_for_selector("#map-caption:has-text('Click a point to search by it')")
+    assert "siamese: 300 images, tsne (neighbour keeping@10" in p.inner_text("#map-caption")
+    assert p.locator("#map-legend li").count() == 10
+    _search_id(p, data["ids"][7])
+    hits = page.ids()
+    p.wait_for_selector(f"#map[data-marked^='{data['ids'][7]},']")
+    # every hit is one of the 300 mapped images: the query and all its results are marked
+    assert p.get_attribute("#map", "data-marked") == ",".join(map(str, [data["ids"][7], *hits]))
+    assert f"the query (yellow) and {len(hits)} of its {len(hits)} results" in p.inner_text("#map-caption")
+    # the point farthest from any other: a click on it can mean only it
+    xy = np.column_stack([data["x"], data["y"]])
+    gaps = np.linalg.norm(xy[:, None] - xy[None], axis=2) + np.eye(len(xy)) * 1e9
+    row = int(np.argmax(gaps.min(axis=1)))
+    p.mouse.click(*_map_position(p, data, row))
+    p.wait_for_selector(f"#query-caption:has-text('id {data['ids'][row]}:')")
+    p.wait_for_url(f"**/?id={data['ids'][row]}&*")
+    p.wait_for_selector(f"#map[data-marked^='{data['ids'][row]},']")
+    p.mouse.click(*_map_position(p, data, row), delay=0)  # the same point again: the same search, no fault
+
+
+def test_the_duplicates_view_shows_conflicts_first_and_searches_by_a_copy(page, insight):
+    import json
+
+    p = page.page
+    p.wait_for_selector("#dup-summary:has-text('siamese, score >= 0.99')")
+    assert p.locator("#dup-rows li.conflict").count() == 0 and p.locator("#dup-rows li").count() > 0
+    p.select_option("#method", "pixels")
+    written = json.loads((insight / "duplicates-pixels-train" / "duplicates.json").read_text())
+    conflicts = written["summary"]["conflict_groups"]
+    p.wait_for_selector("#dup-summary:has-text('pixels, score >= 0.96')")
+    assert f"{conflicts} with conflicting labels" in p.inner_text("#dup-summary")
+    rows = p.locator("#dup-rows li")
+    assert rows.count() == min(len(written["groups"]), 50)
+    kinds = rows.evaluate_all("rows => rows.map(r => r.classList.contains('conflict'))")
+    assert kinds == [True] * conflicts + [False] * (len(kinds) - conflicts)  # conflicts first
+    first = written["groups"][0]
+    assert rows.first.get_attribute("data-ids") == ",".join(map(str, first["ids"]))
+    assert "conflicting labels: " in rows.first.inner_text()
+    assert page.images_loaded("#dup-rows li:first-child img") == [28] * len(first["ids"])
+    # pixels has no map here: the page says how to make one
+    assert "No map of pixels yet: make one with `fmsearch map --method pixels`" in p.inner_text("#map-caption")
+    assert p.locator("#map").is_hidden()
+    p.locator("#dup-rows li:first-child button").nth(1).click()
+    p.wait_for_selector(f"#query-caption:has-text('id {first['ids'][1]}:')")
+    p.wait_for_selector("#grid li")

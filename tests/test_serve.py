@@ -725,7 +725,7 @@ def test_the_page_and_what_it_asks_of_the_api(client, fmnist):
     r = client.get("/")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     assert "default-src 'self'" in r.headers["content-security-policy"] and '<script type="module"' in r.text
-    for path, kind in (("/static/app.js", "javascript"), ("/static/style.css", "text/css"),
+    for path, kind in (("/static/app.js", "javascript"), ("/static/insight.js", "javascript"), ("/static/style.css", "text/css"),
                        ("/static/icon.svg", "image/svg+xml")):
         r = client.get(path)
         assert r.status_code == 200 and kind in r.headers["content-type"], path
@@ -763,3 +763,34 @@ def test_the_serve_suite_refuses_in_one_line_what_cannot_be_served(tmp_path):
                                            "--out-dir", str(tmp_path / "out")])
         assert result.exit_code == 1 and result.output.startswith(message), result.output
         assert result.output.count("\n") == 1 and "Traceback" not in result.output
+
+
+def test_the_map_and_duplicates_are_served_as_written(serve_home, insight, tmp_path):
+    """The insight folder's files: what exists, the map as written, the
+    duplicates with conflicts first; what was not made is a 404 that says
+    how to make it; an unknown method a 400."""
+    c = _client(ServeConfig(home=str(serve_home), insight_dir=str(insight)))
+    try:
+        assert c.get("/api/insight").json() == {"maps": ["siamese"], "duplicates": ["pixels", "siamese"]}
+        r = c.get("/api/map/siamese")
+        assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+        assert r.content == (insight / "map-siamese" / "map.json").read_bytes()
+        dup = c.get("/api/duplicates/pixels").json()
+        written = json.loads((insight / "duplicates-pixels-train" / "duplicates.json").read_text())
+        assert dup["summary"] == written["summary"] and dup["groups_total"] == len(written["groups"])
+        assert [g["ids"] for g in dup["groups"]] == [g["ids"] for g in written["groups"]]
+        assert dup["groups"][0]["conflict"] and "pairs" not in dup["groups"][0]
+        assert len(c.get("/api/duplicates/pixels", params={"limit": 2}).json()["groups"]) == 2
+        r = c.get("/api/map/pixels")
+        assert r.status_code == 404
+        assert r.json()["error"].startswith("no map of pixels here: make one with `fmsearch map --method pixels`")
+        r = c.get("/api/duplicates/nope")
+        assert r.status_code == 400 and r.json()["error"].startswith("unknown method 'nope'")
+        assert c.get("/api/map/..%2F..%2Fetc").status_code in (400, 404)
+    finally:
+        c.__exit__(None, None, None)
+    empty = _client(ServeConfig(home=str(serve_home), insight_dir=str(tmp_path / "none")))
+    try:
+        assert empty.get("/api/insight").json() == {"maps": [], "duplicates": []}
+    finally:
+        empty.__exit__(None, None, None)

@@ -17,9 +17,11 @@ from . import (
     combine_cmd,
     compare_cmd,
     data_cmd,
+    duplicates_cmd,
     evaluate_cmd,
     export_cmd,
     ingest_cmd,
+    map_cmd,
     migrate_cmd,
     query_cmd,
     results_cmd,
@@ -67,6 +69,6 @@ def main(ctx: click.Context, home, qdrant_url, qdrant_api_key, qdrant_api_key_fi
     ctx.call_on_close(settings.close)
 
 
-for module in (data_cmd, train_cmd, combine_cmd, validate_cmd, export_cmd, ingest_cmd, query_cmd, compare_cmd, evaluate_cmd, results_cmd, collections_cmd, bench_cmd, serve_cmd,
+for module in (data_cmd, train_cmd, combine_cmd, validate_cmd, export_cmd, ingest_cmd, query_cmd, compare_cmd, evaluate_cmd, duplicates_cmd, map_cmd, results_cmd, collections_cmd, bench_cmd, serve_cmd,
                migrate_cmd):
     main.add_command(module.command)

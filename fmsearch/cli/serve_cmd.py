@@ -35,12 +35,15 @@ from .common import data_dir_option, domain_errors, pass_settings, read_key_file
               help="The HTTP server (granian spreads connections evenly across workers).")
 @click.option("--reference", is_flag=True, hidden=True,
               help="Serve the benchmark's bare reference endpoint instead (decode, embed, search; no API).")
+@click.option("--insight", "insight_dir", type=click.Path(file_okay=False), default=None,
+              help="Where `fmsearch map` and `fmsearch duplicates` wrote: the page's map and duplicates "
+              "[default eval-results].")
 @click.option("--access-log/--no-access-log", default=False, show_default=True, help="Log every request line.")
 @data_dir_option
 @pass_settings
 @domain_errors
 def command(settings, host, port, methods, workers, api_key, api_key_file, cors_origins, max_upload_bytes,
-            request_timeout_s, batching, threads, server, reference, access_log, data_dir) -> None:
+            request_timeout_s, batching, threads, server, reference, insight_dir, access_log, data_dir) -> None:
     """Serve searches over HTTP until stopped (Ctrl-C or SIGTERM).
 
     Loads every ingested method's model once, answers JSON (OpenAPI at
@@ -61,7 +64,7 @@ def command(settings, host, port, methods, workers, api_key, api_key_file, cors_
                          prefix=settings.prefix, timeout=settings.timeout, retries=settings.retries, data_dir=data_dir,
                          methods=names, api_key=api_key, cors_origins=tuple(cors_origins),
                          max_upload_bytes=max_upload_bytes, request_timeout_s=request_timeout_s, batching=batching,
-                         threads=threads)
+                         threads=threads, **({"insight_dir": insight_dir} if insight_dir else {}))
     logging.getLogger("fmsearch").setLevel(logging.INFO)  # what is loaded and what is skipped, and why
     click.echo(f"fmsearch serve on http://{host}:{port} ({workers} worker{'s' if workers > 1 else ''}); "
                f"docs at http://{host}:{port}/docs", err=True)

@@ -29,10 +29,12 @@ from fmsearch.errors import (
     DatasetError,
     FmsearchError,
     ModelError,
+    ResultNotFoundError,
     StoreError,
 )
 from fmsearch.serve.batcher import MicroBatcher, work_executor
 from fmsearch.serve.config import ServeConfig
+from fmsearch.serve.insight import Insight
 from fmsearch.serve.limits import BodyLimit, UploadTooLarge
 from fmsearch.serve.metrics import Metrics
 from fmsearch.serve.page import mount_page
@@ -45,6 +47,7 @@ logger = logging.getLogger(__name__)
 #: HTTP status of each domain error (anything else a user causes: 400)
 STATUS: list[tuple[type[FmsearchError], int]] = [
     (CollectionNotFoundError, 404),
+    (ResultNotFoundError, 404),
     (CollectionMismatchError, 409),
     (StoreError, 503),
     (DatasetError, 503),
@@ -53,7 +56,7 @@ STATUS: list[tuple[type[FmsearchError], int]] = [
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text} for code, text in (
         (400, "A bad request: not an image, unknown method or class, an id or k out of range, a bad combination"),
-        (401, "The API key is missing or wrong"), (404, "No such collection or route"),
+        (401, "The API key is missing or wrong"), (404, "No such collection, map, duplicates run or route"),
         (409, "The collection was built by another model"), (413, "The upload is over the size limit"),
         (415, "Neither JSON nor a multipart form"), (422, "A field of the wrong type or out of range"),
         (503, "Loading, a store or model not available, or the request ran past the timeout"))
@@ -88,6 +91,7 @@ def create_app(config: ServeConfig, service: SearchService | None = None) -> Sea
                   telemetry={"tracing": False, "metrics": False, "logs": False},  # Prometheus instead: /metrics
                   description="Image similarity search over Fashion-MNIST, backed by Qdrant (read-only).")
     app.state.service, app.state.config, app.state.metrics = service, config, metrics
+    app.state.insight = Insight(config.insight_dir)
     app.state.batcher = MicroBatcher(lambda key, items: _run_batch(service, key, items), executor,
                                      on_batch=lambda key, n: metrics.batch(key[0].method, n))
     app.state.run = lambda fn, *args: asyncio.get_running_loop().run_in_executor(executor, fn, *args)

@@ -7,6 +7,7 @@ import os
 from dataclasses import asdict, dataclass, field
 
 from fmsearch.errors import InvalidArgumentError
+from fmsearch.evaluation import RESULTS_DIR
 from fmsearch.store.schema import DEFAULT_PREFIX
 
 #: the environment variable a worker process reads its configuration from
@@ -30,6 +31,8 @@ class ServeConfig:
         batching: embed and search concurrent plain searches together.
         threads: ONNX Runtime threads per inference (default one per core);
             they never spin-wait between calls here.
+        insight_dir: where ``fmsearch map`` and ``fmsearch duplicates``
+            wrote (their default folder): the page's map and duplicates.
     """
 
     home: str | None = None
@@ -46,6 +49,7 @@ class ServeConfig:
     request_timeout_s: float = 30.0
     batching: bool = True
     threads: int | None = None
+    insight_dir: str = RESULTS_DIR
 
     def __post_init__(self) -> None:
         if self.max_upload_bytes < 1024:

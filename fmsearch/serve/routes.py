@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from fmsearch.errors import InvalidArgumentError
 from fmsearch.serve.forms import Part, parse_form
+from fmsearch.serve.insight import MAX_GROUPS
 from fmsearch.serve.limits import UploadTooLarge
 from fmsearch.serve.schemas import (
     ClassOut,
@@ -103,6 +104,7 @@ def register(app: FastAPI, errors: dict) -> Bare:
     _document(app, documented.routes)
 
     _register_images(app, errors)
+    _register_insight(app, errors)
 
     @app.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
     async def metrics(request: Request):
@@ -161,6 +163,33 @@ def _register_images(app: FastAPI, errors: dict) -> None:
         body = CompareRequest(a=a, b=b, ratio=ratio, upscale=upscale, plain=plain)
         _, png = await request.app.state.run(_ready(request).compare, body)
         return Response(png, media_type="image/png", headers={"Cache-Control": IMMUTABLE})
+
+
+def _register_insight(app: FastAPI, errors: dict) -> None:
+    """The gallery's map and its duplicates, as `fmsearch map` and
+    `fmsearch duplicates` wrote them (404 until they have run)."""
+
+    @app.get("/api/insight", responses=errors)
+    async def insight(request: Request) -> dict[str, list[str]]:
+        """The methods this service has a map of (``maps``) and a duplicates
+        run of (``duplicates``)."""
+        return await request.app.state.run(request.app.state.insight.available)
+
+    @app.get("/api/map/{method}", responses={**errors, 200: {"content": {"application/json": {}}}},
+             response_class=Response)
+    async def gallery_map(request: Request, method: str):
+        """The method's map.json: ``ids``, ``x``, ``y``, ``labels`` (one entry per
+        mapped image), ``class_names``, ``settings`` and ``neighbour_keeping@10``."""
+        body = await request.app.state.run(request.app.state.insight.map_json, method)
+        return Response(body, media_type="application/json")
+
+    @app.get("/api/duplicates/{method}", responses=errors)
+    async def duplicates(request: Request, method: str,
+                         limit: int = Query(MAX_GROUPS, ge=1, le=MAX_GROUPS)) -> dict[str, Any]:
+        """The method's duplicates run: its settings, counts and cost, and its
+        first ``limit`` groups (label conflicts first), each with ``ids``,
+        ``labels``, ``classes``, ``splits``, ``conflict``, ``min_score``, ``max_score``."""
+        return await request.app.state.run(request.app.state.insight.duplicates, method, limit)
 
 
 class Bare:

@@ -2,6 +2,8 @@
 // State flows one way: the controls and the query make a search, the search's answer is drawn;
 // every search made by the user is pushed to the URL, so that back goes back one search.
 
+import { Insight } from "./insight.js";
+
 const $ = (id) => document.getElementById(id);
 const CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
   "Ankle boot"];
@@ -70,6 +72,9 @@ async function guarded(work) {
     showError(err);
   }
 }
+
+// the gallery's map and duplicates; a point or a duplicate clicked searches by it
+const insight = new Insight({ api, showImage, searchId: (id) => guarded(() => search({ kind: "id", id })) });
 
 // -- the controls ----------------------------------------------------------------------------------
 
@@ -201,6 +206,7 @@ function clearResults(message) {
   $("summary").textContent = message;
   $("rounds-box").hidden = true;
   $("methods").hidden = true;
+  insight.mark(null, []);
 }
 
 // -- searching ---------------------------------------------------------------------------------------
@@ -239,6 +245,7 @@ async function search(q, { push = true, replace = false } = {}) {
   $("rounds-box").hidden = true;
   $("methods").hidden = true;
   drawResults(answer, s);
+  insight.mark(q.kind === "id" ? q.id : null, answer.hits.map((h) => h.id));
   if (push) remember(q, s, replace);
 }
 
@@ -332,6 +339,7 @@ async function recommend() {
   feedback.rounds.push({ liked: feedback.liked.size, disliked: feedback.disliked.size, precision: p,
     k: answer.hits.length });
   drawResults(answer, s, ` · feedback round ${feedback.rounds.length} (recommend on ${base})`);
+  insight.mark(query.kind === "id" ? query.id : null, answer.hits.map((h) => h.id));
   $("rounds").replaceChildren(...feedback.rounds.map((r, i) => {
     const li = document.createElement("li");
     li.textContent = `round ${i + 1}: ${r.liked} liked, ${r.disliked} disliked`
@@ -444,6 +452,7 @@ function setUpInputs() {
   for (const id of ["method", "k", "rerank", "quantization", "rescore-with", "fuse", "fusion", "expand"]) {
     $(id).addEventListener("change", rerun);
   }
+  $("method").addEventListener("change", () => guarded(() => insight.show($("method").value)));
   $("compare-methods").addEventListener("click", () => guarded(compareMethods));
   $("key-form").addEventListener("submit", (e) => {
     e.preventDefault();
@@ -514,7 +523,12 @@ async function start() {
   $("rerank").disabled = !health.rerank;
   const initial = fromUrl();
   applySettings({ ...initial.settings, method: initial.settings.method || $("method").value });
-  if (initial.query) await search(initial.query, { replace: true });
+  await Promise.all([initial.query ? search(initial.query, { replace: true }) : null, showInsight()]);
+}
+
+async function showInsight() {
+  await insight.load();
+  await insight.show($("method").value);
 }
 
 setUpInputs();
