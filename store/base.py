@@ -186,6 +186,11 @@ class Store(ABC):
         multivector one."""
 
     @abstractmethod
+    def delete_points(self, name: str, ids: Sequence[int]) -> None:
+        """Remove points by id (ids not stored are ignored); the index is
+        kept, no rebuild."""
+
+    @abstractmethod
     def finalize(self, name: str) -> None:
         """Make what was written durable and indexed (HNSW built after bulk load)."""
 

@@ -272,7 +272,7 @@ class EdgeStore(Store):
         try:
             shard = _GuardedShard(qe.EdgeShard.create(str(directory / SHARD_DIR), config), directory / SHARD_DIR)
             kinds = {"integer": qe.PayloadSchemaType.Integer, "keyword": qe.PayloadSchemaType.Keyword}
-            for key, kind in schema.PAYLOAD_INDEXES.items():
+            for key, kind in spec.payload_indexes.items():
                 shard.update(qe.UpdateOperation.create_field_index(key, kinds[kind]))
             shard.flush()
         except Exception as err:
@@ -379,6 +379,9 @@ class EdgeStore(Store):
         rows = vector_lists(vectors, self.is_multivector(name))
         points = [qe.Point(int(i), v, p) for i, v, p in zip(ids, rows, payloads, strict=True)]
         self._shard(name).update(qe.UpdateOperation.upsert_points(points))
+
+    def delete_points(self, name: str, ids: Sequence[int]) -> None:
+        self._shard(name).update(_edge().UpdateOperation.delete_points([int(i) for i in ids]))
 
     def finalize(self, name: str) -> None:
         shard = self._shard(name)

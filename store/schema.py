@@ -19,6 +19,8 @@ This is the contract with services that call Qdrant directly (docs/schema.md,
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -102,6 +104,57 @@ NOT_OFFERED_WHY: dict[tuple[str, str], str] = {
     ("ensemble", "binary"): "192 bits per image cannot order its neighbours (recall@10 against exact 0.68 at "
     "oversampling 16)",
 }
+# Folder galleries: a user's own images (`fmsearch ingest --images DIR --collection NAME`).
+#: payload of a folder image: its path relative to the folder (POSIX separators), the SHA-256 of its
+#: file, its class (the first-level subfolder, when the folder follows the image-folder convention:
+#: ``label`` is that class's index in the collection's ``classes`` metadata) and the 28x28 image
+PATH = "path"
+SHA256 = "sha256"
+FOLDER_HIT_FIELDS = (PATH, LABEL, CLASS_NAME)
+FOLDER_PAYLOAD_INDEXES: dict[str, str] = {LABEL: "integer", CLASS_NAME: "keyword", PATH: "keyword"}
+#: collection metadata of a folder gallery: its name, its classes (index = label), the folder it was
+#: ingested from (what `fmsearch add` takes paths relative to)
+META_GALLERY = "gallery"
+META_CLASSES = "classes"
+META_ROOT = "root"
+#: a gallery name: lower-case letters, digits and dashes (no underscore: ``<prefix><gallery>_<method>``
+#: splits one way), at most 40 characters
+GALLERY_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
+#: point ids of folder images fit 53 bits: exact as JSON numbers in every client, JavaScript's included
+FOLDER_ID_BITS = 53
+
+
+def check_gallery(name: str) -> str:
+    """A gallery name, checked."""
+    if not isinstance(name, str) or not GALLERY_NAME.fullmatch(name):
+        raise InvalidArgumentError(f"collection name {name!r} must be 1-40 lower-case letters, digits or dashes, "
+                                   "starting with a letter or digit", param="collection")
+    return name
+
+
+def gallery_collection(gallery: str, method: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """The collection that holds one method's vectors of a folder gallery."""
+    return f"{prefix}{check_gallery(gallery)}_{method}"
+
+
+def folder_point_id(rel_path: str) -> int:
+    """Deterministic point id of a folder image: the first 53 bits of the
+    SHA-256 of its relative path (re-ingesting a path replaces its point)."""
+    digest = hashlib.sha256(rel_path.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") >> (64 - FOLDER_ID_BITS)
+
+
+def make_folder_payload(rel_path: str, sha256: str, image_png: str, class_name: str | None,
+                        classes: list[str]) -> dict[str, Any]:
+    """The payload of one folder image (``label`` and ``class_name`` only
+    when it has a class)."""
+    payload: dict[str, Any] = {PATH: rel_path, SHA256: sha256, IMAGE: image_png}
+    if class_name is not None:
+        payload[LABEL] = classes.index(class_name)
+        payload[CLASS_NAME] = class_name
+    return payload
+
+
 #: Oversampling of a rescored quantised search when none is given: int8
 #: keeps recall@10 >= 0.99 on every collection it is offered for; binary is
 #: the most its 1-bit codes need on the autoencoder (docs/search-modes.md).
@@ -189,6 +242,8 @@ class CollectionSpec:
     shards: int = 1
     replicas: int = 1
     write_consistency: int = 1
+    #: payload field -> index kind ("integer" or "keyword")
+    payload_indexes: dict[str, str] = field(default_factory=lambda: dict(PAYLOAD_INDEXES))
 
     def __post_init__(self) -> None:
         for key in ("shards", "replicas", "write_consistency"):
@@ -262,3 +317,16 @@ def check_compatible(collection: str, metadata: dict[str, Any], model: dict[str,
                 f"{key}={model.get(key)!r}; ingest {model.get(META_METHOD)} again with recreate to rebuild it",
                 param="recreate",
             )
+
+
+def folder_spec_for(model: dict[str, Any], gallery: str, root: str, classes: list[str],
+                    prefix: str = DEFAULT_PREFIX, planned: int = 0) -> CollectionSpec:
+    """The spec of a folder gallery's collection for a model's
+    :meth:`Embedder.describe`."""
+    spec = spec_for(model, prefix, planned)
+    metadata = {**spec.metadata, META_GALLERY: check_gallery(gallery), META_ROOT: root, META_CLASSES: list(classes)}
+    return CollectionSpec(
+        name=gallery_collection(gallery, model[META_METHOD], prefix), dim=spec.dim, distance=spec.distance,
+        metadata=metadata, multivector=spec.multivector, datatype=spec.datatype, hnsw=spec.hnsw,
+        payload_indexes=dict(FOLDER_PAYLOAD_INDEXES),
+    )

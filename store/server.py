@@ -230,7 +230,7 @@ class ServerStore(Store):
             )
             if not self._local:  # local mode has no payload indexes (and warns)
                 kinds = {"integer": models.PayloadSchemaType.INTEGER, "keyword": models.PayloadSchemaType.KEYWORD}
-                for key, kind in schema.PAYLOAD_INDEXES.items():
+                for key, kind in spec.payload_indexes.items():
                     self.client.create_payload_index(real, key, kinds[kind], wait=True)
         if real != spec.name:
             self._set_alias(spec.name, real)
@@ -315,6 +315,12 @@ class ServerStore(Store):
                     ),
                     wait=True,
                 )
+
+    def delete_points(self, name: str, ids: Sequence[int]) -> None:
+        from qdrant_client import models
+
+        with self._call("delete points", name):
+            self.client.delete(name, points_selector=models.PointIdsList(points=[int(i) for i in ids]), wait=True)
 
     def finalize(self, name: str) -> None:
         """Wait until the server's optimizers have indexed the collection."""

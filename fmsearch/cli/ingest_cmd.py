@@ -6,7 +6,7 @@ import click
 
 from fmsearch.store.schema import QUANTIZATIONS
 
-from .common import cli_message, data_dir_option, domain_errors, embedder_options, model_options, pass_settings
+from .common import cli_message, data_dir_option, domain_errors, echo_json, embedder_options, model_options, pass_settings
 
 
 @click.command("ingest")
@@ -25,12 +25,20 @@ from .common import cli_message, data_dir_option, domain_errors, embedder_option
               help="Server/cluster: replicas that must confirm a write (<= --replicas).")
 @click.option("--sift-upscale", type=int, default=None, help="sift: enlarge images this many times before SIFT [default 3].")
 @click.option("--sift-plain", is_flag=True, help="sift: plain SIFT descriptors instead of RootSIFT.")
+@click.option("--images", "images_dir", type=click.Path(file_okay=False), default=None,
+              help="Ingest your own folder of images instead of FMNIST, into --collection (a folder gallery).")
+@click.option("--collection", "gallery", default=None,
+              help="With --images: the gallery's name (lower-case letters, digits, dashes): collection <prefix><name>_<method>.")
+@click.option("--recursive/--no-recursive", default=True, show_default=True,
+              help="With --images: the subfolders too (DIR/<class>/<file> gives each image its class).")
+@click.option("--json", "as_json", is_flag=True, help="With --images: print the report as JSON, skipped files with the reason.")
 @model_options
 @data_dir_option
 @pass_settings
 @domain_errors
 def command(settings, method, split, limit, batch_size, recreate, quantization, shards, replicas, write_consistency,
-            sift_upscale, sift_plain, weights, input_size, runtime, threads, data_dir) -> None:
+            sift_upscale, sift_plain, images_dir, gallery, recursive, as_json, weights, input_size, runtime, threads,
+            data_dir) -> None:
     """Embed FMNIST images with METHOD and store them in Qdrant.
 
     With --method all, every method whose model is available is ingested;
@@ -51,6 +59,21 @@ def command(settings, method, split, limit, batch_size, recreate, quantization, 
         methods = (check_method(method),)
     if (sift_upscale is not None or sift_plain) and method != "sift":
         raise click.UsageError("--sift-upscale/--sift-plain apply to --method sift only")
+    if (images_dir is None) != (gallery is None):
+        raise click.UsageError("--images and --collection go together: a folder and the gallery's name")
+    if images_dir is not None:
+        from fmsearch.models.registry import RERANK_ONLY
+
+        if split != "train" or limit is not None or quantization != "none":
+            raise click.UsageError("--split, --limit and --quantization apply to FMNIST, not to --images")
+        methods = tuple(m for m in methods if m not in RERANK_ONLY)
+        if not methods:
+            raise click.UsageError(f"{method} is a rerank stage: a folder gallery takes embedding methods")
+        options = embedder_options(methods, weights, input_size, runtime, threads)
+        for name in methods:
+            _ingest_folder(settings, name, options[name], images_dir, gallery, recursive, recreate,
+                           min(batch_size, 256), as_json, skip_unloadable=method == "all")
+        return
     options = embedder_options(methods, weights, input_size, runtime, threads)
     for name in methods:
         if name in RERANK_ONLY and quantization != "none" and method == "all":
@@ -89,3 +112,38 @@ def _ingest_one(settings, embedder, split, limit, batch_size, recreate, data_dir
         f"(embed {report.seconds_embed:.1f}s, write {report.seconds_write:.1f}s, "
         f"index {report.seconds_index:.1f}s){extra}"
     )
+
+
+def _ingest_folder(settings, method, options, images_dir, gallery, recursive, recreate, batch_size, as_json,
+                   skip_unloadable) -> None:
+    from tqdm import tqdm
+
+    from fmsearch.errors import ModelError
+    from fmsearch.ingest.folder import ingest_folder
+    from fmsearch.models.registry import DOWNLOADED, get_embedder
+
+    embedder = get_embedder(method, **options)
+    if skip_unloadable and method in DOWNLOADED:
+        try:
+            embedder.prepare()
+        except ModelError as err:
+            click.echo(f"skipping {method}: {cli_message(err, click.get_current_context())}", err=True)
+            return
+    with tqdm(total=0, unit="img", desc=f"ingest {method}", disable=None) as bar:
+        report = ingest_folder(settings.store(), embedder, images_dir, gallery, recursive=recursive, recreate=recreate,
+                               batch_size=batch_size, prefix=settings.prefix, progress=bar.update,
+                               on_plan=lambda n: bar.reset(total=n))
+    if as_json:
+        from dataclasses import asdict
+
+        echo_json({**asdict(report), "bad": [{"path": p, "reason": why} for p, why in report.bad]})
+        return
+    click.echo(f"{report.collection}: {report.files} images found, {report.written} written, {report.unchanged} "
+               f"unchanged, {len(report.bad)} unreadable, {len(report.unsupported)} not images; "
+               f"{report.points_total} stored ({report.seconds:.1f}s)"
+               + (f"; {report.gone} stored images are no longer in the folder (fmsearch delete --path)"
+                  if report.gone else ""))
+    for path, why in report.bad:
+        click.echo(f"  skipped {path}: {why}")
+    for path in report.unsupported:
+        click.echo(f"  not an image (extension): {path}")

@@ -12,11 +12,13 @@ from fmsearch.store.retry import DEFAULT_RETRIES
 from fmsearch.store.schema import DEFAULT_PREFIX
 
 from . import (
+    add_cmd,
     bench_cmd,
     collections_cmd,
     combine_cmd,
     compare_cmd,
     data_cmd,
+    delete_cmd,
     duplicates_cmd,
     evaluate_cmd,
     export_cmd,
@@ -69,6 +71,6 @@ def main(ctx: click.Context, home, qdrant_url, qdrant_api_key, qdrant_api_key_fi
     ctx.call_on_close(settings.close)
 
 
-for module in (data_cmd, train_cmd, combine_cmd, validate_cmd, export_cmd, ingest_cmd, query_cmd, compare_cmd, evaluate_cmd, duplicates_cmd, map_cmd, results_cmd, collections_cmd, bench_cmd, serve_cmd,
+for module in (data_cmd, train_cmd, combine_cmd, validate_cmd, export_cmd, ingest_cmd, add_cmd, delete_cmd, query_cmd, compare_cmd, evaluate_cmd, duplicates_cmd, map_cmd, results_cmd, collections_cmd, bench_cmd, serve_cmd,
                migrate_cmd):
     main.add_command(module.command)

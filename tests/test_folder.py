@@ -1,0 +1,231 @@
+"""Folder galleries: a folder of the user's images ingested, resumed, added
+to and deleted from, on each backend and through the CLI."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from fmsearch.cli import main
+from fmsearch.errors import ImageError, InvalidArgumentError
+from fmsearch.images.files import decode_png, load_image
+from fmsearch.images.fmnist import CLASS_NAMES
+from fmsearch.images.folders import scan
+from fmsearch.ingest.folder import add_images, delete_images, gallery_collections, ingest_folder
+from fmsearch.models import get_embedder
+from fmsearch.store import schema
+from fmsearch.store.edge import EdgeStore
+
+
+def _folder(root: Path, fmnist, n: int, start: int = 0, broken: bool = True) -> dict[str, int]:
+    """FMNIST test images as files in class subfolders (PNG and JPEG
+    alternately, some enlarged); with ``broken``, an unreadable PNG, an empty
+    JPEG and a text file beside them. Returns relative path -> test index."""
+    test = fmnist["test"]
+    made = {}
+    for i in range(start, start + n):
+        cls = CLASS_NAMES[int(test.labels[i])].replace("/", "-")
+        rel = f"{cls}/img{i:05d}.{'png' if i % 2 else 'jpg'}"
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        image = Image.fromarray(test.images[i])
+        (image.resize((84, 84)) if i % 3 == 0 else image).save(root / rel, quality=95)
+        made[rel] = i
+    if broken:
+        (root / "Bag").mkdir(exist_ok=True)
+        (root / "Bag" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n but not really")
+        (root / "Bag" / "empty.jpg").write_bytes(b"")
+        (root / "Bag" / "notes.txt").write_text("not an image")
+    return made
+
+
+def _points(store, name: str) -> dict[int, tuple[dict, np.ndarray]]:
+    ids = store.ids(name).tolist()
+    return {r.id: (r.payload, r.vector) for r in store.retrieve(name, ids, with_vectors=True)}
+
+
+def test_scan_finds_classes_and_reports_what_is_not_an_image(tmp_path, fmnist):
+    made = _folder(tmp_path, fmnist, 12)
+    found = scan(tmp_path)
+    assert [i.rel_path for i in found.images] == sorted([*made, "Bag/broken.png", "Bag/empty.jpg"])
+    assert found.unsupported == ["Bag/notes.txt"]
+    assert found.classes == sorted({rel.split("/")[0] for rel in made} | {"Bag"})
+    assert all(i.class_name == i.rel_path.split("/")[0] for i in found.images)
+    Image.fromarray(fmnist["test"].images[0]).save(tmp_path / "top.png")  # one image outside a class folder
+    assert scan(tmp_path).classes == [] and all(i.class_name is None for i in scan(tmp_path).images)
+    assert [i.rel_path for i in scan(tmp_path, recursive=False).images] == ["top.png"]
+    with pytest.raises(ImageError, match="no such folder"):
+        scan(tmp_path / "nope")
+
+
+def test_folder_ids_and_names_follow_the_schema():
+    pid = schema.folder_point_id("Shirt/a.png")
+    assert pid == schema.folder_point_id("Shirt/a.png") != schema.folder_point_id("Shirt/b.png")
+    assert 0 <= pid < 2**53
+    assert schema.gallery_collection("my-shop", "siamese") == "fmnist_my-shop_siamese"
+    for bad in ("", "Shop", "a_b", "-x", "x" * 41, "a/b"):
+        with pytest.raises(InvalidArgumentError, match="lower-case letters, digits or dashes"):
+            schema.check_gallery(bad)
+
+
+def test_a_folder_ingests_with_the_bad_files_listed(store, prefix, tmp_path, fmnist):
+    tmp_path = tmp_path / "shop"  # beside the local backend's own folder
+    made = _folder(tmp_path, fmnist, 30)
+    embedder = get_embedder("siamese")
+    report = ingest_folder(store, embedder, str(tmp_path), "shop", prefix=prefix, batch_size=8)
+    name = schema.gallery_collection("shop", "siamese", prefix)
+    assert (report.collection, report.files, report.written, report.unchanged) == (name, 32, 30, 0)
+    assert sorted(p for p, _ in report.bad) == ["Bag/broken.png", "Bag/empty.jpg"]
+    assert dict(report.bad)["Bag/empty.jpg"] == "file is empty"
+    assert report.unsupported == ["Bag/notes.txt"] and report.points_total == 30
+    meta = store.info(name).metadata
+    assert meta[schema.META_GALLERY] == "shop" and meta[schema.META_COMPLETE] is True
+    assert meta[schema.META_ROOT] == str(tmp_path.resolve())
+    classes = meta[schema.META_CLASSES]
+    points = _points(store, name)
+    assert set(points) == {schema.folder_point_id(rel) for rel in made}
+    for rel in list(made)[:6]:
+        payload, vector = points[schema.folder_point_id(rel)]
+        assert payload[schema.PATH] == rel and classes[payload[schema.LABEL]] == payload[schema.CLASS_NAME]
+        assert payload[schema.CLASS_NAME] == rel.split("/")[0]
+        image = load_image(tmp_path / rel)
+        assert np.array_equal(decode_png(payload[schema.IMAGE]), image)
+        np.testing.assert_allclose(vector, embedder.embed(image[None])[0], atol=1e-5)
+    # a re-run writes nothing; a changed file is written again, the others are not
+    assert ingest_folder(store, embedder, str(tmp_path), "shop", prefix=prefix).unchanged == 30
+    changed = next(iter(made))
+    Image.fromarray(fmnist["test"].images[500]).save(tmp_path / changed, format="PNG" if changed.endswith("png") else "JPEG")
+    again = ingest_folder(store, embedder, str(tmp_path), "shop", prefix=prefix)
+    assert (again.written, again.unchanged, again.points_total) == (1, 29, 30)
+    stored = store.retrieve(name, [schema.folder_point_id(changed)], with_vectors=True)[0]
+    np.testing.assert_allclose(stored.vector, embedder.embed(load_image(tmp_path / changed)[None])[0], atol=1e-5)
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_an_interrupted_folder_ingest_resumes_to_the_clean_result(store, prefix, tmp_path, fmnist):
+    tmp_path = tmp_path / "shop"
+    _folder(tmp_path, fmnist, 40)
+    embedder = get_embedder("pixels")
+    seen = []
+
+    def stop_after_two(n: int) -> None:
+        seen.append(n)
+        if len(seen) == 2:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        ingest_folder(store, embedder, str(tmp_path), "shop", prefix=prefix, batch_size=10, progress=stop_after_two)
+    name = schema.gallery_collection("shop", "pixels", prefix)
+    # two batches of 10 files, the first holding the two unreadable ones
+    assert store.count(name) == 18 and store.info(name).metadata[schema.META_COMPLETE] is False
+    resumed = ingest_folder(store, embedder, str(tmp_path), "shop", prefix=prefix, batch_size=10)
+    assert (resumed.written, resumed.unchanged, len(resumed.bad)) == (22, 18, 2)
+    ingest_folder(store, embedder, str(tmp_path), "clean", prefix=prefix)
+    a, b = _points(store, name), _points(store, schema.gallery_collection("clean", "pixels", prefix))
+    assert a.keys() == b.keys()
+    for pid in a:
+        assert a[pid][0] == b[pid][0] and np.array_equal(a[pid][1], b[pid][1])
+
+
+def test_add_and_delete_change_the_count_by_one_and_the_next_query_sees_it(store, prefix, tmp_path, fmnist):
+    _folder(tmp_path / "shop", fmnist, 20, broken=False)
+    embedder = get_embedder("siamese")
+    ingest_folder(store, embedder, str(tmp_path / "shop"), "shop", prefix=prefix)
+    name = gallery_collections(store, "shop", prefix)[0]
+    new = tmp_path / "elsewhere.png"
+    Image.fromarray(fmnist["test"].images[700]).save(new)
+    vector = embedder.embed(load_image(new)[None])[0]
+    assert store.query(name, vector, 1)[0].id != schema.folder_point_id("elsewhere.png")
+    report = add_images(store, embedder, name, [str(new)], class_name="Extra")
+    assert (report.written, report.points_total) == (1, 21)
+    top = store.query(name, vector, 1)[0]
+    assert top.id == schema.folder_point_id("elsewhere.png")
+    assert top.payload[schema.CLASS_NAME] == "Extra" and store.info(name).metadata[schema.META_CLASSES][-1] == "Extra"
+    with pytest.raises(InvalidArgumentError, match="is not in .*; nothing was deleted"):
+        delete_images(store, [name], ["elsewhere.png", "nope.png"], [])
+    assert store.count(name) == 21
+    assert delete_images(store, [name], ["elsewhere.png"], []) == [(name, 21, 20)]
+    assert store.query(name, vector, 1)[0].id != schema.folder_point_id("elsewhere.png")
+    with pytest.raises(ImageError, match="not an image file"):
+        bad = tmp_path / "bad.png"
+        bad.write_bytes(b"nope")
+        add_images(store, embedder, name, [str(new), str(bad)])
+    assert store.count(name) == 20  # a bad file among them: nothing was added
+
+
+def test_cli_ingest_add_delete(tmp_path, fmnist):
+    _folder(tmp_path / "shop", fmnist, 24)
+    home = tmp_path / "home"
+    run = lambda *args: CliRunner().invoke(main, ["--home", str(home), *args])  # noqa: E731
+    result = run("ingest", "--images", str(tmp_path / "shop"), "--collection", "shop", "-m", "pixels")
+    assert result.exit_code == 0, result.output
+    assert "fmnist_shop_pixels: 26 images found, 24 written, 0 unchanged, 2 unreadable, 1 not images" in result.output
+    assert "skipped Bag/broken.png: not an image file Pillow can read" in result.output
+    assert "not an image (extension): Bag/notes.txt" in result.output
+    result = run("ingest", "--images", str(tmp_path / "shop"), "--collection", "shop", "-m", "pixels", "--json")
+    report = json.loads(result.output.strip().splitlines()[-1])
+    assert report["unchanged"] == 24 and {"path": "Bag/empty.jpg", "reason": "file is empty"} in report["bad"]
+    added = tmp_path / "shop" / "Bag" / "new.png"
+    Image.fromarray(fmnist["test"].images[900]).save(added)
+    result = run("add", str(added), "--collection", "shop")
+    assert result.exit_code == 0 and "fmnist_shop_pixels: 1 added, 0 already stored unchanged; 25 stored" in result.output
+    result = run("delete", "--path", "Bag/new.png", "--collection", "shop")
+    assert result.exit_code == 0 and "fmnist_shop_pixels: 1 deleted; 24 stored" in result.output
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["ingest", "-m", "pixels", "--images", "DIR"], "--images and --collection go together"),
+    (["ingest", "-m", "pixels", "--images", "DIR", "--collection", "Shop"], "must be 1-40 lower-case letters"),
+    (["ingest", "-m", "pixels", "--images", "DIR/nope", "--collection", "shop"], "no such folder"),
+    (["ingest", "-m", "pixels", "--images", "DIR/Bag", "--collection", "shop", "--limit", "3"],
+     "--split, --limit and --quantization apply to FMNIST"),
+    (["ingest", "-m", "sift", "--images", "DIR", "--collection", "shop"], "sift is a rerank stage"),
+    (["add", "DIR/nope.png", "--collection", "shop"], "no collection 'shop'"),
+    (["delete", "--collection", "shop"], "name the images: --path P or --id N"),
+])
+def test_cli_bad_input_is_one_line(tmp_path, fmnist, args, message):
+    _folder(tmp_path / "d", fmnist, 2)
+    args = [a.replace("DIR", str(tmp_path / "d")) for a in args]
+    result = CliRunner().invoke(main, ["--home", str(tmp_path / "home"), *args])
+    assert result.exit_code != 0
+    assert message in result.output and len(result.output.strip().splitlines()) == 1, result.output
+
+
+@pytest.mark.slow
+def test_kill_9_folder_ingest_then_resume_equals_a_clean_run(tmp_path, fmnist):
+    _folder(tmp_path / "shop", fmnist, 2000)
+    home, clean = tmp_path / "a", tmp_path / "clean"
+    args = ["ingest", "-m", "siamese", "--images", str(tmp_path / "shop"), "--collection", "shop", "--batch-size", "100"]
+    proc = subprocess.Popen([sys.executable, "-m", "fmsearch", "--home", str(home), "-v", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = 0
+    for line in proc.stderr:
+        if "fmnist_shop_siamese: wrote 100 images" in line:
+            seen += 1
+            if seen == 3:
+                proc.send_signal(signal.SIGKILL)
+                break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the ingest finished before it could be killed"
+    result = CliRunner().invoke(main, ["--home", str(home), *args])
+    assert result.exit_code == 0, result.output
+    assert "2002 images found" in result.output and "2000 stored" in result.output
+    assert int(result.output.split(" written, ")[1].split(" unchanged")[0]) >= 298  # a resume, not a fresh load
+    assert CliRunner().invoke(main, ["--home", str(clean), *args]).exit_code == 0
+    with EdgeStore(home) as s:
+        a = _points(s, "fmnist_shop_siamese")
+        assert s.info("fmnist_shop_siamese").metadata[schema.META_COMPLETE] is True
+    with EdgeStore(clean) as s:
+        b = _points(s, "fmnist_shop_siamese")
+    assert a.keys() == b.keys() and len(a) == 2000
+    assert all(a[p][0] == b[p][0] and np.array_equal(a[p][1], b[p][1]) for p in a)
