@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from fmsearch.errors import InvalidArgumentError
+from fmsearch.errors import CollectionNotFoundError, InvalidArgumentError, UnknownClassError
 from fmsearch.images.fmnist import CLASS_NAMES, class_index, load_split
 from fmsearch.models.base import Embedder
 from fmsearch.models.registry import RERANK_ONLY, check_method, get_embedder
@@ -40,15 +40,19 @@ class Hit:
     rank: int
     id: int
     score: float
-    label: int
-    class_name: str
-    split: str
-    index: int
+    #: the class (a folder gallery's image may have none)
+    label: int | None
+    class_name: str | None
+    #: an FMNIST image's split and index (None in a folder gallery)
+    split: str | None
+    index: int | None
     #: set when a second stage ordered the results: ``score`` is then its score
     first_score: float | None = None
     rerank_score: float | None = None
     #: a fusion's hit: its rank in each fused method's list (None: not in it)
     method_ranks: dict[str, int | None] | None = None
+    #: a folder gallery's image: its path relative to the folder
+    path: str | None = None
 
 
 @contextmanager
@@ -61,12 +65,20 @@ def _timed(timings: dict[str, float], key: str) -> Iterator[None]:
         timings[key] = timings.get(key, 0.0) + time.perf_counter() - t0
 
 
+#: the payload fields a hit is made of (an FMNIST point's, or a folder image's)
+FIELDS = (*schema.HIT_FIELDS, schema.PATH)
+
+
+def _opt(value, kind):
+    return None if value is None else kind(value)
+
+
 def to_hits(points: Sequence[ScoredPoint]) -> list[Hit]:
-    """Store results (payload fields :data:`schema.HIT_FIELDS`) to :class:`Hit` s."""
+    """Store results (payload fields :data:`FIELDS`) to :class:`Hit` s."""
     return [
-        Hit(rank=r, id=p.id, score=p.score, label=int(p.payload[schema.LABEL]),
-            class_name=str(p.payload[schema.CLASS_NAME]), split=str(p.payload[schema.SPLIT]),
-            index=int(p.payload[schema.INDEX]))
+        Hit(rank=r, id=p.id, score=p.score, label=_opt(p.payload.get(schema.LABEL), int),
+            class_name=_opt(p.payload.get(schema.CLASS_NAME), str), split=_opt(p.payload.get(schema.SPLIT), str),
+            index=_opt(p.payload.get(schema.INDEX), int), path=_opt(p.payload.get(schema.PATH), str))
         for r, p in enumerate(points, start=1)
     ]
 
@@ -127,6 +139,8 @@ class Searcher:
         hnsw_ef: HNSW search breadth (default: the store's).
         options: per method, embedder constructor options, e.g.
             ``{"siamese": {"weights": "other.keras"}, "resnet101": {"input_size": 112}}``.
+        gallery: search this folder gallery (``fmsearch ingest --images``)
+            instead of FMNIST: its classes are its own, ids are its points'.
     """
 
     def __init__(
@@ -137,8 +151,10 @@ class Searcher:
         data_dir: str | os.PathLike | None = None,
         hnsw_ef: int | None = None,
         options: dict[str, dict] | None = None,
+        gallery: str | None = None,
     ) -> None:
         self.store = store
+        self.gallery = None if gallery is None else schema.check_gallery(gallery)
         self.options = {m: dict(o) for m, o in (options or {}).items()}
         self.prefix = prefix
         self.data_dir = data_dir
@@ -172,9 +188,20 @@ class Searcher:
                 f"{method} is a rerank stage, not a search method: search another method and rerank its results by {method}"
             )
         if (method, quantization) not in self._checked:
+            if self.gallery is not None and quantization != "none":
+                raise InvalidArgumentError("a folder gallery is not quantised: search it without quantization",
+                                           param="quantization")
             schema.check_offered(method, quantization)
-            name = schema.collection_name(method, self.prefix, quantization)
-            info = self.store.info(name)
+            name = (schema.collection_name(method, self.prefix, quantization) if self.gallery is None
+                    else schema.gallery_collection(self.gallery, method, self.prefix))
+            try:
+                info = self.store.info(name)
+            except CollectionNotFoundError as err:
+                if self.gallery is None:
+                    raise
+                raise CollectionNotFoundError(
+                    f"gallery {self.gallery} has no {method} collection ({name}); ingest it with `fmsearch ingest "
+                    f"--images DIR --collection {self.gallery} --method {method}`", collection=name) from err
             schema.check_compatible(name, info.metadata, self.embedder(method).describe())
             self._checked[method, quantization] = info
         return self._checked[method, quantization]
@@ -204,7 +231,7 @@ class Searcher:
         if mode.expand:
             vectors = self.expanded_queries(mode, vectors, flt, exact=exact, quantization_params=params)
         points = self.store.query_batch(
-            info.name, vectors, k, flt, exact=exact, hnsw_ef=self.hnsw_ef, with_payload=schema.HIT_FIELDS,
+            info.name, vectors, k, flt, exact=exact, hnsw_ef=self.hnsw_ef, with_payload=FIELDS,
             quantization=params,
         )
         return [to_hits(p) for p in points]
@@ -238,13 +265,43 @@ class Searcher:
         return out / np.where(norms > 0, norms, 1.0)
 
     def vector_of(self, method: str, pid: int, quantization: str = "none") -> np.ndarray:
-        """The (1, dim) query vector of a gallery point: stored, else embedded from FMNIST."""
-        split, index = schema.split_index(pid)
+        """The (1, dim) query vector of a gallery point: stored, else (an
+        FMNIST id) embedded from FMNIST.
+
+        Raises:
+            InvalidArgumentError: an id out of range, or not in the folder gallery.
+        """
+        if self.gallery is None:
+            schema.split_index(pid)
         name = self.collection(method, quantization).name
         records = self.store.retrieve(name, [pid], with_vectors=True, with_payload=False)
         if records and records[0].vector is not None:
             return records[0].vector[None]
+        if self.gallery is not None:
+            raise InvalidArgumentError(f"no image with id {pid} in {name}")
         return self.embedder(method).embed(fmnist_item(pid, self.data_dir).image)
+
+    def class_filter(self, classes: Iterable[str] = (), exclude_classes: Iterable[str] = (),
+                     exclude_ids: Iterable[int] = (), method: str | None = None) -> QueryFilter:
+        """:func:`class_filter`, by the gallery's own classes for a folder
+        gallery (``method``: the collection whose classes are read)."""
+        if self.gallery is None:
+            return class_filter(classes, exclude_classes, exclude_ids)
+        classes, exclude_classes = list(classes), list(exclude_classes)
+        known: list[str] = []
+        if classes or exclude_classes:
+            known = list(self.collection(method or next(iter(self._names()))).metadata.get(schema.META_CLASSES, []))
+        for c in (*classes, *exclude_classes):
+            if c not in known:
+                raise UnknownClassError(f"unknown class {c!r} in gallery {self.gallery}; its classes: "
+                                        f"{', '.join(known) or 'none (its folder has no class subfolders)'}")
+        labels = tuple(sorted(known.index(c) for c in classes))
+        return QueryFilter(labels=labels or None, exclude_labels=tuple(sorted(known.index(c) for c in exclude_classes)),
+                           exclude_ids=tuple(exclude_ids))
+
+    def _names(self) -> list[str]:
+        """The methods this searcher has checked a collection of."""
+        return [m for m, _ in self._checked]
 
     def query_vector(self, method: str, *, image: np.ndarray | None = None, pid: int | None = None,
                      quantization: str = "none") -> np.ndarray:
@@ -335,8 +392,12 @@ class Searcher:
         if mode.rescore_with is not None:
             self.collection(mode.rescore_with)
         if rerank is not None:
+            if self.gallery is not None:
+                raise InvalidArgumentError("the SIFT rerank reads FMNIST's descriptors (fmnist_sift): "
+                                           "a folder gallery is searched without it", param="rerank")
             self.reranker.collection()
-        flt = replace(class_filter(classes, exclude_classes, exclude_ids=() if pid is None else (pid,)), split=split)
+        flt = replace(self.class_filter(classes, exclude_classes, () if pid is None else (pid,), mode.methods[0]),
+                      split=split)
         limit = mode.shortlist if mode.combined else rerank.shortlist if rerank is not None else k
         hits = self._first_stage(mode, image, pid, limit, flt, exact, timings)
         if mode.rescore_with is not None:
@@ -396,9 +457,9 @@ class Searcher:
             return self.embedder(method).embed(example)[0]
 
         ids = [int(e) for e in (*positive, *negative) if isinstance(e, (int, np.integer))]
-        flt = class_filter(classes, exclude_classes, exclude_ids=ids)
+        flt = self.class_filter(classes, exclude_classes, ids, method)
         points = self.store.recommend(
             info.name, [vec(e) for e in positive], [vec(e) for e in negative], k, flt,
-            hnsw_ef=self.hnsw_ef, with_payload=schema.HIT_FIELDS,
+            hnsw_ef=self.hnsw_ef, with_payload=FIELDS,
         )
         return to_hits(points)

@@ -110,7 +110,6 @@ NOT_OFFERED_WHY: dict[tuple[str, str], str] = {
 #: ``label`` is that class's index in the collection's ``classes`` metadata) and the 28x28 image
 PATH = "path"
 SHA256 = "sha256"
-FOLDER_HIT_FIELDS = (PATH, LABEL, CLASS_NAME)
 FOLDER_PAYLOAD_INDEXES: dict[str, str] = {LABEL: "integer", CLASS_NAME: "keyword", PATH: "keyword"}
 #: collection metadata of a folder gallery: its name, its classes (index = label), the folder it was
 #: ingested from (what `fmsearch add` takes paths relative to)

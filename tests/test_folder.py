@@ -229,3 +229,50 @@ def test_kill_9_folder_ingest_then_resume_equals_a_clean_run(tmp_path, fmnist):
         b = _points(s, "fmnist_shop_siamese")
     assert a.keys() == b.keys() and len(a) == 2000
     assert all(a[p][0] == b[p][0] and np.array_equal(a[p][1], b[p][1]) for p in a)
+
+
+def test_a_folder_gallery_is_searched_by_image_id_and_its_own_classes(store, prefix, tmp_path, fmnist):
+    from fmsearch.errors import UnknownClassError
+    from fmsearch.search.mode import SearchMode
+    from fmsearch.search.rerank import RerankConfig
+    from fmsearch.search.searcher import Searcher
+
+    made = _folder(tmp_path / "shop", fmnist, 40, broken=False)
+    ingest_folder(store, get_embedder("siamese"), str(tmp_path / "shop"), "shop", prefix=prefix)
+    searcher = Searcher(store, prefix=prefix, gallery="shop")
+    rel = next(r for r in made if r.startswith("Trouser/"))
+    hits = searcher.search("siamese", image=load_image(tmp_path / "shop" / rel), k=5)
+    assert hits[0].path == rel and hits[0].id == schema.folder_point_id(rel) and hits[0].score > 0.999
+    assert hits[0].class_name == "Trouser" and (hits[0].split, hits[0].index) == (None, None)
+    by_id = searcher.search("siamese", pid=hits[0].id, k=5)
+    assert hits[0].id not in [h.id for h in by_id] and [h.id for h in by_id[:4]] == [h.id for h in hits[1:5]]
+    only = searcher.search("siamese", pid=hits[0].id, k=3, classes=["Bag"])
+    assert only and {h.class_name for h in only} == {"Bag"}
+    with pytest.raises(UnknownClassError, match="unknown class 'Shirtt' in gallery shop; its classes: Ankle boot"):
+        searcher.search("siamese", pid=hits[0].id, classes=["Shirtt"])
+    with pytest.raises(InvalidArgumentError, match="no image with id 5 in"):
+        searcher.search("siamese", pid=5)
+    with pytest.raises(InvalidArgumentError, match="a folder gallery is searched without it"):
+        searcher.search(SearchMode(("siamese",), rerank=RerankConfig()), pid=hits[0].id)
+    with pytest.raises(InvalidArgumentError, match="a folder gallery is not quantised"):
+        searcher.search(SearchMode(("siamese",), quantization="int8"), pid=hits[0].id)
+    liked = searcher.recommend("siamese", [hits[0].id], k=3)
+    assert hits[0].id not in [h.id for h in liked] and all(h.path for h in liked)
+
+
+def test_cli_query_a_folder_gallery(tmp_path, fmnist):
+    made = _folder(tmp_path / "shop", fmnist, 20, broken=False)
+    home = tmp_path / "home"
+    run = lambda *args: CliRunner().invoke(main, ["--home", str(home), *args])  # noqa: E731
+    assert run("ingest", "--images", str(tmp_path / "shop"), "--collection", "shop", "-m", "pixels").exit_code == 0
+    rel = next(iter(made))
+    result = run("query", str(tmp_path / "shop" / rel), "--collection", "shop", "-m", "pixels", "-k", "3")
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[0].split() == ["rank", "id", "score", "class", "path"] and lines[1].endswith(rel)
+    result = run("query", "--id", str(schema.folder_point_id(rel)), "--collection", "shop", "-m", "pixels", "--json")
+    rows = [json.loads(line) for line in result.output.strip().splitlines()]
+    assert len(rows) == 10 and all(set(r) == {"rank", "id", "score", "label", "class_name", "path"} for r in rows)
+    assert rel not in [r["path"] for r in rows]
+    result = run("query", str(tmp_path / "shop" / rel), "--collection", "shop", "-m", "siamese")
+    assert result.exit_code == 1 and "gallery shop has no siamese collection" in result.output

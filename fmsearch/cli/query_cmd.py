@@ -31,13 +31,15 @@ from .common import (
 @click.option("--exclude-class", "exclude_classes", multiple=True, help="Never this class (repeatable).")
 @click.option("--exact", is_flag=True, help="Exact search instead of HNSW.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per hit.")
+@click.option("--collection", "gallery", default=None,
+              help="Search this folder gallery (fmsearch ingest --images) instead of FMNIST; --id is then its point id.")
 @mode_options
 @model_options
 @data_dir_option
 @pass_settings
 @domain_errors
 def command(settings, image_path, point_id, method, positive, negative, k, offset, min_score, classes, exclude_classes,
-            exact, as_json,
+            exact, as_json, gallery,
             weights, input_size, runtime, threads, data_dir, **mode) -> None:
     """Find the gallery images most similar to IMAGE_PATH (or --id).
 
@@ -60,7 +62,7 @@ def command(settings, image_path, point_id, method, positive, negative, k, offse
     search = search_mode(method, **mode)
     if search.rerank is not None:
         search.rerank.check_holds(k)
-    searcher = Searcher(settings.store(), prefix=settings.prefix, data_dir=data_dir,
+    searcher = Searcher(settings.store(), prefix=settings.prefix, data_dir=data_dir, gallery=gallery,
                         options=embedder_options((*search.methods, *([search.rescore_with] if search.rescore_with else [])),
                                                  weights, input_size, runtime, threads))
     if positive or negative:
@@ -70,10 +72,10 @@ def command(settings, image_path, point_id, method, positive, negative, k, offse
         hits = searcher.search(search, image=None if image_path is None else load_image(image_path), pid=point_id, k=k,
                                classes=classes, exclude_classes=exclude_classes, exact=exact, offset=offset,
                                min_score=min_score)
-    _show(hits, search, as_json)
+    _show(hits, search, as_json, gallery is not None)
 
 
-def _show(hits, mode, as_json: bool) -> None:
+def _show(hits, mode, as_json: bool, folder: bool = False) -> None:
     two_scores = mode.rerank is not None or mode.rescore_with is not None
     if as_json:
         from dataclasses import asdict
@@ -82,9 +84,19 @@ def _show(hits, mode, as_json: bool) -> None:
             row = asdict(hit)
             if not two_scores:  # the second-stage fields only when a second stage ran
                 row.pop("first_score"), row.pop("rerank_score")
-            if row["method_ranks"] is None:  # only a fusion's hits have them
-                row.pop("method_ranks")
+            for key in ("method_ranks", "path"):  # a fusion's hits have ranks, a folder image's a path
+                if row[key] is None:
+                    row.pop(key)
+            if folder:  # no FMNIST split and index
+                row.pop("split"), row.pop("index")
             echo_json(row)
+        return
+    if folder and mode.rescore_with is None and mode.rerank is None:
+        click.echo(f"{'rank':>4}  {'id':>16}  {'score':>7}  {'class':<12}  path")
+        for h in hits:
+            click.echo(f"{h.rank:>4}  {h.id:>16}  {h.score:>7.4f}  {h.class_name or '-':<12}  {h.path}")
+        if not hits:
+            click.echo("(no results)")
         return
     if mode.rescore_with is not None and mode.rerank is None:
         click.echo(f"{'rank':>4}  {'id':>6}  {mode.rescore_with[:7]:>7}  {mode.method[:7]:>7}  class")
