@@ -20,6 +20,7 @@ import numpy as np
 
 from fmsearch.errors import InvalidArgumentError
 from fmsearch.evaluation import RESULTS_DIR, metrics
+from fmsearch.images.files import decode_png
 from fmsearch.images.fmnist import CLASS_NAMES, SPLIT_SIZES, load_split
 from fmsearch.search.mode import SearchMode
 from fmsearch.search.rerank import RerankConfig
@@ -62,11 +63,21 @@ class EvalConfig:
     ann_check_queries: int = 1000
     rprecision_queries: int = 200
     grid_queries: int = 8
+    #: a folder gallery instead of FMNIST: ``queries`` of its images with a class, held out of it, query the rest
+    gallery: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", SearchMode.of(self.mode))
+        if self.gallery is not None:
+            schema.check_gallery(self.gallery)
+            if self.queries is None or self.queries < 1:
+                raise InvalidArgumentError("a folder gallery is evaluated with a held-out number of its images: "
+                                           f"give queries (at least 1), got {self.queries}", param="queries")
+            if self.mode.combined or self.mode.rerank is not None or self.mode.quantization != "none":
+                raise InvalidArgumentError("a folder gallery is evaluated one method at a time, without a fusion, "
+                                           "rescoring, rerank or quantisation")
         n_test = SPLIT_SIZES["test"]
-        if self.queries is not None and not 1 <= self.queries <= n_test:
+        if self.gallery is None and self.queries is not None and not 1 <= self.queries <= n_test:
             raise InvalidArgumentError(
                 f"queries must be between 1 and {n_test} (the test split), or None for all; got {self.queries}",
                 param="queries",
@@ -84,8 +95,10 @@ class EvalConfig:
 
     @property
     def out_dir(self) -> str:
-        """Where this run writes when no folder is named: eval-results/<mode's output name>."""
-        return f"{RESULTS_DIR}/{self.mode.output_name(exact=self.exact)}"
+        """Where this run writes when no folder is named: eval-results/<mode's output name>
+        (a folder gallery's: eval-results/<gallery>-<mode's output name>)."""
+        name = self.mode.output_name(exact=self.exact)
+        return f"{RESULTS_DIR}/{name}" if self.gallery is None else f"{RESULTS_DIR}/{self.gallery}-{name}"
 
     def settings(self) -> dict[str, Any]:
         """metrics.json's ``settings``: the mode's, then the run's."""
@@ -109,6 +122,9 @@ class EvalResult:
     hit_labels: np.ndarray
     hit_scores: np.ndarray
     summary: dict[str, Any] = field(default_factory=dict)
+    #: a folder gallery's: the query images and the class names (FMNIST's: the test split's, CLASS_NAMES)
+    query_images: np.ndarray | None = None
+    class_names: tuple[str, ...] = tuple(CLASS_NAMES)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -137,6 +153,33 @@ class _Queries:
         idx = _select_queries(config.queries, config.seed)
         return cls(idx, test.labels[idx].astype(np.int64), test.images[idx])
 
+    @classmethod
+    def held_out(cls, store: Store, name: str, n: int, seed: int) -> _Queries:
+        """``n`` of a folder gallery's images with a class (seeded), by point
+        id, with their stored 28x28 images."""
+        ids = store.ids(name)
+        labels: dict[int, int] = {}
+        for lo in range(0, len(ids), 1000):
+            for r in store.retrieve(name, [int(i) for i in ids[lo : lo + 1000]], with_payload=[schema.LABEL]):
+                if r.payload.get(schema.LABEL) is not None:
+                    labels[r.id] = int(r.payload[schema.LABEL])
+        if not labels:
+            raise InvalidArgumentError(f"{name} has no image with a class (its folder has no class subfolders): "
+                                       "there is nothing to evaluate against")
+        if n >= len(labels):
+            raise InvalidArgumentError(f"queries must be fewer than the {len(labels)} images of {name} with a class "
+                                       f"(the rest are the gallery), got {n}", param="queries")
+        chosen = np.sort(np.random.default_rng(seed).choice(np.array(sorted(labels), np.int64), size=n, replace=False))
+        records = store.retrieve(name, [int(i) for i in chosen], with_payload=[schema.IMAGE])
+        images = np.stack([decode_png(r.payload[schema.IMAGE]) for r in records])
+        return cls(chosen, np.array([labels[int(i)] for i in chosen], np.int64), images)
+
+
+def held_out_ids(store: Store, name: str, n: int, seed: int = 0) -> np.ndarray:
+    """The point ids a folder gallery's evaluation holds out as queries
+    (``n`` of its images with a class, chosen by ``seed``)."""
+    return _Queries.held_out(store, name, n, seed).indices
+
 
 def _select_queries(n: int | None, seed: int) -> np.ndarray:
     total = SPLIT_SIZES["test"]
@@ -154,8 +197,8 @@ def _to_arrays(results, limit: int, keep_order: bool = False) -> tuple[np.ndarra
     labels = np.full((n, limit), metrics.MISSING, np.int64)
     scores = np.full((n, limit), -np.inf)
     for i, hits in enumerate(results):
-        for j, h in enumerate(hits[:limit]):
-            ids[i, j], labels[i, j], scores[i, j] = h.id, h.label, h.score
+        for j, h in enumerate(hits[:limit]):  # a folder image without a class is relevant to no query
+            ids[i, j], labels[i, j], scores[i, j] = h.id, metrics.MISSING if h.label is None else h.label, h.score
     if keep_order:
         return ids, labels, scores
     order = metrics.order_hits(ids, scores)
@@ -185,7 +228,8 @@ def evaluate(
     """
     # record the oversampling the searches use, not None
     config = replace(config, mode=config.mode.with_effective_oversampling())
-    searcher = Searcher(store, prefix=prefix, data_dir=data_dir, hnsw_ef=config.hnsw_ef, options=options)
+    searcher = Searcher(store, prefix=prefix, data_dir=data_dir, hnsw_ef=config.hnsw_ef, options=options,
+                        gallery=config.gallery)
     run = _evaluate_combined if config.mode.combined else _evaluate_single
     return run(searcher, config, data_dir, progress or (lambda n: None), on_plan or (lambda n: None))
 
@@ -195,8 +239,13 @@ def _evaluate_single(searcher: Searcher, config: EvalConfig, data_dir, progress,
     R-precision, recall against exact search and single-query latency."""
     mode = config.mode
     info = searcher.collection(mode.method, mode.quantization)
-    flt, per_class = _gallery(searcher, info.name)
-    queries = _Queries.select(config, data_dir)
+    if config.gallery is None:
+        flt, per_class = _gallery(searcher, info.name)
+        queries, class_names = _Queries.select(config, data_dir), tuple(CLASS_NAMES)
+    else:
+        queries = _Queries.held_out(searcher.store, info.name, config.queries, config.seed)
+        class_names = tuple(info.metadata.get(schema.META_CLASSES, []))
+        flt, per_class = _held_out_gallery(searcher.store, info.name, queries, len(class_names))
     limit = max(max(config.ks), CURVE_K, mode.rerank.shortlist if mode.rerank else 0)
     if mode.rerank is not None:
         searcher.reranker.collection()  # missing/mismatched SIFT collection: fail before the work
@@ -213,14 +262,23 @@ def _evaluate_single(searcher: Searcher, config: EvalConfig, data_dir, progress,
         results = _rerank_all(searcher, mode.rerank, results, queries.images, progress)
         summary["rerank"] = _rerank_summary(searcher, time.perf_counter() - t0, len(queries.indices))
     hit_ids, hit_labels, hit_scores = _to_arrays(results, limit, keep_order=mode.rerank is not None)
-    summary.update(_quality(hit_labels, queries.labels, per_class, config.ks))
+    summary.update(_quality(hit_labels, queries.labels, per_class, config.ks, class_names))
     summary["throughput"] = _throughput(len(queries.indices), batch_seconds, config.batch_size, limit)
     summary["r_precision"] = _r_precision(searcher, config, q_vectors, queries.labels, per_class, flt)
     summary["ann_recall_at_10"] = _ann_recall(searcher, config, q_vectors, flt)
     summary["vector_bytes"] = schema.vector_bytes(info.dim, mode.quantization)
     summary["latency"] = _latency(searcher, config, queries.images, max(config.ks), flt)
     return EvalResult(config, info.name, dict(info.metadata), sum(per_class), per_class,
-                      queries.indices, queries.labels, hit_ids, hit_labels, hit_scores, summary)
+                      queries.indices, queries.labels, hit_ids, hit_labels, hit_scores, summary,
+                      query_images=None if config.gallery is None else queries.images, class_names=class_names)
+
+
+def _held_out_gallery(store: Store, name: str, queries: _Queries, n_classes: int) -> tuple[QueryFilter, list[int]]:
+    """A folder gallery less its held-out queries: the filter, and its size
+    per class."""
+    held = np.bincount(queries.labels, minlength=n_classes)
+    per_class = [store.count(name, QueryFilter(labels=(c,))) - int(held[c]) for c in range(n_classes)]
+    return QueryFilter(exclude_ids=tuple(int(i) for i in queries.indices)), per_class
 
 
 def _search_batched(searcher: Searcher, config: EvalConfig, images: np.ndarray, limit: int, flt, progress):
@@ -338,7 +396,7 @@ def _rerank_all(searcher: Searcher, rerank: RerankConfig, results, images, progr
     return out
 
 
-def _quality(hit_labels, q_labels, per_class, ks) -> dict[str, Any]:
+def _quality(hit_labels, q_labels, per_class, ks, class_names: tuple[str, ...] = tuple(CLASS_NAMES)) -> dict[str, Any]:
     """Every quality metric of ranked hit labels."""
     rel = metrics.relevance(hit_labels, q_labels)
     n_rel = np.asarray(per_class)[q_labels]
@@ -352,7 +410,7 @@ def _quality(hit_labels, q_labels, per_class, ks) -> dict[str, Any]:
             "map": metrics.average_precision_at_k(rel, n_rel, k),
         }
         per_k[str(k)] = {m: metrics.mean(v) for m, v in values.items()}
-        class_table[str(k)] = {m: metrics.per_class(v, q_labels, len(CLASS_NAMES)) for m, v in values.items()}
+        class_table[str(k)] = {m: metrics.per_class(v, q_labels, len(class_names)) for m, v in values.items()}
     top1 = metrics.top1_accuracy(rel)
     curve = {
         "k": list(range(1, CURVE_K + 1)),
@@ -364,13 +422,13 @@ def _quality(hit_labels, q_labels, per_class, ks) -> dict[str, Any]:
         "metrics": per_k,
         "top1_accuracy": metrics.mean(top1),
         "per_class": {
-            "class_names": list(CLASS_NAMES),
-            "top1_accuracy": metrics.per_class(top1, q_labels, len(CLASS_NAMES)),
+            "class_names": list(class_names),
+            "top1_accuracy": metrics.per_class(top1, q_labels, len(class_names)),
             **{f"{m}@{k}": class_table[k][m] for k in class_table for m in ("precision", "map")},
         },
         "pr_curve": curve,
         "confusion": {"k": min(CONFUSION_K, hit_labels.shape[1]),
-                      "matrix": metrics.confusion(hit_labels, q_labels, len(CLASS_NAMES), CONFUSION_K)},
+                      "matrix": metrics.confusion(hit_labels, q_labels, len(class_names), CONFUSION_K)},
     }
 
 
@@ -402,7 +460,7 @@ def _r_precision(searcher, config, q_vectors, q_labels, per_class, flt) -> dict[
         )
         hl = np.full((len(part), r_max), metrics.MISSING, np.int64)
         for i, pts in enumerate(points):
-            hl[i, : len(pts)] = [p.payload[schema.LABEL] for p in pts]
+            hl[i, : len(pts)] = [p.payload.get(schema.LABEL, metrics.MISSING) for p in pts]
         values.append(metrics.r_precision(metrics.relevance(hl, q_labels[part]), np.asarray(per_class)[q_labels[part]]))
     return {"value": metrics.mean(np.concatenate(values)), "queries": int(len(sub)), "seed": config.seed + 1}
 

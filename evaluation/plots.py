@@ -12,7 +12,7 @@ import numpy as np
 
 from fmsearch.evaluation.category import EvalResult
 from fmsearch.images.files import decode_png
-from fmsearch.images.fmnist import CLASS_NAMES, load_split
+from fmsearch.images.fmnist import load_split
 from fmsearch.store import Store, schema
 
 
@@ -71,7 +71,9 @@ def results_grid(result: EvalResult, store: Store, path: Path, data_dir: str | o
     n = min(result.config.grid_queries, len(result.query_indices))
     rows = np.random.default_rng(result.config.seed + 2).permutation(len(result.query_indices))[:n]
     top = 10
-    test = load_split("test", data_dir)
+    names = result.class_names
+    queries = result.query_images if result.query_images is not None else \
+        load_split("test", data_dir).images[result.query_indices]
     fig = _figure(figsize=(1.25 * (top + 1), 1.5 * max(n, 1)), dpi=100)
     axes = fig.subplots(max(n, 1), top + 1, squeeze=False)
     for ax in axes.ravel():
@@ -79,16 +81,17 @@ def results_grid(result: EvalResult, store: Store, path: Path, data_dir: str | o
     for r, row in enumerate(rows):
         q_label = int(result.query_labels[row])
         ax = axes[r, 0]
-        ax.imshow(test.images[result.query_indices[row]], cmap="gray", vmin=0, vmax=255)
-        ax.set_title(f"query\n{CLASS_NAMES[q_label]}", fontsize=7, fontweight="bold")
+        ax.imshow(queries[row], cmap="gray", vmin=0, vmax=255)
+        ax.set_title(f"query\n{names[q_label]}", fontsize=7, fontweight="bold")
         ids = [int(i) for i in result.hit_ids[row, :top] if i >= 0]
         records = store.retrieve(result.collection, ids, with_payload=[schema.IMAGE, schema.LABEL])
         for j, rec in enumerate(records):
             ax = axes[r, j + 1]
             ax.imshow(decode_png(rec.payload[schema.IMAGE]), cmap="gray", vmin=0, vmax=255)
-            label = int(rec.payload[schema.LABEL])
+            label = rec.payload.get(schema.LABEL)  # a folder image may have no class
             wrong = label != q_label
-            ax.set_title(CLASS_NAMES[label], fontsize=7, color="red" if wrong else "black")
+            ax.set_title(names[label] if label is not None else "(no class)", fontsize=7,
+                         color="red" if wrong else "black")
             if wrong:
                 ax.add_patch(Rectangle((-0.5, -0.5), 28, 28, fill=False, edgecolor="red", linewidth=3))
     fig.suptitle(f"{result.config.mode.method}: test queries and their top-{top} (red: another class)", fontsize=10)

@@ -47,8 +47,10 @@ def render_markdown(data: dict[str, Any]) -> str:
         "",
         f"- date: {data['date']}; backend: {data['backend']}; search: {data['search']}",
         f"- collection: `{data['collection']}` (fingerprint `{data['collection_metadata'].get('fingerprint')}`), "
-        f"gallery {data['gallery_size']} train images",
-        f"- queries: {data['queries']} test images (seed {s['seed']}); relevant = every gallery image of the query's class",
+        + (f"gallery {data['gallery_size']} train images" if not s.get("gallery") else
+           f"gallery {data['gallery_size']} images of folder gallery {s['gallery']} with a class (the queries held out)"),
+        f"- queries: {data['queries']} {'test images' if not s.get('gallery') else 'images of the gallery, held out'} "
+        f"(seed {s['seed']}); relevant = every gallery image of the query's class",
         "",
         "## Retrieval quality",
         "",

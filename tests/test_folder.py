@@ -276,3 +276,60 @@ def test_cli_query_a_folder_gallery(tmp_path, fmnist):
     assert rel not in [r["path"] for r in rows]
     result = run("query", str(tmp_path / "shop" / rel), "--collection", "shop", "-m", "siamese")
     assert result.exit_code == 1 and "gallery shop has no siamese collection" in result.output
+
+
+def test_a_folder_gallery_evaluation_matches_numpy_over_its_stored_vectors(store, prefix, tmp_path, fmnist):
+    """Held-out queries, exact search: P@K and top-1 from the stored vectors by hand."""
+    from fmsearch.evaluation.category import EvalConfig, evaluate, held_out_ids
+
+    _folder(tmp_path / "shop", fmnist, 120)
+    ingest_folder(store, get_embedder("siamese"), str(tmp_path / "shop"), "shop", prefix=prefix)
+    name = schema.gallery_collection("shop", "siamese", prefix)
+    result = evaluate(store, EvalConfig("siamese", queries=30, ks=(1, 10), exact=True, gallery="shop",
+                                        latency_queries=5, rprecision_queries=5), prefix=prefix)
+    data = result.to_json()
+    points = _points(store, name)
+    ids = np.array(sorted(points))
+    vectors = np.stack([points[i][1] for i in ids])
+    labels = np.array([points[i][0][schema.LABEL] for i in ids])
+    held = held_out_ids(store, name, 30)
+    q = np.searchsorted(ids, held)
+    gallery = np.setdiff1d(np.arange(len(ids)), q)
+    top = gallery[np.argsort(-(vectors[q] @ vectors[gallery].T), axis=1, kind="stable")[:, :10]]
+    right = labels[top] == labels[q][:, None]
+    assert data["queries"] == 30 and data["gallery_size"] == 90
+    assert data["metrics"]["10"]["precision"] == pytest.approx(right.mean())
+    assert data["top1_accuracy"] == pytest.approx(right[:, 0].mean())
+    assert data["per_class"]["class_names"] == store.info(name).metadata[schema.META_CLASSES]
+    assert data["settings"]["gallery"] == "shop" and result.query_images.shape == (30, 28, 28)
+
+
+def test_the_folder_gallery_example_agrees_with_fmnist(tmp_path, fmnist):
+    """examples/folder_gallery.py at a small size: the folder's P@10 and the same images' FMNIST P@10."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("folder_gallery", Path(__file__).parents[1] / "examples" /
+                                                  "folder_gallery.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    result = example.run(300, 60, "siamese", tmp_path)
+    assert result["stored"] == 300 and result["skipped"] == ["Bag/broken.png", "Bag/empty.jpg"]
+    assert result["not_images"] == ["Bag/notes.txt"]
+    assert abs(result["folder_p@10"] - result["fmnist_p@10"]) <= 0.02
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--queries", "all"], "--queries: a folder gallery is evaluated with some of its images held out"),
+    (["--queries", "500"], "--queries must be fewer than the 24 images of fmnist_shop_pixels with a class"),
+    (["--queries", "5", "--rerank", "sift"], "a folder gallery is evaluated one method at a time"),
+    (["--queries", "5", "--task", "near-duplicate"], "not with --collection"),
+])
+def test_cli_evaluate_a_folder_gallery_refuses_in_one_line(tmp_path, fmnist, args, message):
+    _folder(tmp_path / "shop", fmnist, 24, broken=False)
+    home = str(tmp_path / "home")
+    CliRunner().invoke(main, ["--home", home, "ingest", "--images", str(tmp_path / "shop"), "--collection", "shop",
+                              "-m", "pixels"])
+    result = CliRunner().invoke(main, ["--home", home, "evaluate", "--collection", "shop", "-m", "pixels", *args,
+                                       "--out", str(tmp_path / "e")])
+    assert result.exit_code != 0
+    assert message in result.output and len(result.output.strip().splitlines()) == 1, result.output

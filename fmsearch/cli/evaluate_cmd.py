@@ -17,16 +17,22 @@ from .common import (
 )
 
 
-def _queries(value: str) -> int | None:
-    """--queries: a count of test images, or 'all' (None)."""
+def _queries(value: str, gallery: str | None = None) -> int | None:
+    """--queries: a count of test images, or 'all' (None); for a folder
+    gallery, the count of its images held out as queries."""
     from fmsearch.images.fmnist import SPLIT_SIZES
 
     if value == "all":
+        if gallery is not None:
+            raise click.UsageError("--queries: a folder gallery is evaluated with some of its images held out as "
+                                   "queries: give their number, e.g. --queries 200")
         return None
     try:
         n = int(value)
     except ValueError as err:
         raise click.BadParameter(f"expected a number or 'all', got {value!r}") from err
+    if gallery is not None:
+        return n  # its range depends on the gallery: checked when the run starts
     if not 1 <= n <= SPLIT_SIZES["test"]:
         raise click.UsageError(f"--queries must be between 1 and {SPLIT_SIZES['test']} (the test split), or 'all'; got {n}")
     return n
@@ -46,12 +52,14 @@ def _queries(value: str) -> int | None:
 @click.option("--batch-size", type=int, default=256, show_default=True, help="Queries per batch request.")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Output directory [default eval-results/METHOD[-exact], plus the mode's settings].")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json as one JSON object.")
+@click.option("--collection", "gallery", default=None, help="Evaluate a folder gallery with classes instead: --queries "
+              "N of its images, held out, query the rest (category task, one method).")
 @mode_options
 @model_options
 @data_dir_option
 @pass_settings
 @domain_errors
-def command(settings, method, task, sources, queries, ks, seed, exact, hnsw_ef, batch_size, out, as_json,
+def command(settings, method, task, sources, queries, ks, seed, exact, hnsw_ef, batch_size, out, as_json, gallery,
             weights, input_size, runtime, threads, data_dir, **mode) -> None:
     """Evaluate METHOD: test images query the train gallery.
 
@@ -59,6 +67,8 @@ def command(settings, method, task, sources, queries, ks, seed, exact, hnsw_ef, 
     confusion.png (the retrieval confusion matrix) to --out.
     """
     if task == "near-duplicate":
+        if gallery is not None:
+            raise click.UsageError("--task near-duplicate transforms FMNIST's gallery: not with --collection")
         _near_duplicate(settings, method, sources, seed, exact, batch_size, out, as_json, mode,
                         embedder_options((method,), weights, input_size, runtime, threads), data_dir)
         return
@@ -66,8 +76,8 @@ def command(settings, method, task, sources, queries, ks, seed, exact, hnsw_ef, 
     from fmsearch.evaluation.report import write_report
 
     search = search_mode(method, **mode)
-    config = EvalConfig(search, queries=_queries(queries), ks=parse_ks(ks), seed=seed, exact=exact,
-                        batch_size=batch_size, hnsw_ef=hnsw_ef)
+    config = EvalConfig(search, queries=_queries(queries, gallery), ks=parse_ks(ks), seed=seed, exact=exact,
+                        batch_size=batch_size, hnsw_ef=hnsw_ef, gallery=gallery)
     out = out or config.out_dir
     store = settings.store()
     methods = (*search.methods, *([search.rescore_with] if search.rescore_with else []))
