@@ -55,10 +55,14 @@ class DuplicatesConfig:
     split: str = "all"
     batch_size: int = 256
     exact: bool = False
+    #: a folder gallery's collection instead of FMNIST's (no splits: all its images)
+    gallery: str | None = None
 
     @property
     def out_dir(self) -> str:
         """Where this run writes when no folder is named."""
+        if self.gallery is not None:
+            return f"{RESULTS_DIR}/duplicates-{self.gallery}-{self.method}"
         return f"{RESULTS_DIR}/duplicates-{self.method}-{self.split}"
 
     def resolved_threshold(self) -> float:
@@ -76,6 +80,11 @@ class DuplicatesConfig:
             raise InvalidArgumentError(f"unknown split {self.split!r}; valid: {', '.join(SPLITS)}")
         if self.batch_size < 1:
             raise InvalidArgumentError(f"batch size must be at least 1, got {self.batch_size}", param="batch_size")
+        if self.gallery is not None:
+            schema.check_gallery(self.gallery)
+            if self.split != "all":
+                raise InvalidArgumentError("a folder gallery has no train and test splits: scan it whole (split all)",
+                                           param="split")
 
 
 class _Components:
@@ -164,17 +173,27 @@ def find_pairs(
     return pairs
 
 
-def _labels(store: Store, name: str, ids: list[int], batch_size: int) -> dict[int, int]:
-    out: dict[int, int] = {}
+def _members(store: Store, name: str, ids: list[int], batch_size: int) -> tuple[dict[int, int | None], dict[int, str]]:
+    """Each id's label (None: a folder image without a class) and, for a
+    folder gallery, its path."""
+    labels: dict[int, int | None] = {}
+    paths: dict[int, str] = {}
     for lo in range(0, len(ids), batch_size):
-        for r in store.retrieve(name, ids[lo : lo + batch_size], with_payload=[schema.LABEL]):
-            out[r.id] = int(r.payload[schema.LABEL])
-    return out
+        for r in store.retrieve(name, ids[lo : lo + batch_size], with_payload=[schema.LABEL, schema.PATH]):
+            label = r.payload.get(schema.LABEL)
+            labels[r.id] = None if label is None else int(label)
+            if schema.PATH in r.payload:
+                paths[r.id] = str(r.payload[schema.PATH])
+    return labels, paths
 
 
-def group(pairs: dict[tuple[int, int], float], labels: dict[int, int]) -> list[dict[str, Any]]:
+def group(pairs: dict[tuple[int, int], float], labels: dict[int, int | None],
+          class_names: tuple[str, ...] | list[str] = CLASS_NAMES, paths: dict[int, str] | None = None
+          ) -> list[dict[str, Any]]:
     """Connected components of the pairs, as duplicates.json's groups: label
-    conflicts first, then larger groups first, then by smallest id."""
+    conflicts first, then larger groups first, then by smallest id. A folder
+    gallery's groups (``paths`` given) name each image's path instead of its
+    split; an image without a class conflicts with none."""
     comps = _Components()
     for a, b in pairs:
         comps.union(a, b)
@@ -185,12 +204,14 @@ def group(pairs: dict[tuple[int, int], float], labels: dict[int, int]) -> list[d
     for members in comps.groups():
         edges = members_pairs[comps.find(members[0])]
         group_labels = [labels[i] for i in members]
+        where = {"paths": [paths.get(i, "") for i in members]} if paths is not None else \
+            {"splits": ["test" if i >= schema.TEST_ID_OFFSET else "train" for i in members]}
         groups.append({
             "ids": members,
             "labels": group_labels,
-            "classes": [CLASS_NAMES[c] for c in group_labels],
-            "splits": ["test" if i >= schema.TEST_ID_OFFSET else "train" for i in members],
-            "conflict": len(set(group_labels)) > 1,
+            "classes": [None if c is None else class_names[c] for c in group_labels],
+            **where,
+            "conflict": len({c for c in group_labels if c is not None}) > 1,
             "min_score": min(e[2] for e in edges),
             "max_score": max(e[2] for e in edges),
             "pairs": edges,
@@ -199,14 +220,15 @@ def group(pairs: dict[tuple[int, int], float], labels: dict[int, int]) -> list[d
     return groups
 
 
-def summarize(groups: list[dict[str, Any]], pairs: dict[tuple[int, int], float], labels: dict[int, int],
-              scanned: int) -> dict[str, Any]:
-    """The counts report.md leads with."""
+def summarize(groups: list[dict[str, Any]], pairs: dict[tuple[int, int], float], labels: dict[int, int | None],
+              scanned: int, class_names: tuple[str, ...] | list[str] = CLASS_NAMES, fmnist: bool = True
+              ) -> dict[str, Any]:
+    """The counts report.md leads with (test images with a train copy: FMNIST's only)."""
     test_with_train = {
         b for a, b in pairs if a < schema.TEST_ID_OFFSET <= b
-    }  # a < b: a train id paired with a test id
+    } if fmnist else set()  # a < b: a train id paired with a test id
     per_class = []
-    for c, cname in enumerate(CLASS_NAMES):
+    for c, cname in enumerate(class_names):
         in_groups = sum(lab == c for g in groups for lab in g["labels"])
         per_class.append({
             "class": cname,
@@ -222,7 +244,7 @@ def summarize(groups: list[dict[str, Any]], pairs: dict[tuple[int, int], float],
         "images_in_groups": int(sum(len(g["ids"]) for g in groups)),
         "largest_group": max((len(g["ids"]) for g in groups), default=0),
         "conflict_groups": int(sum(g["conflict"] for g in groups)),
-        "conflict_pairs": int(sum(labels[a] != labels[b] for a, b in pairs)),
+        "conflict_pairs": int(sum(None not in (labels[a], labels[b]) and labels[a] != labels[b] for a, b in pairs)),
         "test_with_train_copy": len(test_with_train),
         "per_class": per_class,
     }
@@ -246,14 +268,15 @@ def find_duplicates(
     Raises:
         InvalidArgumentError, CollectionNotFoundError.
     """
-    name = schema.collection_name(config.method, prefix)
+    name = (schema.collection_name(config.method, prefix) if config.gallery is None
+            else schema.gallery_collection(config.gallery, config.method, prefix))
     info = store.info(name)
     if info.multivector:
         raise InvalidArgumentError(f"{name} holds descriptor sets, not one vector per image; pick an embedding method")
     threshold = config.resolved_threshold()
     rss_before = _peak_rss_mb()
     t0 = time.perf_counter()
-    ids = _scope(store, name, config.split)
+    ids = _scope(store, name, config.split) if config.gallery is None else store.ids(name)
     if on_plan:
         on_plan(len(ids))
     flt = None if config.split == "all" else QueryFilter(split=config.split)
@@ -261,8 +284,9 @@ def find_duplicates(
                        progress=progress)
     t_pairs = time.perf_counter() - t0
     members = sorted({i for p in pairs for i in p})
-    labels = _labels(store, name, members, config.batch_size)
-    groups = group(pairs, labels)
+    labels, paths = _members(store, name, members, config.batch_size)
+    class_names = CLASS_NAMES if config.gallery is None else list(info.metadata.get(schema.META_CLASSES, []))
+    groups = group(pairs, labels, class_names, None if config.gallery is None else paths)
     seconds = time.perf_counter() - t0
     return {
         "task": "duplicates",
@@ -272,7 +296,7 @@ def find_duplicates(
         "backend": store.location,
         "collection": name,
         "collection_metadata": dict(info.metadata),
-        "summary": summarize(groups, pairs, labels, len(ids)),
+        "summary": summarize(groups, pairs, labels, len(ids), class_names, fmnist=config.gallery is None),
         "cost": {
             "seconds": round(seconds, 2),
             "seconds_pairs": round(t_pairs, 2),

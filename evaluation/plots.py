@@ -135,12 +135,14 @@ def duplicate_groups(data: dict[str, Any], store: Store, path: Path, rows: int =
         ids = g["ids"][:per_row]
         records = store.retrieve(data["collection"], ids, with_payload=[schema.IMAGE])
         images = {rec.id: decode_png(rec.payload[schema.IMAGE]) for rec in records}
-        for j, (pid, cname, split) in enumerate(zip(ids, g["classes"], g["splits"], strict=False)):
+        where = g.get("splits") or [path.rsplit("/", 1)[-1][:14] for path in g["paths"]]  # a file name, cut
+        for j, (pid, cname, split) in enumerate(zip(ids, g["classes"], where, strict=False)):
             ax = axes[r, j]
             if pid in images:
                 ax.imshow(images[pid], cmap="gray", vmin=0, vmax=255)
             more = f" +{len(g['ids']) - per_row}" if j == per_row - 1 and len(g["ids"]) > per_row else ""
-            ax.set_title(f"{cname}\n{split} {pid}{more}", fontsize=6, color="red" if g["conflict"] else "black")
+            label = f"{split} {pid}" if "splits" in g else split
+            ax.set_title(f"{cname or 'no class'}\n{label}{more}", fontsize=6, color="red" if g["conflict"] else "black")
     m = data["summary"]
     fig.suptitle(f"{data['settings']['method']} duplicates at score >= {data['settings']['threshold']:g}:\n"
                  f"{m['groups']} groups, {m['conflict_groups']} with conflicting labels (red), "

@@ -211,7 +211,8 @@ def write_near_duplicate_report(data: dict[str, Any], out_dir: str | os.PathLike
 
 
 def _group_row(g: dict[str, Any]) -> list[str]:
-    members = ", ".join(f"{i} ({c}, {s})" for i, c, s in zip(g["ids"], g["classes"], g["splits"], strict=True))
+    where = g.get("splits") or g["paths"]  # FMNIST's split, or a folder image's path
+    members = ", ".join(f"{i} ({c or 'no class'}, {w})" for i, c, w in zip(g["ids"], g["classes"], where, strict=True))
     return [str(len(g["ids"])), members, f"{g['min_score']:.4f}-{g['max_score']:.4f}"]
 
 
@@ -220,8 +221,12 @@ def render_duplicates_markdown(data: dict[str, Any], shown: int = 20) -> str:
     with a train copy, per-class counts, the largest groups."""
     s, m, c = data["settings"], data["summary"], data["cost"]
     groups = data["groups"]
+    fmnist = not s.get("gallery")  # a folder gallery has no test split
+    head = ["class", "images in groups", "groups", "conflict groups", "test images with a train copy"]
+    keys = ["class", "images_in_groups", "groups", "conflict_groups", "test_with_train_copy"]
+    cut = len(head) if fmnist else -1
     lines = [
-        f"# Duplicates: {s['method']}, split {s['split']}",
+        f"# Duplicates: {s['method']}, " + (f"split {s['split']}" if not s.get("gallery") else f"gallery {s['gallery']}"),
         "",
         f"- date: {data['date']}; backend: {data['backend']}; collection `{data['collection']}`",
         f"- threshold: score >= {s['threshold']:g} ({s['threshold_source']}); "
@@ -229,29 +234,27 @@ def render_duplicates_markdown(data: dict[str, Any], shown: int = 20) -> str:
         f"- {m['images_scanned']} images scanned: {m['pairs']} pairs in {m['groups']} groups "
         f"({m['images_in_groups']} images, largest group {m['largest_group']})",
         f"- **groups with conflicting labels: {m['conflict_groups']}** ({m['conflict_pairs']} pairs)",
-        f"- **test images with a near-copy in train: {m['test_with_train_copy']}**",
+        *([f"- **test images with a near-copy in train: {m['test_with_train_copy']}**"] if fmnist else []),
         f"- cost: {c['seconds']:.1f} s ({c['images_per_second']:.0f} images/s), peak resident memory "
         f"{c['peak_rss_mb']:.0f} MB (an all-pairs float32 matrix would take {c['all_pairs_matrix_mb']:.0f} MB)",
         "",
         "## Per class",
         "",
-        markdown.table(
-            ["class", "images in groups", "groups", "conflict groups", "test images with a train copy"],
-            [[p["class"], p["images_in_groups"], p["groups"], p["conflict_groups"], p["test_with_train_copy"]]
-             for p in m["per_class"]],
-        ),
+        markdown.table(head[:cut], [[p[k] for k in keys[:cut]] for p in m["per_class"]]),
         "",
     ]
     conflicts = [g for g in groups if g["conflict"]]
-    cross = [g for g in groups if not g["conflict"] and {"train", "test"} <= set(g["splits"])]
+    cross = [g for g in groups if not g["conflict"] and {"train", "test"} <= set(g.get("splits", ()))]
     for title, chosen in (("Groups with conflicting labels", conflicts),
                           ("Test images with a near-copy in train", cross),
                           ("Largest groups", sorted(groups, key=lambda g: -len(g["ids"])))):
+        if title.startswith("Test images") and not fmnist:
+            continue
         lines += [f"## {title}", ""]
         if not chosen:
             lines += ["None.", ""]
             continue
-        lines += [markdown.table(["size", "members: id (class, split)", "scores"],
+        lines += [markdown.table(["size", f"members: id (class, {'path' if s.get('gallery') else 'split'})", "scores"],
                                  [_group_row(g) for g in chosen[:shown]], "rlr"), ""]
         if len(chosen) > shown:
             lines += [f"... and {len(chosen) - shown} more in duplicates.json.", ""]

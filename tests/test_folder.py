@@ -333,3 +333,26 @@ def test_cli_evaluate_a_folder_gallery_refuses_in_one_line(tmp_path, fmnist, arg
                                        "--out", str(tmp_path / "e")])
     assert result.exit_code != 0
     assert message in result.output and len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_duplicates_of_a_folder_gallery_name_paths_and_its_own_classes(store, prefix, tmp_path, fmnist):
+    import shutil
+
+    from fmsearch.evaluation.duplicates import DuplicatesConfig, find_duplicates
+    from fmsearch.evaluation.report import render_duplicates_markdown
+
+    made = _folder(tmp_path / "shop", fmnist, 20, broken=False)
+    source = next(r for r in made if r.startswith("Trouser/") and r.endswith(".png"))
+    (tmp_path / "shop" / "Dress").mkdir(exist_ok=True)
+    shutil.copy(tmp_path / "shop" / source, tmp_path / "shop" / "Dress" / "copy.png")  # the same file, another label
+    ingest_folder(store, get_embedder("pixels"), str(tmp_path / "shop"), "shop", prefix=prefix)
+    data = find_duplicates(store, DuplicatesConfig("pixels", 0.9999, gallery="shop"), prefix=prefix)
+    assert data["summary"]["images_scanned"] == 21 and data["summary"]["conflict_groups"] == 1
+    first = data["groups"][0]
+    assert sorted(first["paths"]) == sorted([source, "Dress/copy.png"]) and "splits" not in first
+    assert sorted(first["classes"]) == ["Dress", "Trouser"] and first["conflict"] and first["max_score"] > 0.9999
+    assert data["summary"]["test_with_train_copy"] == 0
+    text = render_duplicates_markdown(data)
+    assert "gallery shop" in text and "near-copy in train" not in text and "Dress/copy.png" in text
+    with pytest.raises(InvalidArgumentError, match="a folder gallery has no train and test splits"):
+        DuplicatesConfig("pixels", 0.99, split="train", gallery="shop")

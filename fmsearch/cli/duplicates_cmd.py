@@ -20,10 +20,11 @@ from .common import data_dir_option, domain_errors, echo_json, pass_settings
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Output directory [default eval-results/duplicates-METHOD-SPLIT].")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (groups are in duplicates.json).")
+@click.option("--collection", "gallery", default=None, help="Scan a folder gallery (fmsearch ingest --images) instead of FMNIST.")
 @data_dir_option
 @pass_settings
 @domain_errors
-def command(settings, method, threshold, split, exact, batch_size, calibrate, out, as_json, data_dir) -> None:
+def command(settings, method, threshold, split, exact, batch_size, calibrate, out, as_json, gallery, data_dir) -> None:
     """Find images stored twice in METHOD's collection: every pair scoring
     at least the threshold, found through the collection's own index
     (batched threshold queries, never an all-pairs matrix), grouped into
@@ -42,9 +43,11 @@ def command(settings, method, threshold, split, exact, batch_size, calibrate, ou
 
     method = check_method(method)
     if calibrate:
+        if gallery is not None:
+            raise click.UsageError("--calibrate measures FMNIST's train images: not with --collection")
         _calibrate(settings, method, data_dir, as_json)
         return
-    config = DuplicatesConfig(method, threshold, split, batch_size, exact)
+    config = DuplicatesConfig(method, threshold, split, batch_size, exact, gallery)
     out = out or config.out_dir
     store = settings.store()
     with tqdm(total=0, unit="img", desc=f"duplicates {method}", disable=None) as bar:
@@ -58,8 +61,8 @@ def command(settings, method, threshold, split, exact, batch_size, calibrate, ou
         return
     click.echo(f"{data['collection']}, score >= {data['settings']['threshold']:g}: {m['images_scanned']} images, "
                f"{m['pairs']} pairs in {m['groups']} groups ({m['images_in_groups']} images, largest {m['largest_group']})")
-    click.echo(f"groups with conflicting labels: {m['conflict_groups']}; "
-               f"test images with a near-copy in train: {m['test_with_train_copy']}")
+    click.echo(f"groups with conflicting labels: {m['conflict_groups']}"
+               + (f"; test images with a near-copy in train: {m['test_with_train_copy']}" if gallery is None else ""))
     click.echo(f"{c['seconds']:.1f} s, peak resident memory {c['peak_rss_mb']:.0f} MB")
     click.echo(f"wrote {out}/duplicates.json, report.md, duplicates.png")
 
