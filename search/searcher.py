@@ -281,16 +281,16 @@ class Searcher:
             raise InvalidArgumentError(f"no image with id {pid} in {name}")
         return self.embedder(method).embed(fmnist_item(pid, self.data_dir).image)
 
-    def class_filter(self, classes: Iterable[str] = (), exclude_classes: Iterable[str] = (),
-                     exclude_ids: Iterable[int] = (), method: str | None = None) -> QueryFilter:
+    def class_filter(self, method: str, classes: Iterable[str] = (), exclude_classes: Iterable[str] = (),
+                     exclude_ids: Iterable[int] = ()) -> QueryFilter:
         """:func:`class_filter`, by the gallery's own classes for a folder
-        gallery (``method``: the collection whose classes are read)."""
+        gallery (those of ``method``'s collection)."""
         if self.gallery is None:
             return class_filter(classes, exclude_classes, exclude_ids)
         classes, exclude_classes = list(classes), list(exclude_classes)
         known: list[str] = []
         if classes or exclude_classes:
-            known = list(self.collection(method or next(iter(self._names()))).metadata.get(schema.META_CLASSES, []))
+            known = list(self.collection(method).metadata.get(schema.META_CLASSES, []))
         for c in (*classes, *exclude_classes):
             if c not in known:
                 raise UnknownClassError(f"unknown class {c!r} in gallery {self.gallery}; its classes: "
@@ -298,10 +298,6 @@ class Searcher:
         labels = tuple(sorted(known.index(c) for c in classes))
         return QueryFilter(labels=labels or None, exclude_labels=tuple(sorted(known.index(c) for c in exclude_classes)),
                            exclude_ids=tuple(exclude_ids))
-
-    def _names(self) -> list[str]:
-        """The methods this searcher has checked a collection of."""
-        return [m for m, _ in self._checked]
 
     def query_vector(self, method: str, *, image: np.ndarray | None = None, pid: int | None = None,
                      quantization: str = "none") -> np.ndarray:
@@ -396,7 +392,7 @@ class Searcher:
                 raise InvalidArgumentError("the SIFT rerank reads FMNIST's descriptors (fmnist_sift): "
                                            "a folder gallery is searched without it", param="rerank")
             self.reranker.collection()
-        flt = replace(self.class_filter(classes, exclude_classes, () if pid is None else (pid,), mode.methods[0]),
+        flt = replace(self.class_filter(mode.methods[0], classes, exclude_classes, () if pid is None else (pid,)),
                       split=split)
         limit = mode.shortlist if mode.combined else rerank.shortlist if rerank is not None else k
         hits = self._first_stage(mode, image, pid, limit, flt, exact, timings)
@@ -457,7 +453,7 @@ class Searcher:
             return self.embedder(method).embed(example)[0]
 
         ids = [int(e) for e in (*positive, *negative) if isinstance(e, (int, np.integer))]
-        flt = self.class_filter(classes, exclude_classes, ids, method)
+        flt = self.class_filter(method, classes, exclude_classes, ids)
         points = self.store.recommend(
             info.name, [vec(e) for e in positive], [vec(e) for e in negative], k, flt,
             hnsw_ef=self.hnsw_ef, with_payload=FIELDS,
