@@ -163,6 +163,14 @@ class Searcher:
         self._checked: dict[tuple[str, str], CollectionInfo] = {}
         self._reranker: SiftReranker | None = None
 
+    def for_gallery(self, gallery: str) -> Searcher:
+        """A searcher of a folder gallery in the same store, sharing this
+        one's settings and loaded embedders (a model loads once)."""
+        other = Searcher(self.store, prefix=self.prefix, data_dir=self.data_dir, hnsw_ef=self.hnsw_ef,
+                         options=self.options, gallery=gallery)
+        other._embedders = self._embedders
+        return other
+
     @property
     def reranker(self) -> SiftReranker:
         """The SIFT rerank stage over this store (collection checked on first use)."""

@@ -162,3 +162,30 @@ def insight(home, tmp_path_factory) -> Path:
     conflicts = json.loads((folder / "duplicates-pixels-train" / "duplicates.json").read_text())["summary"]
     assert conflicts["conflict_groups"] > 0, "the page's conflict rows need one"
     return folder
+
+
+@pytest.fixture(scope="session")
+def gallery_home(home, fmnist, tmp_path_factory) -> Path:
+    """The shared home, copied, with a folder gallery "shop" added (siamese
+    and pixels): the first 120 test images as files in class subfolders."""
+    import shutil
+
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from fmsearch.cli import main
+    from fmsearch.images.fmnist import CLASS_NAMES
+
+    root = tmp_path_factory.mktemp("gallery")
+    copy, folder = root / "home", root / "shop"
+    shutil.copytree(home, copy)
+    test = fmnist["test"]
+    for i in range(120):
+        cls = CLASS_NAMES[int(test.labels[i])].replace("/", "-")
+        (folder / cls).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(test.images[i]).save(folder / cls / f"{i:04d}.png")
+    for method in ("siamese", "pixels"):
+        result = CliRunner().invoke(main, ["--home", str(copy), "ingest", "--images", str(folder), "--collection",
+                                           "shop", "-m", method])
+        assert result.exit_code == 0, result.output
+    return copy

@@ -47,15 +47,20 @@ def browser():
         browser.close()
 
 
-@pytest.fixture(scope="module")
-def server(home, insight):
-    server = Server(home, "--insight", str(insight))
+def _serving(home, *args):
+    """A ready `fmsearch serve` on ``home``, stopped cleanly at the end."""
+    server = Server(home, *args)
     try:
         server.wait_ready()
         yield server
     finally:
         code, log = server.stop()
         assert code == 0, log[-3000:]
+
+
+@pytest.fixture(scope="module")
+def server(home, insight):
+    yield from _serving(home, "--insight", str(insight))
 
 
 class _Page:
@@ -434,3 +439,43 @@ def test_the_duplicates_view_shows_conflicts_first_and_searches_by_a_copy(page, 
     p.locator("#dup-rows li:first-child button").nth(1).click()
     p.wait_for_selector(f"#query-caption:has-text('id {first['ids'][1]}:')")
     p.wait_for_selector("#grid li")
+
+
+@pytest.fixture(scope="module")
+def gallery_server(gallery_home):
+    yield from _serving(gallery_home)
+
+
+def test_the_page_switches_to_a_folder_gallery(browser, gallery_server, shoe, tmp_path):
+    """Its methods and classes in the controls; an upload finds its images,
+    shown with their paths; a class chip of its own filters; a result clicked
+    searches by its id; back to FMNIST, FMNIST's chips again."""
+    p_ = _Page(browser, gallery_server, tmp_path)
+    try:
+        p = p_.page
+        assert p.locator("#collection-row").is_visible() and "folder galleries: shop" in p.inner_text("#status")
+        p.select_option("#collection", "shop")
+        assert p.locator("#chips .chip").all_inner_texts()[:2] == ["Ankle boot", "Bag"]  # its own, sorted
+        assert p.locator("#rerank").is_disabled() and p.locator("#insight").is_hidden()
+        p.set_input_files("#file", str(shoe))
+        p.wait_for_selector("#grid li[data-path]")
+        paths = p.locator("#grid li").evaluate_all("cards => cards.map(c => c.dataset.path)")
+        assert len(paths) == 10 and all(path.count("/") == 1 for path in paths)
+        assert paths[0].startswith("Sneaker/") and p_.images_loaded() == [28] * 10
+        assert paths[0] in p.inner_text("#grid li:first-child")
+        p.click("#chips .chip:has-text('Bag')")
+        p.wait_for_selector("#grid li[data-label='Bag']")
+        p.wait_for_function("() => [...document.querySelectorAll('#grid li')].every(c => c.dataset.label === 'Bag')")
+        first_id, first_path = p.locator("#grid li").first.get_attribute("data-id"), \
+            p.locator("#grid li").first.get_attribute("data-path")
+        p.click("#grid li:first-child .hit")
+        p.wait_for_selector(f"#query-caption:has-text('id {first_id}: {first_path}, Bag')")
+        p.wait_for_url(f"**/?collection=shop&id={first_id}&*")
+        p.select_option("#collection", "")
+        assert p.locator("#chips .chip").all_inner_texts()[0] == "T-shirt/top"
+        _search_id(p, 60000)
+        assert p.locator("#grid li[data-path]").count() == 0
+    finally:
+        p_.close("gallery")
+    assert not p_.faults, p_.faults
+    assert not p_.failed_loads, p_.failed_loads

@@ -794,3 +794,49 @@ def test_the_map_and_duplicates_are_served_as_written(serve_home, insight, tmp_p
         assert empty.get("/api/insight").json() == {"maps": [], "duplicates": []}
     finally:
         empty.__exit__(None, None, None)
+
+
+def test_a_folder_gallery_is_served_beside_fmnist(gallery_home, fmnist):
+    """Its methods and classes in the health answer; searches by upload and by
+    its ids with its own classes; its images and items by collection; what
+    does not fit refused in one line."""
+    from fmsearch.store import schema
+
+    c = _client(ServeConfig(home=str(gallery_home)))
+    try:
+        health = c.get("/api/health").json()
+        assert health["methods"] == ["pixels", "siamese"]
+        shop = health["galleries"]["shop"]
+        assert shop["methods"] == ["pixels", "siamese"] and "Sneaker" in shop["classes"] and "T-shirt-top" in shop["classes"]
+        sneaker = int(np.nonzero(fmnist["test"].labels[:120] == 7)[0][0])
+        r = c.post("/api/search", files={"image": ("s.png", _png(fmnist["test"].images[sneaker]), "image/png")},
+                   data={"method": "siamese", "k": "3", "collection": "shop"})
+        assert r.status_code == 200, r.text
+        hits = r.json()["hits"]
+        assert hits[0]["path"] == f"Sneaker/{sneaker:04d}.png" and hits[0]["score"] > 0.999
+        assert hits[0]["id"] == schema.folder_point_id(hits[0]["path"]) and hits[0]["split"] is None
+        assert hits[0]["image_url"] == f"/api/images/{hits[0]['id']}.png?collection=shop"
+        assert r.json()["query"]["collection"] == "shop"
+        by_id = _search(c, id=hits[0]["id"], collection="shop", method="pixels", k=5, classes=["Bag"])
+        assert by_id["hits"] and {h["class_name"] for h in by_id["hits"]} == {"Bag"}
+        png = c.get(hits[0]["image_url"])
+        assert png.status_code == 200 and np.array_equal(np.asarray(Image.open(io.BytesIO(png.content))),
+                                                         fmnist["test"].images[sneaker])
+        item = c.get(f"/api/items/{hits[0]['id']}", params={"collection": "shop"}).json()
+        assert item == {"id": hits[0]["id"], "label": shop["classes"].index("Sneaker"), "class_name": "Sneaker",
+                        "path": hits[0]["path"]}
+        assert c.get("/api/items/60000").json()["split"] == "test"  # FMNIST's answer as before
+        for request_, status, message in (
+            (dict(json={"id": hits[0]["id"], "method": "siamese"}), 422, "a folder gallery's ids need its collection"),
+            (dict(json={"id": 1, "collection": "nope"}), 400, "collection 'nope' is not a folder gallery this service"),
+            (dict(json={"id": hits[0]["id"], "collection": "shop", "rerank": "sift"}), 400, "searched without it"),
+            (dict(json={"id": 5, "collection": "shop"}), 400, "no image with id 5 in"),
+            (dict(json={"id": hits[0]["id"], "collection": "shop", "classes": ["Sneakr"]}), 400,
+             "unknown class 'Sneakr' in gallery shop"),
+        ):
+            r = c.post("/api/search", **request_)
+            assert r.status_code == status and message in r.json()["error"], (request_, r.text)
+        r = c.get(f"/api/images/{hits[0]['id']}.png")
+        assert r.status_code == 422 and "needs its collection" in r.json()["error"]
+    finally:
+        c.__exit__(None, None, None)

@@ -86,9 +86,11 @@ def _preflight(settings, methods: tuple[str, ...] | None, host: str, port: int) 
     store = settings.store()
     try:
         present, where = set(store.collections()), store.location
+        galleries = any(store.info(n).metadata.get(schema.META_GALLERY) for n in present
+                        if n.startswith(settings.prefix))
     finally:
         settings.close()  # each worker opens its own serving copy
-    if not any(schema.collection_name(m, settings.prefix) in present for m in wanted):
+    if not galleries and not any(schema.collection_name(m, settings.prefix) in present for m in wanted):
         raise click.ClickException(f"nothing to serve: {', '.join(wanted)} {'is' if len(wanted) == 1 else 'are'} "
                                    f"not ingested in {where}; run `fmsearch ingest --method M` first")
     try:

@@ -11,7 +11,7 @@ from functools import partial
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, FastAPI, Path, Query, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Path, Query, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -21,6 +21,7 @@ from fmsearch.serve.forms import Part, parse_form
 from fmsearch.serve.insight import MAX_GROUPS
 from fmsearch.serve.limits import UploadTooLarge
 from fmsearch.serve.schemas import (
+    MAX_FOLDER_ID,
     ClassOut,
     CompareRequest,
     CompareResponse,
@@ -71,7 +72,8 @@ def register(app: FastAPI, errors: dict) -> Bare:
     @app.get("/api/health", response_model=Health, responses={503: {"model": Health, "description": "Loading"}})
     async def health(request: Request):
         s = request.app.state.service
-        body = Health(status=s.state, methods=s.methods, skipped=s.skipped, rerank=s.rerank, worker=os.getpid(),
+        body = Health(status=s.state, methods=s.methods, galleries=s.galleries, skipped=s.skipped, rerank=s.rerank,
+                      worker=os.getpid(),
                       max_upload_bytes=request.app.state.config.max_upload_bytes)
         return JSONResponse(body.model_dump(), status_code=200 if s.state == "ready" else 503)
 
@@ -119,8 +121,10 @@ def _register_images(app: FastAPI, errors: dict) -> None:
 
     @app.get("/api/images/{pid}.png", responses={**errors, 200: {"content": {"image/png": {}}}},
              response_class=Response)
-    async def image(request: Request, pid: int = Path(ge=0, le=MAX_POINT_ID)):
-        png = await request.app.state.run(_ready(request).image_png, pid)
+    async def image(request: Request, pid: int = Path(ge=0, le=MAX_FOLDER_ID), collection: str | None = Query(
+            None, description="A folder gallery: its image of this id (ids past 69999 need it).")):
+        _fmnist_id(pid, collection)
+        png = await request.app.state.run(_ready(request).image_png, pid, collection)
         etag = '"' + hashlib.sha256(png).hexdigest()[:20] + '"'
         headers = {"ETag": etag, "Cache-Control": IMMUTABLE}
         if request.headers.get("if-none-match") == etag:
@@ -141,10 +145,13 @@ def _register_images(app: FastAPI, errors: dict) -> None:
         _, png = await request.app.state.run(_ready(request).compare, body)
         return Response(png, media_type="image/png")
 
-    @app.get("/api/items/{pid}", response_model=ItemOut, responses=errors)
-    async def item(request: Request, pid: int = Path(ge=0, le=MAX_POINT_ID)):
-        """A gallery or test image's split, index and class."""
-        return await request.app.state.run(_ready(request).item, pid)
+    @app.get("/api/items/{pid}", response_model=ItemOut, response_model_exclude_none=True, responses=errors)
+    async def item(request: Request, pid: int = Path(ge=0, le=MAX_FOLDER_ID), collection: str | None = Query(
+            None, description="A folder gallery: its image of this id (its path and class).")):
+        """A gallery or test image's split, index and class; a folder gallery's
+        image's path and class."""
+        _fmnist_id(pid, collection)
+        return await request.app.state.run(_ready(request).item, pid, collection)
 
     @app.post("/api/preview", responses={**errors, 200: {"content": {"image/png": {}}}}, response_class=Response,
               openapi_extra={"requestBody": {"required": True, "content": {
@@ -163,6 +170,14 @@ def _register_images(app: FastAPI, errors: dict) -> None:
         body = CompareRequest(a=a, b=b, ratio=ratio, upscale=upscale, plain=plain)
         _, png = await request.app.state.run(_ready(request).compare, body)
         return Response(png, media_type="image/png", headers={"Cache-Control": IMMUTABLE})
+
+
+def _fmnist_id(pid: int, collection: str | None) -> None:
+    """Without a collection an id is FMNIST's: past its range is a 422, as
+    any field out of range."""
+    if collection is None and pid > MAX_POINT_ID:
+        raise HTTPException(422, f"pid: Input should be less than or equal to {MAX_POINT_ID} (an FMNIST id; a "
+                                 "folder gallery's image needs its collection)")
 
 
 def _register_insight(app: FastAPI, errors: dict) -> None:
@@ -322,18 +337,20 @@ async def _answer(request: Request, req: SearchRequest, upload: bytes | None, t0
               else partial(decode_base64, req.image) if req.image is not None else None)
     by = "id" if req.id is not None else "examples" if (req.positive or req.negative) else "image"
     mode = mode_of(req)
-    service.check_method(mode)
+    service.check_method(mode, req.collection)
     request.state.method = mode.method  # a metrics label: only methods served (a bounded set)
     batched = (state.config.batching and source is not None and req.id is None and not req.positive
-               and not req.negative and not mode.second_stage)
+               and not req.negative and not mode.second_stage and req.collection is None)
     if batched:
         hits = await _batched(request, req, mode, source, timings)
     else:
         hits = await state.run(service.search, req, source, timings)
     timings["total"] = time.perf_counter() - t0
+    where = "" if req.collection is None else f"?collection={req.collection}"
     return {
-        "hits": [{**vars(h), "image_url": f"/api/images/{h.id}.png"} for h in hits],
-        "query": {"by": by, "id": req.id, "method": mode.method, "mode": mode.label, "k": req.k,
+        "hits": [{**vars(h), "image_url": f"/api/images/{h.id}.png{where}"} for h in hits],
+        "query": {"by": by, "id": req.id, "collection": req.collection, "method": mode.method, "mode": mode.label,
+                  "k": req.k,
                   "offset": req.offset, "min_score": req.min_score, "classes": req.classes,
                   "exclude_classes": req.exclude_classes, "exact": req.exact, "batched": batched},
         "timings_ms": {k: 1000 * timings.get(k, 0.0) for k in TIMINGS},

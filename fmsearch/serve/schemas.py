@@ -15,7 +15,9 @@ from fmsearch.search.fusion import DEFAULT_FUSION, FUSIONS
 from fmsearch.search.mode import MAX_EXPAND
 from fmsearch.search.searcher import MAX_K, Hit
 from fmsearch.search.rerank import DEFAULT_RERANK_MODE, DEFAULT_SHORTLIST, DEFAULT_WEIGHT, RERANK_MODES, RERANK_STAGES
-from fmsearch.store.schema import MAX_POINT_ID, QUANTIZATIONS
+from fmsearch.store.schema import FOLDER_ID_BITS, MAX_POINT_ID, QUANTIZATIONS
+
+MAX_FOLDER_ID = 2**FOLDER_ID_BITS - 1
 
 Example = int | str  # a gallery id, or a base64-encoded image file
 #: at most this many positive (and as many negative) examples in a recommend query: each is retrieved
@@ -32,7 +34,10 @@ class SearchRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    id: int | None = Field(None, ge=0, le=MAX_POINT_ID, description="Gallery id: train 0-59999, test 60000-69999.")
+    id: int | None = Field(None, ge=0, le=MAX_FOLDER_ID, description="Gallery id: train 0-59999, test 60000-69999; "
+                           "in a folder gallery (collection), one of its point ids.")
+    collection: str | None = Field(None, description="Search this folder gallery (fmsearch ingest --images) "
+                                   "instead of FMNIST: its name.")
     image: str | None = Field(None, description="Base64 of an image file (PNG, JPEG, ...), any size.")
     method: str = Field("siamese", description="A method, or methods joined by + (a fusion).")
     k: int = Field(10, ge=1, le=MAX_K)
@@ -63,6 +68,9 @@ class SearchRequest(BaseModel):
     def _one_page(self) -> SearchRequest:
         if self.k + self.offset > MAX_K:
             raise ValueError(f"offset must be between 0 and {MAX_K - self.k} for k={self.k}, got {self.offset}")
+        if self.collection is None and self.id is not None and self.id > MAX_POINT_ID:
+            raise ValueError(f"id: Input should be less than or equal to {MAX_POINT_ID} (an FMNIST id; a folder "
+                             "gallery's ids need its collection)")
         return self
 
 
@@ -94,9 +102,15 @@ class ErrorBody(BaseModel):
     error: str = Field(description="What is wrong, in one line.")
 
 
+class GalleryOut(BaseModel):
+    methods: list[str] = Field(description="Its methods served.")
+    classes: list[str] = Field(description="Its classes (label = index); empty without class subfolders.")
+
+
 class Health(BaseModel):
     status: str
     methods: list[str] = Field(default_factory=list, description="Methods loaded and served.")
+    galleries: dict[str, GalleryOut] = Field(default_factory=dict, description="Folder galleries served, by name.")
     skipped: dict[str, str] = Field(default_factory=dict, description="Methods not served, and why.")
     rerank: bool = Field(False, description="Whether the SIFT rerank stage is available.")
     worker: int = Field(description="The process that answered (several workers share the port, each loads its own).")
@@ -109,13 +123,15 @@ class ClassOut(BaseModel):
 
 
 class ItemOut(BaseModel):
-    """A gallery (train) or test image, by its id."""
+    """A gallery (train) or test image, by its id; a folder gallery's image:
+    its path, and its class when it has one."""
 
     id: int
-    split: str
-    index: int
-    label: int
-    class_name: str
+    split: str | None = None
+    index: int | None = None
+    label: int | None = None
+    class_name: str | None = None
+    path: str | None = None
 
 
 class CompareRequest(BaseModel):

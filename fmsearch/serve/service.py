@@ -91,6 +91,9 @@ class SearchService:
         self.rerank = False
         self.store: Store | None = None
         self.searcher: Searcher | None = None
+        #: folder galleries served: name -> {"methods", "classes"}, and each one's searcher
+        self.galleries: dict[str, dict] = {}
+        self._gallery_searchers: dict[str, Searcher] = {}
         self._workdir: str | None = None
         self._lock = threading.Lock()
 
@@ -104,7 +107,8 @@ class SearchService:
                             retries=c.retries)
         candidates = c.methods or tuple(m for m in method_names() if m not in RERANK_ONLY)
         names = [n for n in source.collections() if n.startswith(c.prefix)]
-        wanted = [n for n in names if any(n == schema.collection_name(m, c.prefix) or n.startswith(
+        galleries = _gallery_collections(source, names, candidates)
+        wanted = [n for n in names if n in galleries or any(n == schema.collection_name(m, c.prefix) or n.startswith(
             schema.collection_name(m, c.prefix) + "_") for m in (*candidates, *RERANK_ONLY))]
         self._workdir = tempfile.mkdtemp(prefix="fmsearch-serve-")
         self.store = source.serving_copy(wanted, self._workdir)
@@ -115,6 +119,8 @@ class SearchService:
         self.searcher = Searcher(self.store, prefix=c.prefix, data_dir=c.data_dir, options=options)
         for method in candidates:
             self._load_method(method, names)
+        for name, (gallery, method) in sorted(galleries.items()):
+            self._load_gallery(gallery, method)
         if schema.collection_name(RERANK_ONLY[0], c.prefix) in names:
             try:
                 self.searcher.reranker.collection()
@@ -141,6 +147,30 @@ class SearchService:
                 self.skipped[method] = str(err).splitlines()[0]
         logger.warning("not serving %s: %s", method, self.skipped[method])
 
+    def _load_gallery(self, gallery: str, method: str) -> None:
+        """Serve one method's collection of a folder gallery (its model
+        shared with FMNIST's)."""
+        searcher = self._gallery_searchers.setdefault(gallery, self.searcher.for_gallery(gallery))
+        try:
+            info = searcher.collection(method)
+            searcher.embedder(method).prepare()
+        except FmsearchError as err:
+            logger.warning("not serving gallery %s with %s: %s", gallery, method, str(err).splitlines()[0])
+            return
+        entry = self.galleries.setdefault(gallery, {"methods": [], "classes": []})
+        entry["methods"].append(method)
+        entry["classes"] = list(info.metadata.get(schema.META_CLASSES, []))
+        logger.info("serving gallery %s with %s", gallery, method)
+
+    def searcher_for(self, collection: str | None) -> Searcher:
+        """FMNIST's searcher, or a served folder gallery's."""
+        if collection is None:
+            return self.searcher
+        if collection not in self.galleries:
+            raise InvalidArgumentError(f"collection {collection!r} is not a folder gallery this service serves; it "
+                                       f"serves: {', '.join(self.galleries) or 'none'}", param="collection")
+        return self._gallery_searchers[collection]
+
     def close(self) -> None:
         """Close the store (its locks released) and remove the serving copy."""
         with self._lock:
@@ -154,8 +184,16 @@ class SearchService:
 
     # -- requests -------------------------------------------------------------------
 
-    def check_method(self, mode: SearchMode) -> None:
+    def check_method(self, mode: SearchMode, collection: str | None = None) -> None:
         """Refuse a method the service does not serve, saying why."""
+        if collection is not None:
+            methods = self.galleries.get(collection, {}).get("methods", [])
+            self.searcher_for(collection)
+            for method in (*mode.methods, *([mode.rescore_with] if mode.rescore_with else [])):
+                if method not in methods:
+                    raise InvalidArgumentError(f"{method} is not served for gallery {collection}: it serves "
+                                               f"{', '.join(methods)}", param="method")
+            return
         for method in (*mode.methods, *([mode.rescore_with] if mode.rescore_with else [])):
             if method not in self.methods:
                 why = self.skipped.get(method, "not a method this service loaded")
@@ -168,7 +206,8 @@ class SearchService:
         """Any mode, one request (a recommend query when it has examples);
         ``source`` gives the uploaded image, if any."""
         mode = mode_of(req)
-        self.check_method(mode)
+        self.check_method(mode, req.collection)
+        searcher = self.searcher_for(req.collection)
         image = None
         if source is not None:
             t0 = time.perf_counter()
@@ -178,13 +217,13 @@ class SearchService:
             if image is not None or req.id is not None or mode.second_stage or mode.expand:
                 raise InvalidArgumentError("positive/negative examples make a recommend query: no image, id, "
                                            "fusion, rescore_with, rerank or expand with them")
-            hits = self.searcher.recommend(
+            hits = searcher.recommend(
                 mode.method, [self._example(e, "positive") for e in req.positive],
                 [self._example(e, "negative") for e in req.negative], req.k + req.offset, classes=req.classes,
                 exclude_classes=req.exclude_classes, quantization=mode.quantization)
             hits = [h for h in hits if req.min_score is None or h.score >= req.min_score]
             return [replace(h, rank=r) for r, h in enumerate(hits[req.offset:], start=req.offset + 1)]
-        return self.searcher.search(mode, image=image, pid=req.id, k=req.k, offset=req.offset,
+        return searcher.search(mode, image=image, pid=req.id, k=req.k, offset=req.offset,
                                     min_score=req.min_score, classes=req.classes,
                                     exclude_classes=req.exclude_classes, exact=req.exact, timings=timings)
 
@@ -229,9 +268,14 @@ class SearchService:
         timings.update(embed=t2 - t1, search=time.perf_counter() - t2)
         return answers
 
-    def image_png(self, pid: int) -> bytes:
+    def image_png(self, pid: int, collection: str | None = None) -> bytes:
         """PNG of gallery image ``pid``: from a loaded collection's payload,
-        else from the FMNIST files."""
+        else from the FMNIST files (a folder gallery's: from its payload)."""
+        if collection is not None:
+            return base64.b64decode(self._gallery_point(pid, collection).payload[schema.IMAGE])
+        if pid > schema.MAX_POINT_ID:
+            raise InvalidArgumentError(f"id {pid} is not an FMNIST id (0-{schema.MAX_POINT_ID}); a folder "
+                                       "gallery's image needs its collection")
         for method in self.methods:
             name = self.searcher.collection(method).name
             records = self.store.retrieve(name, [pid], with_payload=[schema.IMAGE])
@@ -239,8 +283,22 @@ class SearchService:
                 return base64.b64decode(records[0].payload[schema.IMAGE])
         return png_bytes(fmnist_item(pid, self.config.data_dir).image)
 
-    def item(self, pid: int) -> dict:
-        """Id ``pid``'s split, index and class, from the FMNIST files."""
+    def _gallery_point(self, pid: int, collection: str):
+        searcher = self.searcher_for(collection)
+        name = searcher.collection(self.galleries[collection]["methods"][0]).name
+        records = self.store.retrieve(name, [pid], with_payload=[schema.IMAGE, schema.PATH, schema.LABEL,
+                                                                 schema.CLASS_NAME])
+        if not records:
+            raise InvalidArgumentError(f"no image with id {pid} in gallery {collection}")
+        return records[0]
+
+    def item(self, pid: int, collection: str | None = None) -> dict:
+        """Id ``pid``'s split, index and class, from the FMNIST files (a
+        folder gallery's image: its path and class)."""
+        if collection is not None:
+            payload = self._gallery_point(pid, collection).payload
+            return {"id": pid, "split": None, "index": None, "label": payload.get(schema.LABEL),
+                    "class_name": payload.get(schema.CLASS_NAME), "path": payload.get(schema.PATH)}
         item = fmnist_item(pid, self.config.data_dir)
         return {"id": item.id, "split": item.split, "index": item.index, "label": item.label,
                 "class_name": CLASS_NAMES[item.label]}
@@ -274,6 +332,17 @@ class SearchService:
 
     def collections(self) -> list[dict]:
         return [{k: v for k, v in asdict(s).items() if k != "in_use" or v is not None} for s in summarize(self.store)]
+
+
+def _gallery_collections(store: Store, names: Sequence[str], methods: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """The folder galleries' collections among ``names`` whose method is one
+    of ``methods``: name -> (gallery, method)."""
+    found = {}
+    for name in names:
+        meta = store.info(name).metadata
+        if meta.get(schema.META_GALLERY) and meta.get(schema.META_METHOD) in methods:
+            found[name] = (meta[schema.META_GALLERY], meta[schema.META_METHOD])
+    return found
 
 
 def classes() -> list[dict]:

@@ -5,7 +5,7 @@
 import { Insight } from "./insight.js";
 
 const $ = (id) => document.getElementById(id);
-const CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+const FMNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
   "Ankle boot"];
 const TEST_IDS = [60000, 69999];
 const MAX_STATE_IMAGE = 1 << 20; // an upload kept in the history (for back) up to this many base64 characters
@@ -16,6 +16,7 @@ let query = null; // {kind: "id", id} or {kind: "image", b64, name}
 let queryLabel = null; // the query's class, when it is a gallery or test image
 let feedback = { liked: new Set(), disliked: new Set(), rounds: [] };
 let latest = 0; // the newest search asked for: an older one's answer is dropped, never drawn over it
+let CLASSES = FMNIST_CLASSES; // the classes of the collection searched: FMNIST's, or a folder gallery's
 const chipState = new Map(CLASSES.map((c) => [c, "any"]));
 const images = new Map(); // API image path -> what an <img> shows (a blob: URL when the key must be sent)
 
@@ -76,6 +77,17 @@ async function guarded(work) {
 // the gallery's map and duplicates; a point or a duplicate clicked searches by it
 const insight = new Insight({ api, showImage, searchId: (id) => guarded(() => search({ kind: "id", id })) });
 
+// The folder gallery searched (fmsearch ingest --images), or null: FMNIST.
+function collection() {
+  return $("collection").value || null;
+}
+
+// What an id means: an FMNIST id, or the searched gallery's point id.
+function inCollection(path) {
+  const c = collection();
+  return c ? `${path}?collection=${encodeURIComponent(c)}` : path;
+}
+
 // -- the controls ----------------------------------------------------------------------------------
 
 function fillSelect(select, values, keepFirst) {
@@ -104,6 +116,7 @@ function drawChips() {
 
 function settings() {
   const method = $("method").value;
+  const gallery = collection();
   const fuse = $("fuse").value;
   return {
     method: fuse && fuse !== method ? `${method}+${fuse}` : method,
@@ -117,17 +130,20 @@ function settings() {
     fusion: $("fusion").value,
     expand: $("expand").value === "" || !Number.isFinite(Number($("expand").value)) ? 0
       : Math.max(0, Math.min(100, Math.round(Number($("expand").value)))),
+    ...(gallery ? { collection: gallery } : {}),
   };
 }
 
 function applySettings(s) {
+  $("collection").value = s.collection && health.galleries[s.collection] ? s.collection : "";
+  useCollection();
   const [method, fuse] = (s.method || "").split("+");
-  if (method && health.methods.includes(method)) $("method").value = method;
-  $("fuse").value = fuse && health.methods.includes(fuse) ? fuse : "";
+  if (method && methodsNow().includes(method)) $("method").value = method;
+  $("fuse").value = fuse && methodsNow().includes(fuse) ? fuse : "";
   $("k").value = s.k || 10;
   for (const c of CLASSES) chipState.set(c, "any");
-  for (const c of s.classes || []) chipState.set(c, "only");
-  for (const c of s.exclude_classes || []) chipState.set(c, "never");
+  for (const c of s.classes || []) if (chipState.has(c)) chipState.set(c, "only");
+  for (const c of s.exclude_classes || []) if (chipState.has(c)) chipState.set(c, "never");
   $("rerank").checked = s.rerank === "sift";
   $("quantization").value = s.quantization || "none";
   $("rescore-with").value = s.rescore_with || "";
@@ -138,6 +154,7 @@ function applySettings(s) {
 
 function searchBody(q, s) {
   const fields = { method: s.method, k: s.k, quantization: s.quantization, fusion: s.fusion,
+    ...(s.collection ? { collection: s.collection } : {}),
     ...(s.rerank ? { rerank: s.rerank } : {}), ...(s.rescore_with ? { rescore_with: s.rescore_with } : {}),
     ...(s.expand ? { expand: s.expand } : {}) };
   const weights = s.fusion_weights || [];
@@ -159,6 +176,7 @@ function searchBody(q, s) {
 
 function toUrl(q, s) {
   const p = new URLSearchParams();
+  if (s.collection) p.set("collection", s.collection);
   if (q.kind === "id") p.set("id", q.id);
   p.set("method", s.method);
   p.set("k", s.k);
@@ -174,10 +192,11 @@ function toUrl(q, s) {
 
 function fromUrl() {
   const p = new URLSearchParams(location.search);
-  const list = (name) => (p.get(name) ? p.get(name).split(",").filter((c) => CLASSES.includes(c)) : []);
+  const list = (name) => (p.get(name) ? p.get(name).split(",") : []); // checked against the collection's
   return {
     query: p.has("id") ? { kind: "id", id: Number(p.get("id")) } : null,
-    settings: { method: p.get("method"), k: Number(p.get("k")) || 10, classes: list("class"),
+    settings: { collection: p.get("collection"), method: p.get("method"), k: Number(p.get("k")) || 10,
+      classes: list("class"),
       exclude_classes: list("exclude"), rerank: p.get("rerank"), quantization: p.get("quantization") || "none",
       rescore_with: p.get("rescore_with"), fusion: p.get("fusion") || "rrf",
       expand: Math.max(0, Math.min(100, Math.round(Number(p.get("expand")) || 0))) },
@@ -213,7 +232,7 @@ function clearResults(message) {
 
 // What the page shows of a query: its label (an id's class) and the image as fmsearch sees it.
 async function describe(q) {
-  if (q.kind === "id") return { item: await api(`/api/items/${q.id}`), seen: null };
+  if (q.kind === "id") return { item: await api(inCollection(`/api/items/${q.id}`)), seen: null };
   const png = await api("/api/preview", { body: base64ToBytes(q.b64), type: "blob" });
   return { item: null, seen: URL.createObjectURL(png) };
 }
@@ -222,12 +241,14 @@ function showQuery(q, { item, seen }) {
   query = q;
   queryLabel = item ? item.label : null;
   $("query-original").hidden = Boolean(item); // an id's image is already 28x28: shown once
-  if (item) showImage($("query-seen"), `/api/images/${q.id}.png`);
+  if (item) showImage($("query-seen"), inCollection(`/api/images/${q.id}.png`));
   else {
     $("query-original").src = `data:${q.type || "image/png"};base64,${q.b64}`;
     $("query-seen").src = seen;
   }
-  $("query-caption").textContent = item ? `id ${q.id}: ${item.split} image ${item.index}, ${item.class_name}`
+  $("query-caption").textContent = item && item.path !== undefined
+    ? `id ${q.id}: ${item.path}, ${item.class_name || "no class"}`
+    : item ? `id ${q.id}: ${item.split} image ${item.index}, ${item.class_name}`
     : `${q.name}: as given, and as fmsearch sees it (28x28)`;
   $("query-view").hidden = false;
 }
@@ -284,17 +305,25 @@ function card(hit) {
   const li = document.createElement("li");
   li.className = "card" + (queryLabel !== null && hit.label !== queryLabel ? " other" : "");
   li.dataset.id = hit.id;
-  li.dataset.label = hit.class_name;
+  li.dataset.label = hit.class_name || "";
+  if (hit.path) li.dataset.path = hit.path;
   const open = document.createElement("button");
   open.className = "hit";
   open.title = "More like this";
   open.dataset.key = `hit:${hit.id}`;
   const img = document.createElement("img");
-  img.alt = `${hit.class_name}, id ${hit.id}`;
+  img.alt = `${hit.class_name || "no class"}, id ${hit.id}`;
   showImage(img, hit.image_url);
   const text = document.createElement("div");
-  text.textContent = `#${hit.rank} ${hit.class_name} ${hit.score.toFixed(3)}`;
+  text.textContent = `#${hit.rank} ${hit.class_name || "no class"} ${hit.score.toFixed(3)}`;
   open.append(img, text);
+  if (hit.path) { // a folder gallery's image: where it is
+    const where = document.createElement("div");
+    where.className = "path";
+    where.textContent = hit.path;
+    open.title = `${hit.path}: more like this`;
+    open.append(where);
+  }
   open.addEventListener("click", () => guarded(() => search({ kind: "id", id: hit.id })));
   const actions = document.createElement("div");
   actions.className = "actions";
@@ -320,7 +349,7 @@ function card(hit) {
   why.dataset.key = `why:${hit.id}`;
   why.setAttribute("aria-label", `why is result ${hit.rank} similar?`);
   why.addEventListener("click", () => guarded(() => explain(hit)));
-  actions.append(why);
+  if (!hit.path) actions.append(why); // the SIFT comparison reads FMNIST ids
   li.append(open, actions);
   return li;
 }
@@ -333,6 +362,7 @@ async function recommend() {
   const positive = [query.kind === "id" ? query.id : query.b64, ...feedback.liked];
   const ticket = ++latest;
   const answer = await api("/api/search", { json: { method: base, k: s.k, classes: s.classes,
+    ...(s.collection ? { collection: s.collection } : {}),
     exclude_classes: s.exclude_classes, positive, negative: [...feedback.disliked] } });
   if (ticket !== latest) return;
   const p = precision(answer.hits);
@@ -354,8 +384,8 @@ async function recommend() {
 async function compareMethods() {
   if (!query) throw new ApiError("Choose a query first.");
   const s = settings();
-  const modes = health.methods.map((m) => ({ label: m, settings: { method: m } }));
-  if (health.methods.includes("autoencoder") && health.methods.includes("siamese")) {
+  const modes = methodsNow().map((m) => ({ label: m, settings: { method: m } }));
+  if (!s.collection && health.methods.includes("autoencoder") && health.methods.includes("siamese")) {
     modes.push({ label: "autoencoder+siamese, rrf 1:2 (the best fused mode)",
       settings: { method: "autoencoder+siamese", fusion: "rrf", fusion_weights: [1, 2] } });
   }
@@ -452,8 +482,18 @@ function setUpInputs() {
   for (const id of ["method", "k", "rerank", "quantization", "rescore-with", "fuse", "fusion", "expand"]) {
     $(id).addEventListener("change", rerun);
   }
-  $("method").addEventListener("change", () => guarded(() => insight.show($("method").value)));
+  $("method").addEventListener("change", () => {
+    if (!collection()) guarded(() => insight.show($("method").value)); // the map and duplicates are FMNIST's
+  });
   $("compare-methods").addEventListener("click", () => guarded(compareMethods));
+  $("collection").addEventListener("change", () => {
+    useCollection();
+    clearResults("");
+    if (!collection()) {
+      insight.method = null; // shown again
+      guarded(() => insight.show($("method").value));
+    }
+  });
   $("key-form").addEventListener("submit", (e) => {
     e.preventDefault();
     apiKey = $("api-key").value.trim();
@@ -514,7 +554,11 @@ async function start() {
     break;
   }
   const methods = health.methods;
+  const galleries = Object.keys(health.galleries || {});
+  fillSelect($("collection"), galleries, true);
+  $("collection-row").hidden = galleries.length === 0;
   $("status").textContent = `Serving ${methods.join(", ")}` + (health.rerank ? " with the SIFT rerank" : "")
+    + (galleries.length ? `; folder galleries: ${galleries.join(", ")}` : "")
     + (Object.keys(health.skipped).length ? ` (not served: ${Object.keys(health.skipped).join(", ")})` : "");
   fillSelect($("method"), methods, false);
   fillSelect($("rescore-with"), methods, true);
@@ -522,13 +566,43 @@ async function start() {
   $("method").value = methods.includes("siamese") ? "siamese" : methods[0];
   $("rerank").disabled = !health.rerank;
   const initial = fromUrl();
-  applySettings({ ...initial.settings, method: initial.settings.method || $("method").value });
+  applySettings({ ...initial.settings, method: initial.settings.method || $("method").value,
+    collection: initial.settings.collection || (methods.length ? null : galleries[0]) });
+  if (collection()) $("insight").hidden = true;
   await Promise.all([initial.query ? search(initial.query, { replace: true }) : null, showInsight()]);
 }
 
 async function showInsight() {
   await insight.load();
-  await insight.show($("method").value);
+  if (!collection()) await insight.show($("method").value);
+}
+
+// The methods of the collection searched.
+function methodsNow() {
+  const c = collection();
+  return c ? health.galleries[c].methods : health.methods;
+}
+
+// Switch the controls to the collection chosen: its methods, its classes (chips), its ids; a folder
+// gallery has no SIFT rerank, quantised variants, test split or map here.
+function useCollection() {
+  const c = collection();
+  const keep = $("method").value;
+  fillSelect($("method"), methodsNow(), false);
+  fillSelect($("rescore-with"), methodsNow(), true);
+  fillSelect($("fuse"), methodsNow(), true);
+  $("method").value = methodsNow().includes(keep) ? keep : methodsNow()[0];
+  CLASSES = c ? health.galleries[c].classes : FMNIST_CLASSES;
+  chipState.clear();
+  for (const name of CLASSES) chipState.set(name, "any");
+  drawChips();
+  $("rerank").disabled = Boolean(c) || !health.rerank;
+  if (c) $("rerank").checked = false;
+  $("quantization").disabled = Boolean(c);
+  if (c) $("quantization").value = "none";
+  $("random").disabled = Boolean(c);
+  if (c) $("query-id").removeAttribute("max"); else $("query-id").max = "69999";
+  $("insight").hidden = Boolean(c) || $("insight").hidden;
 }
 
 setUpInputs();
