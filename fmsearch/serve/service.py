@@ -185,16 +185,18 @@ class SearchService:
     # -- requests -------------------------------------------------------------------
 
     def check_method(self, mode: SearchMode, collection: str | None = None) -> None:
-        """Refuse a method the service does not serve, saying why."""
+        """Refuse a method the service does not serve (for FMNIST, or for the
+        folder gallery ``collection``), saying why."""
+        asked = (*mode.methods, *([mode.rescore_with] if mode.rescore_with else []))
         if collection is not None:
-            methods = self.galleries.get(collection, {}).get("methods", [])
-            self.searcher_for(collection)
-            for method in (*mode.methods, *([mode.rescore_with] if mode.rescore_with else [])):
+            self.searcher_for(collection)  # a gallery not served is refused first
+            methods = self.galleries[collection]["methods"]
+            for method in asked:
                 if method not in methods:
                     raise InvalidArgumentError(f"{method} is not served for gallery {collection}: it serves "
                                                f"{', '.join(methods)}", param="method")
             return
-        for method in (*mode.methods, *([mode.rescore_with] if mode.rescore_with else [])):
+        for method in asked:
             if method not in self.methods:
                 why = self.skipped.get(method, "not a method this service loaded")
                 raise InvalidArgumentError(f"{method} is not served: {why}", param="method")
