@@ -68,6 +68,8 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", SearchMode.of(self.mode))
+        if self.seed < 0:
+            raise InvalidArgumentError(f"seed must be at least 0, got {self.seed}", param="seed")
         if self.gallery is not None:
             schema.check_gallery(self.gallery)
             if self.queries is None or self.queries < 1:

@@ -47,6 +47,8 @@ class NearDuplicateConfig:
         return f"{RESULTS_DIR}/near-duplicate-{self.method}-sift-{self.rerank.mode}"
 
     def __post_init__(self) -> None:
+        if self.seed < 0:
+            raise InvalidArgumentError(f"seed must be at least 0, got {self.seed}", param="seed")
         if not 1 <= self.sources <= MAX_SOURCES:
             raise InvalidArgumentError(f"sources must be between 1 and {MAX_SOURCES}, got {self.sources}", param="sources")
         unknown = [t for t in self.transforms if t not in TRANSFORMS]

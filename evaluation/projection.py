@@ -45,6 +45,8 @@ class MapConfig:
         return f"{RESULTS_DIR}/map-{self.method}"
 
     def __post_init__(self) -> None:
+        if self.seed < 0:
+            raise InvalidArgumentError(f"seed must be at least 0, got {self.seed}", param="seed")
         if not 100 <= self.points <= MAX_POINTS:
             raise InvalidArgumentError(f"points must be between 100 and {MAX_POINTS}, got {self.points}", param="points")
         if self.algorithm not in ALGORITHMS:

@@ -68,6 +68,7 @@ def write_images(store: Store, embedder: Embedder, name: str, images: Sequence[F
                  batch_size: int = 256, progress: Callable[[int], None] | None = None) -> None:
     """Embed and upsert every image not stored with the same hash; bad files
     go to ``report.bad``."""
+    claimed: dict[int, str] = {pid: path for pid, (path, _) in stored.items()}  # what holds each id
     for lo in range(0, len(images), batch_size):
         chunk = images[lo : lo + batch_size]
         ids, pixels, payloads = [], [], []
@@ -75,8 +76,8 @@ def write_images(store: Store, embedder: Embedder, name: str, images: Sequence[F
             pid = schema.folder_point_id(item.rel_path)
             try:
                 data, digest = read_file(item.path)
-                if pid in stored and stored[pid][0] != item.rel_path:
-                    raise InvalidArgumentError(f"its point id collides with {stored[pid][0]}'s")
+                if claimed.setdefault(pid, item.rel_path) != item.rel_path:
+                    raise InvalidArgumentError(f"its point id collides with {claimed[pid]}'s")
                 if stored.get(pid) == (item.rel_path, digest):
                     report.unchanged += 1
                     continue
@@ -166,37 +167,44 @@ def gallery_collections(store: Store, gallery: str, prefix: str = schema.DEFAULT
     return names
 
 
-def add_images(store: Store, embedder: Embedder, name: str, paths: Sequence[str],
-               class_name: str | None = None) -> FolderReport:
-    """Add image files to one collection of a gallery, the index kept (no
-    rebuild): each is known by its path relative to the gallery's folder
-    (its file name when it lies outside), its class from ``class_name`` or,
-    inside the folder of a gallery with classes, its first-level subfolder.
+def add_images(store: Store, targets: Sequence[tuple[str, Embedder]], paths: Sequence[str],
+               class_name: str | None = None) -> list[FolderReport]:
+    """Add image files to collections of a gallery (``targets``: each
+    collection with its method's embedder), the index kept (no rebuild):
+    each file is known by its path relative to the gallery's folder (its file
+    name when it lies outside), its class from ``class_name`` or, inside the
+    folder of a gallery with classes, its first-level subfolder. Every
+    collection and every file is checked before anything is written.
 
     Raises:
-        ImageError: a file is missing or not an image (nothing is written).
-        CollectionMismatchError: the collection was built by another model.
+        ImageError: a file is missing or not an image.
+        CollectionMismatchError: a collection was built by another model.
     """
-    meta = store.info(name).metadata
-    schema.check_compatible(name, meta, embedder.describe())
-    root, classes = meta.get(schema.META_ROOT), list(meta.get(schema.META_CLASSES, []))
-    images = []
+    metas = []
+    for name, embedder in targets:
+        metas.append(store.info(name).metadata)
+        schema.check_compatible(name, metas[-1], embedder.describe())
     for path in paths:
-        rel = relative_path(path, root)
-        cls = class_name if class_name is not None else (rel.split("/", 1)[0] if classes and "/" in rel else None)
-        images.append(FolderImage(rel, Path(path), cls))
-    for item in images:  # every file is checked before anything is written
-        if not item.path.is_file():
-            raise ImageError(f"{item.path}: no such file")
-        image_from_bytes(read_file(item.path)[0], str(item.path))
-    new = _classes(classes, [i.class_name for i in images if i.class_name is not None])
-    if new != classes:
-        store.set_metadata(name, {schema.META_CLASSES: new})
-    ids = np.array([schema.folder_point_id(i.rel_path) for i in images], np.int64)
-    report = FolderReport(name, embedder.name, files=len(images))
-    write_images(store, embedder, name, images, _stored(store, name, ids), new, report)
-    report.points_total = store.count(name)
-    return report
+        if not Path(path).is_file():
+            raise ImageError(f"{path}: no such file")
+        image_from_bytes(read_file(Path(path))[0], str(path))
+    reports = []
+    for (name, embedder), meta in zip(targets, metas, strict=True):
+        root, classes = meta.get(schema.META_ROOT), list(meta.get(schema.META_CLASSES, []))
+        images = []
+        for path in paths:
+            rel = relative_path(path, root)
+            cls = class_name if class_name is not None else (rel.split("/", 1)[0] if classes and "/" in rel else None)
+            images.append(FolderImage(rel, Path(path), cls))
+        new = _classes(classes, [i.class_name for i in images if i.class_name is not None])
+        if new != classes:
+            store.set_metadata(name, {schema.META_CLASSES: new})
+        ids = np.array([schema.folder_point_id(i.rel_path) for i in images], np.int64)
+        report = FolderReport(name, embedder.name, files=len(images))
+        write_images(store, embedder, name, images, _stored(store, name, ids), new, report)
+        report.points_total = store.count(name)
+        reports.append(report)
+    return reports
 
 
 def delete_images(store: Store, names: Sequence[str], paths: Sequence[str], ids: Sequence[int]
@@ -213,6 +221,9 @@ def delete_images(store: Store, names: Sequence[str], paths: Sequence[str], ids:
         root = store.info(name).metadata.get(schema.META_ROOT)
         wanted = {schema.folder_point_id(relative_path(p, root) if Path(p).exists() else Path(p).as_posix()): p
                   for p in paths}
+        for i in ids:
+            if not 0 <= int(i) <= schema.MAX_FOLDER_ID:
+                raise InvalidArgumentError(f"id {i} is not a folder image's point id (0-{schema.MAX_FOLDER_ID})")
         wanted.update({int(i): f"id {i}" for i in ids})
         held = {r.id for r in store.retrieve(name, list(wanted), with_payload=False)}
         missing = [what for pid, what in wanted.items() if pid not in held]

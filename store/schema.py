@@ -121,6 +121,7 @@ META_ROOT = "root"
 GALLERY_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 #: point ids of folder images fit 53 bits: exact as JSON numbers in every client, JavaScript's included
 FOLDER_ID_BITS = 53
+MAX_FOLDER_ID = 2**FOLDER_ID_BITS - 1
 
 
 def check_gallery(name: str) -> str:

@@ -146,11 +146,13 @@ def test_add_and_delete_change_the_count_by_one_and_the_next_query_sees_it(store
     Image.fromarray(fmnist["test"].images[700]).save(new)
     vector = embedder.embed(load_image(new)[None])[0]
     assert store.query(name, vector, 1)[0].id != schema.folder_point_id("elsewhere.png")
-    report = add_images(store, embedder, name, [str(new)], class_name="Extra")
+    report = add_images(store, [(name, embedder)], [str(new)], class_name="Extra")[0]
     assert (report.written, report.points_total) == (1, 21)
     top = store.query(name, vector, 1)[0]
     assert top.id == schema.folder_point_id("elsewhere.png")
     assert top.payload[schema.CLASS_NAME] == "Extra" and store.info(name).metadata[schema.META_CLASSES][-1] == "Extra"
+    with pytest.raises(InvalidArgumentError, match=r"id -1 is not a folder image's point id \(0-9007199254740991\)"):
+        delete_images(store, [name], [], [-1])
     with pytest.raises(InvalidArgumentError, match="is not in .*; nothing was deleted"):
         delete_images(store, [name], ["elsewhere.png", "nope.png"], [])
     assert store.count(name) == 21
@@ -159,7 +161,7 @@ def test_add_and_delete_change_the_count_by_one_and_the_next_query_sees_it(store
     with pytest.raises(ImageError, match="not an image file"):
         bad = tmp_path / "bad.png"
         bad.write_bytes(b"nope")
-        add_images(store, embedder, name, [str(new), str(bad)])
+        add_images(store, [(name, embedder)], [str(new), str(bad)])
     assert store.count(name) == 20  # a bad file among them: nothing was added
 
 
@@ -356,3 +358,34 @@ def test_duplicates_of_a_folder_gallery_name_paths_and_its_own_classes(store, pr
     assert "gallery shop" in text and "near-copy in train" not in text and "Dress/copy.png" in text
     with pytest.raises(InvalidArgumentError, match="a folder gallery has no train and test splits"):
         DuplicatesConfig("pixels", 0.99, split="train", gallery="shop")
+
+
+def test_two_paths_with_one_id_in_one_run_are_refused_not_overwritten(store, prefix, tmp_path, fmnist, monkeypatch):
+    made = _folder(tmp_path / "shop", fmnist, 3, broken=False)
+    monkeypatch.setattr(schema, "folder_point_id", lambda rel: 7)  # every path on one id
+    report = ingest_folder(store, get_embedder("pixels"), str(tmp_path / "shop"), "shop", prefix=prefix)
+    first, *rest = sorted(made)
+    assert report.written == 1 and store.count(schema.gallery_collection("shop", "pixels", prefix)) == 1
+    assert report.bad == [(rel, f"its point id collides with {first}'s") for rel in rest]
+
+
+@pytest.mark.parametrize("args", [["map", "-m", "siamese", "--seed", "-1"],
+                                  ["evaluate", "-m", "pixels", "--queries", "10", "--seed", "-1"],
+                                  ["evaluate", "-m", "pixels", "--task", "near-duplicate", "--seed", "-1"]])
+def test_a_negative_seed_is_one_line(home, tmp_path, args):
+    result = CliRunner().invoke(main, ["--home", str(home), *args, "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1 and result.output == "Error: --seed must be at least 0, got -1\n"
+
+
+def test_add_checks_every_collection_before_writing_any(store, prefix, tmp_path, fmnist):
+    from fmsearch.errors import CollectionMismatchError
+
+    _folder(tmp_path / "shop", fmnist, 10, broken=False)
+    for method in ("pixels", "siamese"):
+        ingest_folder(store, get_embedder(method), str(tmp_path / "shop"), "shop", prefix=prefix)
+    pixels, siamese = (schema.gallery_collection("shop", m, prefix) for m in ("pixels", "siamese"))
+    new = tmp_path / "new.png"
+    Image.fromarray(fmnist["test"].images[300]).save(new)
+    with pytest.raises(CollectionMismatchError):  # the second target's model is the wrong one
+        add_images(store, [(pixels, get_embedder("pixels")), (siamese, get_embedder("pixels"))], [str(new)])
+    assert store.count(pixels) == store.count(siamese) == 10

@@ -26,9 +26,10 @@ def command(settings, paths, gallery, class_name, as_json) -> None:
     from fmsearch.store import schema
 
     store = settings.store()
-    for name in gallery_collections(store, gallery, settings.prefix):
-        method = store.info(name).metadata[schema.META_METHOD]
-        report = add_images(store, get_embedder(method), name, list(paths), class_name)
+    targets = [(name, get_embedder(store.info(name).metadata[schema.META_METHOD]))
+               for name in gallery_collections(store, gallery, settings.prefix)]
+    for report in add_images(store, targets, list(paths), class_name):
+        name = report.collection
         if as_json:
             echo_json({"collection": name, "written": report.written, "unchanged": report.unchanged,
                        "points_total": report.points_total})

@@ -21,7 +21,6 @@ from fmsearch.serve.forms import Part, parse_form
 from fmsearch.serve.insight import MAX_GROUPS
 from fmsearch.serve.limits import UploadTooLarge
 from fmsearch.serve.schemas import (
-    MAX_FOLDER_ID,
     ClassOut,
     CompareRequest,
     CompareResponse,
@@ -32,7 +31,7 @@ from fmsearch.serve.schemas import (
     Timings,
 )
 from fmsearch.serve.service import PlainSearch, classes, decode_base64, decode_upload, mode_of
-from fmsearch.store.schema import MAX_POINT_ID
+from fmsearch.store.schema import MAX_FOLDER_ID, MAX_POINT_ID
 
 #: multipart fields that may repeat, and the request field each fills
 REPEATED = {"class": "classes", "exclude_class": "exclude_classes", "classes": "classes",

@@ -15,9 +15,7 @@ from fmsearch.search.fusion import DEFAULT_FUSION, FUSIONS
 from fmsearch.search.mode import MAX_EXPAND
 from fmsearch.search.searcher import MAX_K, Hit
 from fmsearch.search.rerank import DEFAULT_RERANK_MODE, DEFAULT_SHORTLIST, DEFAULT_WEIGHT, RERANK_MODES, RERANK_STAGES
-from fmsearch.store.schema import FOLDER_ID_BITS, MAX_POINT_ID, QUANTIZATIONS
-
-MAX_FOLDER_ID = 2**FOLDER_ID_BITS - 1
+from fmsearch.store.schema import MAX_FOLDER_ID, MAX_POINT_ID, QUANTIZATIONS
 
 Example = int | str  # a gallery id, or a base64-encoded image file
 #: at most this many positive (and as many negative) examples in a recommend query: each is retrieved
