@@ -216,14 +216,14 @@ def delete_images(store: Store, names: Sequence[str], paths: Sequence[str], ids:
     Raises:
         InvalidArgumentError: an image is not stored.
     """
+    for i in ids:
+        if not 0 <= int(i) <= schema.MAX_FOLDER_ID:
+            raise InvalidArgumentError(f"id {i} is not a folder image's point id (0-{schema.MAX_FOLDER_ID})")
     plan = []
     for name in names:
         root = store.info(name).metadata.get(schema.META_ROOT)
         wanted = {schema.folder_point_id(relative_path(p, root) if Path(p).exists() else Path(p).as_posix()): p
                   for p in paths}
-        for i in ids:
-            if not 0 <= int(i) <= schema.MAX_FOLDER_ID:
-                raise InvalidArgumentError(f"id {i} is not a folder image's point id (0-{schema.MAX_FOLDER_ID})")
         wanted.update({int(i): f"id {i}" for i in ids})
         held = {r.id for r in store.retrieve(name, list(wanted), with_payload=False)}
         missing = [what for pid, what in wanted.items() if pid not in held]
