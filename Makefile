@@ -16,9 +16,9 @@ $(VENV)/.lean: pyproject.toml
 	$(BIN)/pip install -q -e .
 	touch $@
 
-# Everything: the training extra (TensorFlow, Keras, the ONNX exporter), the map extra and the test tools.
+# Everything: the training extra (TensorFlow, Keras, the ONNX exporter), the map and scale extras and the test tools.
 $(VENV)/.dev: $(VENV)/.lean
-	$(BIN)/pip install -q -e '.[train,map,test]'
+	$(BIN)/pip install -q -e '.[train,map,scale,test]'
 	touch $@
 
 install: $(VENV)/.lean

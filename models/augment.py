@@ -35,6 +35,13 @@ def shift(images: np.ndarray, rng: np.random.Generator, pad: int = 2) -> np.ndar
     return windows[np.arange(n), dy, dx].copy()
 
 
+def brightness(images: np.ndarray, rng: np.random.Generator, spread: float = 0.2) -> np.ndarray:
+    """Scale each uint8 image's intensity by a factor drawn uniformly from
+    ``1 +- spread`` (clipped to 0-255)."""
+    factors = rng.uniform(1 - spread, 1 + spread, size=(len(images), 1, 1))
+    return np.clip(np.rint(images * factors), 0, 255).astype(np.uint8)
+
+
 def erase(images: np.ndarray, rng: np.random.Generator, p: float = 0.5,
           area: tuple[float, float] = (0.02, 0.25), aspect: tuple[float, float] = (0.3, 3.3)) -> np.ndarray:
     """Random erasing: with probability ``p``, one rectangle covering

@@ -31,6 +31,8 @@ class QueryFilter:
         ids: keep only these point ids.
         exclude_ids: drop these point ids (e.g. the query point itself).
         split: keep only points of this split.
+        fields: keep only points whose payload field is one of the values,
+            per ``(field, values)`` pair (an indexed field: a tag, a folder, a shard of the gallery).
     """
 
     labels: tuple[int, ...] | None = None
@@ -38,6 +40,7 @@ class QueryFilter:
     ids: tuple[int, ...] | None = None
     exclude_ids: tuple[int, ...] = ()
     split: str | None = None
+    fields: tuple[tuple[str, tuple[int | str, ...]], ...] = ()
 
     def is_empty(self) -> bool:
         return (
@@ -46,6 +49,7 @@ class QueryFilter:
             and self.ids is None
             and not self.exclude_ids
             and self.split is None
+            and not self.fields
         )
 
 
@@ -199,12 +203,14 @@ class Store(ABC):
                     flt: QueryFilter | Sequence[QueryFilter | None] | None = None, *, exact: bool = False,
                     hnsw_ef: int | None = None, with_payload: bool | Sequence[str] = True,
                     quantization: QuantizationParams | None = None,
-                    score_threshold: float | None = None) -> list[list[ScoredPoint]]:
+                    score_threshold: float | None = None, acorn: bool = False) -> list[list[ScoredPoint]]:
         """Nearest neighbours of each row of ``vectors`` (or of each (n, d)
         multivector, for a multivector collection), as one batch request;
         ``limit`` and ``flt`` are one for every row, or one per row;
         ``score_threshold``: only hits scoring at least this (Qdrant's own
-        threshold, applied in the search; for euclid, at most this distance)."""
+        threshold, applied in the search; for euclid, at most this distance);
+        ``acorn``: Qdrant's ACORN search for filtered queries (it also
+        explores the neighbours of filtered-out points)."""
 
     def query(self, name: str, vector: np.ndarray, limit: int, flt: QueryFilter | None = None,
               **params: Any) -> list[ScoredPoint]:

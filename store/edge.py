@@ -46,9 +46,6 @@ META_FILE = "collection.json"
 SHARD_DIR = "shard"
 #: the shard's own configuration file (qdrant-edge writes it; a serving copy tunes it)
 EDGE_CONFIG_FILE = "edge_config.json"
-# Below this many KB of vectors a search scans instead of walking the graph
-# (Qdrant's default).
-FULL_SCAN_THRESHOLD_KB = 10_000
 
 
 def _edge():
@@ -253,9 +250,9 @@ class EdgeStore(Store):
         distance = {"cosine": qe.Distance.Cosine, "dot": qe.Distance.Dot, "euclid": qe.Distance.Euclid}
         datatype = {"float32": qe.VectorStorageDatatype.Float32, "uint8": qe.VectorStorageDatatype.Uint8}
         hnsw = qe.HnswIndexConfig(
-            m=schema.HNSW_M if spec.hnsw else 0,  # m=0: no graph, scored by id/filter only
-            ef_construct=schema.HNSW_EF_CONSTRUCT,
-            full_scan_threshold=FULL_SCAN_THRESHOLD_KB,
+            m=spec.hnsw_m if spec.hnsw else 0,  # m=0: no graph, scored by id/filter only
+            ef_construct=spec.ef_construct,
+            full_scan_threshold=spec.full_scan_threshold_kb,
         )
         config = qe.EdgeConfig(
             vectors=qe.EdgeVectorParams(
@@ -266,14 +263,18 @@ class EdgeStore(Store):
                 if spec.multivector else None,
                 hnsw_config=hnsw,
                 quantization_config=_quantization_config(qe, spec.quantization),
+                on_disk=spec.on_disk or None,
             ),
             hnsw_config=hnsw,
+            optimizers=None if spec.indexing_threshold_kb is None
+            else qe.EdgeOptimizersConfig(indexing_threshold=spec.indexing_threshold_kb),
         )
         try:
             shard = _GuardedShard(qe.EdgeShard.create(str(directory / SHARD_DIR), config), directory / SHARD_DIR)
-            kinds = {"integer": qe.PayloadSchemaType.Integer, "keyword": qe.PayloadSchemaType.Keyword}
+            kinds = {"integer": qe.IntegerIndexParams, "keyword": qe.KeywordIndexParams}
             for key, kind in spec.payload_indexes.items():
-                shard.update(qe.UpdateOperation.create_field_index(key, kinds[kind]))
+                params = kinds[kind](enable_hnsw=key in spec.linked_fields)
+                shard.update(qe.UpdateOperation.create_field_index(key, params))
             shard.flush()
         except Exception as err:
             shutil.rmtree(directory, ignore_errors=True)
@@ -404,19 +405,22 @@ class EdgeStore(Store):
             must_not.append(qe.HasIdCondition(set(flt.exclude_ids)))
         if flt.split is not None:
             must.append(qe.FieldCondition(key=schema.SPLIT, match=qe.MatchValue(flt.split)))
+        for key, values in flt.fields:
+            must.append(qe.FieldCondition(key=key, match=qe.MatchAny(list(values))))
         return qe.Filter(must=must or None, must_not=must_not or None)
 
     def query_batch(self, name: str, vectors: np.ndarray, limit: int | Sequence[int],
                     flt: QueryFilter | Sequence[QueryFilter | None] | None = None, *, exact: bool = False,
                     hnsw_ef: int | None = None, with_payload: bool | Sequence[str] = True,
                     quantization: QuantizationParams | None = None,
-                    score_threshold: float | None = None) -> list[list[ScoredPoint]]:
+                    score_threshold: float | None = None, acorn: bool = False) -> list[list[ScoredPoint]]:
         qe = _edge()
         shard = self._shard(name)
         quant = None if quantization is None else qe.QuantizationSearchParams(
             ignore=quantization.ignore, rescore=quantization.rescore, oversampling=quantization.oversampling
         )
-        params = qe.SearchParams(hnsw_ef=hnsw_ef or DEFAULT_HNSW_EF, exact=exact, quantization=quant)
+        params = qe.SearchParams(hnsw_ef=hnsw_ef or DEFAULT_HNSW_EF, exact=exact, quantization=quant,
+                                 acorn=qe.AcornSearchParams(enable=True) if acorn else None)
         rows, payload = vector_lists(vectors, self.is_multivector(name)), payload_selector(with_payload)
         limits, filters = per_row(limit, len(rows), (int, np.integer)), per_row(flt, len(rows), QueryFilter)
         requests = [

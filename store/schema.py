@@ -61,6 +61,15 @@ MODEL_KEYS = (META_METHOD, META_DIM, META_FINGERPRINT)
 # Index settings both backends build with (Qdrant's defaults).
 HNSW_M = 16
 HNSW_EF_CONSTRUCT = 100
+#: below this many KB of vectors matching a filter (per segment), a search
+#: scans them instead of walking the graph (Qdrant's default)
+FULL_SCAN_THRESHOLD_KB = 10_000
+#: the payload fields whose index gets Qdrant's filter-aware graph links
+#: (payload_m): the class filter's field only. The other indexed fields serve
+#: the query planner; their links would add a graph per value (class_name
+#: repeats label's partition; split is one block, the whole gallery) to the
+#: build. ``fmsearch bench --suite scale`` measures the difference.
+LINKED_FIELDS: tuple[str, ...] = (LABEL,)
 #: int8 quantisation maps this central share of the values to the 256 levels
 INT8_QUANTILE = 0.99
 DISTANCES = ("cosine", "dot", "euclid")
@@ -244,12 +253,30 @@ class CollectionSpec:
     write_consistency: int = 1
     #: payload field -> index kind ("integer" or "keyword")
     payload_indexes: dict[str, str] = field(default_factory=lambda: dict(PAYLOAD_INDEXES))
+    #: indexed fields that get filter-aware graph links (see LINKED_FIELDS)
+    linked_fields: tuple[str, ...] = LINKED_FIELDS
+    #: the graph: links per point, build breadth, the planner's full-scan threshold
+    hnsw_m: int = HNSW_M
+    ef_construct: int = HNSW_EF_CONSTRUCT
+    full_scan_threshold_kb: int = FULL_SCAN_THRESHOLD_KB
+    #: a segment holding fewer KB of vectors is searched without a graph (None: Qdrant's default, 10,000)
+    indexing_threshold_kb: int | None = None
+    #: keep the original vectors on disk (memory-mapped) rather than in RAM
+    on_disk: bool = False
 
     def __post_init__(self) -> None:
         for key in ("shards", "replicas", "write_consistency"):
             if getattr(self, key) < 1:
                 raise InvalidArgumentError(f"{key.replace('_', ' ')} must be at least 1, got {getattr(self, key)}",
                                            param=key)
+        for key, low in (("hnsw_m", 2), ("ef_construct", 4), ("full_scan_threshold_kb", 1),
+                         ("indexing_threshold_kb", 1)):
+            if getattr(self, key) is not None and getattr(self, key) < low:
+                raise InvalidArgumentError(f"{key.replace('_', ' ')} must be at least {low}, got {getattr(self, key)}",
+                                           param=key)
+        if set(self.linked_fields) - set(self.payload_indexes):
+            raise InvalidArgumentError(f"linked fields {sorted(set(self.linked_fields) - set(self.payload_indexes))} "
+                                       "have no payload index", param="linked_fields")
         if self.write_consistency > self.replicas:
             raise InvalidArgumentError(
                 f"write consistency ({self.write_consistency}) cannot exceed replicas ({self.replicas})",

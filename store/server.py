@@ -218,20 +218,25 @@ class ServerStore(Store):
                 # m=0: no graph, the collection is scored by id/filter only
                 hnsw_config=None if spec.hnsw else models.HnswConfigDiff(m=0),
                 quantization_config=_quantization_config(models, spec.quantization),
+                on_disk=spec.on_disk or None,
             )
             self.client.create_collection(
                 real,
                 vectors_config=params,
-                hnsw_config=models.HnswConfigDiff(m=schema.HNSW_M, ef_construct=schema.HNSW_EF_CONSTRUCT),
+                hnsw_config=models.HnswConfigDiff(m=spec.hnsw_m, ef_construct=spec.ef_construct,
+                                                  full_scan_threshold=spec.full_scan_threshold_kb),
+                optimizers_config=None if spec.indexing_threshold_kb is None
+                else models.OptimizersConfigDiff(indexing_threshold=spec.indexing_threshold_kb),
                 metadata=spec.metadata,
                 shard_number=spec.shards,
                 replication_factor=spec.replicas,
                 write_consistency_factor=spec.write_consistency,
             )
             if not self._local:  # local mode has no payload indexes (and warns)
-                kinds = {"integer": models.PayloadSchemaType.INTEGER, "keyword": models.PayloadSchemaType.KEYWORD}
+                kinds = {"integer": models.IntegerIndexParams, "keyword": models.KeywordIndexParams}
                 for key, kind in spec.payload_indexes.items():
-                    self.client.create_payload_index(real, key, kinds[kind], wait=True)
+                    params = kinds[kind](type=kind, enable_hnsw=key in spec.linked_fields)
+                    self.client.create_payload_index(real, key, params, wait=True)
         if real != spec.name:
             self._set_alias(spec.name, real)
 
@@ -350,10 +355,12 @@ class ServerStore(Store):
             must_not.append(models.HasIdCondition(has_id=list(flt.exclude_ids)))
         if flt.split is not None:
             must.append(models.FieldCondition(key=schema.SPLIT, match=models.MatchValue(value=flt.split)))
+        for key, values in flt.fields:
+            must.append(models.FieldCondition(key=key, match=models.MatchAny(any=list(values))))
         return models.Filter(must=must or None, must_not=must_not or None)
 
     def _search_params(self, *, exact: bool = False, hnsw_ef: int | None = None,
-                       quantization: QuantizationParams | None = None):
+                       quantization: QuantizationParams | None = None, acorn: bool = False):
         """Qdrant's search params; none for local mode, which would only warn
         that it ignores them (:attr:`honours_search_params` says so)."""
         from qdrant_client import models
@@ -365,16 +372,17 @@ class ServerStore(Store):
         quant = None if quantization is None else models.QuantizationSearchParams(
             ignore=quantization.ignore, rescore=quantization.rescore, oversampling=quantization.oversampling
         )
-        return models.SearchParams(hnsw_ef=hnsw_ef or DEFAULT_HNSW_EF, exact=exact, quantization=quant)
+        return models.SearchParams(hnsw_ef=hnsw_ef or DEFAULT_HNSW_EF, exact=exact, quantization=quant,
+                                   acorn=models.AcornSearchParams(enable=True) if acorn else None)
 
     def query_batch(self, name: str, vectors: np.ndarray, limit: int | Sequence[int],
                     flt: QueryFilter | Sequence[QueryFilter | None] | None = None, *, exact: bool = False,
                     hnsw_ef: int | None = None, with_payload: bool | Sequence[str] = True,
                     quantization: QuantizationParams | None = None,
-                    score_threshold: float | None = None) -> list[list[ScoredPoint]]:
+                    score_threshold: float | None = None, acorn: bool = False) -> list[list[ScoredPoint]]:
         from qdrant_client import models
 
-        params = self._search_params(exact=exact, hnsw_ef=hnsw_ef, quantization=quantization)
+        params = self._search_params(exact=exact, hnsw_ef=hnsw_ef, quantization=quantization, acorn=acorn)
         rows, payload = vector_lists(vectors, self.is_multivector(name)), payload_selector(with_payload)
         limits, filters = per_row(limit, len(rows), (int, np.integer)), per_row(flt, len(rows), QueryFilter)
         requests = [

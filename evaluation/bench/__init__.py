@@ -7,7 +7,9 @@
 - ``embed``: images per second per method, and the gallery's ingest time;
 - ``rerank``: SIFT extraction, the SIFT gallery, rerank latency;
 - ``modes``: every search mode on the built collections;
-- ``quantization``: recall of int8 and binary, offered or not.
+- ``quantization``: recall of int8 and binary, offered or not;
+- ``scale``: 60,000 to millions of points, ingest to filtered recall, against
+  hnswlib (an hour and more at a million: not part of ``all``).
 """
 
 from fmsearch.evaluation.bench.timing import BenchResult

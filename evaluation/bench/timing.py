@@ -80,14 +80,15 @@ def p50_ms(fn: Callable[[Any], Any], items: Sequence[Any]) -> float:
 
 
 def latency_ms(fn: Callable[[Any], Any], items: Sequence[Any]) -> dict[str, float]:
-    """p50 and p95 milliseconds of ``fn(item)`` over ``items`` (one warm-up call first)."""
+    """p50, p95 and p99 milliseconds of ``fn(item)`` over ``items`` (one warm-up call first)."""
     fn(items[0])
     times = []
     for item in items:
         t0 = time.perf_counter()
         fn(item)
         times.append((time.perf_counter() - t0) * 1000)
-    return {"p50_ms": statistics.median(times), "p95_ms": float(np.percentile(times, 95)), "n": len(times)}
+    return {"p50_ms": statistics.median(times), "p95_ms": float(np.percentile(times, 95)),
+            "p99_ms": float(np.percentile(times, 99)), "n": len(times)}
 
 
 def cli_wall(commands: dict[str, Sequence[str]], runs: int, baseline: str | None = None) -> dict[str, Any]:

@@ -8,24 +8,37 @@ import shutil
 import click
 
 from fmsearch.evaluation.bench import SUITES
+from fmsearch.store.schema import QUANTIZATIONS
 
 from .common import data_dir_option, domain_errors, parse_numbers, pass_settings
 
 
 @click.command("bench")
-@click.option("--suite", type=click.Choice([*SUITES, "serve", "all"]), default="all", show_default=True,
+@click.option("--suite", type=click.Choice([*SUITES, "serve", "scale", "all"]), default="all", show_default=True,
               help="store: ingest + query, Edge vs local mode. search: Edge vs numpy brute force vs local mode, and a scale "
               "series. embed: images/s per method and full-gallery ingest time. rerank: SIFT extraction per upscale factor, "
               "SIFT gallery ingest, rerank latency against the plain query. modes: every search mode (quantisation, rescoring, "
               "fusion) on the collections `fmsearch ingest` built, latency against the plain query and bytes per vector. "
               "quantization: recall@10 against exact of int8 and binary per method and oversampling (why each is offered). "
               "serve: fmsearch serve under load from wrk over loopback (requests/s, latency percentiles, errors, CPU) per "
-              "method, upload size and client count, batching and workers compared, against a bare reference endpoint.")
+              "method, upload size and client count, batching and workers compared, against a bare reference endpoint. "
+              "scale: galleries of 60,000 to millions of points (jittered embeddings, augmented images embedded for "
+              "real): ingest split, disk, memory, latency, recall with and without filters, hnswlib beside it, plots. "
+              "all: every suite but scale (which takes an hour and more at a million points).")
 @click.option("--gallery", type=click.IntRange(1000, 60000), default=60000, show_default=True, help="store, embed, rerank and quantization suites: gallery size.")
-@click.option("--sizes", default="10000,30000,60000", show_default=True, help="search suite: real gallery sizes.")
+@click.option("--sizes", default=None, help="search suite: real gallery sizes [default 10000,30000,60000]. scale suite: "
+              "gallery sizes, 1,000 to 10,000,000 [default 60000,300000,1000000].")
+@click.option("--kinds", default="vectors,images", show_default=True, help="scale suite: galleries of jittered real "
+              "embeddings (vectors), of augmented images embedded for real (images), or both.")
+@click.option("--linked-fields", default=None, help="scale suite: payload fields whose index gets filter-aware graph "
+              "links, comma-separated [default label]; 'label,class_name,split' links every indexed field.")
+@click.option("--on-disk/--in-memory", default=False, show_default=True, help="scale suite: original vectors on disk.")
+@click.option("--quantization", type=click.Choice(QUANTIZATIONS), default="none", show_default=True,
+              help="scale suite: quantised copies searched first, rescored with the originals.")
 @click.option("--synthetic", type=click.IntRange(0, 5_000_000), default=1_000_000, show_default=True, help="search suite: synthetic 64-d collection size (0: none).")
 @click.option("--local/--no-local", default=True, show_default=True, help="search suite: include qdrant-client local mode.")
 @click.option("--methods", default=None, help="embed suite: methods, comma-separated [default pixels,autoencoder,siamese,resnet101]. "
+              "scale suite: methods [default pixels,siamese]. "
               "modes suite: methods to measure [default pixels,autoencoder,siamese,proxy,ensemble]. quantization suite: "
               "methods to measure [default pixels,autoencoder,siamese]. serve suite: "
               "methods, method+sift for the rerank [default pixels,autoencoder,siamese,siamese+sift].")
@@ -38,11 +51,12 @@ from .common import data_dir_option, domain_errors, parse_numbers, pass_settings
 @data_dir_option
 @pass_settings
 @domain_errors
-def command(settings, suite, gallery, sizes, synthetic, local, methods, queries, clients, uploads, workers, duration,
-            out_dir, data_dir) -> None:
+def command(settings, suite, gallery, sizes, kinds, linked_fields, on_disk, quantization, synthetic, local, methods,
+            queries, clients, uploads, workers, duration, out_dir, data_dir) -> None:
     """Benchmarks, measured as ratios between runs in this same process.
 
-    Prints markdown tables and writes bench-results/{store,search,embed,rerank,modes,quantization,serve}.json. The full default run takes tens of
+    Prints markdown tables and writes bench-results/{store,search,embed,rerank,modes,quantization,serve,scale}.json
+    (and scale.png). The full default run takes tens of
     minutes on 2 cores (local mode and the 1M-point HNSW build dominate). The modes suite reads the configured store
     (--store/--url); the others build their own temporary collections.
     The serve suite starts `fmsearch serve` on the configured store and needs wrk (apt-get install wrk).
@@ -50,16 +64,17 @@ def command(settings, suite, gallery, sizes, synthetic, local, methods, queries,
     from fmsearch.evaluation.bench import (
         embed,
         modes,
-        quantization,
         rerank,
+        scale,
         search,
         store,
     )
+    from fmsearch.evaluation.bench import quantization as quantization_bench
 
     log = click.echo
     runs = {
         "store": lambda: store.run_store_bench(gallery=gallery, queries=queries, data_dir=data_dir, log=log),
-        "search": lambda: search.run_search_bench(sizes=_sizes(sizes), synthetic=synthetic, queries=queries,
+        "search": lambda: search.run_search_bench(sizes=_sizes(sizes or "10000,30000,60000"), synthetic=synthetic, queries=queries,
                                                   local=local, data_dir=data_dir, log=log),
         "embed": lambda: embed.run_embed_bench(methods=_methods(methods), ingest_gallery=gallery, data_dir=data_dir,
                                                log=log),
@@ -67,8 +82,12 @@ def command(settings, suite, gallery, sizes, synthetic, local, methods, queries,
         "modes": lambda: modes.run_modes_bench(settings.store(), prefix=settings.prefix,
                                                methods=_methods(methods), queries=queries,
                                                data_dir=data_dir, log=log),
-        "quantization": lambda: quantization.run_quantization_bench(methods=_methods(methods), gallery=gallery,
+        "quantization": lambda: quantization_bench.run_quantization_bench(methods=_methods(methods), gallery=gallery,
                                                                     queries=queries, data_dir=data_dir, log=log),
+        "scale": lambda: scale.run_scale_bench(
+            sizes=_scale_sizes(sizes), kinds=_kinds(kinds), methods=_methods(methods) or scale.METHODS,
+            queries=queries, linked_fields=_names(linked_fields), on_disk=on_disk, quantization=quantization,
+            plot_dir=out_dir, data_dir=data_dir, log=log),
         "serve": lambda: _serve_bench(settings, methods, clients, uploads, workers, duration, data_dir, log),
     }
     names = (*SUITES, "serve") if suite == "all" else (suite,)
@@ -115,6 +134,28 @@ def _sizes(text: str) -> tuple[int, ...]:
     if not sizes or any(not 1000 <= s <= 60000 for s in sizes):
         raise click.UsageError("--sizes: gallery sizes must be between 1000 and 60000")
     return sizes
+
+
+def _scale_sizes(text: str | None) -> tuple[int, ...]:
+    from fmsearch.evaluation.bench.scale import SIZES
+
+    sizes = parse_numbers(text, "--sizes", int) or SIZES
+    if any(not 1000 <= s <= 10_000_000 for s in sizes) or len(set(sizes)) < len(sizes):
+        raise click.UsageError("--sizes: scale gallery sizes must be distinct and between 1000 and 10000000")
+    return sizes
+
+
+def _kinds(text: str) -> tuple[str, ...]:
+    from fmsearch.evaluation.bench.galleries import KINDS
+
+    kinds = _names(text) or ()
+    if not kinds or set(kinds) - set(KINDS):
+        raise click.UsageError(f"--kinds: choose from {', '.join(KINDS)}, got {text!r}")
+    return kinds
+
+
+def _names(text: str | None) -> tuple[str, ...] | None:
+    return None if text is None else tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
 
 
 def _methods(text: str | None) -> tuple[str, ...] | None:
