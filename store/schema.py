@@ -66,9 +66,9 @@ HNSW_EF_CONSTRUCT = 100
 FULL_SCAN_THRESHOLD_KB = 10_000
 #: the payload fields whose index gets Qdrant's filter-aware graph links
 #: (payload_m): the class filter's field only. The other indexed fields serve
-#: the query planner; their links would add a graph per value (class_name
-#: repeats label's partition; split is one block, the whole gallery) to the
-#: build. ``fmsearch bench --suite scale`` measures the difference.
+#: the query planner without links (class_name repeats label's partition;
+#: split is one block, the whole gallery). What the links cost depends on
+#: the thresholds: docs/scale.md measures it (``--linked-fields``).
 LINKED_FIELDS: tuple[str, ...] = (LABEL,)
 #: int8 quantisation maps this central share of the values to the 256 levels
 INT8_QUANTILE = 0.99
