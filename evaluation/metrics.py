@@ -126,7 +126,12 @@ def exact_top_k(gallery: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     """(n, k) row indices of ``gallery`` with the k largest dot products per
     query (cosine, for unit vectors), best first; ties broken by index. The
     physical reference an index's results are measured against."""
-    scores = np.atleast_2d(np.asarray(queries, np.float32)) @ np.asarray(gallery, np.float32).T
+    return top_k(np.atleast_2d(np.asarray(queries, np.float32)) @ np.asarray(gallery, np.float32).T, k)
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """(n, k) column indices of the k largest of each row of ``scores``, best
+    first; ties broken by index."""
     k = min(k, scores.shape[1])
     if k == 0:
         return np.zeros((len(scores), 0), np.int64)

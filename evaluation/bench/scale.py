@@ -72,14 +72,13 @@ class _Gallery:
         return next((s for done, s in self.embed_clock if done >= n), None)
 
 
-def _gallery(kind: str, method: str, n: int, train, seed: int, log: Callable[[str], None]) -> _Gallery:
-    embedder = get_embedder(method)
-    base = len(train)
+def _gallery(kind: str, embedder, n: int, train, seed: int, log: Callable[[str], None]) -> _Gallery:
+    method, base = embedder.name, min(n, len(train))
     src = galleries.sources(n, base)
     common = dict(kind=kind, method=method, labels=train.labels[src], groups=galleries.groups(n, seed), sources=src)
     if kind == "vectors":
         log(f"{method}: embedding the {base:,} train images, jittered to {n:,} points ...")
-        return _Gallery(vectors=galleries.jittered(embedder.embed(train.images), n, seed), **common)
+        return _Gallery(vectors=galleries.jittered(embedder.embed(train.images[:base]), n, seed), **common)
     log(f"{method}: augmenting and embedding {n:,} images ...")
     vectors, images = np.empty((n, embedder.dim), np.float32), np.empty((n, 28, 28), np.uint8)
     clock, spent = [], 0.0
@@ -94,9 +93,9 @@ def _gallery(kind: str, method: str, n: int, train, seed: int, log: Callable[[st
     return _Gallery(vectors=vectors, images=images, embed_clock=clock, **common)
 
 
-def _queries(method: str, test, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _queries(embedder, test, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     pick = np.random.default_rng(seed).choice(len(test), size=count, replace=False)
-    return get_embedder(method).embed(test.images[pick]), test.labels[pick]
+    return embedder.embed(test.images[pick]), test.labels[pick]
 
 
 def _filters(labels: np.ndarray, seed: int) -> dict[str, list[QueryFilter]]:
@@ -118,17 +117,12 @@ def _references(g: _Gallery, n: int, queries: np.ndarray, filters, k: int = 10) 
              "1% group": lambda f: g.groups[:n] == f.fields[0][1][0]}
     for lo in range(0, len(queries), 50):
         scores = queries[lo:lo + 50] @ g.vectors[:n].T
-        out["none"][lo:lo + 50] = _top(scores, k)
+        out["none"][lo:lo + 50] = metrics.top_k(scores, k)
         for name, per_query in filters.items():
             for i in range(lo, min(lo + 50, len(queries))):
                 s = np.where(masks[name](per_query[i]), scores[i - lo], -np.inf)
-                out[name][i] = _top(s[None], k)[0]
+                out[name][i] = metrics.top_k(s[None], k)[0]
     return out
-
-
-def _top(scores: np.ndarray, k: int) -> np.ndarray:
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    return np.take_along_axis(top, np.argsort(-np.take_along_axis(scores, top, 1), axis=1, kind="stable"), 1)
 
 
 def _rss_mib(key: str = "VmRSS") -> float:
@@ -263,8 +257,9 @@ def run_scale_bench(*, sizes: tuple[int, ...] = SIZES, kinds: tuple[str, ...] = 
     with tempfile.TemporaryDirectory(prefix="fmsearch-scale-") as tmp:
         for kind in kinds:
             for method in methods:
-                g = _gallery(kind, method, max(sizes), train, seed, log)
-                qv, ql = _queries(method, test, queries, seed)
+                embedder = get_embedder(method)
+                g = _gallery(kind, embedder, max(sizes), train, seed, log)
+                qv, ql = _queries(embedder, test, queries, seed)
                 for n in sorted(sizes):
                     rows.append(_measure(g, n, qv, ql, spec_args, tmp, seed, log))
                 del g
