@@ -63,6 +63,23 @@ def test_query_expand(home):
     assert result.exit_code == 1 and result.output.strip() == "Error: --expand must be between 0 (off) and 100, got -1"
 
 
+def test_query_hnsw_ef_reaches_the_store(home, monkeypatch):
+    """--hnsw-ef is the breadth every query of the command is searched with;
+    out of range it is refused in one line."""
+    from fmsearch.store.edge import EdgeStore
+
+    seen, query_batch = [], EdgeStore.query_batch
+    monkeypatch.setattr(EdgeStore, "query_batch", lambda self, *a, **kw: seen.append(kw.get("hnsw_ef")) or query_batch(
+        self, *a, **kw))
+    for args, ef in ((["--hnsw-ef", "512"], 512), (["--class", "Sneaker", "--hnsw-ef", "1024"], 1024), ([], None)):
+        seen.clear()
+        result = CliRunner().invoke(main, ["--home", str(home), "query", "--id", "60000", "-m", "pixels", *args])
+        assert result.exit_code == 0, result.output
+        assert seen and set(seen) == {ef}, (args, seen)
+    result = CliRunner().invoke(main, ["--home", str(home), "query", "--id", "60000", "-m", "pixels", "--hnsw-ef", "0"])
+    assert result.exit_code != 0 and "--hnsw-ef" in result.output and "Traceback" not in result.output
+
+
 def test_query_image_file(home, fmnist, tmp_path):
     save_png(fmnist["train"].images[17], tmp_path / "q.png")
     hits = [json.loads(x) for x in run(home, "query", str(tmp_path / "q.png"), "-m", "pixels", "-k", "2", "--json").output.splitlines()]
@@ -138,6 +155,7 @@ def test_bench_embed_suite_small(tmp_path, fmnist):
     data = json.loads((tmp_path / "embed.json").read_text())
     assert [(r["method"], r["dim"]) for r in data["rows"]] == [("pixels", 784), ("siamese", 64)]
     assert all(r["ingest"]["points"] == 1000 and not r["ingest"]["projected"] for r in data["rows"])
+    assert all(r["ingest"]["load_s"] > 0 and r["ingest"]["overlap"]["speedup"] > 0 for r in data["rows"])
     assert data["rows"][0]["ingest_vs_pixels"] == 1.0
     assert all(r["images_per_s_batched"] > 0 for r in data["rows"])
     (runtime,) = data["runtimes"]

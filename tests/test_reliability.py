@@ -61,6 +61,39 @@ def test_interrupted_ingest_resumes_to_exactly_the_clean_result(store, prefix, f
     assert (again.points_written, again.points_skipped, again.points_total) == (0, 600, 600)
 
 
+def test_overlapped_ingest_equals_one_after_the_other(store, prefix, fmnist):
+    """Writing a batch while the next is embedded stores exactly what the
+    one-after-the-other baseline stores: the same ids, vectors and payloads."""
+    a = ingest(store, get_embedder("pixels"), limit=550, batch_size=100, prefix=prefix)
+    b = ingest(store, get_embedder("pixels"), limit=550, batch_size=100, prefix=prefix + "serial_", overlap=False)
+    assert (a.points_written, b.points_written) == (550, 550) and a.seconds_load > 0 and b.seconds_load > 0
+    ids = list(range(550))
+    one, two = (store.retrieve(n + "pixels", ids, with_vectors=True) for n in (prefix, prefix + "serial_"))
+    assert [r.id for r in one] == [r.id for r in two] == ids
+    assert all(np.array_equal(x.vector, y.vector) and x.payload == y.payload for x, y in zip(one, two, strict=True))
+
+
+def test_a_failed_write_stops_the_overlapped_ingest(store, prefix, fmnist, monkeypatch):
+    """The third batch's write fails on the writer thread: the ingest raises
+    that error, the batch embedded meanwhile is never sent, the two stored
+    batches stay, and a rerun resumes to the full gallery."""
+    upsert, calls = store.upsert, []
+
+    def failing(*args, **kwargs):
+        calls.append(len(args[1]))
+        if len(calls) == 3:
+            raise StoreError("disk full")
+        return upsert(*args, **kwargs)
+
+    monkeypatch.setattr(store, "upsert", failing)
+    with pytest.raises(StoreError, match="disk full"):
+        ingest(store, get_embedder("pixels"), limit=500, batch_size=100, prefix=prefix)
+    assert calls == [100, 100, 100] and store.count(prefix + "pixels") == 200
+    monkeypatch.setattr(store, "upsert", upsert)
+    report = ingest(store, get_embedder("pixels"), limit=500, batch_size=100, prefix=prefix)
+    assert (report.points_skipped, report.points_written, store.count(prefix + "pixels")) == (200, 300, 500)
+
+
 class _FailingPixels(PixelEmbedder):
     """Pixels that die on their second batch: a rebuild killed midway."""
 

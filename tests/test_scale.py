@@ -105,6 +105,23 @@ def test_filtered_search_keeps_recall_where_the_planner_switches(tmp_path):
         assert _filtered_recall(store, "t", g, labels, queries, other, by_class, hnsw_ef=10) == 1.0
 
 
+def test_a_small_filter_above_the_threshold_needs_its_field_linked(tmp_path):
+    """The full-scan threshold at 2 KB (32 points): the 1% groups (about 80
+    points) are answered in the graph. Without filter-aware links for the
+    group field, the walk stays among points the filter rejects and finds
+    few of the right neighbours (the 1M pixels row of docs/scale.md); with
+    the field linked, recall holds."""
+    g, labels, groups, queries = _clustered(8000, 16, seed=0)
+    by_group = lambda v: QueryFilter(fields=(("group", (int(v),)),))  # noqa: E731
+    wanted = np.arange(100)
+    with _build(tmp_path / "unlinked", "t", g, labels, groups, full_scan_threshold_kb=2) as store:
+        unlinked = _filtered_recall(store, "t", g, groups, queries, wanted, by_group)
+    with _build(tmp_path / "linked", "t", g, labels, groups, full_scan_threshold_kb=2,
+                linked_fields=("label", "group")) as store:
+        linked = _filtered_recall(store, "t", g, groups, queries, wanted, by_group)
+    assert unlinked < 0.5 <= 0.97 <= linked, (unlinked, linked)
+
+
 def test_field_filter_on_each_backend(store, prefix):
     """QueryFilter.fields matches any indexed payload field, on Edge and on the server code path."""
     name = prefix + "fields"
@@ -142,10 +159,37 @@ def test_bench_scale_suite_small(tmp_path, fmnist):
     for r in data["rows"]:
         assert r["disk_mib"] > 0 and r["upsert_s"] > 0 and (r["embed_s"] is None) == (r["kind"] == "vectors")
         assert r["search"]["plain"]["recall_at_10"] >= 0.95 and r["hnswlib"]["recall_at_10"] >= 0.9
-        assert set(r["search"]["1% group"]) == {"ef 128", "ef 256", "ef 128 + ACORN", "ef 256 + ACORN"}
+        assert set(r["search"]["1% group"]) == {f"ef {ef}{a}" for ef in (128, 256, 1024) for a in ("", " + ACORN")}
+        assert set(r["hnswlib"]["other class"]) == {"ef 128", "ef 256", "ef 1024"}
+        assert min(r["hnswlib"]["own class"].values()) >= 0.9  # the filter callback keeps only the class
         assert r["search"]["1% group"]["ef 128"]["recall_at_10"] == 1.0  # 20-30 points: scanned, exact
     assert (tmp_path / "scale.png").stat().st_size > 10_000
     assert "| images pixels | 3,000 |" in result.output
+
+
+@pytest.mark.slow
+def test_bench_scale_memory_options(tmp_path, fmnist, monkeypatch):
+    """--on-disk and --quantization reach the collection the suite builds,
+    which is searched rescored at the product's oversampling; the heap part
+    of the serving memory is reported beside the whole."""
+    pytest.importorskip("hnswlib", reason="the scale extra is not installed (pip install '.[scale]')")
+    from fmsearch.store.edge import EdgeStore
+
+    specs, quant, create, query_batch = [], [], EdgeStore.create, EdgeStore.query_batch
+    monkeypatch.setattr(EdgeStore, "create", lambda self, spec: specs.append(spec) or create(self, spec))
+    monkeypatch.setattr(EdgeStore, "query_batch", lambda self, *a, **kw: quant.append(kw.get("quantization")) or
+                        query_batch(self, *a, **kw))
+    result = CliRunner().invoke(main, ["bench", "--suite", "scale", "--sizes", "2000", "--kinds", "vectors",
+                                       "--methods", "pixels", "--queries", "20", "--on-disk", "--quantization", "int8",
+                                       "--out-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert [(s.on_disk, s.quantization) for s in specs] == [(True, "int8")]
+    assert all(q is not None and q.rescore for q in quant)
+    assert {q.oversampling for q in quant} == {schema.DEFAULT_OVERSAMPLING["int8"], 8, 16, 32}
+    row = json.loads((tmp_path / "scale.json").read_text())["rows"][0]
+    assert row["search"]["plain"]["recall_at_10"] >= 0.95
+    assert all(row["search"][f"plain oversampling {o}"]["recall_at_10"] >= 0.95 for o in (8, 16, 32))
+    assert 0 <= row["serve_rss_anon_mib"] <= row["serve_rss_mib"] + 1
 
 
 def test_bench_scale_refuses_bad_options():

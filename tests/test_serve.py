@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from fmsearch.cli import main
+from fmsearch.errors import InvalidArgumentError
 from fmsearch.images.files import png_bytes
 from serving import Server as _Server
 
@@ -305,6 +306,24 @@ def test_a_server_error_is_logged_and_answered_without_details(serve_home, caplo
         c.__exit__(None, None, None)
 
 
+def test_serve_hnsw_ef_reaches_the_store(serve_home, monkeypatch):
+    """fmsearch serve --hnsw-ef: every search the service makes uses it."""
+    from fmsearch.store.edge import EdgeStore
+
+    seen, query_batch = [], EdgeStore.query_batch
+    monkeypatch.setattr(EdgeStore, "query_batch", lambda self, *a, **kw: seen.append(kw.get("hnsw_ef")) or query_batch(
+        self, *a, **kw))
+    c = _client(ServeConfig(home=str(serve_home), hnsw_ef=700))
+    try:
+        seen.clear()
+        _search(c, id=60000, method="pixels", classes=["Bag"])
+        assert seen and set(seen) == {700}, seen
+    finally:
+        c.__exit__(None, None, None)
+    with pytest.raises(InvalidArgumentError, match="hnsw ef must be 1-100000"):
+        ServeConfig(hnsw_ef=0)
+
+
 def test_an_oversize_upload_is_answered_413(serve_home):
     """On every route that reads a body, with and without a length (the test
     client sends the body whole: that it is refused before it is read whole
@@ -411,7 +430,6 @@ def test_one_bad_item_fails_only_its_own_answer_in_a_batch(client, fmnist):
     """A batch request refused because of one item (here a limit over the
     maximum, which the API refuses before batching) is run again item by
     item: the others get their hits."""
-    from fmsearch.errors import InvalidArgumentError
     from fmsearch.search.mode import SearchMode
     from fmsearch.serve.service import PlainSearch
 

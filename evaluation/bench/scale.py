@@ -39,7 +39,7 @@ from fmsearch.images.files import encode_png
 from fmsearch.images.fmnist import load_split
 from fmsearch.ingest.rebuild import write_target
 from fmsearch.models.registry import get_embedder
-from fmsearch.store import QueryFilter, open_store, schema
+from fmsearch.store import QuantizationParams, QueryFilter, open_store, schema
 from fmsearch.store.base import DEFAULT_HNSW_EF
 
 logger = logging.getLogger(__name__)
@@ -48,7 +48,11 @@ METHODS = ("pixels", "siamese")
 SIZES = (60_000, 300_000, 1_000_000)
 GROUP = "group"
 #: the filtered searches measured: (hnsw_ef, ACORN on)
-FILTERED_SETTINGS = ((DEFAULT_HNSW_EF, False), (256, False), (DEFAULT_HNSW_EF, True), (256, True))
+FILTERED_SETTINGS = tuple((ef, acorn) for acorn in (False, True) for ef in (DEFAULT_HNSW_EF, 256, 1024))
+#: a quantised collection is also searched at these oversamplings
+QUANT_OVERSAMPLINGS = (8, 16, 32)
+#: hnswlib's filtered search (it walks through filtered-out points too), at these ef
+HNSWLIB_FILTERED_EF = (DEFAULT_HNSW_EF, 256, 1024)
 FILTERS = ("own class", "other class", "1% group")
 _EMBED_CHUNK = 10_000
 _WRITE_BATCH = 1000
@@ -93,9 +97,12 @@ def _gallery(kind: str, embedder, n: int, train, seed: int, log: Callable[[str],
     return _Gallery(vectors=vectors, images=images, embed_clock=clock, **common)
 
 
-def _queries(embedder, test, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    pick = np.random.default_rng(seed).choice(len(test), size=count, replace=False)
-    return embedder.embed(test.images[pick]), test.labels[pick]
+def _queries(embedder, test, count: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The timed queries, their labels, and as many other test images that
+    warm a freshly opened collection up first."""
+    pick = np.random.default_rng(seed).choice(len(test), size=2 * count, replace=False)
+    vectors = embedder.embed(test.images[pick])
+    return vectors[:count], test.labels[pick[:count]], vectors[count:]
 
 
 def _filters(labels: np.ndarray, seed: int) -> dict[str, list[QueryFilter]]:
@@ -126,7 +133,8 @@ def _references(g: _Gallery, n: int, queries: np.ndarray, filters, k: int = 10) 
 
 
 def _rss_mib(key: str = "VmRSS") -> float:
-    """The process's resident (or, for ``VmHWM``, peak resident) MiB."""
+    """The process's resident MiB: all of it (``VmRSS``), its peak
+    (``VmHWM``), or its heap apart from mapped files (``RssAnon``)."""
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(key + ":"):
             return int(line.split()[1]) / 1024
@@ -163,17 +171,32 @@ def _ingest(store, spec: schema.CollectionSpec, g: _Gallery, n: int) -> dict[str
     return {"upsert_s": t1 - t0, "index_s": t2 - t1}
 
 
-def _search(store, name: str, queries: np.ndarray, refs: dict[str, np.ndarray], filters) -> dict[str, Any]:
-    """Latency, throughput and recall: unfiltered, then each filter at each setting."""
-    def one(ref: np.ndarray, flt=None, ef=None, acorn=False) -> dict[str, float]:
+def _search(store, name: str, queries: np.ndarray, warm: np.ndarray, refs: dict[str, np.ndarray], filters,
+            quantization: str = "none") -> dict[str, Any]:
+    """Latency, throughput and recall: unfiltered, then each filter at each
+    setting. A quantised collection is searched as the product searches it:
+    rescored, at its default oversampling. First, other queries warm the
+    collection up: the first ones after opening fault its pages in (their
+    p50/p99 are kept as ``cold``)."""
+    quant = None if quantization == "none" else QuantizationParams(True, schema.DEFAULT_OVERSAMPLING[quantization])
+
+    def one(ref: np.ndarray, flt=None, ef=None, acorn=False, q=quant) -> dict[str, float]:
         hits: list = []
         t = latency_ms(lambda i: hits.append(store.query(name, queries[i], 10, None if flt is None else flt[i],
-                                                         hnsw_ef=ef, acorn=acorn, with_payload=False)),
+                                                         hnsw_ef=ef, acorn=acorn, quantization=q,
+                                                         with_payload=False)),
                        range(len(queries)))
         return {"p50_ms": t["p50_ms"], "p99_ms": t["p99_ms"], "recall_at_10": recall_at_k(hits[1:], ref)}
 
-    out: dict[str, Any] = {"plain": one(refs["none"]), "plain ef64": one(refs["none"], ef=64)}
-    out["plain"]["batch_qps"] = batch_qps(lambda b: store.query_batch(name, b, 10, with_payload=False), queries)
+    cold = latency_ms(lambda i: store.query(name, warm[i], 10, quantization=quant, with_payload=False),
+                      range(len(warm)))
+    out: dict[str, Any] = {"cold": {"p50_ms": cold["p50_ms"], "p99_ms": cold["p99_ms"]}}
+    out |= {"plain": one(refs["none"]), "plain ef64": one(refs["none"], ef=64)}
+    if quant is not None:  # how far the quantised shortlist must reach at this size
+        for o in QUANT_OVERSAMPLINGS:
+            out[f"plain oversampling {o:g}"] = one(refs["none"], q=QuantizationParams(True, float(o)))
+    out["plain"]["batch_qps"] = batch_qps(
+        lambda b: store.query_batch(name, b, 10, quantization=quant, with_payload=False), queries)
     for fname, flt in filters.items():
         out[fname] = {_setting(ef, acorn): one(refs[fname], flt, ef, acorn) for ef, acorn in FILTERED_SETTINGS}
     return out
@@ -183,9 +206,11 @@ def _setting(ef: int, acorn: bool) -> str:
     return f"ef {ef}{' + ACORN' if acorn else ''}"
 
 
-def _hnswlib(vectors: np.ndarray, queries: np.ndarray, ref: np.ndarray, seed: int) -> dict[str, float]:
+def _hnswlib(vectors: np.ndarray, queries: np.ndarray, refs: dict[str, np.ndarray], labels: np.ndarray,
+             filters, seed: int) -> dict[str, Any]:
     """The reference engine on the same vectors: build seconds (every core),
-    memory, single-query p50/p99, batch q/s and recall@10 at the store's ef."""
+    memory, single-query p50/p99, batch q/s and recall@10 at the store's ef;
+    and the recall of its filtered search under the class filters."""
     import hnswlib
 
     rss0 = _settle()
@@ -202,11 +227,20 @@ def _hnswlib(vectors: np.ndarray, queries: np.ndarray, ref: np.ndarray, seed: in
     qps = batch_qps(lambda b: index.knn_query(b, 10), queries)
     ids = np.asarray(found[1:], np.int64)
     out = {"build_s": build_s, "rss_mib": _rss_mib() - rss0, "p50_ms": t["p50_ms"], "p99_ms": t["p99_ms"],
-           "batch_qps": qps, "recall_at_10": float(metrics.mean(metrics.overlap_at_k(ids, ref, 10)))}
+           "batch_qps": qps, "recall_at_10": float(metrics.mean(metrics.overlap_at_k(ids, refs["none"], 10)))}
+    for fname in ("own class", "other class"):
+        out[fname] = {}
+        for ef in HNSWLIB_FILTERED_EF:
+            index.set_ef(ef)
+            got = [index.knn_query(queries[i:i + 1], 10, num_threads=1,
+                                   filter=lambda j, c=f.labels[0]: labels[j] == c)[0][0]
+                   for i, f in enumerate(filters[fname])]
+            out[fname][f"ef {ef}"] = float(metrics.mean(metrics.overlap_at_k(np.asarray(got, np.int64), refs[fname],
+                                                                              10)))
     return out
 
 
-def _measure(g: _Gallery, n: int, queries, q_labels, spec_args: dict[str, Any], tmp: str, seed: int,
+def _measure(g: _Gallery, n: int, queries, q_labels, warm, spec_args: dict[str, Any], tmp: str, seed: int,
              log: Callable[[str], None]) -> dict[str, Any]:
     """One size: build, reopen, query; hnswlib beside it."""
     vectors = g.vectors[:n]
@@ -221,17 +255,19 @@ def _measure(g: _Gallery, n: int, queries, q_labels, spec_args: dict[str, Any], 
                                "embed_s": g.embed_s(n), **_ingest(store, spec, g, n)}
         row["build_peak_rss_mib"] = _rss_mib("VmHWM") - rss0
         row["disk_mib"] = store.disk_bytes(spec.name) / 2**20
-    rss1 = _settle()
+    rss1, anon1 = _settle(), _rss_mib("RssAnon")
     with open_store(None, home=home) as store:  # opened afresh, as a service would
-        row["search"] = _search(store, spec.name, queries, refs, filters)
+        row["search"] = _search(store, spec.name, queries, warm, refs, filters, spec.quantization)
         row["serve_rss_mib"] = _rss_mib() - rss1
+        # the heap, apart from the mapped files' pages (which the kernel may evict)
+        row["serve_rss_anon_mib"] = _rss_mib("RssAnon") - anon1
         store.delete(spec.name)
     total = (row["embed_s"] or 0) + row["upsert_s"] + row["index_s"]
     row["points_per_s"] = n / total
     log(f"{g.kind} {g.method} {n:,}: upsert {row['upsert_s']:.1f} s, index {row['index_s']:.1f} s, "
         f"p99 {row['search']['plain']['p99_ms']:.2f} ms, recall@10 {row['search']['plain']['recall_at_10']:.3f}")
     try:
-        row["hnswlib"] = _hnswlib(vectors, queries, refs["none"], seed)
+        row["hnswlib"] = _hnswlib(vectors, queries, refs, g.labels[:n], filters, seed)
         row["build_vs_hnswlib"] = (row["upsert_s"] + row["index_s"]) / row["hnswlib"]["build_s"]
         log(f"  hnswlib: build {row['hnswlib']['build_s']:.1f} s, recall@10 {row['hnswlib']['recall_at_10']:.3f}")
     except ImportError:
@@ -259,9 +295,9 @@ def run_scale_bench(*, sizes: tuple[int, ...] = SIZES, kinds: tuple[str, ...] = 
             for method in methods:
                 embedder = get_embedder(method)
                 g = _gallery(kind, embedder, max(sizes), train, seed, log)
-                qv, ql = _queries(embedder, test, queries, seed)
+                qv, ql, warm = _queries(embedder, test, queries, seed)
                 for n in sorted(sizes):
-                    rows.append(_measure(g, n, qv, ql, spec_args, tmp, seed, log))
+                    rows.append(_measure(g, n, qv, ql, warm, spec_args, tmp, seed, log))
                 del g
     if any(r["hnswlib"] is None for r in rows):
         skipped = ({"mode": "hnswlib", "why": "not installed (pip install '.[scale]')"},)
@@ -276,7 +312,7 @@ def run_scale_bench(*, sizes: tuple[int, ...] = SIZES, kinds: tuple[str, ...] = 
 
 def _table(rows: list[dict[str, Any]]) -> str:
     head = ["gallery", "N", "embed s", "upsert s", "index s", "points/s", "hnswlib build s", "build / hnswlib",
-            "disk MiB", "serve RSS MiB", "p50 / p99 ms", "batch q/s", "recall@10", "hnswlib p99 ms / recall",
+            "disk MiB", "serve RSS MiB (heap)", "p50 / p99 ms (first pass p99)", "batch q/s", "recall@10", "hnswlib p99 ms / recall",
             f"own class / other class / 1% recall (ef {DEFAULT_HNSW_EF})"]
     cells = []
     for r in rows:
@@ -286,8 +322,9 @@ def _table(rows: list[dict[str, Any]]) -> str:
             f"{r['kind']} {r['method']}", f"{r['points']:,}", "-" if r["embed_s"] is None else f"{r['embed_s']:.1f}",
             f"{r['upsert_s']:.1f}", f"{r['index_s']:.1f}", f"{r['points_per_s']:,.0f}",
             "-" if h is None else f"{h['build_s']:.1f}", "-" if h is None else f"{r['build_vs_hnswlib']:.2f}x",
-            f"{r['disk_mib']:.0f}", f"{r['serve_rss_mib']:.0f}",
-            f"{s['plain']['p50_ms']:.2f} / {s['plain']['p99_ms']:.2f}", f"{s['plain']['batch_qps']:,.0f}",
+            f"{r['disk_mib']:.0f}", f"{r['serve_rss_mib']:.0f} ({r['serve_rss_anon_mib']:.0f})",
+            f"{s['plain']['p50_ms']:.2f} / {s['plain']['p99_ms']:.2f} ({s['cold']['p99_ms']:.2f})",
+            f"{s['plain']['batch_qps']:,.0f}",
             f"{s['plain']['recall_at_10']:.3f}", "-" if h is None else f"{h['p99_ms']:.2f} / {h['recall_at_10']:.3f}",
             " / ".join(f"{s[f][base]['recall_at_10']:.3f}" for f in FILTERS),
         ])
@@ -296,12 +333,15 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 def _filter_table(rows: list[dict[str, Any]]) -> str:
     """Filtered search per setting: recall@10 and p99 ms."""
-    head = ["gallery", "N", "filter", *(_setting(ef, a) for ef, a in FILTERED_SETTINGS)]
+    head = ["gallery", "N", "filter", *(_setting(ef, a) for ef, a in FILTERED_SETTINGS),
+            f"hnswlib filtered, ef {' / '.join(map(str, HNSWLIB_FILTERED_EF))}"]
     cells = []
     for r in rows:
         for f in FILTERS:
+            h = (r["hnswlib"] or {}).get(f)
             cells.append([f"{r['kind']} {r['method']}", f"{r['points']:,}", f, *(
-                f"{v['recall_at_10']:.3f} ({v['p99_ms']:.2f} ms)" for v in r["search"][f].values())])
+                f"{v['recall_at_10']:.3f} ({v['p99_ms']:.2f} ms)" for v in r["search"][f].values()),
+                "-" if h is None else " / ".join(f"{v:.3f}" for v in h.values())])
     return markdown.table(head, cells)
 
 

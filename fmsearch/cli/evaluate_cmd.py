@@ -9,6 +9,7 @@ from .common import (
     domain_errors,
     echo_json,
     embedder_options,
+    hnsw_ef_option,
     mode_options,
     model_options,
     parse_ks,
@@ -48,7 +49,7 @@ def _queries(value: str, gallery: str | None = None) -> int | None:
 @click.option("--k", "ks", default="1,5,10,20", show_default=True, help="Comma-separated K values.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the query subset, R-precision and grid samples.")
 @click.option("--exact", is_flag=True, help="Exact search instead of HNSW.")
-@click.option("--hnsw-ef", type=click.IntRange(1, 100000), default=None, help="HNSW search breadth (default 128).")
+@hnsw_ef_option
 @click.option("--batch-size", type=int, default=256, show_default=True, help="Queries per batch request.")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Output directory [default eval-results/METHOD[-exact], plus the mode's settings].")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json as one JSON object.")

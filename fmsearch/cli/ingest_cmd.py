@@ -109,8 +109,8 @@ def _ingest_one(settings, embedder, split, limit, batch_size, recreate, data_dir
         extra = "; rebuilt beside the live collection and swapped in"
     click.echo(
         f"{report.collection}: wrote {report.points_written} points, {report.points_total} stored "
-        f"(embed {report.seconds_embed:.1f}s, write {report.seconds_write:.1f}s, "
-        f"index {report.seconds_index:.1f}s){extra}"
+        f"(embed {report.seconds_embed:.1f}s and write {report.seconds_write:.1f}s, overlapped in "
+        f"{report.seconds_load:.1f}s; index {report.seconds_index:.1f}s){extra}"
     )
 
 

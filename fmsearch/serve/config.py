@@ -31,6 +31,7 @@ class ServeConfig:
         batching: embed and search concurrent plain searches together.
         threads: ONNX Runtime threads per inference (default one per core);
             they never spin-wait between calls here.
+        hnsw_ef: the graph search's breadth (None: the store's default).
         insight_dir: where ``fmsearch map`` and ``fmsearch duplicates``
             wrote (their default folder): the page's map and duplicates.
     """
@@ -49,6 +50,7 @@ class ServeConfig:
     request_timeout_s: float = 30.0
     batching: bool = True
     threads: int | None = None
+    hnsw_ef: int | None = None
     insight_dir: str = RESULTS_DIR
 
     def __post_init__(self) -> None:
@@ -58,6 +60,8 @@ class ServeConfig:
         if not self.request_timeout_s > 0:
             raise InvalidArgumentError(f"request timeout must be above 0 s, got {self.request_timeout_s}",
                                        param="request_timeout_s")
+        if self.hnsw_ef is not None and not 1 <= self.hnsw_ef <= 100_000:
+            raise InvalidArgumentError(f"hnsw ef must be 1-100000, got {self.hnsw_ef}", param="hnsw_ef")
         if self.api_key is not None and not self.api_key.strip():
             raise InvalidArgumentError("the API key is empty", param="api_key")
 
