@@ -59,6 +59,7 @@ class EvalConfig:
     exact: bool = False
     batch_size: int = 256
     hnsw_ef: int | None = None
+    acorn: bool = False
     latency_queries: int = 200
     ann_check_queries: int = 1000
     rprecision_queries: int = 200
@@ -230,8 +231,8 @@ def evaluate(
     """
     # record the oversampling the searches use, not None
     config = replace(config, mode=config.mode.with_effective_oversampling())
-    searcher = Searcher(store, prefix=prefix, data_dir=data_dir, hnsw_ef=config.hnsw_ef, options=options,
-                        gallery=config.gallery)
+    searcher = Searcher(store, prefix=prefix, data_dir=data_dir, hnsw_ef=config.hnsw_ef, acorn=config.acorn,
+                        options=options, gallery=config.gallery)
     run = _evaluate_combined if config.mode.combined else _evaluate_single
     return run(searcher, config, data_dir, progress or (lambda n: None), on_plan or (lambda n: None))
 
@@ -301,7 +302,8 @@ def _run_header(searcher: Searcher, config: EvalConfig) -> dict[str, Any]:
     return {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "backend": searcher.store.location,
-        "search": "exact" if config.exact else f"hnsw (ef={config.hnsw_ef or 'default'})",
+        "search": "exact" if config.exact else
+        f"hnsw (ef={config.hnsw_ef or 'default'}{', ACORN' if config.acorn else ''})",
         # how each method's queries were embedded (onnx or tensorflow; none for pixels)
         "runtimes": {m: getattr(searcher.embedder(m), "runs_on", None) for m in methods},
     }
@@ -457,7 +459,7 @@ def _r_precision(searcher, config, q_vectors, q_labels, per_class, flt) -> dict[
         # past the k limit of a query: ask the store directly, labels only
         points = searcher.store.query_batch(
             searcher.collection(mode.method, mode.quantization).name, vectors, r_max, flt,
-            exact=config.exact, hnsw_ef=config.hnsw_ef, with_payload=[schema.LABEL],
+            exact=config.exact, hnsw_ef=config.hnsw_ef, acorn=config.acorn, with_payload=[schema.LABEL],
             quantization=mode.quantization_params,
         )
         hl = np.full((len(part), r_max), metrics.MISSING, np.int64)

@@ -73,6 +73,7 @@ def ingest(
     replicas: int = 1,
     write_consistency: int = 1,
     overlap: bool = True,
+    on_disk: bool = False,
 ) -> IngestReport:
     """Embed FMNIST images and write them to the method's collection.
 
@@ -95,6 +96,9 @@ def ingest(
         overlap: write each batch on a second thread while the next one is
             embedded (off: one after the other, the baseline the embed
             benchmark compares with).
+        on_disk: a new collection keeps its float32 vectors on disk,
+            memory-mapped (recorded in its metadata; docs/scale.md says
+            when it pays).
 
     Raises:
         CollectionMismatchError: the collection exists with another model
@@ -107,7 +111,7 @@ def ingest(
     total = sum(sizes.values())
     schema.check_offered(embedder.name, quantization)  # before loading a model
     embedder.prepare()  # a model that cannot load fails here, before any write
-    spec = schema.spec_for(embedder.describe(), prefix, planned=total, quantization=quantization)
+    spec = schema.spec_for(embedder.describe(), prefix, planned=total, quantization=quantization, on_disk=on_disk)
     distribution = {"shards": shards, "replicas": replicas, "write_consistency": write_consistency}
     spec = replace(spec, **distribution, metadata={**spec.metadata, schema.META_DISTRIBUTION: distribution})
     with write_target(store, spec, recreate=recreate) as target:

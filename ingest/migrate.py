@@ -81,7 +81,8 @@ def migrate_collection(
         name=name, dim=info.dim, distance=info.distance,
         metadata={**meta, schema.META_COMPLETE: False, schema.META_DISTRIBUTION: distribution},
         multivector=info.multivector, datatype=str(meta.get("datatype", "float32")), hnsw=not info.multivector,
-        quantization=str(meta.get(schema.META_QUANTIZATION, "none")), **distribution,
+        quantization=str(meta.get(schema.META_QUANTIZATION, "none")), on_disk=bool(meta.get(schema.META_ON_DISK)),
+        **distribution,
     )
     ids = source.ids(name)
     with write_target(target, spec, recreate=recreate) as dest:

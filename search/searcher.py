@@ -137,6 +137,9 @@ class Searcher:
         data_dir: FMNIST location, for queries by the id of a point that the
             collection does not hold (e.g. a test image).
         hnsw_ef: HNSW search breadth (default: the store's).
+        acorn: Qdrant's ACORN search for filtered queries: it also walks the
+            neighbours of points the filter rejects, for a filter far from
+            the query on a gallery too large to scan (docs/scale.md).
         options: per method, embedder constructor options, e.g.
             ``{"siamese": {"weights": "other.keras"}, "resnet101": {"input_size": 112}}``.
         gallery: search this folder gallery (``fmsearch ingest --images``)
@@ -150,6 +153,7 @@ class Searcher:
         prefix: str = schema.DEFAULT_PREFIX,
         data_dir: str | os.PathLike | None = None,
         hnsw_ef: int | None = None,
+        acorn: bool = False,
         options: dict[str, dict] | None = None,
         gallery: str | None = None,
     ) -> None:
@@ -159,6 +163,7 @@ class Searcher:
         self.prefix = prefix
         self.data_dir = data_dir
         self.hnsw_ef = hnsw_ef
+        self.acorn = acorn
         self._embedders: dict[str, Embedder] = {}
         self._checked: dict[tuple[str, str], CollectionInfo] = {}
         self._reranker: SiftReranker | None = None
@@ -167,7 +172,7 @@ class Searcher:
         """A searcher of a folder gallery in the same store, sharing this
         one's settings and loaded embedders (a model loads once)."""
         other = Searcher(self.store, prefix=self.prefix, data_dir=self.data_dir, hnsw_ef=self.hnsw_ef,
-                         options=self.options, gallery=gallery)
+                         acorn=self.acorn, options=self.options, gallery=gallery)
         other._embedders = self._embedders
         return other
 
@@ -239,7 +244,7 @@ class Searcher:
         if mode.expand:
             vectors = self.expanded_queries(mode, vectors, flt, exact=exact, quantization_params=params)
         points = self.store.query_batch(
-            info.name, vectors, k, flt, exact=exact, hnsw_ef=self.hnsw_ef, with_payload=FIELDS,
+            info.name, vectors, k, flt, exact=exact, hnsw_ef=self.hnsw_ef, acorn=self.acorn, with_payload=FIELDS,
             quantization=params,
         )
         return [to_hits(p) for p in points]
@@ -260,7 +265,8 @@ class Searcher:
         info = self.collection(mode.methods[0], mode.quantization)
         q = np.asarray(vectors, np.float32).reshape(len(vectors), -1)
         points = self.store.query_batch(info.name, q, mode.expand, flt, exact=exact, hnsw_ef=self.hnsw_ef,
-                                        with_payload=False, quantization=quantization_params or mode.quantization_params)
+                                        acorn=self.acorn, with_payload=False,
+                                        quantization=quantization_params or mode.quantization_params)
         ids = sorted({p.id for row in points for p in row})
         records = self.store.retrieve(info.name, ids, with_vectors=True, with_payload=False) if ids else []
         stored = {r.id: r.vector for r in records if r.vector is not None}
@@ -464,6 +470,6 @@ class Searcher:
         flt = self.class_filter(method, classes, exclude_classes, ids)
         points = self.store.recommend(
             info.name, [vec(e) for e in positive], [vec(e) for e in negative], k, flt,
-            hnsw_ef=self.hnsw_ef, with_payload=FIELDS,
+            hnsw_ef=self.hnsw_ef, acorn=self.acorn, with_payload=FIELDS,
         )
         return to_hits(points)

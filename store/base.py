@@ -18,6 +18,8 @@ from fmsearch.errors import InvalidArgumentError
 from fmsearch.store.schema import CollectionSpec
 
 DEFAULT_HNSW_EF = 128
+#: the widest graph search a caller may ask for (the CLI and the service refuse more)
+MAX_HNSW_EF = 100_000
 DEFAULT_TIMEOUT = 10
 
 
@@ -222,9 +224,10 @@ class Store(ABC):
     @abstractmethod
     def recommend(self, name: str, positive: Sequence[np.ndarray], negative: Sequence[np.ndarray], limit: int,
                   flt: QueryFilter | None = None, *, hnsw_ef: int | None = None,
-                  with_payload: bool | Sequence[str] = True) -> list[ScoredPoint]:
+                  with_payload: bool | Sequence[str] = True, acorn: bool = False) -> list[ScoredPoint]:
         """Qdrant's recommend query, best-score strategy: points close to the
-        positive vectors and far from the negative ones."""
+        positive vectors and far from the negative ones; ``hnsw_ef`` and
+        ``acorn`` as :meth:`query_batch` takes them."""
 
     def is_multivector(self, name: str) -> bool:
         """Whether the collection holds multivectors (cached per name)."""

@@ -433,7 +433,7 @@ class EdgeStore(Store):
 
     def recommend(self, name: str, positive: Sequence[np.ndarray], negative: Sequence[np.ndarray], limit: int,
                   flt: QueryFilter | None = None, *, hnsw_ef: int | None = None,
-                  with_payload: bool | Sequence[str] = True) -> list[ScoredPoint]:
+                  with_payload: bool | Sequence[str] = True, acorn: bool = False) -> list[ScoredPoint]:
         qe = _edge()
         query = qe.Query.RecommendBestScore(qe.RecommendQuery(
             [np.asarray(v, np.float32).tolist() for v in positive],
@@ -441,7 +441,9 @@ class EdgeStore(Store):
         ))
         hits = self._shard(name).query(qe.QueryRequest(
             limit=limit, query=query, filter=self._filter(flt),
-            params=qe.SearchParams(hnsw_ef=hnsw_ef or DEFAULT_HNSW_EF), with_payload=payload_selector(with_payload),
+            params=qe.SearchParams(hnsw_ef=hnsw_ef or DEFAULT_HNSW_EF,
+                                   acorn=qe.AcornSearchParams(enable=True) if acorn else None),
+            with_payload=payload_selector(with_payload),
         ))
         return [ScoredPoint(int(p.id), float(p.score), dict(p.payload or {})) for p in hits]
 

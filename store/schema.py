@@ -54,6 +54,8 @@ META_COMPLETE = "complete"
 META_PLANNED = "points_planned"
 META_QUANTIZATION = "quantization"
 META_DISTRIBUTION = "distribution"
+#: the float32 vectors are memory-mapped from disk, not held in RAM
+META_ON_DISK = "vectors_on_disk"
 META_CREATED = "created_at"
 #: what must agree between a collection and the model queried against it
 MODEL_KEYS = (META_METHOD, META_DIM, META_FINGERPRINT)
@@ -302,10 +304,12 @@ def spec_for(
     quantization: str = "none",
     *,
     offered_only: bool = True,
+    on_disk: bool = False,
 ) -> CollectionSpec:
     """The spec of the collection for a model's :meth:`Embedder.describe`
     (``offered_only=False``: any quantisation, for the benchmark that
-    measures why some are not offered)."""
+    measures why some are not offered; ``on_disk``: the float32 vectors
+    memory-mapped from disk)."""
     if quantization != "none" and model.get("multivector"):
         raise InvalidArgumentError(f"quantization does not apply to {model[META_METHOD]}", param="quantization")
     if offered_only:
@@ -314,6 +318,7 @@ def spec_for(
         META_SCHEMA: SCHEMA_VERSION,
         **model,
         META_QUANTIZATION: quantization,
+        META_ON_DISK: bool(on_disk),
         META_COMPLETE: False,
         META_PLANNED: int(planned),
         META_CREATED: datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -327,6 +332,7 @@ def spec_for(
         datatype=str(model.get("datatype", "float32")),
         hnsw=not model.get("multivector", False),
         quantization=quantization,
+        on_disk=bool(on_disk),
     )
 
 

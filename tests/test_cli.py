@@ -63,19 +63,39 @@ def test_query_expand(home):
     assert result.exit_code == 1 and result.output.strip() == "Error: --expand must be between 0 (off) and 100, got -1"
 
 
-def test_query_hnsw_ef_reaches_the_store(home, monkeypatch):
-    """--hnsw-ef is the breadth every query of the command is searched with;
-    out of range it is refused in one line."""
+def test_ingest_on_disk_reaches_the_collection(tmp_path, fmnist):
+    """ingest --on-disk: the new collection's vectors are memory-mapped, as
+    its metadata and the engine's own configuration say."""
     from fmsearch.store.edge import EdgeStore
 
-    seen, query_batch = [], EdgeStore.query_batch
-    monkeypatch.setattr(EdgeStore, "query_batch", lambda self, *a, **kw: seen.append(kw.get("hnsw_ef")) or query_batch(
-        self, *a, **kw))
-    for args, ef in ((["--hnsw-ef", "512"], 512), (["--class", "Sneaker", "--hnsw-ef", "1024"], 1024), ([], None)):
+    result = CliRunner().invoke(main, ["--home", str(tmp_path), "ingest", "-m", "pixels", "--limit", "100",
+                                       "--quantization", "int8", "--on-disk"])
+    assert result.exit_code == 0, result.output
+    with EdgeStore(tmp_path) as store:
+        assert store.info("fmnist_pixels_int8").metadata["vectors_on_disk"] is True
+        config = json.loads((store._dir("fmnist_pixels_int8") / "shard" / "edge_config.json").read_text())
+        assert config["vectors"][""]["on_disk"] is True
+
+
+def test_query_hnsw_ef_and_acorn_reach_the_store(home, monkeypatch):
+    """--hnsw-ef and --acorn are how every query of the command searches the
+    graph, a recommend query's too; out of range ef is refused in one line."""
+    from fmsearch.store.edge import EdgeStore
+
+    seen = []
+    for name in ("query_batch", "recommend"):
+        def spy(self, *a, _real=getattr(EdgeStore, name), **kw):
+            seen.append((kw.get("hnsw_ef"), kw.get("acorn")))
+            return _real(self, *a, **kw)
+        monkeypatch.setattr(EdgeStore, name, spy)
+    for args, want in ((["--id", "60000", "--hnsw-ef", "512"], (512, False)),
+                       (["--id", "60000", "--class", "Sneaker", "--hnsw-ef", "1024", "--acorn"], (1024, True)),
+                       (["--positive", "60000", "--class", "Bag", "--acorn"], (None, True)),
+                       (["--id", "60000"], (None, False))):
         seen.clear()
-        result = CliRunner().invoke(main, ["--home", str(home), "query", "--id", "60000", "-m", "pixels", *args])
+        result = CliRunner().invoke(main, ["--home", str(home), "query", "-m", "pixels", *args])
         assert result.exit_code == 0, result.output
-        assert seen and set(seen) == {ef}, (args, seen)
+        assert seen and set(seen) == {want}, (args, seen)
     result = CliRunner().invoke(main, ["--home", str(home), "query", "--id", "60000", "-m", "pixels", "--hnsw-ef", "0"])
     assert result.exit_code != 0 and "--hnsw-ef" in result.output and "Traceback" not in result.output
 

@@ -101,9 +101,11 @@ def test_cli_evaluate_happy_path(home, tmp_path):
     result = CliRunner().invoke(main, ["--home", str(home), "evaluate", "-m", "pixels", "--queries", "30", "--k", "1,5", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "top-1 accuracy" in result.output and (out / "results_grid.png").stat().st_size > 10_000
-    result = CliRunner().invoke(main, ["--home", str(home), "evaluate", "-m", "pixels", "--queries", "10", "--out", str(out), "--json"])
+    result = CliRunner().invoke(main, ["--home", str(home), "evaluate", "-m", "pixels", "--queries", "10", "--out", str(out), "--json",
+                                       "--hnsw-ef", "256", "--acorn"])
     data = json.loads(result.output)
     assert data["queries"] == 10 and set(data["metrics"]) == {"1", "5", "10", "20"}
+    assert data["search"] == "hnsw (ef=256, ACORN)"  # recorded as searched
 
 
 @pytest.mark.parametrize(

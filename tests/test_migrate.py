@@ -23,7 +23,7 @@ def source(tmp_path_factory):
     home = tmp_path_factory.mktemp("src")
     with EdgeStore(home) as s:
         ingest(s, get_embedder("pixels"), limit=300)
-        ingest(s, get_embedder("pixels"), limit=300, quantization="int8")
+        ingest(s, get_embedder("pixels"), limit=300, quantization="int8", on_disk=True)
         ingest(s, SiftExtractor(), limit=60)
     return home
 
@@ -49,9 +49,12 @@ def test_migrate_copies_and_verifies_every_collection(source, target, fmnist):
         for name in ("fmnist_pixels", "fmnist_pixels_int8", "fmnist_sift"):
             a, b = src.info(name), dst.info(name)
             assert (b.points, b.dim, b.multivector) == (a.points, a.dim, a.multivector)
-            for key in ("method", "fingerprint", "quantization", "fmsearch_schema"):
+            for key in ("method", "fingerprint", "quantization", "fmsearch_schema", "vectors_on_disk"):
                 assert b.metadata[key] == a.metadata[key]
             assert b.metadata["complete"] is True
+        # the copy is built as the original was: int8 with its vectors on disk
+        params = dst.client.get_collection("fmnist_pixels_int8").config.params.vectors
+        assert params.on_disk is True and src.info("fmnist_pixels_int8").metadata["vectors_on_disk"] is True
         image = fmnist["test"].images[0]
         ours = [h.id for h in Searcher(src).search("pixels", image=image, k=10)]
         theirs = [h.id for h in Searcher(dst).search("pixels", image=image, k=10)]

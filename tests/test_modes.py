@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -65,11 +67,26 @@ def test_oversampling_below_one_rejected():
         QuantizationParams(oversampling=0.5)
 
 
-def test_int8_collection_keeps_recall(quantizing_store, prefix, fmnist):
+def _vectors_on_disk(store, name: str) -> bool:
+    """Whether the engine itself keeps the collection's vectors on disk (its
+    own configuration, not fmsearch's metadata)."""
+    from fmsearch.store.edge import EdgeStore
+
+    if isinstance(store, EdgeStore):
+        config = json.loads((store._dir(name) / "shard" / "edge_config.json").read_text())
+        return bool(config["vectors"][""].get("on_disk"))
+    return bool(store.client.get_collection(name).config.params.vectors.on_disk)
+
+
+@pytest.mark.parametrize("on_disk", [False, True], ids=["in-memory", "on-disk"])
+def test_int8_collection_keeps_recall(quantizing_store, prefix, fmnist, on_disk):
+    """ingest --quantization int8 (and --on-disk: the float32 vectors
+    memory-mapped, as the engine records) keeps the rescored top 10."""
     store = quantizing_store
-    ingest(store, get_embedder("pixels"), limit=300, prefix=prefix, quantization="int8")
+    ingest(store, get_embedder("pixels"), limit=300, prefix=prefix, quantization="int8", on_disk=on_disk)
     info = store.info(prefix + "pixels_int8")
     assert info.metadata["quantization"] == "int8" and info.points == 300
+    assert info.metadata[schema.META_ON_DISK] is on_disk and _vectors_on_disk(store, info.name) is on_disk
     s = Searcher(store, prefix=prefix)
     v = get_embedder("pixels").embed(fmnist["train"].images[:300])
     hits = s.search(SearchMode("pixels", quantization="int8", oversampling=2), image=fmnist["test"].images[0], k=10)

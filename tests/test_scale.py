@@ -169,9 +169,10 @@ def test_bench_scale_suite_small(tmp_path, fmnist):
 
 @pytest.mark.slow
 def test_bench_scale_memory_options(tmp_path, fmnist, monkeypatch):
-    """--on-disk and --quantization reach the collection the suite builds,
-    which is searched rescored at the product's oversampling; the heap part
-    of the serving memory is reported beside the whole."""
+    """--on-disk, --quantization and --full-scan-threshold reach the
+    collection the suite builds, which is searched rescored at the
+    product's oversampling; the heap part of the serving memory is reported
+    beside the whole."""
     pytest.importorskip("hnswlib", reason="the scale extra is not installed (pip install '.[scale]')")
     from fmsearch.store.edge import EdgeStore
 
@@ -181,12 +182,14 @@ def test_bench_scale_memory_options(tmp_path, fmnist, monkeypatch):
                         query_batch(self, *a, **kw))
     result = CliRunner().invoke(main, ["bench", "--suite", "scale", "--sizes", "2000", "--kinds", "vectors",
                                        "--methods", "pixels", "--queries", "20", "--on-disk", "--quantization", "int8",
-                                       "--out-dir", str(tmp_path)])
+                                       "--full-scan-threshold", "20000", "--out-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert [(s.on_disk, s.quantization) for s in specs] == [(True, "int8")]
+    assert [(s.on_disk, s.quantization, s.full_scan_threshold_kb) for s in specs] == [(True, "int8", 20000)]
     assert all(q is not None and q.rescore for q in quant)
     assert {q.oversampling for q in quant} == {schema.DEFAULT_OVERSAMPLING["int8"], 8, 16, 32}
-    row = json.loads((tmp_path / "scale.json").read_text())["rows"][0]
+    data = json.loads((tmp_path / "scale.json").read_text())
+    assert data["settings"]["full_scan_threshold_kb"] == 20000
+    row = data["rows"][0]
     assert row["search"]["plain"]["recall_at_10"] >= 0.95
     assert all(row["search"][f"plain oversampling {o}"]["recall_at_10"] >= 0.95 for o in (8, 16, 32))
     assert 0 <= row["serve_rss_anon_mib"] <= row["serve_rss_mib"] + 1
@@ -195,7 +198,8 @@ def test_bench_scale_memory_options(tmp_path, fmnist, monkeypatch):
 def test_bench_scale_refuses_bad_options():
     runner = CliRunner()
     for args, words in ((["--sizes", "10"], "between 1000"), (["--kinds", "photos"], "--kinds: choose"),
-                        (["--methods", "sift"], "rerank stage"), (["--linked-fields", "nope"], "no payload index")):
+                        (["--methods", "sift"], "rerank stage"), (["--linked-fields", "nope"], "no payload index"),
+                        (["--full-scan-threshold", "0"], "--full-scan-threshold")):
         result = runner.invoke(main, ["bench", "--suite", "scale", *args])
         assert result.exit_code != 0 and words in result.output, result.output
         assert "Traceback" not in result.output

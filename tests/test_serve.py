@@ -306,18 +306,18 @@ def test_a_server_error_is_logged_and_answered_without_details(serve_home, caplo
         c.__exit__(None, None, None)
 
 
-def test_serve_hnsw_ef_reaches_the_store(serve_home, monkeypatch):
-    """fmsearch serve --hnsw-ef: every search the service makes uses it."""
+def test_serve_hnsw_ef_and_acorn_reach_the_store(serve_home, monkeypatch):
+    """fmsearch serve --hnsw-ef and --acorn: every search the service makes uses them."""
     from fmsearch.store.edge import EdgeStore
 
     seen, query_batch = [], EdgeStore.query_batch
-    monkeypatch.setattr(EdgeStore, "query_batch", lambda self, *a, **kw: seen.append(kw.get("hnsw_ef")) or query_batch(
-        self, *a, **kw))
-    c = _client(ServeConfig(home=str(serve_home), hnsw_ef=700))
+    monkeypatch.setattr(EdgeStore, "query_batch", lambda self, *a, **kw: seen.append(
+        (kw.get("hnsw_ef"), kw.get("acorn"))) or query_batch(self, *a, **kw))
+    c = _client(ServeConfig(home=str(serve_home), hnsw_ef=700, acorn=True))
     try:
         seen.clear()
         _search(c, id=60000, method="pixels", classes=["Bag"])
-        assert seen and set(seen) == {700}, seen
+        assert seen and set(seen) == {(700, True)}, seen
     finally:
         c.__exit__(None, None, None)
     with pytest.raises(InvalidArgumentError, match="hnsw ef must be 1-100000"):

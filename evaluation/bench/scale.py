@@ -278,11 +278,13 @@ def _measure(g: _Gallery, n: int, queries, q_labels, warm, spec_args: dict[str, 
 def run_scale_bench(*, sizes: tuple[int, ...] = SIZES, kinds: tuple[str, ...] = galleries.KINDS,
                     methods: tuple[str, ...] = METHODS, queries: int = 300,
                     linked_fields: tuple[str, ...] | None = None, on_disk: bool = False, quantization: str = "none",
+                    full_scan_threshold_kb: int = schema.FULL_SCAN_THRESHOLD_KB,
                     plot_dir: str | os.PathLike | None = None,
                     data_dir=None, seed: int = 0, log: Callable[[str], None] = logger.info) -> BenchResult:
     """The scale series: every kind, method and size (see the module doc)."""
     check_first_stage(methods, "is a rerank stage (the rerank suite), not a gallery the scale suite builds")
-    spec_args: dict[str, Any] = {"on_disk": on_disk, "quantization": quantization}
+    spec_args: dict[str, Any] = {"on_disk": on_disk, "quantization": quantization,
+                                 "full_scan_threshold_kb": full_scan_threshold_kb}
     if linked_fields is not None:
         spec_args["linked_fields"] = linked_fields
     schema.CollectionSpec("check", dim=1, payload_indexes={**schema.PAYLOAD_INDEXES, GROUP: "integer"},
@@ -303,7 +305,8 @@ def run_scale_bench(*, sizes: tuple[int, ...] = SIZES, kinds: tuple[str, ...] = 
         skipped = ({"mode": "hnswlib", "why": "not installed (pip install '.[scale]')"},)
     settings = {"hnsw_m": schema.HNSW_M, "ef_construct": schema.HNSW_EF_CONSTRUCT, "hnsw_ef": DEFAULT_HNSW_EF,
                 "linked_fields": list(linked_fields or schema.LINKED_FIELDS), "on_disk": on_disk,
-                "quantization": quantization, "jitter": galleries.JITTER, "queries": queries, "seed": seed}
+                "quantization": quantization, "full_scan_threshold_kb": full_scan_threshold_kb,
+                "jitter": galleries.JITTER, "queries": queries, "seed": seed}
     data = {"k": 10, "settings": settings, "environment": environment(), "rows": rows}
     if plot_dir is not None and rows:
         data["plot"] = str(plot(data, Path(plot_dir) / "scale.png"))

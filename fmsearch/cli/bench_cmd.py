@@ -8,7 +8,7 @@ import shutil
 import click
 
 from fmsearch.evaluation.bench import SUITES
-from fmsearch.store.schema import QUANTIZATIONS
+from fmsearch.store.schema import FULL_SCAN_THRESHOLD_KB, QUANTIZATIONS
 
 from .common import data_dir_option, domain_errors, parse_numbers, pass_settings
 
@@ -35,6 +35,9 @@ from .common import data_dir_option, domain_errors, parse_numbers, pass_settings
 @click.option("--on-disk/--in-memory", default=False, show_default=True, help="scale suite: original vectors on disk.")
 @click.option("--quantization", type=click.Choice(QUANTIZATIONS), default="none", show_default=True,
               help="scale suite: quantised copies searched first, rescored with the originals.")
+@click.option("--full-scan-threshold", type=click.IntRange(1, 10_000_000), default=FULL_SCAN_THRESHOLD_KB,
+              show_default=True, help="scale suite: KB of vectors below which a filtered search scans instead of "
+              "walking the graph (and below which a linked field's values get no extra links).")
 @click.option("--synthetic", type=click.IntRange(0, 5_000_000), default=1_000_000, show_default=True, help="search suite: synthetic 64-d collection size (0: none).")
 @click.option("--local/--no-local", default=True, show_default=True, help="search suite: include qdrant-client local mode.")
 @click.option("--methods", default=None, help="embed suite: methods, comma-separated [default pixels,autoencoder,siamese,resnet101]. "
@@ -51,8 +54,8 @@ from .common import data_dir_option, domain_errors, parse_numbers, pass_settings
 @data_dir_option
 @pass_settings
 @domain_errors
-def command(settings, suite, gallery, sizes, kinds, linked_fields, on_disk, quantization, synthetic, local, methods,
-            queries, clients, uploads, workers, duration, out_dir, data_dir) -> None:
+def command(settings, suite, gallery, sizes, kinds, linked_fields, on_disk, quantization, full_scan_threshold, synthetic,
+            local, methods, queries, clients, uploads, workers, duration, out_dir, data_dir) -> None:
     """Benchmarks, measured as ratios between runs in this same process.
 
     Prints markdown tables and writes bench-results/{store,search,embed,rerank,modes,quantization,serve,scale}.json
@@ -87,7 +90,7 @@ def command(settings, suite, gallery, sizes, kinds, linked_fields, on_disk, quan
         "scale": lambda: scale.run_scale_bench(
             sizes=_scale_sizes(sizes), kinds=_kinds(kinds), methods=_methods(methods) or scale.METHODS,
             queries=queries, linked_fields=_names(linked_fields), on_disk=on_disk, quantization=quantization,
-            plot_dir=out_dir, data_dir=data_dir, log=log),
+            full_scan_threshold_kb=full_scan_threshold, plot_dir=out_dir, data_dir=data_dir, log=log),
         "serve": lambda: _serve_bench(settings, methods, clients, uploads, workers, duration, data_dir, log),
     }
     names = (*SUITES, "serve") if suite == "all" else (suite,)

@@ -9,7 +9,7 @@ from .common import (
     domain_errors,
     echo_json,
     embedder_options,
-    hnsw_ef_option,
+    graph_search_options,
     mode_options,
     model_options,
     parse_ks,
@@ -49,7 +49,7 @@ def _queries(value: str, gallery: str | None = None) -> int | None:
 @click.option("--k", "ks", default="1,5,10,20", show_default=True, help="Comma-separated K values.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the query subset, R-precision and grid samples.")
 @click.option("--exact", is_flag=True, help="Exact search instead of HNSW.")
-@hnsw_ef_option
+@graph_search_options
 @click.option("--batch-size", type=int, default=256, show_default=True, help="Queries per batch request.")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Output directory [default eval-results/METHOD[-exact], plus the mode's settings].")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json as one JSON object.")
@@ -60,8 +60,8 @@ def _queries(value: str, gallery: str | None = None) -> int | None:
 @data_dir_option
 @pass_settings
 @domain_errors
-def command(settings, method, task, sources, queries, ks, seed, exact, hnsw_ef, batch_size, out, as_json, gallery,
-            weights, input_size, runtime, threads, data_dir, **mode) -> None:
+def command(settings, method, task, sources, queries, ks, seed, exact, hnsw_ef, acorn, batch_size, out, as_json,
+            gallery, weights, input_size, runtime, threads, data_dir, **mode) -> None:
     """Evaluate METHOD: test images query the train gallery.
 
     Writes metrics.json, report.md, pr_curve.png, results_grid.png and
@@ -78,7 +78,7 @@ def command(settings, method, task, sources, queries, ks, seed, exact, hnsw_ef, 
 
     search = search_mode(method, **mode)
     config = EvalConfig(search, queries=_queries(queries, gallery), ks=parse_ks(ks), seed=seed, exact=exact,
-                        batch_size=batch_size, hnsw_ef=hnsw_ef, gallery=gallery)
+                        batch_size=batch_size, hnsw_ef=hnsw_ef, acorn=acorn, gallery=gallery)
     out = out or config.out_dir
     store = settings.store()
     methods = (*search.methods, *([search.rescore_with] if search.rescore_with else []))

@@ -19,6 +19,9 @@ from .common import cli_message, data_dir_option, domain_errors, echo_json, embe
 @click.option("--quantization", type=click.Choice(QUANTIZATIONS), default="none", show_default=True,
               help="Write the quantised variant fmnist_<method>_<q> instead: int8 (scalar) or binary quantised vectors, "
               "with the float32 originals kept for rescoring.")
+@click.option("--on-disk", is_flag=True, help="A new collection keeps its float32 vectors on disk, memory-mapped: "
+              "with --quantization int8, a million pixel vectors served in 1.5 GiB of RAM instead of 3.4, at recall@10 "
+              "0.997 (docs/scale.md#memory-options).")
 @click.option("--shards", type=int, default=1, show_default=True, help="Server/cluster: shards of a new collection.")
 @click.option("--replicas", type=int, default=1, show_default=True, help="Server/cluster: copies of each shard.")
 @click.option("--write-consistency", type=int, default=1, show_default=True,
@@ -36,7 +39,7 @@ from .common import cli_message, data_dir_option, domain_errors, echo_json, embe
 @data_dir_option
 @pass_settings
 @domain_errors
-def command(settings, method, split, limit, batch_size, recreate, quantization, shards, replicas, write_consistency,
+def command(settings, method, split, limit, batch_size, recreate, quantization, on_disk, shards, replicas, write_consistency,
             sift_upscale, sift_plain, images_dir, gallery, recursive, as_json, weights, input_size, runtime, threads,
             data_dir) -> None:
     """Embed FMNIST images with METHOD and store them in Qdrant.
@@ -64,8 +67,8 @@ def command(settings, method, split, limit, batch_size, recreate, quantization, 
     if images_dir is not None:
         from fmsearch.models.registry import RERANK_ONLY
 
-        if split != "train" or limit is not None or quantization != "none":
-            raise click.UsageError("--split, --limit and --quantization apply to FMNIST, not to --images")
+        if split != "train" or limit is not None or quantization != "none" or on_disk:
+            raise click.UsageError("--split, --limit, --quantization and --on-disk apply to FMNIST, not to --images")
         methods = tuple(m for m in methods if m not in RERANK_ONLY)
         if not methods:
             raise click.UsageError(f"{method} is a rerank stage: a folder gallery takes embedding methods")
@@ -87,10 +90,10 @@ def command(settings, method, split, limit, batch_size, recreate, quantization, 
                 click.echo(f"skipping {name}: {cli_message(err, click.get_current_context())}", err=True)
                 continue
         _ingest_one(settings, embedder, split, limit, batch_size, recreate, data_dir, quantization,
-                    {"shards": shards, "replicas": replicas, "write_consistency": write_consistency})
+                    {"shards": shards, "replicas": replicas, "write_consistency": write_consistency, "on_disk": on_disk})
 
 
-def _ingest_one(settings, embedder, split, limit, batch_size, recreate, data_dir, quantization, distribution) -> None:
+def _ingest_one(settings, embedder, split, limit, batch_size, recreate, data_dir, quantization, layout) -> None:
     from tqdm import tqdm
 
     from fmsearch.ingest.indexer import ingest
@@ -99,7 +102,7 @@ def _ingest_one(settings, embedder, split, limit, batch_size, recreate, data_dir
         report = ingest(
             settings.store(), embedder, split=split, limit=limit, batch_size=batch_size, recreate=recreate,
             data_dir=data_dir, prefix=settings.prefix, progress=bar.update, on_plan=lambda n: bar.reset(total=n),
-            quantization=quantization, **distribution,
+            quantization=quantization, **layout,
         )
     extra = ""
     if report.points_skipped:

@@ -9,7 +9,7 @@ from .common import (
     domain_errors,
     echo_json,
     embedder_options,
-    hnsw_ef_option,
+    graph_search_options,
     id_or_image,
     mode_options,
     model_options,
@@ -31,7 +31,7 @@ from .common import (
 @click.option("--class", "classes", multiple=True, help="Only this class (repeatable), e.g. --class Sneaker.")
 @click.option("--exclude-class", "exclude_classes", multiple=True, help="Never this class (repeatable).")
 @click.option("--exact", is_flag=True, help="Exact search instead of HNSW.")
-@hnsw_ef_option
+@graph_search_options
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per hit.")
 @click.option("--collection", "gallery", default=None,
               help="Search this folder gallery (fmsearch ingest --images) instead of FMNIST; --id is then its point id.")
@@ -41,7 +41,7 @@ from .common import (
 @pass_settings
 @domain_errors
 def command(settings, image_path, point_id, method, positive, negative, k, offset, min_score, classes, exclude_classes,
-            exact, hnsw_ef, as_json, gallery,
+            exact, hnsw_ef, acorn, as_json, gallery,
             weights, input_size, runtime, threads, data_dir, **mode) -> None:
     """Find the gallery images most similar to IMAGE_PATH (or --id).
 
@@ -65,6 +65,7 @@ def command(settings, image_path, point_id, method, positive, negative, k, offse
     if search.rerank is not None:
         search.rerank.check_holds(k)
     searcher = Searcher(settings.store(), prefix=settings.prefix, data_dir=data_dir, gallery=gallery, hnsw_ef=hnsw_ef,
+                        acorn=acorn,
                         options=embedder_options((*search.methods, *([search.rescore_with] if search.rescore_with else [])),
                                                  weights, input_size, runtime, threads))
     if positive or negative:

@@ -10,7 +10,7 @@ import click
 
 from fmsearch.serve.config import DEFAULT_MAX_UPLOAD
 
-from .common import data_dir_option, domain_errors, hnsw_ef_option, pass_settings, read_key_file, setup_logging
+from .common import data_dir_option, domain_errors, graph_search_options, pass_settings, read_key_file, setup_logging
 
 
 @click.command("serve")
@@ -38,13 +38,14 @@ from .common import data_dir_option, domain_errors, hnsw_ef_option, pass_setting
 @click.option("--insight", "insight_dir", type=click.Path(file_okay=False), default=None,
               help="Where `fmsearch map` and `fmsearch duplicates` wrote: the page's map and duplicates "
               "[default eval-results].")
-@hnsw_ef_option
+@graph_search_options
 @click.option("--access-log/--no-access-log", default=False, show_default=True, help="Log every request line.")
 @data_dir_option
 @pass_settings
 @domain_errors
 def command(settings, host, port, methods, workers, api_key, api_key_file, cors_origins, max_upload_bytes,
-            request_timeout_s, batching, threads, server, reference, insight_dir, hnsw_ef, access_log, data_dir) -> None:
+            request_timeout_s, batching, threads, server, reference, insight_dir, hnsw_ef, acorn, access_log,
+            data_dir) -> None:
     """Serve searches over HTTP until stopped (Ctrl-C or SIGTERM).
 
     Loads every ingested method's model once, answers JSON (OpenAPI at
@@ -65,7 +66,8 @@ def command(settings, host, port, methods, workers, api_key, api_key_file, cors_
                          prefix=settings.prefix, timeout=settings.timeout, retries=settings.retries, data_dir=data_dir,
                          methods=names, api_key=api_key, cors_origins=tuple(cors_origins),
                          max_upload_bytes=max_upload_bytes, request_timeout_s=request_timeout_s, batching=batching,
-                         threads=threads, hnsw_ef=hnsw_ef, **({"insight_dir": insight_dir} if insight_dir else {}))
+                         threads=threads, hnsw_ef=hnsw_ef, acorn=acorn,
+                         **({"insight_dir": insight_dir} if insight_dir else {}))
     logging.getLogger("fmsearch").setLevel(logging.INFO)  # what is loaded and what is skipped, and why
     click.echo(f"fmsearch serve on http://{host}:{port} ({workers} worker{'s' if workers > 1 else ''}); "
                f"docs at http://{host}:{port}/docs", err=True)

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 
 from fmsearch.errors import InvalidArgumentError
 from fmsearch.evaluation import RESULTS_DIR
+from fmsearch.store.base import MAX_HNSW_EF
 from fmsearch.store.schema import DEFAULT_PREFIX
 
 #: the environment variable a worker process reads its configuration from
@@ -32,6 +33,7 @@ class ServeConfig:
         threads: ONNX Runtime threads per inference (default one per core);
             they never spin-wait between calls here.
         hnsw_ef: the graph search's breadth (None: the store's default).
+        acorn: Qdrant's ACORN search for filtered queries.
         insight_dir: where ``fmsearch map`` and ``fmsearch duplicates``
             wrote (their default folder): the page's map and duplicates.
     """
@@ -51,6 +53,7 @@ class ServeConfig:
     batching: bool = True
     threads: int | None = None
     hnsw_ef: int | None = None
+    acorn: bool = False
     insight_dir: str = RESULTS_DIR
 
     def __post_init__(self) -> None:
@@ -60,8 +63,8 @@ class ServeConfig:
         if not self.request_timeout_s > 0:
             raise InvalidArgumentError(f"request timeout must be above 0 s, got {self.request_timeout_s}",
                                        param="request_timeout_s")
-        if self.hnsw_ef is not None and not 1 <= self.hnsw_ef <= 100_000:
-            raise InvalidArgumentError(f"hnsw ef must be 1-100000, got {self.hnsw_ef}", param="hnsw_ef")
+        if self.hnsw_ef is not None and not 1 <= self.hnsw_ef <= MAX_HNSW_EF:
+            raise InvalidArgumentError(f"hnsw ef must be 1-{MAX_HNSW_EF}, got {self.hnsw_ef}", param="hnsw_ef")
         if self.api_key is not None and not self.api_key.strip():
             raise InvalidArgumentError("the API key is empty", param="api_key")
 

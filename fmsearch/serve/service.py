@@ -117,7 +117,7 @@ class SearchService:
         # the methods run by ONNX Runtime: the service's thread budget, no spinning between requests
         options = {m: {"threads": c.threads, "spin": False} for m in method_names() if "spin" in OPTIONS[m]}
         self.searcher = Searcher(self.store, prefix=c.prefix, data_dir=c.data_dir, hnsw_ef=c.hnsw_ef,
-                                options=options)
+                                acorn=c.acorn, options=options)
         for method in candidates:
             self._load_method(method, names)
         for name, (gallery, method) in sorted(galleries.items()):
