@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from fmsearch.errors import StoreError
+from fmsearch.errors import InvalidArgumentError, StoreError
 from fmsearch.store import Store, schema
 from fmsearch.store.schema import CollectionSpec
 
@@ -58,6 +58,8 @@ def write_target(store: Store, spec: CollectionSpec, *, recreate: bool = False) 
     Raises:
         CollectionMismatchError: the collection exists with another model and
             ``recreate`` is off.
+        InvalidArgumentError: the spec asks for vectors on disk, and the
+            collection exists with them in memory (``recreate`` is off).
         StoreError: a rebuild was left incomplete (the live collection is
             unchanged).
     """
@@ -68,7 +70,11 @@ def write_target(store: Store, spec: CollectionSpec, *, recreate: bool = False) 
         store.create(replace(spec, name=target.name))
         logger.info("rebuilding %s beside the live collection, as %s", live, target.name)
     elif store.exists(live):
-        schema.check_compatible(live, store.info(live).metadata, spec.metadata)
+        metadata = store.info(live).metadata
+        schema.check_compatible(live, metadata, spec.metadata)
+        if spec.on_disk and not metadata.get(schema.META_ON_DISK):
+            raise InvalidArgumentError(f"{live} exists with its vectors in memory; ingest again with recreate to "
+                                       "rebuild it with them on disk", param="recreate")
         store.set_metadata(live, {schema.META_COMPLETE: False,
                                   schema.META_PLANNED: spec.metadata.get(schema.META_PLANNED, 0)})
         target = Target(live, live, store.ids(live), False)

@@ -64,17 +64,32 @@ def test_query_expand(home):
 
 
 def test_ingest_on_disk_reaches_the_collection(tmp_path, fmnist):
-    """ingest --on-disk: the new collection's vectors are memory-mapped, as
-    its metadata and the engine's own configuration say."""
+    """ingest --on-disk: the collection's vectors are memory-mapped, as its
+    metadata and the engine's own configuration say; asked of a collection
+    built in memory, it is refused in one line (nothing changed) until
+    --recreate rebuilds it."""
+    from test_modes import vectors_on_disk
+
     from fmsearch.store.edge import EdgeStore
 
-    result = CliRunner().invoke(main, ["--home", str(tmp_path), "ingest", "-m", "pixels", "--limit", "100",
-                                       "--quantization", "int8", "--on-disk"])
+    def ingest(*args):
+        return CliRunner().invoke(main, ["--home", str(tmp_path), "ingest", "-m", "pixels", "--limit", "100",
+                                         "--quantization", "int8", *args])
+
+    assert ingest().exit_code == 0
+    result = ingest("--on-disk")
+    assert result.exit_code == 1 and result.output.strip() == (
+        "Error: fmnist_pixels_int8 exists with its vectors in memory; ingest again with --recreate to rebuild it "
+        "with them on disk"), result.output
+    with EdgeStore(tmp_path) as store:
+        info = store.info("fmnist_pixels_int8")
+        assert info.metadata["complete"] is True and info.metadata["vectors_on_disk"] is False
+        assert not vectors_on_disk(store, "fmnist_pixels_int8")
+    result = ingest("--on-disk", "--recreate")
     assert result.exit_code == 0, result.output
     with EdgeStore(tmp_path) as store:
         assert store.info("fmnist_pixels_int8").metadata["vectors_on_disk"] is True
-        config = json.loads((store._dir("fmnist_pixels_int8") / "shard" / "edge_config.json").read_text())
-        assert config["vectors"][""]["on_disk"] is True
+        assert vectors_on_disk(store, "fmnist_pixels_int8") and store.count("fmnist_pixels_int8") == 100
 
 
 def test_query_hnsw_ef_and_acorn_reach_the_store(home, monkeypatch):

@@ -67,7 +67,7 @@ def test_oversampling_below_one_rejected():
         QuantizationParams(oversampling=0.5)
 
 
-def _vectors_on_disk(store, name: str) -> bool:
+def vectors_on_disk(store, name: str) -> bool:
     """Whether the engine itself keeps the collection's vectors on disk (its
     own configuration, not fmsearch's metadata)."""
     from fmsearch.store.edge import EdgeStore
@@ -86,7 +86,7 @@ def test_int8_collection_keeps_recall(quantizing_store, prefix, fmnist, on_disk)
     ingest(store, get_embedder("pixels"), limit=300, prefix=prefix, quantization="int8", on_disk=on_disk)
     info = store.info(prefix + "pixels_int8")
     assert info.metadata["quantization"] == "int8" and info.points == 300
-    assert info.metadata[schema.META_ON_DISK] is on_disk and _vectors_on_disk(store, info.name) is on_disk
+    assert info.metadata[schema.META_ON_DISK] is on_disk and vectors_on_disk(store, info.name) is on_disk
     s = Searcher(store, prefix=prefix)
     v = get_embedder("pixels").embed(fmnist["train"].images[:300])
     hits = s.search(SearchMode("pixels", quantization="int8", oversampling=2), image=fmnist["test"].images[0], k=10)
