@@ -23,6 +23,7 @@ from fmsearch.evaluation import RESULTS_DIR, metrics
 from fmsearch.images.files import decode_png
 from fmsearch.images.fmnist import CLASS_NAMES, SPLIT_SIZES, load_split
 from fmsearch.search.mode import SearchMode
+from fmsearch.search.query import Query
 from fmsearch.search.rerank import RerankConfig
 from fmsearch.search.searcher import Hit, Searcher
 from fmsearch.store import QuantizationParams, QueryFilter, Store, schema
@@ -347,7 +348,7 @@ def _evaluate_combined(searcher: Searcher, config: EvalConfig, data_dir, progres
     t0 = time.perf_counter()
     results = []
     for image in queries.images:
-        results.append(searcher.search(wide, image=image, k=limit, exact=config.exact, split=split))
+        results.append(searcher.search(wide, Query(image=image, k=limit, exact=config.exact, split=split)))
         progress(1)
     seconds = time.perf_counter() - t0
     hit_ids, hit_labels, hit_scores = _to_arrays(results, limit, keep_order=True)
@@ -355,7 +356,7 @@ def _evaluate_combined(searcher: Searcher, config: EvalConfig, data_dir, progres
     times = []
     for image in queries.images[:n]:
         t1 = time.perf_counter()
-        searcher.search(wide, image=image, k=max(config.ks), exact=config.exact, split=split)
+        searcher.search(wide, Query(image=image, k=max(config.ks), exact=config.exact, split=split))
         times.append(time.perf_counter() - t1)
     note = "not measured for a fusion or a rescoring (no single exact reference)"
     summary = {

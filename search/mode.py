@@ -11,6 +11,7 @@ labels and output names in reports.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -18,12 +19,26 @@ import numpy as np
 from fmsearch.errors import InvalidArgumentError
 from fmsearch.models.registry import check_method
 from fmsearch.search.fusion import DEFAULT_FUSION, FUSIONS
-from fmsearch.search.rerank import DEFAULT_SHORTLIST, MAX_SHORTLIST, RerankConfig
+from fmsearch.search.rerank import (
+    DEFAULT_RERANK_MODE,
+    DEFAULT_SHORTLIST,
+    DEFAULT_RATIO,
+    DEFAULT_WEIGHT,
+    MAX_SHORTLIST,
+    RerankConfig,
+)
 from fmsearch.store import QuantizationParams, schema
 
 
 #: the most hits a query can be expanded by
 MAX_EXPAND = 100
+#: a mode as every face spells it, flat (``fmsearch query``'s options, ``POST /api/search``'s fields), with the
+#: defaults of each: :meth:`SearchMode.from_options` is the one place they become a mode
+OPTIONS: dict[str, Any] = {
+    "quantization": "none", "rescore": True, "oversampling": None, "fusion": DEFAULT_FUSION, "fusion_weights": None,
+    "rescore_with": None, "shortlist": DEFAULT_SHORTLIST, "rerank": None, "rerank_mode": DEFAULT_RERANK_MODE,
+    "rerank_weight": DEFAULT_WEIGHT, "ratio": DEFAULT_RATIO, "expand": 0,
+}
 
 
 def parse_methods(methods: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
@@ -110,6 +125,22 @@ class SearchMode:
         if self.rescore_with == self.methods[0]:
             raise InvalidArgumentError(f"rescore with {self.rescore_with} is the method itself; name another method",
                                        param=("rescore_with", "method"))
+
+    @classmethod
+    def from_options(cls, method: str | tuple[str, ...], **options: Any) -> SearchMode:
+        """The mode of the flat :data:`OPTIONS` (a rerank stage's name in
+        ``rerank``, its settings beside it), as a face receives them; the same
+        options give the same (cached) value.
+
+        Raises:
+            InvalidArgumentError: an unknown option, or a bad value.
+        """
+        unknown = sorted(set(options) - set(OPTIONS))
+        if unknown:
+            raise InvalidArgumentError(f"unknown search mode options: {', '.join(unknown)}")
+        weights = options.get("fusion_weights")
+        flat = {**OPTIONS, **options, "fusion_weights": None if weights is None else tuple(weights)}
+        return _from_options(method if isinstance(method, str) else tuple(method), *(flat[k] for k in OPTIONS))
 
     @classmethod
     def of(cls, mode: SearchMode | str | tuple[str, ...]) -> SearchMode:
@@ -228,6 +259,17 @@ class SearchMode:
             m.fusion if m.fused else None, m.fusion_weights if m.fused else None, m.rescore_with,
             m.shortlist if m.combined else None, m.rerank, m.expand,
         )
+
+
+@lru_cache(maxsize=1024)
+def _from_options(method, quantization, rescore, oversampling, fusion, fusion_weights, rescore_with, shortlist, rerank,
+                  rerank_mode, rerank_weight, ratio, expand) -> SearchMode:
+    stage = None
+    if rerank is not None:
+        stage = RerankConfig(stage=rerank, shortlist=shortlist, mode=rerank_mode, weight=rerank_weight, ratio=ratio)
+    return SearchMode(method, quantization=quantization, rescore=rescore, oversampling=oversampling, fusion=fusion,
+                      fusion_weights=fusion_weights, rescore_with=rescore_with, shortlist=shortlist, rerank=stage,
+                      expand=expand)
 
 
 def _numbers(values: tuple[float, ...] | None, sep: str = ",") -> str:

@@ -1,4 +1,4 @@
-"""Query time: search the gallery by image or by id, in any search mode.
+"""Query time: search the gallery by image, by id or by examples, in any search mode.
 
 :class:`Searcher` is the Python API; the CLI and the service are thin layers
 over it.
@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +21,7 @@ from fmsearch.models.base import Embedder
 from fmsearch.models.registry import RERANK_ONLY, check_method, get_embedder
 from fmsearch.search.fusion import fuse_lists
 from fmsearch.search.mode import SearchMode
+from fmsearch.search.query import Example, Query, check_k
 from fmsearch.search.rerank import SiftReranker
 from fmsearch.store import (
     CollectionInfo,
@@ -29,8 +31,6 @@ from fmsearch.store import (
     Store,
     schema,
 )
-
-MAX_K = 1000
 
 
 @dataclass(frozen=True)
@@ -107,13 +107,6 @@ def fmnist_item(pid: int, data_dir: str | os.PathLike | None = None) -> Item:
     split, index = schema.split_index(pid)
     data = load_split(split, data_dir)
     return Item(pid, split, index, int(data.labels[index]), data.images[index])
-
-
-def check_k(k: int) -> int:
-    """Validate a result count."""
-    if not 1 <= k <= MAX_K:
-        raise InvalidArgumentError(f"k must be between 1 and {MAX_K}, got {k}", param="k")
-    return k
 
 
 def class_filter(
@@ -345,81 +338,88 @@ class Searcher:
         order = sorted(range(len(hits)), key=lambda j: (-scores[j], hits[j].id))
         return [replace(hits[j], rank=r, score=scores[j], first_score=hits[j].score) for r, j in enumerate(order, start=1)]
 
-    def search(
-        self,
-        mode: SearchMode | str,
-        *,
-        image: np.ndarray | None = None,
-        pid: int | None = None,
-        k: int = 10,
-        classes: Iterable[str] = (),
-        exclude_classes: Iterable[str] = (),
-        exact: bool = False,
-        split: str | None = None,
-        offset: int = 0,
-        min_score: float | None = None,
-        timings: dict[str, float] | None = None,
-    ) -> list[Hit]:
-        """The ``k`` gallery images nearest to a (28, 28) uint8 ``image`` or
-        to FMNIST item ``pid`` (which is then excluded), in ``mode`` (a
+    def search(self, mode: SearchMode | str, query: Query | None = None, *, timings: dict[str, float] | None = None,
+               **fields: Any) -> list[Hit]:
+        """Answer ``query`` (a :class:`Query`, or its fields as keywords:
+        ``search("siamese", image=img, k=5)``) in ``mode`` (a
         :class:`SearchMode`, or the name of a method to search plainly).
 
-        The first stage searches each method's collection (twice when the
-        mode expands the query by its first hits); a fusion combines the
-        lists, ``rescore_with`` reorders by another method's vectors, and
-        ``rerank`` reorders the candidates by SIFT last. ``offset`` skips the
-        first results (a page; ranks go on from ``offset + 1``, and page 2 is
-        ranks 11-20 of one ``k=20`` search); ``min_score`` drops hits scoring
-        below it. ``timings``, when given, gets the seconds spent embedding,
-        searching and reranking.
+        By an image or an id, the first stage searches each method's
+        collection (twice when the mode expands the query by its first hits);
+        a fusion combines the lists, ``rescore_with`` reorders by another
+        method's vectors, and ``rerank`` reorders the candidates by SIFT last.
+        By examples, it is Qdrant's recommend query (best-score strategy) on
+        the method's collection, plain or quantised. Either way the query's
+        paging applies last (:meth:`Query.page`). ``timings``, when given,
+        gets the seconds spent decoding, embedding, searching and reranking.
 
         Raises:
             InvalidArgumentError, UnknownClassError, UnknownMethodError,
             CollectionNotFoundError, CollectionMismatchError.
         """
-        mode = SearchMode.of(mode)
-        check_k(k)
-        if offset < 0 or offset + k > MAX_K:
-            raise InvalidArgumentError(f"offset must be between 0 and {MAX_K - k} for k={k}, got {offset}",
-                                       param="offset")
-        hits = self._search(mode, image, pid, k + offset, classes, exclude_classes, exact, split,
-                            timings if timings is not None else {})
-        if min_score is not None:
-            hits = [h for h in hits if h.score >= min_score]
-        return [replace(h, rank=r) for r, h in enumerate(hits[offset : offset + k], start=offset + 1)]
+        mode, query = SearchMode.of(mode), Query.of(query, fields)
+        query.check(mode)
+        timings = timings if timings is not None else {}
+        self._check_collections(mode)
+        query = query.decoded(timings)
+        hits = self._recommend(mode, query, timings) if query.recommend else self._search(mode, query, timings)
+        return query.page(hits)
 
-    def _search(self, mode: SearchMode, image, pid, k: int, classes, exclude_classes, exact: bool, split,
-                timings: dict[str, float]) -> list[Hit]:
-        """:meth:`search` without the paging: the first ``k`` hits."""
-        if (image is None) == (pid is None):
-            raise InvalidArgumentError("give exactly one of an image or an id")
-        if mode.second_stage and mode.shortlist < k:
-            raise InvalidArgumentError(f"shortlist must be between k ({k}) and {MAX_K}, got {mode.shortlist}",
-                                       param="shortlist")
-        rerank = None if mode.rerank is None else mode.rerank.check_holds(k)
-        for name in mode.methods:  # a missing or mismatched collection fails before any embedding
+    def _check_collections(self, mode: SearchMode) -> None:
+        """Every collection ``mode`` reads, checked before anything is embedded."""
+        for name in mode.methods:
             self.collection(name, mode.quantization)
         if mode.rescore_with is not None:
             self.collection(mode.rescore_with)
-        if rerank is not None:
+        if mode.rerank is not None:
             if self.gallery is not None:
                 raise InvalidArgumentError("the SIFT rerank reads FMNIST's descriptors (fmnist_sift): "
                                            "a folder gallery is searched without it", param="rerank")
             self.reranker.collection()
-        flt = replace(self.class_filter(mode.methods[0], classes, exclude_classes, () if pid is None else (pid,)),
-                      split=split)
-        limit = mode.shortlist if mode.combined else rerank.shortlist if rerank is not None else k
-        hits = self._first_stage(mode, image, pid, limit, flt, exact, timings)
+
+    def filter_of(self, method: str, query: Query) -> QueryFilter:
+        """The store filter of ``query``: its classes (the gallery's own, by
+        ``method``'s collection), its split, and its own ids left out."""
+        flt = self.class_filter(method, query.classes, query.exclude_classes, query.example_ids)
+        return flt if query.split is None else replace(flt, split=query.split)
+
+    def _search(self, mode: SearchMode, query: Query, timings: dict[str, float]) -> list[Hit]:
+        """A search by an image or an id: its first :attr:`Query.limit` hits."""
+        image, pid = query.image, query.id
+        flt = self.filter_of(mode.methods[0], query)
+        rerank = mode.rerank
+        limit = mode.shortlist if mode.combined else rerank.shortlist if rerank is not None else query.limit
+        hits = self._first_stage(mode, image, pid, limit, flt, query.exact, timings)
         if mode.rescore_with is not None:
             with _timed(timings, "embed"):
-                query = self.query_vector(mode.rescore_with, image=image, pid=pid)
+                vector = self.query_vector(mode.rescore_with, image=image, pid=pid)
             with _timed(timings, "search"):
-                hits = self.rescore_hits(hits, mode.rescore_with, query)
+                hits = self.rescore_hits(hits, mode.rescore_with, vector)
         if rerank is not None:
             with _timed(timings, "rerank"):
                 hits = self.reranker.rerank(hits[: rerank.shortlist], self.query_descriptors(image=image, pid=pid),
                                             rerank)
-        return [replace(h, rank=r) for r, h in enumerate(hits[:k], start=1)]
+        return [replace(h, rank=r) for r, h in enumerate(hits[: query.limit], start=1)]
+
+    def _recommend(self, mode: SearchMode, query: Query, timings: dict[str, float]) -> list[Hit]:
+        """A recommend query: its first :attr:`Query.limit` hits."""
+        method = mode.methods[0]
+        info = self.collection(method, mode.quantization)
+
+        def vector(example: Example) -> np.ndarray:
+            if isinstance(example, (int, np.integer)):
+                return self.vector_of(method, int(example), mode.quantization)[0]
+            return self.embedder(method).embed(example)[0]
+
+        with _timed(timings, "embed"):
+            positive, negative = [vector(e) for e in query.positive], [vector(e) for e in query.negative]
+        flt = self.filter_of(method, query)
+        with _timed(timings, "search"):
+            points = self.store.recommend(
+                info.name, positive, negative, query.limit, flt, exact=query.exact,
+                quantization=mode.quantization_params, hnsw_ef=self.hnsw_ef, acorn=self.acorn, with_payload=FIELDS,
+            )
+        return to_hits(points)
 
     def _first_stage(self, mode: SearchMode, image, pid, limit: int, flt: QueryFilter, exact: bool,
                      timings: dict[str, float]) -> list[Hit]:
@@ -443,33 +443,21 @@ class Searcher:
     def recommend(
         self,
         method: str,
-        positive: Sequence[int | np.ndarray],
-        negative: Sequence[int | np.ndarray] = (),
+        positive: Sequence[Example],
+        negative: Sequence[Example] = (),
         k: int = 10,
         *,
-        classes: Iterable[str] = (),
-        exclude_classes: Iterable[str] = (),
         quantization: str = "none",
+        **fields: Any,
     ) -> list[Hit]:
         """Qdrant's recommend query (best-score strategy): gallery images
-        close to the positive examples and far from the negative ones. Each
-        example is an FMNIST id (its stored vector) or a (28, 28) image
+        close to the positive examples and far from the negative ones, as
+        :meth:`search` answers ``Query(positive=..., negative=...)``. Each
+        example is a gallery id (its stored vector) or a (28, 28) image
         (embedded now); the example ids are excluded from the results.
-        ``quantization`` picks the method's quantised collection."""
+        ``quantization`` picks the method's quantised collection; ``fields``
+        are the query's others (``classes``, ``offset``, ``exact``, ...)."""
         if not positive:
             raise InvalidArgumentError("give at least one positive example", param="positive")
-        info = self.collection(method, quantization)
-        check_k(k)
-
-        def vec(example) -> np.ndarray:
-            if isinstance(example, (int, np.integer)):
-                return self.vector_of(method, int(example), quantization)[0]
-            return self.embedder(method).embed(example)[0]
-
-        ids = [int(e) for e in (*positive, *negative) if isinstance(e, (int, np.integer))]
-        flt = self.class_filter(method, classes, exclude_classes, ids)
-        points = self.store.recommend(
-            info.name, [vec(e) for e in positive], [vec(e) for e in negative], k, flt,
-            hnsw_ef=self.hnsw_ef, acorn=self.acorn, with_payload=FIELDS,
-        )
-        return to_hits(points)
+        return self.search(SearchMode(method, quantization=quantization),
+                           Query(positive=tuple(positive), negative=tuple(negative), k=k, **fields))

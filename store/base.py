@@ -223,11 +223,13 @@ class Store(ABC):
 
     @abstractmethod
     def recommend(self, name: str, positive: Sequence[np.ndarray], negative: Sequence[np.ndarray], limit: int,
-                  flt: QueryFilter | None = None, *, hnsw_ef: int | None = None,
-                  with_payload: bool | Sequence[str] = True, acorn: bool = False) -> list[ScoredPoint]:
+                  flt: QueryFilter | None = None, *, exact: bool = False, hnsw_ef: int | None = None,
+                  quantization: QuantizationParams | None = None, with_payload: bool | Sequence[str] = True,
+                  acorn: bool = False) -> list[ScoredPoint]:
         """Qdrant's recommend query, best-score strategy: points close to the
-        positive vectors and far from the negative ones; ``hnsw_ef`` and
-        ``acorn`` as :meth:`query_batch` takes them."""
+        positive vectors and far from the negative ones; ``exact``,
+        ``hnsw_ef``, ``quantization`` and ``acorn`` as :meth:`query_batch`
+        takes them."""
 
     def is_multivector(self, name: str) -> bool:
         """Whether the collection holds multivectors (cached per name)."""

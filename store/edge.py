@@ -416,11 +416,7 @@ class EdgeStore(Store):
                     score_threshold: float | None = None, acorn: bool = False) -> list[list[ScoredPoint]]:
         qe = _edge()
         shard = self._shard(name)
-        quant = None if quantization is None else qe.QuantizationSearchParams(
-            ignore=quantization.ignore, rescore=quantization.rescore, oversampling=quantization.oversampling
-        )
-        params = qe.SearchParams(hnsw_ef=hnsw_ef or DEFAULT_HNSW_EF, exact=exact, quantization=quant,
-                                 acorn=qe.AcornSearchParams(enable=True) if acorn else None)
+        params = self._params(exact=exact, hnsw_ef=hnsw_ef, quantization=quantization, acorn=acorn)
         rows, payload = vector_lists(vectors, self.is_multivector(name)), payload_selector(with_payload)
         limits, filters = per_row(limit, len(rows), (int, np.integer)), per_row(flt, len(rows), QueryFilter)
         requests = [
@@ -431,9 +427,20 @@ class EdgeStore(Store):
         results = shard.query_batch(qe.QueryBatchRequest(requests))
         return [[ScoredPoint(int(p.id), float(p.score), dict(p.payload or {})) for p in hits] for hits in results]
 
+    @staticmethod
+    def _params(*, exact: bool, hnsw_ef: int | None, quantization: QuantizationParams | None, acorn: bool):
+        """Qdrant Edge's search params."""
+        qe = _edge()
+        quant = None if quantization is None else qe.QuantizationSearchParams(
+            ignore=quantization.ignore, rescore=quantization.rescore, oversampling=quantization.oversampling
+        )
+        return qe.SearchParams(hnsw_ef=hnsw_ef or DEFAULT_HNSW_EF, exact=exact, quantization=quant,
+                               acorn=qe.AcornSearchParams(enable=True) if acorn else None)
+
     def recommend(self, name: str, positive: Sequence[np.ndarray], negative: Sequence[np.ndarray], limit: int,
-                  flt: QueryFilter | None = None, *, hnsw_ef: int | None = None,
-                  with_payload: bool | Sequence[str] = True, acorn: bool = False) -> list[ScoredPoint]:
+                  flt: QueryFilter | None = None, *, exact: bool = False, hnsw_ef: int | None = None,
+                  quantization: QuantizationParams | None = None, with_payload: bool | Sequence[str] = True,
+                  acorn: bool = False) -> list[ScoredPoint]:
         qe = _edge()
         query = qe.Query.RecommendBestScore(qe.RecommendQuery(
             [np.asarray(v, np.float32).tolist() for v in positive],
@@ -441,8 +448,7 @@ class EdgeStore(Store):
         ))
         hits = self._shard(name).query(qe.QueryRequest(
             limit=limit, query=query, filter=self._filter(flt),
-            params=qe.SearchParams(hnsw_ef=hnsw_ef or DEFAULT_HNSW_EF,
-                                   acorn=qe.AcornSearchParams(enable=True) if acorn else None),
+            params=self._params(exact=exact, hnsw_ef=hnsw_ef, quantization=quantization, acorn=acorn),
             with_payload=payload_selector(with_payload),
         ))
         return [ScoredPoint(int(p.id), float(p.score), dict(p.payload or {})) for p in hits]

@@ -395,8 +395,9 @@ class ServerStore(Store):
         return [[ScoredPoint(int(p.id), float(p.score), dict(p.payload or {})) for p in r.points] for r in responses]
 
     def recommend(self, name: str, positive: Sequence[np.ndarray], negative: Sequence[np.ndarray], limit: int,
-                  flt: QueryFilter | None = None, *, hnsw_ef: int | None = None,
-                  with_payload: bool | Sequence[str] = True, acorn: bool = False) -> list[ScoredPoint]:
+                  flt: QueryFilter | None = None, *, exact: bool = False, hnsw_ef: int | None = None,
+                  quantization: QuantizationParams | None = None, with_payload: bool | Sequence[str] = True,
+                  acorn: bool = False) -> list[ScoredPoint]:
         from qdrant_client import models
 
         query = models.RecommendQuery(recommend=models.RecommendInput(
@@ -407,7 +408,8 @@ class ServerStore(Store):
         with self._call("recommend", name):
             points = self.client.query_points(
                 name, query=query, limit=limit, query_filter=self._filter(flt),
-                search_params=self._search_params(hnsw_ef=hnsw_ef, acorn=acorn),
+                search_params=self._search_params(exact=exact, hnsw_ef=hnsw_ef, quantization=quantization,
+                                                   acorn=acorn),
                 with_payload=payload_selector(with_payload),
             ).points
         return [ScoredPoint(int(p.id), float(p.score), dict(p.payload or {})) for p in points]

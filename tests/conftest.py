@@ -165,6 +165,24 @@ def insight(home, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def serve_home(home, tmp_path_factory) -> Path:
+    """The shared home (pixels, siamese, sift: 300 points each), copied, with
+    the pixels int8 variant added: every search mode has its collections."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from fmsearch.cli import main
+
+    copy = tmp_path_factory.mktemp("serve") / "home"
+    shutil.copytree(home, copy)
+    result = CliRunner().invoke(main, ["--home", str(copy), "ingest", "-m", "pixels", "--limit", "300",
+                                       "--quantization", "int8"])
+    assert result.exit_code == 0, result.output
+    return copy
+
+
+@pytest.fixture(scope="session")
 def gallery_home(home, fmnist, tmp_path_factory) -> Path:
     """The shared home, copied, with a folder gallery "shop" added (siamese
     and pixels): the first 120 test images as files in class subfolders."""

@@ -264,8 +264,8 @@ CLI_BAD = [
                  "--fusion-weights: 3 given for 2 methods", id="fusion-weights-count"),
     pytest.param([*Q, "--id", "1", "-m", "pixels+siamese", "--fusion-weights", "1,,2"],
                  "--fusion-weights must be a comma-separated list of numbers", id="fusion-weights-empty-part"),
-    pytest.param([*Q, "--positive", "1", "--expand", "3"], "make a recommend query: no IMAGE_PATH, --id, fusion, "
-                 "--rescore-with, --rerank or --expand with them", id="positive-expand"),
+    pytest.param([*Q, "--positive", "1", "--expand", "3"], "--expand does not apply to a recommend query "
+                 "(positive/negative examples)", id="positive-expand"),
     pytest.param([*Q, "--id", "1", "--expand", "101"], "--expand must be between 0 (off) and 100, got 101", id="expand-101"),
     pytest.param(["bench", "--suite", "modes", "--methods", "pixels,pixels"], "--methods names a method twice",
                  id="bench-methods-twice"),
@@ -431,13 +431,13 @@ def api_store(home, home_state):
 
 
 API_SEARCHES = [
-    pytest.param(lambda s, img: s.search("pixels", pid=70000, k=5), InvalidArgumentError, "point id 70000 is out of range", id="pid-70000"),
-    pytest.param(lambda s, img: s.search("pixels", pid=-1, k=5), InvalidArgumentError, "point id -1 is out of range", id="pid--1"),
+    pytest.param(lambda s, img: s.search("pixels", id=70000, k=5), InvalidArgumentError, "point id 70000 is out of range", id="pid-70000"),
+    pytest.param(lambda s, img: s.search("pixels", id=-1, k=5), InvalidArgumentError, "point id -1 is out of range", id="pid--1"),
     pytest.param(lambda s, img: s.recommend("pixels", [70000], k=5), InvalidArgumentError, "point id 70000", id="positive-70000"),
     pytest.param(lambda s, img: s.recommend("pixels", [1], [-1], k=5), InvalidArgumentError, "point id -1", id="negative--1"),
     pytest.param(lambda s, img: s.recommend("pixels", [], k=5), InvalidArgumentError, "at least one positive example", id="no-positive"),
-    pytest.param(lambda s, img: s.search("pixels", pid=1, classes=["Shoes"]), UnknownClassError, "unknown class 'Shoes'", id="class-Shoes"),
-    pytest.param(lambda s, img: s.search("pixels", pid=1, exclude_classes=["Shoes"]), UnknownClassError, "unknown class 'Shoes'", id="exclude-Shoes"),
+    pytest.param(lambda s, img: s.search("pixels", id=1, classes=["Shoes"]), UnknownClassError, "unknown class 'Shoes'", id="class-Shoes"),
+    pytest.param(lambda s, img: s.search("pixels", id=1, exclude_classes=["Shoes"]), UnknownClassError, "unknown class 'Shoes'", id="exclude-Shoes"),
     pytest.param(lambda s, img: s.search("pixels", image=img, classes=["Shoes"]), UnknownClassError, "unknown class 'Shoes'", id="image-class-Shoes"),
     pytest.param(lambda s, img: s.recommend("pixels", [1], classes=["Shoes"]), UnknownClassError, "unknown class 'Shoes'", id="recommend-class-Shoes"),
 ]
@@ -491,7 +491,7 @@ def test_api_bad_data_file(api_store, bad_data):
         lambda: loader.load_split("train", bad_data),
         lambda: ingest(api_store, get_embedder("pixels"), limit=50, data_dir=bad_data),
         lambda: ingest(api_store, get_embedder("pixels"), limit=50, data_dir=bad_data, recreate=True),
-        lambda: Searcher(api_store, data_dir=bad_data).search("pixels", pid=NOT_IN_GALLERY, k=5),
+        lambda: Searcher(api_store, data_dir=bad_data).search("pixels", id=NOT_IN_GALLERY, k=5),
         lambda: Searcher(api_store, data_dir=bad_data).recommend("pixels", [NOT_IN_GALLERY], k=5),
     ]
     for call in calls:
@@ -511,7 +511,7 @@ def test_api_corrupt_shard(corrupt_home, fmnist):
     try:
         calls = [
             lambda: store.info("fmnist_pixels"),
-            lambda: Searcher(store).search("pixels", pid=3, k=5),
+            lambda: Searcher(store).search("pixels", id=3, k=5),
             lambda: Searcher(store).search("pixels", image=fmnist["test"].images[0], k=5),
             lambda: ingest(store, get_embedder("pixels"), limit=10),
         ]

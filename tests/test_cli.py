@@ -57,7 +57,7 @@ def test_query_expand(home):
 
     out = run(home, "query", "--id", "60003", "-m", "siamese", "-k", "5", "--expand", "3", "--json").output
     with open_store(None, home=home) as store:
-        expected = Searcher(store).search(SearchMode("siamese", expand=3), pid=60003, k=5)
+        expected = Searcher(store).search(SearchMode("siamese", expand=3), id=60003, k=5)
     assert [json.loads(line)["id"] for line in out.splitlines()] == [h.id for h in expected]
     result = run(home, "query", "--id", "60003", "-m", "siamese", "--expand", "-1")
     assert result.exit_code == 1 and result.output.strip() == "Error: --expand must be between 0 (off) and 100, got -1"
@@ -141,7 +141,7 @@ def test_unreachable_server_names_it_and_hides_the_key():
 @pytest.mark.parametrize("args", [["query", "-m", "pixels"], ["query", "x.png", "--id", "3", "-m", "pixels"]])
 def test_image_xor_id(home, args):
     result = run(home, *args)
-    assert result.exit_code == 1 and "give exactly one of IMAGE_PATH or --id" in result.output
+    assert result.exit_code == 1 and "give exactly one of: an image, --id, or --positive examples" in result.output
     assert result.output.strip().splitlines() == [result.output.strip()]  # one line, no usage text
 
 
@@ -293,3 +293,20 @@ def test_parse_ks(text, expected):
 def test_parse_ks_rejects(text):
     with pytest.raises(click.UsageError, match="--k"):
         parse_ks(text)
+
+
+def test_recommend_honours_offset_and_min_score(home):
+    """`query --positive ... --offset N --min-score S` pages and cuts the
+    recommend list as it does any other query's (they were silently dropped)."""
+
+    def ids(*args):
+        result = run(home, "query", "--positive", "3", "--positive", "5", "--negative", "7", "-m", "pixels", "--json",
+                     *args)
+        assert result.exit_code == 0, result.output
+        return [(h["id"], h["rank"], h["score"]) for h in map(json.loads, result.output.splitlines())]
+
+    whole = ids("-k", "6")
+    assert [rank for _, rank, _ in ids("-k", "3", "--offset", "2")] == [3, 4, 5]
+    assert ids("-k", "3", "--offset", "2") == whole[2:5]
+    cut = (whole[1][2] + whole[2][2]) / 2
+    assert ids("-k", "6", "--min-score", repr(cut)) == whole[:2]

@@ -36,7 +36,7 @@ def test_example_queries_a_collection_with_plain_qdrant_client(tmp_path, fmnist)
         vector = store.retrieve("fmnist_pixels", [0], with_vectors=True)[0].vector.tolist()
         rows = _load_example().similar_in_class(store.client, "fmnist_pixels", vector, "Sneaker", k=5)
         assert len(rows) == 5 and {r[2] for r in rows} == {"Sneaker"}
-        ours = Searcher(store).search("pixels", pid=0, k=5, classes=["Sneaker"])
+        ours = Searcher(store).search("pixels", id=0, k=5, classes=["Sneaker"])
         assert [r[0] for r in rows] == [h.id for h in ours]
 
 

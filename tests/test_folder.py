@@ -248,18 +248,18 @@ def test_a_folder_gallery_is_searched_by_image_id_and_its_own_classes(store, pre
     hits = searcher.search("siamese", image=load_image(tmp_path / "shop" / rel), k=5)
     assert hits[0].path == rel and hits[0].id == schema.folder_point_id(rel) and hits[0].score > 0.999
     assert hits[0].class_name == "Trouser" and (hits[0].split, hits[0].index) == (None, None)
-    by_id = searcher.search("siamese", pid=hits[0].id, k=5)
+    by_id = searcher.search("siamese", id=hits[0].id, k=5)
     assert hits[0].id not in [h.id for h in by_id] and [h.id for h in by_id[:4]] == [h.id for h in hits[1:5]]
-    only = searcher.search("siamese", pid=hits[0].id, k=3, classes=["Bag"])
+    only = searcher.search("siamese", id=hits[0].id, k=3, classes=["Bag"])
     assert only and {h.class_name for h in only} == {"Bag"}
     with pytest.raises(UnknownClassError, match="unknown class 'Shirtt' in gallery shop; its classes: Ankle boot"):
-        searcher.search("siamese", pid=hits[0].id, classes=["Shirtt"])
+        searcher.search("siamese", id=hits[0].id, classes=["Shirtt"])
     with pytest.raises(InvalidArgumentError, match="no image with id 5 in"):
-        searcher.search("siamese", pid=5)
+        searcher.search("siamese", id=5)
     with pytest.raises(InvalidArgumentError, match="a folder gallery is searched without it"):
-        searcher.search(SearchMode(("siamese",), rerank=RerankConfig()), pid=hits[0].id)
+        searcher.search(SearchMode(("siamese",), rerank=RerankConfig()), id=hits[0].id)
     with pytest.raises(InvalidArgumentError, match="a folder gallery is not quantised"):
-        searcher.search(SearchMode(("siamese",), quantization="int8"), pid=hits[0].id)
+        searcher.search(SearchMode(("siamese",), quantization="int8"), id=hits[0].id)
     liked = searcher.recommend("siamese", [hits[0].id], k=3)
     assert hits[0].id not in [h.id for h in liked] and all(h.path for h in liked)
 

@@ -57,7 +57,7 @@ def test_test_split_ids(store, prefix, fmnist):
 
 
 def test_query_by_id_excludes_itself_and_matches_brute_force(gallery, fmnist):
-    hits = gallery.search("pixels", pid=3, k=10, exact=True)
+    hits = gallery.search("pixels", id=3, k=10, exact=True)
     assert len(hits) == 10 and 3 not in [h.id for h in hits]
     v = get_embedder("pixels").embed(fmnist["train"].images[:TINY])
     scores = v @ v[3]
@@ -67,18 +67,18 @@ def test_query_by_id_excludes_itself_and_matches_brute_force(gallery, fmnist):
 
 
 def test_query_test_image_by_id_not_in_collection(gallery, fmnist):
-    hits = gallery.search("pixels", pid=60000, k=5)
+    hits = gallery.search("pixels", id=60000, k=5)
     direct = gallery.search("pixels", image=fmnist["test"].images[0], k=5)
     assert [h.id for h in hits] == [h.id for h in direct]
 
 
 def test_class_filters(gallery):
-    hits = gallery.search("pixels", pid=0, k=10, classes=["Sneaker"])
+    hits = gallery.search("pixels", id=0, k=10, classes=["Sneaker"])
     assert len(hits) == 10 and {h.class_name for h in hits} == {"Sneaker"}
-    hits = gallery.search("pixels", pid=0, k=50, exclude_classes=["Ankle boot", "Sneaker"])
+    hits = gallery.search("pixels", id=0, k=50, exclude_classes=["Ankle boot", "Sneaker"])
     assert not {h.class_name for h in hits} & {"Ankle boot", "Sneaker"}
     with pytest.raises(UnknownClassError):
-        gallery.search("pixels", pid=0, classes=["Hat"])
+        gallery.search("pixels", id=0, classes=["Hat"])
 
 
 def test_image_file_finds_itself_first(gallery, fmnist, tmp_path):
@@ -91,7 +91,7 @@ def test_mismatched_model_is_refused(gallery, store, prefix):
     store.set_metadata(prefix + "pixels", {"fingerprint": "pixels-v0"})
     fresh = Searcher(store, prefix=prefix)
     with pytest.raises(CollectionMismatchError, match="again with recreate"):
-        fresh.search("pixels", pid=0)
+        fresh.search("pixels", id=0)
     with pytest.raises(CollectionMismatchError):
         ingest(store, get_embedder("pixels"), limit=10, prefix=prefix)
     ingest(store, get_embedder("pixels"), limit=10, prefix=prefix, recreate=True)
@@ -101,6 +101,6 @@ def test_mismatched_model_is_refused(gallery, store, prefix):
 def test_missing_collection_and_bad_ids(store, prefix):
     s = Searcher(store, prefix=prefix)
     with pytest.raises(CollectionNotFoundError, match=f"{prefix}pixels not found"):
-        s.search("pixels", pid=0)
+        s.search("pixels", id=0)
     with pytest.raises(InvalidArgumentError, match="out of range"):
         schema.split_index(70000)

@@ -59,7 +59,7 @@ def test_recommend_positive_and_negative_ids(two_methods):
 def test_bad_combinations(two_methods, kwargs, message):
     with pytest.raises((InvalidArgumentError, UnknownMethodError), match=message):
         args = dict(kwargs)
-        two_methods.search(SearchMode(args.pop("methods"), **args), pid=1)
+        two_methods.search(SearchMode(args.pop("methods"), **args), id=1)
 
 
 def test_oversampling_below_one_rejected():
@@ -159,7 +159,7 @@ def test_query_by_id_reads_the_quantised_collection(store, prefix, fmnist):
     collection it searches: the plain one need not exist."""
     ingest(store, get_embedder("pixels"), limit=200, prefix=prefix, quantization="int8")
     assert not store.exists(prefix + "pixels")
-    hits = Searcher(store, prefix=prefix).search(SearchMode("pixels", quantization="int8"), pid=5, k=5)
+    hits = Searcher(store, prefix=prefix).search(SearchMode("pixels", quantization="int8"), id=5, k=5)
     assert len(hits) == 5 and 5 not in {h.id for h in hits}
 
 
@@ -228,7 +228,7 @@ def test_query_expansion_matches_numpy(two_methods, fmnist, n):
     ids, scores = _numpy_expanded(gallery, q, n, 5, allowed=sneaker)
     assert [h.id for h in hits] == ids.tolist() and all(h.class_name == "Sneaker" for h in hits)
     # by id: the item itself is neither a hit nor an expansion vector
-    hits = two_methods.search(SearchMode("pixels", expand=n), pid=3, k=10, exact=True)
+    hits = two_methods.search(SearchMode("pixels", expand=n), id=3, k=10, exact=True)
     ids, _ = _numpy_expanded(gallery, gallery[3], n, 10, allowed=np.arange(300) != 3)
     assert [h.id for h in hits] == ids.tolist()
 
@@ -256,3 +256,23 @@ def test_expand_mode_settings():
     for bad in (-1, 101):
         with pytest.raises(InvalidArgumentError, match="expand must be between 0 \\(off\\) and 100"):
             SearchMode("pixels", expand=bad)
+
+
+def test_a_mode_is_spelled_once():
+    """The CLI's mode options and the service's request fields are the flat
+    options SearchMode.from_options takes, with its defaults."""
+    import click
+
+    from fmsearch.cli.common import mode_options
+    from fmsearch.search.mode import OPTIONS
+    from fmsearch.serve.schemas import SearchRequest
+
+    command = mode_options(click.command()(lambda **kw: None))
+    cli = {p.name: p.default for p in command.params}
+    cli["fusion_weights"] = None  # text on the command line ("1,2"), parsed into the mode's tuple
+    assert cli == OPTIONS
+    fields = SearchRequest.model_fields
+    assert {name: fields[name].default for name in OPTIONS} == OPTIONS
+    assert SearchMode.from_options("pixels", **OPTIONS) == SearchMode("pixels")
+    with pytest.raises(InvalidArgumentError, match="unknown search mode options: colour"):
+        SearchMode.from_options("pixels", colour="red")

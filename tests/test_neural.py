@@ -157,7 +157,7 @@ def test_model_collection_mismatch(trained, tmp_path, fmnist):
         ingest(store, get_embedder(method, weights=artifact), limit=20)
         store.set_metadata(f"fmnist_{method}", {"fingerprint": f"{method}-sha256:other"})
         with pytest.raises(CollectionMismatchError, match=f"ingest {method} again with recreate"):
-            Searcher(store, options={method: {"weights": artifact}}).search(method, pid=3)
+            Searcher(store, options={method: {"weights": artifact}}).search(method, id=3)
 
 
 def test_forward_pass_is_traced_once(trained, fmnist):

@@ -32,18 +32,6 @@ from fmsearch.serve.config import ServeConfig  # noqa: E402
 KEY = "s3cret-serve-key"
 
 
-@pytest.fixture(scope="module")
-def serve_home(home, tmp_path_factory) -> Path:
-    """The shared home (pixels, siamese, sift: 300 points each), copied, with
-    the pixels int8 variant added."""
-    copy = tmp_path_factory.mktemp("serve") / "home"
-    shutil.copytree(home, copy)
-    result = CliRunner().invoke(main, ["--home", str(copy), "ingest", "-m", "pixels", "--limit", "300",
-                                       "--quantization", "int8"])
-    assert result.exit_code == 0, result.output
-    return copy
-
-
 def _client(config: ServeConfig):
     client = TestClient(create_app(config))
     client.__enter__()
@@ -126,7 +114,7 @@ def test_every_mode_gives_what_the_library_gives(client, serve_home, fmnist, mod
         if "positive" in mode:
             expected = s.recommend("siamese", [3, 5], [7], k=5)
         else:
-            expected = s.search(mode_of(SearchRequest(**mode)), pid=60001, k=5)
+            expected = s.search(mode_of(SearchRequest(**mode)), id=60001, k=5)
     assert [h["id"] for h in body["hits"]] == [h.id for h in expected]
 
 
@@ -214,7 +202,7 @@ BAD = [
     (dict(json={"id": 70000, "method": "pixels"}), 422, "id: Input should be less than or equal to 69999"),
     (dict(json={"id": 1, "method": "pixels", "k": 0}), 422, "k: Input should be greater than or equal to 1"),
     (dict(json={"id": 1, "method": "pixels", "k": "many"}), 422, "k: Input should be a valid integer"),
-    (dict(json={"method": "pixels"}), 400, "give exactly one of an image or an id"),
+    (dict(json={"method": "pixels"}), 400, "give exactly one of: an image, id, or positive examples"),
     (dict(json={"image": "!!!", "method": "pixels"}), 400, "image: not base64"),
     (dict(json={"image": base64.b64encode(b"not an image").decode(), "method": "pixels"}), 400,
      "image: not an image file"),
@@ -225,8 +213,9 @@ BAD = [
     (dict(json={"id": 1, "method": "pixels", "quantization": "binary"}), 400, "binary quantisation is not offered"),
     (dict(json={"id": 1, "method": "pixels", "oversampling": 2}), 400, "apply to a quantization"),
     (dict(json={"id": 1, "method": "pixels", "rerank": "sift", "k": 50, "shortlist": 20}), 400, "shortlist"),
-    (dict(json={"id": 1, "method": "pixels", "positive": [3]}), 400, "make a recommend query"),
-    (dict(json={"method": "pixels", "positive": [3], "expand": 2}), 400, "rerank or expand with them"),
+    (dict(json={"id": 1, "method": "pixels", "positive": [3]}), 400, "give exactly one of: an image, id, or positive"),
+    (dict(json={"method": "pixels", "positive": [3], "expand": 2}), 400,
+     "expand does not apply to a recommend query (positive/negative examples)"),
     (dict(json={"id": 1, "method": "pixels", "expand": 101}), 422, "expand: Input should be less than or equal to 100"),
     (dict(json={"id": 1, "method": "pixels", "colour": "red"}), 422, "colour: Extra inputs are not permitted"),
     (dict(content=b"{", headers={"content-type": "application/json"}), 400, "the body is not JSON"),
@@ -243,7 +232,7 @@ BAD = [
     (dict(content=b"--other\r\n\r\nx", headers={"content-type": f"multipart/form-data; boundary={BOUNDARY}"}),
      400, "its boundary is not in the body"),
     (dict(content=b"x", headers={"content-type": "multipart/form-data"}), 400, "names no valid boundary"),
-    (dict(content=_form(("id", "1"), image=b"")), 400, "image: file is empty"),
+    (dict(content=_form(("method", "pixels"), image=b"")), 400, "image: file is empty"),
     # what a fuzzer found: nesting deeper than a parser's stack, a number too long for int(), a decoder
     # that raises something else than its documented errors (Pillow's DDS plugin: NotImplementedError)
     (dict(content=b"[" * 100_000, headers={"content-type": "application/json"}), 400, "the body is not JSON"),
@@ -426,19 +415,32 @@ def test_concurrent_requests_get_the_answers_of_sequential_ones(client, fmnist):
     assert total - sum0 == 200 and count - count0 < 100  # every request batched, most of them with others
 
 
-def test_one_bad_item_fails_only_its_own_answer_in_a_batch(client, fmnist):
-    """A batch request refused because of one item (here a limit over the
-    maximum, which the API refuses before batching) is run again item by
-    item: the others get their hits."""
+def test_one_bad_item_fails_only_its_own_answer_in_a_batch(client, fmnist, monkeypatch):
+    """A batch request refused because of one item (here the store refuses
+    any request holding a filter on label 99) is run again item by item: the
+    others get their hits, paged as their own queries say."""
     from fmsearch.search.mode import SearchMode
+    from fmsearch.search.query import Query
     from fmsearch.serve.service import PlainSearch
+    from fmsearch.store import QueryFilter
 
     service = client.app.app.state.service  # the lane, then FastAPI
+    store, query_batch = service.searcher.store, service.searcher.store.query_batch
+
+    def refusing(name, vectors, limit, flt=None, **params):
+        if any(f is not None and f.labels == (99,) for f in (flt if isinstance(flt, list) else [flt])):
+            raise InvalidArgumentError("no label 99")
+        return query_batch(name, vectors, limit, flt, **params)
+
+    monkeypatch.setattr(store, "query_batch", refusing)
     image = fmnist["test"].images[0]
-    items = [PlainSearch(lambda: image, limit, None) for limit in (5, 1001, 3)]
+    items = [PlainSearch(Query(image=lambda: image, k=5), QueryFilter()),
+             PlainSearch(Query(image=lambda: image, k=5), QueryFilter(labels=(99,))),
+             PlainSearch(Query(image=lambda: image, k=3, offset=2), QueryFilter())]
     answers = service.search_batch(SearchMode("pixels"), False, items, {})
+    assert isinstance(answers[1], InvalidArgumentError) and "no label 99" in str(answers[1])
     assert [len(a) for a in (answers[0], answers[2])] == [5, 3]
-    assert isinstance(answers[1], InvalidArgumentError) and "k must be between 1 and 1000" in str(answers[1])
+    assert [h.id for h in answers[2]] == [h.id for h in answers[0]][2:5] and answers[2][0].rank == 3
     alone = service.search_batch(SearchMode("pixels"), False, [items[0]], {})[0]
     assert [h.id for h in answers[0]] == [h.id for h in alone]
 

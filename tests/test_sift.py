@@ -196,7 +196,7 @@ def test_rerank_keeps_exactly_the_shortlist(sift_gallery, fmnist, mode):
 
 
 def test_rerank_by_id_uses_stored_descriptors(sift_gallery):
-    hits = sift_gallery.search(SearchMode("pixels", rerank=RerankConfig(shortlist=40, weight=1e6)), pid=5, k=10)
+    hits = sift_gallery.search(SearchMode("pixels", rerank=RerankConfig(shortlist=40, weight=1e6)), id=5, k=10)
     assert 5 not in [h.id for h in hits]
     sift = [h.rerank_score for h in hits]
     assert sift == sorted(sift, reverse=True)  # a huge weight orders by SIFT alone
@@ -208,7 +208,7 @@ def test_rerank_needs_the_sift_collection(store, prefix, fmnist):
     with pytest.raises(CollectionNotFoundError, match="ingest"):
         searcher.search(SearchMode("pixels", rerank=RerankConfig(shortlist=10)), image=fmnist["test"].images[0], k=5)
     with pytest.raises(InvalidArgumentError, match="rerank stage"):
-        searcher.search("sift", pid=3)
+        searcher.search("sift", id=3)
 
 
 # Near-duplicate transforms.
@@ -334,7 +334,7 @@ def test_cli_sift_settings_recorded_and_followed_by_queries(tmp_path):
     with open_store(None, home=home) as store:
         info = store.info("fmnist_sift")
         assert info.metadata["upscale"] == 2 and info.metadata["rootsift"] is False
-        hits = Searcher(store).search(SearchMode("pixels", rerank=RerankConfig(shortlist=20)), pid=3, k=5)
+        hits = Searcher(store).search(SearchMode("pixels", rerank=RerankConfig(shortlist=20)), id=3, k=5)
         assert len(hits) == 5
         # the query side used the collection's settings: plain SIFT at 2x
         assert Searcher(store).reranker.extractor.fingerprint == SiftExtractor(upscale=2, root=False).fingerprint

@@ -13,8 +13,8 @@ from typing import Any
 import click
 
 from fmsearch.errors import FmsearchError, InvalidArgumentError
-from fmsearch.search.fusion import DEFAULT_FUSION, FUSIONS
-from fmsearch.search.rerank import DEFAULT_RERANK_MODE, DEFAULT_SHORTLIST, DEFAULT_WEIGHT, RERANK_MODES, RERANK_STAGES
+from fmsearch.search.fusion import FUSIONS
+from fmsearch.search.rerank import RERANK_MODES, RERANK_STAGES
 from fmsearch.store.base import DEFAULT_HNSW_EF, MAX_HNSW_EF
 from fmsearch.store.schema import QUANTIZATIONS
 
@@ -65,8 +65,9 @@ def _options(ctx: click.Context | None) -> dict[str, click.Option]:
     options: dict[str, click.Option] = {}
     for command in commands:
         for p in command.params:
-            if isinstance(p, click.Option):
+            if isinstance(p, click.Option):  # by its name, and by its flag's words (--id, stored as id_)
                 options.setdefault(p.name, p)
+                options.setdefault(max(p.opts, key=len).lstrip("-").replace("-", "_"), p)
     return options
 
 
@@ -236,51 +237,46 @@ def embedder_options(methods, weights: str | None, input_size: int | None, runti
 def mode_options(fn: Callable) -> Callable:
     """Every search-mode option (query, evaluate): fusion, cross-method
     rescoring, the SIFT rerank, quantisation, query expansion."""
-    from fmsearch.models.sift import DEFAULT_RATIO
+    from fmsearch.search.mode import OPTIONS as MODE  # the defaults, written once
 
     return _decorate(fn, [
-        click.option("--fusion", type=click.Choice(FUSIONS), default=DEFAULT_FUSION, show_default=True,
+        click.option("--fusion", type=click.Choice(FUSIONS), default=MODE["fusion"], show_default=True,
                      help="How fused methods' lists combine: reciprocal-rank or distribution-based score fusion."),
         click.option("--fusion-weights", default=None, help="Comma-separated weight per fused method, e.g. 1,2."),
         click.option("--rescore-with", default=None,
                      help="Another method orders --method's shortlist by its own cosine (its stored vectors)."),
         click.option("--rerank", type=click.Choice(RERANK_STAGES), default=None,
                      help="Rerank the shortlist with SIFT descriptors (needs `fmsearch ingest --method sift`)."),
-        click.option("--shortlist", type=int, default=DEFAULT_SHORTLIST, show_default=True,
+        click.option("--shortlist", type=int, default=MODE["shortlist"], show_default=True,
                      help="Candidates the first stage proposes for a second stage (rerank, fusion, rescoring)."),
-        click.option("--rerank-mode", type=click.Choice(RERANK_MODES), default=DEFAULT_RERANK_MODE, show_default=True,
+        click.option("--rerank-mode", type=click.Choice(RERANK_MODES), default=MODE["rerank_mode"], show_default=True,
                      help="maxsim: scored inside Qdrant (mean best cosine per query descriptor); "
                      "lowe: the seed's ratio-test score (good matches / query keypoints) on stored descriptors."),
-        click.option("--rerank-weight", type=float, default=DEFAULT_WEIGHT, show_default=True,
+        click.option("--rerank-weight", type=float, default=MODE["rerank_weight"], show_default=True,
                      help="Fused score = z(first-stage score) + W x z(SIFT score), z over the shortlist; "
                      "0 keeps the first stage's order, a large W orders by SIFT alone."),
-        click.option("--ratio", type=float, default=DEFAULT_RATIO, show_default=True,
+        click.option("--ratio", type=float, default=MODE["ratio"], show_default=True,
                      help="lowe mode: Lowe's ratio (a match is good when nearest < ratio x second nearest)."),
-        click.option("--quantization", type=click.Choice(QUANTIZATIONS), default="none", show_default=True,
+        click.option("--quantization", type=click.Choice(QUANTIZATIONS), default=MODE["quantization"], show_default=True,
                      help="Search the quantised variant collection fmnist_<method>_<q> (built by ingest --quantization)."),
         click.option("--oversampling", type=float, default=None,
                      help="Quantised search: fetch X times the results by the quantised vectors before rescoring "
                      "(>= 1) [default 4 for int8, 16 for binary]."),
-        click.option("--rescore/--no-rescore", default=True, show_default=True,
+        click.option("--rescore/--no-rescore", default=MODE["rescore"], show_default=True,
                      help="Quantised search: re-score the candidates with the original float32 vectors."),
-        click.option("--expand", type=int, default=0, show_default=True, metavar="N",
+        click.option("--expand", type=int, default=MODE["expand"], show_default=True, metavar="N",
                      help="Average query expansion: search again with the query plus the stored vectors of its "
                      "N nearest hits (0: off)."),
     ])
 
 
-def search_mode(method: str, *, fusion: str, fusion_weights: str | None, rescore_with: str | None,
-                rerank: str | None, shortlist: int, rerank_mode: str, rerank_weight: float, ratio: float,
-                quantization: str, oversampling: float | None, rescore: bool, expand: int = 0):
-    """The SearchMode the mode options select (validated where it is made)."""
+def search_mode(method: str, *, fusion_weights: str | None, **options: Any):
+    """The SearchMode the mode options select (validated where it is made):
+    the same flat options the service takes, :data:`fmsearch.search.mode.OPTIONS`."""
     from fmsearch.search.mode import SearchMode
-    from fmsearch.search.rerank import RerankConfig
 
-    reranking = None if rerank is None else RerankConfig(stage=rerank, shortlist=shortlist, mode=rerank_mode,
-                                                         weight=rerank_weight, ratio=ratio)
-    return SearchMode(method, quantization=quantization, rescore=rescore, oversampling=oversampling, fusion=fusion,
-                      fusion_weights=parse_numbers(fusion_weights, "--fusion-weights"), rescore_with=rescore_with,
-                      shortlist=shortlist, rerank=reranking, expand=expand)
+    return SearchMode.from_options(method, fusion_weights=parse_numbers(fusion_weights, "--fusion-weights"),
+                                   **options)
 
 
 def read_key_file(path: str) -> str:

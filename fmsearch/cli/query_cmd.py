@@ -21,7 +21,7 @@ from .common import (
 
 @click.command("query")
 @click.argument("image_path", required=False, type=click.Path(dir_okay=True))
-@click.option("--id", "point_id", metavar="ID", default=None, help="Query with FMNIST item ID (train 0-59999, test 60000-69999); the item itself is excluded.")
+@click.option("--id", "id_", metavar="ID", default=None, help="Query with FMNIST item ID (train 0-59999, test 60000-69999); the item itself is excluded.")
 @click.option("--method", "-m", required=True, help="Embedding method, e.g. pixels; or methods joined by + (autoencoder+siamese), whose results are fused.")
 @click.option("--positive", multiple=True, help="Recommend: a positive example, gallery id or image path (repeatable).")
 @click.option("--negative", multiple=True, help="Recommend: a negative example, gallery id or image path (repeatable).")
@@ -40,7 +40,7 @@ from .common import (
 @data_dir_option
 @pass_settings
 @domain_errors
-def command(settings, image_path, point_id, method, positive, negative, k, offset, min_score, classes, exclude_classes,
+def command(settings, image_path, id_, method, positive, negative, k, offset, min_score, classes, exclude_classes,
             exact, hnsw_ef, acorn, as_json, gallery,
             weights, input_size, runtime, threads, data_dir, **mode) -> None:
     """Find the gallery images most similar to IMAGE_PATH (or --id).
@@ -48,34 +48,24 @@ def command(settings, image_path, point_id, method, positive, negative, k, offse
     With --rerank sift, METHOD proposes --shortlist candidates and SIFT
     reorders them by the fused score; results show both scores.
     """
-    from fmsearch.images.files import load_image
-    from fmsearch.search.searcher import Searcher, check_k
+    from functools import partial
 
-    if positive or negative:
-        if (image_path is not None or point_id is not None or mode["rescore_with"] or mode["rerank"] or "+" in method
-                or mode["expand"]):
-            raise click.UsageError("--positive/--negative make a recommend query: no IMAGE_PATH, --id, fusion, "
-                                   "--rescore-with, --rerank or --expand with them")
-    elif (image_path is None) == (point_id is None):
-        raise click.UsageError("give exactly one of IMAGE_PATH or --id (or --positive examples)")
-    if point_id is not None:
-        point_id = parse_point_id(point_id)
-    check_k(k)
+    from fmsearch.images.files import load_image
+    from fmsearch.search.query import Query
+    from fmsearch.search.searcher import Searcher
+
     search = search_mode(method, **mode)
-    if search.rerank is not None:
-        search.rerank.check_holds(k)
+    query = Query(image=None if image_path is None else partial(load_image, image_path),  # read once checked
+                  id=None if id_ is None else parse_point_id(id_),
+                  positive=tuple(id_or_image(e) for e in positive), negative=tuple(id_or_image(e) for e in negative),
+                  k=k, offset=offset, min_score=min_score, classes=classes, exclude_classes=exclude_classes,
+                  exact=exact)
+    query.check(search)
     searcher = Searcher(settings.store(), prefix=settings.prefix, data_dir=data_dir, gallery=gallery, hnsw_ef=hnsw_ef,
                         acorn=acorn,
                         options=embedder_options((*search.methods, *([search.rescore_with] if search.rescore_with else [])),
                                                  weights, input_size, runtime, threads))
-    if positive or negative:
-        hits = searcher.recommend(method, [id_or_image(e) for e in positive], [id_or_image(e) for e in negative], k,
-                                  classes=classes, exclude_classes=exclude_classes, quantization=search.quantization)
-    else:
-        hits = searcher.search(search, image=None if image_path is None else load_image(image_path), pid=point_id, k=k,
-                               classes=classes, exclude_classes=exclude_classes, exact=exact, offset=offset,
-                               min_score=min_score)
-    _show(hits, search, as_json, gallery is not None)
+    _show(searcher.search(search, query), search, as_json, gallery is not None)
 
 
 def _show(hits, mode, as_json: bool, folder: bool = False) -> None:

@@ -20,6 +20,7 @@ from functools import partial
 
 from fmsearch.errors import FmsearchError
 from fmsearch.search.mode import SearchMode
+from fmsearch.search.query import Query
 from fmsearch.serve.batcher import MicroBatcher, work_executor
 from fmsearch.serve.config import ServeConfig
 from fmsearch.serve.forms import parse_form
@@ -55,7 +56,8 @@ def create_reference_app(config: ServeConfig):
             more = message.get("more_body", False)
         try:
             fields = {p.name: p.value for p in parse_form(body, _header(scope, b"content-type"))}
-            item = PlainSearch(partial(decode_upload, fields["image"]), int(fields.get("k", 10)), QueryFilter())
+            query = Query(image=partial(decode_upload, fields["image"]), k=int(fields.get("k", 10)))
+            item = PlainSearch(query, QueryFilter())
             hits = await batcher.submit(SearchMode(fields.get("method", "siamese")), item)
         except (FmsearchError, KeyError, ValueError) as err:
             await _answer(send, 400, {"error": str(err).splitlines()[0]})

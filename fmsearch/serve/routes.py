@@ -6,7 +6,6 @@ import hashlib
 import os
 import re
 import time
-from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -30,7 +29,7 @@ from fmsearch.serve.schemas import (
     SearchResponse,
     Timings,
 )
-from fmsearch.serve.service import PlainSearch, classes, decode_base64, decode_upload, mode_of
+from fmsearch.serve.service import PlainSearch, classes, decode_base64, decode_upload, mode_of, query_of
 from fmsearch.store.schema import MAX_FOLDER_ID, MAX_POINT_ID
 
 #: multipart fields that may repeat, and the request field each fills
@@ -334,18 +333,22 @@ async def _answer(request: Request, req: SearchRequest, upload: bytes | None, t0
         raise InvalidArgumentError("give the image once: a file or base64, not both")
     source = (partial(decode_upload, upload) if upload is not None
               else partial(decode_base64, req.image) if req.image is not None else None)
-    by = "id" if req.id is not None else "examples" if (req.positive or req.negative) else "image"
     mode = mode_of(req)
     service.check_method(mode, req.collection)
     request.state.method = mode.method  # a metrics label: only methods served (a bounded set)
     batched = (state.config.batching and source is not None and req.id is None and not req.positive
                and not req.negative and not mode.second_stage and req.collection is None)
     if batched:
-        hits = await _batched(request, req, mode, source, timings)
+        query = query_of(req, source)  # no examples to decode: cheap on the event loop
+        query.check(mode)
+        item = PlainSearch(query, service.filter_for(mode, query))
+        hits, batch_timings = await state.batcher.submit((mode, req.exact), item)
+        timings.update(batch_timings)
     else:
         hits = await state.run(service.search, req, source, timings)
     timings["total"] = time.perf_counter() - t0
     where = "" if req.collection is None else f"?collection={req.collection}"
+    by = "id" if req.id is not None else "examples" if (req.positive or req.negative) else "image"
     return {
         "hits": [{**vars(h), "image_url": f"/api/images/{h.id}.png{where}"} for h in hits],
         "query": {"by": by, "id": req.id, "collection": req.collection, "method": mode.method, "mode": mode.label,
@@ -354,18 +357,6 @@ async def _answer(request: Request, req: SearchRequest, upload: bytes | None, t0
                   "exclude_classes": req.exclude_classes, "exact": req.exact, "batched": batched},
         "timings_ms": {k: 1000 * timings.get(k, 0.0) for k in TIMINGS},
     }
-
-
-async def _batched(request: Request, req: SearchRequest, mode, source, timings: dict) -> list:
-    """A plain search of an upload, batched with the others of its kind."""
-    service = request.app.state.service
-    item = PlainSearch(source, req.k + req.offset, service.filter_for(req))
-    hits, batch_timings = await request.app.state.batcher.submit((mode, req.exact), item)
-    timings.update(batch_timings)
-    if req.min_score is None and req.offset == 0:
-        return hits  # ranked 1.. already
-    hits = [h for h in hits if req.min_score is None or h.score >= req.min_score]
-    return [replace(h, rank=r) for r, h in enumerate(hits[req.offset : req.offset + req.k], start=req.offset + 1)]
 
 
 def to_json(answer: Any) -> bytes:

@@ -11,10 +11,12 @@ from typing import Literal, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-from fmsearch.search.fusion import DEFAULT_FUSION, FUSIONS
+from fmsearch.search.fusion import FUSIONS
 from fmsearch.search.mode import MAX_EXPAND
-from fmsearch.search.searcher import MAX_K, Hit
-from fmsearch.search.rerank import DEFAULT_RERANK_MODE, DEFAULT_SHORTLIST, DEFAULT_WEIGHT, RERANK_MODES, RERANK_STAGES
+from fmsearch.search.mode import OPTIONS as MODE
+from fmsearch.search.query import MAX_K
+from fmsearch.search.rerank import RERANK_MODES, RERANK_STAGES
+from fmsearch.search.searcher import Hit
 from fmsearch.store.schema import MAX_FOLDER_ID, MAX_POINT_ID, QUANTIZATIONS
 
 Example = int | str  # a gallery id, or a base64-encoded image file
@@ -44,18 +46,19 @@ class SearchRequest(BaseModel):
     classes: list[str] = Field(default_factory=list, max_length=MAX_CLASSES, description="Only these classes.")
     exclude_classes: list[str] = Field(default_factory=list, max_length=MAX_CLASSES, description="Never these classes.")
     exact: bool = False
-    fusion: Literal[FUSIONS] = DEFAULT_FUSION  # type: ignore[valid-type]
-    fusion_weights: list[float] | None = None
-    rescore_with: str | None = None
-    shortlist: int = Field(DEFAULT_SHORTLIST, ge=1, le=MAX_K)
-    rerank: Literal[RERANK_STAGES] | None = Field(None, description="A second stage reordering the shortlist.")  # type: ignore[valid-type]
-    rerank_mode: Literal[RERANK_MODES] = DEFAULT_RERANK_MODE  # type: ignore[valid-type]
-    rerank_weight: float = DEFAULT_WEIGHT
-    ratio: float = 0.75
-    quantization: Literal[QUANTIZATIONS] = "none"  # type: ignore[valid-type]
-    oversampling: float | None = None
-    rescore: bool = True
-    expand: int = Field(0, ge=0, le=MAX_EXPAND,
+    # the search mode, flat, with its defaults from search.mode.OPTIONS (SearchMode.from_options makes it)
+    fusion: Literal[FUSIONS] = MODE["fusion"]  # type: ignore[valid-type]
+    fusion_weights: list[float] | None = MODE["fusion_weights"]
+    rescore_with: str | None = MODE["rescore_with"]
+    shortlist: int = Field(MODE["shortlist"], ge=1, le=MAX_K)
+    rerank: Literal[RERANK_STAGES] | None = Field(MODE["rerank"], description="A second stage reordering the shortlist.")  # type: ignore[valid-type]
+    rerank_mode: Literal[RERANK_MODES] = MODE["rerank_mode"]  # type: ignore[valid-type]
+    rerank_weight: float = MODE["rerank_weight"]
+    ratio: float = MODE["ratio"]
+    quantization: Literal[QUANTIZATIONS] = MODE["quantization"]  # type: ignore[valid-type]
+    oversampling: float | None = MODE["oversampling"]
+    rescore: bool = MODE["rescore"]
+    expand: int = Field(MODE["expand"], ge=0, le=MAX_EXPAND,
                         description="Average query expansion by the N nearest hits' stored vectors (0: off).")
     positive: list[Example] = Field(default_factory=list, max_length=MAX_EXAMPLES,
                                     description="Recommend: ids or base64 images.")

@@ -11,9 +11,8 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
-from functools import lru_cache
 
 import numpy as np
 
@@ -22,9 +21,10 @@ from fmsearch.images.files import image_from_bytes, png_bytes
 from fmsearch.images.fmnist import CLASS_NAMES
 from fmsearch.models.registry import OPTIONS, RERANK_ONLY, method_names
 from fmsearch.models.sift import SiftExtractor, compare
+from fmsearch.search.mode import OPTIONS as MODE_OPTIONS
 from fmsearch.search.mode import SearchMode
-from fmsearch.search.rerank import RerankConfig
-from fmsearch.search.searcher import Hit, Searcher, class_filter, fmnist_item
+from fmsearch.search.query import ImageSource, Query
+from fmsearch.search.searcher import Hit, Searcher, fmnist_item
 from fmsearch.serve.config import ServeConfig
 from fmsearch.serve.schemas import CompareRequest, SearchRequest
 from fmsearch.store import QueryFilter, Store, open_store, schema
@@ -33,17 +33,13 @@ from fmsearch.store.listing import summarize
 logger = logging.getLogger(__name__)
 
 
-#: what turns a request's image (a file's bytes, base64) into a (28, 28) image, run off the event loop
-ImageSource = Callable[[], np.ndarray]
-
-
 @dataclass(frozen=True)
 class PlainSearch:
-    """One request of the micro-batched path: an uploaded image searched in
-    a plain (single-method) mode, decoded in the batch."""
+    """One request of the micro-batched path: a query by an uploaded image
+    (not decoded yet: its :data:`ImageSource`), searched in a plain
+    (single-method) mode and decoded in the batch."""
 
-    source: ImageSource
-    limit: int
+    query: Query
     flt: QueryFilter
 
 
@@ -64,20 +60,21 @@ def decode_base64(text: str, name: str = "image") -> np.ndarray:
 def mode_of(req: SearchRequest) -> SearchMode:
     """The search mode a request names (checked where it is made; the same
     settings give the same, cached, value)."""
-    return _mode(req.method, req.quantization, req.rescore, req.oversampling, req.fusion,
-                 None if req.fusion_weights is None else tuple(req.fusion_weights), req.rescore_with,
-                 req.shortlist, req.rerank, req.rerank_mode, req.rerank_weight, req.ratio, req.expand)
+    return SearchMode.from_options(req.method, **{name: getattr(req, name) for name in MODE_OPTIONS})
 
 
-@lru_cache(maxsize=1024)
-def _mode(method, quantization, rescore, oversampling, fusion, fusion_weights, rescore_with, shortlist, rerank,
-          rerank_mode, rerank_weight, ratio, expand) -> SearchMode:
-    stage = None
-    if rerank is not None:
-        stage = RerankConfig(stage=rerank, shortlist=shortlist, mode=rerank_mode, weight=rerank_weight, ratio=ratio)
-    return SearchMode(method, quantization=quantization, rescore=rescore, oversampling=oversampling, fusion=fusion,
-                      fusion_weights=fusion_weights, rescore_with=rescore_with, shortlist=shortlist, rerank=stage,
-                      expand=expand)
+def query_of(req: SearchRequest, source: ImageSource | None = None) -> Query:
+    """The query a request asks: its image (``source``, decoded when
+    searched), id or examples (base64 examples decoded now: call it off the
+    event loop when it has any), and its paging and filters."""
+
+    def example(e: int | str, what: str) -> int | np.ndarray:
+        return e if isinstance(e, int) else decode_base64(e, f"{what} example")
+
+    return Query(image=source, id=req.id, positive=tuple(example(e, "positive") for e in req.positive),
+                 negative=tuple(example(e, "negative") for e in req.negative), k=req.k, offset=req.offset,
+                 min_score=req.min_score, classes=tuple(req.classes), exclude_classes=tuple(req.exclude_classes),
+                 exact=req.exact)
 
 
 class SearchService:
@@ -210,40 +207,20 @@ class SearchService:
         ``source`` gives the uploaded image, if any."""
         mode = mode_of(req)
         self.check_method(mode, req.collection)
-        searcher = self.searcher_for(req.collection)
-        image = None
-        if source is not None:
-            t0 = time.perf_counter()
-            image = source()
-            timings["decode"] = time.perf_counter() - t0
-        if req.positive or req.negative:
-            if image is not None or req.id is not None or mode.second_stage or mode.expand:
-                raise InvalidArgumentError("positive/negative examples make a recommend query: no image, id, "
-                                           "fusion, rescore_with, rerank or expand with them")
-            hits = searcher.recommend(
-                mode.method, [self._example(e, "positive") for e in req.positive],
-                [self._example(e, "negative") for e in req.negative], req.k + req.offset, classes=req.classes,
-                exclude_classes=req.exclude_classes, quantization=mode.quantization)
-            hits = [h for h in hits if req.min_score is None or h.score >= req.min_score]
-            return [replace(h, rank=r) for r, h in enumerate(hits[req.offset:], start=req.offset + 1)]
-        return searcher.search(mode, image=image, pid=req.id, k=req.k, offset=req.offset,
-                                    min_score=req.min_score, classes=req.classes,
-                                    exclude_classes=req.exclude_classes, exact=req.exact, timings=timings)
-
-    def _example(self, example: int | str, what: str) -> int | np.ndarray:
-        return example if isinstance(example, int) else decode_base64(example, f"{what} example")
+        return self.searcher_for(req.collection).search(mode, query_of(req, source), timings=timings)
 
     def search_batch(self, mode: SearchMode, exact: bool, items: Sequence[PlainSearch],
                      timings: dict[str, float]) -> list[list[Hit] | FmsearchError]:
         """Plain searches of one method's collection: decoded, embedded
         together and searched with one batch request (each with its own limit
-        and filter). An image that does not decode is that item's error."""
+        and filter), each paged as its query says. An image that does not
+        decode is that item's error."""
         t0 = time.perf_counter()
-        images: list[np.ndarray] = []
+        queries: list[Query] = []
         answers: list[list[Hit] | FmsearchError] = []
         for item in items:
             try:
-                images.append(item.source())
+                queries.append(item.query.decoded())
                 answers.append([])
             except FmsearchError as err:
                 answers.append(err)
@@ -253,21 +230,20 @@ class SearchService:
         if not good:
             return answers
         try:
-            vectors = self.searcher.embedder(mode.methods[0]).embed(np.stack(images))
+            vectors = self.searcher.embedder(mode.methods[0]).embed(np.stack([q.image for q in queries]))
             t2 = time.perf_counter()
-            found = self.searcher.search_vectors(mode, vectors, [items[i].limit for i in good],
+            found = self.searcher.search_vectors(mode, vectors, [q.limit for q in queries],
                                                  [items[i].flt for i in good], exact=exact)
         except FmsearchError as err:
             if len(good) == 1:
                 answers[good[0]] = err
                 return answers
             # one item's fault fails the batch request: each again alone, so that only its own answer says so
-            for i, image in zip(good, images, strict=True):
-                answers[i] = self.search_batch(mode, exact, [replace(items[i], source=lambda im=image: im)],
-                                               timings)[0]
+            for i, query in zip(good, queries, strict=True):
+                answers[i] = self.search_batch(mode, exact, [replace(items[i], query=query)], timings)[0]
             return answers
-        for i, hits in zip(good, found, strict=True):
-            answers[i] = hits
+        for i, query, hits in zip(good, queries, found, strict=True):
+            answers[i] = query.page(hits)
         timings.update(embed=t2 - t1, search=time.perf_counter() - t2)
         return answers
 
@@ -329,9 +305,9 @@ class SearchService:
                    "descriptors": "sift" if req.plain else "rootsift"}
         return figures, png_bytes(c.drawing())
 
-    def filter_for(self, req: SearchRequest) -> QueryFilter:
-        """The request's class filters, checked (an unknown class is refused)."""
-        return class_filter(req.classes, req.exclude_classes)
+    def filter_for(self, mode: SearchMode, query: Query) -> QueryFilter:
+        """The query's filter on FMNIST, checked (an unknown class is refused)."""
+        return self.searcher.filter_of(mode.methods[0], query)
 
     def collections(self) -> list[dict]:
         return [{k: v for k, v in asdict(s).items() if k != "in_use" or v is not None} for s in summarize(self.store)]
@@ -352,4 +328,5 @@ def classes() -> list[dict]:
     return [{"label": i, "name": name} for i, name in enumerate(CLASS_NAMES)]
 
 
-__all__ = ["ImageSource", "PlainSearch", "SearchService", "classes", "decode_base64", "decode_upload", "mode_of"]
+__all__ = ["ImageSource", "PlainSearch", "SearchService", "classes", "decode_base64", "decode_upload", "mode_of",
+           "query_of"]
