@@ -1,5 +1,7 @@
-"""Resolve a method name to an :class:`~fmsearch.models.base.Embedder`, and
-say which options each method takes."""
+"""Two registries: embedding methods (a name resolves to an
+:class:`~fmsearch.models.base.Embedder`, whose collection is searched) and
+rerank stages (a name resolves to the extractor whose per-image descriptors a
+stage scores by id, never searched); and which options each takes."""
 
 from __future__ import annotations
 
@@ -18,11 +20,12 @@ _METHODS: dict[str, str] = {
     "proxy": "fmsearch.models.proxy:ProxyEmbedder",
     "ensemble": "fmsearch.models.ensemble:EnsembleEmbedder",
     "resnet101": "fmsearch.models.resnet:ResNet101Embedder",
-    # local descriptors, a multivector per image: a rerank stage, not a first stage
+}
+# rerank stages: name -> the extractor of the descriptors its collection holds (local descriptors, a
+# multivector per image), which reorder another method's shortlist; ingested like a method, never searched
+_STAGES: dict[str, str] = {
     "sift": "fmsearch.models.sift:SiftExtractor",
 }
-#: methods that only rerank another method's shortlist (a SIFT rerank)
-RERANK_ONLY = ("sift",)
 #: methods whose model is trained here (``fmsearch train``) and shipped
 TRAINABLE = ("autoencoder", "siamese", "proxy")
 #: methods built from trained artifacts, without training (``fmsearch combine``), and shipped
@@ -40,52 +43,89 @@ OPTIONS: dict[str, tuple[str, ...]] = {
     "proxy": ("weights", "runtime", "threads", "spin"),
     "ensemble": ("weights", "runtime", "threads", "spin"),
     "resnet101": ("weights", "input_size"),
+}
+#: the constructor options each rerank stage's extractor takes
+STAGE_OPTIONS: dict[str, tuple[str, ...]] = {
     "sift": ("upscale", "root", "max_keypoints"),
 }
 
 
 def method_names() -> tuple[str, ...]:
-    """Every method the registry knows, in a stable order."""
+    """Every embedding method, in a stable order."""
     return tuple(_METHODS)
 
 
+def stage_names() -> tuple[str, ...]:
+    """Every rerank stage, in a stable order."""
+    return tuple(_STAGES)
+
+
 def check_method(name: str) -> str:
-    """Return ``name`` if it is a known method.
+    """Return ``name`` if it is an embedding method.
 
     Raises:
+        InvalidArgumentError: it is a rerank stage (searched with another method).
         UnknownMethodError: listing the valid names.
     """
+    if name in _STAGES:
+        raise InvalidArgumentError(f"{name} is a rerank stage, not a search method: it reorders another method's "
+                                   f"results (rerank {name})")
     if name not in _METHODS:
-        raise UnknownMethodError(
-            f"unknown method {name!r}; valid methods: {', '.join(_METHODS)}"
-        )
+        raise UnknownMethodError(f"unknown method {name!r}; valid methods: {', '.join(_METHODS)}")
     return name
 
 
-def get_embedder(name: str, **options: Any) -> Embedder:  # or a SiftExtractor for "sift"
-    """Build the embedder for a method.
+def check_stage(name: str) -> str:
+    """Return ``name`` if it is a rerank stage.
+
+    Raises:
+        InvalidArgumentError: listing the valid stages.
+    """
+    if name not in _STAGES:
+        raise InvalidArgumentError(f"unknown rerank stage {name!r}; valid: {', '.join(_STAGES)}", param="rerank")
+    return name
+
+
+def _build(target: str, options: dict[str, Any]) -> Any:
+    module_name, cls_name = target.split(":")
+    return getattr(importlib.import_module(module_name), cls_name)(**options)
+
+
+def get_embedder(name: str, **options: Any) -> Embedder:
+    """Build the embedder of a method.
 
     Args:
         name: a method name (see :func:`method_names`).
         **options: passed to the method's constructor.
 
     Raises:
-        UnknownMethodError: the name is unknown.
+        UnknownMethodError: the name is unknown; InvalidArgumentError: it is a stage.
     """
-    module_name, cls_name = _METHODS[check_method(name)].split(":")
-    cls = getattr(importlib.import_module(module_name), cls_name)
-    return cls(**options)
+    return _build(_METHODS[check_method(name)], options)
 
 
-def model_options(method: str, **given: Any) -> dict[str, Any]:
-    """The constructor options of ``method`` among ``given`` (``None``: not
-    given), refusing one the method does not take.
+def get_extractor(stage: str, **options: Any) -> Any:
+    """Build the descriptor extractor of a rerank stage (what its collection
+    is ingested with: ``describe``, ``embed_batch`` to multivectors)."""
+    return _build(_STAGES[check_stage(stage)], options)
+
+
+def get_ingestible(name: str, **options: Any) -> Any:
+    """What ``fmsearch ingest --method NAME`` writes a collection with: a
+    method's embedder, or a rerank stage's extractor."""
+    return get_extractor(name, **options) if name in _STAGES else get_embedder(name, **options)
+
+
+def model_options(name: str, **given: Any) -> dict[str, Any]:
+    """The constructor options of a method or a stage among ``given``
+    (``None``: not given), refusing one it does not take.
 
     Raises:
         UnknownMethodError, InvalidArgumentError.
     """
+    takes = STAGE_OPTIONS[name] if name in _STAGES else OPTIONS[check_method(name)]
     options = {k: v for k, v in given.items() if v is not None}
     for key in options:
-        if key not in OPTIONS[check_method(method)]:
-            raise InvalidArgumentError(f"{key.replace('_', ' ')} does not apply to {method}", param=key)
+        if key not in takes:
+            raise InvalidArgumentError(f"{key.replace('_', ' ')} does not apply to {name}", param=key)
     return options

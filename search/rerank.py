@@ -29,10 +29,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from fmsearch.errors import InvalidArgumentError
+from fmsearch.models.registry import stage_names
 from fmsearch.models.sift import DEFAULT_RATIO, SiftExtractor, from_storage, lowe_score
 from fmsearch.store import CollectionInfo, QueryFilter, Store, schema
 
-RERANK_STAGES = ("sift",)
+#: the stages a rerank can name (the models registry's)
+RERANK_STAGES = stage_names()
 RERANK_MODES = ("maxsim", "lowe")
 DEFAULT_RERANK_MODE = "maxsim"
 #: candidates a second stage (a rerank, a fusion, a rescoring) sees
@@ -101,9 +103,12 @@ class SiftReranker:
             the collection records (so query and gallery descriptors match).
     """
 
+    #: the rerank stage this is
+    stage = "sift"
+
     def __init__(self, store: Store, prefix: str = schema.DEFAULT_PREFIX, extractor: SiftExtractor | None = None) -> None:
         self.store = store
-        self.name = schema.collection_name("sift", prefix)
+        self.name = schema.collection_name(self.stage, prefix)
         self._extractor = extractor
         self._info: CollectionInfo | None = None
 

@@ -18,7 +18,7 @@ import numpy as np
 from fmsearch.errors import CollectionNotFoundError, InvalidArgumentError, UnknownClassError
 from fmsearch.images.fmnist import CLASS_NAMES, class_index, load_split
 from fmsearch.models.base import Embedder
-from fmsearch.models.registry import RERANK_ONLY, check_method, get_embedder
+from fmsearch.models.registry import check_method, get_embedder
 from fmsearch.search.fusion import fuse_lists
 from fmsearch.search.mode import SearchMode
 from fmsearch.search.query import Example, Query, check_k
@@ -189,10 +189,7 @@ class Searcher:
         Raises:
             UnknownMethodError, CollectionNotFoundError, CollectionMismatchError.
         """
-        if check_method(method) in RERANK_ONLY:
-            raise InvalidArgumentError(
-                f"{method} is a rerank stage, not a search method: search another method and rerank its results by {method}"
-            )
+        check_method(method)
         if (method, quantization) not in self._checked:
             if self.gallery is not None and quantization != "none":
                 raise InvalidArgumentError("a folder gallery is not quantised: search it without quantization",

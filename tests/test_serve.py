@@ -477,7 +477,7 @@ def test_serve_refuses_at_once_what_would_fail(serve_home, tmp_path):
         for args, message in (
             (["--home", str(tmp_path / "empty"), "serve"], "nothing to serve: pixels, autoencoder, siamese, proxy, ensemble, resnet101 are not ingested"),
             (["--home", str(serve_home), "serve", "--methods", "autoencoder"], "nothing to serve: autoencoder is not ingested"),
-            (["--home", str(serve_home), "serve", "--methods", "sift"], "sift is a rerank stage, not a method"),
+            (["--home", str(serve_home), "serve", "--methods", "sift"], "sift is a rerank stage, not a search method"),
             (["--home", str(serve_home), "serve", "--methods", "nope"], "unknown method 'nope'"),
             (["--home", str(serve_home), "serve", "--port", str(port)], f"cannot listen on 127.0.0.1:{port}: Address already in use"),
             (["--home", str(serve_home), "serve", "--host", "nosuch.invalid"], "cannot listen on nosuch.invalid:8000"),
@@ -775,7 +775,7 @@ def test_the_serve_suite_refuses_in_one_line_what_cannot_be_served(tmp_path):
     if sh.which("wrk") is None:
         pytest.skip("wrk is not installed (apt-get install wrk)")
     for args, message in (
-        (["--methods", "sift"], "Error: --methods: sift is a rerank stage, not a method (method+sift)\n"),
+        (["--methods", "sift"], "Error: sift is a rerank stage, not a search method: it reorders another method's results (rerank sift)\n"),
         (["--methods", "pixels", "--clients", "1", "--uploads", "28", "--duration", "1"],
          "Error: `fmsearch serve` did not become ready: nothing to serve: pixels is not ingested"),
     ):

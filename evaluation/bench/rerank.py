@@ -15,7 +15,7 @@ from fmsearch.evaluation import markdown
 from fmsearch.evaluation.bench.timing import BenchResult, environment, p50_ms
 from fmsearch.images.fmnist import load_split
 from fmsearch.ingest.indexer import ingest
-from fmsearch.models.registry import get_embedder
+from fmsearch.models.registry import get_ingestible
 from fmsearch.models.sift import SiftExtractor
 from fmsearch.search.mode import SearchMode
 from fmsearch.search.rerank import RERANK_MODES, RerankConfig
@@ -83,7 +83,7 @@ def run_rerank_bench(*, gallery: int = 60_000, queries: int = 200, shortlist: in
         ingests = {}
         for method in ("pixels", "sift"):
             log(f"{method}: ingesting {gallery} images ...")
-            report = ingest(store, get_embedder(method), limit=gallery, data_dir=data_dir)
+            report = ingest(store, get_ingestible(method), limit=gallery, data_dir=data_dir)
             ingests[method] = {
                 "points": report.points_total, "embed_s": report.seconds_embed, "write_s": report.seconds_write,
                 "index_s": report.seconds_index, "total_s": report.seconds,

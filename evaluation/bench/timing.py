@@ -56,10 +56,10 @@ class BenchResult:
 
 def check_first_stage(methods: tuple[str, ...], why: str) -> tuple[str, ...]:
     """Refuse a rerank-only method (SIFT) among a suite's methods, saying why."""
-    from fmsearch.models.registry import RERANK_ONLY
+    from fmsearch.models.registry import stage_names
 
     for method in methods:
-        if method in RERANK_ONLY:
+        if method in stage_names():
             raise InvalidArgumentError(f"{method} {why}", param="methods")
     return methods
 

@@ -106,7 +106,7 @@ def command(settings, suite, gallery, sizes, kinds, linked_fields, on_disk, quan
 
 
 def _serve_bench(settings, methods, clients, uploads, workers, duration, data_dir, log):
-    from fmsearch.models.registry import RERANK_ONLY, check_method
+    from fmsearch.models.registry import check_method, check_stage
     from fmsearch.serve.bench import METHODS, run_serve_bench
     from fmsearch.serve.config import ServeConfig
 
@@ -118,10 +118,8 @@ def _serve_bench(settings, methods, clients, uploads, workers, duration, data_di
     for name in names:  # a method, or a method with a rerank stage: siamese+sift
         first, _, rerank = name.partition("+")
         check_method(first)
-        if first in RERANK_ONLY:
-            raise click.UsageError(f"--methods: {first} is a rerank stage, not a method (method+{first})")
-        if rerank and rerank not in RERANK_ONLY:
-            raise click.UsageError(f"--methods: {name!r}: only {', '.join(RERANK_ONLY)} reranks (method+sift)")
+        if rerank:
+            check_stage(rerank)
     counts = parse_numbers(clients, "--clients", int)
     sides = parse_numbers(uploads, "--uploads", int)
     if not counts or any(not 1 <= c <= 1024 for c in counts):

@@ -51,38 +51,32 @@ def command(settings, method, split, limit, batch_size, recreate, quantization, 
     `fmsearch query/evaluate --rerank sift`.
     """
     from fmsearch.errors import ModelError
-    from fmsearch.models.registry import DOWNLOADED, RERANK_ONLY, check_method, get_embedder, method_names
+    from fmsearch.models.registry import DOWNLOADED, check_method, get_ingestible, method_names, stage_names
     from fmsearch.models.registry import model_options as method_options
 
-    if method == "all":
-        if weights is not None or input_size is not None:
-            raise click.UsageError("--weights/--input-size need a single --method")
-        methods = method_names()
-    else:
-        methods = (check_method(method),)
+    if method == "all" and (weights is not None or input_size is not None):
+        raise click.UsageError("--weights/--input-size need a single --method")
     if (sift_upscale is not None or sift_plain) and method != "sift":
         raise click.UsageError("--sift-upscale/--sift-plain apply to --method sift only")
     if (images_dir is None) != (gallery is None):
         raise click.UsageError("--images and --collection go together: a folder and the gallery's name")
     if images_dir is not None:
-        from fmsearch.models.registry import RERANK_ONLY
-
         if split != "train" or limit is not None or quantization != "none" or on_disk:
             raise click.UsageError("--split, --limit, --quantization and --on-disk apply to FMNIST, not to --images")
-        methods = tuple(m for m in methods if m not in RERANK_ONLY)
-        if not methods:
-            raise click.UsageError(f"{method} is a rerank stage: a folder gallery takes embedding methods")
+        methods = method_names() if method == "all" else (check_method(method),)  # a folder gallery: methods only
         options = embedder_options(methods, weights, input_size, runtime, threads)
         for name in methods:
             _ingest_folder(settings, name, options[name], images_dir, gallery, recursive, recreate,
                            min(batch_size, 256), as_json, skip_unloadable=method == "all")
         return
+    if method == "all":  # FMNIST: every method's collection, and every rerank stage's (descriptors: never quantised)
+        methods = (*method_names(), *(stage_names() if quantization == "none" else ()))
+    else:
+        methods = (method if method in stage_names() else check_method(method),)
     options = embedder_options(methods, weights, input_size, runtime, threads)
     for name in methods:
-        if name in RERANK_ONLY and quantization != "none" and method == "all":
-            continue  # descriptors are not quantised; --method all quantises the others
         sift = method_options(name, upscale=sift_upscale, root=False if sift_plain else None) if name == "sift" else {}
-        embedder = get_embedder(name, **options[name], **sift)
+        embedder = get_ingestible(name, **options[name], **sift)
         if method == "all" and name in DOWNLOADED:
             try:
                 embedder.prepare()

@@ -78,14 +78,10 @@ def command(settings, host, port, methods, workers, api_key, api_key_file, cors_
 def _preflight(settings, methods: tuple[str, ...] | None, host: str, port: int) -> None:
     """Refuse at once, in one line, what would fail every request or the start:
     no wanted method ingested, an unreachable store, an address not free."""
-    from fmsearch.models.registry import RERANK_ONLY, method_names
+    from fmsearch.models.registry import method_names
     from fmsearch.store import schema
 
-    for method in methods or ():
-        if method in RERANK_ONLY:
-            raise click.ClickException(f"--methods: {method} is a rerank stage, not a method: it is served as the "
-                                       f"rerank of every search that asks for it when its collection is ingested")
-    wanted = methods or tuple(m for m in method_names() if m not in RERANK_ONLY)
+    wanted = methods or method_names()
     store = settings.store()
     try:
         present, where = set(store.collections()), store.location

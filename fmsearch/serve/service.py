@@ -19,7 +19,7 @@ import numpy as np
 from fmsearch.errors import FmsearchError, ImageError, InvalidArgumentError
 from fmsearch.images.files import image_from_bytes, png_bytes
 from fmsearch.images.fmnist import CLASS_NAMES
-from fmsearch.models.registry import OPTIONS, RERANK_ONLY, method_names
+from fmsearch.models.registry import OPTIONS, method_names, stage_names
 from fmsearch.models.sift import SiftExtractor, compare
 from fmsearch.search.mode import OPTIONS as MODE_OPTIONS
 from fmsearch.search.mode import SearchMode
@@ -102,11 +102,11 @@ class SearchService:
         c = self.config
         source = open_store(c.qdrant_url, api_key=c.qdrant_api_key, home=c.home, timeout=c.timeout,
                             retries=c.retries)
-        candidates = c.methods or tuple(m for m in method_names() if m not in RERANK_ONLY)
+        candidates = c.methods or method_names()
         names = [n for n in source.collections() if n.startswith(c.prefix)]
         galleries = _gallery_collections(source, names, candidates)
         wanted = [n for n in names if n in galleries or any(n == schema.collection_name(m, c.prefix) or n.startswith(
-            schema.collection_name(m, c.prefix) + "_") for m in (*candidates, *RERANK_ONLY))]
+            schema.collection_name(m, c.prefix) + "_") for m in (*candidates, *stage_names()))]
         self._workdir = tempfile.mkdtemp(prefix="fmsearch-serve-")
         self.store = source.serving_copy(wanted, self._workdir)
         if self.store is not source:
@@ -119,12 +119,13 @@ class SearchService:
             self._load_method(method, names)
         for name, (gallery, method) in sorted(galleries.items()):
             self._load_gallery(gallery, method)
-        if schema.collection_name(RERANK_ONLY[0], c.prefix) in names:
+        reranker = self.searcher.reranker
+        if reranker.name in names:
             try:
-                self.searcher.reranker.collection()
+                reranker.collection()
                 self.rerank = True
             except FmsearchError as err:
-                self.skipped[RERANK_ONLY[0]] = str(err)
+                self.skipped[reranker.stage] = str(err)
         logger.info("serving %s%s", ", ".join(self.methods) or "no method",
                     " with the SIFT rerank stage" if self.rerank else "")
         self.state = "ready"
