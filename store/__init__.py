@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from fmsearch import environment
 from fmsearch.errors import InvalidArgumentError
 from fmsearch.store.base import CollectionInfo, QuantizationParams, QueryFilter, Record, ScoredPoint, Store
 from fmsearch.store.base import DEFAULT_HNSW_EF, DEFAULT_TIMEOUT
@@ -44,7 +45,7 @@ __all__ = [
 
 def default_home() -> Path:
     """``$FMSEARCH_HOME``, else ``./.fmsearch``."""
-    return Path(os.environ.get("FMSEARCH_HOME") or DEFAULT_HOME)
+    return Path(environment.home() or DEFAULT_HOME)
 
 
 def open_store(

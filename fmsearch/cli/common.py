@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from fmsearch import environment
 from fmsearch.errors import FmsearchError, InvalidArgumentError
 from fmsearch.search.fusion import DEFAULT_FUSION, FUSIONS
 from fmsearch.search.rerank import DEFAULT_RERANK_MODE, DEFAULT_SHORTLIST, DEFAULT_WEIGHT, RERANK_MODES, RERANK_STAGES
@@ -166,7 +167,7 @@ def echo_json(obj: Any) -> None:
 def data_dir_option(fn: Callable) -> Callable:
     return click.option(
         "--data-dir",
-        envvar="FMNIST_DIR",
+        envvar=environment.FMNIST_DIR,
         type=click.Path(file_okay=False),
         default=None,
         help="Directory with the four FMNIST .gz files [env FMNIST_DIR].",

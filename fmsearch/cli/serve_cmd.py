@@ -8,6 +8,7 @@ import socket
 
 import click
 
+from fmsearch import environment
 from fmsearch.serve.config import DEFAULT_MAX_UPLOAD
 
 from .common import data_dir_option, domain_errors, graph_search_options, pass_settings, read_key_file, setup_logging
@@ -19,8 +20,8 @@ from .common import data_dir_option, domain_errors, graph_search_options, pass_s
 @click.option("--methods", default=None, help="Methods to serve, comma-separated [default: every ingested one].")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Processes sharing the port, each with its own copy of the collections.")
-@click.option("--api-key", envvar="FMSEARCH_API_KEY", default=None,
-              help="Require this key in the X-API-Key header of every /api request [env FMSEARCH_API_KEY].")
+@click.option("--api-key", envvar=environment.SERVE_API_KEY, default=None,
+              help=f"Require this key in the X-API-Key header of every /api request [env {environment.SERVE_API_KEY}].")
 @click.option("--api-key-file", type=click.Path(dir_okay=False), default=None, help="Read the API key from this file.")
 @click.option("--cors-origin", "cors_origins", multiple=True, help="An origin browsers may call from (repeatable).")
 @click.option("--max-upload", "max_upload_bytes", type=int, default=DEFAULT_MAX_UPLOAD, show_default=True,

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 
+from fmsearch import environment
 from fmsearch.errors import InvalidArgumentError
 from fmsearch.evaluation import RESULTS_DIR
 from fmsearch.store.base import MAX_HNSW_EF
 from fmsearch.store.schema import DEFAULT_PREFIX
 
 #: the environment variable a worker process reads its configuration from
-CONFIG_ENV = "FMSEARCH_SERVE_CONFIG"
+CONFIG_ENV = environment.SERVE_CONFIG
 DEFAULT_MAX_UPLOAD = 20 * 2**20
 
 
@@ -69,12 +69,24 @@ class ServeConfig:
             raise InvalidArgumentError("the API key is empty", param="api_key")
 
     def to_env(self) -> str:
+        """The configuration as the text a worker process reads (:meth:`from_env`)."""
         return json.dumps(asdict(self))
 
     @classmethod
-    def from_env(cls) -> ServeConfig:
-        """The configuration the parent process left for a worker."""
-        data = json.loads(os.environ[CONFIG_ENV])
+    def from_env(cls, text: str | None = None) -> ServeConfig:
+        """The configuration the parent process left for a worker.
+
+        Args:
+            text: what :meth:`to_env` wrote (default: ``FMSEARCH_SERVE_CONFIG``).
+
+        Raises:
+            InvalidArgumentError: no configuration was left.
+        """
+        text = environment.serve_config() if text is None else text
+        if text is None:
+            raise InvalidArgumentError(f"no service configuration: {CONFIG_ENV} is not set (fmsearch serve sets it "
+                                       "for its workers)")
+        data = json.loads(text)
         for key in ("methods", "cors_origins"):
             if data.get(key) is not None:
                 data[key] = tuple(data[key])
