@@ -5,9 +5,7 @@ from __future__ import annotations
 import click
 
 from fmsearch import __version__, environment
-from fmsearch.store.base import DEFAULT_TIMEOUT
-from fmsearch.store.retry import DEFAULT_RETRIES
-from fmsearch.store.schema import DEFAULT_PREFIX
+from fmsearch.store.settings import MAX_RETRIES, MAX_TIMEOUT, StoreSettings
 
 from . import (
     add_cmd,
@@ -29,7 +27,10 @@ from . import (
     train_cmd,
     validate_cmd,
 )
-from .common import Settings, read_key_file, setup_logging
+from .common import Settings, domain_errors, read_key_file, setup_logging
+
+#: the store settings' defaults, as the options show them
+_DEFAULTS = StoreSettings()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -43,15 +44,18 @@ from .common import Settings, read_key_file, setup_logging
 @click.option("--qdrant-api-key-file", envvar=environment.QDRANT_API_KEY_FILE, type=click.Path(dir_okay=False),
               default=None, help=f"Read the API key from this file instead [env {environment.QDRANT_API_KEY_FILE}] "
               "(e.g. a mounted secret).")
-@click.option("--prefer-grpc/--no-prefer-grpc", envvar=environment.QDRANT_PREFER_GRPC, default=False,
+@click.option("--prefer-grpc/--no-prefer-grpc", envvar=environment.QDRANT_PREFER_GRPC, default=_DEFAULTS.prefer_grpc,
               show_default=True, help=f"Talk to the server over gRPC (port 6334) [env {environment.QDRANT_PREFER_GRPC}].")
-@click.option("--retries", default=DEFAULT_RETRIES, show_default=True, type=click.IntRange(0, 10),
-              help="Server requests failing transiently (connection, timeout, 429/5xx) are retried this many times.")
-@click.option("--prefix", envvar=environment.PREFIX, default=DEFAULT_PREFIX, show_default=True,
+@click.option("--retries", type=int, default=_DEFAULTS.retries, show_default=True,
+              help=f"Server requests failing transiently (connection, timeout, 429/5xx) are retried this many times "
+              f"(0-{MAX_RETRIES}).")
+@click.option("--prefix", envvar=environment.PREFIX, default=_DEFAULTS.prefix, show_default=True,
               help=f"Collection name prefix [env {environment.PREFIX}].")
-@click.option("--timeout", default=DEFAULT_TIMEOUT, show_default=True, type=click.IntRange(1, 3600), help="Server request timeout, seconds.")
+@click.option("--timeout", type=int, default=_DEFAULTS.timeout, show_default=True,
+              help=f"Server request timeout, seconds (1-{MAX_TIMEOUT}).")
 @click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug) to stderr.")
 @click.pass_context
+@domain_errors
 def main(ctx: click.Context, home, qdrant_url, qdrant_api_key, qdrant_api_key_file, prefer_grpc, retries, prefix, timeout,
          verbose) -> None:
     """Image similarity search over Fashion-MNIST, backed by Qdrant.
@@ -65,7 +69,8 @@ def main(ctx: click.Context, home, qdrant_url, qdrant_api_key, qdrant_api_key_fi
     environment.quiet_tensorflow()
     if qdrant_api_key_file:
         qdrant_api_key = read_key_file(qdrant_api_key_file)
-    settings = Settings(home, qdrant_url, qdrant_api_key, prefix, timeout, retries=retries, prefer_grpc=prefer_grpc)
+    settings = Settings(StoreSettings(url=qdrant_url, api_key=qdrant_api_key, prefer_grpc=prefer_grpc,
+                                      retries=retries, timeout=timeout, prefix=prefix, home=home))
     ctx.obj = settings
     ctx.call_on_close(settings.close)
 

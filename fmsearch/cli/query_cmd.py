@@ -64,7 +64,7 @@ def command(settings, image_path, point_id, method, positive, negative, k, offse
     search = search_mode(method, **mode)
     if search.rerank is not None:
         search.rerank.check_holds(k)
-    searcher = Searcher(settings.store(), prefix=settings.prefix, data_dir=data_dir, gallery=gallery, hnsw_ef=hnsw_ef,
+    searcher = Searcher(settings.store(), prefix=settings.store_settings.prefix, data_dir=data_dir, gallery=gallery, hnsw_ef=hnsw_ef,
                         acorn=acorn,
                         options=embedder_options((*search.methods, *([search.rescore_with] if search.rescore_with else [])),
                                                  weights, input_size, runtime, threads))

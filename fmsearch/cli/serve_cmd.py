@@ -63,9 +63,7 @@ def command(settings, host, port, methods, workers, api_key, api_key_file, cors_
         threads = max(1, (os.cpu_count() or 1) // workers)
     names = None if methods is None else tuple(check_method(m.strip()) for m in methods.split(",") if m.strip())
     _preflight(settings, names, host, port)
-    config = ServeConfig(home=settings.home, qdrant_url=settings.qdrant_url, qdrant_api_key=settings.qdrant_api_key,
-                         prefix=settings.prefix, timeout=settings.timeout, retries=settings.retries, data_dir=data_dir,
-                         methods=names, api_key=api_key, cors_origins=tuple(cors_origins),
+    config = ServeConfig(store_settings=settings.store_settings, data_dir=data_dir, methods=names, api_key=api_key, cors_origins=tuple(cors_origins),
                          max_upload_bytes=max_upload_bytes, request_timeout_s=request_timeout_s, batching=batching,
                          threads=threads, hnsw_ef=hnsw_ef, acorn=acorn,
                          **({"insight_dir": insight_dir} if insight_dir else {}))
@@ -91,10 +89,10 @@ def _preflight(settings, methods: tuple[str, ...] | None, host: str, port: int) 
     try:
         present, where = set(store.collections()), store.location
         galleries = any(store.info(n).metadata.get(schema.META_GALLERY) for n in present
-                        if n.startswith(settings.prefix))
+                        if n.startswith(settings.store_settings.prefix))
     finally:
         settings.close()  # each worker opens its own serving copy
-    if not galleries and not any(schema.collection_name(m, settings.prefix) in present for m in wanted):
+    if not galleries and not any(schema.collection_name(m, settings.store_settings.prefix) in present for m in wanted):
         raise click.ClickException(f"nothing to serve: {', '.join(wanted)} {'is' if len(wanted) == 1 else 'are'} "
                                    f"not ingested in {where}; run `fmsearch ingest --method M` first")
     try:
