@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fmsearch import environment
 from fmsearch.errors import DatasetError, InvalidArgumentError, UnknownClassError
 
 logger = logging.getLogger(__name__)
@@ -129,9 +130,9 @@ def class_index(name: str) -> int:
 
 def cache_dir() -> Path:
     """The per-user cache directory that downloads go to."""
-    if os.environ.get("FMSEARCH_CACHE"):
-        return Path(os.environ["FMSEARCH_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    if environment.cache_dir():
+        return Path(environment.cache_dir()).expanduser()
+    base = environment.xdg_cache_home() or str(Path.home() / ".cache")
     return Path(base) / "fmsearch" / "fashion-mnist"
 
 
@@ -159,7 +160,7 @@ def locate(
     Raises:
         DatasetError: no directory holds the files and download failed or is off.
     """
-    explicit = data_dir or os.environ.get("FMNIST_DIR")
+    explicit = data_dir or environment.fmnist_dir()
     if explicit:
         directory = Path(explicit).expanduser()
         missing = [f.name for f in FILES.values() if not (directory / f.name).is_file()]
@@ -176,7 +177,7 @@ def locate(
     target = cache_dir()
     for f in FILES.values():
         if not (target / f.name).is_file():
-            _download(f, target, mirror or os.environ.get("FMNIST_MIRROR") or MIRROR_URL)
+            _download(f, target, mirror or environment.fmnist_mirror() or MIRROR_URL)
     return target
 
 

@@ -17,6 +17,7 @@ import os
 import sys
 from types import ModuleType
 
+from fmsearch import environment
 from fmsearch.errors import ModelError
 
 #: what adds the training framework to the default (lean) install
@@ -60,7 +61,7 @@ def import_tensorflow(what: str = "this") -> ModuleType:
 
 
 def _import_tensorflow() -> ModuleType:
-    if "tensorflow" in sys.modules or os.environ.get("FMSEARCH_TF_LOGS"):
+    if "tensorflow" in sys.modules or environment.tf_logs():
         import keras  # noqa: F401
         import tensorflow
 

@@ -20,6 +20,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from fmsearch import environment
 from fmsearch.errors import StoreLockedError
 
 LOCK_FILE = ".lock"
@@ -30,10 +31,9 @@ _POLL_S = 0.05
 
 
 def lock_timeout() -> float:
-    try:
-        return max(0.0, float(os.environ.get("FMSEARCH_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT)))
-    except ValueError:
-        return DEFAULT_LOCK_TIMEOUT
+    """``FMSEARCH_LOCK_TIMEOUT`` seconds, else :data:`DEFAULT_LOCK_TIMEOUT`."""
+    value = environment.lock_timeout()
+    return DEFAULT_LOCK_TIMEOUT if value is None else value
 
 
 class DirLock:

@@ -92,12 +92,14 @@ def server_url():
 
 @pytest.fixture(params=["edge", "local", pytest.param("server", marks=pytest.mark.integration)])
 def backend(request, tmp_path):
-    """(store URL or None, home) selecting each backend in turn."""
+    """The store settings selecting each backend in turn."""
+    from fmsearch.store import StoreSettings
+
     if request.param == "edge":
-        return None, tmp_path / "home"
+        return StoreSettings(home=tmp_path / "home")
     if request.param == "local":
-        return f"local:{tmp_path / 'local'}", None
-    return request.getfixturevalue("server_url"), None
+        return StoreSettings(url=f"local:{tmp_path / 'local'}")
+    return StoreSettings(url=request.getfixturevalue("server_url"), api_key=os.environ.get("QDRANT_API_KEY"))
 
 
 @pytest.fixture
@@ -118,10 +120,7 @@ def quantizing_store(store):
 
 @pytest.fixture
 def store(backend, prefix):
-    from fmsearch.store import open_store
-
-    url, home = backend
-    s = open_store(url, home=home, api_key=os.environ.get("QDRANT_API_KEY"))
+    s = backend.open()
     yield s
     for name in s.collections():
         if name.startswith(prefix):

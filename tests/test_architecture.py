@@ -29,8 +29,8 @@ ROOMS = {
 }
 #: the data path: a room may import the rooms before it, never those after
 ORDER = list(ROOMS.values())
-#: the package root (version, domain errors) that every room may import
-SHARED = ("fmsearch", "fmsearch.errors")
+#: the package root (version, domain errors, the environment variables) that every room may import
+SHARED = ("fmsearch", "fmsearch.errors", "fmsearch.environment")
 #: third-party packages a room must never import (CONVENTIONS.md)
 TRAINING = ("tensorflow", "keras", "tf2onnx", "onnx")  # the training extra: only models/ may import it
 FORBIDDEN = {
@@ -49,7 +49,7 @@ MAX_FUNCTION_LINES = 80
 def _library_files() -> dict[str, Path]:
     """module name -> file, for every library module."""
     out = {"fmsearch": ROOT / "fmsearch/__init__.py", "fmsearch.errors": ROOT / "fmsearch/errors.py",
-           "fmsearch.__main__": ROOT / "fmsearch/__main__.py"}
+           "fmsearch.environment": ROOT / "fmsearch/environment.py", "fmsearch.__main__": ROOT / "fmsearch/__main__.py"}
     for folder, package in ROOMS.items():
         for path in sorted((ROOT / folder).rglob("*.py")):
             parts = list(path.relative_to(ROOT / folder).with_suffix("").parts)
@@ -162,6 +162,48 @@ def test_no_library_function_is_longer_than_80_lines():
                 if n > MAX_FUNCTION_LINES:
                     long.append(f"{module}.{node.name} ({path.relative_to(ROOT)}:{node.lineno}): {n} lines")
     assert not long, "\n".join(long)
+
+
+def _environment_reads(tree: ast.AST) -> list[int]:
+    """Lines that read the process environment: any use of ``os.environ``,
+    ``os.environb`` or ``os.getenv``, and importing them, except as the target
+    of an assignment or a ``del`` (``os.environ[NAME] = value`` sets what a
+    child process inherits: a write, which the module that starts the child
+    keeps)."""
+    names = {"environ", "environb", "getenv", "getenvb"}
+    writes = {id(node.value) for node in ast.walk(tree)
+              if isinstance(node, ast.Subscript) and isinstance(node.ctx, (ast.Store, ast.Del))}
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in names and getattr(node.value, "id", "") == "os":
+            if id(node) not in writes:
+                lines.append(node.lineno)
+        elif isinstance(node, ast.ImportFrom) and node.module == "os" and names & {a.name for a in node.names}:
+            lines.append(node.lineno)
+    return sorted(lines)
+
+
+def test_only_the_environment_module_reads_environment_variables():
+    """Every variable is read in fmsearch/environment.py (so that one table
+    in docs/development.md lists them all); the rest call its accessors."""
+    assert _environment_reads(ast.parse("import os\nos.environ.get('X')\nos.getenv('Y')\nx = {**os.environ}\n"
+                                        "os.environ['Z'] = '1'\ndel os.environ['Z']\n")) == [2, 3, 4]
+    bad = [f"{module}:{line} reads the environment" for module, path in MODULES.items()
+           if module != "fmsearch.environment" for line in _environment_reads(ast.parse(path.read_text()))]
+    assert not bad, "\n".join(bad)
+
+
+def test_cli_options_name_their_environment_variable_by_its_constant():
+    """``envvar=`` is one of fmsearch.environment's constants, never a string
+    typed again (a variable the table and the accessors would not know)."""
+    bad = []
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.keyword) and node.arg == "envvar":
+                value = node.value
+                if not (isinstance(value, ast.Attribute) and getattr(value.value, "id", "") == "environment"):
+                    bad.append(f"{module}:{node.lineno} envvar={ast.unparse(value)}")
+    assert not bad, "\n".join(bad)
 
 
 def test_library_code_never_prints_or_picks_a_plot_backend():

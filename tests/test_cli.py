@@ -128,6 +128,40 @@ def test_missing_collection(tmp_path):
     assert len(result.output.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("args, env, message", [
+    (["--retries", "11"], {}, "--retries must be 0-10, got 11"),
+    (["--retries", "-1"], {}, "--retries must be 0-10, got -1"),
+    (["--timeout", "0"], {}, "--timeout must be 1-3600 seconds, got 0"),
+    (["--timeout", "3601"], {}, "--timeout must be 1-3600 seconds, got 3601"),
+    (["--prefix", "../x_"], {}, "--prefix must be letters, digits, '_' and '-', got '../x_'"),
+    ([], {"FMSEARCH_PREFIX": "a b"}, "--prefix must be letters, digits, '_' and '-', got 'a b'"),
+    (["--qdrant-url", "qdrant:6333"], {}, "a Qdrant URL starts with http:// or https:// (or local:PATH), got 'qdrant:6333'"),
+])
+def test_bad_store_settings_are_one_line(tmp_path, args, env, message):
+    """The store settings are checked once, where the group makes them, before any command runs."""
+    result = CliRunner().invoke(main, ["--home", str(tmp_path / "h"), *args, "collections"], env=env)
+    assert result.exit_code == 1 and result.output == f"Error: {message}\n"
+    assert not (tmp_path / "h").exists()
+
+
+def test_store_settings_reach_the_command(tmp_path):
+    """Every global store option, from its flag or its variable, is in the one value a command gets."""
+    from fmsearch.store import StoreSettings
+
+    seen = []
+    cmd = click.command("probe")(click.pass_obj(lambda settings: seen.append(settings.store_settings)))
+    main.add_command(cmd)
+    try:
+        result = CliRunner().invoke(main, ["--qdrant-url", "http://q:6333", "--retries", "0", "--timeout", "5",
+                                           "probe"], env={"QDRANT_PREFER_GRPC": "1", "FMSEARCH_PREFIX": "p_",
+                                                          "QDRANT_API_KEY": "k", "FMSEARCH_HOME": str(tmp_path)})
+    finally:
+        main.commands.pop("probe")
+    assert result.exit_code == 0, result.output
+    assert seen == [StoreSettings(url="http://q:6333", api_key="k", prefer_grpc=True, retries=0, timeout=5,
+                                  prefix="p_", home=str(tmp_path))]
+
+
 @pytest.mark.slow
 def test_unreachable_server_names_it_and_hides_the_key():
     url = "http://127.0.0.1:9"  # discard port: nothing listens

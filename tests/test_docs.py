@@ -49,6 +49,22 @@ def test_every_link_resolves(page):
     assert not broken, "\n".join(broken)
 
 
+def test_one_table_lists_every_environment_variable():
+    """docs/development.md's table names each variable fmsearch reads
+    (fmsearch/environment.py), and no other but those the tests read."""
+    from fmsearch import environment
+
+    constants = {v for k, v in vars(environment).items() if k.isupper() and isinstance(v, str)}
+    assert constants == set(environment.NAMES)
+    text = (ROOT / "docs" / "development.md").read_text()
+    table = text[re.search(r"^#+ Environment variables$", text, re.MULTILINE).end():].split("\n## ")[0]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    listed = {name for row in rows for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", row.split("|")[1])}
+    tests = "".join(p.read_text() for p in (ROOT / "tests").glob("*.py"))
+    assert set(environment.NAMES) <= listed, set(environment.NAMES) - listed
+    assert all(name in environment.NAMES or f'"{name}"' in tests for name in listed), listed - set(environment.NAMES)
+
+
 def test_every_docs_page_is_linked_from_the_readme():
     readme = (ROOT / "README.md").read_text()
     assert all(f"docs/{p.name}" in readme for p in PAGES[1:])

@@ -1,8 +1,11 @@
 """The package as users install it: one import root, ``fmsearch``, from the
-wheel, from the sdist, and in an editable install."""
+wheel, from the sdist, and in an editable install; built without a
+packaging warning, carrying the page and the shipped weights."""
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,9 +20,18 @@ ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
+def _folder(package: str) -> Path:
+    """The repository folder a package installs from (pyproject's package-dir)."""
+    mapping = PYPROJECT["tool"]["setuptools"]["package-dir"]
+    root = max((p for p in mapping if package == p or package.startswith(p + ".")), key=len)
+    return ROOT / mapping[root] / Path(*package[len(root):].split(".")[1:])
+
+
 def test_every_package_folder_is_installed_under_fmsearch():
     """pyproject's package list names every folder with an __init__.py in the
-    rooms it maps (a new subpackage left out would be missing from the wheel)."""
+    rooms it maps (a new subpackage left out would be missing from the wheel),
+    and each data folder that package-data fills (setuptools warns of, and
+    will one day leave out, a data folder missing from the list)."""
     setuptools = PYPROJECT["tool"]["setuptools"]
     mapping = setuptools["package-dir"]
     found = set()
@@ -27,16 +39,26 @@ def test_every_package_folder_is_installed_under_fmsearch():
         for init in (ROOT / folder).rglob("__init__.py"):
             parts = init.parent.relative_to(ROOT / folder).parts
             found.add(".".join([package, *parts]))
-    assert found == set(setuptools["packages"])
+    data = set(setuptools["package-data"])
+    assert all(_folder(p).is_dir() and not (_folder(p) / "__init__.py").exists() for p in data)
+    assert found | data == set(setuptools["packages"])
     assert all(p == "fmsearch" or p.startswith("fmsearch.") for p in setuptools["packages"])
 
 
-def _build(kind: str, source: Path, out: Path) -> Path:
-    """Build with the project's build backend in a fresh process, as pip would."""
+#: a line of build output about packaging that is a warning (setuptools' warning classes, distutils' "warning:")
+PACKAGING_WARNING = re.compile(r"warn", re.IGNORECASE)
+
+
+def _build(kind: str, source: Path, out: Path) -> tuple[Path, str]:
+    """Build with the project's build backend in a fresh process, as pip
+    would; the built file and everything the build printed."""
     code = f"from setuptools import build_meta; print(build_meta.build_{kind}({str(out)!r}))"
-    done = subprocess.run([sys.executable, "-c", code], cwd=source, capture_output=True, text=True)
+    # PYTHONDONTWRITEBYTECODE makes distutils print "warning: byte-compiling is disabled", about
+    # the environment, not the package
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=source, capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
-    return out / done.stdout.strip().splitlines()[-1]
+    return out / done.stdout.strip().splitlines()[-1], done.stdout + done.stderr
 
 
 def _wheel_files(wheel: Path) -> set[str]:
@@ -60,8 +82,36 @@ def source(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def wheel(source, tmp_path_factory) -> Path:
-    return _build("wheel", source, tmp_path_factory.mktemp("wheel"))
+def built(source, tmp_path_factory) -> dict[str, tuple[Path, str]]:
+    """The wheel, the sdist and the editable wheel (what ``pip install .``
+    and ``pip install -e .`` build), each with what its build printed."""
+    return {kind: _build(kind, source, tmp_path_factory.mktemp(kind)) for kind in ("wheel", "sdist", "editable")}
+
+
+@pytest.fixture(scope="module")
+def wheel(built) -> Path:
+    return built["wheel"][0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["wheel", "sdist", "editable"])
+def test_building_prints_no_packaging_warning(built, kind):
+    warnings = [line for line in built[kind][1].splitlines() if PACKAGING_WARNING.search(line)]
+    assert not warnings, "\n".join(warnings)
+
+
+@pytest.mark.slow
+def test_the_wheel_carries_the_page_and_the_shipped_weights(source, wheel):
+    """Every file of the page and every shipped model file in the repository
+    (a file added later included) is in the wheel, where the code looks for it."""
+    page = {f"fmsearch/serve/web/{p.relative_to(source / 'fmsearch/serve/web').as_posix()}"
+            for p in (source / "fmsearch/serve/web").rglob("*") if p.is_file()}
+    weights = {f"fmsearch/models/weights/{p.name}" for p in (source / "models/weights").iterdir()
+               if p.name.endswith((".keras", ".onnx", ".card.json"))}
+    assert "fmsearch/serve/web/index.html" in page and any(f.endswith("static/app.js") for f in page)
+    assert {f"fmsearch/models/weights/siamese.{ext}" for ext in ("keras", "onnx", "card.json")} <= weights
+    files = _wheel_files(wheel)
+    assert (page | weights) - files == set()
 
 
 @pytest.mark.slow
@@ -85,12 +135,11 @@ def test_the_wheel_has_one_import_root(wheel, tmp_path):
 
 
 @pytest.mark.slow
-def test_the_sdist_builds_the_same_wheel(source, wheel, tmp_path):
-    sdist = _build("sdist", source, tmp_path)
-    with tarfile.open(sdist) as tf:
+def test_the_sdist_builds_the_same_wheel(built, wheel, tmp_path):
+    with tarfile.open(built["sdist"][0]) as tf:
         tf.extractall(tmp_path / "src", filter="data")
     (unpacked,) = (tmp_path / "src").iterdir()
-    assert _wheel_files(_build("wheel", unpacked, tmp_path / "out")) == _wheel_files(wheel)
+    assert _wheel_files(_build("wheel", unpacked, tmp_path / "out")[0]) == _wheel_files(wheel)
 
 
 def test_the_editable_install_maps_the_rooms_to_the_repository():

@@ -31,7 +31,7 @@ from test_serve import _client as serving_client  # noqa: E402
 
 from fmsearch.search import Query, Searcher, SearchMode  # noqa: E402
 from fmsearch.serve.config import ServeConfig  # noqa: E402
-from fmsearch.store import open_store  # noqa: E402
+from fmsearch.store import StoreSettings, open_store  # noqa: E402
 from fmsearch.store.edge import EdgeStore  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -63,7 +63,7 @@ def grid(serve_home, fmnist, tmp_path_factory):
     image_file = root / "query.png"
     image_file.write_bytes(png_bytes(fmnist["test"].images[0]))
     store = open_store(None, home=root / "api")
-    client = serving_client(ServeConfig(home=str(serve_home)))
+    client = serving_client(ServeConfig(store_settings=StoreSettings(home=str(serve_home))))
     yield {"searcher": Searcher(store), "home": serve_home, "image": image_file, "client": client, "baselines": {}}
     client.__exit__(None, None, None)
     store.close()

@@ -21,6 +21,7 @@ from PIL import Image
 from fmsearch.cli import main
 from fmsearch.errors import InvalidArgumentError
 from fmsearch.images.files import png_bytes
+from fmsearch.store import StoreSettings
 from serving import Server as _Server
 
 fastapi = pytest.importorskip("fastapi", reason="fmsearch serve's dependencies are not installed")
@@ -45,7 +46,7 @@ def _client(config: ServeConfig):
 
 @pytest.fixture(scope="module")
 def client(serve_home):
-    c = _client(ServeConfig(home=str(serve_home)))
+    c = _client(ServeConfig(store_settings=StoreSettings(home=serve_home)))
     yield c
     c.__exit__(None, None, None)
 
@@ -278,7 +279,7 @@ def test_a_server_error_is_logged_and_answered_without_details(serve_home, caplo
         def collections(self):
             raise RuntimeError("secret detail two")
 
-    config = ServeConfig(home=str(serve_home))
+    config = ServeConfig(store_settings=StoreSettings(home=serve_home))
     c = TestClient(create_app(config, Broken(config)), raise_server_exceptions=False)
     c.__enter__()
     try:
@@ -302,7 +303,7 @@ def test_serve_hnsw_ef_and_acorn_reach_the_store(serve_home, monkeypatch):
     seen, query_batch = [], EdgeStore.query_batch
     monkeypatch.setattr(EdgeStore, "query_batch", lambda self, *a, **kw: seen.append(
         (kw.get("hnsw_ef"), kw.get("acorn"))) or query_batch(self, *a, **kw))
-    c = _client(ServeConfig(home=str(serve_home), hnsw_ef=700, acorn=True))
+    c = _client(ServeConfig(store_settings=StoreSettings(home=serve_home), hnsw_ef=700, acorn=True))
     try:
         seen.clear()
         _search(c, id=60000, method="pixels", classes=["Bag"])
@@ -313,11 +314,52 @@ def test_serve_hnsw_ef_and_acorn_reach_the_store(serve_home, monkeypatch):
         ServeConfig(hnsw_ef=0)
 
 
+def test_serve_prefer_grpc_reaches_the_store_the_service_opens(serve_home, monkeypatch):
+    """fmsearch --prefer-grpc serve: the command's check and the service's
+    load both open the server with gRPC (the service used to drop it). The
+    server backend is stood in for by the embedded home, recording how it was asked."""
+    import fmsearch.serve.run
+    import fmsearch.store.server
+    from fmsearch.serve.service import SearchService
+    from fmsearch.store.edge import EdgeStore
+
+    opened, configs = [], []
+    monkeypatch.setattr(fmsearch.store.server, "ServerStore",
+                        lambda url, **kw: opened.append((url, kw.get("prefer_grpc"))) or EdgeStore(serve_home))
+    monkeypatch.setattr(fmsearch.serve.run, "serve", lambda config, *a, **kw: configs.append(config))
+    url = "http://127.0.0.1:9"
+    result = CliRunner().invoke(main, ["--qdrant-url", url, "--prefer-grpc", "serve", "--methods", "pixels",
+                                       "--port", "0"])
+    assert result.exit_code == 0, result.output
+    service = SearchService(configs[0])
+    try:
+        service.load()
+        assert service.methods == ["pixels"]
+    finally:
+        service.close()
+    assert opened == [(url, True), (url, True)]
+
+
+def test_the_serve_config_round_trips_the_store_settings(monkeypatch):
+    """What a worker process reads is what the command made, store settings included."""
+    from fmsearch.serve.config import CONFIG_ENV
+
+    config = ServeConfig(store_settings=StoreSettings(url="http://q:6333", api_key="k", prefer_grpc=True, retries=5,
+                                                      timeout=7, prefix="p_"),
+                         methods=("pixels",), cors_origins=("http://a",), hnsw_ef=64)
+    monkeypatch.setenv(CONFIG_ENV, config.to_env())
+    assert ServeConfig.from_env() == config
+    assert ServeConfig.from_env().store_settings.prefer_grpc is True
+    monkeypatch.delenv(CONFIG_ENV)
+    with pytest.raises(InvalidArgumentError, match=f"{CONFIG_ENV} is not set"):
+        ServeConfig.from_env()
+
+
 def test_an_oversize_upload_is_answered_413(serve_home):
     """On every route that reads a body, with and without a length (the test
     client sends the body whole: that it is refused before it is read whole
     is shown on a real server, test_a_real_server_refuses_what_it_should)."""
-    c = _client(ServeConfig(home=str(serve_home), max_upload_bytes=4096))
+    c = _client(ServeConfig(store_settings=StoreSettings(home=serve_home), max_upload_bytes=4096))
     try:
         r = c.post("/api/search", files={"image": ("big.png", b"x" * 100_000, "image/png")}, data={"method": "pixels"})
         assert r.status_code == 413 and "over the limit of 4,096 bytes" in r.json()["error"]
@@ -338,7 +380,7 @@ def test_an_oversize_upload_is_answered_413(serve_home):
 def test_api_key_is_required(serve_home):
     """Every /api route, the search lane included (that the key is never
     logged is shown on a real server with its access log on)."""
-    c = _client(ServeConfig(home=str(serve_home), api_key=KEY))
+    c = _client(ServeConfig(store_settings=StoreSettings(home=serve_home), api_key=KEY))
     try:
         assert c.get("/api/classes").status_code == 401
         assert c.get("/api/classes", headers={"X-API-Key": "wrong"}).status_code == 401
@@ -367,7 +409,7 @@ def test_a_request_past_the_timeout_is_503(serve_home):
             time.sleep(1)
             return super().compare(*args, **kwargs)
 
-    config = ServeConfig(home=str(serve_home), request_timeout_s=0.3)
+    config = ServeConfig(store_settings=StoreSettings(home=serve_home), request_timeout_s=0.3)
     c = TestClient(create_app(config, Slow(config)))
     c.__enter__()
     try:
@@ -453,7 +495,7 @@ def test_the_rerank_and_missing_collections_are_worded_for_the_service(serve_hom
 
     home = tmp_path / "home"
     shutil.copytree(serve_home, home, ignore=shutil.ignore_patterns("fmnist_sift"))
-    c = _client(ServeConfig(home=str(home)))
+    c = _client(ServeConfig(store_settings=StoreSettings(home=home)))
     try:
         assert c.get("/api/health").json()["rerank"] is False
         r = c.post("/api/search", json={"id": 1, "method": "pixels", "rerank": "sift"})
@@ -789,7 +831,7 @@ def test_the_map_and_duplicates_are_served_as_written(serve_home, insight, tmp_p
     """The insight folder's files: what exists, the map as written, the
     duplicates with conflicts first; what was not made is a 404 that says
     how to make it; an unknown method a 400."""
-    c = _client(ServeConfig(home=str(serve_home), insight_dir=str(insight)))
+    c = _client(ServeConfig(store_settings=StoreSettings(home=serve_home), insight_dir=str(insight)))
     try:
         assert c.get("/api/insight").json() == {"maps": ["siamese"], "duplicates": ["pixels", "siamese"]}
         r = c.get("/api/map/siamese")
@@ -809,7 +851,7 @@ def test_the_map_and_duplicates_are_served_as_written(serve_home, insight, tmp_p
         assert c.get("/api/map/..%2F..%2Fetc").status_code in (400, 404)
     finally:
         c.__exit__(None, None, None)
-    empty = _client(ServeConfig(home=str(serve_home), insight_dir=str(tmp_path / "none")))
+    empty = _client(ServeConfig(store_settings=StoreSettings(home=serve_home), insight_dir=str(tmp_path / "none")))
     try:
         assert empty.get("/api/insight").json() == {"maps": [], "duplicates": []}
     finally:
@@ -822,7 +864,7 @@ def test_a_folder_gallery_is_served_beside_fmnist(gallery_home, fmnist):
     does not fit refused in one line."""
     from fmsearch.store import schema
 
-    c = _client(ServeConfig(home=str(gallery_home)))
+    c = _client(ServeConfig(store_settings=StoreSettings(home=gallery_home)))
     try:
         health = c.get("/api/health").json()
         assert health["methods"] == ["pixels", "siamese"]

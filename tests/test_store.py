@@ -116,13 +116,10 @@ def test_recreate_and_missing_collection(store, prefix, unit_vectors):
 
 
 def test_store_survives_reopen(backend, prefix, unit_vectors):
-    from fmsearch.store import open_store
-
-    url, home = backend
     v, y = unit_vectors
-    with open_store(url, home=home) as s:
+    with backend.open() as s:
         name = _fill(s, prefix, v, y)
-    with open_store(url, home=home) as s:
+    with backend.open() as s:
         assert s.count(name) == 40
         assert [h.id for h in s.query(name, v[1], 1)] == [1]
         s.delete(name)

@@ -27,7 +27,7 @@ def command(settings, paths, gallery, class_name, as_json) -> None:
 
     store = settings.store()
     targets = [(name, get_embedder(store.info(name).metadata[schema.META_METHOD]))
-               for name in gallery_collections(store, gallery, settings.prefix)]
+               for name in gallery_collections(store, gallery, settings.store_settings.prefix)]
     for report in add_images(store, targets, list(paths), class_name):
         name = report.collection
         if as_json:

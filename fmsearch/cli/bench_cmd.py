@@ -7,6 +7,7 @@ import shutil
 
 import click
 
+from fmsearch import environment
 from fmsearch.evaluation.bench import SUITES
 from fmsearch.store.schema import FULL_SCAN_THRESHOLD_KB, QUANTIZATIONS
 
@@ -82,7 +83,7 @@ def command(settings, suite, gallery, sizes, kinds, linked_fields, on_disk, quan
         "embed": lambda: embed.run_embed_bench(methods=_methods(methods), ingest_gallery=gallery, data_dir=data_dir,
                                                log=log),
         "rerank": lambda: rerank.run_rerank_bench(gallery=gallery, queries=queries, data_dir=data_dir, log=log),
-        "modes": lambda: modes.run_modes_bench(settings.store(), prefix=settings.prefix,
+        "modes": lambda: modes.run_modes_bench(settings.store(), prefix=settings.store_settings.prefix,
                                                methods=_methods(methods), queries=queries,
                                                data_dir=data_dir, log=log),
         "quantization": lambda: quantization_bench.run_quantization_bench(methods=_methods(methods), gallery=gallery,
@@ -110,10 +111,9 @@ def _serve_bench(settings, methods, clients, uploads, workers, duration, data_di
     from fmsearch.serve.bench import METHODS, run_serve_bench
     from fmsearch.serve.config import ServeConfig
 
-    config = ServeConfig(home=settings.home, qdrant_url=settings.qdrant_url, prefix=settings.prefix,
-                         timeout=settings.timeout, retries=settings.retries, data_dir=data_dir)
-    if settings.qdrant_api_key:  # the service's process reads it as every command does, never from its arguments
-        os.environ["QDRANT_API_KEY"] = settings.qdrant_api_key
+    config = ServeConfig(store_settings=settings.store_settings, data_dir=data_dir)
+    if settings.store_settings.api_key:  # the service's process reads it as every command does, never from its arguments
+        os.environ[environment.QDRANT_API_KEY] = settings.store_settings.api_key
     names = METHODS if methods is None else tuple(m.strip() for m in methods.split(",") if m.strip())
     for name in names:  # a method, or a method with a rerank stage: siamese+sift
         first, _, rerank = name.partition("+")

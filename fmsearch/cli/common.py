@@ -12,38 +12,29 @@ from typing import Any
 
 import click
 
+from fmsearch import environment
 from fmsearch.errors import FmsearchError, InvalidArgumentError
 from fmsearch.search.fusion import FUSIONS
 from fmsearch.search.rerank import RERANK_MODES, RERANK_STAGES
-from fmsearch.store.base import DEFAULT_HNSW_EF, MAX_HNSW_EF
+from fmsearch.store.base import DEFAULT_HNSW_EF, MAX_HNSW_EF, Store
 from fmsearch.store.schema import QUANTIZATIONS
+from fmsearch.store.settings import StoreSettings
 
 
 @dataclass
 class Settings:
-    """Global options, resolved once by the group."""
+    """Global options, resolved once by the group: the store settings (the
+    value ``fmsearch serve`` hands its service whole) and the store they open."""
 
-    home: str | None
-    qdrant_url: str | None
-    qdrant_api_key: str | None
-    prefix: str
-    timeout: int
-    data_dir: str | None = None
-    retries: int = 3
-    prefer_grpc: bool = False
-    _store: Any = None
+    store_settings: StoreSettings
+    _store: Store | None = None
 
-    def store(self, *, lock_timeout: float | None = None):
-        """The store these settings select, opened on first use
+    def store(self, *, lock_timeout: float | None = None) -> Store:
+        """The store the settings select, opened on first use
         (``lock_timeout``: how long the embedded store waits for a collection
         another process holds)."""
         if self._store is None:
-            from fmsearch.store import open_store
-
-            self._store = open_store(
-                self.qdrant_url, api_key=self.qdrant_api_key, home=self.home, timeout=self.timeout,
-                retries=self.retries, prefer_grpc=self.prefer_grpc, lock_timeout=lock_timeout,
-            )
+            self._store = self.store_settings.open(lock_timeout=lock_timeout)
         return self._store
 
     def close(self) -> None:
@@ -167,7 +158,7 @@ def echo_json(obj: Any) -> None:
 def data_dir_option(fn: Callable) -> Callable:
     return click.option(
         "--data-dir",
-        envvar="FMNIST_DIR",
+        envvar=environment.FMNIST_DIR,
         type=click.Path(file_okay=False),
         default=None,
         help="Directory with the four FMNIST .gz files [env FMNIST_DIR].",

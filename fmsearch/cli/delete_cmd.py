@@ -25,7 +25,7 @@ def command(settings, gallery, paths, ids, as_json) -> None:
     if not paths and not ids:
         raise click.UsageError("name the images: --path P or --id N (repeatable)")
     store = settings.store()
-    for name, before, after in delete_images(store, gallery_collections(store, gallery, settings.prefix),
+    for name, before, after in delete_images(store, gallery_collections(store, gallery, settings.store_settings.prefix),
                                              list(paths), list(ids)):
         if as_json:
             echo_json({"collection": name, "deleted": before - after, "points_total": after})

@@ -51,7 +51,7 @@ def command(settings, method, threshold, split, exact, batch_size, calibrate, ou
     out = out or config.out_dir
     store = settings.store()
     with tqdm(total=0, unit="img", desc=f"duplicates {method}", disable=None) as bar:
-        data = find_duplicates(store, config, prefix=settings.prefix, progress=bar.update,
+        data = find_duplicates(store, config, prefix=settings.store_settings.prefix, progress=bar.update,
                                on_plan=lambda n: bar.reset(total=n))
     write_duplicates_report(data, store, out)
     m, c = data["summary"], data["cost"]
@@ -71,7 +71,7 @@ def _calibrate(settings, method, data_dir, as_json) -> None:
     from fmsearch.evaluation.duplicates import calibrate
     from fmsearch.models.registry import get_embedder
 
-    data = calibrate(settings.store(), get_embedder(method), prefix=settings.prefix, data_dir=data_dir)
+    data = calibrate(settings.store(), get_embedder(method), prefix=settings.store_settings.prefix, data_dir=data_dir)
     if as_json:
         echo_json(data)
         return

@@ -83,7 +83,7 @@ def command(settings, method, task, sources, queries, ks, seed, exact, hnsw_ef, 
     store = settings.store()
     methods = (*search.methods, *([search.rescore_with] if search.rescore_with else []))
     with _progress(f"evaluate {method}") as bar:
-        result = evaluate(store, config, prefix=settings.prefix, data_dir=data_dir,
+        result = evaluate(store, config, prefix=settings.store_settings.prefix, data_dir=data_dir,
                           options=embedder_options(methods, weights, input_size, runtime, threads),
                           progress=bar.update, on_plan=lambda n: bar.reset(total=n))
     data = write_report(result, store, out, data_dir)
@@ -140,7 +140,7 @@ def _near_duplicate(settings, method, sources, seed, exact, batch_size, out, as_
     out = out or config.out_dir
     with _progress(f"near-duplicate {method}") as bar:
         data = evaluate_near_duplicates(
-            settings.store(), config, prefix=settings.prefix, data_dir=data_dir,
+            settings.store(), config, prefix=settings.store_settings.prefix, data_dir=data_dir,
             options=options, progress=bar.update,
             on_plan=lambda n: bar.reset(total=n),
         )

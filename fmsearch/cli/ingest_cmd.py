@@ -95,7 +95,7 @@ def _ingest_one(settings, embedder, split, limit, batch_size, recreate, data_dir
     with tqdm(total=0, unit="img", desc=f"ingest {embedder.name}", disable=None) as bar:
         report = ingest(
             settings.store(), embedder, split=split, limit=limit, batch_size=batch_size, recreate=recreate,
-            data_dir=data_dir, prefix=settings.prefix, progress=bar.update, on_plan=lambda n: bar.reset(total=n),
+            data_dir=data_dir, prefix=settings.store_settings.prefix, progress=bar.update, on_plan=lambda n: bar.reset(total=n),
             quantization=quantization, **layout,
         )
     extra = ""
@@ -128,7 +128,7 @@ def _ingest_folder(settings, method, options, images_dir, gallery, recursive, re
             return
     with tqdm(total=0, unit="img", desc=f"ingest {method}", disable=None) as bar:
         report = ingest_folder(settings.store(), embedder, images_dir, gallery, recursive=recursive, recreate=recreate,
-                               batch_size=batch_size, prefix=settings.prefix, progress=bar.update,
+                               batch_size=batch_size, prefix=settings.store_settings.prefix, progress=bar.update,
                                on_plan=lambda n: bar.reset(total=n))
     if as_json:
         from dataclasses import asdict

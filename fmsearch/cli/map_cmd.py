@@ -34,7 +34,7 @@ def command(settings, method, points, algorithm, seed, out, as_json) -> None:
 
     config = MapConfig(check_method(method), points or MAX_POINTS, algorithm or DEFAULT_ALGORITHM, seed)
     out = Path(out or config.out_dir)
-    data = make_map(settings.store(), config, prefix=settings.prefix,
+    data = make_map(settings.store(), config, prefix=settings.store_settings.prefix,
                     on_step=None if as_json else lambda text: click.echo(text, err=True))
     out.mkdir(parents=True, exist_ok=True)
     (out / "map.json").write_text(json.dumps(data, separators=(",", ":")))

@@ -26,16 +26,18 @@ def command(settings, to_url, to_api_key_file, method, recreate, batch_size, sam
     """Copy collections (vectors, payloads, metadata and fingerprints) from the
     configured store, usually the embedded one, to a Qdrant server, and verify
     them: equal counts and a sample of equal vectors. A re-run resumes."""
+    from dataclasses import replace
+
     from tqdm import tqdm
 
     from fmsearch.ingest.migrate import migrate_collection, select
-    from fmsearch.store import open_store
 
+    here = settings.store_settings
+    key = read_key_file(to_api_key_file) if to_api_key_file else (here.api_key if here.url is None else None)
+    there = replace(here, url=to_url, api_key=key)  # the same timeout, retries and gRPC choice, at the target
     source = settings.store()
-    key = read_key_file(to_api_key_file) if to_api_key_file else (settings.qdrant_api_key if not settings.qdrant_url else None)
-    names = select(source, method, settings.prefix)
-    target = open_store(to_url, api_key=key, timeout=settings.timeout, retries=settings.retries,
-                        prefer_grpc=settings.prefer_grpc)
+    names = select(source, method, here.prefix)
+    target = there.open()
     try:
         for name in names:
             bar = tqdm(total=source.count(name), unit="pt", desc=f"migrate {name}", disable=None)

@@ -61,7 +61,8 @@ def command(settings, image_path, id_, method, positive, negative, k, offset, mi
                   k=k, offset=offset, min_score=min_score, classes=classes, exclude_classes=exclude_classes,
                   exact=exact)
     query.check(search)
-    searcher = Searcher(settings.store(), prefix=settings.prefix, data_dir=data_dir, gallery=gallery, hnsw_ef=hnsw_ef,
+    searcher = Searcher(settings.store(), prefix=settings.store_settings.prefix, data_dir=data_dir, gallery=gallery,
+                        hnsw_ef=hnsw_ef,
                         acorn=acorn,
                         options=embedder_options((*search.methods, *([search.rescore_with] if search.rescore_with else [])),
                                                  weights, input_size, runtime, threads))

@@ -8,6 +8,7 @@ import socket
 
 import click
 
+from fmsearch import environment
 from fmsearch.serve.config import DEFAULT_MAX_UPLOAD
 
 from .common import data_dir_option, domain_errors, graph_search_options, pass_settings, read_key_file, setup_logging
@@ -19,8 +20,8 @@ from .common import data_dir_option, domain_errors, graph_search_options, pass_s
 @click.option("--methods", default=None, help="Methods to serve, comma-separated [default: every ingested one].")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Processes sharing the port, each with its own copy of the collections.")
-@click.option("--api-key", envvar="FMSEARCH_API_KEY", default=None,
-              help="Require this key in the X-API-Key header of every /api request [env FMSEARCH_API_KEY].")
+@click.option("--api-key", envvar=environment.SERVE_API_KEY, default=None,
+              help=f"Require this key in the X-API-Key header of every /api request [env {environment.SERVE_API_KEY}].")
 @click.option("--api-key-file", type=click.Path(dir_okay=False), default=None, help="Read the API key from this file.")
 @click.option("--cors-origin", "cors_origins", multiple=True, help="An origin browsers may call from (repeatable).")
 @click.option("--max-upload", "max_upload_bytes", type=int, default=DEFAULT_MAX_UPLOAD, show_default=True,
@@ -62,9 +63,7 @@ def command(settings, host, port, methods, workers, api_key, api_key_file, cors_
         threads = max(1, (os.cpu_count() or 1) // workers)
     names = None if methods is None else tuple(check_method(m.strip()) for m in methods.split(",") if m.strip())
     _preflight(settings, names, host, port)
-    config = ServeConfig(home=settings.home, qdrant_url=settings.qdrant_url, qdrant_api_key=settings.qdrant_api_key,
-                         prefix=settings.prefix, timeout=settings.timeout, retries=settings.retries, data_dir=data_dir,
-                         methods=names, api_key=api_key, cors_origins=tuple(cors_origins),
+    config = ServeConfig(store_settings=settings.store_settings, data_dir=data_dir, methods=names, api_key=api_key, cors_origins=tuple(cors_origins),
                          max_upload_bytes=max_upload_bytes, request_timeout_s=request_timeout_s, batching=batching,
                          threads=threads, hnsw_ef=hnsw_ef, acorn=acorn,
                          **({"insight_dir": insight_dir} if insight_dir else {}))
@@ -86,10 +85,10 @@ def _preflight(settings, methods: tuple[str, ...] | None, host: str, port: int) 
     try:
         present, where = set(store.collections()), store.location
         galleries = any(store.info(n).metadata.get(schema.META_GALLERY) for n in present
-                        if n.startswith(settings.prefix))
+                        if n.startswith(settings.store_settings.prefix))
     finally:
         settings.close()  # each worker opens its own serving copy
-    if not galleries and not any(schema.collection_name(m, settings.prefix) in present for m in wanted):
+    if not galleries and not any(schema.collection_name(m, settings.store_settings.prefix) in present for m in wanted):
         raise click.ClickException(f"nothing to serve: {', '.join(wanted)} {'is' if len(wanted) == 1 else 'are'} "
                                    f"not ingested in {where}; run `fmsearch ingest --method M` first")
     try:

@@ -245,9 +245,10 @@ class _Driver:
 
 def _store_args(config: ServeConfig) -> list[str]:
     """The global options of `fmsearch` that select ``config``'s store."""
-    return [*(["--home", config.home] if config.home else []),
-            *(["--qdrant-url", config.qdrant_url] if config.qdrant_url else []), "--prefix", config.prefix,
-            "--timeout", str(config.timeout), "--retries", str(config.retries)]
+    s = config.store_settings
+    return [*(["--home", s.home] if s.home else []), *(["--qdrant-url", s.url] if s.url else []),
+            *(["--prefer-grpc"] if s.prefer_grpc else []), "--prefix", s.prefix, "--timeout", str(s.timeout),
+            "--retries", str(s.retries)]
 
 
 class _Server:

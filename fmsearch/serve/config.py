@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 
+from fmsearch import environment
 from fmsearch.errors import InvalidArgumentError
 from fmsearch.evaluation import RESULTS_DIR
 from fmsearch.store.base import MAX_HNSW_EF
-from fmsearch.store.schema import DEFAULT_PREFIX
+from fmsearch.store.settings import StoreSettings
 
 #: the environment variable a worker process reads its configuration from
-CONFIG_ENV = "FMSEARCH_SERVE_CONFIG"
+CONFIG_ENV = environment.SERVE_CONFIG
 DEFAULT_MAX_UPLOAD = 20 * 2**20
 
 
@@ -21,8 +21,8 @@ class ServeConfig:
     """The service's settings.
 
     Attributes:
-        home, qdrant_url, qdrant_api_key, prefix, timeout, retries: the store,
-            as every command takes it.
+        store_settings: the store, as every command takes it (the global
+            options of ``fmsearch``, ``--prefer-grpc`` included).
         data_dir: the FMNIST files (images of ids the collections lack).
         methods: the methods to serve (None: every ingested one).
         api_key: required in the ``X-API-Key`` header of every /api request.
@@ -38,12 +38,7 @@ class ServeConfig:
             wrote (their default folder): the page's map and duplicates.
     """
 
-    home: str | None = None
-    qdrant_url: str | None = None
-    qdrant_api_key: str | None = field(default=None, repr=False)
-    prefix: str = DEFAULT_PREFIX
-    timeout: int = 10
-    retries: int = 3
+    store_settings: StoreSettings = field(default_factory=StoreSettings)
     data_dir: str | None = None
     methods: tuple[str, ...] | None = None
     api_key: str | None = field(default=None, repr=False)
@@ -69,12 +64,25 @@ class ServeConfig:
             raise InvalidArgumentError("the API key is empty", param="api_key")
 
     def to_env(self) -> str:
+        """The configuration as the text a worker process reads (:meth:`from_env`)."""
         return json.dumps(asdict(self))
 
     @classmethod
-    def from_env(cls) -> ServeConfig:
-        """The configuration the parent process left for a worker."""
-        data = json.loads(os.environ[CONFIG_ENV])
+    def from_env(cls, text: str | None = None) -> ServeConfig:
+        """The configuration the parent process left for a worker.
+
+        Args:
+            text: what :meth:`to_env` wrote (default: ``FMSEARCH_SERVE_CONFIG``).
+
+        Raises:
+            InvalidArgumentError: no configuration was left.
+        """
+        text = environment.serve_config() if text is None else text
+        if text is None:
+            raise InvalidArgumentError(f"no service configuration: {CONFIG_ENV} is not set (fmsearch serve sets it "
+                                       "for its workers)")
+        data = json.loads(text)
+        data["store_settings"] = StoreSettings(**data["store_settings"])
         for key in ("methods", "cors_origins"):
             if data.get(key) is not None:
                 data[key] = tuple(data[key])

@@ -27,7 +27,7 @@ from fmsearch.search.query import ImageSource, Query
 from fmsearch.search.searcher import Hit, Searcher, fmnist_item
 from fmsearch.serve.config import ServeConfig
 from fmsearch.serve.schemas import CompareRequest, SearchRequest
-from fmsearch.store import QueryFilter, Store, open_store, schema
+from fmsearch.store import QueryFilter, Store, schema
 from fmsearch.store.listing import summarize
 
 logger = logging.getLogger(__name__)
@@ -99,21 +99,20 @@ class SearchService:
     def load(self) -> None:
         """Open the store (a serving copy of the collections), load every
         ingested method's model, warm it up; log what is served and what not."""
-        c = self.config
-        source = open_store(c.qdrant_url, api_key=c.qdrant_api_key, home=c.home, timeout=c.timeout,
-                            retries=c.retries)
+        c, prefix = self.config, self.config.store_settings.prefix
+        source = c.store_settings.open()
         candidates = c.methods or method_names()
-        names = [n for n in source.collections() if n.startswith(c.prefix)]
+        names = [n for n in source.collections() if n.startswith(prefix)]
         galleries = _gallery_collections(source, names, candidates)
-        wanted = [n for n in names if n in galleries or any(n == schema.collection_name(m, c.prefix) or n.startswith(
-            schema.collection_name(m, c.prefix) + "_") for m in (*candidates, *stage_names()))]
+        wanted = [n for n in names if n in galleries or any(n == schema.collection_name(m, prefix) or n.startswith(
+            schema.collection_name(m, prefix) + "_") for m in (*candidates, *stage_names()))]
         self._workdir = tempfile.mkdtemp(prefix="fmsearch-serve-")
         self.store = source.serving_copy(wanted, self._workdir)
         if self.store is not source:
             source.close()
         # the methods run by ONNX Runtime: the service's thread budget, no spinning between requests
         options = {m: {"threads": c.threads, "spin": False} for m in method_names() if "spin" in OPTIONS[m]}
-        self.searcher = Searcher(self.store, prefix=c.prefix, data_dir=c.data_dir, hnsw_ef=c.hnsw_ef,
+        self.searcher = Searcher(self.store, prefix=prefix, data_dir=c.data_dir, hnsw_ef=c.hnsw_ef,
                                 acorn=c.acorn, options=options)
         for method in candidates:
             self._load_method(method, names)
@@ -131,8 +130,9 @@ class SearchService:
         self.state = "ready"
 
     def _load_method(self, method: str, names: Sequence[str]) -> None:
-        if schema.collection_name(method, self.config.prefix) not in names:
-            self.skipped[method] = f"not ingested ({schema.collection_name(method, self.config.prefix)} not in the store)"
+        name = schema.collection_name(method, self.config.store_settings.prefix)
+        if name not in names:
+            self.skipped[method] = f"not ingested ({name} not in the store)"
         else:
             try:
                 self.searcher.collection(method)
