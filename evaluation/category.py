@@ -26,6 +26,7 @@ from fmsearch.search.mode import SearchMode
 from fmsearch.search.query import Query
 from fmsearch.search.rerank import RerankConfig
 from fmsearch.search.searcher import Hit, Searcher
+from fmsearch.store.gallery import open_gallery
 from fmsearch.store import QuantizationParams, QueryFilter, Store, schema
 
 logger = logging.getLogger(__name__)
@@ -72,20 +73,6 @@ class EvalConfig:
         object.__setattr__(self, "mode", SearchMode.of(self.mode))
         if self.seed < 0:
             raise InvalidArgumentError(f"seed must be at least 0, got {self.seed}", param="seed")
-        if self.gallery is not None:
-            schema.check_gallery(self.gallery)
-            if self.queries is None or self.queries < 1:
-                raise InvalidArgumentError("a folder gallery is evaluated with a held-out number of its images: "
-                                           f"give queries (at least 1), got {self.queries}", param="queries")
-            if self.mode.combined or self.mode.rerank is not None or self.mode.quantization != "none":
-                raise InvalidArgumentError("a folder gallery is evaluated one method at a time, without a fusion, "
-                                           "rescoring, rerank or quantisation")
-        n_test = SPLIT_SIZES["test"]
-        if self.gallery is None and self.queries is not None and not 1 <= self.queries <= n_test:
-            raise InvalidArgumentError(
-                f"queries must be between 1 and {n_test} (the test split), or None for all; got {self.queries}",
-                param="queries",
-            )
         if not self.ks or min(self.ks) < 1:
             raise InvalidArgumentError(f"K values must be >= 1, got {self.ks}", param="ks")
         if max(self.ks) > 1000:
@@ -101,8 +88,7 @@ class EvalConfig:
     def out_dir(self) -> str:
         """Where this run writes when no folder is named: eval-results/<mode's output name>
         (a folder gallery's: eval-results/<gallery>-<mode's output name>)."""
-        name = self.mode.output_name(exact=self.exact)
-        return f"{RESULTS_DIR}/{name}" if self.gallery is None else f"{RESULTS_DIR}/{self.gallery}-{name}"
+        return f"{RESULTS_DIR}/" + "-".join(filter(None, (self.gallery, self.mode.output_name(exact=self.exact))))
 
     def settings(self) -> dict[str, Any]:
         """metrics.json's ``settings``: the mode's, then the run's."""
@@ -232,8 +218,13 @@ def evaluate(
     """
     # record the oversampling the searches use, not None
     config = replace(config, mode=config.mode.with_effective_oversampling())
-    searcher = Searcher(store, prefix=prefix, data_dir=data_dir, hnsw_ef=config.hnsw_ef, acorn=config.acorn,
-                        options=options, gallery=config.gallery)
+    gallery = open_gallery(store, config.gallery, prefix=prefix, data_dir=data_dir)  # named once, here
+    gallery.check_queries(config.queries)
+    if not gallery.has_splits and config.mode.combined:
+        raise InvalidArgumentError("a folder gallery is evaluated one method at a time, without a fusion or a "
+                                   "rescoring")
+    searcher = Searcher(store, hnsw_ef=config.hnsw_ef, acorn=config.acorn, options=options, gallery=gallery)
+    searcher.check_mode(config.mode)
     run = _evaluate_combined if config.mode.combined else _evaluate_single
     return run(searcher, config, data_dir, progress or (lambda n: None), on_plan or (lambda n: None))
 
@@ -243,12 +234,12 @@ def _evaluate_single(searcher: Searcher, config: EvalConfig, data_dir, progress,
     R-precision, recall against exact search and single-query latency."""
     mode = config.mode
     info = searcher.collection(mode.method, mode.quantization)
-    if config.gallery is None:
+    class_names = tuple(searcher.gallery.classes(info.metadata))
+    if searcher.gallery.has_splits:  # the test split queries the train split
         flt, per_class = _gallery(searcher, info.name)
-        queries, class_names = _Queries.select(config, data_dir), tuple(CLASS_NAMES)
-    else:
+        queries = _Queries.select(config, data_dir)
+    else:  # some of its images, held out, query the rest
         queries = _Queries.held_out(searcher.store, info.name, config.queries, config.seed)
-        class_names = tuple(info.metadata.get(schema.META_CLASSES, []))
         flt, per_class = _held_out_gallery(searcher.store, info.name, queries, len(class_names))
     limit = max(max(config.ks), CURVE_K, mode.rerank.shortlist if mode.rerank else 0)
     if mode.rerank is not None:
@@ -274,7 +265,7 @@ def _evaluate_single(searcher: Searcher, config: EvalConfig, data_dir, progress,
     summary["latency"] = _latency(searcher, config, queries.images, max(config.ks), flt)
     return EvalResult(config, info.name, dict(info.metadata), sum(per_class), per_class,
                       queries.indices, queries.labels, hit_ids, hit_labels, hit_scores, summary,
-                      query_images=None if config.gallery is None else queries.images, class_names=class_names)
+                      query_images=queries.images, class_names=class_names)
 
 
 def _held_out_gallery(store: Store, name: str, queries: _Queries, n_classes: int) -> tuple[QueryFilter, list[int]]:

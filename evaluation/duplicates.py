@@ -23,12 +23,13 @@ from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
-
-from fmsearch.errors import InvalidArgumentError
 from fmsearch.evaluation import RESULTS_DIR
 from fmsearch.images.fmnist import CLASS_NAMES
 from fmsearch.store import QueryFilter, Store, schema
 from fmsearch.store.base import DEFAULT_HNSW_EF
+from fmsearch.store.gallery import open_gallery
+
+from fmsearch.errors import InvalidArgumentError
 
 SPLITS = ("train", "test", "all")
 #: Per method, the score from which two images count as copies of each other,
@@ -268,8 +269,7 @@ def find_duplicates(
     Raises:
         InvalidArgumentError, CollectionNotFoundError.
     """
-    name = (schema.collection_name(config.method, prefix) if config.gallery is None
-            else schema.gallery_collection(config.gallery, config.method, prefix))
+    name = open_gallery(store, config.gallery, prefix=prefix).collection(config.method)
     info = store.info(name)
     if info.multivector:
         raise InvalidArgumentError(f"{name} holds descriptor sets, not one vector per image; pick an embedding method")

@@ -25,6 +25,7 @@ from fmsearch.images.folders import FolderImage, read_file, relative_path, scan
 from fmsearch.ingest.rebuild import write_target
 from fmsearch.models.base import Embedder
 from fmsearch.store import Store, schema
+from fmsearch.store.gallery import open_gallery
 
 logger = logging.getLogger(__name__)
 
@@ -121,18 +122,18 @@ def ingest_folder(
     """
     if batch_size < 1:
         raise InvalidArgumentError(f"batch size must be at least 1, got {batch_size}", param="batch_size")
-    schema.check_gallery(gallery)
+    folder_gallery = open_gallery(store, gallery, prefix=prefix)
     t0 = time.perf_counter()
     found = scan(directory, recursive)
     if not found.images:
         raise InvalidArgumentError(f"{directory}: no image file ({', '.join(found.unsupported[:3]) or 'empty'}"
                                    f"{', ...' if len(found.unsupported) > 3 else ''})")
     embedder.prepare()
-    name = schema.gallery_collection(gallery, embedder.name, prefix)
+    name = folder_gallery.collection(embedder.name)
     existing = store.info(name).metadata.get(schema.META_CLASSES, []) if store.exists(name) and not recreate else []
     classes = _classes(existing, found.classes)
     root = str(Path(directory).resolve())
-    spec = schema.folder_spec_for(embedder.describe(), gallery, root, classes, prefix, planned=len(found.images))
+    spec = schema.folder_spec_for(embedder.describe(), gallery, root, classes, name, planned=len(found.images))
     report = FolderReport(name, embedder.name, files=len(found.images), unsupported=found.unsupported)
     with write_target(store, spec, recreate=recreate) as target:
         if on_plan:
@@ -150,21 +151,6 @@ def ingest_folder(
     logger.info("%s: %d written, %d unchanged, %d bad, %d unsupported", name, report.written, report.unchanged,
                 len(report.bad), len(report.unsupported))
     return report
-
-
-def gallery_collections(store: Store, gallery: str, prefix: str = schema.DEFAULT_PREFIX) -> list[str]:
-    """The collections of a folder gallery (one per method ingested).
-
-    Raises:
-        InvalidArgumentError: there is none.
-    """
-    start = f"{prefix}{schema.check_gallery(gallery)}_"
-    names = [n for n in store.collections() if n.startswith(start)
-             and store.info(n).metadata.get(schema.META_GALLERY) == gallery]
-    if not names:
-        raise InvalidArgumentError(f"no collection {gallery!r} in {store.location}; "
-                                   f"ingest it with `fmsearch ingest --images DIR --collection {gallery}`")
-    return names
 
 
 def add_images(store: Store, targets: Sequence[tuple[str, Embedder]], paths: Sequence[str],

@@ -15,14 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from fmsearch.errors import CollectionNotFoundError, InvalidArgumentError, UnknownClassError
-from fmsearch.images.fmnist import CLASS_NAMES, class_index, load_split
+from fmsearch.errors import CollectionNotFoundError, InvalidArgumentError
+from fmsearch.images.fmnist import CLASS_NAMES, load_split
 from fmsearch.models.base import Embedder
 from fmsearch.models.registry import check_method, get_embedder
 from fmsearch.search.fusion import fuse_lists
 from fmsearch.search.mode import SearchMode
 from fmsearch.search.query import Example, Query, check_k
 from fmsearch.search.rerank import SiftReranker
+from fmsearch.store.gallery import Gallery, open_gallery
 from fmsearch.store import (
     CollectionInfo,
     QuantizationParams,
@@ -109,34 +110,28 @@ def fmnist_item(pid: int, data_dir: str | os.PathLike | None = None) -> Item:
     return Item(pid, split, index, int(data.labels[index]), data.images[index])
 
 
-def class_filter(
-    classes: Iterable[str] = (), exclude_classes: Iterable[str] = (), exclude_ids: Iterable[int] = ()
-) -> QueryFilter:
-    """Class names (validated) and excluded ids to a :class:`QueryFilter`."""
-    labels = tuple(sorted({class_index(c) for c in classes}))
-    excluded = tuple(sorted({class_index(c) for c in exclude_classes}))
-    return QueryFilter(labels=labels or None, exclude_labels=excluded, exclude_ids=tuple(exclude_ids))
-
-
 class Searcher:
-    """Search the FMNIST gallery in a store, one collection per method.
+    """Search a gallery in a store (FMNIST, or a folder gallery), one
+    collection per method.
 
     Embedders are built once per method and shared by every mode; each
     collection is checked once against its model.
 
     Args:
         store: an open store (see :func:`fmsearch.store.open_store`).
-        prefix: collection name prefix.
+        prefix: FMNIST's collection name prefix (when ``gallery`` is not a
+            :class:`~fmsearch.store.gallery.Gallery`).
         data_dir: FMNIST location, for queries by the id of a point that the
-            collection does not hold (e.g. a test image).
+            collection does not hold (e.g. a test image); as ``prefix``.
         hnsw_ef: HNSW search breadth (default: the store's).
         acorn: Qdrant's ACORN search for filtered queries: it also walks the
             neighbours of points the filter rejects, for a filter far from
             the query on a gallery too large to scan (docs/scale.md).
         options: per method, embedder constructor options, e.g.
             ``{"siamese": {"weights": "other.keras"}, "resnet101": {"input_size": 112}}``.
-        gallery: search this folder gallery (``fmsearch ingest --images``)
-            instead of FMNIST: its classes are its own, ids are its points'.
+        gallery: the gallery searched: a :class:`~fmsearch.store.gallery.Gallery`,
+            or the name of a folder gallery (``fmsearch ingest --images``),
+            or None for FMNIST.
     """
 
     def __init__(
@@ -148,24 +143,24 @@ class Searcher:
         hnsw_ef: int | None = None,
         acorn: bool = False,
         options: dict[str, dict] | None = None,
-        gallery: str | None = None,
+        gallery: Gallery | str | None = None,
     ) -> None:
         self.store = store
-        self.gallery = None if gallery is None else schema.check_gallery(gallery)
+        if not isinstance(gallery, Gallery):  # the Python API names it here
+            gallery = open_gallery(store, gallery, prefix=prefix, data_dir=data_dir)
+        self.gallery: Gallery = gallery
         self.options = {m: dict(o) for m, o in (options or {}).items()}
-        self.prefix = prefix
-        self.data_dir = data_dir
+        self.prefix = gallery.prefix  # FMNIST's collections' (the SIFT rerank reads fmnist_sift)
         self.hnsw_ef = hnsw_ef
         self.acorn = acorn
         self._embedders: dict[str, Embedder] = {}
         self._checked: dict[tuple[str, str], CollectionInfo] = {}
         self._reranker: SiftReranker | None = None
 
-    def for_gallery(self, gallery: str) -> Searcher:
+    def for_gallery(self, gallery: Gallery) -> Searcher:
         """A searcher of a folder gallery in the same store, sharing this
         one's settings and loaded embedders (a model loads once)."""
-        other = Searcher(self.store, prefix=self.prefix, data_dir=self.data_dir, hnsw_ef=self.hnsw_ef,
-                         acorn=self.acorn, options=self.options, gallery=gallery)
+        other = Searcher(self.store, hnsw_ef=self.hnsw_ef, acorn=self.acorn, options=self.options, gallery=gallery)
         other._embedders = self._embedders
         return other
 
@@ -191,20 +186,11 @@ class Searcher:
         """
         check_method(method)
         if (method, quantization) not in self._checked:
-            if self.gallery is not None and quantization != "none":
-                raise InvalidArgumentError("a folder gallery is not quantised: search it without quantization",
-                                           param="quantization")
-            schema.check_offered(method, quantization)
-            name = (schema.collection_name(method, self.prefix, quantization) if self.gallery is None
-                    else schema.gallery_collection(self.gallery, method, self.prefix))
+            name = self.gallery.collection(method, quantization)
             try:
                 info = self.store.info(name)
             except CollectionNotFoundError as err:
-                if self.gallery is None:
-                    raise
-                raise CollectionNotFoundError(
-                    f"gallery {self.gallery} has no {method} collection ({name}); ingest it with `fmsearch ingest "
-                    f"--images DIR --collection {self.gallery} --method {method}`", collection=name) from err
+                raise self.gallery.not_found(method, err) from err
             schema.check_compatible(name, info.metadata, self.embedder(method).describe())
             self._checked[method, quantization] = info
         return self._checked[method, quantization]
@@ -269,39 +255,31 @@ class Searcher:
         return out / np.where(norms > 0, norms, 1.0)
 
     def vector_of(self, method: str, pid: int, quantization: str = "none") -> np.ndarray:
-        """The (1, dim) query vector of a gallery point: stored, else (an
-        FMNIST id) embedded from FMNIST.
+        """The (1, dim) query vector of a gallery point: stored, else
+        embedded from the image the gallery has of it (an FMNIST test id).
 
         Raises:
-            InvalidArgumentError: an id out of range, or not in the folder gallery.
+            InvalidArgumentError: an id out of range, or one the gallery has no image of.
         """
-        if self.gallery is None:
-            schema.split_index(pid)
+        self.gallery.check_id(pid)
         name = self.collection(method, quantization).name
         records = self.store.retrieve(name, [pid], with_vectors=True, with_payload=False)
         if records and records[0].vector is not None:
             return records[0].vector[None]
-        if self.gallery is not None:
+        image = self.gallery.image_of(pid)
+        if image is None:
             raise InvalidArgumentError(f"no image with id {pid} in {name}")
-        return self.embedder(method).embed(fmnist_item(pid, self.data_dir).image)
+        return self.embedder(method).embed(image)
 
     def class_filter(self, method: str, classes: Iterable[str] = (), exclude_classes: Iterable[str] = (),
                      exclude_ids: Iterable[int] = ()) -> QueryFilter:
-        """:func:`class_filter`, by the gallery's own classes for a folder
-        gallery (those of ``method``'s collection)."""
-        if self.gallery is None:
-            return class_filter(classes, exclude_classes, exclude_ids)
+        """Class names (validated against the gallery's classes, those
+        ``method``'s collection records) and excluded ids to a :class:`QueryFilter`."""
         classes, exclude_classes = list(classes), list(exclude_classes)
-        known: list[str] = []
-        if classes or exclude_classes:
-            known = list(self.collection(method).metadata.get(schema.META_CLASSES, []))
-        for c in (*classes, *exclude_classes):
-            if c not in known:
-                raise UnknownClassError(f"unknown class {c!r} in gallery {self.gallery}; its classes: "
-                                        f"{', '.join(known) or 'none (its folder has no class subfolders)'}")
-        labels = tuple(sorted(known.index(c) for c in classes))
-        return QueryFilter(labels=labels or None, exclude_labels=tuple(sorted(known.index(c) for c in exclude_classes)),
-                           exclude_ids=tuple(exclude_ids))
+        known = self.gallery.classes(self.collection(method).metadata) if classes or exclude_classes else []
+        labels = tuple(sorted({self.gallery.label(c, known) for c in classes}))
+        excluded = tuple(sorted({self.gallery.label(c, known) for c in exclude_classes}))
+        return QueryFilter(labels=labels or None, exclude_labels=excluded, exclude_ids=tuple(exclude_ids))
 
     def query_vector(self, method: str, *, image: np.ndarray | None = None, pid: int | None = None,
                      quantization: str = "none") -> np.ndarray:
@@ -320,7 +298,7 @@ class Searcher:
             stored = self.reranker.stored_descriptors(pid)
             if stored is not None:
                 return stored
-            image = fmnist_item(pid, self.data_dir).image
+            image = self.gallery.image_of(pid)
         return self.reranker.query_descriptors(image)
 
     def rescore_hits(self, hits: Sequence[Hit], method: str, query: np.ndarray) -> list[Hit]:
@@ -357,19 +335,20 @@ class Searcher:
         mode, query = SearchMode.of(mode), Query.of(query, fields)
         query.check(mode)
         timings = timings if timings is not None else {}
-        self._check_collections(mode)
+        self.check_mode(mode)
         query = query.decoded(timings)
         hits = self._recommend(mode, query, timings) if query.recommend else self._search(mode, query, timings)
         return query.page(hits)
 
-    def _check_collections(self, mode: SearchMode) -> None:
-        """Every collection ``mode`` reads, checked before anything is embedded."""
+    def check_mode(self, mode: SearchMode) -> None:
+        """Every collection ``mode`` reads, checked before anything is
+        embedded; a stage the gallery does not offer is refused."""
         for name in mode.methods:
             self.collection(name, mode.quantization)
         if mode.rescore_with is not None:
             self.collection(mode.rescore_with)
         if mode.rerank is not None:
-            if self.gallery is not None:
+            if not self.gallery.offers_rerank:
                 raise InvalidArgumentError("the SIFT rerank reads FMNIST's descriptors (fmnist_sift): "
                                            "a folder gallery is searched without it", param="rerank")
             self.reranker.collection()

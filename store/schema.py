@@ -127,8 +127,8 @@ FOLDER_PAYLOAD_INDEXES: dict[str, str] = {LABEL: "integer", CLASS_NAME: "keyword
 META_GALLERY = "gallery"
 META_CLASSES = "classes"
 META_ROOT = "root"
-#: a gallery name: lower-case letters, digits and dashes (no underscore: ``<prefix><gallery>_<method>``
-#: splits one way), at most 40 characters
+#: a gallery name: lower-case letters, digits and dashes (no underscore: ``<gallery>_<method>`` splits one
+#: way), at most 40 characters
 GALLERY_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 #: point ids of folder images fit 53 bits: exact as JSON numbers in every client, JavaScript's included
 FOLDER_ID_BITS = 53
@@ -143,8 +143,16 @@ def check_gallery(name: str) -> str:
     return name
 
 
-def gallery_collection(gallery: str, method: str, prefix: str = DEFAULT_PREFIX) -> str:
-    """The collection that holds one method's vectors of a folder gallery."""
+def gallery_collection(gallery: str, method: str) -> str:
+    """The collection that holds one method's vectors of a folder gallery:
+    ``<gallery>_<method>``, beside FMNIST's ``<prefix><method>``."""
+    return f"{check_gallery(gallery)}_{method}"
+
+
+def legacy_gallery_collection(gallery: str, method: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """Where a folder gallery's collection was named before it had a name of
+    its own, under FMNIST's prefix (``fmnist_<gallery>_<method>``); such a
+    collection keeps serving its gallery."""
     return f"{prefix}{check_gallery(gallery)}_{method}"
 
 
@@ -352,14 +360,14 @@ def check_compatible(collection: str, metadata: dict[str, Any], model: dict[str,
             )
 
 
-def folder_spec_for(model: dict[str, Any], gallery: str, root: str, classes: list[str],
-                    prefix: str = DEFAULT_PREFIX, planned: int = 0) -> CollectionSpec:
-    """The spec of a folder gallery's collection for a model's
+def folder_spec_for(model: dict[str, Any], gallery: str, root: str, classes: list[str], name: str,
+                    planned: int = 0) -> CollectionSpec:
+    """The spec of a folder gallery's collection ``name`` for a model's
     :meth:`Embedder.describe`."""
-    spec = spec_for(model, prefix, planned)
+    spec = spec_for(model, planned=planned)
     metadata = {**spec.metadata, META_GALLERY: check_gallery(gallery), META_ROOT: root, META_CLASSES: list(classes)}
     return CollectionSpec(
-        name=gallery_collection(gallery, model[META_METHOD], prefix), dim=spec.dim, distance=spec.distance,
+        name=name, dim=spec.dim, distance=spec.distance,
         metadata=metadata, multivector=spec.multivector, datatype=spec.datatype, hnsw=spec.hnsw,
         payload_indexes=dict(FOLDER_PAYLOAD_INDEXES),
     )

@@ -109,6 +109,13 @@ def prefix():
 
 
 @pytest.fixture
+def shop(prefix):
+    """A folder gallery's name as unique as the prefix (its collections,
+    ``<name>_<method>``, are never under FMNIST's prefix)."""
+    return f"{prefix[:-1]}-shop"
+
+
+@pytest.fixture
 def quantizing_store(store):
     """The store, where quantised search is real: qdrant-client's local mode
     accepts quantised collections but searches the original vectors exactly,
@@ -123,7 +130,7 @@ def store(backend, prefix):
     s = backend.open()
     yield s
     for name in s.collections():
-        if name.startswith(prefix):
+        if name.startswith((prefix, f"{prefix[:-1]}-")):  # FMNIST's collections, and the test's galleries'
             s.delete(name)
     s.close()
 

@@ -257,7 +257,7 @@ CLI_BAD = [
                  "--batch-size must be at least 1, got 0", id="near-duplicate-batch-size-0"),
     pytest.param(["evaluate", "-m", "pixels", "--k", "1,2000"], "--k values must be <= 1000", id="evaluate-k-2000"),
     pytest.param(["evaluate", "-m", "pixels", "--queries", "0"], "--queries must be between 1 and 10000 (the test split), "
-                 "or 'all'", id="evaluate-queries-0"),
+                 "or all of them; got 0", id="evaluate-queries-0"),
     pytest.param([*Q, "--id", "1", "--oversampling", "2"], "--oversampling and rescore settings apply to a "
                  "--quantization (int8 or binary) only", id="oversampling-without-quantization"),
     pytest.param([*Q, "--id", "1", "-m", "pixels+siamese", "--fusion-weights", "1,2,3"],

@@ -21,13 +21,14 @@ def command(settings, paths, gallery, class_name, as_json) -> None:
     is known by its path relative to it (re-adding it replaces its point);
     one outside, by its file name.
     """
-    from fmsearch.ingest.folder import add_images, gallery_collections
+    from fmsearch.ingest.folder import add_images
     from fmsearch.models.registry import get_embedder
     from fmsearch.store import schema
+    from fmsearch.store.gallery import gallery_collections
 
     store = settings.store()
     targets = [(name, get_embedder(store.info(name).metadata[schema.META_METHOD]))
-               for name in gallery_collections(store, gallery, settings.store_settings.prefix)]
+               for name in gallery_collections(store, settings.gallery(gallery))]
     for report in add_images(store, targets, list(paths), class_name):
         name = report.collection
         if as_json:

@@ -18,6 +18,7 @@ from fmsearch.search.fusion import FUSIONS
 from fmsearch.search.rerank import RERANK_MODES, RERANK_STAGES
 from fmsearch.store.base import DEFAULT_HNSW_EF, MAX_HNSW_EF, Store
 from fmsearch.store.schema import QUANTIZATIONS
+from fmsearch.store.gallery import Gallery
 from fmsearch.store.settings import StoreSettings
 
 
@@ -36,6 +37,13 @@ class Settings:
         if self._store is None:
             self._store = self.store_settings.open(lock_timeout=lock_timeout)
         return self._store
+
+    def gallery(self, name: str | None, data_dir: str | None = None) -> Gallery:
+        """The gallery a command is about: FMNIST, or the folder gallery
+        ``--collection`` names (decided here, once, for every command)."""
+        from fmsearch.store.gallery import open_gallery
+
+        return open_gallery(self.store(), name, prefix=self.store_settings.prefix, data_dir=data_dir)
 
     def close(self) -> None:
         if self._store is not None:

@@ -20,12 +20,13 @@ def command(settings, gallery, paths, ids, as_json) -> None:
     kept: no rebuild. Every image named must be stored; otherwise nothing is
     removed.
     """
-    from fmsearch.ingest.folder import delete_images, gallery_collections
+    from fmsearch.ingest.folder import delete_images
+    from fmsearch.store.gallery import gallery_collections
 
     if not paths and not ids:
         raise click.UsageError("name the images: --path P or --id N (repeatable)")
     store = settings.store()
-    for name, before, after in delete_images(store, gallery_collections(store, gallery, settings.store_settings.prefix),
+    for name, before, after in delete_images(store, gallery_collections(store, settings.gallery(gallery)),
                                              list(paths), list(ids)):
         if as_json:
             echo_json({"collection": name, "deleted": before - after, "points_total": after})

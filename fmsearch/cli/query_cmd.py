@@ -61,12 +61,10 @@ def command(settings, image_path, id_, method, positive, negative, k, offset, mi
                   k=k, offset=offset, min_score=min_score, classes=classes, exclude_classes=exclude_classes,
                   exact=exact)
     query.check(search)
-    searcher = Searcher(settings.store(), prefix=settings.store_settings.prefix, data_dir=data_dir, gallery=gallery,
-                        hnsw_ef=hnsw_ef,
-                        acorn=acorn,
+    searcher = Searcher(settings.store(), gallery=settings.gallery(gallery, data_dir), hnsw_ef=hnsw_ef, acorn=acorn,
                         options=embedder_options((*search.methods, *([search.rescore_with] if search.rescore_with else [])),
                                                  weights, input_size, runtime, threads))
-    _show(searcher.search(search, query), search, as_json, gallery is not None)
+    _show(searcher.search(search, query), search, as_json, folder=not searcher.gallery.has_splits)
 
 
 def _show(hits, mode, as_json: bool, folder: bool = False) -> None:

@@ -84,8 +84,7 @@ def _preflight(settings, methods: tuple[str, ...] | None, host: str, port: int) 
     store = settings.store()
     try:
         present, where = set(store.collections()), store.location
-        galleries = any(store.info(n).metadata.get(schema.META_GALLERY) for n in present
-                        if n.startswith(settings.store_settings.prefix))
+        galleries = any(store.info(n).metadata.get(schema.META_GALLERY) for n in present)
     finally:
         settings.close()  # each worker opens its own serving copy
     if not galleries and not any(schema.collection_name(m, settings.store_settings.prefix) in present for m in wanted):

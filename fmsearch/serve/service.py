@@ -28,6 +28,7 @@ from fmsearch.search.searcher import Hit, Searcher, fmnist_item
 from fmsearch.serve.config import ServeConfig
 from fmsearch.serve.schemas import CompareRequest, SearchRequest
 from fmsearch.store import QueryFilter, Store, schema
+from fmsearch.store.gallery import open_gallery
 from fmsearch.store.listing import summarize
 
 logger = logging.getLogger(__name__)
@@ -102,9 +103,10 @@ class SearchService:
         c, prefix = self.config, self.config.store_settings.prefix
         source = c.store_settings.open()
         candidates = c.methods or method_names()
-        names = [n for n in source.collections() if n.startswith(prefix)]
-        galleries = _gallery_collections(source, names, candidates)
-        wanted = [n for n in names if n in galleries or any(n == schema.collection_name(m, prefix) or n.startswith(
+        every = source.collections()
+        names = [n for n in every if n.startswith(prefix)]
+        galleries = _gallery_collections(source, every, candidates)  # folder galleries: by their metadata
+        wanted = [n for n in every if n in galleries or any(n == schema.collection_name(m, prefix) or n.startswith(
             schema.collection_name(m, prefix) + "_") for m in (*candidates, *stage_names()))]
         self._workdir = tempfile.mkdtemp(prefix="fmsearch-serve-")
         self.store = source.serving_copy(wanted, self._workdir)
@@ -149,7 +151,10 @@ class SearchService:
     def _load_gallery(self, gallery: str, method: str) -> None:
         """Serve one method's collection of a folder gallery (its model
         shared with FMNIST's)."""
-        searcher = self._gallery_searchers.setdefault(gallery, self.searcher.for_gallery(gallery))
+        if gallery not in self._gallery_searchers:
+            folder = open_gallery(self.store, gallery, prefix=self.config.store_settings.prefix)
+            self._gallery_searchers[gallery] = self.searcher.for_gallery(folder)
+        searcher = self._gallery_searchers[gallery]
         try:
             info = searcher.collection(method)
             searcher.embedder(method).prepare()
