@@ -68,8 +68,9 @@ lean-check:
 	$(LEAN)/bin/pip install -q .
 	$(LEAN)/bin/python tests/lean_check.py
 
+## Every benchmark suite but scale (docs/benchmarks.md): tens of minutes on 2 cores.
 bench: install-dev
-	$(BIN)/fmsearch bench
+	$(BIN)/fmsearch bench all
 
 ## Full test-split evaluation of every ingested method (README's results table).
 evaluate: install
@@ -113,8 +114,8 @@ evaluate-quality: install
 	  eval-results/ensemble/metrics.json eval-results/ensemble-qe*/metrics.json
 	$(BIN)/fmsearch results --per-class eval-results/siamese/metrics.json eval-results/proxy/metrics.json \
 	  eval-results/siamese+proxy-rrf/metrics.json eval-results/ensemble/metrics.json eval-results/ensemble-qe3/metrics.json
-	$(BIN)/fmsearch bench --suite modes --methods siamese,proxy,ensemble --queries 500
-	$(BIN)/fmsearch bench --suite quantization --methods proxy,ensemble --queries 1000
+	$(BIN)/fmsearch bench modes --methods siamese,proxy,ensemble --queries 500
+	$(BIN)/fmsearch bench quantization --methods proxy,ensemble --queries 1000
 
 ## The two runtimes give the same figures (docs/evaluation.md, "Runtimes"): each
 ## trained method ingested and evaluated on the full test split once with
@@ -135,7 +136,7 @@ evaluate-modes: install
 	$(BIN)/fmsearch ingest --method pixels --quantization int8
 	$(BIN)/fmsearch ingest --method autoencoder --quantization int8
 	$(BIN)/fmsearch ingest --method autoencoder --quantization binary
-	$(BIN)/fmsearch bench --suite quantization --queries 1000
+	$(BIN)/fmsearch bench quantization --queries 1000
 	@for m in pixels autoencoder siamese; do \
 	  $(BIN)/fmsearch evaluate --method $$m --queries all || exit 1; done
 	@for m in pixels autoencoder; do \
@@ -151,7 +152,7 @@ evaluate-modes: install
 	$(BIN)/fmsearch evaluate --method autoencoder+siamese --queries all --fusion-weights 1,2
 	$(BIN)/fmsearch evaluate --method autoencoder+siamese --queries all --fusion dbsf
 	$(BIN)/fmsearch evaluate --method pixels+autoencoder+siamese --queries all
-	$(BIN)/fmsearch bench --suite modes
+	$(BIN)/fmsearch bench modes
 	$(BIN)/fmsearch results --modes --bench bench-results/modes.json \
 	  eval-results/pixels/metrics.json eval-results/autoencoder/metrics.json eval-results/siamese/metrics.json \
 	  eval-results/*-int8-*/metrics.json eval-results/*-binary-*/metrics.json \

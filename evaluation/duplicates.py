@@ -18,7 +18,7 @@ from __future__ import annotations
 import resource
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -49,11 +49,16 @@ FIRST_LIMIT = 16
 
 @dataclass(frozen=True)
 class DuplicatesConfig:
-    """Settings of one duplicates run (recorded in duplicates.json)."""
+    """Settings of one duplicates run (recorded in duplicates.json).
+
+    ``split`` None scans the FMNIST splits the collection holds (``all`` when
+    it holds both, the train split alone after the default ingest); see
+    :func:`resolve_split`.
+    """
 
     method: str
     threshold: float | None = None
-    split: str = "all"
+    split: str | None = None
     batch_size: int = 256
     exact: bool = False
     #: a folder gallery's collection instead of FMNIST's (no splits: all its images)
@@ -64,6 +69,8 @@ class DuplicatesConfig:
         """Where this run writes when no folder is named."""
         if self.gallery is not None:
             return f"{RESULTS_DIR}/duplicates-{self.gallery}-{self.method}"
+        if self.split is None:
+            raise InvalidArgumentError("the split is decided by the collection: resolve_split() first")
         return f"{RESULTS_DIR}/duplicates-{self.method}-{self.split}"
 
     def resolved_threshold(self) -> float:
@@ -77,13 +84,13 @@ class DuplicatesConfig:
     def __post_init__(self) -> None:
         if self.threshold is not None and not (np.isfinite(self.threshold) and 0 < self.threshold <= 1):
             raise InvalidArgumentError(f"threshold must be in (0, 1], got {self.threshold}", param="threshold")
-        if self.split not in SPLITS:
+        if self.split is not None and self.split not in SPLITS:
             raise InvalidArgumentError(f"unknown split {self.split!r}; valid: {', '.join(SPLITS)}")
         if self.batch_size < 1:
             raise InvalidArgumentError(f"batch size must be at least 1, got {self.batch_size}", param="batch_size")
         if self.gallery is not None:
             schema.check_gallery(self.gallery)
-            if self.split != "all":
+            if self.split not in (None, "all"):
                 raise InvalidArgumentError("a folder gallery has no train and test splits: scan it whole (split all)",
                                            param="split")
 
@@ -117,6 +124,44 @@ class _Components:
         for a in self.parent:
             by_root.setdefault(self.find(a), []).append(a)
         return [sorted(g) for g in by_root.values()]
+
+
+def _collection(store: Store, config: DuplicatesConfig, prefix: str) -> str:
+    return open_gallery(store, config.gallery, prefix=prefix).collection(config.method)
+
+
+def _stored_splits(store: Store, name: str) -> tuple[str, ...]:
+    """The FMNIST splits a collection holds, in order."""
+    is_test = store.ids(name) >= schema.TEST_ID_OFFSET
+    return tuple(s for s, held in (("train", (~is_test).any()), ("test", is_test.any())) if held)
+
+
+def resolve_split(store: Store, config: DuplicatesConfig, *, prefix: str = schema.DEFAULT_PREFIX) -> DuplicatesConfig:
+    """``config`` with its split decided: the one asked for, else what the
+    collection holds (``all`` for both splits, else the one it holds; a
+    folder gallery is scanned whole).
+
+    Raises:
+        CollectionNotFoundError: the collection does not exist.
+    """
+    if config.split is not None:
+        return config
+    if config.gallery is not None:
+        return replace(config, split="all")
+    stored = _stored_splits(store, _collection(store, config, prefix))
+    return replace(config, split="all" if len(stored) != 1 else stored[0])
+
+
+def _what_all_adds(store: Store, name: str, config: DuplicatesConfig) -> str | None:
+    """One line: what ``--split all`` would add to a one-split scan of FMNIST."""
+    if config.gallery is not None or config.split == "all":
+        return None
+    other = "test" if config.split == "train" else "train"
+    line = f"--split all would add the {other} images and count the test images with a near-copy in train"
+    if other not in _stored_splits(store, name):
+        line += (f"; {name} holds no {other} images: store them first with "
+                 f"`fmsearch ingest --method {config.method} --split all`")
+    return line
 
 
 def _scope(store: Store, name: str, split: str) -> np.ndarray:
@@ -264,13 +309,15 @@ def find_duplicates(
     progress: Callable[[int], None] | None = None,
     on_plan: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """One duplicates run over a method's collection; returns duplicates.json.
+    """One duplicates run over a method's collection; returns duplicates.json
+    (its ``split_note``: what ``--split all`` would add to a one-split scan).
 
     Raises:
         InvalidArgumentError, CollectionNotFoundError.
     """
-    name = open_gallery(store, config.gallery, prefix=prefix).collection(config.method)
+    name = _collection(store, config, prefix)
     info = store.info(name)
+    config = resolve_split(store, config, prefix=prefix)
     if info.multivector:
         raise InvalidArgumentError(f"{name} holds descriptor sets, not one vector per image; pick an embedding method")
     threshold = config.resolved_threshold()
@@ -297,6 +344,7 @@ def find_duplicates(
         "collection": name,
         "collection_metadata": dict(info.metadata),
         "summary": summarize(groups, pairs, labels, len(ids), class_names, fmnist=config.gallery is None),
+        "split_note": _what_all_adds(store, name, config),
         "cost": {
             "seconds": round(seconds, 2),
             "seconds_pairs": round(t_pairs, 2),

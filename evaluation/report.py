@@ -222,9 +222,10 @@ def render_duplicates_markdown(data: dict[str, Any], shown: int = 20) -> str:
     s, m, c = data["settings"], data["summary"], data["cost"]
     groups = data["groups"]
     fmnist = not s.get("gallery")  # a folder gallery has no test split
+    across = fmnist and s["split"] == "all"  # test images with a train copy: counted across the splits only
     head = ["class", "images in groups", "groups", "conflict groups", "test images with a train copy"]
     keys = ["class", "images_in_groups", "groups", "conflict_groups", "test_with_train_copy"]
-    cut = len(head) if fmnist else -1
+    cut = len(head) if across else -1
     lines = [
         f"# Duplicates: {s['method']}, " + (f"split {s['split']}" if not s.get("gallery") else f"gallery {s['gallery']}"),
         "",
@@ -234,7 +235,9 @@ def render_duplicates_markdown(data: dict[str, Any], shown: int = 20) -> str:
         f"- {m['images_scanned']} images scanned: {m['pairs']} pairs in {m['groups']} groups "
         f"({m['images_in_groups']} images, largest group {m['largest_group']})",
         f"- **groups with conflicting labels: {m['conflict_groups']}** ({m['conflict_pairs']} pairs)",
-        *([f"- **test images with a near-copy in train: {m['test_with_train_copy']}**"] if fmnist else []),
+        *([f"- **test images with a near-copy in train: {m['test_with_train_copy']}**"]
+          if across else []),
+        *([f"- {data['split_note']}"] if data.get("split_note") else []),
         f"- cost: {c['seconds']:.1f} s ({c['images_per_second']:.0f} images/s), peak resident memory "
         f"{c['peak_rss_mb']:.0f} MB (an all-pairs float32 matrix would take {c['all_pairs_matrix_mb']:.0f} MB)",
         "",
@@ -248,7 +251,7 @@ def render_duplicates_markdown(data: dict[str, Any], shown: int = 20) -> str:
     for title, chosen in (("Groups with conflicting labels", conflicts),
                           ("Test images with a near-copy in train", cross),
                           ("Largest groups", sorted(groups, key=lambda g: -len(g["ids"])))):
-        if title.startswith("Test images") and not fmnist:
+        if title.startswith("Test images") and not across:
             continue
         lines += [f"## {title}", ""]
         if not chosen:

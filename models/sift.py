@@ -31,7 +31,7 @@ from fmsearch.errors import InvalidArgumentError
 from fmsearch.models.base import IMAGE_SHAPE, Embedder
 
 DESCRIPTOR_DIM = 128
-# Upscale factor, from `fmsearch bench --suite rerank` (docs/methods.md, "SIFT"): at 1x
+# Upscale factor, from `fmsearch bench rerank` (docs/methods.md, "SIFT"): at 1x
 # SIFT finds ~4 keypoints per image and none on ~8% of FMNIST; 2x ~35, 3x ~45
 # (never none), 4x no more than 3x at a higher cost.
 DEFAULT_UPSCALE = 3

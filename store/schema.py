@@ -90,7 +90,7 @@ def collection_name(method: str, prefix: str = DEFAULT_PREFIX, quantization: str
 
 #: The quantisations offered per method. The others lose too much of the
 #: neighbour order to be worth their bytes; measured by
-#: `fmsearch bench --suite quantization` (docs/search-modes.md).
+#: `fmsearch bench quantization` (docs/search-modes.md).
 QUANTIZATION_OFFERS: dict[str, tuple[str, ...]] = {
     "pixels": ("int8",),
     "autoencoder": ("int8", "binary"),
@@ -103,7 +103,7 @@ NOT_OFFERED_WHY: dict[tuple[str, str], str] = {
     ("pixels", "binary"): "pixel values are never negative, so one sign bit per dimension keeps only the silhouette",
     ("resnet101", "binary"): "its pooled ReLU features are never negative, so one sign bit per dimension keeps almost nothing",
     ("resnet101", "int8"): "its recall against exact search has not been measured (no ImageNet weights where the offers "
-    "were measured); measure it with `fmsearch bench --suite quantization --methods resnet101`",
+    "were measured); measure it with `fmsearch bench quantization --methods resnet101`",
     ("siamese", "int8"): "its 64-d vectors lie so close within a class that int8 loses their order "
     "(recall@10 against exact reaches only 0.90, with rescore and oversampling 16)",
     ("siamese", "binary"): "64 bits per image cannot order its neighbours (recall@10 against exact under 0.4)",

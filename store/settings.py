@@ -96,6 +96,14 @@ class StoreSettings:
         """
         return open_store(self, lock_timeout=lock_timeout)
 
+    def cli_args(self) -> list[str]:
+        """The ``fmsearch`` global options that select this store, for a
+        child process (the API key goes by ``QDRANT_API_KEY`` in its
+        environment, never as an argument)."""
+        return [*(["--home", self.home] if self.home else []), *(["--qdrant-url", self.url] if self.url else []),
+                "--prefix", self.prefix, "--timeout", str(self.timeout), "--retries", str(self.retries),
+                *(["--prefer-grpc"] if self.prefer_grpc else [])]
+
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)

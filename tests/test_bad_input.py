@@ -267,9 +267,9 @@ CLI_BAD = [
     pytest.param([*Q, "--positive", "1", "--expand", "3"], "--expand does not apply to a recommend query "
                  "(positive/negative examples)", id="positive-expand"),
     pytest.param([*Q, "--id", "1", "--expand", "101"], "--expand must be between 0 (off) and 100, got 101", id="expand-101"),
-    pytest.param(["bench", "--suite", "modes", "--methods", "pixels,pixels"], "--methods names a method twice",
+    pytest.param(["bench", "modes", "--methods", "pixels,pixels"], "--methods names a method twice",
                  id="bench-methods-twice"),
-    pytest.param(["bench", "--suite", "modes", "--methods", ","], "--methods names no method", id="bench-methods-none"),
+    pytest.param(["bench", "modes", "--methods", ","], "--methods names no method", id="bench-methods-none"),
     # class names
     pytest.param([*Q, "--id", "1", "--class", "Shoes"], "unknown class 'Shoes'; valid classes: T-shirt/top", id="class-Shoes"),
     pytest.param([*Q, "--id", "1", "--exclude-class", "Shoes"], "unknown class 'Shoes'", id="exclude-class-Shoes"),

@@ -194,22 +194,29 @@ def test_data_command(fmnist):
 
 
 def test_bench_search_suite_small(tmp_path, fmnist):
-    """The benchmark runs and reports sane values (no timing asserts)."""
-    result = CliRunner().invoke(main, ["bench", "--suite", "search", "--sizes", "1000", "--synthetic", "2000",
+    """The benchmark runs and reports sane values (no timing asserts); the
+    class filter and the ingest split are timed on the real galleries only."""
+    result = CliRunner().invoke(main, ["bench", "search", "--sizes", "1000", "--synthetic", "2000",
                                        "--no-local", "--queries", "10", "--out-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "search.json").read_text())
     assert [r["points"] for r in data["rows"]] == [1000, 2000]
     assert all(0.9 <= r["hnsw_recall_at_10"] <= 1.0 for r in data["rows"])
-    assert "| pixels 1k |" in result.output
+    assert [("edge_filtered" in r, "local" in r) for r in data["rows"]] == [(True, False), (False, False)]
+    assert "| pixels 1k |" in result.output and "| pixels 1k | qdrant-edge |" in result.output
 
 
-def test_bench_store_suite_small(tmp_path, fmnist):
-    result = CliRunner().invoke(main, ["bench", "--suite", "store", "--gallery", "1000", "--queries", "10", "--out-dir", str(tmp_path)])
+def test_bench_search_suite_has_the_store_suites_figures(tmp_path, fmnist):
+    """What the store suite measured (merged in): both stores' ingest split
+    and their class-filtered query on the same gallery, local over Edge."""
+    result = CliRunner().invoke(main, ["bench", "search", "--sizes", "1000", "--synthetic", "0", "--queries", "10",
+                                       "--out-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    data = json.loads((tmp_path / "store.json").read_text())
-    assert set(data["backends"]) == {"qdrant-edge", "qdrant-client local"}
-    assert data["backends"]["qdrant-edge"]["query_filtered"]["n"] == 10
+    (row,) = json.loads((tmp_path / "search.json").read_text())["rows"]
+    assert row["edge_filtered"]["n"] == 10 and row["local_filtered"]["n"] == 10
+    assert all(row[k]["upsert_s"] > 0 for k in ("edge_ingest", "local_ingest"))
+    assert "| pixels 1k | qdrant-client local |" in result.output and "| pixels 1k | **local / edge** |" in result.output
+    assert not (tmp_path / "store.json").exists()
 
 
 @pytest.mark.slow
@@ -218,7 +225,7 @@ def test_bench_embed_suite_small(tmp_path, fmnist):
     of the asked gallery, ratio against pixels; Keras against ONNX Runtime at
     each batch size with the vectors' difference; command-line query times;
     the installs' sizes (no timing asserts)."""
-    result = CliRunner().invoke(main, ["bench", "--suite", "embed", "--methods", "pixels,siamese", "--gallery", "1000",
+    result = CliRunner().invoke(main, ["bench", "embed", "--methods", "pixels,siamese", "--gallery", "1000",
                                        "--out-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "embed.json").read_text())
@@ -238,7 +245,7 @@ def test_bench_embed_suite_small(tmp_path, fmnist):
 
 
 def test_bench_embed_unknown_method(tmp_path):
-    result = CliRunner().invoke(main, ["bench", "--suite", "embed", "--methods", "pixels,nope", "--out-dir", str(tmp_path)])
+    result = CliRunner().invoke(main, ["bench", "embed", "--methods", "pixels,nope", "--out-dir", str(tmp_path)])
     assert result.exit_code != 0
     assert "nope" in result.output and "Traceback" not in result.output
 
@@ -251,7 +258,7 @@ def test_bench_modes_suite_on_the_built_store(tmp_path, fmnist):
     for extra in ((), ("--quantization", "int8")):
         result = CliRunner().invoke(main, ["--home", str(home), "ingest", "-m", "pixels", "--limit", "300", *extra])
         assert result.exit_code == 0, result.output
-    result = CliRunner().invoke(main, ["--home", str(home), "bench", "--suite", "modes", "--methods", "pixels",
+    result = CliRunner().invoke(main, ["--home", str(home), "bench", "modes", "--methods", "pixels",
                                        "--queries", "10", "--out-dir", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "out" / "modes.json").read_text())
@@ -273,7 +280,7 @@ def test_bench_modes_suite_on_the_built_store(tmp_path, fmnist):
 def test_bench_quantization_suite_small(tmp_path, fmnist):
     """Every quantisation of a method, offered or not, against numpy's exact
     top 10 (no timing asserts)."""
-    result = CliRunner().invoke(main, ["bench", "--suite", "quantization", "--methods", "pixels", "--gallery", "1000",
+    result = CliRunner().invoke(main, ["bench", "quantization", "--methods", "pixels", "--gallery", "1000",
                                        "--queries", "10", "--out-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     rows = json.loads((tmp_path / "quantization.json").read_text())["rows"]
@@ -285,10 +292,65 @@ def test_bench_quantization_suite_small(tmp_path, fmnist):
 
 
 def test_bench_modes_suite_without_collections(tmp_path):
-    result = CliRunner().invoke(main, ["--home", str(tmp_path), "bench", "--suite", "modes", "--methods", "pixels",
+    result = CliRunner().invoke(main, ["--home", str(tmp_path), "bench", "modes", "--methods", "pixels",
                                        "--queries", "10", "--out-dir", str(tmp_path / "out")])
     assert result.exit_code != 0
     assert "run `fmsearch ingest` first" in result.output and "Traceback" not in result.output
+
+
+#: each suite's own options (and --out-dir, --data-dir): nothing another suite takes
+SUITE_OPTIONS = {
+    "search": {"--sizes", "--synthetic", "--local", "--queries"},
+    "embed": {"--methods", "--gallery"},
+    "rerank": {"--gallery", "--queries"},
+    "modes": {"--methods", "--queries"},
+    "quantization": {"--methods", "--gallery", "--queries"},
+    "serve": {"--methods", "--clients", "--uploads", "--workers", "--duration"},
+    "scale": {"--sizes", "--kinds", "--methods", "--queries", "--linked-fields", "--on-disk", "--quantization",
+              "--full-scan-threshold"},
+    "all": set(),
+}
+
+
+def test_bench_help_lists_one_subcommand_per_suite():
+    result = CliRunner().invoke(main, ["bench", "--help"])
+    assert result.exit_code == 0
+    listed = [line.split()[0] for line in result.output.split("Commands:")[1].strip().splitlines()]
+    assert listed == sorted(SUITE_OPTIONS)
+    assert "--suite" not in result.output
+
+
+@pytest.mark.parametrize("suite", SUITE_OPTIONS)
+def test_each_bench_subcommand_has_only_its_own_options(suite):
+    from fmsearch.cli.bench_cmd import command
+
+    opts = {o for p in command.commands[suite].params for o in p.opts if o.startswith("--")}
+    assert opts == SUITE_OPTIONS[suite] | {"--out-dir", "--data-dir"}
+    result = CliRunner().invoke(main, ["bench", suite, "--help"])
+    assert result.exit_code == 0 and all(o in result.output for o in SUITE_OPTIONS[suite])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["search", "--gallery", "1000"], "No such option '--gallery'"),
+    (["search", "--methods", "pixels"], "No such option '--methods'"),
+    (["embed", "--queries", "10"], "No such option '--queries'"),
+    (["embed", "--sizes", "1000"], "No such option '--sizes'"),
+    (["rerank", "--methods", "pixels"], "No such option '--methods'"),
+    (["modes", "--gallery", "1000"], "No such option '--gallery'"),
+    (["quantization", "--clients", "16"], "No such option '--clients'"),
+    (["serve", "--queries", "10"], "No such option '--queries'"),
+    (["serve", "--gallery", "1000"], "No such option '--gallery'"),
+    (["scale", "--synthetic", "0"], "No such option '--synthetic'"),
+    (["scale", "--workers", "1"], "No such option '--workers'"),
+    (["all", "--methods", "pixels"], "No such option '--methods'"),
+    (["all", "--queries", "10"], "No such option '--queries'"),
+    (["--suite", "search"], "No such option '--suite'"),
+    (["store"], "No such command 'store'"),
+])
+def test_each_bench_subcommand_refuses_another_suites_option(args, message, tmp_path):
+    result = CliRunner().invoke(main, ["bench", *args, "--out-dir", str(tmp_path / "out")])
+    assert result.exit_code == 2 and f"Error: {message}" in result.output, result.output
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.slow

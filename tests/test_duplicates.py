@@ -169,8 +169,8 @@ def test_cli_writes_the_three_files(home, tmp_path):
 
 @pytest.mark.parametrize(("args", "message"), [
     (["-m", "pixels", "--threshold", "2"], "Error: --threshold must be in (0, 1], got 2.0"),
-    (["-m", "pixels"], "Error: fmnist_pixels holds no test images; store them with `fmsearch ingest --split all`, or scan "
-     "the train split alone (--split train)"),
+    (["-m", "pixels", "--split", "all"], "Error: fmnist_pixels holds no test images; store them with "
+     "`fmsearch ingest --split all`, or scan the train split alone (--split train)"),
     (["-m", "sift", "--split", "train"], "holds descriptor sets, not one vector per image"),
     (["-m", "nope"], "Error: unknown method 'nope'"),
 ])
@@ -179,6 +179,42 @@ def test_cli_bad_input_is_one_line(home, tmp_path, args, message):
     assert result.exit_code == 1
     assert message in result.output and len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_default_split_is_what_the_collection_holds(home, tmp_path):
+    """On a train-only home (what `make demo` builds) the default scans the
+    train split, writes where --split train writes, and says in one line what
+    --split all would add; asked for explicitly, --split all is still refused
+    (test_cli_bad_input_is_one_line)."""
+    result = CliRunner().invoke(main, ["--home", str(home), "duplicates", "-m", "pixels", "--threshold", "0.97",
+                                       "--out", str(tmp_path / "d")])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[0].startswith("fmnist_pixels, score >= 0.97: 300 images")
+    assert lines[1].startswith("groups with conflicting labels: ") and "near-copy in train" not in lines[1]
+    assert lines[2] == ("--split all would add the test images and count the test images with a near-copy in train; "
+                        "fmnist_pixels holds no test images: store them first with "
+                        "`fmsearch ingest --method pixels --split all`")
+    data = json.loads((tmp_path / "d" / "duplicates.json").read_text())
+    assert data["settings"]["split"] == "train" and data["split_note"] == lines[2]
+    report = (tmp_path / "d" / "report.md").read_text()
+    assert "split train" in report and lines[2] in report and "test images with a near-copy in train:" not in report
+    explicit = CliRunner().invoke(main, ["--home", str(home), "duplicates", "-m", "pixels", "--split", "train",
+                                         "--threshold", "0.97", "--json", "--out", str(tmp_path / "e")])
+    assert json.loads(explicit.output.strip().splitlines()[-1])["pairs"] == data["summary"]["pairs"]
+
+
+def test_default_split_holds_both_splits_when_stored(store, prefix):
+    """A collection with both splits is scanned whole by default, as --split all."""
+    _copies_collection(store, prefix)
+    config = duplicates.resolve_split(store, DuplicatesConfig("pixels", THRESHOLD), prefix=prefix)
+    assert config.split == "all" and config.out_dir.endswith("duplicates-pixels-all")
+    data = find_duplicates(store, DuplicatesConfig("pixels", THRESHOLD), prefix=prefix)
+    assert data["settings"]["split"] == "all" and data["split_note"] is None
+    assert data["summary"]["test_with_train_copy"] == 1
+    train = find_duplicates(store, DuplicatesConfig("pixels", THRESHOLD, "train"), prefix=prefix)
+    assert train["split_note"] == ("--split all would add the test images and count the test images with a "
+                                   "near-copy in train")
 
 
 def test_calibrate_picks_the_larger_of_its_two_thresholds(home):

@@ -180,7 +180,7 @@ def test_cli_results_modes_table_with_the_benchmark(fmnist, tmp_path):
     runs = {"plain": [], "int8": ["--quantization", "int8", "--no-rescore"]}
     for name, extra in runs.items():
         cli("evaluate", "-m", "pixels", "--queries", "20", "--out", str(tmp_path / name), *extra)
-    cli("bench", "--suite", "modes", "--methods", "pixels", "--queries", "10", "--out-dir", str(tmp_path / "b"))
+    cli("bench", "modes", "--methods", "pixels", "--queries", "10", "--out-dir", str(tmp_path / "b"))
     files = [str(tmp_path / name / "metrics.json") for name in runs]
     rows = cli("results", "--modes", *files).strip().splitlines()
     assert len(rows) == 4 and rows[3].startswith("| pixels [int8, no rescore] |") and "| 784 (3136) |" in rows[3]

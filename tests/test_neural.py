@@ -162,7 +162,7 @@ def test_model_collection_mismatch(trained, tmp_path, fmnist):
 
 def test_forward_pass_is_traced_once(trained, fmnist):
     """Query-time embedding reuses one compiled graph: no retracing per call
-    or per batch size (the speed itself is in `fmsearch bench --suite embed`)."""
+    or per batch size (the speed itself is in `fmsearch bench embed`)."""
     method, artifact, _ = trained
     emb = get_embedder(method, weights=artifact, runtime="tensorflow")
     for n in (1, 1, 5, 2, 1):

@@ -150,7 +150,7 @@ def test_bench_scale_suite_small(tmp_path, fmnist):
     kind and size with its figures, the filter grid, hnswlib beside it, the
     plot (no timing asserts)."""
     pytest.importorskip("hnswlib", reason="the scale extra is not installed (pip install '.[scale]')")
-    result = CliRunner().invoke(main, ["bench", "--suite", "scale", "--sizes", "2000,3000", "--methods", "pixels",
+    result = CliRunner().invoke(main, ["bench", "scale", "--sizes", "2000,3000", "--methods", "pixels",
                                        "--queries", "20", "--out-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "scale.json").read_text())
@@ -180,7 +180,7 @@ def test_bench_scale_memory_options(tmp_path, fmnist, monkeypatch):
     monkeypatch.setattr(EdgeStore, "create", lambda self, spec: specs.append(spec) or create(self, spec))
     monkeypatch.setattr(EdgeStore, "query_batch", lambda self, *a, **kw: quant.append(kw.get("quantization")) or
                         query_batch(self, *a, **kw))
-    result = CliRunner().invoke(main, ["bench", "--suite", "scale", "--sizes", "2000", "--kinds", "vectors",
+    result = CliRunner().invoke(main, ["bench", "scale", "--sizes", "2000", "--kinds", "vectors",
                                        "--methods", "pixels", "--queries", "20", "--on-disk", "--quantization", "int8",
                                        "--full-scan-threshold", "20000", "--out-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
@@ -200,6 +200,6 @@ def test_bench_scale_refuses_bad_options():
     for args, words in ((["--sizes", "10"], "between 1000"), (["--kinds", "photos"], "--kinds: choose"),
                         (["--methods", "sift"], "rerank stage"), (["--linked-fields", "nope"], "no payload index"),
                         (["--full-scan-threshold", "0"], "--full-scan-threshold")):
-        result = runner.invoke(main, ["bench", "--suite", "scale", *args])
+        result = runner.invoke(main, ["bench", "scale", *args])
         assert result.exit_code != 0 and words in result.output, result.output
         assert "Traceback" not in result.output

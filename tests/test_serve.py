@@ -716,9 +716,9 @@ def test_forms_refuse_malformed_bodies(body, message):
 
 @pytest.mark.slow
 def test_the_serve_benchmark_measures_every_series(serve_home, tmp_path):
-    """`fmsearch bench --suite serve`, shortened: wrk drives a real service, the
-    comparisons and the reference run, every point answers without errors,
-    and the table and JSON carry the figures."""
+    """`fmsearch bench serve`, shortened: wrk drives a real service, the
+    comparisons and the reference endpoint (a process of its own) run, every
+    point answers without errors, and the table and JSON carry the figures."""
     import os
     import shutil as sh
 
@@ -726,7 +726,7 @@ def test_the_serve_benchmark_measures_every_series(serve_home, tmp_path):
         if os.environ.get("FMSEARCH_REQUIRE_WRK"):
             pytest.fail("wrk is required here (FMSEARCH_REQUIRE_WRK) but not installed")
         pytest.skip("wrk is not installed (apt-get install wrk): the serve benchmark cannot run")
-    result = CliRunner().invoke(main, ["--home", str(serve_home), "bench", "--suite", "serve", "--methods",
+    result = CliRunner().invoke(main, ["--home", str(serve_home), "bench", "serve", "--methods",
                                        "siamese,siamese+sift", "--clients", "2", "--uploads", "28", "--workers", "2",
                                        "--duration", "1", "--out-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
@@ -744,18 +744,18 @@ def test_the_serve_benchmark_measures_every_series(serve_home, tmp_path):
         assert c["ratio"] == pytest.approx(c["other"]["rps"] / c["service"]["rps"])
     (share,) = data["reference_share"]
     assert share["share"] == pytest.approx(share["service_rps"] / share["reference_rps"])
-    assert data["cli"]["siamese"]["median_s"] > 0 and len(data["cli"]["siamese"]["runs"]) == 5
+    assert "cli" not in data  # a command-line query's wall time is the embed suite's
     stages = data["stages"]  # the work thread's steps, measured apart through a loaded service
     assert set(stages["decode_ms"]) == {"28"} and set(stages["embed_ms"]) == set(stages["search_ms"]) == {"siamese"}
     assert all(v > 0 for part in stages.values() for v in part.values()), stages
     assert data["goals"] == []  # the goals are set at 16 clients (test_the_goals_stand_beside_their_ceiling)
-    assert "| reference | 2 | siamese | 28x28 |" in result.output and "median wall" in result.output
+    assert "| reference | 2 | siamese | 28x28 |" in result.output and "median wall" not in result.output
 
 
 def test_the_goals_stand_beside_their_ceiling(monkeypatch):
     """A goal is met only with its rate, its p99 and no errors; its ceiling is
     the cores over the three steps' CPU per request."""
-    from fmsearch.serve import bench
+    from fmsearch.evaluation.bench import serve as bench
 
     monkeypatch.setattr(bench.os, "cpu_count", lambda: 2)
     stages = {"decode_ms": {"28": 0.05}, "embed_ms": {"siamese": 0.55}, "search_ms": {"siamese": 0.2}}
@@ -773,7 +773,7 @@ def test_the_serve_suite_without_wrk_says_so_before_anything_runs(monkeypatch, t
 
     monkeypatch.setattr(bench_cmd.shutil, "which", lambda name: None)
     for suite in ("serve", "all"):
-        result = CliRunner().invoke(main, ["--home", str(tmp_path), "bench", "--suite", suite,
+        result = CliRunner().invoke(main, ["--home", str(tmp_path), "bench", suite,
                                            "--out-dir", str(tmp_path / "out")])
         assert result.exit_code == 1 and result.output == (
             "Error: the serve suite drives the service with wrk, which is not installed (apt-get install wrk)\n")
@@ -821,10 +821,26 @@ def test_the_serve_suite_refuses_in_one_line_what_cannot_be_served(tmp_path):
         (["--methods", "pixels", "--clients", "1", "--uploads", "28", "--duration", "1"],
          "Error: `fmsearch serve` did not become ready: nothing to serve: pixels is not ingested"),
     ):
-        result = CliRunner().invoke(main, ["--home", str(tmp_path / "empty"), "bench", "--suite", "serve", *args,
+        result = CliRunner().invoke(main, ["--home", str(tmp_path / "empty"), "bench", "serve", *args,
                                            "--out-dir", str(tmp_path / "out")])
         assert result.exit_code == 1 and result.output.startswith(message), result.output
         assert result.output.count("\n") == 1 and "Traceback" not in result.output
+
+
+def test_the_reference_endpoint_that_cannot_load_says_why(tmp_path):
+    """The bare reference endpoint (its own granian process, nothing of the
+    service) answers 500 with why it failed to load, and the benchmark stops
+    on it at once with that reason, in one line."""
+    from fmsearch.errors import FmsearchError
+    from fmsearch.evaluation.bench.serve import _Server
+
+    server = _Server.reference(StoreSettings(home=str(tmp_path / "empty")), ["pixels"], 1)
+    with pytest.raises(FmsearchError) as err:
+        with server:
+            pass
+    assert str(err.value) == ("the reference endpoint did not become ready: failed: collection fmnist_pixels not "
+                              f"found in embedded:{tmp_path / 'empty'}; run `fmsearch ingest` first")
+    assert server.proc.poll() is not None  # stopped on the way out
 
 
 def test_the_map_and_duplicates_are_served_as_written(serve_home, insight, tmp_path):

@@ -2,18 +2,22 @@
 (:mod:`~fmsearch.evaluation.bench.timing`). Each suite returns a
 :class:`BenchResult`: its figures (written as JSON) and their table.
 
-- ``store``: ingest and query, Qdrant Edge against qdrant-client local mode;
-- ``search``: Edge against numpy brute force and local mode, and a scale series;
-- ``embed``: images per second per method, and the gallery's ingest time;
+- ``search``: Edge against numpy brute force and local mode, a scale series,
+  a class filter, and each store's ingest;
+- ``embed``: images per second per method, the gallery's ingest time, the
+  runtimes, a command-line query's wall time, the installs' weight;
 - ``rerank``: SIFT extraction, the SIFT gallery, rerank latency;
 - ``modes``: every search mode on the built collections;
 - ``quantization``: recall of int8 and binary, offered or not;
+- ``serve``: the HTTP service under load, started as a command, against
+  a bare reference endpoint (:mod:`~fmsearch.evaluation.bench.reference`);
 - ``scale``: 60,000 to millions of points, ingest to filtered recall, against
   hnswlib (an hour and more at a million: not part of ``all``).
 """
 
 from fmsearch.evaluation.bench.timing import BenchResult
 
-SUITES = ("store", "search", "embed", "rerank", "modes", "quantization")
+#: the suites ``fmsearch bench all`` runs, in order (every one but scale)
+SUITES = ("search", "embed", "rerank", "modes", "quantization", "serve")
 
 __all__ = ["SUITES", "BenchResult"]

@@ -411,7 +411,7 @@ def plot(data: dict[str, Any], path: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)
     env = data["environment"]
-    fig.suptitle(f"fmsearch bench --suite scale ({env['date'][:10]}, {env['cpus']} cores)")
+    fig.suptitle(f"fmsearch bench scale ({env['date'][:10]}, {env['cpus']} cores)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

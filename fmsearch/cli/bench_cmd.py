@@ -1,140 +1,215 @@
-"""``fmsearch bench``: benchmarks (tables + JSON)."""
+"""``fmsearch bench``: benchmarks, one subcommand per suite (tables + JSON)."""
 
 from __future__ import annotations
 
-import os
 import shutil
+from collections.abc import Callable
 
 import click
 
-from fmsearch import environment
 from fmsearch.evaluation.bench import SUITES
 from fmsearch.store.schema import FULL_SCAN_THRESHOLD_KB, QUANTIZATIONS
 
 from .common import data_dir_option, domain_errors, parse_numbers, pass_settings
 
+NO_WRK = "the serve suite drives the service with wrk, which is not installed (apt-get install wrk)"
 
-@click.command("bench")
-@click.option("--suite", type=click.Choice([*SUITES, "serve", "scale", "all"]), default="all", show_default=True,
-              help="store: ingest + query, Edge vs local mode. search: Edge vs numpy brute force vs local mode, and a scale "
-              "series. embed: images/s per method and full-gallery ingest time. rerank: SIFT extraction per upscale factor, "
-              "SIFT gallery ingest, rerank latency against the plain query. modes: every search mode (quantisation, rescoring, "
-              "fusion) on the collections `fmsearch ingest` built, latency against the plain query and bytes per vector. "
-              "quantization: recall@10 against exact of int8 and binary per method and oversampling (why each is offered). "
-              "serve: fmsearch serve under load from wrk over loopback (requests/s, latency percentiles, errors, CPU) per "
-              "method, upload size and client count, batching and workers compared, against a bare reference endpoint. "
-              "scale: galleries of 60,000 to millions of points (jittered embeddings, augmented images embedded for "
-              "real): ingest split, disk, memory, latency, recall with and without filters, hnswlib beside it, plots. "
-              "all: every suite but scale (which takes an hour and more at a million points).")
-@click.option("--gallery", type=click.IntRange(1000, 60000), default=60000, show_default=True, help="store, embed, rerank and quantization suites: gallery size.")
-@click.option("--sizes", default=None, help="search suite: real gallery sizes [default 10000,30000,60000]. scale suite: "
-              "gallery sizes, 1,000 to 10,000,000 [default 60000,300000,1000000].")
-@click.option("--kinds", default="vectors,images", show_default=True, help="scale suite: galleries of jittered real "
-              "embeddings (vectors), of augmented images embedded for real (images), or both.")
-@click.option("--linked-fields", default=None, help="scale suite: payload fields whose index gets filter-aware graph "
-              "links, comma-separated [default label]; 'label,class_name,split' links every indexed field.")
-@click.option("--on-disk/--in-memory", default=False, show_default=True, help="scale suite: original vectors on disk.")
-@click.option("--quantization", type=click.Choice(QUANTIZATIONS), default="none", show_default=True,
-              help="scale suite: quantised copies searched first, rescored with the originals.")
-@click.option("--full-scan-threshold", type=click.IntRange(1, 10_000_000), default=FULL_SCAN_THRESHOLD_KB,
-              show_default=True, help="scale suite: KB of vectors below which a filtered search scans instead of "
-              "walking the graph (and below which a linked field's values get no extra links).")
-@click.option("--synthetic", type=click.IntRange(0, 5_000_000), default=1_000_000, show_default=True, help="search suite: synthetic 64-d collection size (0: none).")
-@click.option("--local/--no-local", default=True, show_default=True, help="search suite: include qdrant-client local mode.")
-@click.option("--methods", default=None, help="embed suite: methods, comma-separated [default pixels,autoencoder,siamese,resnet101]. "
-              "scale suite: methods [default pixels,siamese]. "
-              "modes suite: methods to measure [default pixels,autoencoder,siamese,proxy,ensemble]. quantization suite: "
-              "methods to measure [default pixels,autoencoder,siamese]. serve suite: "
-              "methods, method+sift for the rerank [default pixels,autoencoder,siamese,siamese+sift].")
-@click.option("--queries", type=click.IntRange(10, 10000), default=200, show_default=True, help="Queries timed per setting (quantization suite: queries whose recall is measured).")
-@click.option("--clients", default="1,4,16,64", show_default=True, help="serve suite: concurrent connections per point.")
-@click.option("--uploads", default="28,280", show_default=True, help="serve suite: upload sides in pixels.")
-@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="serve suite: service processes.")
-@click.option("--duration", type=click.FloatRange(1, 600), default=5.0, show_default=True, help="serve suite: seconds per point.")
-@click.option("--out-dir", type=click.Path(file_okay=False), default="bench-results", show_default=True, help="Where the JSON goes.")
-@data_dir_option
-@pass_settings
-@domain_errors
-def command(settings, suite, gallery, sizes, kinds, linked_fields, on_disk, quantization, full_scan_threshold, synthetic,
-            local, methods, queries, clients, uploads, workers, duration, out_dir, data_dir) -> None:
-    """Benchmarks, measured as ratios between runs in this same process.
 
-    Prints markdown tables and writes bench-results/{store,search,embed,rerank,modes,quantization,serve,scale}.json
-    (and scale.png). The full default run takes tens of
-    minutes on 2 cores (local mode and the 1M-point HNSW build dominate). The modes suite reads the configured store
-    (--store/--url); the others build their own temporary collections.
-    The serve suite starts `fmsearch serve` on the configured store and needs wrk (apt-get install wrk).
+@click.group("bench")
+def command() -> None:
+    """Benchmarks, each figure a ratio to a baseline measured in the same
+    process or run.
+
+    One subcommand per suite, each with its own options; each prints markdown
+    tables and writes OUT_DIR/<suite>.json. `fmsearch bench all` runs every
+    suite but scale: tens of minutes on 2 cores. The modes and serve suites
+    measure the configured store (--home, --qdrant-url); the others build
+    temporary collections of their own.
     """
-    from fmsearch.evaluation.bench import (
-        embed,
-        modes,
-        rerank,
-        scale,
-        search,
-        store,
-    )
-    from fmsearch.evaluation.bench import quantization as quantization_bench
-
-    log = click.echo
-    runs = {
-        "store": lambda: store.run_store_bench(gallery=gallery, queries=queries, data_dir=data_dir, log=log),
-        "search": lambda: search.run_search_bench(sizes=_sizes(sizes or "10000,30000,60000"), synthetic=synthetic, queries=queries,
-                                                  local=local, data_dir=data_dir, log=log),
-        "embed": lambda: embed.run_embed_bench(methods=_methods(methods), ingest_gallery=gallery, data_dir=data_dir,
-                                               log=log),
-        "rerank": lambda: rerank.run_rerank_bench(gallery=gallery, queries=queries, data_dir=data_dir, log=log),
-        "modes": lambda: modes.run_modes_bench(settings.store(), prefix=settings.store_settings.prefix,
-                                               methods=_methods(methods), queries=queries,
-                                               data_dir=data_dir, log=log),
-        "quantization": lambda: quantization_bench.run_quantization_bench(methods=_methods(methods), gallery=gallery,
-                                                                    queries=queries, data_dir=data_dir, log=log),
-        "scale": lambda: scale.run_scale_bench(
-            sizes=_scale_sizes(sizes), kinds=_kinds(kinds), methods=_methods(methods) or scale.METHODS,
-            queries=queries, linked_fields=_names(linked_fields), on_disk=on_disk, quantization=quantization,
-            full_scan_threshold_kb=full_scan_threshold, plot_dir=out_dir, data_dir=data_dir, log=log),
-        "serve": lambda: _serve_bench(settings, methods, clients, uploads, workers, duration, data_dir, log),
-    }
-    names = (*SUITES, "serve") if suite == "all" else (suite,)
-    if "serve" in names and shutil.which("wrk") is None:  # before the other suites' tens of minutes, not after
-        raise click.UsageError("the serve suite drives the service with wrk, which is not installed "
-                               "(apt-get install wrk)")
-    for name in names:
-        result = runs[name]()
-        click.echo(result.table)
-        for s in result.skipped:
-            click.echo(f"skipped {s['mode']}: {s['why']}")
-        click.echo(f"wrote {result.write(out_dir)}")
 
 
-def _serve_bench(settings, methods, clients, uploads, workers, duration, data_dir, log):
-    from fmsearch.models.registry import check_method, check_stage
-    from fmsearch.serve.bench import METHODS, run_serve_bench
-    from fmsearch.serve.config import ServeConfig
+def _suite(name: str) -> Callable[[Callable], click.Command]:
+    """A suite's subcommand: its own options, then --out-dir and --data-dir."""
+    def register(fn: Callable) -> click.Command:
+        fn = domain_errors(fn)
+        fn = pass_settings(fn)
+        fn = data_dir_option(fn)
+        fn = click.option("--out-dir", type=click.Path(file_okay=False), default="bench-results", show_default=True,
+                          help="Where the JSON goes.")(fn)
+        suite = command.command(name)(fn)
+        suite.params.sort(key=lambda p: p.name in ("out_dir", "data_dir"))  # the suite's own options first
+        return suite
+    return register
 
-    config = ServeConfig(store_settings=settings.store_settings, data_dir=data_dir)
-    if settings.store_settings.api_key:  # the service's process reads it as every command does, never from its arguments
-        os.environ[environment.QDRANT_API_KEY] = settings.store_settings.api_key
-    names = METHODS if methods is None else tuple(m.strip() for m in methods.split(",") if m.strip())
-    for name in names:  # a method, or a method with a rerank stage: siamese+sift
-        first, _, rerank = name.partition("+")
-        check_method(first)
-        if rerank:
-            check_stage(rerank)
+
+def _methods_option(default: str, extra: str = "") -> Callable:
+    return click.option("--methods", default=None, help=f"Methods, comma-separated [default {default}]{extra}.")
+
+
+def _gallery_option(fn: Callable) -> Callable:
+    return click.option("--gallery", type=click.IntRange(1000, 60000), default=60000, show_default=True,
+                        help="Gallery size: the first N train images.")(fn)
+
+
+def _queries_option(what: str = "Queries timed per setting.") -> Callable:
+    return click.option("--queries", type=click.IntRange(10, 10000), default=200, show_default=True, help=what)
+
+
+def _report(result, out_dir: str) -> None:
+    click.echo(result.table)
+    for s in result.skipped:
+        click.echo(f"skipped {s['mode']}: {s['why']}")
+    click.echo(f"wrote {result.write(out_dir)}")
+
+
+@_suite("search")
+@click.option("--sizes", default="10000,30000,60000", show_default=True,
+              help="Real gallery sizes (pixels of the first N train images), 1,000 to 60,000.")
+@click.option("--synthetic", type=click.IntRange(0, 5_000_000), default=1_000_000, show_default=True,
+              help="Synthetic 64-d collection size (0: none).")
+@click.option("--local/--no-local", default=True, show_default=True, help="Include qdrant-client local mode.")
+@_queries_option()
+def search_command(settings, sizes, synthetic, local, queries, out_dir, data_dir) -> None:
+    """Qdrant Edge (HNSW and exact) against numpy brute force and
+    qdrant-client local mode: query latency and batch throughput, recall, a
+    class-filtered query, and each store's ingest (upsert, HNSW build)."""
+    from fmsearch.evaluation.bench.search import run_search_bench
+
+    numbers = parse_numbers(sizes, "--sizes", int)
+    if not numbers or any(not 1000 <= s <= 60000 for s in numbers):
+        raise click.UsageError("--sizes: gallery sizes must be between 1000 and 60000")
+    _report(run_search_bench(sizes=numbers, synthetic=synthetic, queries=queries, local=local, data_dir=data_dir,
+                             log=click.echo), out_dir)
+
+
+@_suite("embed")
+@_methods_option("pixels,autoencoder,siamese,resnet101")
+@_gallery_option
+def embed_command(settings, methods, gallery, out_dir, data_dir) -> None:
+    """Images/s per method (batched, one at a time), the gallery's ingest,
+    Keras against ONNX Runtime, a command-line query's wall time, and what
+    the installs weigh."""
+    from fmsearch.evaluation.bench.embed import run_embed_bench
+
+    _report(run_embed_bench(methods=_methods(methods), ingest_gallery=gallery, data_dir=data_dir, log=click.echo),
+            out_dir)
+
+
+@_suite("rerank")
+@_gallery_option
+@_queries_option()
+def rerank_command(settings, gallery, queries, out_dir, data_dir) -> None:
+    """SIFT extraction per upscale factor, the SIFT gallery's ingest, and the
+    rerank's latency against the plain query."""
+    from fmsearch.evaluation.bench.rerank import run_rerank_bench
+
+    _report(run_rerank_bench(gallery=gallery, queries=queries, data_dir=data_dir, log=click.echo), out_dir)
+
+
+@_suite("modes")
+@_methods_option("pixels,autoencoder,siamese,proxy,ensemble")
+@_queries_option()
+def modes_command(settings, methods, queries, out_dir, data_dir) -> None:
+    """Every search mode (quantisation, rescoring, fusion, expansion) on the
+    collections `fmsearch ingest` built in the configured store: latency
+    against the plain query, bytes per vector."""
+    from fmsearch.evaluation.bench.modes import run_modes_bench
+
+    _report(run_modes_bench(settings.store(), prefix=settings.store_settings.prefix, methods=_methods(methods), queries=queries,
+                            data_dir=data_dir, log=click.echo), out_dir)
+
+
+@_suite("quantization")
+@_methods_option("pixels,autoencoder,siamese")
+@_gallery_option
+@_queries_option("Queries whose recall is measured.")
+def quantization_command(settings, methods, gallery, queries, out_dir, data_dir) -> None:
+    """Recall@10 against exact search of int8 and binary quantisation per
+    method and oversampling, offered or not (why each is offered)."""
+    from fmsearch.evaluation.bench.quantization import run_quantization_bench
+
+    _report(run_quantization_bench(methods=_methods(methods), gallery=gallery, queries=queries, data_dir=data_dir,
+                                   log=click.echo), out_dir)
+
+
+@_suite("serve")
+@_methods_option("pixels,autoencoder,siamese,siamese+sift", "; method+sift for the SIFT rerank")
+@click.option("--clients", default="1,4,16,64", show_default=True, help="Concurrent connections per point.")
+@click.option("--uploads", default="28,280", show_default=True, help="Upload sides in pixels.")
+@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="Service processes.")
+@click.option("--duration", type=click.FloatRange(1, 600), default=5.0, show_default=True, help="Seconds per point.")
+def serve_command(settings, methods, clients, uploads, workers, duration, out_dir, data_dir) -> None:
+    """`fmsearch serve` on the configured store under load from wrk over
+    loopback (requests/s, latency percentiles, errors, CPU) per method,
+    upload size and client count; batching, workers and uvicorn compared,
+    and its share of a bare reference endpoint. Needs wrk (apt-get install wrk)."""
+    from fmsearch.evaluation.bench.serve import METHODS, run_serve_bench
+
+    if shutil.which("wrk") is None:
+        raise click.UsageError(NO_WRK)
+    names = METHODS if methods is None else _serve_methods(methods)
     counts = parse_numbers(clients, "--clients", int)
     sides = parse_numbers(uploads, "--uploads", int)
     if not counts or any(not 1 <= c <= 1024 for c in counts):
         raise click.UsageError("--clients: counts must be between 1 and 1024")
     if not sides or any(not 8 <= s <= 4096 for s in sides):
         raise click.UsageError("--uploads: sides must be between 8 and 4096 pixels")
-    return run_serve_bench(config, methods=names, clients=counts, sizes=sides, workers=workers, duration=duration,
-                           log=log)
+    _report(run_serve_bench(settings.store_settings, data_dir=data_dir, methods=names, clients=counts, sizes=sides, workers=workers,
+                            duration=duration, log=click.echo), out_dir)
 
 
-def _sizes(text: str) -> tuple[int, ...]:
-    sizes = parse_numbers(text, "--sizes", int)
-    if not sizes or any(not 1000 <= s <= 60000 for s in sizes):
-        raise click.UsageError("--sizes: gallery sizes must be between 1000 and 60000")
-    return sizes
+@_suite("scale")
+@click.option("--sizes", default=None, help="Gallery sizes, 1,000 to 10,000,000 [default 60000,300000,1000000].")
+@click.option("--kinds", default="vectors,images", show_default=True, help="Galleries of jittered real embeddings "
+              "(vectors), of augmented images embedded for real (images), or both.")
+@_methods_option("pixels,siamese")
+@_queries_option()
+@click.option("--linked-fields", default=None, help="Payload fields whose index gets filter-aware graph links, "
+              "comma-separated [default label]; 'label,class_name,split' links every indexed field.")
+@click.option("--on-disk/--in-memory", default=False, show_default=True, help="Original vectors on disk.")
+@click.option("--quantization", type=click.Choice(QUANTIZATIONS), default="none", show_default=True,
+              help="Quantised copies searched first, rescored with the originals.")
+@click.option("--full-scan-threshold", type=click.IntRange(1, 10_000_000), default=FULL_SCAN_THRESHOLD_KB,
+              show_default=True, help="KB of vectors below which a filtered search scans instead of walking the "
+              "graph (and below which a linked field's values get no extra links).")
+def scale_command(settings, sizes, kinds, methods, queries, linked_fields, on_disk, quantization, full_scan_threshold,
+                  out_dir, data_dir) -> None:
+    """Galleries of 60,000 to millions of points (jittered embeddings,
+    augmented images embedded for real): ingest, disk, memory, latency and
+    recall with and without filters, hnswlib beside it, plots. An hour and
+    more at a million points: not part of `all`."""
+    from fmsearch.evaluation.bench import scale
+
+    _report(scale.run_scale_bench(
+        sizes=_scale_sizes(sizes), kinds=_kinds(kinds), methods=_methods(methods) or scale.METHODS, queries=queries,
+        linked_fields=_names(linked_fields), on_disk=on_disk, quantization=quantization,
+        full_scan_threshold_kb=full_scan_threshold, plot_dir=out_dir, data_dir=data_dir, log=click.echo), out_dir)
+
+
+@_suite("all")
+@click.pass_context
+def all_command(ctx, settings, out_dir, data_dir) -> None:
+    """Every suite but scale, each with its defaults: search, embed, rerank,
+    modes, quantization and serve (tens of minutes on 2 cores)."""
+    if shutil.which("wrk") is None:  # before the other suites' tens of minutes, not after
+        raise click.UsageError(NO_WRK)
+    for name in SUITES:
+        ctx.invoke(command.commands[name], out_dir=out_dir, data_dir=data_dir)
+
+
+def _serve_methods(text: str) -> tuple[str, ...]:
+    """--methods of the serve suite: a method, or a method with a rerank stage (siamese+sift)."""
+    from fmsearch.models.registry import check_method, check_stage
+
+    names = tuple(m.strip() for m in text.split(",") if m.strip())
+    for name in names:
+        first, _, rerank = name.partition("+")
+        check_method(first)
+        if rerank:
+            check_stage(rerank)
+    if not names:
+        raise click.UsageError(f"--methods names no method: {text!r}")
+    return names
 
 
 def _scale_sizes(text: str | None) -> tuple[int, ...]:

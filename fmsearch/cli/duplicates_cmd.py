@@ -11,8 +11,9 @@ from .common import data_dir_option, domain_errors, echo_json, pass_settings
 @click.option("--method", "-m", required=True, help="The collection to scan: its method (pixels, siamese, ...).")
 @click.option("--threshold", "-t", type=float, default=None,
               help="Pairs scoring at least this are copies [default: the method's measured default].")
-@click.option("--split", type=click.Choice(["train", "test", "all"]), default="all", show_default=True,
-              help="Which stored images to scan (all: train and test, and test images with a train copy).")
+@click.option("--split", type=click.Choice(["train", "test", "all"]), default=None,
+              help="Which stored images to scan (all: train and test, and test images with a train copy) "
+              "[default: the splits the collection holds; train alone after `make demo`].")
 @click.option("--exact", is_flag=True, help="Exact threshold search instead of the HNSW index (slower; the reference).")
 @click.option("--batch-size", type=int, default=256, show_default=True, help="Stored images queried per request.")
 @click.option("--calibrate", is_flag=True, help="Measure the method's default threshold instead (JPEG re-encoded copies "
@@ -33,11 +34,13 @@ def command(settings, method, threshold, split, exact, batch_size, calibrate, ou
     Writes duplicates.json (groups with ids, classes, scores), report.md
     (counts, groups with conflicting labels, test images with a near-copy in
     train, per-class counts) and duplicates.png (the groups as image rows).
-    --split all needs the test split stored too: `fmsearch ingest --split all`.
+    By default it scans the splits the collection holds: the train split
+    alone after `fmsearch ingest`, saying what --split all would add (which
+    needs the test split stored too: `fmsearch ingest --split all`).
     """
     from tqdm import tqdm
 
-    from fmsearch.evaluation.duplicates import DuplicatesConfig, find_duplicates
+    from fmsearch.evaluation.duplicates import DuplicatesConfig, find_duplicates, resolve_split
     from fmsearch.evaluation.report import write_duplicates_report
     from fmsearch.models.registry import check_method
 
@@ -47,9 +50,10 @@ def command(settings, method, threshold, split, exact, batch_size, calibrate, ou
             raise click.UsageError("--calibrate measures FMNIST's train images: not with --collection")
         _calibrate(settings, method, data_dir, as_json)
         return
-    config = DuplicatesConfig(method, threshold, split, batch_size, exact, gallery)
-    out = out or config.out_dir
     store = settings.store()
+    config = resolve_split(store, DuplicatesConfig(method, threshold, split, batch_size, exact, gallery),
+                           prefix=settings.prefix)
+    out = out or config.out_dir
     with tqdm(total=0, unit="img", desc=f"duplicates {method}", disable=None) as bar:
         data = find_duplicates(store, config, prefix=settings.store_settings.prefix, progress=bar.update,
                                on_plan=lambda n: bar.reset(total=n))
@@ -57,12 +61,15 @@ def command(settings, method, threshold, split, exact, batch_size, calibrate, ou
     m, c = data["summary"], data["cost"]
     if as_json:
         echo_json({"settings": data["settings"], "collection": data["collection"], "out": out,
-                   **{k: v for k, v in m.items() if k != "per_class"}, "cost": c})
+                   **{k: v for k, v in m.items() if k != "per_class"}, "cost": c, "split_note": data["split_note"]})
         return
     click.echo(f"{data['collection']}, score >= {data['settings']['threshold']:g}: {m['images_scanned']} images, "
                f"{m['pairs']} pairs in {m['groups']} groups ({m['images_in_groups']} images, largest {m['largest_group']})")
     click.echo(f"groups with conflicting labels: {m['conflict_groups']}"
-               + (f"; test images with a near-copy in train: {m['test_with_train_copy']}" if gallery is None else ""))
+               + (f"; test images with a near-copy in train: {m['test_with_train_copy']}"
+                  if gallery is None and config.split == "all" else ""))
+    if data["split_note"]:
+        click.echo(data["split_note"])
     click.echo(f"{c['seconds']:.1f} s, peak resident memory {c['peak_rss_mb']:.0f} MB")
     click.echo(f"wrote {out}/duplicates.json, report.md, duplicates.png")
 

@@ -34,8 +34,6 @@ from .common import data_dir_option, domain_errors, graph_search_options, pass_s
               help="ONNX Runtime threads per inference in each worker [default: the cores shared out among the workers].")
 @click.option("--server", type=click.Choice(["granian", "uvicorn"]), default="granian", show_default=True,
               help="The HTTP server (granian spreads connections evenly across workers).")
-@click.option("--reference", is_flag=True, hidden=True,
-              help="Serve the benchmark's bare reference endpoint instead (decode, embed, search; no API).")
 @click.option("--insight", "insight_dir", type=click.Path(file_okay=False), default=None,
               help="Where `fmsearch map` and `fmsearch duplicates` wrote: the page's map and duplicates "
               "[default eval-results].")
@@ -45,7 +43,7 @@ from .common import data_dir_option, domain_errors, graph_search_options, pass_s
 @pass_settings
 @domain_errors
 def command(settings, host, port, methods, workers, api_key, api_key_file, cors_origins, max_upload_bytes,
-            request_timeout_s, batching, threads, server, reference, insight_dir, hnsw_ef, acorn, access_log,
+            request_timeout_s, batching, threads, server, insight_dir, hnsw_ef, acorn, access_log,
             data_dir) -> None:
     """Serve searches over HTTP until stopped (Ctrl-C or SIGTERM).
 
@@ -70,8 +68,8 @@ def command(settings, host, port, methods, workers, api_key, api_key_file, cors_
     logging.getLogger("fmsearch").setLevel(logging.INFO)  # what is loaded and what is skipped, and why
     click.echo(f"fmsearch serve on http://{host}:{port} ({workers} worker{'s' if workers > 1 else ''}); "
                f"docs at http://{host}:{port}/docs", err=True)
-    factory = f"{__name__}:{'reference_app' if reference else 'service_app'}"
-    serve(config, factory, server=server, host=host, port=port, workers=workers, access_log=access_log)
+    serve(config, f"{__name__}:service_app", server=server, host=host, port=port, workers=workers,
+          access_log=access_log)
 
 
 def _preflight(settings, methods: tuple[str, ...] | None, host: str, port: int) -> None:
@@ -107,15 +105,6 @@ def service_app():
 
     _worker_logging()
     return create_app(ServeConfig.from_env())
-
-
-def reference_app():
-    """The benchmark's bare reference endpoint, in one worker process."""
-    from fmsearch.serve.config import ServeConfig
-    from fmsearch.serve.reference import create_reference_app
-
-    _worker_logging()
-    return create_reference_app(ServeConfig.from_env())
 
 
 def _worker_logging() -> None:

@@ -11,19 +11,17 @@ A module here imports only those above it in this list:
 - :mod:`~fmsearch.serve.service`: the loaded serving copy, Searcher and
   models, the work each request does (blocking, run off the event loop:
   decode, embed, search);
-- :mod:`~fmsearch.serve.batcher`: concurrent searches of one method
-  embedded together and searched with one batch request, on the work
-  threads;
 - :mod:`~fmsearch.serve.limits`, :mod:`~fmsearch.serve.metrics`: the upload
   limit, the Prometheus series;
 - :mod:`~fmsearch.serve.routes`: the endpoints (the search route a bare
   ASGI route, documented from the schemas);
 - :mod:`~fmsearch.serve.app`: the application: errors as 4xx JSON in one
   place, API key, CORS, metrics, the upload limit;
-- :mod:`~fmsearch.serve.reference`: the benchmark's bare reference endpoint
-  (decode, embed, search, nothing else);
 - :mod:`~fmsearch.serve.run`: granian (default) or uvicorn, one process or
-  several;
-- :mod:`~fmsearch.serve.bench`: ``fmsearch bench --suite serve``, the
-  service under load from wrk.
+  several.
+
+Concurrent searches of one method are embedded together and searched with
+one batch request by :mod:`fmsearch.search.batcher`; the service's benchmark
+and its bare reference endpoint are in :mod:`fmsearch.evaluation.bench`
+(``fmsearch bench serve``).
 """

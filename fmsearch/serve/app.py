@@ -32,7 +32,7 @@ from fmsearch.errors import (
     ResultNotFoundError,
     StoreError,
 )
-from fmsearch.serve.batcher import MicroBatcher, work_executor
+from fmsearch.search.batcher import MicroBatcher, work_executor
 from fmsearch.serve.config import ServeConfig
 from fmsearch.serve.insight import Insight
 from fmsearch.serve.limits import BodyLimit, UploadTooLarge

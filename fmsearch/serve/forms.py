@@ -4,7 +4,7 @@ The service reads a search's whole body anyway (an image is decoded from
 all of its bytes, and the upload limit bounds it), so a form is split with
 ``bytes.find`` in one pass rather than streamed through a callback parser:
 about 1 us for a 28x28 upload against about 60 us for Starlette's
-``Request.form()`` here (``fmsearch bench --suite serve`` measures the whole
+``Request.form()`` here (``fmsearch bench serve`` measures the whole
 path). Header parameters are read here too (quoted strings with escapes;
 RFC 7578 forbids the RFC 2231 ``name*=`` forms in a form-data part): about
 1 us against 10 us for python-multipart's ``parse_options_header``.

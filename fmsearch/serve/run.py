@@ -7,7 +7,7 @@ connections across its workers (16 connections split 6/10, 8/8, 9/7 here)
 where uvicorn's workers sometimes took most of them (11/5, 13/3, 2/14),
 leaving one process, bound by its Python lock, to do the work while a core
 idles; when they split evenly uvicorn was the faster of the two (see
-docs/serve.md). ``fmsearch bench --suite serve`` measures both.
+docs/serve.md). ``fmsearch bench serve`` measures both.
 
 SIGINT or SIGTERM stops every worker, each closing its store (and removing
 its copy) on the way out, and the command exits 0: a clean stop, not a crash.

@@ -1,4 +1,4 @@
-"""``fmsearch bench --suite serve``: the service under load, over loopback.
+"""Serve suite (``fmsearch bench serve``): the service under load, over loopback.
 
 Starts ``fmsearch serve`` in a subprocess and drives it from another process
 with ``wrk`` (C, one thread, so the client costs little of the two cores it
@@ -14,10 +14,17 @@ Measured in one run, on the configured store:
   sizes (a test image as 28x28, and scaled to 280x280), every client count;
 - micro-batching off, one worker, and uvicorn in place of granian, at 16
   clients: what each choice buys;
-- the bare reference endpoint (``fmsearch serve --reference``: decode, embed,
-  search, nothing else) with the same server and W, at 16 clients: the
-  service's share of it is the ratio that holds on any machine;
-- the CLI's wall time for one upload query (a new process each).
+- the bare reference endpoint (:mod:`~fmsearch.evaluation.bench.reference`:
+  decode, embed, search, nothing else), a process of its own with the same
+  server and W, at 16 clients: the service's share of it is the ratio that
+  holds on any machine;
+- what a work thread's three steps (decode, embed, search) cost apart, the
+  ceiling of the goals.
+
+The service is a face above this room, so it is measured as a user meets
+it: ``fmsearch serve`` started as a command, nothing of it imported. (A
+command-line query's wall time, which this suite measured too until
+2026-12, is the embed suite's.)
 """
 
 from __future__ import annotations
@@ -34,9 +41,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +51,11 @@ import numpy as np
 
 from fmsearch.errors import FmsearchError, InvalidArgumentError
 from fmsearch.evaluation import markdown
-from fmsearch.evaluation.bench.timing import BenchResult, cli_wall, environment
+from fmsearch.evaluation.bench.reference import CONFIG_ENV, Loaded, reference_env
+from fmsearch.evaluation.bench.timing import BenchResult, environment
 from fmsearch.images.fmnist import load_split
-from fmsearch.serve.batcher import WORK_THREAD
-from fmsearch.serve.config import ServeConfig
+from fmsearch.store import StoreSettings
+from fmsearch.search.batcher import WORK_THREAD
 
 logger = logging.getLogger(__name__)
 
@@ -59,10 +67,11 @@ SIZES = (28, 280)
 FOCUS_CLIENTS = 16
 IMAGES = 200  # distinct test images, posted round-robin
 BOUNDARY = "fmsearch-bench-boundary-7d2f"
-CLI_RUNS = 5
+#: the series the reference endpoint runs as (a process of its own, not ``fmsearch serve``)
+REFERENCE = "reference"
 #: what is compared with the service, each run beside it and driven in alternation with it:
 #: (series, the options of its ``fmsearch serve``, its workers (None: the service's))
-COMPARISONS = (("reference", ("--reference",), None), ("no batching", ("--no-batching",), None),
+COMPARISONS = ((REFERENCE, (), None), ("no batching", ("--no-batching",), None),
                ("one worker", (), 1), ("uvicorn", ("--server", "uvicorn"), None))
 #: the methods compared: the reference serves both, the other comparisons the first
 FOCUS = ("siamese", "pixels")
@@ -102,31 +111,35 @@ end
 """
 
 
-def run_serve_bench(config: ServeConfig, *, methods: Sequence[str] = METHODS, clients: Sequence[int] = CLIENTS,
-                    sizes: Sequence[int] = SIZES, workers: int = 2, duration: float = 5.0,
-                    log: Callable[[str], None] = logger.info) -> BenchResult:
+def run_serve_bench(served: StoreSettings, *, data_dir: str | None = None, methods: Sequence[str] = METHODS,
+                    clients: Sequence[int] = CLIENTS, sizes: Sequence[int] = SIZES, workers: int = 2,
+                    duration: float = 5.0, log: Callable[[str], None] = logger.info) -> BenchResult:
     """Measure the service under load (see the module's docstring).
 
     Args:
-        config: the store and the FMNIST files (a Qdrant server's API key reaches the
-            service's processes as ``QDRANT_API_KEY`` in the environment, never as an argument).
+        served: the store to serve (a Qdrant server's API key reaches the service's
+            processes as ``QDRANT_API_KEY`` in their environment, never as an argument).
+        data_dir: the FMNIST files.
         methods: what to measure (:data:`METHODS`).
         clients: concurrent connections per point.
         sizes: upload sides in pixels.
         workers: the service's processes.
         duration: seconds per point (after a one-second warm-up per method and size).
+
+    Raises:
+        InvalidArgumentError: wrk is not installed.
+        FmsearchError: a server did not start, or does not serve a method asked for.
     """
     wrk = shutil.which("wrk")
     if wrk is None:
         raise InvalidArgumentError("the serve benchmark drives the service with wrk, which is not installed "
                                    "(apt-get install wrk)")
-    store_args, data_dir = _store_args(config), config.data_dir
     images = load_split("test", data_dir).images[:IMAGES]
     plain = sorted({m.split("+")[0] for m in methods})
     with tempfile.TemporaryDirectory(prefix="fmsearch-serve-bench-") as tmp:
         bodies = {(m, s): _bodies(Path(tmp) / f"{m}-{s}", m, s, images) for m in methods for s in sizes}
         drive = _Driver(wrk, Path(tmp) / "drive.lua", duration)
-        with _Server(store_args, methods, workers, data_dir=data_dir) as service:
+        with _Server.service(served, methods, workers, data_dir=data_dir) as service:
             log(f"service: {workers} worker(s), ready in {service.ready_s:.1f} s")
             points = []
             for (method, size), folder in bodies.items():
@@ -138,18 +151,17 @@ def run_serve_bench(config: ServeConfig, *, methods: Sequence[str] = METHODS, cl
             for series, options, count in COMPARISONS:
                 if series == "one worker" and workers == 1:
                     continue
-                wanted = [m for m in (FOCUS if series == "reference" else FOCUS[:1]) if m in plain] or plain[:1]
-                with _Server(store_args, wanted, count or workers, *options, data_dir=data_dir) as other:
+                wanted = [m for m in (FOCUS if series == REFERENCE else FOCUS[:1]) if m in plain] or plain[:1]
+                start = _Server.reference if series == REFERENCE else _Server.service
+                with start(served, wanted, count or workers, *options, data_dir=data_dir) as other:
                     for method in wanted:
                         for size in sizes:
                             comparisons.append(_alternate(drive, service, other, bodies[method, size], series,
                                                           method=method, size=size))
                             log(_compared(comparisons[-1]))
-        cli = _cli(store_args, plain, images[0], Path(tmp), data_dir)
-        stages = _stage_costs(config, plain, {s: next(f for (_, side), f in bodies.items() if side == s)
-                                              for s in sizes})
+    stages = _stage_costs(served, plain, images, sizes, data_dir)
     data = {"environment": environment(), "workers": workers, "duration_s": duration, "clients": list(clients),
-            "sizes": list(sizes), "points": points, "comparisons": comparisons, "cli": cli, "stages": stages,
+            "sizes": list(sizes), "points": points, "comparisons": comparisons, "stages": stages,
             "reference_share": _shares(comparisons), "goals": _goals(points, stages)}
     return BenchResult("serve", data, _table(data))
 
@@ -176,25 +188,30 @@ def _alternate(drive: _Driver, service: _Server, other: _Server, folder: Path, s
 # -- the load -------------------------------------------------------------------------------------
 
 
-def _bodies(folder: Path, method: str, size: int, images: np.ndarray) -> Path:
-    """Multipart bodies, one per test image (as a PNG of ``size`` pixels), for ``method``."""
+def _png(image: np.ndarray, size: int) -> bytes:
+    """A test image as the PNG file a user uploads, ``size`` pixels a side."""
     from PIL import Image
 
+    picture = Image.fromarray(image)
+    if size != picture.width:
+        picture = picture.resize((size, size), Image.Resampling.BILINEAR)
+    png = io.BytesIO()
+    picture.save(png, format="PNG")
+    return png.getvalue()
+
+
+def _bodies(folder: Path, method: str, size: int, images: np.ndarray) -> Path:
+    """Multipart bodies, one per test image (as a PNG of ``size`` pixels), for ``method``."""
     folder.mkdir(parents=True)
     name, _, rerank = method.partition("+")
     fields = {"method": name, "k": "10", **({"rerank": rerank} if rerank else {})}
     lengths = []
     with open(folder / "bodies.bin", "wb") as out:
         for image in images:
-            picture = Image.fromarray(image)
-            if size != picture.width:
-                picture = picture.resize((size, size), Image.Resampling.BILINEAR)
-            png = io.BytesIO()
-            picture.save(png, format="PNG")
             body = b"".join(f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
                             for k, v in fields.items())
             body += (f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="q.png"\r\n'
-                     f"Content-Type: image/png\r\n\r\n").encode() + png.getvalue() + f"\r\n--{BOUNDARY}--\r\n".encode()
+                     f"Content-Type: image/png\r\n\r\n").encode() + _png(image, size) + f"\r\n--{BOUNDARY}--\r\n".encode()
             out.write(body)
             lengths.append(len(body))
     (folder / "lengths.txt").write_text("".join(f"{n}\n" for n in lengths))
@@ -243,42 +260,54 @@ class _Driver:
         return json.loads(lines[-1]), usage.ru_utime + usage.ru_stime
 
 
-def _store_args(config: ServeConfig) -> list[str]:
-    """The global options of `fmsearch` that select ``config``'s store."""
-    s = config.store_settings
-    return [*(["--home", s.home] if s.home else []), *(["--qdrant-url", s.url] if s.url else []),
-            *(["--prefer-grpc"] if s.prefer_grpc else []), "--prefix", s.prefix, "--timeout", str(s.timeout),
-            "--retries", str(s.retries)]
-
-
 class _Server:
-    """``fmsearch serve`` in a subprocess on a free loopback port."""
+    """A server in a subprocess on a free loopback port: ``fmsearch serve``
+    (:meth:`service`) or the bare reference endpoint (:meth:`reference`)."""
 
-    def __init__(self, store_args: Sequence[str], methods: Sequence[str], workers: int, *options: str,
-                 data_dir: str | None = None) -> None:
+    def __init__(self, name: str, cmd: Sequence[str], methods: Sequence[str], workers: int,
+                 env: dict[str, str]) -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.workers = workers
+        self.name, self.workers, self.env = name, workers, {**os.environ, **env}
         self.methods = [m.split("+")[0] for m in methods]
         self.rerank = any("+" in m for m in methods)
-        self.cmd = [sys.executable, "-m", "fmsearch", *store_args, "serve", "--port", str(self.port), "--workers",
-                    str(workers), "--methods", ",".join(dict.fromkeys(self.methods)), *(["--data-dir", data_dir] if data_dir else []),
-                    *options]
+        self.cmd = [*cmd, "--port", str(self.port)]
         self.proc: subprocess.Popen | None = None
         self.ready_s = 0.0
         self.ready_workers: set[int] = set()
 
+    @classmethod
+    def service(cls, served: StoreSettings, methods: Sequence[str], workers: int, *options: str,
+                data_dir: str | None = None) -> _Server:
+        """``fmsearch serve`` with ``options``, as a user starts it."""
+        names = ",".join(dict.fromkeys(m.split("+")[0] for m in methods))
+        cmd = [sys.executable, "-m", "fmsearch", *served.cli_args(), "serve", "--workers", str(workers), "--methods",
+               names, *(["--data-dir", data_dir] if data_dir else []), *options]
+        return cls("`fmsearch serve`", cmd, methods, workers,
+                   {"QDRANT_API_KEY": served.api_key} if served.api_key else {})
+
+    @classmethod
+    def reference(cls, served: StoreSettings, methods: Sequence[str], workers: int, *options: str,
+                  data_dir: str | None = None) -> _Server:
+        """The bare reference endpoint, with the server, workers and thread
+        budget ``fmsearch serve`` would use (``options``: none)."""
+        threads = max(1, (os.cpu_count() or 1) // workers)  # as `fmsearch serve` shares out the cores
+        cmd = [sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "--workers", str(workers),
+               "--no-access-log", "--host", "127.0.0.1", *options, f"{__package__}.reference:create_app"]
+        return cls("the reference endpoint", cmd, methods, workers,
+                   {CONFIG_ENV: reference_env(served, methods, threads=threads, data_dir=data_dir)})
+
     def __enter__(self) -> _Server:
         self.log = tempfile.TemporaryFile()
         t0 = time.perf_counter()
-        self.proc = subprocess.Popen(self.cmd, stdout=self.log, stderr=subprocess.STDOUT)
-        while not self._ready():
-            if self.proc.poll() is not None or time.perf_counter() - t0 > 600:
+        self.proc = subprocess.Popen(self.cmd, stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
+        while not (ready := self._ready()):
+            if ready is None or self.proc.poll() is not None or time.perf_counter() - t0 > 600:
                 why = self._tail().removeprefix("Error: ")  # read before the log is closed
                 self.__exit__(None, None, None)
-                raise FmsearchError(f"`fmsearch serve` did not become ready: {why}")
+                raise FmsearchError(f"{self.name} did not become ready: {why}")
             time.sleep(0.05)
         self.ready_s = time.perf_counter() - t0
         self._check_serves()
@@ -308,11 +337,17 @@ class _Server:
                 self.proc.wait()
         self.log.close()
 
-    def _ready(self) -> bool:
-        """Every worker (each loads its own copy) has answered ready."""
+    def _ready(self) -> bool | None:
+        """Every worker (each loads its own copy) has answered ready (None: one
+        answered that it failed, and its status is the log's last line)."""
         try:
             answer = json.loads(urllib.request.urlopen(f"{self.url}/api/health", timeout=2).read())
-        except OSError:  # not listening yet, or 503 while loading
+        except urllib.error.HTTPError as err:
+            if err.code == 503:  # loading
+                return False
+            self.log.write(f"\n{json.loads(err.read()).get('status', err.code)}\n".encode())
+            return None
+        except OSError:  # not listening yet
             return False
         self.ready_workers.add(answer["worker"])
         return len(self.ready_workers) >= self.workers
@@ -355,15 +390,15 @@ class _Server:
         return out
 
 
-def _stage_costs(config: ServeConfig, methods: Sequence[str], bodies: dict[int, Path]) -> dict[str, Any]:
+def _stage_costs(served: StoreSettings, methods: Sequence[str], images: np.ndarray, sizes: Sequence[int],
+                 data_dir: str | None) -> dict[str, Any]:
     """CPU milliseconds per request of the three steps a work thread runs,
-    measured here on one thread through a :class:`SearchService` loaded as a
-    worker loads it (its own serving copy, one encoder thread): decoding an
+    measured here on one thread, the collections and encoders loaded as a
+    worker loads them (its own serving copy, one encoder thread): decoding an
     upload of each size, and each method's encoder and store search on
     batches of 16 (the search asks for 10 hits with their payload fields, as
     a search request does; for a Qdrant server it is this process's share)."""
-    from fmsearch.serve.forms import parse_form
-    from fmsearch.serve.service import SearchService, decode_upload
+    from fmsearch.images.files import image_from_bytes
 
     def cpu_ms(fn: Callable[[], Any], items: int, repeat: int = 20) -> float:
         fn()
@@ -373,37 +408,20 @@ def _stage_costs(config: ServeConfig, methods: Sequence[str], bodies: dict[int, 
         return 1000 * (time.process_time() - t0) / (repeat * items)
 
     out: dict[str, Any] = {"decode_ms": {}, "embed_ms": {}, "search_ms": {}}
-    for size, folder in bodies.items():
-        blob, offset, pngs = (folder / "bodies.bin").read_bytes(), 0, []
-        for length in map(int, (folder / "lengths.txt").read_text().split()[:16]):
-            parts = parse_form(blob[offset:offset + length], f"multipart/form-data; boundary={BOUNDARY}")
-            pngs += [p.value for p in parts if p.is_file]
-            offset += length
-        out["decode_ms"][str(size)] = cpu_ms(lambda: [decode_upload(p) for p in pngs], len(pngs))
-    batch = np.stack([decode_upload(p) for p in pngs])
-    service = SearchService(replace(config, methods=tuple(methods), threads=1))
+    for size in sizes:
+        pngs = [_png(image, size) for image in images[:16]]
+        out["decode_ms"][str(size)] = cpu_ms(lambda: [image_from_bytes(p) for p in pngs], len(pngs))
+    batch = images[:16]
+    loaded = Loaded(served, methods, threads=1, data_dir=data_dir)
     try:
-        service.load()
-        for method in service.methods:
-            embedder = service.searcher.embedder(method)
+        for method in methods:
+            embedder = loaded.searcher.embedder(method)
             vectors = embedder.embed(batch)
             out["embed_ms"][method] = cpu_ms(lambda: embedder.embed(batch), len(batch))
-            out["search_ms"][method] = cpu_ms(lambda: service.searcher.search_vectors(method, vectors, 10), len(batch))
+            out["search_ms"][method] = cpu_ms(lambda: loaded.searcher.search_vectors(method, vectors, 10), len(batch))
     finally:
-        service.close()
+        loaded.close()
     return out
-
-
-def _cli(store_args: Sequence[str], methods: Sequence[str], image: np.ndarray, tmp: Path,
-         data_dir: str | None) -> dict[str, Any]:
-    """Wall seconds of `fmsearch query q.png -k 10` (a new process per query), per method."""
-    from PIL import Image
-
-    query = tmp / "query.png"
-    Image.fromarray(image).save(query)
-    extra = ["--data-dir", data_dir] if data_dir else []
-    return cli_wall({m: [sys.executable, "-m", "fmsearch", *store_args, "query", str(query), "--method", m, "-k",
-                         "10", *extra] for m in methods}, CLI_RUNS)
 
 
 # -- figures ------------------------------------------------------------------------------------------
@@ -413,7 +431,7 @@ def _shares(comparisons: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The service's requests/s as a share of the bare reference's, driven in alternation."""
     return [{"method": c["method"], "size": c["size"], "service_rps": c["service"]["rps"],
              "reference_rps": c["other"]["rps"], "share": 1 / c["ratio"], "goal": REFERENCE_SHARE}
-            for c in comparisons if c["series"] == "reference"]
+            for c in comparisons if c["series"] == REFERENCE]
 
 
 def _goals(points: list[dict[str, Any]], stages: dict[str, Any]) -> list[dict[str, Any]]:
@@ -482,9 +500,6 @@ def _table(data: dict[str, Any]) -> str:
         [[m, *(f"{d:.2f}" for d in stages["decode_ms"].values()), f"{e:.2f}", f"{stages['search_ms'][m]:.2f}",
           *(f"{d + e + stages['search_ms'][m]:.2f}" for d in stages["decode_ms"].values())]
          for m, e in stages["embed_ms"].items()], "l" + "r" * (2 * len(stages["decode_ms"]) + 2))
-    cli = markdown.table(["CLI, one upload query per process", "median wall"],
-                         [[f"`fmsearch query q.png --method {m}`", f"{c['median_s']:.2f} s"]
-                          for m, c in data["cli"].items()], "lr")
     return "\n\n".join([
         f"The service ({data['workers']} workers, micro-batching on), wrk over loopback, {data['duration_s']:g} s "
         "per point; CPU in cores (the client's is wrk's own):", load,
@@ -497,4 +512,4 @@ def _table(data: dict[str, Any]) -> str:
         "(medians; ratio: its req/s over the service's):", compared,
         "The service's share of the bare reference endpoint (decode, embed, search):", shares,
         f"Goals ({FOCUS_CLIENTS} clients), beside the ceiling of this machine's {os.cpu_count()} cores spent on "
-        "the three steps alone:", goals, cli])
+        "the three steps alone:", goals])
