@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 LEAN ?= .venv-lean
 
-.PHONY: install install-dev demo test test-fast test-integration lean-check bench evaluate evaluate-sift evaluate-modes \
+.PHONY: install install-dev demo test lint test-fast test-integration lean-check bench evaluate evaluate-sift evaluate-modes \
 	design-experiments evaluate-quality \
 	evaluate-runtimes screenshot clean
 
@@ -44,6 +44,12 @@ demo: install
 ## Set up and run the test suite (integration tests skip, with the reason, without a server).
 test: install-dev
 	$(BIN)/python -m pytest -q
+
+## Formatting, lint and types: ruff format and ruff check (configured in pyproject.toml), mypy on the library.
+lint: install-dev
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/python tests/typecheck.py
 
 ## The quick loop while changing code: everything but the multi-second tests
 ## (marked slow) and the server tests. `make test` runs them all.

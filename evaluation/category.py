@@ -294,6 +294,7 @@ def _run_header(searcher: Searcher, config: EvalConfig) -> dict[str, Any]:
     return {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "backend": searcher.store.location,
+        "gallery_words": searcher.gallery.words,
         "search": "exact" if config.exact else
         f"hnsw (ef={config.hnsw_ef or 'default'}{', ACORN' if config.acorn else ''})",
         # how each method's queries were embedded (onnx or tensorflow; none for pixels)

@@ -67,11 +67,9 @@ class DuplicatesConfig:
     @property
     def out_dir(self) -> str:
         """Where this run writes when no folder is named."""
-        if self.gallery is not None:
-            return f"{RESULTS_DIR}/duplicates-{self.gallery}-{self.method}"
         if self.split is None:
             raise InvalidArgumentError("the split is decided by the collection: resolve_split() first")
-        return f"{RESULTS_DIR}/duplicates-{self.method}-{self.split}"
+        return f"{RESULTS_DIR}/" + "-".join(filter(None, ("duplicates", self.gallery, self.method, self.split)))
 
     def resolved_threshold(self) -> float:
         if self.threshold is not None:
@@ -88,11 +86,6 @@ class DuplicatesConfig:
             raise InvalidArgumentError(f"unknown split {self.split!r}; valid: {', '.join(SPLITS)}")
         if self.batch_size < 1:
             raise InvalidArgumentError(f"batch size must be at least 1, got {self.batch_size}", param="batch_size")
-        if self.gallery is not None:
-            schema.check_gallery(self.gallery)
-            if self.split not in (None, "all"):
-                raise InvalidArgumentError("a folder gallery has no train and test splits: scan it whole (split all)",
-                                           param="split")
 
 
 class _Components:
@@ -126,10 +119,6 @@ class _Components:
         return [sorted(g) for g in by_root.values()]
 
 
-def _collection(store: Store, config: DuplicatesConfig, prefix: str) -> str:
-    return open_gallery(store, config.gallery, prefix=prefix).collection(config.method)
-
-
 def _stored_splits(store: Store, name: str) -> tuple[str, ...]:
     """The FMNIST splits a collection holds, in order."""
     is_test = store.ids(name) >= schema.TEST_ID_OFFSET
@@ -144,17 +133,21 @@ def resolve_split(store: Store, config: DuplicatesConfig, *, prefix: str = schem
     Raises:
         CollectionNotFoundError: the collection does not exist.
     """
+    gallery = open_gallery(store, config.gallery, prefix=prefix)
+    if not gallery.has_splits:
+        if config.split not in (None, "all"):
+            raise InvalidArgumentError("a folder gallery has no train and test splits: scan it whole (split all)",
+                                       param="split")
+        return replace(config, split="all")
     if config.split is not None:
         return config
-    if config.gallery is not None:
-        return replace(config, split="all")
-    stored = _stored_splits(store, _collection(store, config, prefix))
+    stored = _stored_splits(store, gallery.collection(config.method))
     return replace(config, split="all" if len(stored) != 1 else stored[0])
 
 
 def _what_all_adds(store: Store, name: str, config: DuplicatesConfig) -> str | None:
     """One line: what ``--split all`` would add to a one-split scan of FMNIST."""
-    if config.gallery is not None or config.split == "all":
+    if config.split == "all":
         return None
     other = "test" if config.split == "train" else "train"
     line = f"--split all would add the {other} images and count the test images with a near-copy in train"
@@ -267,12 +260,13 @@ def group(pairs: dict[tuple[int, int], float], labels: dict[int, int | None],
 
 
 def summarize(groups: list[dict[str, Any]], pairs: dict[tuple[int, int], float], labels: dict[int, int | None],
-              scanned: int, class_names: tuple[str, ...] | list[str] = CLASS_NAMES, fmnist: bool = True
+              scanned: int, class_names: tuple[str, ...] | list[str] = CLASS_NAMES, splits: bool = True
               ) -> dict[str, Any]:
-    """The counts report.md leads with (test images with a train copy: FMNIST's only)."""
+    """The counts report.md leads with (test images with a train copy: only
+    a gallery with train and test ``splits`` has them; None otherwise)."""
     test_with_train = {
         b for a, b in pairs if a < schema.TEST_ID_OFFSET <= b
-    } if fmnist else set()  # a < b: a train id paired with a test id
+    } if splits else set()  # a < b: a train id paired with a test id
     per_class = []
     for c, cname in enumerate(class_names):
         in_groups = sum(lab == c for g in groups for lab in g["labels"])
@@ -291,7 +285,7 @@ def summarize(groups: list[dict[str, Any]], pairs: dict[tuple[int, int], float],
         "largest_group": max((len(g["ids"]) for g in groups), default=0),
         "conflict_groups": int(sum(g["conflict"] for g in groups)),
         "conflict_pairs": int(sum(None not in (labels[a], labels[b]) and labels[a] != labels[b] for a, b in pairs)),
-        "test_with_train_copy": len(test_with_train),
+        "test_with_train_copy": len(test_with_train) if splits else None,
         "per_class": per_class,
     }
 
@@ -315,7 +309,8 @@ def find_duplicates(
     Raises:
         InvalidArgumentError, CollectionNotFoundError.
     """
-    name = _collection(store, config, prefix)
+    gallery = open_gallery(store, config.gallery, prefix=prefix)  # named once, here
+    name = gallery.collection(config.method)
     info = store.info(name)
     config = resolve_split(store, config, prefix=prefix)
     if info.multivector:
@@ -323,7 +318,7 @@ def find_duplicates(
     threshold = config.resolved_threshold()
     rss_before = _peak_rss_mb()
     t0 = time.perf_counter()
-    ids = _scope(store, name, config.split) if config.gallery is None else store.ids(name)
+    ids = _scope(store, name, config.split) if gallery.has_splits else store.ids(name)
     if on_plan:
         on_plan(len(ids))
     flt = None if config.split == "all" else QueryFilter(split=config.split)
@@ -332,8 +327,8 @@ def find_duplicates(
     t_pairs = time.perf_counter() - t0
     members = sorted({i for p in pairs for i in p})
     labels, paths = _members(store, name, members, config.batch_size)
-    class_names = CLASS_NAMES if config.gallery is None else list(info.metadata.get(schema.META_CLASSES, []))
-    groups = group(pairs, labels, class_names, None if config.gallery is None else paths)
+    class_names = gallery.classes(info.metadata)
+    groups = group(pairs, labels, class_names, paths or None)  # images with paths: named by them
     seconds = time.perf_counter() - t0
     return {
         "task": "duplicates",
@@ -343,7 +338,8 @@ def find_duplicates(
         "backend": store.location,
         "collection": name,
         "collection_metadata": dict(info.metadata),
-        "summary": summarize(groups, pairs, labels, len(ids), class_names, fmnist=config.gallery is None),
+        "scope": gallery.scope(config.split),
+        "summary": summarize(groups, pairs, labels, len(ids), class_names, splits=gallery.has_splits),
         "split_note": _what_all_adds(store, name, config),
         "cost": {
             "seconds": round(seconds, 2),

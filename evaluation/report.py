@@ -47,9 +47,8 @@ def render_markdown(data: dict[str, Any]) -> str:
         "",
         f"- date: {data['date']}; backend: {data['backend']}; search: {data['search']}",
         f"- collection: `{data['collection']}` (fingerprint `{data['collection_metadata'].get('fingerprint')}`), "
-        + (f"gallery {data['gallery_size']} train images" if not s.get("gallery") else
-           f"gallery {data['gallery_size']} images of folder gallery {s['gallery']} with a class (the queries held out)"),
-        f"- queries: {data['queries']} {'test images' if not s.get('gallery') else 'images of the gallery, held out'} "
+        f"gallery {data['gallery_size']} {data['gallery_words']['gallery']}",
+        f"- queries: {data['queries']} {data['gallery_words']['queries']} "
         f"(seed {s['seed']}); relevant = every gallery image of the query's class",
         "",
         "## Retrieval quality",
@@ -221,13 +220,13 @@ def render_duplicates_markdown(data: dict[str, Any], shown: int = 20) -> str:
     with a train copy, per-class counts, the largest groups."""
     s, m, c = data["settings"], data["summary"], data["cost"]
     groups = data["groups"]
-    fmnist = not s.get("gallery")  # a folder gallery has no test split
-    across = fmnist and s["split"] == "all"  # test images with a train copy: counted across the splits only
+    # test images with a train copy: counted across a gallery's splits only (None: a gallery without splits)
+    across = m["test_with_train_copy"] is not None and s["split"] == "all"
     head = ["class", "images in groups", "groups", "conflict groups", "test images with a train copy"]
     keys = ["class", "images_in_groups", "groups", "conflict_groups", "test_with_train_copy"]
     cut = len(head) if across else -1
     lines = [
-        f"# Duplicates: {s['method']}, " + (f"split {s['split']}" if not s.get("gallery") else f"gallery {s['gallery']}"),
+        f"# Duplicates: {s['method']}, {data['scope']}",
         "",
         f"- date: {data['date']}; backend: {data['backend']}; collection `{data['collection']}`",
         f"- threshold: score >= {s['threshold']:g} ({s['threshold_source']}); "

@@ -33,11 +33,12 @@ TF_CPP_MIN_LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL"
 # The service
 SERVE_API_KEY = "FMSEARCH_API_KEY"
 SERVE_CONFIG = "FMSEARCH_SERVE_CONFIG"
+REFERENCE_CONFIG = "FMSEARCH_REFERENCE_CONFIG"
 
 #: every name above, in the order of the docs' table
 NAMES = (HOME, QDRANT_URL, QDRANT_API_KEY, QDRANT_API_KEY_FILE, QDRANT_PREFER_GRPC, PREFIX, LOCK_TIMEOUT,
          FMNIST_DIR, FMNIST_MIRROR, CACHE, XDG_CACHE_HOME, TF_LOGS, TF_CPP_MIN_LOG_LEVEL, SERVE_API_KEY,
-         SERVE_CONFIG)
+         SERVE_CONFIG, REFERENCE_CONFIG)
 
 
 def _get(name: str) -> str | None:
@@ -89,6 +90,17 @@ def serve_config() -> str | None:
     """The service's configuration a worker process inherits
     (``FMSEARCH_SERVE_CONFIG``, JSON), if set."""
     return _get(SERVE_CONFIG)
+
+
+def reference_config() -> str | None:
+    """The serve benchmark's reference endpoint's settings a worker inherits
+    (``FMSEARCH_REFERENCE_CONFIG``, JSON), if set."""
+    return _get(REFERENCE_CONFIG)
+
+
+def for_child(extra: dict[str, str]) -> dict[str, str]:
+    """The environment of a child process: this one's, with ``extra`` set."""
+    return {**os.environ, **extra}
 
 
 def quiet_tensorflow() -> None:

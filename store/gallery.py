@@ -42,6 +42,11 @@ class Gallery(ABC):
     #: the payload fields its collections index
     payload_indexes: dict[str, str]
 
+    @property
+    @abstractmethod
+    def words(self) -> dict[str, str]:
+        """How a report names its gallery images and its queries."""
+
     @abstractmethod
     def collection(self, method: str, quantization: str = "none") -> str:
         """The collection that holds ``method``'s vectors (a quantised
@@ -76,6 +81,15 @@ class Gallery(ABC):
     def image_of(self, pid: int) -> np.ndarray | None:
         """The (28, 28) image of an id its collections do not hold (an
         FMNIST test image, from the data files), or None."""
+
+    @abstractmethod
+    def describe(self, pid: int) -> dict[str, Any] | None:
+        """The payload fields of an id its collections do not hold (an FMNIST
+        test image's split, index, label and class, from the data files), or None."""
+
+    @abstractmethod
+    def scope(self, split: str) -> str:
+        """What a scan of ``split`` covers, in words ("split train", "gallery shop")."""
 
     @abstractmethod
     def check_queries(self, n: int | None) -> None:
@@ -116,6 +130,18 @@ class FmnistGallery(Gallery):
     def image_of(self, pid: int) -> np.ndarray | None:
         split, index = schema.split_index(pid)
         return load_split(split, self.data_dir).images[index]
+
+    def describe(self, pid: int) -> dict[str, Any] | None:
+        split, index = schema.split_index(pid)
+        label = int(load_split(split, self.data_dir).labels[index])
+        return {schema.SPLIT: split, schema.INDEX: index, schema.LABEL: label, schema.CLASS_NAME: CLASS_NAMES[label]}
+
+    def scope(self, split: str) -> str:
+        return f"split {split}"
+
+    @property
+    def words(self) -> dict[str, str]:
+        return {"gallery": "train images", "queries": "test images"}
 
     def check_queries(self, n: int | None) -> None:
         n_test = SPLIT_SIZES["test"]
@@ -174,6 +200,17 @@ class FolderGallery(Gallery):
 
     def image_of(self, pid: int) -> np.ndarray | None:
         return None
+
+    def describe(self, pid: int) -> dict[str, Any] | None:
+        return None
+
+    def scope(self, split: str) -> str:
+        return f"gallery {self.name}"
+
+    @property
+    def words(self) -> dict[str, str]:
+        return {"gallery": f"images of folder gallery {self.name} with a class (the queries held out)",
+                "queries": "images of the gallery, held out"}
 
     def check_queries(self, n: int | None) -> None:
         if n is None:

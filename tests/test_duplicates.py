@@ -134,10 +134,12 @@ def test_group_and_report_of_a_hand_made_pair_list():
     summary = duplicates.summarize(groups, pairs, labels, 100)
     data = {"settings": {"method": "pixels", "split": "all", "threshold": 0.99, "threshold_source": "given",
                          "exact": False},
-            "date": "2026-12-04", "backend": "embedded:x", "collection": "fmnist_pixels", "summary": summary,
+            "date": "2026-12-04", "backend": "embedded:x", "collection": "fmnist_pixels", "scope": "split all",
+            "summary": summary,
             "cost": {"seconds": 1.0, "images_per_second": 100.0, "peak_rss_mb": 10.0, "all_pairs_matrix_mb": 0.0},
             "groups": groups}
     text = render_duplicates_markdown(data)
+    assert text.startswith("# Duplicates: pixels, split all\n")
     assert "groups with conflicting labels: 1**" in text
     assert "test images with a near-copy in train: 1**" in text
     assert "| 3 | 1 (T-shirt/top, train), 2 (T-shirt/top, train), 3 (Shirt, train) | 0.9950-0.9990 |" in text
@@ -171,7 +173,7 @@ def test_cli_writes_the_three_files(home, tmp_path):
     (["-m", "pixels", "--threshold", "2"], "Error: --threshold must be in (0, 1], got 2.0"),
     (["-m", "pixels", "--split", "all"], "Error: fmnist_pixels holds no test images; store them with "
      "`fmsearch ingest --split all`, or scan the train split alone (--split train)"),
-    (["-m", "sift", "--split", "train"], "holds descriptor sets, not one vector per image"),
+    (["-m", "sift", "--split", "train"], "sift is a rerank stage, not a search method"),
     (["-m", "nope"], "Error: unknown method 'nope'"),
 ])
 def test_cli_bad_input_is_one_line(home, tmp_path, args, message):

@@ -72,7 +72,7 @@ def test_cli_writes_map_json_and_png(insight):
 
 @pytest.mark.parametrize(("args", "message"), [
     (["-m", "siamese", "--points", "5"], "Error: --points must be between 100 and 70000, got 5"),
-    (["-m", "sift"], "holds descriptor sets, not one vector per image"),
+    (["-m", "sift"], "sift is a rerank stage, not a search method"),
     (["-m", "autoencoder"], "fmnist_autoencoder"),
 ])
 def test_cli_bad_input_is_one_line(home, tmp_path, args, message):

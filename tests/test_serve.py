@@ -200,7 +200,7 @@ BAD = [
     (dict(json={"id": 1, "method": "nope"}), 400, "unknown method 'nope'"),
     (dict(json={"id": 1, "method": "autoencoder"}), 400, "autoencoder is not served: not ingested"),
     (dict(json={"id": 1, "method": "pixels", "classes": ["Hat"]}), 400, "unknown class 'Hat'"),
-    (dict(json={"id": 70000, "method": "pixels"}), 422, "id: Input should be less than or equal to 69999"),
+    (dict(json={"id": 70000, "method": "pixels"}), 400, "point id 70000 is out of range; valid ids: 0-59999"),
     (dict(json={"id": 1, "method": "pixels", "k": 0}), 422, "k: Input should be greater than or equal to 1"),
     (dict(json={"id": 1, "method": "pixels", "k": "many"}), 422, "k: Input should be a valid integer"),
     (dict(json={"method": "pixels"}), 400, "give exactly one of: an image, id, or positive examples"),
@@ -260,9 +260,11 @@ def test_bad_requests_get_4xx_and_one_line(client, request_, status, message):
 
 
 def test_bad_ids_elsewhere(client):
-    for path, status in (("/api/images/70000.png", 422), ("/api/images/x.png", 422), ("/api/nothing", 404)):
+    for path, status in (("/api/images/70000.png", 400), ("/api/images/x.png", 422), ("/api/nothing", 404),
+                         ("/api/items/70000", 400), ("/api/images/9007199254740992.png", 422)):
         r = client.get(path)
-        assert r.status_code == status and set(r.json()) == {"error"}
+        assert r.status_code == status and set(r.json()) == {"error"}, (path, r.text)
+    assert "point id 70000 is out of range" in client.get("/api/images/70000.png").json()["error"]
     r = client.post("/api/compare", json={"a": 1, "b": "!!"})
     assert r.status_code == 400 and "b: not base64" in r.json()["error"]
 
@@ -794,7 +796,7 @@ def test_the_page_and_what_it_asks_of_the_api(client, fmnist):
     assert client.get("/static/index.html").status_code == 404  # the page only at /, with its policy
     assert client.get("/api/items/60000").json() == {"id": 60000, "split": "test", "index": 0, "label": 9,
                                                      "class_name": "Ankle boot"}
-    assert client.get("/api/items/70000").status_code == 422
+    assert client.get("/api/items/70000").status_code == 400
     big = Image.fromarray(fmnist["test"].images[0]).resize((280, 280))
     buf = io.BytesIO()
     big.save(buf, format="PNG")
@@ -905,7 +907,7 @@ def test_a_folder_gallery_is_served_beside_fmnist(gallery_home, fmnist):
                         "path": hits[0]["path"]}
         assert c.get("/api/items/60000").json()["split"] == "test"  # FMNIST's answer as before
         for request_, status, message in (
-            (dict(json={"id": hits[0]["id"], "method": "siamese"}), 422, "a folder gallery's ids need its collection"),
+            (dict(json={"id": hits[0]["id"], "method": "siamese"}), 400, f"point id {hits[0]['id']} is out of range"),
             (dict(json={"id": 1, "collection": "nope"}), 400, "collection 'nope' is not a folder gallery this service"),
             (dict(json={"id": hits[0]["id"], "collection": "shop", "rerank": "sift"}), 400, "searched without it"),
             (dict(json={"id": 5, "collection": "shop"}), 400, "no image with id 5 in"),
@@ -915,6 +917,6 @@ def test_a_folder_gallery_is_served_beside_fmnist(gallery_home, fmnist):
             r = c.post("/api/search", **request_)
             assert r.status_code == status and message in r.json()["error"], (request_, r.text)
         r = c.get(f"/api/images/{hits[0]['id']}.png")
-        assert r.status_code == 422 and "needs its collection" in r.json()["error"]
+        assert r.status_code == 400 and f"point id {hits[0]['id']} is out of range" in r.json()["error"]
     finally:
         c.__exit__(None, None, None)

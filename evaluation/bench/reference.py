@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from fmsearch import environment
 from fmsearch.errors import FmsearchError
 from fmsearch.images.files import image_from_bytes
 from fmsearch.models.registry import OPTIONS, method_names
@@ -35,7 +36,7 @@ from fmsearch.search.searcher import Searcher
 from fmsearch.store import StoreSettings, schema
 
 #: the environment variable a reference worker reads its settings from (JSON, see :func:`reference_env`)
-CONFIG_ENV = "FMSEARCH_REFERENCE_CONFIG"
+CONFIG_ENV = environment.REFERENCE_CONFIG
 #: a form field's name in its part's headers
 _NAME = re.compile(rb'name="([^"]*)"')
 
@@ -83,7 +84,7 @@ def reference_env(served: StoreSettings, methods: Sequence[str], *, threads: int
 def create_app():
     """The bare endpoint of one worker (any path): POST a multipart form with
     ``image``, ``method`` and ``k``; GET answers 200 once loaded (readiness)."""
-    settings = json.loads(os.environ[CONFIG_ENV])
+    settings = json.loads(environment.reference_config() or "{}")
     state: dict[str, Any] = {"status": "loading"}
     executor = work_executor()
     batcher = MicroBatcher(lambda method, items: state["loaded"].search(method, items), executor)

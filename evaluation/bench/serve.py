@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from fmsearch.environment import for_child
 from fmsearch.errors import FmsearchError, InvalidArgumentError
 from fmsearch.evaluation import markdown
 from fmsearch.evaluation.bench.reference import CONFIG_ENV, Loaded, reference_env
@@ -270,7 +271,7 @@ class _Server:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.name, self.workers, self.env = name, workers, {**os.environ, **env}
+        self.name, self.workers, self.env = name, workers, for_child(env)
         self.methods = [m.split("+")[0] for m in methods]
         self.rerank = any("+" in m for m in methods)
         self.cmd = [*cmd, "--port", str(self.port)]

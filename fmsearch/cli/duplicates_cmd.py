@@ -46,13 +46,13 @@ def command(settings, method, threshold, split, exact, batch_size, calibrate, ou
 
     method = check_method(method)
     if calibrate:
-        if gallery is not None:
+        if not settings.gallery(gallery).has_splits:
             raise click.UsageError("--calibrate measures FMNIST's train images: not with --collection")
         _calibrate(settings, method, data_dir, as_json)
         return
     store = settings.store()
     config = resolve_split(store, DuplicatesConfig(method, threshold, split, batch_size, exact, gallery),
-                           prefix=settings.prefix)
+                           prefix=settings.store_settings.prefix)
     out = out or config.out_dir
     with tqdm(total=0, unit="img", desc=f"duplicates {method}", disable=None) as bar:
         data = find_duplicates(store, config, prefix=settings.store_settings.prefix, progress=bar.update,
@@ -67,7 +67,7 @@ def command(settings, method, threshold, split, exact, batch_size, calibrate, ou
                f"{m['pairs']} pairs in {m['groups']} groups ({m['images_in_groups']} images, largest {m['largest_group']})")
     click.echo(f"groups with conflicting labels: {m['conflict_groups']}"
                + (f"; test images with a near-copy in train: {m['test_with_train_copy']}"
-                  if gallery is None and config.split == "all" else ""))
+                  if m["test_with_train_copy"] is not None and config.split == "all" else ""))
     if data["split_note"]:
         click.echo(data["split_note"])
     click.echo(f"{c['seconds']:.1f} s, peak resident memory {c['peak_rss_mb']:.0f} MB")

@@ -64,7 +64,8 @@ def command(settings, image_path, id_, method, positive, negative, k, offset, mi
     searcher = Searcher(settings.store(), gallery=settings.gallery(gallery, data_dir), hnsw_ef=hnsw_ef, acorn=acorn,
                         options=embedder_options((*search.methods, *([search.rescore_with] if search.rescore_with else [])),
                                                  weights, input_size, runtime, threads))
-    _show(searcher.search(search, query), search, as_json, folder=not searcher.gallery.has_splits)
+    hits = searcher.search(search, query)
+    _show(hits, search, as_json, folder=any(h.path is not None for h in hits))  # hits with paths: the path table
 
 
 def _show(hits, mode, as_json: bool, folder: bool = False) -> None:

@@ -124,9 +124,9 @@ def _load(service: SearchService) -> None:
 
 
 def _run_batch(service: SearchService, key, items: list[PlainSearch]) -> list:
-    mode, exact = key
+    mode, exact, collection = key
     timings: dict[str, float] = {}
-    answers = service.search_batch(mode, exact, items, timings)
+    answers = service.search_batch(mode, exact, items, timings, collection)
     return [a if isinstance(a, BaseException) else (a, timings) for a in answers]
 
 

@@ -10,7 +10,7 @@ from functools import partial
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, FastAPI, HTTPException, Path, Query, Request
+from fastapi import APIRouter, FastAPI, Path, Query, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -121,7 +121,6 @@ def _register_images(app: FastAPI, errors: dict) -> None:
              response_class=Response)
     async def image(request: Request, pid: int = Path(ge=0, le=MAX_FOLDER_ID), collection: str | None = Query(
             None, description="A folder gallery: its image of this id (ids past 69999 need it).")):
-        _fmnist_id(pid, collection)
         png = await request.app.state.run(_ready(request).image_png, pid, collection)
         etag = '"' + hashlib.sha256(png).hexdigest()[:20] + '"'
         headers = {"ETag": etag, "Cache-Control": IMMUTABLE}
@@ -148,7 +147,6 @@ def _register_images(app: FastAPI, errors: dict) -> None:
             None, description="A folder gallery: its image of this id (its path and class).")):
         """A gallery or test image's split, index and class; a folder gallery's
         image's path and class."""
-        _fmnist_id(pid, collection)
         return await request.app.state.run(_ready(request).item, pid, collection)
 
     @app.post("/api/preview", responses={**errors, 200: {"content": {"image/png": {}}}}, response_class=Response,
@@ -168,14 +166,6 @@ def _register_images(app: FastAPI, errors: dict) -> None:
         body = CompareRequest(a=a, b=b, ratio=ratio, upscale=upscale, plain=plain)
         _, png = await request.app.state.run(_ready(request).compare, body)
         return Response(png, media_type="image/png", headers={"Cache-Control": IMMUTABLE})
-
-
-def _fmnist_id(pid: int, collection: str | None) -> None:
-    """Without a collection an id is FMNIST's: past its range is a 422, as
-    any field out of range."""
-    if collection is None and pid > MAX_POINT_ID:
-        raise HTTPException(422, f"pid: Input should be less than or equal to {MAX_POINT_ID} (an FMNIST id; a "
-                                 "folder gallery's image needs its collection)")
 
 
 def _register_insight(app: FastAPI, errors: dict) -> None:
@@ -337,12 +327,12 @@ async def _answer(request: Request, req: SearchRequest, upload: bytes | None, t0
     service.check_method(mode, req.collection)
     request.state.method = mode.method  # a metrics label: only methods served (a bounded set)
     batched = (state.config.batching and source is not None and req.id is None and not req.positive
-               and not req.negative and not mode.second_stage and req.collection is None)
+               and not req.negative and not mode.second_stage)
     if batched:
         query = query_of(req, source)  # no examples to decode: cheap on the event loop
         query.check(mode)
-        item = PlainSearch(query, service.filter_for(mode, query))
-        hits, batch_timings = await state.batcher.submit((mode, req.exact), item)
+        item = PlainSearch(query, service.filter_for(mode, query, req.collection))
+        hits, batch_timings = await state.batcher.submit((mode, req.exact, req.collection), item)
         timings.update(batch_timings)
     else:
         hits = await state.run(service.search, req, source, timings)

@@ -17,7 +17,7 @@ from fmsearch.search.mode import OPTIONS as MODE
 from fmsearch.search.query import MAX_K
 from fmsearch.search.rerank import RERANK_MODES, RERANK_STAGES
 from fmsearch.search.searcher import Hit
-from fmsearch.store.schema import MAX_FOLDER_ID, MAX_POINT_ID, QUANTIZATIONS
+from fmsearch.store.schema import MAX_FOLDER_ID, QUANTIZATIONS
 
 Example = int | str  # a gallery id, or a base64-encoded image file
 #: at most this many positive (and as many negative) examples in a recommend query: each is retrieved
@@ -69,9 +69,6 @@ class SearchRequest(BaseModel):
     def _one_page(self) -> SearchRequest:
         if self.k + self.offset > MAX_K:
             raise ValueError(f"offset must be between 0 and {MAX_K - self.k} for k={self.k}, got {self.offset}")
-        if self.collection is None and self.id is not None and self.id > MAX_POINT_ID:
-            raise ValueError(f"id: Input should be less than or equal to {MAX_POINT_ID} (an FMNIST id; a folder "
-                             "gallery's ids need its collection)")
         return self
 
 

@@ -89,9 +89,12 @@ class SearchService:
         self.rerank = False
         self.store: Store | None = None
         self.searcher: Searcher | None = None
-        #: folder galleries served: name -> {"methods", "classes"}, and each one's searcher
+        #: folder galleries served: name -> {"methods", "classes"}
         self.galleries: dict[str, dict] = {}
-        self._gallery_searchers: dict[str, Searcher] = {}
+        #: by the collection a request names (None: FMNIST), its gallery's searcher and the methods it serves
+        self._searchers: dict[str | None, Searcher] = {}
+        self._served: dict[str | None, list[str]] = {None: self.methods}
+        self._skipped: dict[str | None, dict[str, str]] = {None: self.skipped}
         self._workdir: str | None = None
         self._lock = threading.Lock()
 
@@ -116,6 +119,7 @@ class SearchService:
         options = {m: {"threads": c.threads, "spin": False} for m in method_names() if "spin" in OPTIONS[m]}
         self.searcher = Searcher(self.store, prefix=prefix, data_dir=c.data_dir, hnsw_ef=c.hnsw_ef,
                                 acorn=c.acorn, options=options)
+        self._searchers[None] = self.searcher
         for method in candidates:
             self._load_method(method, names)
         for name, (gallery, method) in sorted(galleries.items()):
@@ -151,10 +155,10 @@ class SearchService:
     def _load_gallery(self, gallery: str, method: str) -> None:
         """Serve one method's collection of a folder gallery (its model
         shared with FMNIST's)."""
-        if gallery not in self._gallery_searchers:
+        if gallery not in self._searchers:
             folder = open_gallery(self.store, gallery, prefix=self.config.store_settings.prefix)
-            self._gallery_searchers[gallery] = self.searcher.for_gallery(folder)
-        searcher = self._gallery_searchers[gallery]
+            self._searchers[gallery] = self.searcher.for_gallery(folder)
+        searcher = self._searchers[gallery]
         try:
             info = searcher.collection(method)
             searcher.embedder(method).prepare()
@@ -163,17 +167,18 @@ class SearchService:
             return
         entry = self.galleries.setdefault(gallery, {"methods": [], "classes": []})
         entry["methods"].append(method)
-        entry["classes"] = list(info.metadata.get(schema.META_CLASSES, []))
+        entry["classes"] = searcher.gallery.classes(info.metadata)
+        self._served[gallery] = entry["methods"]
         logger.info("serving gallery %s with %s", gallery, method)
 
     def searcher_for(self, collection: str | None) -> Searcher:
-        """FMNIST's searcher, or a served folder gallery's."""
-        if collection is None:
-            return self.searcher
-        if collection not in self.galleries:
+        """The searcher of the gallery a request names: FMNIST's (None), or a
+        served folder gallery's."""
+        try:
+            return self._searchers[collection]
+        except KeyError:
             raise InvalidArgumentError(f"collection {collection!r} is not a folder gallery this service serves; it "
-                                       f"serves: {', '.join(self.galleries) or 'none'}", param="collection")
-        return self._gallery_searchers[collection]
+                                       f"serves: {', '.join(self.galleries) or 'none'}", param="collection") from None
 
     def close(self) -> None:
         """Close the store (its locks released) and remove the serving copy."""
@@ -192,19 +197,12 @@ class SearchService:
         """Refuse a method the service does not serve (for FMNIST, or for the
         folder gallery ``collection``), saying why."""
         asked = (*mode.methods, *([mode.rescore_with] if mode.rescore_with else []))
-        if collection is not None:
-            self.searcher_for(collection)  # a gallery not served is refused first
-            methods = self.galleries[collection]["methods"]
-            for method in asked:
-                if method not in methods:
-                    raise InvalidArgumentError(f"{method} is not served for gallery {collection}: it serves "
-                                               f"{', '.join(methods)}", param="method")
-            return
+        gallery, served = self.searcher_for(collection).gallery, self._served[collection]
         for method in asked:
-            if method not in self.methods:
-                why = self.skipped.get(method, "not a method this service loaded")
+            if method not in served:
+                why = self._skipped.get(collection, {}).get(method) or f"{gallery.name} serves {', '.join(served)}"
                 raise InvalidArgumentError(f"{method} is not served: {why}", param="method")
-        if mode.rerank is not None and not self.rerank:
+        if mode.rerank is not None and gallery.offers_rerank and not self.rerank:
             why = self.skipped.get(mode.rerank.stage, f"{mode.rerank.stage} is not ingested")
             raise InvalidArgumentError(f"the {mode.rerank.stage} rerank is not served: {why}", param="rerank")
 
@@ -216,11 +214,12 @@ class SearchService:
         return self.searcher_for(req.collection).search(mode, query_of(req, source), timings=timings)
 
     def search_batch(self, mode: SearchMode, exact: bool, items: Sequence[PlainSearch],
-                     timings: dict[str, float]) -> list[list[Hit] | FmsearchError]:
-        """Plain searches of one method's collection: decoded, embedded
-        together and searched with one batch request (each with its own limit
-        and filter), each paged as its query says. An image that does not
-        decode is that item's error."""
+                     timings: dict[str, float], collection: str | None = None) -> list[list[Hit] | FmsearchError]:
+        """Plain searches of one method's collection (of the gallery
+        ``collection`` names): decoded, embedded together and searched with
+        one batch request (each with its own limit and filter), each paged as
+        its query says. An image that does not decode is that item's error."""
+        searcher = self.searcher_for(collection)
         t0 = time.perf_counter()
         queries: list[Query] = []
         answers: list[list[Hit] | FmsearchError] = []
@@ -236,17 +235,17 @@ class SearchService:
         if not good:
             return answers
         try:
-            vectors = self.searcher.embedder(mode.methods[0]).embed(np.stack([q.image for q in queries]))
+            vectors = searcher.embedder(mode.methods[0]).embed(np.stack([q.image for q in queries]))
             t2 = time.perf_counter()
-            found = self.searcher.search_vectors(mode, vectors, [q.limit for q in queries],
-                                                 [items[i].flt for i in good], exact=exact)
+            found = searcher.search_vectors(mode, vectors, [q.limit for q in queries], [items[i].flt for i in good],
+                                            exact=exact)
         except FmsearchError as err:
             if len(good) == 1:
                 answers[good[0]] = err
                 return answers
             # one item's fault fails the batch request: each again alone, so that only its own answer says so
             for i, query in zip(good, queries, strict=True):
-                answers[i] = self.search_batch(mode, exact, [replace(items[i], query=query)], timings)[0]
+                answers[i] = self.search_batch(mode, exact, [replace(items[i], query=query)], timings, collection)[0]
             return answers
         for i, query, hits in zip(good, queries, found, strict=True):
             answers[i] = query.page(hits)
@@ -254,39 +253,39 @@ class SearchService:
         return answers
 
     def image_png(self, pid: int, collection: str | None = None) -> bytes:
-        """PNG of gallery image ``pid``: from a loaded collection's payload,
-        else from the FMNIST files (a folder gallery's: from its payload)."""
-        if collection is not None:
-            return base64.b64decode(self._gallery_point(pid, collection).payload[schema.IMAGE])
-        if pid > schema.MAX_POINT_ID:
-            raise InvalidArgumentError(f"id {pid} is not an FMNIST id (0-{schema.MAX_POINT_ID}); a folder "
-                                       "gallery's image needs its collection")
-        for method in self.methods:
-            name = self.searcher.collection(method).name
-            records = self.store.retrieve(name, [pid], with_payload=[schema.IMAGE])
-            if records:
-                return base64.b64decode(records[0].payload[schema.IMAGE])
-        return png_bytes(fmnist_item(pid, self.config.data_dir).image)
-
-    def _gallery_point(self, pid: int, collection: str):
+        """PNG of image ``pid`` of a gallery (FMNIST's, or the folder gallery
+        ``collection``): from a served collection's payload, else from the
+        image the gallery has of it (FMNIST's data files)."""
         searcher = self.searcher_for(collection)
-        name = searcher.collection(self.galleries[collection]["methods"][0]).name
-        records = self.store.retrieve(name, [pid], with_payload=[schema.IMAGE, schema.PATH, schema.LABEL,
-                                                                 schema.CLASS_NAME])
-        if not records:
-            raise InvalidArgumentError(f"no image with id {pid} in gallery {collection}")
-        return records[0]
+        payload = self._payload(searcher, pid, collection, [schema.IMAGE])
+        if payload is not None:
+            return base64.b64decode(payload[schema.IMAGE])
+        image = searcher.gallery.image_of(pid)
+        if image is None:
+            raise InvalidArgumentError(f"no image with id {pid} in gallery {searcher.gallery.name}")
+        return png_bytes(image)
+
+    def _payload(self, searcher: Searcher, pid: int, collection: str | None, fields: list[str]) -> dict | None:
+        """Point ``pid``'s payload ``fields`` from the first served collection
+        of its gallery that holds it (its id checked by the gallery)."""
+        searcher.gallery.check_id(pid)
+        for method in self._served[collection]:
+            records = self.store.retrieve(searcher.collection(method).name, [pid], with_payload=fields)
+            if records:
+                return records[0].payload
+        return None
 
     def item(self, pid: int, collection: str | None = None) -> dict:
-        """Id ``pid``'s split, index and class, from the FMNIST files (a
-        folder gallery's image: its path and class)."""
-        if collection is not None:
-            payload = self._gallery_point(pid, collection).payload
-            return {"id": pid, "split": None, "index": None, "label": payload.get(schema.LABEL),
-                    "class_name": payload.get(schema.CLASS_NAME), "path": payload.get(schema.PATH)}
-        item = fmnist_item(pid, self.config.data_dir)
-        return {"id": item.id, "split": item.split, "index": item.index, "label": item.label,
-                "class_name": CLASS_NAMES[item.label]}
+        """Image ``pid``'s split, index, class and path (those it has), from
+        the payload a served collection holds, else from the FMNIST files."""
+        searcher = self.searcher_for(collection)
+        keys = ["split", "index", "label", "class_name", "path"]
+        payload = self._payload(searcher, pid, collection, [schema.SPLIT, schema.INDEX, schema.LABEL,
+                                                            schema.CLASS_NAME, schema.PATH])
+        payload = payload if payload is not None else searcher.gallery.describe(pid)
+        if payload is None:
+            raise InvalidArgumentError(f"no image with id {pid} in gallery {searcher.gallery.name}")
+        return {"id": pid, **{k: payload.get(k) for k in keys}}
 
     def preview(self, data: bytes) -> bytes:
         """An image file as every method sees it: the 28x28 image, as PNG."""
@@ -311,9 +310,10 @@ class SearchService:
                    "descriptors": "sift" if req.plain else "rootsift"}
         return figures, png_bytes(c.drawing())
 
-    def filter_for(self, mode: SearchMode, query: Query) -> QueryFilter:
-        """The query's filter on FMNIST, checked (an unknown class is refused)."""
-        return self.searcher.filter_of(mode.methods[0], query)
+    def filter_for(self, mode: SearchMode, query: Query, collection: str | None = None) -> QueryFilter:
+        """The query's filter in the gallery ``collection`` names, checked (an
+        unknown class is refused)."""
+        return self.searcher_for(collection).filter_of(mode.methods[0], query)
 
     def collections(self) -> list[dict]:
         return [{k: v for k, v in asdict(s).items() if k != "in_use" or v is not None} for s in summarize(self.store)]
