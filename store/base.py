@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from fmsearch.errors import InvalidArgumentError
+from fmsearch.errors import InvalidArgumentError, StoreError
 from fmsearch.store.schema import CollectionSpec
 
 DEFAULT_HNSW_EF = 128
@@ -92,6 +92,16 @@ class Record:
     id: int
     payload: dict[str, Any]
     vector: np.ndarray | None = None
+
+    def fetched_vector(self) -> np.ndarray:
+        """The vector of a point retrieved with ``with_vectors=True``.
+
+        Raises:
+            StoreError: the store sent the point without its vector.
+        """
+        if self.vector is None:
+            raise StoreError(f"point {self.id} came back without its vector")
+        return self.vector
 
 
 @dataclass(frozen=True)
