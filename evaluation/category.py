@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -239,7 +239,8 @@ def _evaluate_single(searcher: Searcher, config: EvalConfig, data_dir, progress,
         flt, per_class = _gallery(searcher, info.name)
         queries = _Queries.select(config, data_dir)
     else:  # some of its images, held out, query the rest
-        queries = _Queries.held_out(searcher.store, info.name, config.queries, config.seed)
+        n = cast(int, config.queries)  # gallery.check_queries refused None (every test image) for a folder
+        queries = _Queries.held_out(searcher.store, info.name, n, config.seed)
         flt, per_class = _held_out_gallery(searcher.store, info.name, queries, len(class_names))
     limit = max(max(config.ks), CURVE_K, mode.rerank.shortlist if mode.rerank else 0)
     if mode.rerank is not None:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from fmsearch.evaluation import RESULTS_DIR
@@ -191,7 +191,7 @@ def find_pairs(
     for lo in range(0, len(ids), batch_size):
         batch = [int(i) for i in ids[lo : lo + batch_size]]
         records = store.retrieve(name, batch, with_vectors=True, with_payload=False)
-        pending = [(r.id, r.vector) for r in records]
+        pending = [(r.id, r.fetched_vector()) for r in records]
         limit = FIRST_LIMIT
         while pending:
             vectors = np.stack([v for _, v in pending])
@@ -313,12 +313,13 @@ def find_duplicates(
     name = gallery.collection(config.method)
     info = store.info(name)
     config = resolve_split(store, config, prefix=prefix)
+    split = cast(str, config.split)  # resolve_split decided it
     if info.multivector:
         raise InvalidArgumentError(f"{name} holds descriptor sets, not one vector per image; pick an embedding method")
     threshold = config.resolved_threshold()
     rss_before = _peak_rss_mb()
     t0 = time.perf_counter()
-    ids = _scope(store, name, config.split) if gallery.has_splits else store.ids(name)
+    ids = _scope(store, name, split) if gallery.has_splits else store.ids(name)
     if on_plan:
         on_plan(len(ids))
     flt = None if config.split == "all" else QueryFilter(split=config.split)
@@ -338,7 +339,7 @@ def find_duplicates(
         "backend": store.location,
         "collection": name,
         "collection_metadata": dict(info.metadata),
-        "scope": gallery.scope(config.split),
+        "scope": gallery.scope(split),
         "summary": summarize(groups, pairs, labels, len(ids), class_names, splits=gallery.has_splits),
         "split_note": _what_all_adds(store, name, config),
         "cost": {
@@ -392,7 +393,7 @@ def calibrate(store: Store, embedder, *, prefix: str = schema.DEFAULT_PREFIX, sa
     nearest = []
     for lo in range(0, len(stored), 256):
         rows = stored[lo : lo + 256]
-        hits = store.query_batch(name, np.stack([r.vector for r in rows]), 2, with_payload=False)
+        hits = store.query_batch(name, np.stack([r.fetched_vector() for r in rows]), 2, with_payload=False)
         nearest += [next((h.score for h in hs if h.id != r.id), np.nan) for r, hs in zip(rows, hits, strict=True)]
     nearest_scores = np.asarray(nearest, np.float64)
     keeps_copies = round(float(np.floor(np.quantile(copy_scores, 1 - CALIBRATION_KEEP) * 1e4)) / 1e4, 4)

@@ -107,7 +107,7 @@ def sample_gallery(store: Store, name: str, points: int, seed: int) -> tuple[np.
     for lo in range(0, len(chosen), 1000):
         for r in store.retrieve(name, [int(i) for i in chosen[lo : lo + 1000]], with_vectors=True,
                                 with_payload=[schema.LABEL]):
-            vectors.append(r.vector)
+            vectors.append(r.fetched_vector())
             labels.append(int(r.payload[schema.LABEL]))
     return chosen, np.stack(vectors), np.asarray(labels)
 

@@ -117,6 +117,12 @@ def _category_table(paths: list[str | os.PathLike], digits: int = 3) -> str:
     return markdown.table(head, rows, "llrrrrrrrrrl")
 
 
+def _weakest(column: list[float | None]) -> int:
+    """The row of a column's lowest value (a missing one counts as none)."""
+    values = [2.0 if v is None else v for v in column]
+    return min(range(len(values)), key=values.__getitem__)
+
+
 def per_class_table(paths: list[str | os.PathLike], digits: int = 3) -> str:
     """One row per class, P@1 and P@10 of each run side by side (category
     runs' metrics.json), the weakest class of each run in bold."""
@@ -128,7 +134,7 @@ def per_class_table(paths: list[str | os.PathLike], digits: int = 3) -> str:
     names = runs[0]["per_class"]["class_names"]
     head = ["class", *(f"{_label(d)} P@{k}" for d in runs for k in (1, 10))]
     columns = [d["per_class"][key] for d in runs for key in ("top1_accuracy", "precision@10")]
-    weakest = [min(range(len(c)), key=lambda i, c=c: c[i] if c[i] is not None else 2.0) for c in columns]
+    weakest = [_weakest(c) for c in columns]
     rows = [[name, *(f"**{fmt(c[i], digits)}**" if w == i else fmt(c[i], digits) for c, w in zip(columns, weakest))]
             for i, name in enumerate(names)]
     rows.append(["all", *(fmt(d[key] if key == "top1_accuracy" else d["metrics"]["10"]["precision"], digits)

@@ -55,7 +55,8 @@ def _vectors(embedder, images: np.ndarray, mirror: bool, shifts: int = 0) -> np.
     image's; ``shifts``: the mirror-averaged vectors also averaged over the
     image moved ``shifts`` pixels each way (as ``fmsearch combine --shifts``)."""
     if shifts:
-        return l2_normalize(sum(_vectors(embedder, shifted(images, dy, dx), True) for dy, dx in offsets(shifts)))
+        views = [_vectors(embedder, shifted(images, dy, dx), True) for dy, dx in offsets(shifts)]
+        return l2_normalize(sum(views[1:], start=views[0]))
     v = embedder.embed(images)
     return l2_normalize(v + embedder.embed(np.ascontiguousarray(images[:, :, ::-1]))) if mirror else v
 

@@ -130,8 +130,9 @@ def class_index(name: str) -> int:
 
 def cache_dir() -> Path:
     """The per-user cache directory that downloads go to."""
-    if environment.cache_dir():
-        return Path(environment.cache_dir()).expanduser()
+    configured = environment.cache_dir()
+    if configured:
+        return Path(configured).expanduser()
     base = environment.xdg_cache_home() or str(Path.home() / ".cache")
     return Path(base) / "fmsearch" / "fashion-mnist"
 
@@ -226,6 +227,7 @@ def _read_idx(path: Path, f: IdxFile) -> np.ndarray:
     """Read and fully verify one IDX file; returns the uint8 array."""
     raw = _decompress(path)
     expected_n = SPLIT_SIZES[f.split]
+    shape: tuple[int, ...]
     if f.kind == "images":
         magic, header, shape = _IMAGES_MAGIC, 16, (expected_n, IMAGE_SIDE, IMAGE_SIDE)
     else:

@@ -82,7 +82,7 @@ def migrate_collection(
         metadata={**meta, schema.META_COMPLETE: False, schema.META_DISTRIBUTION: distribution},
         multivector=info.multivector, datatype=str(meta.get("datatype", "float32")), hnsw=not info.multivector,
         quantization=str(meta.get(schema.META_QUANTIZATION, "none")), on_disk=bool(meta.get(schema.META_ON_DISK)),
-        **distribution,
+        shards=shards, replicas=replicas, write_consistency=write_consistency,
     )
     ids = source.ids(name)
     with write_target(target, spec, recreate=recreate) as dest:
@@ -90,7 +90,8 @@ def migrate_collection(
         for lo in range(0, len(todo), batch_size):
             chunk = todo[lo : lo + batch_size].tolist()
             records = source.retrieve(name, chunk, with_vectors=True, with_payload=True)
-            vectors: Any = [r.vector for r in records] if info.multivector else np.stack([r.vector for r in records])
+            rows = [r.fetched_vector() for r in records]
+            vectors: Any = rows if info.multivector else np.stack(rows)
             target.upsert(dest.name, [r.id for r in records], vectors, [r.payload for r in records])
             if progress:
                 progress(len(records))
@@ -108,8 +109,8 @@ def _verify(source: Store, target: Store, name: str, written: str, ids: np.ndarr
     if n_target != len(ids):
         raise StoreError(f"{name}: {len(ids)} points in {source.location} but {n_target} on {target.location}")
     pick = np.sort(np.random.default_rng(seed).choice(ids, size=min(sample, len(ids)), replace=False)).tolist()
-    a = {r.id: r.vector for r in source.retrieve(name, pick, with_vectors=True, with_payload=False)}
-    b = {r.id: r.vector for r in target.retrieve(written, pick, with_vectors=True, with_payload=False)}
+    a = {r.id: r.fetched_vector() for r in source.retrieve(name, pick, with_vectors=True, with_payload=False)}
+    b = {r.id: r.fetched_vector() for r in target.retrieve(written, pick, with_vectors=True, with_payload=False)}
     worst = 0.0
     for pid in pick:
         if pid not in b:

@@ -4,6 +4,7 @@ Runtime from its export, or by TensorFlow from the ``.keras`` file."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,7 @@ class ArtifactEmbedder(Embedder):
         if self.threads is not None and runtime == "tensorflow":
             raise InvalidArgumentError("threads apply to ONNX Runtime, not to the tensorflow runtime", param="threads")
         self.spin = spin
-        self._forward = None
+        self._forward: Callable[[np.ndarray], np.ndarray] | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -76,7 +77,7 @@ class ArtifactEmbedder(Embedder):
             return "onnx" if has_onnx(self.path, self.card) else "tensorflow"
         return self.runtime
 
-    def _load_tensorflow(self):
+    def _load_tensorflow(self) -> Callable[[np.ndarray], np.ndarray]:
         tf = import_tensorflow(f"running {self.name}'s .keras file")
         model = load_verified(self.path)
         # One traced graph with a free batch size: no retracing, no per-call
@@ -85,13 +86,17 @@ class ArtifactEmbedder(Embedder):
         self._graph = tf.function(lambda x: model(x, training=False), input_signature=[spec])
         return lambda x: self._graph(x).numpy()
 
-    def prepare(self) -> None:
+    def _loaded(self) -> Callable[[np.ndarray], np.ndarray]:
+        """The forward pass, loaded on first use."""
         if self._forward is None:
             if self.runs_on == "onnx":
                 self._forward = load_session(verified_onnx(self.path, self.card), self.threads, self.spin)
             else:
                 self._forward = self._load_tensorflow()
+        return self._forward
+
+    def prepare(self) -> None:
+        self._loaded()
 
     def embed_batch(self, images: np.ndarray) -> np.ndarray:
-        self.prepare()
-        return self._forward(to_model_input(images))
+        return self._loaded()(to_model_input(images))

@@ -12,8 +12,9 @@ Weights: ``"imagenet"`` (Keras downloads and caches them in
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -46,12 +47,12 @@ class ResNet101Embedder(Embedder):
             if not path.is_file():
                 raise ModelError(f"ResNet101 weights file {path} not found")
             self.weights, self.weights_kind = str(path), "file"
-        self._forward = None
+        self._forward: Callable[[np.ndarray], Any] | None = None  # a tf.function: images -> a tensor
 
     @property
     def fingerprint(self) -> str:
         if self.weights_kind == "file":
-            tag = "sha256:" + sha256_file(self.weights)[:16]
+            tag = "sha256:" + sha256_file(cast(str, self.weights))[:16]  # a "file" kind always has its path
         elif self.weights_kind == "untrained":
             tag = "untrained-seed0"
         else:
@@ -64,8 +65,12 @@ class ResNet101Embedder(Embedder):
 
     def prepare(self) -> None:
         """Build the network now (downloading ImageNet weights if needed)."""
+        self._loaded()
+
+    def _loaded(self) -> Callable[[np.ndarray], Any]:
+        """The traced forward pass, built on first use."""
         if self._forward is not None:
-            return
+            return self._forward
         tf = import_tensorflow("ResNet101")
         import keras
 
@@ -94,7 +99,7 @@ class ResNet101Embedder(Embedder):
             return model(x, training=False)
 
         self._forward = forward
+        return forward
 
     def embed_batch(self, images: np.ndarray) -> np.ndarray:
-        self.prepare()
-        return self._forward(images).numpy()
+        return self._loaded()(images).numpy()

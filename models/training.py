@@ -180,20 +180,22 @@ def train_method(
     fit_n = n - (validation or 0)  # trained on [:fit_n], validated on [fit_n:n]
     images, labels = train.images[:fit_n], train.labels[:fit_n]
     if method == "siamese":
-        from fmsearch.models.siamese import train as fit
+        from fmsearch.models.siamese import train as train_siamese
 
-        model, record = fit(images, labels, epochs=epochs, batch_size=batch_size, seed=seed, mining=mining,
-                            learning_rate=learning_rate, init_model=init_model, verbose=verbose, log=log)
+        model, record = train_siamese(images, labels, epochs=epochs, batch_size=batch_size, seed=seed,
+                                      mining=mining, learning_rate=learning_rate, init_model=init_model,
+                                      verbose=verbose, log=log)
     elif method == "proxy":
-        from fmsearch.models.proxy import train as fit
+        from fmsearch.models.proxy import train as train_proxy
 
-        model, record = fit(images, labels, epochs=epochs, batch_size=batch_size, seed=seed,
-                            learning_rate=learning_rate, augment=augment, loss=loss, verbose=verbose, log=log)
+        model, record = train_proxy(images, labels, epochs=epochs, batch_size=batch_size, seed=seed,
+                                    learning_rate=learning_rate, augment=augment, loss=loss, verbose=verbose,
+                                    log=log)
     else:
-        from fmsearch.models.autoencoder import train as fit
+        from fmsearch.models.autoencoder import train as train_autoencoder
 
-        model, record = fit(images, epochs=epochs, batch_size=batch_size, seed=seed,
-                            learning_rate=learning_rate, verbose=verbose)
+        model, record = train_autoencoder(images, epochs=epochs, batch_size=batch_size, seed=seed,
+                                          learning_rate=learning_rate, verbose=verbose)
     artifact = out_dir / f"{method}.keras"
     tmp = out_dir / f".{method}.tmp.keras"
     model.save(tmp)
@@ -227,8 +229,10 @@ def _command(method: str, *, epochs: int, batch_size: int, seed: int, mining: st
             + (f" --validation {validation}" if validation else "") + f" --out {out}")
 
 
-def provenance(images: int) -> dict[str, Any]:
-    """What a card records of the data, the date, the software and the machine."""
+def provenance(images: int | None) -> dict[str, Any]:
+    """What a card records of the data (``images``: how many trained on; None
+    where a combined model's members do not say), the date, the software and
+    the machine."""
     import keras
     import tensorflow as tf
 

@@ -10,6 +10,7 @@ labels and output names in reports.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from typing import Any
@@ -41,7 +42,7 @@ OPTIONS: dict[str, Any] = {
 }
 
 
-def parse_methods(methods: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+def parse_methods(methods: str | Sequence[str]) -> tuple[str, ...]:
     """"a+b" (or a sequence) -> validated, distinct method names."""
     names = tuple(m.strip() for m in (methods.split("+") if isinstance(methods, str) else methods))
     if not names or any(not n for n in names):
@@ -59,7 +60,8 @@ class SearchMode:
 
     Attributes:
         methods: one method, or several whose top-``shortlist`` lists are
-            fused; "a+b" is accepted and split.
+            fused; "a+b" (a string is a sequence of names too) is accepted
+            and split; stored as a tuple of names.
         quantization: search the quantised variant collection ("int8",
             "binary") instead of the plain one.
         rescore: quantised search: re-score the candidates with the float32
@@ -76,7 +78,7 @@ class SearchMode:
             again (0: off).
     """
 
-    methods: tuple[str, ...]
+    methods: Sequence[str]
     quantization: str = "none"
     rescore: bool = True
     oversampling: float | None = None
@@ -112,17 +114,17 @@ class SearchMode:
             raise InvalidArgumentError(f"expand must be between 0 (off) and {MAX_EXPAND}, got {self.expand}",
                                        param="expand")
         if self.rescore_with is not None:
-            self._check_rescore_with()
+            self._check_rescore_with(self.rescore_with)
         if self.rerank is not None and self.rerank.shortlist > self.shortlist:
             raise InvalidArgumentError(f"the rerank's shortlist ({self.rerank.shortlist}) cannot exceed the mode's "
                                        f"shortlist ({self.shortlist}), which the first stage proposes")
 
-    def _check_rescore_with(self) -> None:
+    def _check_rescore_with(self, other: str) -> None:
         if len(self.methods) > 1:
             raise InvalidArgumentError("rescore with applies to a single method, not a fusion",
                                        param=("rescore_with", "method"))
-        check_method(self.rescore_with)
-        if self.rescore_with == self.methods[0]:
+        check_method(other)
+        if other == self.methods[0]:
             raise InvalidArgumentError(f"rescore with {self.rescore_with} is the method itself; name another method",
                                        param=("rescore_with", "method"))
 

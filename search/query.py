@@ -156,6 +156,17 @@ class Query:
             timings["decode"] = timings.get("decode", 0.0) + time.perf_counter() - t0
         return replace(self, image=image)
 
+    @property
+    def decoded_image(self) -> np.ndarray | None:
+        """The image of a :meth:`decoded` query (None: it asks by an id or by examples).
+
+        Raises:
+            TypeError: the image is not decoded yet (a caller skipped :meth:`decoded`).
+        """
+        if callable(self.image):
+            raise TypeError("the query's image is not decoded yet: search query.decoded()")
+        return self.image
+
     def page(self, hits: Sequence[H]) -> list[H]:
         """The hits this query returns from a search's first :attr:`limit`:
         those scoring at least ``min_score``, then ``offset`` skipped and

@@ -285,20 +285,24 @@ class Searcher:
                      quantization: str = "none") -> np.ndarray:
         """(1, dim) query vector of an image, or of FMNIST item ``pid`` (its
         vector as the collection searched, plain or quantised, stores it)."""
-        if (image is None) == (pid is None):
-            raise InvalidArgumentError("give exactly one of an image or an id")
-        if image is not None:
+        if image is not None and pid is None:
             return self.embedder(method).embed(image)
-        return self.vector_of(method, pid, quantization)
+        if pid is not None and image is None:
+            return self.vector_of(method, pid, quantization)
+        raise InvalidArgumentError("give exactly one of an image or an id")
 
     def query_descriptors(self, *, image: np.ndarray | None = None, pid: int | None = None) -> np.ndarray:
         """SIFT descriptors of a query image, or of FMNIST item ``pid``
         (stored when the SIFT collection holds it, else extracted)."""
         if image is None:
+            if pid is None:
+                raise InvalidArgumentError("give an image or an id")
             stored = self.reranker.stored_descriptors(pid)
             if stored is not None:
                 return stored
             image = self.gallery.image_of(pid)
+            if image is None:
+                raise InvalidArgumentError(f"no image with id {pid} in the gallery")
         return self.reranker.query_descriptors(image)
 
     def rescore_hits(self, hits: Sequence[Hit], method: str, query: np.ndarray) -> list[Hit]:
@@ -361,7 +365,7 @@ class Searcher:
 
     def _search(self, mode: SearchMode, query: Query, timings: dict[str, float]) -> list[Hit]:
         """A search by an image or an id: its first :attr:`Query.limit` hits."""
-        image, pid = query.image, query.id
+        image, pid = query.decoded_image, query.id
         flt = self.filter_of(mode.methods[0], query)
         rerank = mode.rerank
         limit = mode.shortlist if mode.combined else rerank.shortlist if rerank is not None else query.limit

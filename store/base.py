@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from fmsearch.errors import InvalidArgumentError
+from fmsearch.errors import InvalidArgumentError, StoreError
 from fmsearch.store.schema import CollectionSpec
 
 DEFAULT_HNSW_EF = 128
@@ -34,7 +34,8 @@ class QueryFilter:
         exclude_ids: drop these point ids (e.g. the query point itself).
         split: keep only points of this split.
         fields: keep only points whose payload field is one of the values,
-            per ``(field, values)`` pair (an indexed field: a tag, a folder, a shard of the gallery).
+            per ``(field, values)`` pair (an indexed field: a tag, a folder, a shard of the gallery);
+            a field holds one type, so its values are all ints or all strings.
     """
 
     labels: tuple[int, ...] | None = None
@@ -42,7 +43,7 @@ class QueryFilter:
     ids: tuple[int, ...] | None = None
     exclude_ids: tuple[int, ...] = ()
     split: str | None = None
-    fields: tuple[tuple[str, tuple[int | str, ...]], ...] = ()
+    fields: tuple[tuple[str, tuple[int, ...] | tuple[str, ...]], ...] = ()
 
     def is_empty(self) -> bool:
         return (
@@ -91,6 +92,16 @@ class Record:
     id: int
     payload: dict[str, Any]
     vector: np.ndarray | None = None
+
+    def fetched_vector(self) -> np.ndarray:
+        """The vector of a point retrieved with ``with_vectors=True``.
+
+        Raises:
+            StoreError: the store sent the point without its vector.
+        """
+        if self.vector is None:
+            raise StoreError(f"point {self.id} came back without its vector")
+        return self.vector
 
 
 @dataclass(frozen=True)
@@ -201,7 +212,7 @@ class Store(ABC):
         """Make what was written durable and indexed (HNSW built after bulk load)."""
 
     @abstractmethod
-    def query_batch(self, name: str, vectors: np.ndarray, limit: int | Sequence[int],
+    def query_batch(self, name: str, vectors: np.ndarray | Sequence[np.ndarray], limit: int | Sequence[int],
                     flt: QueryFilter | Sequence[QueryFilter | None] | None = None, *, exact: bool = False,
                     hnsw_ef: int | None = None, with_payload: bool | Sequence[str] = True,
                     quantization: QuantizationParams | None = None,

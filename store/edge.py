@@ -310,7 +310,8 @@ class EdgeStore(Store):
 
     def ids(self, name: str) -> np.ndarray:
         qe = _edge()
-        shard, out, offset = self._shard(name), [], None
+        shard, offset = self._shard(name), None
+        out: list[int] = []
         while True:
             records, offset = shard.scroll(qe.ScrollRequest(offset=offset, limit=10_000, with_payload=False, with_vector=False))
             out.extend(int(r.id) for r in records)
@@ -409,7 +410,7 @@ class EdgeStore(Store):
             must.append(qe.FieldCondition(key=key, match=qe.MatchAny(list(values))))
         return qe.Filter(must=must or None, must_not=must_not or None)
 
-    def query_batch(self, name: str, vectors: np.ndarray, limit: int | Sequence[int],
+    def query_batch(self, name: str, vectors: np.ndarray | Sequence[np.ndarray], limit: int | Sequence[int],
                     flt: QueryFilter | Sequence[QueryFilter | None] | None = None, *, exact: bool = False,
                     hnsw_ef: int | None = None, with_payload: bool | Sequence[str] = True,
                     quantization: QuantizationParams | None = None,

@@ -82,9 +82,11 @@ class DirLock:
 
     def same_file(self, other: Path) -> bool:
         """Whether ``other`` is the file this lock holds (it was not swapped away)."""
+        if self._fd is None:
+            return False
         try:
             a, b = os.fstat(self._fd), os.stat(other)
-        except (OSError, TypeError):
+        except OSError:
             return False
         return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 

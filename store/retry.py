@@ -17,6 +17,8 @@ DEFAULT_RETRIES = 3
 BACKOFF_BASE_S = 0.5
 _BACKOFF_CAP_S = 8.0
 _RETRY_STATUS = {429, 500, 502, 503, 504}
+#: the attribute a retried error carries: how many attempts it took
+_ATTEMPTS = "fmsearch_attempts"
 
 
 def is_transient(err: BaseException) -> bool:
@@ -61,7 +63,7 @@ class RetryingClient:
                 except Exception as err:
                     if attempt > self._retries or not is_transient(err):
                         with contextlib.suppress(AttributeError):
-                            err.fmsearch_attempts = attempt
+                            setattr(err, _ATTEMPTS, attempt)
                         raise
                     delay = random.uniform(0, min(_BACKOFF_CAP_S, self._base * 2 ** (attempt - 1)))
                     logger.warning("%s failed (%s); retry %d of %d in %.2f s", attr, type(err).__name__,
@@ -74,5 +76,5 @@ class RetryingClient:
 
 def attempts_note(err: BaseException) -> str:
     """' after N attempts' for an error that was retried, else ''."""
-    n = getattr(err, "fmsearch_attempts", 1)
+    n = getattr(err, _ATTEMPTS, 1)
     return f" after {n} attempts" if n > 1 else ""

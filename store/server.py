@@ -27,7 +27,7 @@ import re
 import time
 import warnings
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -160,7 +160,7 @@ class ServerStore(Store):
         in the same request, so there is no moment without one)."""
         from qdrant_client import models
 
-        ops = []
+        ops: list[models.AliasOperations] = []
         if name in self._aliases():
             ops.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=name)))
         ops.append(models.CreateAliasOperation(create_alias=models.CreateAlias(collection_name=target, alias_name=name)))
@@ -262,7 +262,8 @@ class ServerStore(Store):
             self.client.update_collection(self._real(name), metadata=metadata)
 
     def ids(self, name: str) -> np.ndarray:
-        out, offset = [], None
+        out: list[int] = []
+        offset = None
         with self._call("scroll ids", name):
             while True:
                 records, offset = self.client.scroll(
@@ -307,16 +308,16 @@ class ServerStore(Store):
         from qdrant_client import models
 
         rows = vector_lists(vectors, self.is_multivector(name))
-        ids = [int(i) for i in ids]
+        point_ids: list[models.ExtendedPointId] = [int(i) for i in ids]
         with self._call("upsert", name), warnings.catch_warnings():
             # local mode warns past 20,000 points; it is only a test stand-in here
             warnings.filterwarnings("ignore", message="Local mode is not recommended")
-            for lo in range(0, len(ids), _UPSERT_CHUNK):
+            for lo in range(0, len(point_ids), _UPSERT_CHUNK):
                 hi = lo + _UPSERT_CHUNK
                 self.client.upsert(
                     name,
                     points=models.Batch(
-                        ids=ids[lo:hi], vectors=rows[lo:hi], payloads=list(payloads[lo:hi])
+                        ids=point_ids[lo:hi], vectors=rows[lo:hi], payloads=list(payloads[lo:hi])
                     ),
                     wait=True,
                 )
@@ -344,7 +345,8 @@ class ServerStore(Store):
             return None
         from qdrant_client import models
 
-        must, must_not = [], []
+        must: list[models.Condition] = []
+        must_not: list[models.Condition] = []
         if flt.labels is not None:
             must.append(models.FieldCondition(key=schema.LABEL, match=models.MatchAny(any=list(flt.labels))))
         if flt.exclude_labels:
@@ -356,7 +358,9 @@ class ServerStore(Store):
         if flt.split is not None:
             must.append(models.FieldCondition(key=schema.SPLIT, match=models.MatchValue(value=flt.split)))
         for key, values in flt.fields:
-            must.append(models.FieldCondition(key=key, match=models.MatchAny(any=list(values))))
+            # a tuple of ints or of strings lists as such; mypy joins the two to list[object]
+            any_of = cast("list[int] | list[str]", list(values))
+            must.append(models.FieldCondition(key=key, match=models.MatchAny(any=any_of)))
         return models.Filter(must=must or None, must_not=must_not or None)
 
     def _search_params(self, *, exact: bool = False, hnsw_ef: int | None = None,
@@ -375,7 +379,7 @@ class ServerStore(Store):
         return models.SearchParams(hnsw_ef=hnsw_ef or DEFAULT_HNSW_EF, exact=exact, quantization=quant,
                                    acorn=models.AcornSearchParams(enable=True) if acorn else None)
 
-    def query_batch(self, name: str, vectors: np.ndarray, limit: int | Sequence[int],
+    def query_batch(self, name: str, vectors: np.ndarray | Sequence[np.ndarray], limit: int | Sequence[int],
                     flt: QueryFilter | Sequence[QueryFilter | None] | None = None, *, exact: bool = False,
                     hnsw_ef: int | None = None, with_payload: bool | Sequence[str] = True,
                     quantization: QuantizationParams | None = None,

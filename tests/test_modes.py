@@ -276,3 +276,14 @@ def test_a_mode_is_spelled_once():
     assert SearchMode.from_options("pixels", **OPTIONS) == SearchMode("pixels")
     with pytest.raises(InvalidArgumentError, match="unknown search mode options: colour"):
         SearchMode.from_options("pixels", colour="red")
+
+
+def test_a_query_image_is_read_once_decoded():
+    """An image source (an upload's bytes, read when searched) is an array only after decoded()."""
+    from fmsearch.search import Query
+
+    image = np.zeros((28, 28), np.uint8)
+    lazy = Query(image=lambda: image)
+    with pytest.raises(TypeError, match="not decoded yet"):
+        lazy.decoded_image
+    assert lazy.decoded().decoded_image is image and Query(id=3).decoded_image is None

@@ -151,3 +151,12 @@ def test_a_serving_copy_answers_as_the_source_and_leaves_it_free(tmp_path, unit_
             again.upsert(name, [0], v[1:2], [schema.make_payload("train", 0, 5, "")])
     finally:
         copy.close()
+
+
+def test_a_record_without_its_vector_is_a_store_error():
+    """A point sent back without the vector asked for is named, not a numpy error further on."""
+    from fmsearch.store.base import Record
+
+    assert Record(3, {}, np.ones(2, np.float32)).fetched_vector().tolist() == [1.0, 1.0]
+    with pytest.raises(StoreError, match="point 3 came back without its vector"):
+        Record(3, {}).fetched_vector()

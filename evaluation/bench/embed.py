@@ -90,10 +90,11 @@ def _runtimes(method: str, images: np.ndarray) -> dict[str, Any]:
     """One trained method on Keras and on ONNX Runtime, each batch size timed
     round-robin (noise falls on both), and the largest vector difference."""
     onnx = get_embedder(method, runtime="onnx")
-    on_keras = get_embedder(method, runtime="tensorflow")
+    keras_runtime = get_embedder(method, runtime="tensorflow")
+    on_keras: Embedder | None = keras_runtime
     note = ""
     try:
-        on_keras.prepare()
+        keras_runtime.prepare()
     except ModelError as err:  # the lean install: no TensorFlow to compare with
         on_keras, note = None, str(err)
     row: dict[str, Any] = {"method": method, "batches": {}, "note": note}
@@ -167,13 +168,13 @@ def run_embed_bench(*, methods: tuple[str, ...] | None = None,
     for r in rows:
         seconds = r["ingest"].get("projected_total_s", r["ingest"]["total_s"])
         r["ingest_vs_pixels"] = seconds / base["ingest"]["total_s"] if base else None
-    installs = {}
+    installs: dict[str, Any] = {}
     for name, extras in (("default", ()), ("with [train]", ("train",))):
         sizes, missing = install_size(extras)
         installs[name] = {"total": sum(sizes.values()), "largest": dict(list(sizes.items())[:8]), "not_installed": missing}
     data = {"environment": environment(), "gallery": ingest_gallery, "rows": rows, "runtimes": runtimes,
             "cli_query": cli, "install_bytes": installs}
-    table = "\n\n".join([_table(rows), _runtime_table(runtimes), _cli_table(cli, data["install_bytes"])])
+    table = "\n\n".join([_table(rows), _runtime_table(runtimes), _cli_table(cli, installs)])
     return BenchResult("embed", data, table, tuple(skipped))
 
 

@@ -4,6 +4,7 @@ metadata of the environment this runs in."""
 
 from __future__ import annotations
 
+import os
 import re
 from importlib import metadata
 
@@ -45,7 +46,7 @@ def dist_bytes(name: str) -> int:
     total = 0
     for f in dist.files or ():
         try:
-            total += f.locate().stat().st_size
+            total += os.stat(f.locate()).st_size
         except OSError:
             pass
     return total

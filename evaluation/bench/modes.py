@@ -68,12 +68,14 @@ def _plan(searcher: Searcher, methods: tuple[str, ...]) -> tuple[list[dict[str, 
             skipped.append({"mode": mode.label, "why": str(err)})
             continue
         disk = [searcher.store.disk_bytes(i.name) for i in infos]
+        known = [d for d in disk if d is not None]
         runs.append({
             "mode": mode, "base": SearchMode(mode.methods[0]).label,
             "bytes_searched": sum(schema.vector_bytes(i.dim, mode.quantization if j < len(mode.methods) else "none")
                                   ["searched"] for j, i in enumerate(infos)),
             "bytes_float32": sum(4 * i.dim for i in infos),
-            "disk_bytes_per_point": None if None in disk else sum(d / max(i.points, 1) for d, i in zip(disk, infos)),
+            "disk_bytes_per_point": None if len(known) < len(disk)
+            else sum(d / max(i.points, 1) for d, i in zip(known, infos)),
         })
     return runs, skipped
 

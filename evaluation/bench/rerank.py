@@ -54,12 +54,17 @@ def _latencies(store: Store, q_images: np.ndarray, shortlist: int, data_dir) -> 
         "shortlist_query": p50_ms(lambda i: searcher.search("pixels", image=q_images[i], k=shortlist), idx),
         "sift_on_query_image": p50_ms(lambda i: reranker.query_descriptors(q_images[i]), idx),
     }
-    for mode in RERANK_MODES:
-        config = RerankConfig(shortlist=shortlist, mode=mode)
-        latency[f"rerank_{mode}"] = p50_ms(lambda i, c=config: reranker.rerank(lists[i], descs[i], c), idx)
-        reranked = SearchMode("pixels", rerank=config)
-        latency[f"query_with_rerank_{mode}"] = p50_ms(
-            lambda i, m=reranked: searcher.search(m, image=q_images[i], k=10), idx)
+
+    def rerank_ms(config: RerankConfig) -> float:
+        return p50_ms(lambda i: reranker.rerank(lists[i], descs[i], config), idx)
+
+    def query_ms(mode: SearchMode) -> float:
+        return p50_ms(lambda i: searcher.search(mode, image=q_images[i], k=10), idx)
+
+    for name in RERANK_MODES:
+        config = RerankConfig(shortlist=shortlist, mode=name)
+        latency[f"rerank_{name}"] = rerank_ms(config)
+        latency[f"query_with_rerank_{name}"] = query_ms(SearchMode("pixels", rerank=config))
     return latency
 
 

@@ -33,6 +33,7 @@ from fmsearch.evaluation.bench.timing import (
     check_first_stage,
     environment,
     latency_ms,
+    mean_overlap,
     recall_at_k,
 )
 from fmsearch.images.files import encode_png
@@ -226,8 +227,8 @@ def _hnswlib(vectors: np.ndarray, queries: np.ndarray, refs: dict[str, np.ndarra
                    range(len(queries)))
     qps = batch_qps(lambda b: index.knn_query(b, 10), queries)
     ids = np.asarray(found[1:], np.int64)
-    out = {"build_s": build_s, "rss_mib": _rss_mib() - rss0, "p50_ms": t["p50_ms"], "p99_ms": t["p99_ms"],
-           "batch_qps": qps, "recall_at_10": float(metrics.mean(metrics.overlap_at_k(ids, refs["none"], 10)))}
+    out: dict[str, Any] = {"build_s": build_s, "rss_mib": _rss_mib() - rss0, "p50_ms": t["p50_ms"],
+                           "p99_ms": t["p99_ms"], "batch_qps": qps, "recall_at_10": mean_overlap(ids, refs["none"])}
     for fname in ("own class", "other class"):
         out[fname] = {}
         for ef in HNSWLIB_FILTERED_EF:
@@ -235,8 +236,7 @@ def _hnswlib(vectors: np.ndarray, queries: np.ndarray, refs: dict[str, np.ndarra
             got = [index.knn_query(queries[i:i + 1], 10, num_threads=1,
                                    filter=lambda j, c=f.labels[0]: labels[j] == c)[0][0]
                    for i, f in enumerate(filters[fname])]
-            out[fname][f"ef {ef}"] = float(metrics.mean(metrics.overlap_at_k(np.asarray(got, np.int64), refs[fname],
-                                                                              10)))
+            out[fname][f"ef {ef}"] = mean_overlap(np.asarray(got, np.int64), refs[fname])
     return out
 
 
@@ -254,7 +254,8 @@ def _measure(g: _Gallery, n: int, queries, q_labels, warm, spec_args: dict[str, 
         row: dict[str, Any] = {"kind": g.kind, "method": g.method, "points": n, "dim": int(vectors.shape[1]),
                                "embed_s": g.embed_s(n), **_ingest(store, spec, g, n)}
         row["build_peak_rss_mib"] = _rss_mib("VmHWM") - rss0
-        row["disk_mib"] = store.disk_bytes(spec.name) / 2**20
+        disk = store.disk_bytes(spec.name)
+        row["disk_mib"] = None if disk is None else disk / 2**20
     rss1, anon1 = _settle(), _rss_mib("RssAnon")
     with open_store(None, home=home) as store:  # opened afresh, as a service would
         row["search"] = _search(store, spec.name, queries, warm, refs, filters, spec.quantization)

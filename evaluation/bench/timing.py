@@ -74,12 +74,12 @@ def environment() -> dict[str, Any]:
     }
 
 
-def p50_ms(fn: Callable[[Any], Any], items: Sequence[Any]) -> float:
+def p50_ms(fn: Callable[[Any], Any], items: Sequence[Any] | np.ndarray) -> float:
     """Median milliseconds of ``fn(item)`` over ``items``, after one warm-up call."""
     return latency_ms(fn, items)["p50_ms"]
 
 
-def latency_ms(fn: Callable[[Any], Any], items: Sequence[Any]) -> dict[str, float]:
+def latency_ms(fn: Callable[[Any], Any], items: Sequence[Any] | np.ndarray) -> dict[str, float]:
     """p50, p95 and p99 milliseconds of ``fn(item)`` over ``items`` (one warm-up call first)."""
     fn(items[0])
     times = []
@@ -168,4 +168,16 @@ def recall_at_k(results: list[list[Any]], reference: np.ndarray, k: int = 10) ->
     for i, points in enumerate(results):
         ids = [p.id for p in points[:k]]
         found[i, : len(ids)] = ids
-    return float(metrics.mean(metrics.overlap_at_k(found, reference, k)))
+    return mean_overlap(found, reference, k)
+
+
+def mean_overlap(ids: np.ndarray, reference: np.ndarray, k: int = 10) -> float:
+    """Mean share of each reference top ``k`` that the ``ids`` rows hold (recall@k).
+
+    Raises:
+        ValueError: no rows to measure.
+    """
+    recall = metrics.mean(metrics.overlap_at_k(ids, reference, k))
+    if recall is None:
+        raise ValueError("recall over no queries")
+    return recall

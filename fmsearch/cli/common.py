@@ -158,7 +158,7 @@ def parse_ks(text: str) -> tuple[int, ...]:
 
 def echo_json(obj: Any) -> None:
     """One JSON object per line."""
-    if is_dataclass(obj):
+    if is_dataclass(obj) and not isinstance(obj, type):  # an instance, not the class itself
         obj = asdict(obj)
     click.echo(json.dumps(obj, sort_keys=True))
 

@@ -28,7 +28,7 @@ def command(weights, validation, limit, mirror, shifts, expand, data_dir) -> Non
     from fmsearch.evaluation.markdown import table
     from fmsearch.evaluation.validation import validation_rows
 
-    expansions = parse_numbers(expand, "--expand", int)
+    expansions = parse_numbers(expand, "--expand", int) or ()  # --expand has a default: never None
     rows = validation_rows(list(weights), validation=validation, limit=limit, mirror=mirror, shifts=shifts,
                            expand=expansions, data_dir=data_dir)
     click.echo(table(["variant", "P@1", "P@10"], [[r.variant, f"{r.p_at_1:.4f}", f"{r.p_at_10:.4f}"] for r in rows],
