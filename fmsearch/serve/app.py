@@ -27,6 +27,7 @@ from fmsearch.search.mode import SearchMode
 from fmsearch.serve.config import ServeConfig
 from fmsearch.serve.deps import API_KEY_HEADER, Serving, api_key
 from fmsearch.serve.errors import add_handlers, error_answer
+from fmsearch.serve.fastpath import SearchFastPath
 from fmsearch.serve.insight import Insight
 from fmsearch.serve.limits import BodyLimit
 from fmsearch.serve.metrics import Metrics
@@ -83,7 +84,9 @@ def create_app(config: ServeConfig, service: SearchService | None = None) -> Fas
     mount_page(app)
     answer = partial(error_answer, timeout_s=config.request_timeout_s)
     add_handlers(app, config.request_timeout_s)
-    # the middleware, innermost first: each request within its deadline; the upload limit; the metrics; CORS
+    # the middleware, innermost first: searches straight to their endpoint (fastpath.py says what it buys);
+    # each request within its deadline; the upload limit; the metrics; CORS
+    app.add_middleware(SearchFastPath, serving=serving)
     app.add_middleware(Deadline, seconds=config.request_timeout_s, answer=answer)
     app.add_middleware(BodyLimit, max_bytes=config.max_upload_bytes)
     app.add_middleware(Metered, metrics=metrics)
