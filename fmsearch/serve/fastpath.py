@@ -1,12 +1,14 @@
 """The one path that bypasses FastAPI: ``POST /api/search`` taken straight
 to its endpoint.
 
-What it buys, measured (docs/serve.md, "What the framework costs"): FastAPI's
-routing (matching the path against every route) and its dependency solving
-cost the event loop about 0.35 ms per search here, against 0.16 ms for the
-whole of the rest of a search's time on the loop; while the loop holds
-Python's lock, the batch thread cannot hand back results or take the next
-batch, so that time comes off the requests/s.
+What it buys, measured with the serve benchmark's driver (wrk, 16 clients,
+siamese uploads), the service with and without it driven in turn on one
+home (docs/serve.md, "What the framework costs"): FastAPI's routing and
+dependency solving cost 0.31 ms of CPU per search at 28x28 (1.97 ms
+against 1.65, 16%) and 0.29 ms at 280x280 (2.82 against 2.53, 10%), 0.21 ms
+of it on the event loop, where it also holds Python's lock that the batch
+thread needs to hand back results and take the next batch. On two cores the
+service is CPU-bound, so that is requests/s.
 
 What it keeps: it is the innermost middleware, so the one middleware chain
 (deadline, upload limit, metrics, CORS) wraps it as it wraps every route;
@@ -46,7 +48,9 @@ class SearchFastPath:
         if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        scope["route"] = self.route  # as FastAPI's routes record themselves (the metrics' endpoint label)
+        scope["route"] = (
+            self.route
+        )  # as FastAPI's routes record themselves (the metrics' endpoint label)
         request = Request(scope, receive)
         s = self.serving
         try:
