@@ -4,19 +4,24 @@ library like the CLI (models loaded once, requests micro-batched).
 A module here imports only those above it in this list:
 
 - :mod:`~fmsearch.serve.config`: what the service is started with;
-- :mod:`~fmsearch.serve.forms`: ``multipart/form-data`` bodies parsed from
-  memory in one pass;
 - :mod:`~fmsearch.serve.schemas`: the request and response shapes (the
   OpenAPI document);
 - :mod:`~fmsearch.serve.service`: the loaded serving copy, Searcher and
   models, the work each request does (blocking, run off the event loop:
   decode, embed, search);
-- :mod:`~fmsearch.serve.limits`, :mod:`~fmsearch.serve.metrics`: the upload
-  limit, the Prometheus series;
-- :mod:`~fmsearch.serve.routes`: the endpoints (the search route a bare
-  ASGI route, documented from the schemas);
-- :mod:`~fmsearch.serve.app`: the application: errors as 4xx JSON in one
-  place, API key, CORS, metrics, the upload limit;
+- :mod:`~fmsearch.serve.limits`, :mod:`~fmsearch.serve.metrics`,
+  :mod:`~fmsearch.serve.middleware`: the upload limit, the Prometheus
+  series, the deadline and the metering (plain ASGI middleware);
+- :mod:`~fmsearch.serve.errors`: every error's answer, in one handler;
+- :mod:`~fmsearch.serve.deps`: what routes get with ``Depends``: the
+  process's ``Serving``, the service once ready (503 while loading), the
+  API key (a FastAPI security dependency);
+- :mod:`~fmsearch.serve.forms`: a multipart search form (python-multipart,
+  through Starlette's parser), its fields typed strictly;
+- :mod:`~fmsearch.serve.routers`: the endpoints, an ``APIRouter`` per subject;
+- :mod:`~fmsearch.serve.app`: the application: the routers, the key where
+  one is set, the middleware, the page; the service loads at start-up,
+  before the server takes a connection;
 - :mod:`~fmsearch.serve.run`: granian (default) or uvicorn, one process or
   several.
 

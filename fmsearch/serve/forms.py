@@ -1,116 +1,120 @@
-"""``multipart/form-data`` bodies (RFC 7578), parsed from memory.
+"""A search from a ``multipart/form-data`` body: parsed by python-multipart
+through Starlette's form parser (the one ``Request.form()`` runs), then typed.
 
-The service reads a search's whole body anyway (an image is decoded from
-all of its bytes, and the upload limit bounds it), so a form is split with
-``bytes.find`` in one pass rather than streamed through a callback parser:
-about 1 us for a 28x28 upload against about 60 us for Starlette's
-``Request.form()`` here (``fmsearch bench serve`` measures the whole
-path). Header parameters are read here too (quoted strings with escapes;
-RFC 7578 forbids the RFC 2231 ``name*=`` forms in a form-data part): about
-1 us against 10 us for python-multipart's ``parse_options_header``.
+A form's values are all text; each is read as the JSON type its field
+takes, strictly: ``k=1.5`` or ``exact=yes`` is refused (422), not coerced,
+and ``exact=true`` is taken. ``class`` and ``exclude_class`` repeat (or
+take comma-separated names).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
 
 from fmsearch.errors import InvalidArgumentError
+from fmsearch.serve.schemas import SearchRequest
 
 #: most parts a search form may have (every field, classes repeated)
 MAX_PARTS = 200
-#: one ``; key=value`` parameter of a header, the value a token or a quoted string
-PARAM = re.compile(rb';\s*([^\s=;]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s;]*))')
-ESCAPE = re.compile(rb"\\(.)")
+#: multipart fields that may repeat, and the request field each fills
+REPEATED = {
+    "class": "classes",
+    "exclude_class": "exclude_classes",
+    "classes": "classes",
+    "exclude_classes": "exclude_classes",
+    "positive": "positive",
+    "negative": "negative",
+    "fusion_weights": "fusion_weights",
+}
+INTEGER = re.compile(r"[+-]?[0-9]+")
+NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 
 
-@dataclass(frozen=True)
-class Part:
-    """One part of a form: a field's text, or a file's bytes."""
-
-    name: str
-    value: str | bytes
-    filename: str | None = None
-
-    @property
-    def is_file(self) -> bool:
-        return self.filename is not None
+def _json_types(spec: dict[str, Any]) -> set[str]:
+    """Every JSON type a field's schema (or its items') allows."""
+    found = {spec["type"]} if "type" in spec else set()
+    for inner in (*spec.get("anyOf", ()), *([spec["items"]] if "items" in spec else ())):
+        found |= _json_types(inner)
+    return found
 
 
-def parse_header(value: bytes) -> tuple[bytes, dict[bytes, bytes]]:
-    """A header's value (``form-data; name="a"``) as its lower-cased first
-    word and its parameters (keys lower-cased, quoted values unescaped)."""
-    kind, _, rest = value.partition(b";")
-    params = {}
-    for m in PARAM.finditer(b";" + rest):
-        quoted = m.group(2)
-        if quoted is None:
-            params[m.group(1).lower()] = m.group(3)
-        else:
-            params[m.group(1).lower()] = ESCAPE.sub(rb"\1", quoted) if b"\\" in quoted else quoted
-    return kind.strip().lower(), params
+#: the JSON types each search field takes (what a form's text is read as)
+FIELD_TYPES = {
+    name: _json_types(spec)
+    for name, spec in SearchRequest.model_json_schema()["properties"].items()
+}
 
 
-def boundary_of(content_type: str) -> bytes:
-    """The boundary a ``multipart/form-data`` content type names."""
-    _, params = parse_header(content_type.encode("latin-1"))
-    boundary = params.get(b"boundary")
-    if not boundary or len(boundary) > 70:
-        raise InvalidArgumentError("the multipart form names no valid boundary in its content type")
-    return boundary
-
-
-def parse_form(body: bytes, content_type: str, max_parts: int = MAX_PARTS) -> list[Part]:
-    """The parts of a multipart form ``body``, in order.
+async def read_form(request: Request) -> tuple[SearchRequest, bytes | None]:
+    """The search a multipart form asks for, validated, and its ``image`` file's bytes.
 
     Raises:
-        InvalidArgumentError: a malformed form (no boundary, truncated, a
-            part without a name), or more than ``max_parts`` parts.
+        InvalidArgumentError: a malformed form (400), a file in another field
+            than ``image``, a field given twice.
+        pydantic.ValidationError: a field of the wrong type or out of range (422).
     """
-    dash = b"--" + boundary_of(content_type)
-    delimiter = b"\r\n" + dash
-    if body.startswith(dash):
-        pos = len(dash)
-    else:  # a preamble before the first boundary is allowed, and ignored
-        first = body.find(delimiter)
-        if first < 0:
-            raise InvalidArgumentError("the multipart form has no part (its boundary is not in the body)")
-        pos = first + len(delimiter)
-    parts: list[Part] = []
-    while not body.startswith(b"--", pos):  # "--" after a boundary closes the form
-        eol = body.find(b"\r\n", pos)
-        if eol < 0 or body[pos:eol].strip(b" \t"):
-            raise InvalidArgumentError("the multipart form is malformed after a boundary")
-        end = body.find(delimiter, eol + 2)
-        if end < 0:
-            raise InvalidArgumentError("the multipart form is truncated (no closing boundary)")
-        if len(parts) == max_parts:
-            raise InvalidArgumentError(f"the multipart form has more than {max_parts} parts")
-        parts.append(_part(body, eol + 2, end))
-        pos = end + len(delimiter)
-    return parts
-
-
-def _part(body: bytes, start: int, end: int) -> Part:
-    head_end = body.find(b"\r\n\r\n", start, end)
-    if head_end < 0:
-        raise InvalidArgumentError("a part of the multipart form has no headers")
-    disposition = None
-    for line in body[start:head_end].split(b"\r\n"):
-        key, _, value = line.partition(b":")
-        if key.strip().lower() == b"content-disposition":
-            disposition = value.strip()
-    if disposition is None:
-        raise InvalidArgumentError("a part of the multipart form has no Content-Disposition header")
-    kind, params = parse_header(disposition)
-    name = params.get(b"name")
-    if kind != b"form-data" or name is None:
-        raise InvalidArgumentError("a part of the multipart form is not a named form-data field")
-    content = body[head_end + 4 : end]
-    filename = params.get(b"filename")
+    parser = _Closed(request.headers, request.stream(), max_files=1, max_fields=MAX_PARTS)
     try:
-        if filename is not None:
-            return Part(name.decode(), content, filename.decode())
-        return Part(name.decode(), content.decode())
-    except UnicodeDecodeError as err:
-        raise InvalidArgumentError(f"a field of the multipart form is not UTF-8 text ({err.reason})") from err
+        form = await parser.parse()
+    except MultiPartException as err:  # python-multipart's refusal, as Starlette words it
+        raise InvalidArgumentError(f"the multipart form is malformed: {err.message}") from err
+    if not parser.closed:
+        await form.close()
+        raise InvalidArgumentError("the multipart form is truncated (no closing boundary)")
+    try:
+        data: dict[str, Any] = {}
+        upload = None
+        for name, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                if name != "image":
+                    raise InvalidArgumentError(
+                        f"a file in field {name!r}: only 'image' takes a file, once"
+                    )
+                upload = await value.read()
+            elif name == "image":
+                raise InvalidArgumentError("the image field must be a file in a multipart form")
+            elif name in REPEATED:
+                field = REPEATED[name]
+                data.setdefault(field, []).extend(
+                    _typed(field, v) for v in value.split(",") if v.strip()
+                )
+            elif name in data:
+                raise InvalidArgumentError(f"field {name!r} is given twice")
+            else:
+                data[name] = _typed(name, value)
+    finally:
+        await form.close()
+    return SearchRequest.model_validate(data, strict=True), upload
+
+
+class _Closed(MultiPartParser):
+    """Starlette's parser, noting whether the form reached its closing
+    boundary: python-multipart takes a body cut off before it as the parts
+    it got whole (its ``finalize`` does not check yet), which would drop
+    fields silently."""
+
+    closed = False
+
+    def on_end(self) -> None:
+        self.closed = True
+
+
+def _typed(field: str, text: str) -> Any:
+    """A form value as its field's JSON type; left as text where it is not
+    one (strict validation then names the field)."""
+    kinds = FIELD_TYPES.get(field, ())
+    value = text.strip()
+    if "boolean" in kinds and value in ("true", "false"):
+        return value == "true"
+    if "integer" in kinds and INTEGER.fullmatch(value):
+        return (
+            int(value) if len(value) <= 20 else text
+        )  # longer is out of every field's range: left to refuse
+    if "number" in kinds and NUMBER.fullmatch(value):
+        return float(value)
+    return text

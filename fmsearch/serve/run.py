@@ -7,7 +7,14 @@ connections across its workers (16 connections split 6/10, 8/8, 9/7 here)
 where uvicorn's workers sometimes took most of them (11/5, 13/3, 2/14),
 leaving one process, bound by its Python lock, to do the work while a core
 idles; when they split evenly uvicorn was the faster of the two (see
-docs/serve.md). ``fmsearch bench serve`` measures both.
+docs/serve.md). ``fmsearch bench serve`` measures both; uvicorn stays as the
+alternative because it wins a case users meet (many clients opening and
+closing connections, where an uneven split evens out: 1.08-1.32x in seven
+of eight runs of 2026-11-25).
+
+Either server finishes the application's start-up (the service's load)
+before its worker accepts a connection, so no request meets a worker that
+is still loading.
 
 SIGINT or SIGTERM stops every worker, each closing its store (and removing
 its copy) on the way out, and the command exits 0: a clean stop, not a crash.

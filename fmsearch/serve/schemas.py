@@ -91,7 +91,7 @@ class Timings(BaseModel):
 
 
 class SearchResponse(BaseModel):
-    hits: list[HitOut]
+    hits: list[HitOut]  # type: ignore[valid-type]  # a model made at import from Hit's fields (one owner)
     query: dict = Field(description="What was understood: the mode, k, the filters, what the query was.")
     timings_ms: Timings
 

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
+from typing import cast
 
 import numpy as np
 
@@ -141,8 +142,8 @@ class SearchService:
             self.skipped[method] = f"not ingested ({name} not in the store)"
         else:
             try:
-                self.searcher.collection(method)
-                embedder = self.searcher.embedder(method)
+                self._searchers[None].collection(method)
+                embedder = self._searchers[None].embedder(method)
                 embedder.prepare()
                 embedder.embed(np.zeros((1, 28, 28), np.uint8))  # warm-up: the first call pays for set-up
                 self.methods.append(method)
@@ -156,8 +157,9 @@ class SearchService:
         """Serve one method's collection of a folder gallery (its model
         shared with FMNIST's)."""
         if gallery not in self._searchers:
-            folder = open_gallery(self.store, gallery, prefix=self.config.store_settings.prefix)
-            self._searchers[gallery] = self.searcher.for_gallery(folder)
+            fmnist = self._searchers[None]
+            folder = open_gallery(fmnist.store, gallery, prefix=self.config.store_settings.prefix)
+            self._searchers[gallery] = fmnist.for_gallery(folder)
         searcher = self._searchers[gallery]
         try:
             info = searcher.collection(method)
@@ -235,7 +237,7 @@ class SearchService:
         if not good:
             return answers
         try:
-            vectors = searcher.embedder(mode.methods[0]).embed(np.stack([q.image for q in queries]))
+            vectors = searcher.embedder(mode.methods[0]).embed(np.stack([cast(np.ndarray, q.image) for q in queries]))  # decoded above
             t2 = time.perf_counter()
             found = searcher.search_vectors(mode, vectors, [q.limit for q in queries], [items[i].flt for i in good],
                                             exact=exact)
@@ -270,7 +272,7 @@ class SearchService:
         of its gallery that holds it (its id checked by the gallery)."""
         searcher.gallery.check_id(pid)
         for method in self._served[collection]:
-            records = self.store.retrieve(searcher.collection(method).name, [pid], with_payload=fields)
+            records = searcher.store.retrieve(searcher.collection(method).name, [pid], with_payload=fields)
             if records:
                 return records[0].payload
         return None
@@ -316,7 +318,7 @@ class SearchService:
         return self.searcher_for(collection).filter_of(mode.methods[0], query)
 
     def collections(self) -> list[dict]:
-        return [{k: v for k, v in asdict(s).items() if k != "in_use" or v is not None} for s in summarize(self.store)]
+        return [{k: v for k, v in asdict(s).items() if k != "in_use" or v is not None} for s in summarize(self._searchers[None].store)]
 
 
 def _gallery_collections(store: Store, names: Sequence[str], methods: Sequence[str]) -> dict[str, tuple[str, str]]:
