@@ -41,8 +41,9 @@ demo: install
 	$(BIN)/fmsearch query --id 60000 --method pixels -k 5 --rerank sift
 	$(BIN)/fmsearch compare 60000 60001 --out matches.png
 
-## Set up and run the test suite (integration tests skip, with the reason, without a server).
-test: install-dev
+## Set up, check formatting, lint and types (make lint), and run the test suite (integration tests skip,
+## with the reason, without a server).
+test: lint
 	$(BIN)/python -m pytest -q
 
 ## Formatting, lint and types: ruff format and ruff check (configured in pyproject.toml), mypy on the library.

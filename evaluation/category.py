@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import numpy as np
@@ -26,8 +26,8 @@ from fmsearch.search.mode import SearchMode
 from fmsearch.search.query import Query
 from fmsearch.search.rerank import RerankConfig
 from fmsearch.search.searcher import Hit, Searcher
-from fmsearch.store.gallery import open_gallery
 from fmsearch.store import QuantizationParams, QueryFilter, Store, schema
+from fmsearch.store.gallery import open_gallery
 
 logger = logging.getLogger(__name__)
 
@@ -36,9 +36,15 @@ logger = logging.getLogger(__name__)
 SEED_RESULTS: dict[str, dict[str, float]] = {
     "autoencoder": {"P@5": 0.8000, "R@5": 0.0040, "P@10": 0.7333, "R@10": 0.0073, "top1": 1.0},
     "resnet101": {
-        "P@1": 0.789, "R@1": 0.002, "F1@1": 0.003,
-        "P@5": 0.754, "R@5": 0.008, "F1@5": 0.015,
-        "P@20": 0.702, "R@20": 0.052, "F1@20": 0.098,
+        "P@1": 0.789,
+        "R@1": 0.002,
+        "F1@1": 0.003,
+        "P@5": 0.754,
+        "R@5": 0.008,
+        "F1@5": 0.015,
+        "P@20": 0.702,
+        "R@20": 0.052,
+        "F1@20": 0.098,
     },
     "siamese": {"P@?": 0.8180, "R@?": 0.0206, "top1": 0.93},
 }
@@ -82,7 +88,9 @@ class EvalConfig:
         if self.mode.rerank is not None:
             self.mode.rerank.check_holds(max(self.ks))
             if self.mode.combined:
-                raise InvalidArgumentError("evaluate a fusion or a rescoring without a rerank (one second stage at a time)")
+                raise InvalidArgumentError(
+                    "evaluate a fusion or a rescoring without a rerank (one second stage at a time)"
+                )
 
     @property
     def out_dir(self) -> str:
@@ -154,11 +162,16 @@ class _Queries:
                 if r.payload.get(schema.LABEL) is not None:
                     labels[r.id] = int(r.payload[schema.LABEL])
         if not labels:
-            raise InvalidArgumentError(f"{name} has no image with a class (its folder has no class subfolders): "
-                                       "there is nothing to evaluate against")
+            raise InvalidArgumentError(
+                f"{name} has no image with a class (its folder has no class subfolders): "
+                "there is nothing to evaluate against"
+            )
         if n >= len(labels):
-            raise InvalidArgumentError(f"queries must be fewer than the {len(labels)} images of {name} with a class "
-                                       f"(the rest are the gallery), got {n}", param="queries")
+            raise InvalidArgumentError(
+                f"queries must be fewer than the {len(labels)} images of {name} with a class "
+                f"(the rest are the gallery), got {n}",
+                param="queries",
+            )
         chosen = np.sort(np.random.default_rng(seed).choice(np.array(sorted(labels), np.int64), size=n, replace=False))
         records = store.retrieve(name, [int(i) for i in chosen], with_payload=[schema.IMAGE])
         images = np.stack([decode_png(r.payload[schema.IMAGE]) for r in records])
@@ -221,8 +234,9 @@ def evaluate(
     gallery = open_gallery(store, config.gallery, prefix=prefix, data_dir=data_dir)  # named once, here
     gallery.check_queries(config.queries)
     if not gallery.has_splits and config.mode.combined:
-        raise InvalidArgumentError("a folder gallery is evaluated one method at a time, without a fusion or a "
-                                   "rescoring")
+        raise InvalidArgumentError(
+            "a folder gallery is evaluated one method at a time, without a fusion or a rescoring"
+        )
     searcher = Searcher(store, hnsw_ef=config.hnsw_ef, acorn=config.acorn, options=options, gallery=gallery)
     searcher.check_mode(config.mode)
     run = _evaluate_combined if config.mode.combined else _evaluate_single
@@ -264,9 +278,21 @@ def _evaluate_single(searcher: Searcher, config: EvalConfig, data_dir, progress,
     summary["ann_recall_at_10"] = _ann_recall(searcher, config, q_vectors, flt)
     summary["vector_bytes"] = schema.vector_bytes(info.dim, mode.quantization)
     summary["latency"] = _latency(searcher, config, queries.images, max(config.ks), flt)
-    return EvalResult(config, info.name, dict(info.metadata), sum(per_class), per_class,
-                      queries.indices, queries.labels, hit_ids, hit_labels, hit_scores, summary,
-                      query_images=queries.images, class_names=class_names)
+    return EvalResult(
+        config,
+        info.name,
+        dict(info.metadata),
+        sum(per_class),
+        per_class,
+        queries.indices,
+        queries.labels,
+        hit_ids,
+        hit_labels,
+        hit_scores,
+        summary,
+        query_images=queries.images,
+        class_names=class_names,
+    )
 
 
 def _held_out_gallery(store: Store, name: str, queries: _Queries, n_classes: int) -> tuple[QueryFilter, list[int]]:
@@ -293,25 +319,35 @@ def _search_batched(searcher: Searcher, config: EvalConfig, images: np.ndarray, 
 def _run_header(searcher: Searcher, config: EvalConfig) -> dict[str, Any]:
     methods = (*config.mode.methods, *([config.mode.rescore_with] if config.mode.rescore_with else []))
     return {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "backend": searcher.store.location,
         "gallery_words": searcher.gallery.words,
-        "search": "exact" if config.exact else
-        f"hnsw (ef={config.hnsw_ef or 'default'}{', ACORN' if config.acorn else ''})",
+        "search": "exact"
+        if config.exact
+        else f"hnsw (ef={config.hnsw_ef or 'default'}{', ACORN' if config.acorn else ''})",
         # how each method's queries were embedded (onnx or tensorflow; none for pixels)
         "runtimes": {m: getattr(searcher.embedder(m), "runs_on", None) for m in methods},
     }
 
 
 def _throughput(queries: int, seconds: float, batch_size: int, limit: int) -> dict[str, Any]:
-    return {"queries": queries, "seconds": seconds, "queries_per_s": queries / seconds, "batch_size": batch_size,
-            "limit": limit}
+    return {
+        "queries": queries,
+        "seconds": seconds,
+        "queries_per_s": queries / seconds,
+        "batch_size": batch_size,
+        "limit": limit,
+    }
 
 
 def _rerank_summary(searcher: Searcher, seconds: float, queries: int) -> dict[str, Any]:
     sift = searcher.reranker.collection()
-    return {"seconds": seconds, "ms_per_query": 1000 * seconds / max(queries, 1), "collection": sift.name,
-            "fingerprint": sift.metadata.get(schema.META_FINGERPRINT)}
+    return {
+        "seconds": seconds,
+        "ms_per_query": 1000 * seconds / max(queries, 1),
+        "collection": sift.name,
+        "fingerprint": sift.metadata.get(schema.META_FINGERPRINT),
+    }
 
 
 def _gallery(searcher: Searcher, name: str) -> tuple[QueryFilter | None, list[int]]:
@@ -363,16 +399,28 @@ def _evaluate_combined(searcher: Searcher, config: EvalConfig, data_dir, progres
         "collections": [schema.collection_name(m, searcher.prefix, mode.quantization) for m in mode.methods]
         + ([schema.collection_name(mode.rescore_with, searcher.prefix)] if mode.rescore_with else []),
     }
-    return EvalResult(config, info.name, dict(info.metadata), sum(per_class), per_class,
-                      queries.indices, queries.labels, hit_ids, hit_labels, hit_scores, summary)
+    return EvalResult(
+        config,
+        info.name,
+        dict(info.metadata),
+        sum(per_class),
+        per_class,
+        queries.indices,
+        queries.labels,
+        hit_ids,
+        hit_labels,
+        hit_scores,
+        summary,
+    )
 
 
 def _combined_bytes(searcher: Searcher, mode: SearchMode) -> dict[str, Any]:
     """Bytes per gallery point a fused or rescored query reads: each searched
     collection's vector (quantised where it is), plus the float32 vector a
     rescoring fetches."""
-    searched = [schema.vector_bytes(searcher.collection(m, mode.quantization).dim, mode.quantization)
-                for m in mode.methods]
+    searched = [
+        schema.vector_bytes(searcher.collection(m, mode.quantization).dim, mode.quantization) for m in mode.methods
+    ]
     if mode.rescore_with:
         searched.append(schema.vector_bytes(searcher.collection(mode.rescore_with).dim))
     return {
@@ -425,8 +473,10 @@ def _quality(hit_labels, q_labels, per_class, ks, class_names: tuple[str, ...] =
             **{f"{m}@{k}": class_table[k][m] for k in class_table for m in ("precision", "map")},
         },
         "pr_curve": curve,
-        "confusion": {"k": min(CONFUSION_K, hit_labels.shape[1]),
-                      "matrix": metrics.confusion(hit_labels, q_labels, len(class_names), CONFUSION_K)},
+        "confusion": {
+            "k": min(CONFUSION_K, hit_labels.shape[1]),
+            "matrix": metrics.confusion(hit_labels, q_labels, len(class_names), CONFUSION_K),
+        },
     }
 
 
@@ -448,12 +498,21 @@ def _r_precision(searcher, config, q_vectors, q_labels, per_class, flt) -> dict[
     values = []
     for lo in range(0, len(sub), 16):
         part = sub[lo : lo + 16]
-        vectors = searcher.expanded_queries(mode, q_vectors[part], flt, exact=config.exact) if mode.expand \
+        vectors = (
+            searcher.expanded_queries(mode, q_vectors[part], flt, exact=config.exact)
+            if mode.expand
             else q_vectors[part]
+        )
         # past the k limit of a query: ask the store directly, labels only
         points = searcher.store.query_batch(
-            searcher.collection(mode.method, mode.quantization).name, vectors, r_max, flt,
-            exact=config.exact, hnsw_ef=config.hnsw_ef, acorn=config.acorn, with_payload=[schema.LABEL],
+            searcher.collection(mode.method, mode.quantization).name,
+            vectors,
+            r_max,
+            flt,
+            exact=config.exact,
+            hnsw_ef=config.hnsw_ef,
+            acorn=config.acorn,
+            with_payload=[schema.LABEL],
             quantization=mode.quantization_params,
         )
         hl = np.full((len(part), r_max), metrics.MISSING, np.int64)
@@ -472,8 +531,9 @@ def _ann_recall(searcher, config, q_vectors, flt) -> dict[str, Any]:
         return {"value": None, "note": "search was exact; no ANN error to measure"}
     sub = _subset(len(q_vectors), config.ann_check_queries, config.seed)
     found, _, _ = _to_arrays(searcher.search_vectors(mode, q_vectors[sub], 10, flt, exact=config.exact), 10)
-    exact = searcher.search_vectors(mode, q_vectors[sub], 10, flt, exact=True,
-                                    quantization_params=QuantizationParams(ignore=True))
+    exact = searcher.search_vectors(
+        mode, q_vectors[sub], 10, flt, exact=True, quantization_params=QuantizationParams(ignore=True)
+    )
     exact_ids, _, _ = _to_arrays(exact, 10)
     k = min(10, exact_ids.shape[1])
     return {"value": metrics.mean(metrics.overlap_at_k(found, exact_ids, k)), "queries": int(len(sub)), "k": 10}

@@ -19,17 +19,17 @@ import resource
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import numpy as np
+
+from fmsearch.errors import InvalidArgumentError
 from fmsearch.evaluation import RESULTS_DIR
 from fmsearch.images.fmnist import CLASS_NAMES
 from fmsearch.store import QueryFilter, Store, schema
 from fmsearch.store.base import DEFAULT_HNSW_EF
 from fmsearch.store.gallery import open_gallery
-
-from fmsearch.errors import InvalidArgumentError
 
 SPLITS = ("train", "test", "all")
 #: Per method, the score from which two images count as copies of each other,
@@ -75,8 +75,9 @@ class DuplicatesConfig:
         if self.threshold is not None:
             return self.threshold
         if self.method not in DEFAULT_THRESHOLDS:
-            raise InvalidArgumentError(f"{self.method} has no measured default: give a threshold in (0, 1]",
-                                       param="threshold")
+            raise InvalidArgumentError(
+                f"{self.method} has no measured default: give a threshold in (0, 1]", param="threshold"
+            )
         return DEFAULT_THRESHOLDS[self.method]
 
     def __post_init__(self) -> None:
@@ -136,8 +137,9 @@ def resolve_split(store: Store, config: DuplicatesConfig, *, prefix: str = schem
     gallery = open_gallery(store, config.gallery, prefix=prefix)
     if not gallery.has_splits:
         if config.split not in (None, "all"):
-            raise InvalidArgumentError("a folder gallery has no train and test splits: scan it whole (split all)",
-                                       param="split")
+            raise InvalidArgumentError(
+                "a folder gallery has no train and test splits: scan it whole (split all)", param="split"
+            )
         return replace(config, split="all")
     if config.split is not None:
         return config
@@ -152,8 +154,10 @@ def _what_all_adds(store: Store, name: str, config: DuplicatesConfig) -> str | N
     other = "test" if config.split == "train" else "train"
     line = f"--split all would add the {other} images and count the test images with a near-copy in train"
     if other not in _stored_splits(store, name):
-        line += (f"; {name} holds no {other} images: store them first with "
-                 f"`fmsearch ingest --method {config.method} --split all`")
+        line += (
+            f"; {name} holds no {other} images: store them first with "
+            f"`fmsearch ingest --method {config.method} --split all`"
+        )
     return line
 
 
@@ -167,7 +171,8 @@ def _scope(store: Store, name: str, split: str) -> np.ndarray:
         if not (is_test if s == "test" else ~is_test).any():
             other = "train" if s == "test" else "test"
             raise InvalidArgumentError(
-                f"{name} holds no {s} images; store them with `fmsearch ingest --split {'all' if split == 'all' else s}`"
+                f"{name} holds no {s} images; store them with "
+                f"`fmsearch ingest --split {'all' if split == 'all' else s}`"
                 + (f", or scan the {other} split alone (--split {other})" if split == "all" else "")
             )
     return ids if split == "all" else ids[is_test == (split == "test")]
@@ -195,8 +200,16 @@ def find_pairs(
         limit = FIRST_LIMIT
         while pending:
             vectors = np.stack([v for _, v in pending])
-            results = store.query_batch(name, vectors, limit + 1, flt, exact=exact, with_payload=False,
-                                        hnsw_ef=max(DEFAULT_HNSW_EF, limit + 1), score_threshold=threshold)
+            results = store.query_batch(
+                name,
+                vectors,
+                limit + 1,
+                flt,
+                exact=exact,
+                with_payload=False,
+                hnsw_ef=max(DEFAULT_HNSW_EF, limit + 1),
+                score_threshold=threshold,
+            )
             again = []
             for (pid, vector), hits in zip(pending, results, strict=True):
                 if len(hits) > limit and limit < len(ids):
@@ -226,9 +239,12 @@ def _members(store: Store, name: str, ids: list[int], batch_size: int) -> tuple[
     return labels, paths
 
 
-def group(pairs: dict[tuple[int, int], float], labels: dict[int, int | None],
-          class_names: tuple[str, ...] | list[str] = CLASS_NAMES, paths: dict[int, str] | None = None
-          ) -> list[dict[str, Any]]:
+def group(
+    pairs: dict[tuple[int, int], float],
+    labels: dict[int, int | None],
+    class_names: tuple[str, ...] | list[str] = CLASS_NAMES,
+    paths: dict[int, str] | None = None,
+) -> list[dict[str, Any]]:
     """Connected components of the pairs, as duplicates.json's groups: label
     conflicts first, then larger groups first, then by smallest id. A folder
     gallery's groups (``paths`` given) name each image's path instead of its
@@ -243,40 +259,52 @@ def group(pairs: dict[tuple[int, int], float], labels: dict[int, int | None],
     for members in comps.groups():
         edges = members_pairs[comps.find(members[0])]
         group_labels = [labels[i] for i in members]
-        where = {"paths": [paths.get(i, "") for i in members]} if paths is not None else \
-            {"splits": ["test" if i >= schema.TEST_ID_OFFSET else "train" for i in members]}
-        groups.append({
-            "ids": members,
-            "labels": group_labels,
-            "classes": [None if c is None else class_names[c] for c in group_labels],
-            **where,
-            "conflict": len({c for c in group_labels if c is not None}) > 1,
-            "min_score": min(e[2] for e in edges),
-            "max_score": max(e[2] for e in edges),
-            "pairs": edges,
-        })
+        where = (
+            {"paths": [paths.get(i, "") for i in members]}
+            if paths is not None
+            else {"splits": ["test" if i >= schema.TEST_ID_OFFSET else "train" for i in members]}
+        )
+        groups.append(
+            {
+                "ids": members,
+                "labels": group_labels,
+                "classes": [None if c is None else class_names[c] for c in group_labels],
+                **where,
+                "conflict": len({c for c in group_labels if c is not None}) > 1,
+                "min_score": min(e[2] for e in edges),
+                "max_score": max(e[2] for e in edges),
+                "pairs": edges,
+            }
+        )
     groups.sort(key=lambda g: (not g["conflict"], -len(g["ids"]), g["ids"][0]))
     return groups
 
 
-def summarize(groups: list[dict[str, Any]], pairs: dict[tuple[int, int], float], labels: dict[int, int | None],
-              scanned: int, class_names: tuple[str, ...] | list[str] = CLASS_NAMES, splits: bool = True
-              ) -> dict[str, Any]:
+def summarize(
+    groups: list[dict[str, Any]],
+    pairs: dict[tuple[int, int], float],
+    labels: dict[int, int | None],
+    scanned: int,
+    class_names: tuple[str, ...] | list[str] = CLASS_NAMES,
+    splits: bool = True,
+) -> dict[str, Any]:
     """The counts report.md leads with (test images with a train copy: only
     a gallery with train and test ``splits`` has them; None otherwise)."""
-    test_with_train = {
-        b for a, b in pairs if a < schema.TEST_ID_OFFSET <= b
-    } if splits else set()  # a < b: a train id paired with a test id
+    test_with_train = (
+        {b for a, b in pairs if a < schema.TEST_ID_OFFSET <= b} if splits else set()
+    )  # a < b: a train id paired with a test id
     per_class = []
     for c, cname in enumerate(class_names):
         in_groups = sum(lab == c for g in groups for lab in g["labels"])
-        per_class.append({
-            "class": cname,
-            "images_in_groups": int(in_groups),
-            "groups": int(sum(set(g["labels"]) == {c} for g in groups)),
-            "conflict_groups": int(sum(g["conflict"] and c in g["labels"] for g in groups)),
-            "test_with_train_copy": int(sum(labels[b] == c for b in test_with_train)),
-        })
+        per_class.append(
+            {
+                "class": cname,
+                "images_in_groups": int(in_groups),
+                "groups": int(sum(set(g["labels"]) == {c} for g in groups)),
+                "conflict_groups": int(sum(g["conflict"] and c in g["labels"] for g in groups)),
+                "test_with_train_copy": int(sum(labels[b] == c for b in test_with_train)),
+            }
+        )
     return {
         "images_scanned": int(scanned),
         "pairs": len(pairs),
@@ -323,8 +351,9 @@ def find_duplicates(
     if on_plan:
         on_plan(len(ids))
     flt = None if config.split == "all" else QueryFilter(split=config.split)
-    pairs = find_pairs(store, name, ids, threshold, flt=flt, batch_size=config.batch_size, exact=config.exact,
-                       progress=progress)
+    pairs = find_pairs(
+        store, name, ids, threshold, flt=flt, batch_size=config.batch_size, exact=config.exact, progress=progress
+    )
     t_pairs = time.perf_counter() - t0
     members = sorted({i for p in pairs for i in p})
     labels, paths = _members(store, name, members, config.batch_size)
@@ -333,9 +362,12 @@ def find_duplicates(
     seconds = time.perf_counter() - t0
     return {
         "task": "duplicates",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "settings": {**asdict(config), "threshold": threshold,
-                     "threshold_source": "given" if config.threshold is not None else "measured default"},
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "settings": {
+            **asdict(config),
+            "threshold": threshold,
+            "threshold_source": "given" if config.threshold is not None else "measured default",
+        },
         "backend": store.location,
         "collection": name,
         "collection_metadata": dict(info.metadata),
@@ -364,8 +396,9 @@ CALIBRATION_KEEP = 0.99
 CALIBRATION_PAIRED = 0.01
 
 
-def calibrate(store: Store, embedder, *, prefix: str = schema.DEFAULT_PREFIX, sample: int = 1000, seed: int = 0,
-              data_dir=None) -> dict[str, Any]:
+def calibrate(
+    store: Store, embedder, *, prefix: str = schema.DEFAULT_PREFIX, sample: int = 1000, seed: int = 0, data_dir=None
+) -> dict[str, Any]:
     """Measure a method's copy threshold on its stored train images.
 
     For ``sample`` stored train images (seeded): the score of each image's

@@ -42,9 +42,7 @@ def relevance(hit_labels: np.ndarray, query_labels: np.ndarray) -> np.ndarray:
     hit_labels = np.asarray(hit_labels)
     query_labels = np.asarray(query_labels)
     if hit_labels.ndim != 2 or hit_labels.shape[0] != query_labels.shape[0]:
-        raise InvalidArgumentError(
-            f"hit labels {hit_labels.shape} do not match {query_labels.shape[0]} queries"
-        )
+        raise InvalidArgumentError(f"hit labels {hit_labels.shape} do not match {query_labels.shape[0]} queries")
     return (hit_labels == query_labels[:, None]) & (hit_labels != MISSING)
 
 
@@ -96,9 +94,7 @@ def r_precision(rel: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
     """
     n_relevant = np.asarray(n_relevant, dtype=np.int64)
     if rel.shape[0] and n_relevant.max(initial=0) > rel.shape[1]:
-        raise InvalidArgumentError(
-            f"R-precision needs {n_relevant.max()} ranked positions, got {rel.shape[1]}"
-        )
+        raise InvalidArgumentError(f"R-precision needs {n_relevant.max()} ranked positions, got {rel.shape[1]}")
     hits_within_r = np.cumsum(rel, axis=1)
     out = np.full(rel.shape[0], np.nan)
     ok = n_relevant > 0

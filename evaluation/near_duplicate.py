@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -50,10 +50,14 @@ class NearDuplicateConfig:
         if self.seed < 0:
             raise InvalidArgumentError(f"seed must be at least 0, got {self.seed}", param="seed")
         if not 1 <= self.sources <= MAX_SOURCES:
-            raise InvalidArgumentError(f"sources must be between 1 and {MAX_SOURCES}, got {self.sources}", param="sources")
+            raise InvalidArgumentError(
+                f"sources must be between 1 and {MAX_SOURCES}, got {self.sources}", param="sources"
+            )
         unknown = [t for t in self.transforms if t not in TRANSFORMS]
         if unknown or not self.transforms:
-            raise InvalidArgumentError(f"unknown transform {unknown[0] if unknown else ''!r}; valid: {', '.join(TRANSFORMS)}")
+            raise InvalidArgumentError(
+                f"unknown transform {unknown[0] if unknown else ''!r}; valid: {', '.join(TRANSFORMS)}"
+            )
         self.rerank.check_holds(10)
         if self.batch_size < 1:
             raise InvalidArgumentError(f"batch size must be at least 1, got {self.batch_size}", param="batch_size")
@@ -126,7 +130,7 @@ def evaluate_near_duplicates(
     keys = ("recall@1", "recall@10", "recall@1_reranked", "recall@10_reranked")
     return {
         "task": "near-duplicate",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "settings": asdict(config),
         "backend": store.location,
         "collection": info.name,

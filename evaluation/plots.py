@@ -72,8 +72,11 @@ def results_grid(result: EvalResult, store: Store, path: Path, data_dir: str | o
     rows = np.random.default_rng(result.config.seed + 2).permutation(len(result.query_indices))[:n]
     top = 10
     names = result.class_names
-    queries = result.query_images if result.query_images is not None else \
-        load_split("test", data_dir).images[result.query_indices]
+    queries = (
+        result.query_images
+        if result.query_images is not None
+        else load_split("test", data_dir).images[result.query_indices]
+    )
     fig = _figure(figsize=(1.25 * (top + 1), 1.5 * max(n, 1)), dpi=100)
     axes = fig.subplots(max(n, 1), top + 1, squeeze=False)
     for ax in axes.ravel():
@@ -90,8 +93,9 @@ def results_grid(result: EvalResult, store: Store, path: Path, data_dir: str | o
             ax.imshow(decode_png(rec.payload[schema.IMAGE]), cmap="gray", vmin=0, vmax=255)
             label = rec.payload.get(schema.LABEL)  # a folder image may have no class
             wrong = label != q_label
-            ax.set_title(names[label] if label is not None else "(no class)", fontsize=7,
-                         color="red" if wrong else "black")
+            ax.set_title(
+                names[label] if label is not None else "(no class)", fontsize=7, color="red" if wrong else "black"
+            )
             if wrong:
                 ax.add_patch(Rectangle((-0.5, -0.5), 28, 28, fill=False, edgecolor="red", linewidth=3))
     fig.suptitle(f"{result.config.mode.method}: test queries and their top-{top} (red: another class)", fontsize=10)
@@ -144,16 +148,29 @@ def duplicate_groups(data: dict[str, Any], store: Store, path: Path, rows: int =
             label = f"{split} {pid}" if "splits" in g else split
             ax.set_title(f"{cname or 'no class'}\n{label}{more}", fontsize=6, color="red" if g["conflict"] else "black")
     m = data["summary"]
-    fig.suptitle(f"{data['settings']['method']} duplicates at score >= {data['settings']['threshold']:g}:\n"
-                 f"{m['groups']} groups, {m['conflict_groups']} with conflicting labels (red), "
-                 f"{len(chosen)} shown", fontsize=9)
+    fig.suptitle(
+        f"{data['settings']['method']} duplicates at score >= {data['settings']['threshold']:g}:\n"
+        f"{m['groups']} groups, {m['conflict_groups']} with conflicting labels (red), "
+        f"{len(chosen)} shown",
+        fontsize=9,
+    )
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (1.35 * max(len(chosen), 1) + 0.7)))
     fig.savefig(path)
 
 
 #: one colour per class (matplotlib's tab10, the page uses the same)
-CLASS_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-                 "#17becf")
+CLASS_COLOURS = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
 
 
 def gallery_map(data: dict[str, Any], path: Path) -> None:
@@ -169,7 +186,10 @@ def gallery_map(data: dict[str, Any], path: Path) -> None:
     ax.set_yticks([])
     ax.legend(markerscale=max(1.0, 6 / size), fontsize=7, loc="best", frameon=True)
     s = data["settings"]
-    ax.set_title(f"{s['method']}: {data['points']} images, {s['algorithm']} (seed {s['seed']}); "
-                 f"neighbour keeping@10 {data['neighbour_keeping@10']:.3f}", fontsize=9)
+    ax.set_title(
+        f"{s['method']}: {data['points']} images, {s['algorithm']} (seed {s['seed']}); "
+        f"neighbour keeping@10 {data['neighbour_keeping@10']:.3f}",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(path)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -48,10 +48,13 @@ class MapConfig:
         if self.seed < 0:
             raise InvalidArgumentError(f"seed must be at least 0, got {self.seed}", param="seed")
         if not 100 <= self.points <= MAX_POINTS:
-            raise InvalidArgumentError(f"points must be between 100 and {MAX_POINTS}, got {self.points}", param="points")
+            raise InvalidArgumentError(
+                f"points must be between 100 and {MAX_POINTS}, got {self.points}", param="points"
+            )
         if self.algorithm not in ALGORITHMS:
-            raise InvalidArgumentError(f"unknown algorithm {self.algorithm!r}; valid: {', '.join(ALGORITHMS)}",
-                                       param="algorithm")
+            raise InvalidArgumentError(
+                f"unknown algorithm {self.algorithm!r}; valid: {', '.join(ALGORITHMS)}", param="algorithm"
+            )
 
 
 def neighbour_keeping(vectors: np.ndarray, xy: np.ndarray, k: int = KEEP_K, block: int = 2048) -> float:
@@ -105,15 +108,21 @@ def sample_gallery(store: Store, name: str, points: int, seed: int) -> tuple[np.
     chosen = np.sort(np.random.default_rng(seed).choice(ids, size=min(points, len(ids)), replace=False))
     vectors, labels = [], []
     for lo in range(0, len(chosen), 1000):
-        for r in store.retrieve(name, [int(i) for i in chosen[lo : lo + 1000]], with_vectors=True,
-                                with_payload=[schema.LABEL]):
+        for r in store.retrieve(
+            name, [int(i) for i in chosen[lo : lo + 1000]], with_vectors=True, with_payload=[schema.LABEL]
+        ):
             vectors.append(r.fetched_vector())
             labels.append(int(r.payload[schema.LABEL]))
     return chosen, np.stack(vectors), np.asarray(labels)
 
 
-def make_map(store: Store, config: MapConfig, *, prefix: str = schema.DEFAULT_PREFIX,
-             on_step: Callable[[str], None] | None = None) -> dict[str, Any]:
+def make_map(
+    store: Store,
+    config: MapConfig,
+    *,
+    prefix: str = schema.DEFAULT_PREFIX,
+    on_step: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Project a method's gallery; returns map.json.
 
     Raises:
@@ -134,7 +143,7 @@ def make_map(store: Store, config: MapConfig, *, prefix: str = schema.DEFAULT_PR
     keeping = neighbour_keeping(vectors, xy)
     return {
         "task": "map",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "settings": asdict(config),
         "collection": name,
         "collection_metadata": dict(info.metadata),

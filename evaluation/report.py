@@ -34,9 +34,7 @@ def seed_comparison(method: str, metrics_by_k: dict[str, dict[str, Any]], top1: 
             parts.append(f"{metric} at an unstated K {theirs:.3f}")
         else:
             parts.append(f"{metric}@{k} {theirs:.3f} (ours {fmt(ours, 3)})")
-    return (
-        f"Seed report for `{method}` (a handful of hand-picked queries): " + "; ".join(parts) + "."
-    )
+    return f"Seed report for `{method}` (a handful of hand-picked queries): " + "; ".join(parts) + "."
 
 
 def render_markdown(data: dict[str, Any]) -> str:
@@ -66,7 +64,9 @@ def render_markdown(data: dict[str, Any]) -> str:
         f"- R-precision: {fmt(rp['value'])} (on {rp['queries']} queries; R = gallery images of the class"
         + ("; first stage, the rerank reorders only the shortlist)" if "first_stage" in data else ")"),
         "- HNSW recall@10 against exact search: "
-        + (f"{fmt(ann['value'])} (on {ann['queries']} queries)" if ann["value"] is not None else ann.get("note", "n/a")),
+        + (
+            f"{fmt(ann['value'])} (on {ann['queries']} queries)" if ann["value"] is not None else ann.get("note", "n/a")
+        ),
         "",
         seed_comparison(s["method"], data["metrics"], data["top1_accuracy"]),
         "",
@@ -105,8 +105,13 @@ def confusion_section(data: dict[str, Any]) -> list[str]:
     """The retrieval confusion matrix as a table: each query class's top-K
     hits by class, the largest leak of each row in bold."""
     conf, names = data["confusion"], data["per_class"]["class_names"]
-    lines = ["", f"## Retrieval confusion (share of each query class's top-{conf['k']} hits in each class)", "",
-             "| query class | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    lines = [
+        "",
+        f"## Retrieval confusion (share of each query class's top-{conf['k']} hits in each class)",
+        "",
+        "| query class | " + " | ".join(names) + " |",
+        "|---|" + "---:|" * len(names),
+    ]
     for c, row in enumerate(conf["matrix"]):
         if row is None:
             lines.append(f"| {names[c]} | " + " | ".join("-" for _ in names) + " |")
@@ -137,8 +142,13 @@ def rerank_section(data: dict[str, Any]) -> list[str]:
             f"{fmt(f['map'])} | {fmt(m['map'])} |"
         )
     k = "10" if "10" in data["metrics"] else list(data["metrics"])[-1]
-    lines += ["", f"Per class, P@{k} (where the rerank helps and where it hurts):", "",
-              "| class | first stage | reranked | change |", "|---|---:|---:|---:|"]
+    lines += [
+        "",
+        f"Per class, P@{k} (where the rerank helps and where it hurts):",
+        "",
+        "| class | first stage | reranked | change |",
+        "|---|---:|---:|---:|",
+    ]
     pc, fpc = data["per_class"], first["per_class"]
     for c, cname in enumerate(pc["class_names"]):
         a, b = fpc[f"precision@{k}"][c], pc[f"precision@{k}"][c]
@@ -234,8 +244,7 @@ def render_duplicates_markdown(data: dict[str, Any], shown: int = 20) -> str:
         f"- {m['images_scanned']} images scanned: {m['pairs']} pairs in {m['groups']} groups "
         f"({m['images_in_groups']} images, largest group {m['largest_group']})",
         f"- **groups with conflicting labels: {m['conflict_groups']}** ({m['conflict_pairs']} pairs)",
-        *([f"- **test images with a near-copy in train: {m['test_with_train_copy']}**"]
-          if across else []),
+        *([f"- **test images with a near-copy in train: {m['test_with_train_copy']}**"] if across else []),
         *([f"- {data['split_note']}"] if data.get("split_note") else []),
         f"- cost: {c['seconds']:.1f} s ({c['images_per_second']:.0f} images/s), peak resident memory "
         f"{c['peak_rss_mb']:.0f} MB (an all-pairs float32 matrix would take {c['all_pairs_matrix_mb']:.0f} MB)",
@@ -247,17 +256,25 @@ def render_duplicates_markdown(data: dict[str, Any], shown: int = 20) -> str:
     ]
     conflicts = [g for g in groups if g["conflict"]]
     cross = [g for g in groups if not g["conflict"] and {"train", "test"} <= set(g.get("splits", ()))]
-    for title, chosen in (("Groups with conflicting labels", conflicts),
-                          ("Test images with a near-copy in train", cross),
-                          ("Largest groups", sorted(groups, key=lambda g: -len(g["ids"])))):
+    for title, chosen in (
+        ("Groups with conflicting labels", conflicts),
+        ("Test images with a near-copy in train", cross),
+        ("Largest groups", sorted(groups, key=lambda g: -len(g["ids"]))),
+    ):
         if title.startswith("Test images") and not across:
             continue
         lines += [f"## {title}", ""]
         if not chosen:
             lines += ["None.", ""]
             continue
-        lines += [markdown.table(["size", f"members: id (class, {'path' if s.get('gallery') else 'split'})", "scores"],
-                                 [_group_row(g) for g in chosen[:shown]], "rlr"), ""]
+        lines += [
+            markdown.table(
+                ["size", f"members: id (class, {'path' if s.get('gallery') else 'split'})", "scores"],
+                [_group_row(g) for g in chosen[:shown]],
+                "rlr",
+            ),
+            "",
+        ]
         if len(chosen) > shown:
             lines += [f"... and {len(chosen) - shown} more in duplicates.json.", ""]
     lines += ["![groups as image rows](duplicates.png)", ""]

@@ -42,9 +42,9 @@ def near_duplicate_table(runs: list[dict[str, Any]]) -> str:
             cells.append("-" if v is None else f"{v['recall@1']:.3f} -> {v['recall@1_reranked']:.3f}")
         m = d["mean"]
         rows.append(
-            f"| {d['settings']['method']} + sift {r['mode']} (w={r['weight']:g}, N={r['shortlist']}) | {d['sources']} | "
-            + " | ".join(cells)
-            + f" | {m['recall@1']:.3f} -> {m['recall@1_reranked']:.3f} | {m['recall@10']:.3f} -> {m['recall@10_reranked']:.3f} |"
+            f"| {d['settings']['method']} + sift {r['mode']} (w={r['weight']:g}, N={r['shortlist']}) "
+            f"| {d['sources']} | " + " | ".join(cells) + f" | {m['recall@1']:.3f} -> {m['recall@1_reranked']:.3f} "
+            f"| {m['recall@10']:.3f} -> {m['recall@10_reranked']:.3f} |"
         )
     return "\n".join(rows)
 
@@ -63,8 +63,10 @@ def modes_table(paths: list[str | os.PathLike], bench: str | os.PathLike | None 
             timed[SearchMode.from_settings(row["settings"]).key] = row
     head = "| mode | P@1 | P@10 | recall@10 vs exact | single query p50 ms | bytes / vector searched (float32) |"
     if timed:
-        head = ("| mode | P@1 | P@10 | recall@10 vs exact | single query p50 ms (bench) | vs plain query | "
-                "bytes / vector searched (float32) | disk bytes / point |")
+        head = (
+            "| mode | P@1 | P@10 | recall@10 vs exact | single query p50 ms (bench) | vs plain query | "
+            "bytes / vector searched (float32) | disk bytes / point |"
+        )
     rows = [head, "|---" + "|---:" * (head.count("|") - 2) + "|"]
     for path in paths:
         data = json.loads(Path(path).read_text())
@@ -76,14 +78,20 @@ def modes_table(paths: list[str | os.PathLike], bench: str | os.PathLike | None 
         else:
             recall = "1 (exact)" if data["search"] == "exact" else "-"
         size = "-" if not vb else f"{vb['searched']} ({vb['float32']})"
-        cells = [SearchMode.from_settings(data["settings"]).label, fmt(m.get("1", {}).get("precision"), 4), fmt(m.get("10", {}).get("precision"), 4), recall]
+        cells = [
+            SearchMode.from_settings(data["settings"]).label,
+            fmt(m.get("1", {}).get("precision"), 4),
+            fmt(m.get("10", {}).get("precision"), 4),
+            recall,
+        ]
         if timed:
             row = timed.get(SearchMode.from_settings(data["settings"]).key)
             disk = None if row is None else row["disk_bytes_per_point"]
             cells += [
                 "not benchmarked" if row is None else f"{row['p50_ms']:.2f}",
                 "-" if row is None or row["vs_plain"] is None else f"{row['vs_plain']:.2f}x",
-                size, "-" if disk is None else f"{disk:.0f}",
+                size,
+                "-" if disk is None else f"{disk:.0f}",
             ]
         else:
             cells += [f"{data['latency']['p50_ms']:.2f}", size]
@@ -100,20 +108,38 @@ def _label(data: dict[str, Any]) -> str:
 
 
 def _category_table(paths: list[str | os.PathLike], digits: int = 3) -> str:
-    head = ["method", "search", "queries", "P@1", "P@5", "P@10", "P@20", "mAP@10", "top-1 acc.", "batch q/s",
-            "P@10 without rerank", "seed report (hand-picked queries)"]
+    head = [
+        "method",
+        "search",
+        "queries",
+        "P@1",
+        "P@5",
+        "P@10",
+        "P@20",
+        "mAP@10",
+        "top-1 acc.",
+        "batch q/s",
+        "P@10 without rerank",
+        "seed report (hand-picked queries)",
+    ]
     rows = []
     for path in paths:
         data = json.loads(Path(path).read_text())
         m, first = data["metrics"], data.get("first_stage", {}).get("metrics", {})
         seed = SEED_RESULTS.get(data["settings"]["method"])
-        rows.append([
-            _label(data), data["search"].split(" ")[0], data["queries"],
-            *(fmt(m.get(k, {}).get("precision"), digits) for k in ("1", "5", "10", "20")),
-            fmt(m.get("10", {}).get("map"), digits), fmt(data["top1_accuracy"], digits),
-            f"{data['throughput']['queries_per_s']:.0f}", fmt(first["10"]["precision"], digits) if "10" in first else "-",
-            ", ".join(f"{k} {v:.3f}" for k, v in seed.items()) if seed else "none",
-        ])
+        rows.append(
+            [
+                _label(data),
+                data["search"].split(" ")[0],
+                data["queries"],
+                *(fmt(m.get(k, {}).get("precision"), digits) for k in ("1", "5", "10", "20")),
+                fmt(m.get("10", {}).get("map"), digits),
+                fmt(data["top1_accuracy"], digits),
+                f"{data['throughput']['queries_per_s']:.0f}",
+                fmt(first["10"]["precision"], digits) if "10" in first else "-",
+                ", ".join(f"{k} {v:.3f}" for k, v in seed.items()) if seed else "none",
+            ]
+        )
     return markdown.table(head, rows, "llrrrrrrrrrl")
 
 
@@ -135,8 +161,24 @@ def per_class_table(paths: list[str | os.PathLike], digits: int = 3) -> str:
     head = ["class", *(f"{_label(d)} P@{k}" for d in runs for k in (1, 10))]
     columns = [d["per_class"][key] for d in runs for key in ("top1_accuracy", "precision@10")]
     weakest = [_weakest(c) for c in columns]
-    rows = [[name, *(f"**{fmt(c[i], digits)}**" if w == i else fmt(c[i], digits) for c, w in zip(columns, weakest))]
-            for i, name in enumerate(names)]
-    rows.append(["all", *(fmt(d[key] if key == "top1_accuracy" else d["metrics"]["10"]["precision"], digits)
-                          for d in runs for key in ("top1_accuracy", "precision@10"))])
+    rows = [
+        [
+            name,
+            *(
+                f"**{fmt(c[i], digits)}**" if w == i else fmt(c[i], digits)
+                for c, w in zip(columns, weakest, strict=False)
+            ),
+        ]
+        for i, name in enumerate(names)
+    ]
+    rows.append(
+        [
+            "all",
+            *(
+                fmt(d[key] if key == "top1_accuracy" else d["metrics"]["10"]["precision"], digits)
+                for d in runs
+                for key in ("top1_accuracy", "precision@10")
+            ),
+        ]
+    )
     return markdown.table(head, rows, "l" + "r" * (len(head) - 1))

@@ -46,7 +46,8 @@ def check_trained_apart(artifact: str | os.PathLike, validation: int, n_train: i
         raise InvalidArgumentError(
             f"{artifact} was not trained with --validation {validation} (its card says it saw "
             f"{card.get('trained_on', {}).get('images', '?')} train images): it would be measured on images it "
-            "was trained on")  # no param: the path may hold the word
+            "was trained on"
+        )  # no param: the path may hold the word
     return card
 
 
@@ -61,9 +62,16 @@ def _vectors(embedder, images: np.ndarray, mirror: bool, shifts: int = 0) -> np.
     return l2_normalize(v + embedder.embed(np.ascontiguousarray(images[:, :, ::-1]))) if mirror else v
 
 
-def validation_rows(artifacts: list[str | os.PathLike], *, validation: int = 10_000, limit: int | None = None,
-                    mirror: bool = False, shifts: int = 0, expand: tuple[int, ...] = (0,),
-                    data_dir: str | os.PathLike | None = None) -> list[Row]:
+def validation_rows(
+    artifacts: list[str | os.PathLike],
+    *,
+    validation: int = 10_000,
+    limit: int | None = None,
+    mirror: bool = False,
+    shifts: int = 0,
+    expand: tuple[int, ...] = (0,),
+    data_dir: str | os.PathLike | None = None,
+) -> list[Row]:
     """Each artifact (its method from its card) alone and, with ``mirror``,
     with each image's vector averaged with its mirror image's; with
     ``shifts``, also mirror-averaged and averaged over the image moved
@@ -73,8 +81,9 @@ def validation_rows(artifacts: list[str | os.PathLike], *, validation: int = 10_
     were trained with ``--limit`` (the split is then of the first ``limit``)."""
     train = load_split("train", data_dir)
     if limit is not None and limit < 3:
-        raise InvalidArgumentError(f"limit must be at least 3 (1 validation image, 2 to train on), got {limit}",
-                                   param="limit")
+        raise InvalidArgumentError(
+            f"limit must be at least 3 (1 validation image, 2 to train on), got {limit}", param="limit"
+        )
     n = len(train) if limit is None else min(limit, len(train))
     if not 1 <= validation <= n - 2:
         raise InvalidArgumentError(f"validation must be between 1 and {n - 2}, got {validation}", param="validation")
@@ -93,12 +102,20 @@ def validation_rows(artifacts: list[str | os.PathLike], *, validation: int = 10_
         for variant in variants:
             m, s = variant
             label = name + (", mirror-averaged" if m else "") + (f", shift-averaged ({s} px)" if s else "")
-            spaces.append((variant, label, _vectors(embedder, images[:cut], m, s), _vectors(embedder, images[cut:], m, s)))
+            spaces.append(
+                (variant, label, _vectors(embedder, images[:cut], m, s), _vectors(embedder, images[cut:], m, s))
+            )
     if len(artifacts) > 1:  # each artifact's variant concatenated: the mirror-averaged and the shifted, else the plain
         for variant in variants[1:] or variants:
             same = [s for s in spaces if s[0] == variant]
-            spaces.append((variant, " + ".join(s[1] for s in same) + ", concatenated",
-                           l2_normalize(np.hstack([s[2] for s in same])), l2_normalize(np.hstack([s[3] for s in same]))))
+            spaces.append(
+                (
+                    variant,
+                    " + ".join(s[1] for s in same) + ", concatenated",
+                    l2_normalize(np.hstack([s[2] for s in same])),
+                    l2_normalize(np.hstack([s[3] for s in same])),
+                )
+            )
     rows = []
     for _, name, g, q in spaces:
         for e in expand:

@@ -69,24 +69,44 @@ def run(n: int, queries: int, method: str, workdir: Path) -> dict:
     folder, home = workdir / "shop", workdir / "home"
     made = write_folder(folder, n)
     cli = CliRunner()
-    ingest = cli.invoke(main, ["--home", str(home), "ingest", "--images", str(folder), "--collection", "shop",
-                               "-m", method, "--json"])
+    ingest = cli.invoke(
+        main, ["--home", str(home), "ingest", "--images", str(folder), "--collection", "shop", "-m", method, "--json"]
+    )
     if ingest.exit_code != 0:
         raise SystemExit(ingest.output)
     report = json.loads(ingest.output.strip().splitlines()[-1])
     out = workdir / "eval"
-    ev = cli.invoke(main, ["--home", str(home), "evaluate", "--collection", "shop", "-m", method, "--queries",
-                           str(queries), "--out", str(out), "--json"])
+    ev = cli.invoke(
+        main,
+        [
+            "--home",
+            str(home),
+            "evaluate",
+            "--collection",
+            "shop",
+            "-m",
+            method,
+            "--queries",
+            str(queries),
+            "--out",
+            str(out),
+            "--json",
+        ],
+    )
     if ev.exit_code != 0:
         raise SystemExit(ev.output)
     folder_p10 = json.loads(ev.output.strip().splitlines()[-1])["metrics"]["10"]["precision"]
     with open_store(None, home=home) as store:  # the ids `fmsearch evaluate --collection` held out
         query_ids = held_out_ids(store, schema.gallery_collection("shop", method), queries, seed=0).tolist()
     return {
-        "images": n, "queries": queries, "method": method,
-        "stored": report["points_total"], "skipped": [b["path"] for b in report["bad"]],
+        "images": n,
+        "queries": queries,
+        "method": method,
+        "stored": report["points_total"],
+        "skipped": [b["path"] for b in report["bad"]],
         "not_images": report["unsupported"],
-        "folder_p@10": folder_p10, "fmnist_p@10": fmnist_p_at_10(method, made, query_ids),
+        "folder_p@10": folder_p10,
+        "fmnist_p@10": fmnist_p_at_10(method, made, query_ids),
     }
 
 

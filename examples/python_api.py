@@ -3,6 +3,7 @@
 tests/test_example.py runs `search_modes` on a small gallery and checks each
 mode against the CLI's own code path.
 """
+
 import sys
 
 from fmsearch.images.files import load_image

@@ -20,8 +20,9 @@ def similar_in_class(client, collection, vector, class_name, k=10):
 
 
 if __name__ == "__main__":
-    client = QdrantClient(url=os.environ.get("QDRANT_URL", "http://localhost:6333"),
-                          api_key=os.environ.get("QDRANT_API_KEY"))
+    client = QdrantClient(
+        url=os.environ.get("QDRANT_URL", "http://localhost:6333"), api_key=os.environ.get("QDRANT_API_KEY")
+    )
     # Query with the stored vector of gallery image 0 (a train image: point id = index).
     query = client.retrieve("fmnist_pixels", [0], with_vectors=True)[0].vector
     for row in similar_in_class(client, "fmnist_pixels", query, "Sneaker"):

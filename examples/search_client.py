@@ -4,6 +4,7 @@
 
 tests/test_serve.py runs `search_by_image` against a real `fmsearch serve`.
 """
+
 import argparse
 import os
 
@@ -14,9 +15,13 @@ def search_by_image(url, path, method="siamese", k=5, classes=(), api_key=None):
     """The k gallery images most like the image file at `path`, as dicts."""
     headers = {"X-API-Key": api_key} if api_key else {}
     with open(path, "rb") as image:
-        answer = httpx.post(f"{url}/api/search", headers=headers, timeout=30,
-                            files={"image": (os.path.basename(path), image)},
-                            data={"method": method, "k": str(k), "class": list(classes)})
+        answer = httpx.post(
+            f"{url}/api/search",
+            headers=headers,
+            timeout=30,
+            files={"image": (os.path.basename(path), image)},
+            data={"method": method, "k": str(k), "class": list(classes)},
+        )
     if answer.status_code != 200:  # every error is {"error": "<one line>"}
         raise SystemExit(f"{answer.status_code}: {answer.json()['error']}")
     return answer.json()["hits"]
@@ -31,4 +36,6 @@ if __name__ == "__main__":
     args.add_argument("--class", dest="classes", action="append", default=[])
     a = args.parse_args()
     for hit in search_by_image(a.url, a.image, a.method, a.k, a.classes, os.environ.get("FMSEARCH_API_KEY")):
-        print(f"{hit['rank']:>3}  {hit['id']:>6}  {hit['score']:.4f}  {hit['class_name']:<12}  {a.url}{hit['image_url']}")
+        print(
+            f"{hit['rank']:>3}  {hit['id']:>6}  {hit['score']:.4f}  {hit['class_name']:<12}  {a.url}{hit['image_url']}"
+        )

@@ -23,7 +23,7 @@ class ImageBatch:
 
 
 def resolve_splits(split: str) -> tuple[str, ...]:
-    """"train", "test" or "all" to the tuple of split names."""
+    """ "train", "test" or "all" to the tuple of split names."""
     if split == "all":
         return SPLITS
     if split not in SPLITS:
@@ -62,6 +62,4 @@ def iter_batches(
         data = load_split(name, data_dir)
         for lo in range((start or {}).get(name, 0), n, batch_size):
             hi = min(lo + batch_size, n)
-            yield ImageBatch(
-                name, np.arange(lo, hi, dtype=np.int64), data.images[lo:hi], data.labels[lo:hi]
-            )
+            yield ImageBatch(name, np.arange(lo, hi, dtype=np.int64), data.images[lo:hi], data.labels[lo:hi])

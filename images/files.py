@@ -67,8 +67,9 @@ def _decode(source, name: str) -> np.ndarray:
             with Image.open(source) as img:
                 w, h = img.size
                 if w * h > MAX_PIXELS:
-                    raise ImageError(f"{name}: {w}x{h} pixels exceeds the {MAX_PIXELS:,}-pixel limit "
-                                     "(decompression-bomb guard)")
+                    raise ImageError(
+                        f"{name}: {w}x{h} pixels exceeds the {MAX_PIXELS:,}-pixel limit (decompression-bomb guard)"
+                    )
                 if min(w, h) < MIN_SIDE:
                     raise ImageError(f"{name}: {w}x{h} pixels is too small; need at least {MIN_SIDE}x{MIN_SIDE}")
                 img.seek(0)  # first frame of an animation

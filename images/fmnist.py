@@ -123,9 +123,7 @@ def class_index(name: str) -> int:
     for i, cls in enumerate(CLASS_NAMES):
         if wanted == cls.lower() or wanted in cls.lower().split("/"):
             return i
-    raise UnknownClassError(
-        f"unknown class {name!r}; valid classes: {', '.join(CLASS_NAMES)}"
-    )
+    raise UnknownClassError(f"unknown class {name!r}; valid classes: {', '.join(CLASS_NAMES)}")
 
 
 def cache_dir() -> Path:
@@ -166,9 +164,7 @@ def locate(
         directory = Path(explicit).expanduser()
         missing = [f.name for f in FILES.values() if not (directory / f.name).is_file()]
         if missing:
-            raise DatasetError(
-                f"FMNIST data dir {directory} lacks {', '.join(missing)}"
-            )
+            raise DatasetError(f"FMNIST data dir {directory} lacks {', '.join(missing)}")
         return directory
     for candidate in (DEBIAN_DIR, cache_dir()):
         if _has_all(candidate):
@@ -183,8 +179,10 @@ def locate(
 
 
 #: the three ways to get the data, for the errors that say it is missing
-WAYS_TO_GET_IT = ("point data dir (or FMNIST_DIR) at a folder with the four .gz files, "
-                  "install the Debian package dataset-fashion-mnist,")
+WAYS_TO_GET_IT = (
+    "point data dir (or FMNIST_DIR) at a folder with the four .gz files, "
+    "install the Debian package dataset-fashion-mnist,"
+)
 
 
 def _download(f: IdxFile, target: Path, mirror: str) -> None:
@@ -205,8 +203,11 @@ def _download(f: IdxFile, target: Path, mirror: str) -> None:
         os.replace(tmp, target / f.name)
     except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", None) or err.strerror or err
-        raise DatasetError(f"FMNIST not found and its download from {url} failed ({reason}): {WAYS_TO_GET_IT} "
-                           "or retry the download where the mirror is reachable", param="data_dir") from err
+        raise DatasetError(
+            f"FMNIST not found and its download from {url} failed ({reason}): {WAYS_TO_GET_IT} "
+            "or retry the download where the mirror is reachable",
+            param="data_dir",
+        ) from err
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -236,23 +237,16 @@ def _read_idx(path: Path, f: IdxFile) -> np.ndarray:
         raise DatasetError(f"{path} is too short to be an IDX file ({len(raw)} bytes)")
     dims = np.frombuffer(raw, dtype=">u4", count=header // 4)
     if int(dims[0]) != magic:
-        raise DatasetError(
-            f"{path} has IDX magic {int(dims[0])}, expected {magic} ({f.kind})"
-        )
+        raise DatasetError(f"{path} has IDX magic {int(dims[0])}, expected {magic} ({f.kind})")
     if tuple(int(d) for d in dims[1:]) != shape:
-        raise DatasetError(
-            f"{path} has dimensions {tuple(int(d) for d in dims[1:])}, expected {shape}"
-        )
+        raise DatasetError(f"{path} has dimensions {tuple(int(d) for d in dims[1:])}, expected {shape}")
     body = len(raw) - header
     if body != int(np.prod(shape)):
-        raise DatasetError(
-            f"{path} holds {body} data bytes, expected {int(np.prod(shape))} (truncated?)"
-        )
+        raise DatasetError(f"{path} holds {body} data bytes, expected {int(np.prod(shape))} (truncated?)")
     digest = hashlib.sha256(raw).hexdigest()
     if digest != f.sha256:
         raise DatasetError(
-            f"{path} fails its checksum: SHA-256 of the decompressed bytes is "
-            f"{digest}, expected {f.sha256}"
+            f"{path} fails its checksum: SHA-256 of the decompressed bytes is {digest}, expected {f.sha256}"
         )
     arr = np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
     if f.kind == "labels" and int(arr.max()) >= len(CLASS_NAMES):

@@ -64,9 +64,17 @@ def _classes(existing: Sequence[str], new: Sequence[str]) -> list[str]:
     return list(existing) + sorted(set(new) - set(existing))
 
 
-def write_images(store: Store, embedder: Embedder, name: str, images: Sequence[FolderImage],
-                 stored: dict[int, tuple[str, str]], classes: list[str], report: FolderReport,
-                 batch_size: int = 256, progress: Callable[[int], None] | None = None) -> None:
+def write_images(
+    store: Store,
+    embedder: Embedder,
+    name: str,
+    images: Sequence[FolderImage],
+    stored: dict[int, tuple[str, str]],
+    classes: list[str],
+    report: FolderReport,
+    batch_size: int = 256,
+    progress: Callable[[int], None] | None = None,
+) -> None:
     """Embed and upsert every image not stored with the same hash; bad files
     go to ``report.bad``."""
     claimed: dict[int, str] = {pid: path for pid, (path, _) in stored.items()}  # what holds each id
@@ -88,8 +96,9 @@ def write_images(store: Store, embedder: Embedder, name: str, images: Sequence[F
                 continue
             ids.append(pid)
             pixels.append(image)
-            payloads.append(schema.make_folder_payload(item.rel_path, digest, encode_png(image), item.class_name,
-                                                       classes))
+            payloads.append(
+                schema.make_folder_payload(item.rel_path, digest, encode_png(image), item.class_name, classes)
+            )
         if ids:
             store.upsert(name, ids, embedder.embed(np.stack(pixels)), payloads)
             report.written += len(ids)
@@ -126,8 +135,10 @@ def ingest_folder(
     t0 = time.perf_counter()
     found = scan(directory, recursive)
     if not found.images:
-        raise InvalidArgumentError(f"{directory}: no image file ({', '.join(found.unsupported[:3]) or 'empty'}"
-                                   f"{', ...' if len(found.unsupported) > 3 else ''})")
+        raise InvalidArgumentError(
+            f"{directory}: no image file ({', '.join(found.unsupported[:3]) or 'empty'}"
+            f"{', ...' if len(found.unsupported) > 3 else ''})"
+        )
     embedder.prepare()
     name = folder_gallery.collection(embedder.name)
     existing = store.info(name).metadata.get(schema.META_CLASSES, []) if store.exists(name) and not recreate else []
@@ -148,13 +159,20 @@ def ingest_folder(
         store.set_metadata(target.name, {schema.META_COMPLETE: True})
         report.rebuilt = target.rebuilding
     report.seconds = time.perf_counter() - t0
-    logger.info("%s: %d written, %d unchanged, %d bad, %d unsupported", name, report.written, report.unchanged,
-                len(report.bad), len(report.unsupported))
+    logger.info(
+        "%s: %d written, %d unchanged, %d bad, %d unsupported",
+        name,
+        report.written,
+        report.unchanged,
+        len(report.bad),
+        len(report.unsupported),
+    )
     return report
 
 
-def add_images(store: Store, targets: Sequence[tuple[str, Embedder]], paths: Sequence[str],
-               class_name: str | None = None) -> list[FolderReport]:
+def add_images(
+    store: Store, targets: Sequence[tuple[str, Embedder]], paths: Sequence[str], class_name: str | None = None
+) -> list[FolderReport]:
     """Add image files to collections of a gallery (``targets``: each
     collection with its method's embedder), the index kept (no rebuild):
     each file is known by its path relative to the gallery's folder (its file
@@ -193,8 +211,9 @@ def add_images(store: Store, targets: Sequence[tuple[str, Embedder]], paths: Seq
     return reports
 
 
-def delete_images(store: Store, names: Sequence[str], paths: Sequence[str], ids: Sequence[int]
-                  ) -> list[tuple[str, int, int]]:
+def delete_images(
+    store: Store, names: Sequence[str], paths: Sequence[str], ids: Sequence[int]
+) -> list[tuple[str, int, int]]:
     """Remove images, by path (relative to the gallery's folder, or a file
     inside it) or by id, from each collection; every one must be stored in
     each, or nothing is removed. Returns (collection, count before, after).
@@ -208,8 +227,9 @@ def delete_images(store: Store, names: Sequence[str], paths: Sequence[str], ids:
     plan = []
     for name in names:
         root = store.info(name).metadata.get(schema.META_ROOT)
-        wanted = {schema.folder_point_id(relative_path(p, root) if Path(p).exists() else Path(p).as_posix()): p
-                  for p in paths}
+        wanted = {
+            schema.folder_point_id(relative_path(p, root) if Path(p).exists() else Path(p).as_posix()): p for p in paths
+        }
         wanted.update({int(i): f"id {i}" for i in ids})
         held = {r.id for r in store.retrieve(name, list(wanted), with_payload=False)}
         missing = [what for pid, what in wanted.items() if pid not in held]

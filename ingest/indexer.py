@@ -113,19 +113,34 @@ def ingest(
     embedder.prepare()  # a model that cannot load fails here, before any write
     spec = schema.spec_for(embedder.describe(), prefix, planned=total, quantization=quantization, on_disk=on_disk)
     distribution = {"shards": shards, "replicas": replicas, "write_consistency": write_consistency}
-    spec = replace(spec, shards=shards, replicas=replicas, write_consistency=write_consistency,
-                   metadata={**spec.metadata, schema.META_DISTRIBUTION: distribution})
+    spec = replace(
+        spec,
+        shards=shards,
+        replicas=replicas,
+        write_consistency=write_consistency,
+        metadata={**spec.metadata, schema.META_DISTRIBUTION: distribution},
+    )
     with write_target(store, spec, recreate=recreate) as target:
         if on_plan:
             on_plan(total)
-        written, skipped, count, times = _write(store, embedder, target, sizes, batch_size, data_dir, total, progress,
-                                                overlap)
+        written, skipped, count, times = _write(
+            store, embedder, target, sizes, batch_size, data_dir, total, progress, overlap
+        )
     logger.info("ingested %d points into %s (%d stored, %d already there)", written, target.live, count, skipped)
     return IngestReport(target.live, embedder.name, written, count, *times, skipped, target.rebuilding)
 
 
-def _write(store: Store, embedder: Embedder, target: Target, sizes: dict[str, int], batch_size: int, data_dir,
-           total: int, progress, overlap: bool = True) -> tuple[int, int, int, tuple[float, float, float, float]]:
+def _write(
+    store: Store,
+    embedder: Embedder,
+    target: Target,
+    sizes: dict[str, int],
+    batch_size: int,
+    data_dir,
+    total: int,
+    progress,
+    overlap: bool = True,
+) -> tuple[int, int, int, tuple[float, float, float, float]]:
     """Embed and write every planned point the target does not hold;
     finalize; mark the target complete when it holds every planned point.
 

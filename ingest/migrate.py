@@ -45,7 +45,8 @@ def select(source: Store, method: str, prefix: str = schema.DEFAULT_PREFIX) -> l
             names.append(name)
     if not names:
         raise InvalidArgumentError(
-            f"no collection of {'any method' if method == 'all' else method} under prefix {prefix!r} in {source.location}"
+            f"no collection of {'any method' if method == 'all' else method} under prefix {prefix!r} "
+            f"in {source.location}"
         )
     return names
 
@@ -78,11 +79,18 @@ def migrate_collection(
         raise InvalidArgumentError(f"{name} is incomplete in {source.location}; finish its `fmsearch ingest` first")
     distribution = {"shards": shards, "replicas": replicas, "write_consistency": write_consistency}
     spec = schema.CollectionSpec(
-        name=name, dim=info.dim, distance=info.distance,
+        name=name,
+        dim=info.dim,
+        distance=info.distance,
         metadata={**meta, schema.META_COMPLETE: False, schema.META_DISTRIBUTION: distribution},
-        multivector=info.multivector, datatype=str(meta.get("datatype", "float32")), hnsw=not info.multivector,
-        quantization=str(meta.get(schema.META_QUANTIZATION, "none")), on_disk=bool(meta.get(schema.META_ON_DISK)),
-        shards=shards, replicas=replicas, write_consistency=write_consistency,
+        multivector=info.multivector,
+        datatype=str(meta.get("datatype", "float32")),
+        hnsw=not info.multivector,
+        quantization=str(meta.get(schema.META_QUANTIZATION, "none")),
+        on_disk=bool(meta.get(schema.META_ON_DISK)),
+        shards=shards,
+        replicas=replicas,
+        write_consistency=write_consistency,
     )
     ids = source.ids(name)
     with write_target(target, spec, recreate=recreate) as dest:
@@ -98,7 +106,9 @@ def migrate_collection(
         target.finalize(dest.name)
         diff = _verify(source, target, name, dest.name, ids, sample, seed)
         target.set_metadata(dest.name, {schema.META_COMPLETE: True})  # only once verified
-    return MigrationReport(name, len(ids), target.count(name), len(todo), len(ids) - len(todo), min(sample, len(ids)), diff)
+    return MigrationReport(
+        name, len(ids), target.count(name), len(todo), len(ids) - len(todo), min(sample, len(ids)), diff
+    )
 
 
 def _verify(source: Store, target: Store, name: str, written: str, ids: np.ndarray, sample: int, seed: int) -> float:
@@ -117,5 +127,7 @@ def _verify(source: Store, target: Store, name: str, written: str, ids: np.ndarr
             raise StoreError(f"{name}: point {pid} is missing on {target.location}")
         worst = max(worst, float(np.abs(_unit_rows(a[pid]) - _unit_rows(b[pid])).max()))
     if worst > 1e-3:
-        raise StoreError(f"{name}: vectors differ on {target.location} (max |diff| {worst:.2g} over {len(pick)} points)")
+        raise StoreError(
+            f"{name}: vectors differ on {target.location} (max |diff| {worst:.2g} over {len(pick)} points)"
+        )
     return worst

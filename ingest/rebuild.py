@@ -73,10 +73,13 @@ def write_target(store: Store, spec: CollectionSpec, *, recreate: bool = False) 
         metadata = store.info(live).metadata
         schema.check_compatible(live, metadata, spec.metadata)
         if spec.on_disk and not metadata.get(schema.META_ON_DISK):
-            raise InvalidArgumentError(f"{live} exists with its vectors in memory; ingest again with recreate to "
-                                       "rebuild it with them on disk", param="recreate")
-        store.set_metadata(live, {schema.META_COMPLETE: False,
-                                  schema.META_PLANNED: spec.metadata.get(schema.META_PLANNED, 0)})
+            raise InvalidArgumentError(
+                f"{live} exists with its vectors in memory; ingest again with recreate to rebuild it with them on disk",
+                param="recreate",
+            )
+        store.set_metadata(
+            live, {schema.META_COMPLETE: False, schema.META_PLANNED: spec.metadata.get(schema.META_PLANNED, 0)}
+        )
         target = Target(live, live, store.ids(live), False)
     else:
         store.create(spec)
@@ -95,8 +98,9 @@ def _swap_if_complete(store: Store, target: Target) -> None:
     info = store.info(target.name)
     if not info.metadata.get(schema.META_COMPLETE):
         planned = info.metadata.get(schema.META_PLANNED)
-        raise StoreError(f"rebuild of {target.live} holds {info.points} of {planned} points; "
-                         "the live collection is unchanged")
+        raise StoreError(
+            f"rebuild of {target.live} holds {info.points} of {planned} points; the live collection is unchanged"
+        )
     store.swap(target.live, target.name)
 
 

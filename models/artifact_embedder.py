@@ -45,16 +45,22 @@ class ArtifactEmbedder(Embedder):
 
     default_batch_size = 1024
 
-    def __init__(self, weights: str | os.PathLike | None = None, runtime: str = "auto",
-                 threads: int | None = None, spin: bool = True) -> None:
+    def __init__(
+        self,
+        weights: str | os.PathLike | None = None,
+        runtime: str = "auto",
+        threads: int | None = None,
+        spin: bool = True,
+    ) -> None:
         if runtime not in RUNTIMES:
             raise InvalidArgumentError(f"unknown runtime {runtime!r}; valid: {', '.join(RUNTIMES)}", param="runtime")
         self.path = Path(weights) if weights else default_artifact(self.name)
         self.card = read_card(self.path)
         made_by = self.card.get("method")
         if made_by != self.name:  # another method's network would fill this method's collection
-            raise InvalidArgumentError(f"{self.path} holds the {made_by} method's network, not {self.name}'s; "
-                                       f"pass one made for {self.name}")
+            raise InvalidArgumentError(
+                f"{self.path} holds the {made_by} method's network, not {self.name}'s; pass one made for {self.name}"
+            )
         self.dim = int(self.card["embedding_dim"])
         self.runtime = runtime
         self.threads = check_threads(threads)

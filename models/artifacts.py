@@ -73,11 +73,15 @@ def verified_onnx(artifact: str | os.PathLike, card: dict[str, Any]) -> bytes:
         raise ModelError(f"cannot read {path}: {err.strerror or err}") from err
     digest = hashlib.sha256(data).hexdigest()
     if digest != entry.get("sha256"):
-        raise ModelError(f"{path} does not match its model card (SHA-256 {digest[:12]}..., card says "
-                         f"{str(entry.get('sha256'))[:12]}...); export it again or restore the file")
+        raise ModelError(
+            f"{path} does not match its model card (SHA-256 {digest[:12]}..., card says "
+            f"{str(entry.get('sha256'))[:12]}...); export it again or restore the file"
+        )
     if keras_digest != entry.get("exported_from_sha256"):
-        raise ModelError(f"{path} was not exported from {Path(artifact).name} as it is now (SHA-256 "
-                         f"{keras_digest[:12]}...); export it again")
+        raise ModelError(
+            f"{path} was not exported from {Path(artifact).name} as it is now (SHA-256 "
+            f"{keras_digest[:12]}...); export it again"
+        )
     return data
 
 
@@ -85,8 +89,12 @@ def record_onnx(artifact: str | os.PathLike, entry: dict[str, Any], export: str 
     """Record an export (the file at ``export``, about to become the
     artifact's ONNX file) in the artifact's card, written atomically."""
     card = read_card(artifact)
-    card["onnx"] = {**entry, "file": onnx_path(artifact).name, "sha256": sha256_file(export),
-                    "exported_from_sha256": card["artifact_sha256"]}
+    card["onnx"] = {
+        **entry,
+        "file": onnx_path(artifact).name,
+        "sha256": sha256_file(export),
+        "exported_from_sha256": card["artifact_sha256"],
+    }
     _write_json(card_path(artifact), card)
     return card
 

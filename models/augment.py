@@ -42,8 +42,13 @@ def brightness(images: np.ndarray, rng: np.random.Generator, spread: float = 0.2
     return np.clip(np.rint(images * factors), 0, 255).astype(np.uint8)
 
 
-def erase(images: np.ndarray, rng: np.random.Generator, p: float = 0.5,
-          area: tuple[float, float] = (0.02, 0.25), aspect: tuple[float, float] = (0.3, 3.3)) -> np.ndarray:
+def erase(
+    images: np.ndarray,
+    rng: np.random.Generator,
+    p: float = 0.5,
+    area: tuple[float, float] = (0.02, 0.25),
+    aspect: tuple[float, float] = (0.3, 3.3),
+) -> np.ndarray:
     """Random erasing: with probability ``p``, one rectangle covering
     ``area`` of the image, of aspect ``aspect``, filled with uniform noise."""
     out = images.copy()
@@ -55,7 +60,7 @@ def erase(images: np.ndarray, rng: np.random.Generator, p: float = 0.5,
             eh, ew = int(round(np.sqrt(a * r))), int(round(np.sqrt(a / r)))
             if 0 < eh < h and 0 < ew < w:
                 y, x = rng.integers(0, h - eh + 1), rng.integers(0, w - ew + 1)
-                out[i, y:y + eh, x:x + ew] = rng.integers(0, 256, size=(eh, ew), dtype=np.uint8)
+                out[i, y : y + eh, x : x + ew] = rng.integers(0, 256, size=(eh, ew), dtype=np.uint8)
                 break
     return out
 
@@ -73,7 +78,7 @@ def shifted(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
     zeros come in (the Keras twin is the ensemble's shift layers)."""
     n, h, w = images.shape
     padded = np.pad(images, ((0, 0), (max(dy, 0), max(-dy, 0)), (max(dx, 0), max(-dx, 0))))
-    return np.ascontiguousarray(padded[:, max(-dy, 0):max(-dy, 0) + h, max(-dx, 0):max(-dx, 0) + w])
+    return np.ascontiguousarray(padded[:, max(-dy, 0) : max(-dy, 0) + h, max(-dx, 0) : max(-dx, 0) + w])
 
 
 #: the augmentations a training run can ask for, by name
@@ -83,8 +88,7 @@ AUGMENTATIONS = ("none", "flip-shift", "flip-shift-erase")
 def augment(images: np.ndarray, rng: np.random.Generator, kind: str) -> np.ndarray:
     """One batch of (N, 28, 28) uint8 images augmented by ``kind``."""
     if kind not in AUGMENTATIONS:
-        raise InvalidArgumentError(f"unknown augmentation {kind!r}; valid: {', '.join(AUGMENTATIONS)}",
-                                   param="augment")
+        raise InvalidArgumentError(f"unknown augmentation {kind!r}; valid: {', '.join(AUGMENTATIONS)}", param="augment")
     if kind == "none":
         return images
     out = shift(flip(images, rng), rng)
@@ -97,12 +101,13 @@ def describe(kind: str) -> str:
         "none": "none",
         "flip-shift": "horizontal flip (p 0.5), shift up to 2 px (zero padding)",
         "flip-shift-erase": "horizontal flip (p 0.5), shift up to 2 px (zero padding), "
-                            "random erasing (p 0.5, 2-25% of the image, aspect 0.3-3.3, noise)",
+        "random erasing (p 0.5, 2-25% of the image, aspect 0.3-3.3, noise)",
     }[kind]
 
 
-def batches(images: np.ndarray, labels: np.ndarray, batch_size: int, kind: str, seed: int,
-            outputs: tuple[str, ...] = ()):
+def batches(
+    images: np.ndarray, labels: np.ndarray, batch_size: int, kind: str, seed: int, outputs: tuple[str, ...] = ()
+):
     """A Keras ``PyDataset``: each epoch a new shuffle, each batch augmented
     as it is drawn; (x, y) with x (B, 28, 28, 1) float32 in [0, 1] and y the
     labels, or a dict of them, one per named output of a multi-output model."""
@@ -120,7 +125,7 @@ def batches(images: np.ndarray, labels: np.ndarray, batch_size: int, kind: str, 
             return int(np.ceil(len(images) / batch_size))
 
         def __getitem__(self, i: int):
-            idx = self.order[i * batch_size:(i + 1) * batch_size]
+            idx = self.order[i * batch_size : (i + 1) * batch_size]
             y = labels[idx]
             return to_model_input(augment(images[idx], self.rng, kind)), ({o: y for o in outputs} if outputs else y)
 

@@ -48,7 +48,7 @@ class Embedder(ABC):
     def embed_batch(self, images: np.ndarray) -> np.ndarray:
         """Embed one batch; need not normalise (the base class does)."""
 
-    def prepare(self) -> None:
+    def prepare(self) -> None:  # noqa: B027 - a hook: most embedders have nothing to load
         """Load whatever the model needs now, so failures come before any write."""
 
     def describe(self) -> dict[str, Any]:
@@ -78,8 +78,7 @@ class Embedder(ABC):
             images = images[None]
         if images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE or images.dtype != np.uint8:
             raise InvalidArgumentError(
-                f"{self.name}: expected uint8 images of shape (N, 28, 28), "
-                f"got {images.dtype} {images.shape}"
+                f"{self.name}: expected uint8 images of shape (N, 28, 28), got {images.dtype} {images.shape}"
             )
         size = batch_size or self.default_batch_size
         if size < 1:

@@ -47,16 +47,20 @@ def member_cards(artifacts: list[str | os.PathLike]) -> list[dict[str, Any]]:
     for artifact in artifacts:
         card = read_card(artifact)
         if card.get("method") not in MEMBER_METHODS:
-            raise InvalidArgumentError(f"{artifact} holds the {card.get('method')} method's network; an ensemble's "
-                                       f"members are {' or '.join(MEMBER_METHODS)} artifacts")
+            raise InvalidArgumentError(
+                f"{artifact} holds the {card.get('method')} method's network; an ensemble's "
+                f"members are {' or '.join(MEMBER_METHODS)} artifacts"
+            )
         if card["artifact_sha256"] in seen:
             raise InvalidArgumentError(f"{artifact} is given twice (the same SHA-256)")
         seen.add(card["artifact_sha256"])
         cards.append(card)
     trained_on = {str(c.get("trained_on")) for c in cards}
     if len(trained_on) > 1:  # a member trained without the validation images, another with them
-        raise InvalidArgumentError("the members were trained on different images (their cards' trained_on: "
-                                   f"{', '.join(sorted(trained_on))}); train them on the same split")
+        raise InvalidArgumentError(
+            "the members were trained on different images (their cards' trained_on: "
+            f"{', '.join(sorted(trained_on))}); train them on the same split"
+        )
     return cards
 
 
@@ -75,8 +79,9 @@ def shift_layers(inputs, shifts: int) -> list:
     return views
 
 
-def combine(artifacts: list[str | os.PathLike], cards: list[dict[str, Any]] | None = None,
-            shifts: int = 0) -> tuple[Any, dict[str, Any]]:
+def combine(
+    artifacts: list[str | os.PathLike], cards: list[dict[str, Any]] | None = None, shifts: int = 0
+) -> tuple[Any, dict[str, Any]]:
     """The ensemble network of the members (each verified against its card
     and loaded in safe mode) and the card's record of them; ``cards``: the
     members' cards from :func:`member_cards`, when already read; ``shifts``:
@@ -91,7 +96,7 @@ def combine(artifacts: list[str | os.PathLike], cards: list[dict[str, Any]] | No
     inputs = keras.Input((28, 28, 1), name="image")
     views = shift_layers(inputs, shifts)
     outputs = []
-    for i, (artifact, card) in enumerate(zip(artifacts, cards)):
+    for i, (artifact, card) in enumerate(zip(artifacts, cards, strict=False)):
         member = load_verified(artifact)
         if card["method"] in MIRRORED:
             member.name = f"member_{i}"
@@ -105,15 +110,18 @@ def combine(artifacts: list[str | os.PathLike], cards: list[dict[str, Any]] | No
     joined = layers.Concatenate(name="members")(outputs)
     model = keras.Model(inputs, layers.UnitNormalization(name="embedding")(joined), name="ensemble_embedding")
     mirrored = "unit(net_i(y) + net_i(mirror of y))"
-    member_rule = (f"m_i(x) = {mirrored.replace('y', 'x')}" if not shifts else
-                   f"m_i(x) = unit(sum over y in (x and x moved {shifts} px up, down, left, right) of {mirrored})")
+    member_rule = (
+        f"m_i(x) = {mirrored.replace('y', 'x')}"
+        if not shifts
+        else f"m_i(x) = unit(sum over y in (x and x moved {shifts} px up, down, left, right) of {mirrored})"
+    )
     record = {
         "method": "ensemble",
         "embedding_dim": sum(int(c["embedding_dim"]) for c in cards),
         "shifts": shifts,
         "served": f"unit(concat(m_1(x), ..., m_k(x))) with each member {member_rule}; "
-                  "the cosine of two images is the mean of the members' cosines",
-        "members": [_member(artifact, card) for artifact, card in zip(artifacts, cards)],
+        "the cosine of two images is the mean of the members' cosines",
+        "members": [_member(artifact, card) for artifact, card in zip(artifacts, cards, strict=False)],
         "trained_on": cards[0].get("trained_on"),
         "data_sha256": cards[0].get("data_sha256"),
     }
@@ -122,15 +130,39 @@ def combine(artifacts: list[str | os.PathLike], cards: list[dict[str, Any]] | No
 
 def _member(artifact: str | os.PathLike, card: dict[str, Any]) -> dict[str, Any]:
     """What an ensemble's card keeps of a member: enough to retrain it."""
-    keep = ("method", "artifact_sha256", "command", "date", "epochs", "seed", "augment", "losses_trained", "mining",
-            "trained_on", "data_sha256", "machine", "software", "wall_time_s", "final_loss",
-            "eval_test_split_numpy_exact")
-    return {"artifact": Path(artifact).name, **{k: card[k] for k in keep if k in card},
-            "mirror_averaged": "by its own network" if card["method"] in MIRRORED else "by the ensemble"}
+    keep = (
+        "method",
+        "artifact_sha256",
+        "command",
+        "date",
+        "epochs",
+        "seed",
+        "augment",
+        "losses_trained",
+        "mining",
+        "trained_on",
+        "data_sha256",
+        "machine",
+        "software",
+        "wall_time_s",
+        "final_loss",
+        "eval_test_split_numpy_exact",
+    )
+    return {
+        "artifact": Path(artifact).name,
+        **{k: card[k] for k in keep if k in card},
+        "mirror_averaged": "by its own network" if card["method"] in MIRRORED else "by the ensemble",
+    }
 
 
-def build(artifacts: list[str | os.PathLike], out: str | os.PathLike, *, data_dir: str | os.PathLike | None = None,
-          evaluate: bool = True, shifts: int = 0) -> dict[str, Any]:
+def build(
+    artifacts: list[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    evaluate: bool = True,
+    shifts: int = 0,
+) -> dict[str, Any]:
     """Combine the members (``shifts``: see :func:`combine`), write
     ``<out>/ensemble.keras``, its card (the members' cards, the command, the
     test-split precision unless not ``evaluate``) and its ONNX export;
@@ -148,9 +180,13 @@ def build(artifacts: list[str | os.PathLike], out: str | os.PathLike, *, data_di
     tmp = out_dir / ".ensemble.tmp.keras"
     model.save(tmp)
     os.replace(tmp, artifact)
-    card = {**provenance((record["trained_on"] or {}).get("images")), **record,
-            "command": f"fmsearch combine --out {out} " + (f"--shifts {shifts} " if shifts else "")
-                       + " ".join(str(a) for a in artifacts)}
+    card = {
+        **provenance((record["trained_on"] or {}).get("images")),
+        **record,
+        "command": f"fmsearch combine --out {out} "
+        + (f"--shifts {shifts} " if shifts else "")
+        + " ".join(str(a) for a in artifacts),
+    }
     if evaluate:
         card["eval_test_split_numpy_exact"] = quick_eval(model, data_dir)
     write_card(artifact, card)

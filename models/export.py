@@ -32,8 +32,9 @@ CHECK_IMAGES = 1024
 TOLERANCE = 1e-5
 
 
-def export_onnx(artifact: str | os.PathLike, data_dir: str | os.PathLike | None = None,
-                command: str | None = None) -> dict[str, Any]:
+def export_onnx(
+    artifact: str | os.PathLike, data_dir: str | os.PathLike | None = None, command: str | None = None
+) -> dict[str, Any]:
     """Export ``artifact`` to ONNX beside it, check it, record it in the card.
 
     The export runs the ``.keras`` model (verified against its card) through
@@ -66,8 +67,10 @@ def export_onnx(artifact: str | os.PathLike, data_dir: str | os.PathLike | None 
             model.export(tmp, format="onnx", verbose=False)
         diff = float(np.abs(load_session(tmp)(x) - expected).max())
         if not diff <= TOLERANCE:
-            raise ModelError(f"the ONNX export of {artifact.name} differs from Keras by {diff:.2g} "
-                             f"(more than {TOLERANCE:g}); it was not written")
+            raise ModelError(
+                f"the ONNX export of {artifact.name} differs from Keras by {diff:.2g} "
+                f"(more than {TOLERANCE:g}); it was not written"
+            )
         os.chmod(tmp, _readable_mode())  # mkstemp's file is private; an artifact is read by every user
         card = record_onnx(artifact, _entry(tmp, diff, command or f"fmsearch export --weights {artifact}"), tmp)
         os.replace(tmp, target)  # the card names this file's digest: swapped in last
@@ -87,9 +90,15 @@ def _entry(path: str, diff: float, command: str) -> dict[str, Any]:
 
     opset = max((o.version for o in onnx.load(path).opset_import if o.domain in ("", "ai.onnx")), default=None)
     return {
-        "opset": opset, "max_abs_diff_vs_keras": diff, "checked_on": f"the first {CHECK_IMAGES} FMNIST test images",
-        "software": {"onnxruntime": onnxruntime_version(), "keras": keras.__version__, "tf2onnx": tf2onnx.__version__,
-                     "onnx": onnx.__version__},
+        "opset": opset,
+        "max_abs_diff_vs_keras": diff,
+        "checked_on": f"the first {CHECK_IMAGES} FMNIST test images",
+        "software": {
+            "onnxruntime": onnxruntime_version(),
+            "keras": keras.__version__,
+            "tf2onnx": tf2onnx.__version__,
+            "onnx": onnx.__version__,
+        },
         "command": command,
     }
 

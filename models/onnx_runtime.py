@@ -19,13 +19,15 @@ from fmsearch.errors import InvalidArgumentError, ModelError
 def check_threads(threads: int | None) -> int | None:
     """Threads one inference may use (None: ONNX Runtime's default, one per core)."""
     if threads is not None and not 1 <= int(threads) <= (os.cpu_count() or 1) * 4:
-        raise InvalidArgumentError(f"threads must be between 1 and {(os.cpu_count() or 1) * 4}, got {threads}",
-                                   param="threads")
+        raise InvalidArgumentError(
+            f"threads must be between 1 and {(os.cpu_count() or 1) * 4}, got {threads}", param="threads"
+        )
     return None if threads is None else int(threads)
 
 
-def load_session(model: str | os.PathLike | bytes, threads: int | None = None,
-                 spin: bool = True) -> Callable[[np.ndarray], np.ndarray]:
+def load_session(
+    model: str | os.PathLike | bytes, threads: int | None = None, spin: bool = True
+) -> Callable[[np.ndarray], np.ndarray]:
     """A forward function over an ONNX model (a file, or its bytes):
     (N, 28, 28, 1) float32 -> (N, d). ``spin``: the intra-op threads
     spin-wait for work between calls (ONNX Runtime's default: lower latency

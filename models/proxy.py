@@ -69,9 +69,19 @@ def flip_averaged(tower, name: str = "proxy_embedding"):
     return keras.Model(inputs, layers.UnitNormalization(name="embedding")(both), name=name)
 
 
-def train(images: np.ndarray, labels: np.ndarray, *, epochs: int = 40, batch_size: int = 256, seed: int = 0,
-          learning_rate: float = 1e-3, augment: str = "flip-shift", loss: str = "cosface", verbose: int = 1,
-          log: Callable[[str], None] = logger.info) -> tuple[Any, dict[str, Any]]:
+def train(
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    epochs: int = 40,
+    batch_size: int = 256,
+    seed: int = 0,
+    learning_rate: float = 1e-3,
+    augment: str = "flip-shift",
+    loss: str = "cosface",
+    verbose: int = 1,
+    log: Callable[[str], None] = logger.info,
+) -> tuple[Any, dict[str, Any]]:
     """Train the tower with the margin softmax over learned class proxies;
     Adam with a cosine decay of the rate to 0. Returns the served network
     (:func:`flip_averaged`) and the card's record."""
@@ -84,8 +94,9 @@ def train(images: np.ndarray, labels: np.ndarray, *, epochs: int = 40, batch_siz
     inputs = keras.Input((28, 28, 1))
     # the proxies: unit columns (the constraint renormalises them after each
     # step), so the outputs are cosines between the unit embedding and each class
-    proxies = layers.Dense(N_CLASSES, use_bias=False, kernel_constraint=keras.constraints.UnitNorm(axis=0),
-                           name="proxies")
+    proxies = layers.Dense(
+        N_CLASSES, use_bias=False, kernel_constraint=keras.constraints.UnitNorm(axis=0), name="proxies"
+    )
     embedding = tower(inputs)
     with_triplets = loss == "cosface+triplet"
     outputs = {"cosines": proxies(embedding), **({"embedding": embedding} if with_triplets else {})}
@@ -100,14 +111,17 @@ def train(images: np.ndarray, labels: np.ndarray, *, epochs: int = 40, batch_siz
     record = {
         "method": "proxy",
         "loss": "normalised softmax over learned class proxies with an additive cosine margin (CosFace)"
-                + (", plus the semi-hard triplet loss (margin 0.2, squared distances) on the embeddings"
-                   if with_triplets else ""),
+        + (
+            ", plus the semi-hard triplet loss (margin 0.2, squared distances) on the embeddings"
+            if with_triplets
+            else ""
+        ),
         "losses_trained": loss,
         "scale": SCALE,
         "margin": MARGIN,
         "embedding_dim": EMBEDDING_DIM,
         "tower": "the siamese tower: 3 blocks of two 3x3 convolutions (32, 64, 128) with batch norm, "
-                 "flatten, dense 64, batch norm, unit norm",
+        "flatten, dense 64, batch norm, unit norm",
         "served": "unit(tower(x) + tower(mirror of x))",
         "epochs": epochs,
         "batch_size": batch_size,

@@ -68,8 +68,9 @@ def check_method(name: str) -> str:
         UnknownMethodError: listing the valid names.
     """
     if name in _STAGES:
-        raise InvalidArgumentError(f"{name} is a rerank stage, not a search method: it reorders another method's "
-                                   f"results (rerank {name})")
+        raise InvalidArgumentError(
+            f"{name} is a rerank stage, not a search method: it reorders another method's results (rerank {name})"
+        )
     if name not in _METHODS:
         raise UnknownMethodError(f"unknown method {name!r}; valid methods: {', '.join(_METHODS)}")
     return name

@@ -60,8 +60,12 @@ class ResNet101Embedder(Embedder):
         return f"resnet101-{tag}-{self.input_size}px"
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "weights": self.weights_kind, "untrained": self.weights is None,
-                "input_size": self.input_size}
+        return {
+            **super().describe(),
+            "weights": self.weights_kind,
+            "untrained": self.weights is None,
+            "input_size": self.input_size,
+        }
 
     def prepare(self) -> None:
         """Build the network now (downloading ImageNet weights if needed)."""
@@ -78,7 +82,9 @@ class ResNet101Embedder(Embedder):
             keras.utils.set_random_seed(0)
         try:
             model = keras.applications.ResNet101(
-                include_top=False, pooling="avg", weights=self.weights,
+                include_top=False,
+                pooling="avg",
+                weights=self.weights,
                 input_shape=(self.input_size, self.input_size, 3),
             )
         except Exception as err:  # download failures surface as several types
@@ -87,7 +93,8 @@ class ResNet101Embedder(Embedder):
                 text = "the download from storage.googleapis.com failed (offline?)"
             raise ModelError(
                 f"ResNet101 weights ({self.weights_kind}) cannot be loaded: {text[:200]}; "
-                "pass a local file instead (or 'none' for an untrained network)", param="weights",
+                "pass a local file instead (or 'none' for an untrained network)",
+                param="weights",
             ) from err
         size = self.input_size
 

@@ -129,7 +129,9 @@ def _loss_class():
     class OnlineTripletLoss(keras.losses.Loss):
         """Triplet loss with triplets mined online in each batch (y_true: labels)."""
 
-        def __init__(self, margin: float = MARGIN, mining: str = "semi-hard", name: str = "online_triplet", **kwargs: Any) -> None:
+        def __init__(
+            self, margin: float = MARGIN, mining: str = "semi-hard", name: str = "online_triplet", **kwargs: Any
+        ) -> None:
             super().__init__(name=name, **kwargs)
             self.margin, self.mining = margin, mining
 
@@ -242,12 +244,18 @@ def train(
     monitor = training_monitor(model, images, np.asarray(labels), log)
     t0 = time.perf_counter()
     history = trainer.fit(
-        to_model_input(images), np.asarray(labels, np.int32),
-        batch_size=batch_size, epochs=epochs, shuffle=True, verbose=verbose, callbacks=[monitor],
+        to_model_input(images),
+        np.asarray(labels, np.int32),
+        batch_size=batch_size,
+        epochs=epochs,
+        shuffle=True,
+        verbose=verbose,
+        callbacks=[monitor],
     )
     record = {
         "method": "siamese",
-        "loss": f"triplet, {'euclidean' if mining == 'batch-hard' else 'squared euclidean'} distance, {mining} mining within each batch",
+        "loss": f"triplet, {'euclidean' if mining == 'batch-hard' else 'squared euclidean'} distance, "
+        f"{mining} mining within each batch",
         "margin": MARGIN,
         "embedding_dim": EMBEDDING_DIM,
         "epochs": epochs,

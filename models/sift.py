@@ -93,8 +93,9 @@ class SiftExtractor:
 
     def __init__(self, upscale: int = DEFAULT_UPSCALE, root: bool = True, max_keypoints: int = 0) -> None:
         if not 1 <= int(upscale) <= MAX_UPSCALE:
-            raise InvalidArgumentError(f"SIFT upscale must be between 1 and {MAX_UPSCALE}, got {upscale}",
-                                       param="upscale")
+            raise InvalidArgumentError(
+                f"SIFT upscale must be between 1 and {MAX_UPSCALE}, got {upscale}", param="upscale"
+            )
         if max_keypoints < 0:
             raise InvalidArgumentError(f"max_keypoints must be >= 0, got {max_keypoints}")
         self.upscale, self.root, self.max_keypoints = int(upscale), bool(root), int(max_keypoints)
@@ -120,10 +121,14 @@ class SiftExtractor:
         """Keypoints and quantised descriptors of one (28, 28) uint8 image."""
         image = np.asarray(image)
         if image.shape != IMAGE_SHAPE or image.dtype != np.uint8:
-            raise InvalidArgumentError(f"sift: expected a uint8 image of shape (28, 28), got {image.dtype} {image.shape}")
+            raise InvalidArgumentError(
+                f"sift: expected a uint8 image of shape (28, 28), got {image.dtype} {image.shape}"
+            )
         cv2 = _cv2()
-        big = image if self.upscale == 1 else cv2.resize(
-            image, None, fx=self.upscale, fy=self.upscale, interpolation=cv2.INTER_CUBIC
+        big = (
+            image
+            if self.upscale == 1
+            else cv2.resize(image, None, fx=self.upscale, fy=self.upscale, interpolation=cv2.INTER_CUBIC)
         )
         keypoints, desc = _sift(self.max_keypoints).detectAndCompute(big, None)
         if desc is None or len(keypoints) == 0:
@@ -215,8 +220,9 @@ class PairComparison:
         return draw_matches(self.a, self.b, self.matches)
 
 
-def compare(image_a: np.ndarray, image_b: np.ndarray, extractor: SiftExtractor | None = None,
-            ratio: float = DEFAULT_RATIO) -> PairComparison:
+def compare(
+    image_a: np.ndarray, image_b: np.ndarray, extractor: SiftExtractor | None = None, ratio: float = DEFAULT_RATIO
+) -> PairComparison:
     """Compare two (28, 28) uint8 images: Lowe score = good matches /
     keypoints of A; MaxSim = mean over A's descriptors of the best cosine
     with B's. Both in [0, 1]; identical images score 1, an image without
@@ -233,8 +239,14 @@ def draw_matches(a: Features, b: Features, matches: list[Any], zoom: int = 3) ->
     the seed's figures); RGB uint8, enlarged ``zoom`` times for viewing."""
     cv2 = _cv2()
     canvas = cv2.drawMatches(
-        a.image, list(a.keypoints), b.image, list(b.keypoints), matches, None,
-        matchColor=(0, 255, 0), singlePointColor=(255, 0, 0),
+        a.image,
+        list(a.keypoints),
+        b.image,
+        list(b.keypoints),
+        matches,
+        None,
+        matchColor=(0, 255, 0),
+        singlePointColor=(255, 0, 0),
         flags=cv2.DrawMatchesFlags_DEFAULT,
     )
     canvas = cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB)

@@ -26,8 +26,7 @@ TRAIN_EXTRA = "fmsearch[train]"
 
 def missing_extra(what: str, package: str) -> ModelError:
     """The one-line error for a part of the training extra that is not installed."""
-    return ModelError(f"{what} needs {package}, which the default install leaves out: "
-                      f"pip install '{TRAIN_EXTRA}'")
+    return ModelError(f"{what} needs {package}, which the default install leaves out: pip install '{TRAIN_EXTRA}'")
 
 
 def require_exporter(what: str) -> None:

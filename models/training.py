@@ -7,7 +7,7 @@ import os
 import platform
 import tempfile
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +15,8 @@ import numpy as np
 
 from fmsearch.errors import InvalidArgumentError
 from fmsearch.images.fmnist import FILES, SPLIT_SIZES, load_split
-from fmsearch.models.artifacts import load_verified, read_card, write_card
 from fmsearch.models.artifact_embedder import to_model_input
+from fmsearch.models.artifacts import load_verified, read_card, write_card
 from fmsearch.models.augment import AUGMENTATIONS
 from fmsearch.models.base import l2_normalize
 from fmsearch.models.proxy import LOSSES as PROXY_LOSSES
@@ -33,8 +33,14 @@ def _embed(model, images: np.ndarray) -> np.ndarray:
     return l2_normalize(model.predict(to_model_input(images), batch_size=1024, verbose=0))
 
 
-def vector_precision(q: np.ndarray, g: np.ndarray, gallery_labels: np.ndarray, query_labels: np.ndarray,
-                     ks: tuple[int, ...], expand: int = 0) -> dict[str, float]:
+def vector_precision(
+    q: np.ndarray,
+    g: np.ndarray,
+    gallery_labels: np.ndarray,
+    query_labels: np.ndarray,
+    ks: tuple[int, ...],
+    expand: int = 0,
+) -> dict[str, float]:
     """Precision@K of unit query vectors against unit gallery vectors (exact,
     cosine); ``expand``: average query expansion by the nearest ``expand``
     (as the search mode does it through Qdrant)."""
@@ -56,11 +62,19 @@ def vector_precision(q: np.ndarray, g: np.ndarray, gallery_labels: np.ndarray, q
     return {k: round(v / len(q), 5) for k, v in out.items()}
 
 
-def exact_precision(model, gallery_images: np.ndarray, gallery_labels: np.ndarray, query_images: np.ndarray,
-                    query_labels: np.ndarray, ks: tuple[int, ...] = (1, 10)) -> dict[str, float]:
+def exact_precision(
+    model,
+    gallery_images: np.ndarray,
+    gallery_labels: np.ndarray,
+    query_images: np.ndarray,
+    query_labels: np.ndarray,
+    ks: tuple[int, ...] = (1, 10),
+) -> dict[str, float]:
     """Exact precision@K of an embedding network: each query against the
     whole gallery (numpy brute force, cosine), relevant = same class."""
-    return vector_precision(_embed(model, query_images), _embed(model, gallery_images), gallery_labels, query_labels, ks)
+    return vector_precision(
+        _embed(model, query_images), _embed(model, gallery_images), gallery_labels, query_labels, ks
+    )
 
 
 def quick_eval(model, data_dir: str | os.PathLike | None = None, ks: tuple[int, ...] = (1, 10)) -> dict[str, float]:
@@ -77,28 +91,41 @@ def validate(model, images: np.ndarray, labels: np.ndarray, n_train: int) -> dic
     figure of its tower alone."""
     g, q = _embed(model, images[:n_train]), _embed(model, images[n_train:])
     held = (labels[:n_train], labels[n_train:], (1, 10))
-    out: dict[str, Any] = {"queries": len(images) - n_train, "gallery": n_train,
-                           "split": f"train images {n_train}-{len(images) - 1} against 0-{n_train - 1}",
-                           **vector_precision(q, g, *held)}
+    out: dict[str, Any] = {
+        "queries": len(images) - n_train,
+        "gallery": n_train,
+        "split": f"train images {n_train}-{len(images) - 1} against 0-{n_train - 1}",
+        **vector_precision(q, g, *held),
+    }
     # the query expansion mode (--expand N) on the same split: which N, if any
     out["expand"] = {str(n): vector_precision(q, g, *held, expand=n) for n in VALIDATED_EXPANSIONS if n < n_train}
     try:
         tower = model.get_layer(TOWER_NAME)
     except ValueError:
         return out
-    out["tower_alone"] = exact_precision(tower, images[:n_train], labels[:n_train], images[n_train:],
-                                         labels[n_train:])
+    out["tower_alone"] = exact_precision(tower, images[:n_train], labels[:n_train], images[n_train:], labels[n_train:])
     return out
 
 
-def _check(method: str, epochs: int, batch_size: int, out: str | os.PathLike, limit: int | None,
-           mining: str | None, learning_rate: float, init, validation: int | None, augment: str | None,
-           loss: str | None) -> Path:
+def _check(
+    method: str,
+    epochs: int,
+    batch_size: int,
+    out: str | os.PathLike,
+    limit: int | None,
+    mining: str | None,
+    learning_rate: float,
+    init,
+    validation: int | None,
+    augment: str | None,
+    loss: str | None,
+) -> Path:
     """Every setting checked before a minute of training is spent; returns
     the output folder, made and found writable."""
     if method not in TRAINABLE:
-        raise InvalidArgumentError(f"cannot train {method!r}; trainable methods: {', '.join(TRAINABLE)}",
-                                   param="method")
+        raise InvalidArgumentError(
+            f"cannot train {method!r}; trainable methods: {', '.join(TRAINABLE)}", param="method"
+        )
     if epochs < 1:
         raise InvalidArgumentError(f"epochs must be at least 1, got {epochs}", param="epochs")
     if batch_size < 2:
@@ -106,8 +133,9 @@ def _check(method: str, epochs: int, batch_size: int, out: str | os.PathLike, li
     if limit is not None and limit < 2:
         raise InvalidArgumentError(f"limit must be at least 2, got {limit}", param="limit")
     if validation is not None and not 1 <= validation <= min(limit or SPLIT_SIZES["train"], SPLIT_SIZES["train"]) - 2:
-        raise InvalidArgumentError(f"validation must hold out at least 1 image and leave 2 to train on, got "
-                                   f"{validation}", param="validation")
+        raise InvalidArgumentError(
+            f"validation must hold out at least 1 image and leave 2 to train on, got {validation}", param="validation"
+        )
     if mining is not None and method != "siamese":
         raise InvalidArgumentError("mining applies to siamese only", param="mining")
     if init is not None and method != "siamese":
@@ -118,8 +146,9 @@ def _check(method: str, epochs: int, batch_size: int, out: str | os.PathLike, li
     if loss is not None and loss not in PROXY_LOSSES:
         raise InvalidArgumentError(f"unknown loss {loss!r}; valid: {', '.join(PROXY_LOSSES)}", param="loss")
     if augment is not None and augment not in AUGMENTATIONS:
-        raise InvalidArgumentError(f"unknown augmentation {augment!r}; valid: {', '.join(AUGMENTATIONS)}",
-                                   param="augment")
+        raise InvalidArgumentError(
+            f"unknown augmentation {augment!r}; valid: {', '.join(AUGMENTATIONS)}", param="augment"
+        )
     if not 0 < learning_rate < 1:
         raise InvalidArgumentError(f"learning rate must be in (0, 1), got {learning_rate}", param="learning_rate")
     return output_folder(out)
@@ -179,36 +208,31 @@ def train_method(
     n = len(train) if limit is None else min(limit, len(train))
     fit_n = n - (validation or 0)  # trained on [:fit_n], validated on [fit_n:n]
     images, labels = train.images[:fit_n], train.labels[:fit_n]
-    if method == "siamese":
-        from fmsearch.models.siamese import train as train_siamese
-
-        model, record = train_siamese(images, labels, epochs=epochs, batch_size=batch_size, seed=seed,
-                                      mining=mining, learning_rate=learning_rate, init_model=init_model,
-                                      verbose=verbose, log=log)
-    elif method == "proxy":
-        from fmsearch.models.proxy import train as train_proxy
-
-        model, record = train_proxy(images, labels, epochs=epochs, batch_size=batch_size, seed=seed,
-                                    learning_rate=learning_rate, augment=augment, loss=loss, verbose=verbose,
-                                    log=log)
-    else:
-        from fmsearch.models.autoencoder import train as train_autoencoder
-
-        model, record = train_autoencoder(images, epochs=epochs, batch_size=batch_size, seed=seed,
-                                          learning_rate=learning_rate, verbose=verbose)
+    # the settings the training takes and its card's command records
+    settings: dict[str, Any] = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "seed": seed,
+        "mining": mining,
+        "learning_rate": learning_rate,
+        "augment": augment,
+        "loss": loss,
+    }
+    model, record = _fit(method, images, labels, init_model=init_model, verbose=verbose, log=log, **settings)
     artifact = out_dir / f"{method}.keras"
     tmp = out_dir / f".{method}.tmp.keras"
     model.save(tmp)
     os.replace(tmp, artifact)
-    command = _command(method, epochs=epochs, batch_size=batch_size, seed=seed, mining=mining, augment=augment,
-                       loss=loss, learning_rate=learning_rate, init=init, limit=limit, validation=validation, out=out)
+    command = _command(method, init=init, limit=limit, validation=validation, out=out, **settings)
     card = {**record, **provenance(fit_n), "command": command}
     if parent is not None:
         card["init"] = parent
     if validation:
         card["validation"] = validate(model, train.images[:n], train.labels[:n], fit_n)
-        log("validation: " + ", ".join(f"{k} {v}" for k, v in card["validation"].items()
-                                       if k.startswith(("P@", "tower"))))
+        log(
+            "validation: "
+            + ", ".join(f"{k} {v}" for k, v in card["validation"].items() if k.startswith(("P@", "tower")))
+        )
     if evaluate:
         card["eval_test_split_numpy_exact"] = quick_eval(model, data_dir)
     write_card(artifact, card)
@@ -217,16 +241,87 @@ def train_method(
     return export_onnx(artifact, data_dir)
 
 
-def _command(method: str, *, epochs: int, batch_size: int, seed: int, mining: str, augment: str, loss: str,
-             learning_rate: float, init, limit: int | None, validation: int | None, out) -> str:
+def _fit(
+    method: str,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    mining: str,
+    learning_rate: float,
+    init_model: Any,
+    augment: str,
+    loss: str,
+    verbose: int,
+    log: Callable[[str], None],
+) -> tuple[Any, dict[str, Any]]:
+    """Train one method's model on the images: the model and its training record."""
+    if method == "siamese":
+        from fmsearch.models.siamese import train as train_siamese
+
+        return train_siamese(
+            images,
+            labels,
+            epochs=epochs,
+            batch_size=batch_size,
+            seed=seed,
+            mining=mining,
+            learning_rate=learning_rate,
+            init_model=init_model,
+            verbose=verbose,
+            log=log,
+        )
+    elif method == "proxy":
+        from fmsearch.models.proxy import train as train_proxy
+
+        return train_proxy(
+            images,
+            labels,
+            epochs=epochs,
+            batch_size=batch_size,
+            seed=seed,
+            learning_rate=learning_rate,
+            augment=augment,
+            loss=loss,
+            verbose=verbose,
+            log=log,
+        )
+    else:
+        from fmsearch.models.autoencoder import train as train_autoencoder
+
+        return train_autoencoder(
+            images, epochs=epochs, batch_size=batch_size, seed=seed, learning_rate=learning_rate, verbose=verbose
+        )
+
+
+def _command(
+    method: str,
+    *,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    mining: str,
+    augment: str,
+    loss: str,
+    learning_rate: float,
+    init,
+    limit: int | None,
+    validation: int | None,
+    out,
+) -> str:
     """The `fmsearch train` command line that reproduces a run (its card records it)."""
-    return (f"fmsearch train --method {method} --epochs {epochs} --batch-size {batch_size} --seed {seed}"
-            + (f" --mining {mining}" if method == "siamese" else "")
-            + (f" --augment {augment} --loss {loss}" if method == "proxy" else "")
-            + (f" --learning-rate {learning_rate:g}" if learning_rate != 1e-3 else "")
-            + (f" --init {init}" if init is not None else "")
-            + (f" --limit {limit}" if limit else "")
-            + (f" --validation {validation}" if validation else "") + f" --out {out}")
+    return (
+        f"fmsearch train --method {method} --epochs {epochs} --batch-size {batch_size} --seed {seed}"
+        + (f" --mining {mining}" if method == "siamese" else "")
+        + (f" --augment {augment} --loss {loss}" if method == "proxy" else "")
+        + (f" --learning-rate {learning_rate:g}" if learning_rate != 1e-3 else "")
+        + (f" --init {init}" if init is not None else "")
+        + (f" --limit {limit}" if limit else "")
+        + (f" --validation {validation}" if validation else "")
+        + f" --out {out}"
+    )
 
 
 def provenance(images: int | None) -> dict[str, Any]:
@@ -239,7 +334,7 @@ def provenance(images: int | None) -> dict[str, Any]:
     return {
         "trained_on": {"split": "train", "images": images},
         "data_sha256": {f.name: f.sha256 for f in FILES.values() if f.split == "train"},
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "software": {"keras": keras.__version__, "tensorflow": tf.__version__, "python": platform.python_version()},
         "machine": {"cpus": os.cpu_count(), "arch": platform.machine()},
     }

@@ -50,8 +50,12 @@ class MicroBatcher:
         on_batch: called with (key, batch size) for each batch (metrics).
     """
 
-    def __init__(self, run: Callable[[Hashable, Sequence[Any]], list[Any]], executor: Executor,
-                 on_batch: Callable[[Hashable, int], None] | None = None) -> None:
+    def __init__(
+        self,
+        run: Callable[[Hashable, Sequence[Any]], list[Any]],
+        executor: Executor,
+        on_batch: Callable[[Hashable, int], None] | None = None,
+    ) -> None:
         self._run = run
         self._executor = executor
         self._on_batch = on_batch

@@ -39,7 +39,9 @@ def _ranked(scores: dict[int, float]) -> list[tuple[int, float]]:
     return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
 
 
-def rrf(lists: Sequence[Sequence[tuple[int, float]]], weights: Sequence[float] | None = None, k: int = RRF_K) -> list[tuple[int, float]]:
+def rrf(
+    lists: Sequence[Sequence[tuple[int, float]]], weights: Sequence[float] | None = None, k: int = RRF_K
+) -> list[tuple[int, float]]:
     """Reciprocal-rank fusion of ranked ``(id, score)`` lists (scores unused).
 
     Returns:
@@ -55,7 +57,9 @@ def rrf(lists: Sequence[Sequence[tuple[int, float]]], weights: Sequence[float] |
     return _ranked(fused)
 
 
-def dbsf(lists: Sequence[Sequence[tuple[int, float]]], weights: Sequence[float] | None = None) -> list[tuple[int, float]]:
+def dbsf(
+    lists: Sequence[Sequence[tuple[int, float]]], weights: Sequence[float] | None = None
+) -> list[tuple[int, float]]:
     """Distribution-based score fusion of ``(id, score)`` lists.
 
     Returns:

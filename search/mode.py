@@ -21,29 +21,37 @@ from fmsearch.errors import InvalidArgumentError
 from fmsearch.models.registry import check_method
 from fmsearch.search.fusion import DEFAULT_FUSION, FUSIONS
 from fmsearch.search.rerank import (
+    DEFAULT_RATIO,
     DEFAULT_RERANK_MODE,
     DEFAULT_SHORTLIST,
-    DEFAULT_RATIO,
     DEFAULT_WEIGHT,
     MAX_SHORTLIST,
     RerankConfig,
 )
 from fmsearch.store import QuantizationParams, schema
 
-
 #: the most hits a query can be expanded by
 MAX_EXPAND = 100
 #: a mode as every face spells it, flat (``fmsearch query``'s options, ``POST /api/search``'s fields), with the
 #: defaults of each: :meth:`SearchMode.from_options` is the one place they become a mode
 OPTIONS: dict[str, Any] = {
-    "quantization": "none", "rescore": True, "oversampling": None, "fusion": DEFAULT_FUSION, "fusion_weights": None,
-    "rescore_with": None, "shortlist": DEFAULT_SHORTLIST, "rerank": None, "rerank_mode": DEFAULT_RERANK_MODE,
-    "rerank_weight": DEFAULT_WEIGHT, "ratio": DEFAULT_RATIO, "expand": 0,
+    "quantization": "none",
+    "rescore": True,
+    "oversampling": None,
+    "fusion": DEFAULT_FUSION,
+    "fusion_weights": None,
+    "rescore_with": None,
+    "shortlist": DEFAULT_SHORTLIST,
+    "rerank": None,
+    "rerank_mode": DEFAULT_RERANK_MODE,
+    "rerank_weight": DEFAULT_WEIGHT,
+    "ratio": DEFAULT_RATIO,
+    "expand": 0,
 }
 
 
 def parse_methods(methods: str | Sequence[str]) -> tuple[str, ...]:
-    """"a+b" (or a sequence) -> validated, distinct method names."""
+    """ "a+b" (or a sequence) -> validated, distinct method names."""
     names = tuple(m.strip() for m in (methods.split("+") if isinstance(methods, str) else methods))
     if not names or any(not n for n in names):
         raise InvalidArgumentError(f"no method in {methods!r}", param="method")
@@ -94,39 +102,51 @@ class SearchMode:
         set_(self, "methods", parse_methods(self.methods))
         schema.check_quantization(self.quantization)
         if self.quantization == "none" and (self.oversampling is not None or not self.rescore):
-            raise InvalidArgumentError("oversampling and rescore settings apply to a quantization (int8 or binary) only",
-                                       param=("oversampling", "quantization"))
+            raise InvalidArgumentError(
+                "oversampling and rescore settings apply to a quantization (int8 or binary) only",
+                param=("oversampling", "quantization"),
+            )
         QuantizationParams(self.rescore, self.oversampling)  # validates the oversampling
         if self.fusion not in FUSIONS:
             raise InvalidArgumentError(f"unknown fusion {self.fusion!r}; valid: {', '.join(FUSIONS)}", param="fusion")
         if self.fusion_weights is not None:
             set_(self, "fusion_weights", tuple(float(w) for w in self.fusion_weights))
             if len(self.methods) > 1 and len(self.fusion_weights) != len(self.methods):
-                raise InvalidArgumentError(f"fusion weights: {len(self.fusion_weights)} given for {len(self.methods)} "
-                                           "methods", param="fusion_weights")
+                raise InvalidArgumentError(
+                    f"fusion weights: {len(self.fusion_weights)} given for {len(self.methods)} methods",
+                    param="fusion_weights",
+                )
             if any(not np.isfinite(w) or w < 0 for w in self.fusion_weights):
-                raise InvalidArgumentError(f"fusion weights must be finite and >= 0, got {list(self.fusion_weights)}",
-                                           param="fusion_weights")
+                raise InvalidArgumentError(
+                    f"fusion weights must be finite and >= 0, got {list(self.fusion_weights)}", param="fusion_weights"
+                )
         if not 1 <= self.shortlist <= MAX_SHORTLIST:
-            raise InvalidArgumentError(f"shortlist must be between 1 and {MAX_SHORTLIST}, got {self.shortlist}",
-                                       param="shortlist")
+            raise InvalidArgumentError(
+                f"shortlist must be between 1 and {MAX_SHORTLIST}, got {self.shortlist}", param="shortlist"
+            )
         if not 0 <= self.expand <= MAX_EXPAND:
-            raise InvalidArgumentError(f"expand must be between 0 (off) and {MAX_EXPAND}, got {self.expand}",
-                                       param="expand")
+            raise InvalidArgumentError(
+                f"expand must be between 0 (off) and {MAX_EXPAND}, got {self.expand}", param="expand"
+            )
         if self.rescore_with is not None:
             self._check_rescore_with(self.rescore_with)
         if self.rerank is not None and self.rerank.shortlist > self.shortlist:
-            raise InvalidArgumentError(f"the rerank's shortlist ({self.rerank.shortlist}) cannot exceed the mode's "
-                                       f"shortlist ({self.shortlist}), which the first stage proposes")
+            raise InvalidArgumentError(
+                f"the rerank's shortlist ({self.rerank.shortlist}) cannot exceed the mode's "
+                f"shortlist ({self.shortlist}), which the first stage proposes"
+            )
 
     def _check_rescore_with(self, other: str) -> None:
         if len(self.methods) > 1:
-            raise InvalidArgumentError("rescore with applies to a single method, not a fusion",
-                                       param=("rescore_with", "method"))
+            raise InvalidArgumentError(
+                "rescore with applies to a single method, not a fusion", param=("rescore_with", "method")
+            )
         check_method(other)
         if other == self.methods[0]:
-            raise InvalidArgumentError(f"rescore with {self.rescore_with} is the method itself; name another method",
-                                       param=("rescore_with", "method"))
+            raise InvalidArgumentError(
+                f"rescore with {self.rescore_with} is the method itself; name another method",
+                param=("rescore_with", "method"),
+            )
 
     @classmethod
     def from_options(cls, method: str | tuple[str, ...], **options: Any) -> SearchMode:
@@ -231,11 +251,16 @@ class SearchMode:
     def settings(self) -> dict[str, Any]:
         """The mode as flat settings (``metrics.json``, benchmark rows)."""
         return {
-            "method": self.method, "quantization": self.quantization, "rescore": self.rescore,
-            "oversampling": self.oversampling, "fusion": self.fusion,
+            "method": self.method,
+            "quantization": self.quantization,
+            "rescore": self.rescore,
+            "oversampling": self.oversampling,
+            "fusion": self.fusion,
             "fusion_weights": None if self.fusion_weights is None else list(self.fusion_weights),
-            "rescore_with": self.rescore_with, "shortlist": self.shortlist,
-            "rerank": None if self.rerank is None else asdict(self.rerank), "expand": self.expand,
+            "rescore_with": self.rescore_with,
+            "shortlist": self.shortlist,
+            "rerank": None if self.rerank is None else asdict(self.rerank),
+            "expand": self.expand,
         }
 
     @classmethod
@@ -243,11 +268,16 @@ class SearchMode:
         """Inverse of :meth:`settings` (missing keys take their defaults)."""
         rerank = settings.get("rerank")
         return cls(
-            settings["method"], quantization=settings.get("quantization", "none"),
-            rescore=settings.get("rescore", True), oversampling=settings.get("oversampling"),
-            fusion=settings.get("fusion", DEFAULT_FUSION), fusion_weights=settings.get("fusion_weights"),
-            rescore_with=settings.get("rescore_with"), shortlist=settings.get("shortlist", DEFAULT_SHORTLIST),
-            rerank=None if not rerank else RerankConfig(**rerank), expand=settings.get("expand", 0),
+            settings["method"],
+            quantization=settings.get("quantization", "none"),
+            rescore=settings.get("rescore", True),
+            oversampling=settings.get("oversampling"),
+            fusion=settings.get("fusion", DEFAULT_FUSION),
+            fusion_weights=settings.get("fusion_weights"),
+            rescore_with=settings.get("rescore_with"),
+            shortlist=settings.get("shortlist", DEFAULT_SHORTLIST),
+            rerank=None if not rerank else RerankConfig(**rerank),
+            expand=settings.get("expand", 0),
         )
 
     @property
@@ -257,21 +287,50 @@ class SearchMode:
         m = self.with_effective_oversampling()
         quantised = m.quantization != "none"
         return (
-            m.method, m.quantization, m.rescore if quantised else None, m.oversampling if quantised else None,
-            m.fusion if m.fused else None, m.fusion_weights if m.fused else None, m.rescore_with,
-            m.shortlist if m.combined else None, m.rerank, m.expand,
+            m.method,
+            m.quantization,
+            m.rescore if quantised else None,
+            m.oversampling if quantised else None,
+            m.fusion if m.fused else None,
+            m.fusion_weights if m.fused else None,
+            m.rescore_with,
+            m.shortlist if m.combined else None,
+            m.rerank,
+            m.expand,
         )
 
 
 @lru_cache(maxsize=1024)
-def _from_options(method, quantization, rescore, oversampling, fusion, fusion_weights, rescore_with, shortlist, rerank,
-                  rerank_mode, rerank_weight, ratio, expand) -> SearchMode:
+def _from_options(
+    method,
+    quantization,
+    rescore,
+    oversampling,
+    fusion,
+    fusion_weights,
+    rescore_with,
+    shortlist,
+    rerank,
+    rerank_mode,
+    rerank_weight,
+    ratio,
+    expand,
+) -> SearchMode:
     stage = None
     if rerank is not None:
         stage = RerankConfig(stage=rerank, shortlist=shortlist, mode=rerank_mode, weight=rerank_weight, ratio=ratio)
-    return SearchMode(method, quantization=quantization, rescore=rescore, oversampling=oversampling, fusion=fusion,
-                      fusion_weights=fusion_weights, rescore_with=rescore_with, shortlist=shortlist, rerank=stage,
-                      expand=expand)
+    return SearchMode(
+        method,
+        quantization=quantization,
+        rescore=rescore,
+        oversampling=oversampling,
+        fusion=fusion,
+        fusion_weights=fusion_weights,
+        rescore_with=rescore_with,
+        shortlist=shortlist,
+        rerank=stage,
+        expand=expand,
+    )
 
 
 def _numbers(values: tuple[float, ...] | None, sep: str = ",") -> str:

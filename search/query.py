@@ -14,7 +14,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import numpy as np
 
@@ -29,7 +29,18 @@ ImageSource = Callable[[], np.ndarray]
 #: a recommend example: a gallery id (its stored vector) or a (28, 28) image (embedded)
 Example = int | np.ndarray
 
-H = TypeVar("H")
+
+class Ranked(Protocol):
+    """A ranked hit (a dataclass with a score and a rank, as :class:`~fmsearch.search.searcher.Hit`)."""
+
+    @property
+    def score(self) -> float: ...
+
+    @property
+    def rank(self) -> int: ...
+
+
+H = TypeVar("H", bound=Ranked)
 
 
 def check_k(k: int) -> int:
@@ -78,8 +89,9 @@ class Query:
             set_(self, name, tuple(getattr(self, name) or ()))
         sources = (self.image is not None) + (self.id is not None) + bool(self.positive or self.negative)
         if sources != 1:
-            raise InvalidArgumentError("give exactly one of: an image, id, or positive examples (a recommend query)",
-                                       param=("id", "positive"))
+            raise InvalidArgumentError(
+                "give exactly one of: an image, id, or positive examples (a recommend query)", param=("id", "positive")
+            )
         if self.negative and not self.positive:
             raise InvalidArgumentError("give at least one positive example", param="positive")
         if self.id is not None:
@@ -88,8 +100,9 @@ class Query:
             set_(self, "id", int(self.id))
         check_k(self.k)
         if not 0 <= self.offset <= MAX_K - self.k:
-            raise InvalidArgumentError(f"offset must be between 0 and {MAX_K - self.k} for k={self.k}, got "
-                                       f"{self.offset}", param="offset")
+            raise InvalidArgumentError(
+                f"offset must be between 0 and {MAX_K - self.k} for k={self.k}, got {self.offset}", param="offset"
+            )
         if self.min_score is not None and not math.isfinite(self.min_score):
             raise InvalidArgumentError(f"min score must be a finite number, got {self.min_score}", param="min_score")
 
@@ -132,18 +145,27 @@ class Query:
         rerank or expansion; a rerank must see at least the results asked."""
         if self.recommend:
             if mode.fused:
-                raise InvalidArgumentError("a recommend query (positive/negative examples) searches one method: "
-                                           "no fusion of methods joined by +")
-            for param, used in (("rescore_with", mode.rescore_with is not None), ("rerank", mode.rerank is not None),
-                                ("expand", mode.expand > 0)):
+                raise InvalidArgumentError(
+                    "a recommend query (positive/negative examples) searches one method: "
+                    "no fusion of methods joined by +"
+                )
+            for param, used in (
+                ("rescore_with", mode.rescore_with is not None),
+                ("rerank", mode.rerank is not None),
+                ("expand", mode.expand > 0),
+            ):
                 if used:
-                    raise InvalidArgumentError(f"{param.replace('_', ' ')} does not apply to a recommend query "
-                                               "(positive/negative examples)", param=param)
+                    raise InvalidArgumentError(
+                        f"{param.replace('_', ' ')} does not apply to a recommend query (positive/negative examples)",
+                        param=param,
+                    )
         if mode.rerank is not None:
             mode.rerank.check_holds(self.limit)
         if mode.second_stage and mode.shortlist < self.limit:
-            raise InvalidArgumentError(f"shortlist must be between k + offset ({self.limit}) and {MAX_K}, got "
-                                       f"{mode.shortlist}", param="shortlist")
+            raise InvalidArgumentError(
+                f"shortlist must be between k + offset ({self.limit}) and {MAX_K}, got {mode.shortlist}",
+                param="shortlist",
+            )
 
     def decoded(self, timings: dict[str, float] | None = None) -> Query:
         """The query with its image decoded (an :data:`ImageSource` is read
@@ -171,5 +193,6 @@ class Query:
         """The hits this query returns from a search's first :attr:`limit`:
         those scoring at least ``min_score``, then ``offset`` skipped and
         ``k`` kept, ranked from ``offset + 1``."""
-        kept = [h for h in hits if self.min_score is None or h.score >= self.min_score]  # type: ignore[attr-defined]
-        return [replace(h, rank=r) for r, h in enumerate(kept[self.offset : self.limit], start=self.offset + 1)]  # type: ignore[type-var]
+        kept = [h for h in hits if self.min_score is None or h.score >= self.min_score]
+        window = enumerate(kept[self.offset : self.limit], start=self.offset + 1)
+        return [cast(H, replace(cast(Any, h), rank=r)) for r, h in window]  # a dataclass, as Ranked says

@@ -58,17 +58,21 @@ class RerankConfig:
 
     def __post_init__(self) -> None:
         if self.stage not in RERANK_STAGES:
-            raise InvalidArgumentError(f"unknown rerank stage {self.stage!r}; valid: {', '.join(RERANK_STAGES)}",
-                                       param="rerank")
+            raise InvalidArgumentError(
+                f"unknown rerank stage {self.stage!r}; valid: {', '.join(RERANK_STAGES)}", param="rerank"
+            )
         if self.mode not in RERANK_MODES:
-            raise InvalidArgumentError(f"unknown rerank mode {self.mode!r}; valid: {', '.join(RERANK_MODES)}",
-                                       param="rerank_mode")
+            raise InvalidArgumentError(
+                f"unknown rerank mode {self.mode!r}; valid: {', '.join(RERANK_MODES)}", param="rerank_mode"
+            )
         if not 1 <= self.shortlist <= MAX_SHORTLIST:
-            raise InvalidArgumentError(f"shortlist must be between 1 and {MAX_SHORTLIST}, got {self.shortlist}",
-                                       param="shortlist")
+            raise InvalidArgumentError(
+                f"shortlist must be between 1 and {MAX_SHORTLIST}, got {self.shortlist}", param="shortlist"
+            )
         if not np.isfinite(self.weight) or self.weight < 0:
-            raise InvalidArgumentError(f"rerank weight must be a finite number >= 0, got {self.weight}",
-                                       param="rerank_weight")
+            raise InvalidArgumentError(
+                f"rerank weight must be a finite number >= 0, got {self.weight}", param="rerank_weight"
+            )
         if not 0 < self.ratio <= 1:
             raise InvalidArgumentError(f"ratio must be in (0, 1], got {self.ratio}", param="ratio")
 
@@ -106,7 +110,9 @@ class SiftReranker:
     #: the rerank stage this is
     stage = "sift"
 
-    def __init__(self, store: Store, prefix: str = schema.DEFAULT_PREFIX, extractor: SiftExtractor | None = None) -> None:
+    def __init__(
+        self, store: Store, prefix: str = schema.DEFAULT_PREFIX, extractor: SiftExtractor | None = None
+    ) -> None:
         self.store = store
         self.name = schema.collection_name(self.stage, prefix)
         self._extractor = extractor
@@ -145,7 +151,9 @@ class SiftReranker:
         records = self.store.retrieve(self.collection().name, [pid], with_vectors=True, with_payload=False)
         return from_storage(records[0].vector) if records else None
 
-    def scores(self, query: np.ndarray, ids: Sequence[int], mode: str = "maxsim", ratio: float = DEFAULT_RATIO) -> np.ndarray:
+    def scores(
+        self, query: np.ndarray, ids: Sequence[int], mode: str = "maxsim", ratio: float = DEFAULT_RATIO
+    ) -> np.ndarray:
         """SIFT score of each id (aligned with ``ids``; 0 for an id the SIFT
         collection does not hold, or when the query has no descriptors)."""
         info = self.collection()
@@ -155,8 +163,12 @@ class SiftReranker:
         pos = {int(i): j for j, i in enumerate(ids)}
         if mode == "maxsim":
             points = self.store.query(
-                info.name, np.asarray(query), len(ids), QueryFilter(ids=tuple(int(i) for i in ids)),
-                exact=True, with_payload=False,
+                info.name,
+                np.asarray(query),
+                len(ids),
+                QueryFilter(ids=tuple(int(i) for i in ids)),
+                exact=True,
+                with_payload=False,
             )
             for p in points:
                 out[pos[p.id]] = p.score / len(query)
@@ -164,8 +176,9 @@ class SiftReranker:
             for r in self.store.retrieve(info.name, list(ids), with_vectors=True, with_payload=False):
                 out[pos[r.id]] = lowe_score(query, from_storage(r.vector), ratio)
         else:
-            raise InvalidArgumentError(f"unknown rerank mode {mode!r}; valid: {', '.join(RERANK_MODES)}",
-                                       param="rerank_mode")
+            raise InvalidArgumentError(
+                f"unknown rerank mode {mode!r}; valid: {', '.join(RERANK_MODES)}", param="rerank_mode"
+            )
         return out
 
     def rerank(self, hits: Sequence, query: np.ndarray, config: RerankConfig) -> list:

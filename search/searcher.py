@@ -23,7 +23,6 @@ from fmsearch.search.fusion import fuse_lists
 from fmsearch.search.mode import SearchMode
 from fmsearch.search.query import Example, Query, check_k
 from fmsearch.search.rerank import SiftReranker
-from fmsearch.store.gallery import Gallery, open_gallery
 from fmsearch.store import (
     CollectionInfo,
     QuantizationParams,
@@ -32,6 +31,7 @@ from fmsearch.store import (
     Store,
     schema,
 )
+from fmsearch.store.gallery import Gallery, open_gallery
 
 
 @dataclass(frozen=True)
@@ -77,9 +77,16 @@ def _opt(value, kind):
 def to_hits(points: Sequence[ScoredPoint]) -> list[Hit]:
     """Store results (payload fields :data:`FIELDS`) to :class:`Hit` s."""
     return [
-        Hit(rank=r, id=p.id, score=p.score, label=_opt(p.payload.get(schema.LABEL), int),
-            class_name=_opt(p.payload.get(schema.CLASS_NAME), str), split=_opt(p.payload.get(schema.SPLIT), str),
-            index=_opt(p.payload.get(schema.INDEX), int), path=_opt(p.payload.get(schema.PATH), str))
+        Hit(
+            rank=r,
+            id=p.id,
+            score=p.score,
+            label=_opt(p.payload.get(schema.LABEL), int),
+            class_name=_opt(p.payload.get(schema.CLASS_NAME), str),
+            split=_opt(p.payload.get(schema.SPLIT), str),
+            index=_opt(p.payload.get(schema.INDEX), int),
+            path=_opt(p.payload.get(schema.PATH), str),
+        )
         for r, p in enumerate(points, start=1)
     ]
 
@@ -220,7 +227,14 @@ class Searcher:
         if mode.expand:
             vectors = self.expanded_queries(mode, vectors, flt, exact=exact, quantization_params=params)
         points = self.store.query_batch(
-            info.name, vectors, k, flt, exact=exact, hnsw_ef=self.hnsw_ef, acorn=self.acorn, with_payload=FIELDS,
+            info.name,
+            vectors,
+            k,
+            flt,
+            exact=exact,
+            hnsw_ef=self.hnsw_ef,
+            acorn=self.acorn,
+            with_payload=FIELDS,
             quantization=params,
         )
         return [to_hits(p) for p in points]
@@ -240,9 +254,17 @@ class Searcher:
         request), normalised. A query with no hits stays as it is."""
         info = self.collection(mode.methods[0], mode.quantization)
         q = np.asarray(vectors, np.float32).reshape(len(vectors), -1)
-        points = self.store.query_batch(info.name, q, mode.expand, flt, exact=exact, hnsw_ef=self.hnsw_ef,
-                                        acorn=self.acorn, with_payload=False,
-                                        quantization=quantization_params or mode.quantization_params)
+        points = self.store.query_batch(
+            info.name,
+            q,
+            mode.expand,
+            flt,
+            exact=exact,
+            hnsw_ef=self.hnsw_ef,
+            acorn=self.acorn,
+            with_payload=False,
+            quantization=quantization_params or mode.quantization_params,
+        )
         ids = sorted({p.id for row in points for p in row})
         records = self.store.retrieve(info.name, ids, with_vectors=True, with_payload=False) if ids else []
         stored = {r.id: r.vector for r in records if r.vector is not None}
@@ -271,8 +293,13 @@ class Searcher:
             raise InvalidArgumentError(f"no image with id {pid} in {name}")
         return self.embedder(method).embed(image)
 
-    def class_filter(self, method: str, classes: Iterable[str] = (), exclude_classes: Iterable[str] = (),
-                     exclude_ids: Iterable[int] = ()) -> QueryFilter:
+    def class_filter(
+        self,
+        method: str,
+        classes: Iterable[str] = (),
+        exclude_classes: Iterable[str] = (),
+        exclude_ids: Iterable[int] = (),
+    ) -> QueryFilter:
         """Class names (validated against the gallery's classes, those
         ``method``'s collection records) and excluded ids to a :class:`QueryFilter`."""
         classes, exclude_classes = list(classes), list(exclude_classes)
@@ -281,8 +308,9 @@ class Searcher:
         excluded = tuple(sorted({self.gallery.label(c, known) for c in exclude_classes}))
         return QueryFilter(labels=labels or None, exclude_labels=excluded, exclude_ids=tuple(exclude_ids))
 
-    def query_vector(self, method: str, *, image: np.ndarray | None = None, pid: int | None = None,
-                     quantization: str = "none") -> np.ndarray:
+    def query_vector(
+        self, method: str, *, image: np.ndarray | None = None, pid: int | None = None, quantization: str = "none"
+    ) -> np.ndarray:
         """(1, dim) query vector of an image, or of FMNIST item ``pid`` (its
         vector as the collection searched, plain or quantised, stores it)."""
         if image is not None and pid is None:
@@ -315,10 +343,18 @@ class Searcher:
         q = np.asarray(query, np.float32).reshape(-1)
         scores = [float(by_id[h.id] @ q) if h.id in by_id else -np.inf for h in hits]
         order = sorted(range(len(hits)), key=lambda j: (-scores[j], hits[j].id))
-        return [replace(hits[j], rank=r, score=scores[j], first_score=hits[j].score) for r, j in enumerate(order, start=1)]
+        return [
+            replace(hits[j], rank=r, score=scores[j], first_score=hits[j].score) for r, j in enumerate(order, start=1)
+        ]
 
-    def search(self, mode: SearchMode | str, query: Query | None = None, *, timings: dict[str, float] | None = None,
-               **fields: Any) -> list[Hit]:
+    def search(
+        self,
+        mode: SearchMode | str,
+        query: Query | None = None,
+        *,
+        timings: dict[str, float] | None = None,
+        **fields: Any,
+    ) -> list[Hit]:
         """Answer ``query`` (a :class:`Query`, or its fields as keywords:
         ``search("siamese", image=img, k=5)``) in ``mode`` (a
         :class:`SearchMode`, or the name of a method to search plainly).
@@ -353,8 +389,10 @@ class Searcher:
             self.collection(mode.rescore_with)
         if mode.rerank is not None:
             if not self.gallery.offers_rerank:
-                raise InvalidArgumentError("the SIFT rerank reads FMNIST's descriptors (fmnist_sift): "
-                                           "a folder gallery is searched without it", param="rerank")
+                raise InvalidArgumentError(
+                    "the SIFT rerank reads FMNIST's descriptors (fmnist_sift): a folder gallery is searched without it",
+                    param="rerank",
+                )
             self.reranker.collection()
 
     def filter_of(self, method: str, query: Query) -> QueryFilter:
@@ -377,8 +415,9 @@ class Searcher:
                 hits = self.rescore_hits(hits, mode.rescore_with, vector)
         if rerank is not None:
             with _timed(timings, "rerank"):
-                hits = self.reranker.rerank(hits[: rerank.shortlist], self.query_descriptors(image=image, pid=pid),
-                                            rerank)
+                hits = self.reranker.rerank(
+                    hits[: rerank.shortlist], self.query_descriptors(image=image, pid=pid), rerank
+                )
         return [replace(h, rank=r) for r, h in enumerate(hits[: query.limit], start=1)]
 
     def _recommend(self, mode: SearchMode, query: Query, timings: dict[str, float]) -> list[Hit]:
@@ -396,13 +435,22 @@ class Searcher:
         flt = self.filter_of(method, query)
         with _timed(timings, "search"):
             points = self.store.recommend(
-                info.name, positive, negative, query.limit, flt, exact=query.exact,
-                quantization=mode.quantization_params, hnsw_ef=self.hnsw_ef, acorn=self.acorn, with_payload=FIELDS,
+                info.name,
+                positive,
+                negative,
+                query.limit,
+                flt,
+                exact=query.exact,
+                quantization=mode.quantization_params,
+                hnsw_ef=self.hnsw_ef,
+                acorn=self.acorn,
+                with_payload=FIELDS,
             )
         return to_hits(points)
 
-    def _first_stage(self, mode: SearchMode, image, pid, limit: int, flt: QueryFilter, exact: bool,
-                     timings: dict[str, float]) -> list[Hit]:
+    def _first_stage(
+        self, mode: SearchMode, image, pid, limit: int, flt: QueryFilter, exact: bool, timings: dict[str, float]
+    ) -> list[Hit]:
         """Each method's nearest ``limit``; several lists fused into one."""
         lists = []
         for name in mode.methods:
@@ -416,9 +464,16 @@ class Searcher:
         by_id = {h.id: h for hl in lists for h in hl}
         ranks = [{h.id: h.rank for h in hl} for hl in lists]
         fused = fuse_lists(mode.fusion, [[(h.id, h.score) for h in hl] for hl in lists], mode.fusion_weights)[:limit]
-        return [replace(by_id[i], rank=r, score=s, first_score=None,
-                        method_ranks={m: rk.get(i) for m, rk in zip(mode.methods, ranks, strict=True)})
-                for r, (i, s) in enumerate(fused, start=1)]
+        return [
+            replace(
+                by_id[i],
+                rank=r,
+                score=s,
+                first_score=None,
+                method_ranks={m: rk.get(i) for m, rk in zip(mode.methods, ranks, strict=True)},
+            )
+            for r, (i, s) in enumerate(fused, start=1)
+        ]
 
     def recommend(
         self,
@@ -439,5 +494,7 @@ class Searcher:
         are the query's others (``classes``, ``offset``, ``exact``, ...)."""
         if not positive:
             raise InvalidArgumentError("give at least one positive example", param="positive")
-        return self.search(SearchMode(method, quantization=quantization),
-                           Query(positive=tuple(positive), negative=tuple(negative), k=k, **fields))
+        return self.search(
+            SearchMode(method, quantization=quantization),
+            Query(positive=tuple(positive), negative=tuple(negative), k=k, **fields),
+        )

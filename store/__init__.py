@@ -19,8 +19,16 @@ is. Nothing here imports TensorFlow.
 
 from __future__ import annotations
 
-from fmsearch.store.base import DEFAULT_HNSW_EF, DEFAULT_TIMEOUT
-from fmsearch.store.base import CollectionInfo, QuantizationParams, QueryFilter, Record, ScoredPoint, Store
+from fmsearch.store.base import (
+    DEFAULT_HNSW_EF,
+    DEFAULT_TIMEOUT,
+    CollectionInfo,
+    QuantizationParams,
+    QueryFilter,
+    Record,
+    ScoredPoint,
+    Store,
+)
 from fmsearch.store.settings import DEFAULT_HOME, StoreSettings, default_home, open_store
 
 __all__ = [

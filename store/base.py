@@ -73,7 +73,9 @@ class QuantizationParams:
 
     def __post_init__(self) -> None:
         if self.oversampling is not None and not (np.isfinite(self.oversampling) and self.oversampling >= 1):
-            raise InvalidArgumentError(f"oversampling must be at least 1, got {self.oversampling}", param="oversampling")
+            raise InvalidArgumentError(
+                f"oversampling must be at least 1, got {self.oversampling}", param="oversampling"
+            )
 
 
 @dataclass(frozen=True)
@@ -212,11 +214,20 @@ class Store(ABC):
         """Make what was written durable and indexed (HNSW built after bulk load)."""
 
     @abstractmethod
-    def query_batch(self, name: str, vectors: np.ndarray | Sequence[np.ndarray], limit: int | Sequence[int],
-                    flt: QueryFilter | Sequence[QueryFilter | None] | None = None, *, exact: bool = False,
-                    hnsw_ef: int | None = None, with_payload: bool | Sequence[str] = True,
-                    quantization: QuantizationParams | None = None,
-                    score_threshold: float | None = None, acorn: bool = False) -> list[list[ScoredPoint]]:
+    def query_batch(
+        self,
+        name: str,
+        vectors: np.ndarray | Sequence[np.ndarray],
+        limit: int | Sequence[int],
+        flt: QueryFilter | Sequence[QueryFilter | None] | None = None,
+        *,
+        exact: bool = False,
+        hnsw_ef: int | None = None,
+        with_payload: bool | Sequence[str] = True,
+        quantization: QuantizationParams | None = None,
+        score_threshold: float | None = None,
+        acorn: bool = False,
+    ) -> list[list[ScoredPoint]]:
         """Nearest neighbours of each row of ``vectors`` (or of each (n, d)
         multivector, for a multivector collection), as one batch request;
         ``limit`` and ``flt`` are one for every row, or one per row;
@@ -225,18 +236,29 @@ class Store(ABC):
         ``acorn``: Qdrant's ACORN search for filtered queries (it also
         explores the neighbours of filtered-out points)."""
 
-    def query(self, name: str, vector: np.ndarray, limit: int, flt: QueryFilter | None = None,
-              **params: Any) -> list[ScoredPoint]:
+    def query(
+        self, name: str, vector: np.ndarray, limit: int, flt: QueryFilter | None = None, **params: Any
+    ) -> list[ScoredPoint]:
         """Nearest neighbours of one vector (or one (n, d) multivector);
         ``params`` as :meth:`query_batch` takes them."""
         batch = [np.asarray(vector)] if self.is_multivector(name) else np.asarray(vector, np.float32)[None]
         return self.query_batch(name, batch, limit, flt, **params)[0]
 
     @abstractmethod
-    def recommend(self, name: str, positive: Sequence[np.ndarray], negative: Sequence[np.ndarray], limit: int,
-                  flt: QueryFilter | None = None, *, exact: bool = False, hnsw_ef: int | None = None,
-                  quantization: QuantizationParams | None = None, with_payload: bool | Sequence[str] = True,
-                  acorn: bool = False) -> list[ScoredPoint]:
+    def recommend(
+        self,
+        name: str,
+        positive: Sequence[np.ndarray],
+        negative: Sequence[np.ndarray],
+        limit: int,
+        flt: QueryFilter | None = None,
+        *,
+        exact: bool = False,
+        hnsw_ef: int | None = None,
+        quantization: QuantizationParams | None = None,
+        with_payload: bool | Sequence[str] = True,
+        acorn: bool = False,
+    ) -> list[ScoredPoint]:
         """Qdrant's recommend query, best-score strategy: points close to the
         positive vectors and far from the negative ones; ``exact``,
         ``hnsw_ef``, ``quantization`` and ``acorn`` as :meth:`query_batch`
@@ -254,8 +276,9 @@ class Store(ABC):
         self.__dict__.setdefault("_multivector", {}).pop(name, None)
 
     @abstractmethod
-    def retrieve(self, name: str, ids: Sequence[int], *, with_vectors: bool = False,
-                 with_payload: bool | Sequence[str] = True) -> list[Record]:
+    def retrieve(
+        self, name: str, ids: Sequence[int], *, with_vectors: bool = False, with_payload: bool | Sequence[str] = True
+    ) -> list[Record]:
         """Points by id, in the order asked; missing ids are left out."""
 
     @abstractmethod

@@ -34,8 +34,19 @@ import numpy as np
 
 from fmsearch.errors import CollectionNotFoundError, StoreError, StoreLockedError
 from fmsearch.store import schema
-from fmsearch.store.base import CollectionInfo, QuantizationParams, QueryFilter, Record, ScoredPoint, Store
-from fmsearch.store.base import DEFAULT_HNSW_EF, ordered_records, payload_selector, per_row, vector_lists
+from fmsearch.store.base import (
+    DEFAULT_HNSW_EF,
+    CollectionInfo,
+    QuantizationParams,
+    QueryFilter,
+    Record,
+    ScoredPoint,
+    Store,
+    ordered_records,
+    payload_selector,
+    per_row,
+    vector_lists,
+)
 from fmsearch.store.locks import LOCK_FILE, DirLock, exchange
 from fmsearch.store.schema import CollectionSpec
 
@@ -110,7 +121,8 @@ class _GuardedShard:
                 detail = (str(err).strip().splitlines() or [""])[0][:200]
                 raise StoreError(
                     f"shard {self._path} failed ({attr}): {type(err).__name__}: {detail}; it may be corrupt: "
-                    "ingest the collection again with recreate", param="recreate"
+                    "ingest the collection again with recreate",
+                    param="recreate",
                 ) from err
 
         return call
@@ -136,8 +148,9 @@ class EdgeStore(Store):
     def _read_meta(self, name: str) -> dict[str, Any]:
         path = self._dir(name) / META_FILE
         if not path.is_file():
-            raise CollectionNotFoundError(f"collection {name} not found in {self.location}; run `fmsearch ingest` first",
-                                          collection=name)
+            raise CollectionNotFoundError(
+                f"collection {name} not found in {self.location}; run `fmsearch ingest` first", collection=name
+            )
         try:
             return json.loads(path.read_text())
         except (OSError, ValueError) as err:
@@ -234,8 +247,8 @@ class EdgeStore(Store):
         if (spec.shards, spec.replicas, spec.write_consistency) != (1, 1, 1):
             raise StoreError(
                 "the embedded store is a single shard: more shards or replicas, or a write consistency above 1, "
-                "need a Qdrant server or cluster (a qdrant url)", param=("shards", "replicas", "write_consistency",
-                                                                         "qdrant_url"),
+                "need a Qdrant server or cluster (a qdrant url)",
+                param=("shards", "replicas", "write_consistency", "qdrant_url"),
             )
         qe = _edge()
         directory = self._dir(spec.name)
@@ -259,14 +272,14 @@ class EdgeStore(Store):
                 size=spec.dim,
                 distance=distance[spec.distance],
                 datatype=datatype[spec.datatype],
-                multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim)
-                if spec.multivector else None,
+                multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim) if spec.multivector else None,
                 hnsw_config=hnsw,
                 quantization_config=_quantization_config(qe, spec.quantization),
                 on_disk=spec.on_disk or None,
             ),
             hnsw_config=hnsw,
-            optimizers=None if spec.indexing_threshold_kb is None
+            optimizers=None
+            if spec.indexing_threshold_kb is None
             else qe.EdgeOptimizersConfig(indexing_threshold=spec.indexing_threshold_kb),
         )
         try:
@@ -313,7 +326,9 @@ class EdgeStore(Store):
         shard, offset = self._shard(name), None
         out: list[int] = []
         while True:
-            records, offset = shard.scroll(qe.ScrollRequest(offset=offset, limit=10_000, with_payload=False, with_vector=False))
+            records, offset = shard.scroll(
+                qe.ScrollRequest(offset=offset, limit=10_000, with_payload=False, with_vector=False)
+            )
             out.extend(int(r.id) for r in records)
             if offset is None or not records:
                 return np.sort(np.asarray(out, np.int64))
@@ -410,19 +425,34 @@ class EdgeStore(Store):
             must.append(qe.FieldCondition(key=key, match=qe.MatchAny(list(values))))
         return qe.Filter(must=must or None, must_not=must_not or None)
 
-    def query_batch(self, name: str, vectors: np.ndarray | Sequence[np.ndarray], limit: int | Sequence[int],
-                    flt: QueryFilter | Sequence[QueryFilter | None] | None = None, *, exact: bool = False,
-                    hnsw_ef: int | None = None, with_payload: bool | Sequence[str] = True,
-                    quantization: QuantizationParams | None = None,
-                    score_threshold: float | None = None, acorn: bool = False) -> list[list[ScoredPoint]]:
+    def query_batch(
+        self,
+        name: str,
+        vectors: np.ndarray | Sequence[np.ndarray],
+        limit: int | Sequence[int],
+        flt: QueryFilter | Sequence[QueryFilter | None] | None = None,
+        *,
+        exact: bool = False,
+        hnsw_ef: int | None = None,
+        with_payload: bool | Sequence[str] = True,
+        quantization: QuantizationParams | None = None,
+        score_threshold: float | None = None,
+        acorn: bool = False,
+    ) -> list[list[ScoredPoint]]:
         qe = _edge()
         shard = self._shard(name)
         params = self._params(exact=exact, hnsw_ef=hnsw_ef, quantization=quantization, acorn=acorn)
         rows, payload = vector_lists(vectors, self.is_multivector(name)), payload_selector(with_payload)
         limits, filters = per_row(limit, len(rows), (int, np.integer)), per_row(flt, len(rows), QueryFilter)
         requests = [
-            qe.QueryRequest(limit=n, query=qe.Query.Nearest(v), filter=self._filter(f), params=params, with_payload=payload,
-                            score_threshold=score_threshold)
+            qe.QueryRequest(
+                limit=n,
+                query=qe.Query.Nearest(v),
+                filter=self._filter(f),
+                params=params,
+                with_payload=payload,
+                score_threshold=score_threshold,
+            )
             for v, n, f in zip(rows, limits, filters, strict=True)
         ]
         results = shard.query_batch(qe.QueryBatchRequest(requests))
@@ -432,30 +462,55 @@ class EdgeStore(Store):
     def _params(*, exact: bool, hnsw_ef: int | None, quantization: QuantizationParams | None, acorn: bool):
         """Qdrant Edge's search params."""
         qe = _edge()
-        quant = None if quantization is None else qe.QuantizationSearchParams(
-            ignore=quantization.ignore, rescore=quantization.rescore, oversampling=quantization.oversampling
+        quant = (
+            None
+            if quantization is None
+            else qe.QuantizationSearchParams(
+                ignore=quantization.ignore, rescore=quantization.rescore, oversampling=quantization.oversampling
+            )
         )
-        return qe.SearchParams(hnsw_ef=hnsw_ef or DEFAULT_HNSW_EF, exact=exact, quantization=quant,
-                               acorn=qe.AcornSearchParams(enable=True) if acorn else None)
+        return qe.SearchParams(
+            hnsw_ef=hnsw_ef or DEFAULT_HNSW_EF,
+            exact=exact,
+            quantization=quant,
+            acorn=qe.AcornSearchParams(enable=True) if acorn else None,
+        )
 
-    def recommend(self, name: str, positive: Sequence[np.ndarray], negative: Sequence[np.ndarray], limit: int,
-                  flt: QueryFilter | None = None, *, exact: bool = False, hnsw_ef: int | None = None,
-                  quantization: QuantizationParams | None = None, with_payload: bool | Sequence[str] = True,
-                  acorn: bool = False) -> list[ScoredPoint]:
+    def recommend(
+        self,
+        name: str,
+        positive: Sequence[np.ndarray],
+        negative: Sequence[np.ndarray],
+        limit: int,
+        flt: QueryFilter | None = None,
+        *,
+        exact: bool = False,
+        hnsw_ef: int | None = None,
+        quantization: QuantizationParams | None = None,
+        with_payload: bool | Sequence[str] = True,
+        acorn: bool = False,
+    ) -> list[ScoredPoint]:
         qe = _edge()
-        query = qe.Query.RecommendBestScore(qe.RecommendQuery(
-            [np.asarray(v, np.float32).tolist() for v in positive],
-            [np.asarray(v, np.float32).tolist() for v in negative],
-        ))
-        hits = self._shard(name).query(qe.QueryRequest(
-            limit=limit, query=query, filter=self._filter(flt),
-            params=self._params(exact=exact, hnsw_ef=hnsw_ef, quantization=quantization, acorn=acorn),
-            with_payload=payload_selector(with_payload),
-        ))
+        query = qe.Query.RecommendBestScore(
+            qe.RecommendQuery(
+                [np.asarray(v, np.float32).tolist() for v in positive],
+                [np.asarray(v, np.float32).tolist() for v in negative],
+            )
+        )
+        hits = self._shard(name).query(
+            qe.QueryRequest(
+                limit=limit,
+                query=query,
+                filter=self._filter(flt),
+                params=self._params(exact=exact, hnsw_ef=hnsw_ef, quantization=quantization, acorn=acorn),
+                with_payload=payload_selector(with_payload),
+            )
+        )
         return [ScoredPoint(int(p.id), float(p.score), dict(p.payload or {})) for p in hits]
 
-    def retrieve(self, name: str, ids: Sequence[int], *, with_vectors: bool = False,
-                 with_payload: bool | Sequence[str] = True) -> list[Record]:
+    def retrieve(
+        self, name: str, ids: Sequence[int], *, with_vectors: bool = False, with_payload: bool | Sequence[str] = True
+    ) -> list[Record]:
         records = self._shard(name).retrieve(
             [int(i) for i in ids], with_payload=payload_selector(with_payload), with_vector=with_vectors
         )
@@ -487,8 +542,9 @@ class EdgeStore(Store):
         what they use, not their apparent size."""
         directory = self._dir(name)
         if not (directory / META_FILE).is_file():
-            raise CollectionNotFoundError(f"collection {name} not found in {self.location}; run `fmsearch ingest` first",
-                                          collection=name)
+            raise CollectionNotFoundError(
+                f"collection {name} not found in {self.location}; run `fmsearch ingest` first", collection=name
+            )
         return sum(p.stat().st_blocks * 512 for p in directory.rglob("*") if p.is_file())
 
     def close(self) -> None:

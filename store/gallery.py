@@ -146,8 +146,9 @@ class FmnistGallery(Gallery):
     def check_queries(self, n: int | None) -> None:
         n_test = SPLIT_SIZES["test"]
         if n is not None and not 1 <= n <= n_test:
-            raise InvalidArgumentError(f"queries must be between 1 and {n_test} (the test split), or all of them; "
-                                       f"got {n}", param="queries")
+            raise InvalidArgumentError(
+                f"queries must be between 1 and {n_test} (the test split), or all of them; got {n}", param="queries"
+            )
 
 
 @dataclass(frozen=True)
@@ -173,16 +174,19 @@ class FolderGallery(Gallery):
 
     def collection(self, method: str, quantization: str = "none") -> str:
         if quantization != "none":
-            raise InvalidArgumentError("a folder gallery is not quantised: search it without quantization",
-                                       param="quantization")
+            raise InvalidArgumentError(
+                "a folder gallery is not quantised: search it without quantization", param="quantization"
+            )
         old = schema.legacy_gallery_collection(self.name, method, self.prefix)
         return old if old in self.legacy else schema.gallery_collection(self.name, method)
 
     def not_found(self, method: str, err: CollectionNotFoundError) -> CollectionNotFoundError:
         name = self.collection(method)
-        return CollectionNotFoundError(f"gallery {self.name} has no {method} collection ({name}); ingest it with "
-                                       f"`fmsearch ingest --images DIR --collection {self.name} --method {method}`",
-                                       collection=name)
+        return CollectionNotFoundError(
+            f"gallery {self.name} has no {method} collection ({name}); ingest it with "
+            f"`fmsearch ingest --images DIR --collection {self.name} --method {method}`",
+            collection=name,
+        )
 
     def check_id(self, pid: int) -> int:
         if not 0 <= pid <= schema.MAX_FOLDER_ID:
@@ -194,8 +198,10 @@ class FolderGallery(Gallery):
 
     def label(self, name: str, classes: list[str]) -> int:
         if name not in classes:
-            raise UnknownClassError(f"unknown class {name!r} in gallery {self.name}; its classes: "
-                                    f"{', '.join(classes) or 'none (its folder has no class subfolders)'}")
+            raise UnknownClassError(
+                f"unknown class {name!r} in gallery {self.name}; its classes: "
+                f"{', '.join(classes) or 'none (its folder has no class subfolders)'}"
+            )
         return classes.index(name)
 
     def image_of(self, pid: int) -> np.ndarray | None:
@@ -209,19 +215,29 @@ class FolderGallery(Gallery):
 
     @property
     def words(self) -> dict[str, str]:
-        return {"gallery": f"images of folder gallery {self.name} with a class (the queries held out)",
-                "queries": "images of the gallery, held out"}
+        return {
+            "gallery": f"images of folder gallery {self.name} with a class (the queries held out)",
+            "queries": "images of the gallery, held out",
+        }
 
     def check_queries(self, n: int | None) -> None:
         if n is None:
-            raise InvalidArgumentError("queries: a folder gallery is evaluated with some of its images held out as "
-                                       "queries: give their number, e.g. 200", param="queries")
+            raise InvalidArgumentError(
+                "queries: a folder gallery is evaluated with some of its images held out as "
+                "queries: give their number, e.g. 200",
+                param="queries",
+            )
         if n < 1:
             raise InvalidArgumentError(f"queries must be at least 1, got {n}", param="queries")
 
 
-def open_gallery(store: Store | None, name: str | None = None, *, prefix: str = schema.DEFAULT_PREFIX,
-                 data_dir: str | os.PathLike | None = None) -> Gallery:
+def open_gallery(
+    store: Store | None,
+    name: str | None = None,
+    *,
+    prefix: str = schema.DEFAULT_PREFIX,
+    data_dir: str | os.PathLike | None = None,
+) -> Gallery:
     """The gallery a user names: FMNIST when ``name`` is None, else the
     folder gallery ``name`` (its collections of the old naming found in
     ``store``, when given).
@@ -233,8 +249,11 @@ def open_gallery(store: Store | None, name: str | None = None, *, prefix: str = 
         return FmnistGallery(prefix, data_dir)
     schema.check_gallery(name)
     if f"{name}_" == prefix:
-        raise InvalidArgumentError(f"collection name {name!r} is FMNIST's (its collections are {prefix}<method>): "
-                                   "name the folder gallery otherwise", param="collection")
+        raise InvalidArgumentError(
+            f"collection name {name!r} is FMNIST's (its collections are {prefix}<method>): "
+            "name the folder gallery otherwise",
+            param="collection",
+        )
     old = schema.legacy_gallery_collection(name, "", prefix)
     legacy = frozenset(n for n in store.collections() if n.startswith(old)) if store is not None else frozenset()
     return FolderGallery(name, prefix, legacy)
@@ -248,9 +267,15 @@ def gallery_collections(store: Store, gallery: Gallery) -> list[str]:
     """
     if not isinstance(gallery, FolderGallery):
         raise InvalidArgumentError("name a folder gallery: its collections, not FMNIST's", param="collection")
-    names = [n for n in store.collections() if (n.startswith(f"{gallery.name}_") or n in gallery.legacy)
-             and store.info(n).metadata.get(schema.META_GALLERY) == gallery.name]
+    names = [
+        n
+        for n in store.collections()
+        if (n.startswith(f"{gallery.name}_") or n in gallery.legacy)
+        and store.info(n).metadata.get(schema.META_GALLERY) == gallery.name
+    ]
     if not names:
-        raise InvalidArgumentError(f"no collection {gallery.name!r} in {store.location}; "
-                                   f"ingest it with `fmsearch ingest --images DIR --collection {gallery.name}`")
+        raise InvalidArgumentError(
+            f"no collection {gallery.name!r} in {store.location}; "
+            f"ingest it with `fmsearch ingest --images DIR --collection {gallery.name}`"
+        )
     return sorted(names)

@@ -35,8 +35,15 @@ def summarize(store: Store) -> list[CollectionSummary]:
             out.append(CollectionSummary(name, in_use=str(err)))
             continue
         meta = info.metadata
-        out.append(CollectionSummary(
-            name, info.points, info.dim, info.distance, meta.get(schema.META_METHOD, "?"),
-            meta.get(schema.META_FINGERPRINT, "?"), bool(meta.get(schema.META_COMPLETE, False)),
-        ))
+        out.append(
+            CollectionSummary(
+                name,
+                info.points,
+                info.dim,
+                info.distance,
+                meta.get(schema.META_METHOD, "?"),
+                meta.get(schema.META_FINGERPRINT, "?"),
+                bool(meta.get(schema.META_COMPLETE, False)),
+            )
+        )
     return out

@@ -17,7 +17,7 @@ import fcntl
 import os
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from fmsearch import environment
@@ -67,7 +67,7 @@ class DirLock:
                     ) from None
                 time.sleep(_POLL_S)
         os.ftruncate(fd, 0)
-        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        stamp = datetime.now(UTC).isoformat(timespec="seconds")
         os.pwrite(fd, f"pid {os.getpid()}: {_command()} since {stamp}\n".encode(), 0)
         self._fd = fd
         return self

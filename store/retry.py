@@ -66,8 +66,14 @@ class RetryingClient:
                             setattr(err, _ATTEMPTS, attempt)
                         raise
                     delay = random.uniform(0, min(_BACKOFF_CAP_S, self._base * 2 ** (attempt - 1)))
-                    logger.warning("%s failed (%s); retry %d of %d in %.2f s", attr, type(err).__name__,
-                                   attempt, self._retries, delay)
+                    logger.warning(
+                        "%s failed (%s); retry %d of %d in %.2f s",
+                        attr,
+                        type(err).__name__,
+                        attempt,
+                        self._retries,
+                        delay,
+                    )
                     time.sleep(delay)
                     attempt += 1
 

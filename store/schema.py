@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -101,15 +101,24 @@ QUANTIZATION_OFFERS: dict[str, tuple[str, ...]] = {
 }
 NOT_OFFERED_WHY: dict[tuple[str, str], str] = {
     ("pixels", "binary"): "pixel values are never negative, so one sign bit per dimension keeps only the silhouette",
-    ("resnet101", "binary"): "its pooled ReLU features are never negative, so one sign bit per dimension keeps almost nothing",
-    ("resnet101", "int8"): "its recall against exact search has not been measured (no ImageNet weights where the offers "
+    (
+        "resnet101",
+        "binary",
+    ): "its pooled ReLU features are never negative, so one sign bit per dimension keeps almost nothing",
+    (
+        "resnet101",
+        "int8",
+    ): "its recall against exact search has not been measured (no ImageNet weights where the offers "
     "were measured); measure it with `fmsearch bench quantization --methods resnet101`",
     ("siamese", "int8"): "its 64-d vectors lie so close within a class that int8 loses their order "
     "(recall@10 against exact reaches only 0.90, with rescore and oversampling 16)",
     ("siamese", "binary"): "64 bits per image cannot order its neighbours (recall@10 against exact under 0.4)",
     ("proxy", "int8"): "with rescore it keeps recall@10 against exact at 0.986 at the default oversampling of 4 "
     "(0.997 at 8), under the 0.99 an offer needs at its default",
-    ("proxy", "binary"): "64 bits per image cannot order its neighbours (recall@10 against exact 0.50 at oversampling 16)",
+    (
+        "proxy",
+        "binary",
+    ): "64 bits per image cannot order its neighbours (recall@10 against exact 0.50 at oversampling 16)",
     ("ensemble", "int8"): "with rescore it keeps recall@10 against exact at 0.982 at the default oversampling of 4 "
     "(0.993 at 8), under the 0.99 an offer needs at its default",
     ("ensemble", "binary"): "192 bits per image cannot order its neighbours (recall@10 against exact 0.68 at "
@@ -138,8 +147,11 @@ MAX_FOLDER_ID = 2**FOLDER_ID_BITS - 1
 def check_gallery(name: str) -> str:
     """A gallery name, checked."""
     if not isinstance(name, str) or not GALLERY_NAME.fullmatch(name):
-        raise InvalidArgumentError(f"collection name {name!r} must be 1-40 lower-case letters, digits or dashes, "
-                                   "starting with a letter or digit", param="collection")
+        raise InvalidArgumentError(
+            f"collection name {name!r} must be 1-40 lower-case letters, digits or dashes, "
+            "starting with a letter or digit",
+            param="collection",
+        )
     return name
 
 
@@ -163,8 +175,9 @@ def folder_point_id(rel_path: str) -> int:
     return int.from_bytes(digest[:8], "big") >> (64 - FOLDER_ID_BITS)
 
 
-def make_folder_payload(rel_path: str, sha256: str, image_png: str, class_name: str | None,
-                        classes: list[str]) -> dict[str, Any]:
+def make_folder_payload(
+    rel_path: str, sha256: str, image_png: str, class_name: str | None, classes: list[str]
+) -> dict[str, Any]:
     """The payload of one folder image (``label`` and ``class_name`` only
     when it has a class)."""
     payload: dict[str, Any] = {PATH: rel_path, SHA256: sha256, IMAGE: image_png}
@@ -187,8 +200,9 @@ def check_offered(method: str, quantization: str) -> str:
         return quantization
     why = NOT_OFFERED_WHY.get((method, quantization), "it was not measured to keep the neighbour order")
     offered = ", ".join(QUANTIZATION_OFFERS.get(method, ())) or "none"
-    raise InvalidArgumentError(f"{quantization} quantisation is not offered for {method}: {why} (offered: {offered})",
-                               param="quantization")
+    raise InvalidArgumentError(
+        f"{quantization} quantisation is not offered for {method}: {why} (offered: {offered})", param="quantization"
+    )
 
 
 def check_quantization(quantization: str) -> str:
@@ -277,16 +291,24 @@ class CollectionSpec:
     def __post_init__(self) -> None:
         for key in ("shards", "replicas", "write_consistency"):
             if getattr(self, key) < 1:
-                raise InvalidArgumentError(f"{key.replace('_', ' ')} must be at least 1, got {getattr(self, key)}",
-                                           param=key)
-        for key, low in (("hnsw_m", 2), ("ef_construct", 4), ("full_scan_threshold_kb", 1),
-                         ("indexing_threshold_kb", 1)):
+                raise InvalidArgumentError(
+                    f"{key.replace('_', ' ')} must be at least 1, got {getattr(self, key)}", param=key
+                )
+        for key, low in (
+            ("hnsw_m", 2),
+            ("ef_construct", 4),
+            ("full_scan_threshold_kb", 1),
+            ("indexing_threshold_kb", 1),
+        ):
             if getattr(self, key) is not None and getattr(self, key) < low:
-                raise InvalidArgumentError(f"{key.replace('_', ' ')} must be at least {low}, got {getattr(self, key)}",
-                                           param=key)
+                raise InvalidArgumentError(
+                    f"{key.replace('_', ' ')} must be at least {low}, got {getattr(self, key)}", param=key
+                )
         if set(self.linked_fields) - set(self.payload_indexes):
-            raise InvalidArgumentError(f"linked fields {sorted(set(self.linked_fields) - set(self.payload_indexes))} "
-                                       "have no payload index", param="linked_fields")
+            raise InvalidArgumentError(
+                f"linked fields {sorted(set(self.linked_fields) - set(self.payload_indexes))} have no payload index",
+                param="linked_fields",
+            )
         if self.write_consistency > self.replicas:
             raise InvalidArgumentError(
                 f"write consistency ({self.write_consistency}) cannot exceed replicas ({self.replicas})",
@@ -295,14 +317,10 @@ class CollectionSpec:
         if self.dim < 1:
             raise InvalidArgumentError(f"vector size must be at least 1, got {self.dim}")
         if self.distance not in DISTANCES:
-            raise InvalidArgumentError(
-                f"unknown distance {self.distance!r}; valid: {', '.join(DISTANCES)}"
-            )
+            raise InvalidArgumentError(f"unknown distance {self.distance!r}; valid: {', '.join(DISTANCES)}")
         check_quantization(self.quantization)
         if self.datatype not in DATATYPES:
-            raise InvalidArgumentError(
-                f"unknown datatype {self.datatype!r}; valid: {', '.join(DATATYPES)}"
-            )
+            raise InvalidArgumentError(f"unknown datatype {self.datatype!r}; valid: {', '.join(DATATYPES)}")
 
 
 def spec_for(
@@ -329,7 +347,7 @@ def spec_for(
         META_ON_DISK: bool(on_disk),
         META_COMPLETE: False,
         META_PLANNED: int(planned),
-        META_CREATED: datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        META_CREATED: datetime.now(UTC).isoformat(timespec="seconds"),
     }
     return CollectionSpec(
         name=collection_name(model[META_METHOD], prefix, quantization),
@@ -360,14 +378,20 @@ def check_compatible(collection: str, metadata: dict[str, Any], model: dict[str,
             )
 
 
-def folder_spec_for(model: dict[str, Any], gallery: str, root: str, classes: list[str], name: str,
-                    planned: int = 0) -> CollectionSpec:
+def folder_spec_for(
+    model: dict[str, Any], gallery: str, root: str, classes: list[str], name: str, planned: int = 0
+) -> CollectionSpec:
     """The spec of a folder gallery's collection ``name`` for a model's
     :meth:`Embedder.describe`."""
     spec = spec_for(model, planned=planned)
     metadata = {**spec.metadata, META_GALLERY: check_gallery(gallery), META_ROOT: root, META_CLASSES: list(classes)}
     return CollectionSpec(
-        name=name, dim=spec.dim, distance=spec.distance,
-        metadata=metadata, multivector=spec.multivector, datatype=spec.datatype, hnsw=spec.hnsw,
+        name=name,
+        dim=spec.dim,
+        distance=spec.distance,
+        metadata=metadata,
+        multivector=spec.multivector,
+        datatype=spec.datatype,
+        hnsw=spec.hnsw,
         payload_indexes=dict(FOLDER_PAYLOAD_INDEXES),
     )

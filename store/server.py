@@ -33,9 +33,20 @@ import numpy as np
 
 from fmsearch.errors import CollectionNotFoundError, StoreError
 from fmsearch.store import schema
-from fmsearch.store.base import CollectionInfo, QuantizationParams, QueryFilter, Record, ScoredPoint, Store
-from fmsearch.store.base import DEFAULT_HNSW_EF, DEFAULT_TIMEOUT, ordered_records, payload_selector, per_row
-from fmsearch.store.base import vector_lists
+from fmsearch.store.base import (
+    DEFAULT_HNSW_EF,
+    DEFAULT_TIMEOUT,
+    CollectionInfo,
+    QuantizationParams,
+    QueryFilter,
+    Record,
+    ScoredPoint,
+    Store,
+    ordered_records,
+    payload_selector,
+    per_row,
+    vector_lists,
+)
 from fmsearch.store.retry import (
     BACKOFF_BASE_S,
     DEFAULT_RETRIES,
@@ -55,8 +66,11 @@ _REVISION_RE = re.compile(r"^(?P<name>.+)__r[0-9a-f]+$")
 def _quantization_config(models, quantization: str):
     """Qdrant's int8 scalar or 1-bit binary quantisation, kept in RAM."""
     if quantization == "int8":
-        return models.ScalarQuantization(scalar=models.ScalarQuantizationConfig(
-            type=models.ScalarType.INT8, quantile=schema.INT8_QUANTILE, always_ram=True))
+        return models.ScalarQuantization(
+            scalar=models.ScalarQuantizationConfig(
+                type=models.ScalarType.INT8, quantile=schema.INT8_QUANTILE, always_ram=True
+            )
+        )
     if quantization == "binary":
         return models.BinaryQuantization(binary=models.BinaryQuantizationConfig(always_ram=True))
     return None
@@ -85,8 +99,9 @@ class ServerStore(Store):
         if _client is None:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                _client = QdrantClient(url=url, api_key=api_key, timeout=timeout, prefer_grpc=prefer_grpc,
-                                       check_compatibility=False)
+                _client = QdrantClient(
+                    url=url, api_key=api_key, timeout=timeout, prefer_grpc=prefer_grpc, check_compatibility=False
+                )
             for w in caught:  # e.g. "Api key is used with an insecure connection": one log line
                 logger.warning("%s (%s)", w.message, url)
             _client = RetryingClient(_client, retries, retry_base_delay)
@@ -115,8 +130,10 @@ class ServerStore(Store):
             yield
         except UnexpectedResponse as err:
             if err.status_code == 404 and collection is not None:
-                raise CollectionNotFoundError(f"collection {collection} not found on {self.location}; run `fmsearch ingest` first",
-                                          collection=collection) from err
+                raise CollectionNotFoundError(
+                    f"collection {collection} not found on {self.location}; run `fmsearch ingest` first",
+                    collection=collection,
+                ) from err
             raise StoreError(
                 f"Qdrant at {self.location} answered {err.status_code} to {what}{attempts_note(err)}: "
                 f"{(err.reason_phrase or '').strip()}"
@@ -129,8 +146,10 @@ class ServerStore(Store):
         except ValueError as err:
             # local mode reports a missing collection as ValueError
             if collection is not None and "not found" in str(err):
-                raise CollectionNotFoundError(f"collection {collection} not found on {self.location}; run `fmsearch ingest` first",
-                                          collection=collection) from err
+                raise CollectionNotFoundError(
+                    f"collection {collection} not found on {self.location}; run `fmsearch ingest` first",
+                    collection=collection,
+                ) from err
             raise
         except (ConnectionError, TimeoutError, OSError) as err:
             raise StoreError(
@@ -163,7 +182,9 @@ class ServerStore(Store):
         ops: list[models.AliasOperations] = []
         if name in self._aliases():
             ops.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=name)))
-        ops.append(models.CreateAliasOperation(create_alias=models.CreateAlias(collection_name=target, alias_name=name)))
+        ops.append(
+            models.CreateAliasOperation(create_alias=models.CreateAlias(collection_name=target, alias_name=name))
+        )
         with self._call("switch alias", name):
             self.client.update_collection_aliases(change_aliases_operations=ops)
 
@@ -214,7 +235,8 @@ class ServerStore(Store):
                 distance=distance[spec.distance],
                 datatype=models.Datatype.UINT8 if spec.datatype == "uint8" else None,
                 multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM)
-                if spec.multivector else None,
+                if spec.multivector
+                else None,
                 # m=0: no graph, the collection is scored by id/filter only
                 hnsw_config=None if spec.hnsw else models.HnswConfigDiff(m=0),
                 quantization_config=_quantization_config(models, spec.quantization),
@@ -223,9 +245,11 @@ class ServerStore(Store):
             self.client.create_collection(
                 real,
                 vectors_config=params,
-                hnsw_config=models.HnswConfigDiff(m=spec.hnsw_m, ef_construct=spec.ef_construct,
-                                                  full_scan_threshold=spec.full_scan_threshold_kb),
-                optimizers_config=None if spec.indexing_threshold_kb is None
+                hnsw_config=models.HnswConfigDiff(
+                    m=spec.hnsw_m, ef_construct=spec.ef_construct, full_scan_threshold=spec.full_scan_threshold_kb
+                ),
+                optimizers_config=None
+                if spec.indexing_threshold_kb is None
                 else models.OptimizersConfigDiff(indexing_threshold=spec.indexing_threshold_kb),
                 metadata=spec.metadata,
                 shard_number=spec.shards,
@@ -251,8 +275,11 @@ class ServerStore(Store):
             if name in aliases:
                 from qdrant_client import models
 
-                self.client.update_collection_aliases(change_aliases_operations=[
-                    models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=name))])
+                self.client.update_collection_aliases(
+                    change_aliases_operations=[
+                        models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=name))
+                    ]
+                )
                 self.client.delete_collection(aliases[name])
             else:
                 self.client.delete_collection(name)
@@ -316,9 +343,7 @@ class ServerStore(Store):
                 hi = lo + _UPSERT_CHUNK
                 self.client.upsert(
                     name,
-                    points=models.Batch(
-                        ids=point_ids[lo:hi], vectors=rows[lo:hi], payloads=list(payloads[lo:hi])
-                    ),
+                    points=models.Batch(ids=point_ids[lo:hi], vectors=rows[lo:hi], payloads=list(payloads[lo:hi])),
                     wait=True,
                 )
 
@@ -350,7 +375,9 @@ class ServerStore(Store):
         if flt.labels is not None:
             must.append(models.FieldCondition(key=schema.LABEL, match=models.MatchAny(any=list(flt.labels))))
         if flt.exclude_labels:
-            must_not.append(models.FieldCondition(key=schema.LABEL, match=models.MatchAny(any=list(flt.exclude_labels))))
+            must_not.append(
+                models.FieldCondition(key=schema.LABEL, match=models.MatchAny(any=list(flt.exclude_labels)))
+            )
         if flt.ids is not None:
             must.append(models.HasIdCondition(has_id=list(flt.ids)))
         if flt.exclude_ids:
@@ -363,8 +390,14 @@ class ServerStore(Store):
             must.append(models.FieldCondition(key=key, match=models.MatchAny(any=any_of)))
         return models.Filter(must=must or None, must_not=must_not or None)
 
-    def _search_params(self, *, exact: bool = False, hnsw_ef: int | None = None,
-                       quantization: QuantizationParams | None = None, acorn: bool = False):
+    def _search_params(
+        self,
+        *,
+        exact: bool = False,
+        hnsw_ef: int | None = None,
+        quantization: QuantizationParams | None = None,
+        acorn: bool = False,
+    ):
         """Qdrant's search params; none for local mode, which would only warn
         that it ignores them (:attr:`honours_search_params` says so)."""
         from qdrant_client import models
@@ -373,53 +406,91 @@ class ServerStore(Store):
             if quantization is not None and not quantization.ignore:
                 logger.info("local mode ignores quantisation params: it searches the original vectors exactly")
             return None
-        quant = None if quantization is None else models.QuantizationSearchParams(
-            ignore=quantization.ignore, rescore=quantization.rescore, oversampling=quantization.oversampling
+        quant = (
+            None
+            if quantization is None
+            else models.QuantizationSearchParams(
+                ignore=quantization.ignore, rescore=quantization.rescore, oversampling=quantization.oversampling
+            )
         )
-        return models.SearchParams(hnsw_ef=hnsw_ef or DEFAULT_HNSW_EF, exact=exact, quantization=quant,
-                                   acorn=models.AcornSearchParams(enable=True) if acorn else None)
+        return models.SearchParams(
+            hnsw_ef=hnsw_ef or DEFAULT_HNSW_EF,
+            exact=exact,
+            quantization=quant,
+            acorn=models.AcornSearchParams(enable=True) if acorn else None,
+        )
 
-    def query_batch(self, name: str, vectors: np.ndarray | Sequence[np.ndarray], limit: int | Sequence[int],
-                    flt: QueryFilter | Sequence[QueryFilter | None] | None = None, *, exact: bool = False,
-                    hnsw_ef: int | None = None, with_payload: bool | Sequence[str] = True,
-                    quantization: QuantizationParams | None = None,
-                    score_threshold: float | None = None, acorn: bool = False) -> list[list[ScoredPoint]]:
+    def query_batch(
+        self,
+        name: str,
+        vectors: np.ndarray | Sequence[np.ndarray],
+        limit: int | Sequence[int],
+        flt: QueryFilter | Sequence[QueryFilter | None] | None = None,
+        *,
+        exact: bool = False,
+        hnsw_ef: int | None = None,
+        with_payload: bool | Sequence[str] = True,
+        quantization: QuantizationParams | None = None,
+        score_threshold: float | None = None,
+        acorn: bool = False,
+    ) -> list[list[ScoredPoint]]:
         from qdrant_client import models
 
         params = self._search_params(exact=exact, hnsw_ef=hnsw_ef, quantization=quantization, acorn=acorn)
         rows, payload = vector_lists(vectors, self.is_multivector(name)), payload_selector(with_payload)
         limits, filters = per_row(limit, len(rows), (int, np.integer)), per_row(flt, len(rows), QueryFilter)
         requests = [
-            models.QueryRequest(query=v, limit=n, filter=self._filter(f), params=params, with_payload=payload,
-                                score_threshold=score_threshold)
+            models.QueryRequest(
+                query=v,
+                limit=n,
+                filter=self._filter(f),
+                params=params,
+                with_payload=payload,
+                score_threshold=score_threshold,
+            )
             for v, n, f in zip(rows, limits, filters, strict=True)
         ]
         with self._call("query", name):
             responses = self.client.query_batch_points(name, requests=requests)
         return [[ScoredPoint(int(p.id), float(p.score), dict(p.payload or {})) for p in r.points] for r in responses]
 
-    def recommend(self, name: str, positive: Sequence[np.ndarray], negative: Sequence[np.ndarray], limit: int,
-                  flt: QueryFilter | None = None, *, exact: bool = False, hnsw_ef: int | None = None,
-                  quantization: QuantizationParams | None = None, with_payload: bool | Sequence[str] = True,
-                  acorn: bool = False) -> list[ScoredPoint]:
+    def recommend(
+        self,
+        name: str,
+        positive: Sequence[np.ndarray],
+        negative: Sequence[np.ndarray],
+        limit: int,
+        flt: QueryFilter | None = None,
+        *,
+        exact: bool = False,
+        hnsw_ef: int | None = None,
+        quantization: QuantizationParams | None = None,
+        with_payload: bool | Sequence[str] = True,
+        acorn: bool = False,
+    ) -> list[ScoredPoint]:
         from qdrant_client import models
 
-        query = models.RecommendQuery(recommend=models.RecommendInput(
-            positive=[np.asarray(v, np.float32).tolist() for v in positive],
-            negative=[np.asarray(v, np.float32).tolist() for v in negative],
-            strategy=models.RecommendStrategy.BEST_SCORE,
-        ))
+        query = models.RecommendQuery(
+            recommend=models.RecommendInput(
+                positive=[np.asarray(v, np.float32).tolist() for v in positive],
+                negative=[np.asarray(v, np.float32).tolist() for v in negative],
+                strategy=models.RecommendStrategy.BEST_SCORE,
+            )
+        )
         with self._call("recommend", name):
             points = self.client.query_points(
-                name, query=query, limit=limit, query_filter=self._filter(flt),
-                search_params=self._search_params(exact=exact, hnsw_ef=hnsw_ef, quantization=quantization,
-                                                   acorn=acorn),
+                name,
+                query=query,
+                limit=limit,
+                query_filter=self._filter(flt),
+                search_params=self._search_params(exact=exact, hnsw_ef=hnsw_ef, quantization=quantization, acorn=acorn),
                 with_payload=payload_selector(with_payload),
             ).points
         return [ScoredPoint(int(p.id), float(p.score), dict(p.payload or {})) for p in points]
 
-    def retrieve(self, name: str, ids: Sequence[int], *, with_vectors: bool = False,
-                 with_payload: bool | Sequence[str] = True) -> list[Record]:
+    def retrieve(
+        self, name: str, ids: Sequence[int], *, with_vectors: bool = False, with_payload: bool | Sequence[str] = True
+    ) -> list[Record]:
         with self._call("retrieve", name):
             records = self.client.retrieve(
                 name, [int(i) for i in ids], with_payload=payload_selector(with_payload), with_vectors=with_vectors

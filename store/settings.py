@@ -72,16 +72,19 @@ class StoreSettings:
             value = getattr(self, name)
             object.__setattr__(self, name, os.fspath(value) if value else None)
         if self.url is not None and not self.url.startswith(("http://", "https://", "local:")):
-            raise InvalidArgumentError(f"a Qdrant URL starts with http:// or https:// (or local:PATH), "
-                                       f"got {self.url!r}")
+            raise InvalidArgumentError(
+                f"a Qdrant URL starts with http:// or https:// (or local:PATH), got {self.url!r}"
+            )
         if not _is_int(self.retries) or not 0 <= self.retries <= MAX_RETRIES:
             raise InvalidArgumentError(f"retries must be 0-{MAX_RETRIES}, got {self.retries!r}", param="retries")
         if not _is_int(self.timeout) or not 1 <= self.timeout <= MAX_TIMEOUT:
-            raise InvalidArgumentError(f"timeout must be 1-{MAX_TIMEOUT} seconds, got {self.timeout!r}",
-                                       param="timeout")
+            raise InvalidArgumentError(
+                f"timeout must be 1-{MAX_TIMEOUT} seconds, got {self.timeout!r}", param="timeout"
+            )
         if not isinstance(self.prefix, str) or not _PREFIX.fullmatch(self.prefix):
-            raise InvalidArgumentError(f"prefix must be letters, digits, '_' and '-', got {self.prefix!r}",
-                                       param="prefix")
+            raise InvalidArgumentError(
+                f"prefix must be letters, digits, '_' and '-', got {self.prefix!r}", param="prefix"
+            )
         object.__setattr__(self, "prefer_grpc", bool(self.prefer_grpc))
 
     def open(self, *, lock_timeout: float | None = None) -> Store:
@@ -100,17 +103,26 @@ class StoreSettings:
         """The ``fmsearch`` global options that select this store, for a
         child process (the API key goes by ``QDRANT_API_KEY`` in its
         environment, never as an argument)."""
-        return [*(["--home", self.home] if self.home else []), *(["--qdrant-url", self.url] if self.url else []),
-                "--prefix", self.prefix, "--timeout", str(self.timeout), "--retries", str(self.retries),
-                *(["--prefer-grpc"] if self.prefer_grpc else [])]
+        return [
+            *(["--home", self.home] if self.home else []),
+            *(["--qdrant-url", self.url] if self.url else []),
+            "--prefix",
+            self.prefix,
+            "--timeout",
+            str(self.timeout),
+            "--retries",
+            str(self.retries),
+            *(["--prefer-grpc"] if self.prefer_grpc else []),
+        ]
 
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def open_store(settings: StoreSettings | str | None = None, *, lock_timeout: float | None = None,
-               **fields: Any) -> Store:
+def open_store(
+    settings: StoreSettings | str | None = None, *, lock_timeout: float | None = None, **fields: Any
+) -> Store:
     """Open the store the settings select: the one place that picks the backend.
 
     Args:
@@ -140,8 +152,13 @@ def open_store(settings: StoreSettings | str | None = None, *, lock_timeout: flo
 
         if settings.url.startswith("local:"):
             return ServerStore.local(settings.url.removeprefix("local:"))
-        return ServerStore(settings.url, api_key=settings.api_key, timeout=settings.timeout,
-                           retries=settings.retries, prefer_grpc=settings.prefer_grpc)
+        return ServerStore(
+            settings.url,
+            api_key=settings.api_key,
+            timeout=settings.timeout,
+            retries=settings.retries,
+            prefer_grpc=settings.prefer_grpc,
+        )
     from fmsearch.store.edge import EdgeStore
 
     return EdgeStore(Path(settings.home) if settings.home else default_home(), lock_timeout=lock_timeout)

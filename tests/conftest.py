@@ -160,8 +160,10 @@ def insight(home, tmp_path_factory) -> Path:
 
     folder = tmp_path_factory.mktemp("insight")
     runs = [["map", "-m", "siamese", "--points", "300", "--out", str(folder / "map-siamese")]]
-    runs += [["duplicates", "-m", m, "--split", "train", "-t", str(t), "--out", str(folder / f"duplicates-{m}-train")]
-             for m, t in INSIGHT_THRESHOLDS.items()]
+    runs += [
+        ["duplicates", "-m", m, "--split", "train", "-t", str(t), "--out", str(folder / f"duplicates-{m}-train")]
+        for m, t in INSIGHT_THRESHOLDS.items()
+    ]
     for args in runs:
         result = CliRunner().invoke(main, ["--home", str(home), *args])
         assert result.exit_code == 0, result.output
@@ -182,8 +184,9 @@ def serve_home(home, tmp_path_factory) -> Path:
 
     copy = tmp_path_factory.mktemp("serve") / "home"
     shutil.copytree(home, copy)
-    result = CliRunner().invoke(main, ["--home", str(copy), "ingest", "-m", "pixels", "--limit", "300",
-                                       "--quantization", "int8"])
+    result = CliRunner().invoke(
+        main, ["--home", str(copy), "ingest", "-m", "pixels", "--limit", "300", "--quantization", "int8"]
+    )
     assert result.exit_code == 0, result.output
     return copy
 
@@ -209,7 +212,8 @@ def gallery_home(home, fmnist, tmp_path_factory) -> Path:
         (folder / cls).mkdir(parents=True, exist_ok=True)
         Image.fromarray(test.images[i]).save(folder / cls / f"{i:04d}.png")
     for method in ("siamese", "pixels"):
-        result = CliRunner().invoke(main, ["--home", str(copy), "ingest", "--images", str(folder), "--collection",
-                                           "shop", "-m", method])
+        result = CliRunner().invoke(
+            main, ["--home", str(copy), "ingest", "--images", str(folder), "--collection", "shop", "-m", method]
+        )
         assert result.exit_code == 0, result.output
     return copy

@@ -24,9 +24,13 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, **({"TMPDIR": str(tmp)} if tmp else {})}  # where the serving copies go
-        self.proc = subprocess.Popen([sys.executable, "-m", "fmsearch", "--home", str(home), "serve", "--port",
-                                      str(self.port), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, env=env)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "fmsearch", "--home", str(home), "serve", "--port", str(self.port), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
 
     def wait_ready(self, workers: int = 1, timeout: float = 90) -> None:
         self.wait_ready_with({}, workers, timeout)

@@ -48,8 +48,12 @@ MAX_FUNCTION_LINES = 80
 
 def _library_files() -> dict[str, Path]:
     """module name -> file, for every library module."""
-    out = {"fmsearch": ROOT / "fmsearch/__init__.py", "fmsearch.errors": ROOT / "fmsearch/errors.py",
-           "fmsearch.environment": ROOT / "fmsearch/environment.py", "fmsearch.__main__": ROOT / "fmsearch/__main__.py"}
+    out = {
+        "fmsearch": ROOT / "fmsearch/__init__.py",
+        "fmsearch.errors": ROOT / "fmsearch/errors.py",
+        "fmsearch.environment": ROOT / "fmsearch/environment.py",
+        "fmsearch.__main__": ROOT / "fmsearch/__main__.py",
+    }
     for folder, package in ROOMS.items():
         for path in sorted((ROOT / folder).rglob("*.py")):
             parts = list(path.relative_to(ROOT / folder).with_suffix("").parts)
@@ -123,8 +127,10 @@ def test_data_flows_one_way():
 def test_rooms_never_import_what_they_must_not(room, packages):
     bad = [
         f"{module}:{line} imports {name}"
-        for module, path in MODULES.items() if _room(module) == room
-        for name, line in _imports(module, path) if name.split(".")[0] in packages
+        for module, path in MODULES.items()
+        if _room(module) == room
+        for name, line in _imports(module, path)
+        if name.split(".")[0] in packages
     ]
     assert not bad, "\n".join(bad)
 
@@ -141,7 +147,7 @@ def test_no_import_circle():
         stack.append(m)
         for n in sorted(graph[m]):
             if state.get(n) == 1:
-                cycles.append(" -> ".join(stack[stack.index(n):] + [n]))
+                cycles.append(" -> ".join(stack[stack.index(n) :] + [n]))
             elif n not in state:
                 visit(n)
         stack.pop()
@@ -171,8 +177,11 @@ def _environment_reads(tree: ast.AST) -> list[int]:
     child process inherits: a write, which the module that starts the child
     keeps)."""
     names = {"environ", "environb", "getenv", "getenvb"}
-    writes = {id(node.value) for node in ast.walk(tree)
-              if isinstance(node, ast.Subscript) and isinstance(node.ctx, (ast.Store, ast.Del))}
+    writes = {
+        id(node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Subscript) and isinstance(node.ctx, (ast.Store, ast.Del))
+    }
     lines = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and node.attr in names and getattr(node.value, "id", "") == "os":
@@ -186,10 +195,18 @@ def _environment_reads(tree: ast.AST) -> list[int]:
 def test_only_the_environment_module_reads_environment_variables():
     """Every variable is read in fmsearch/environment.py (so that one table
     in docs/development.md lists them all); the rest call its accessors."""
-    assert _environment_reads(ast.parse("import os\nos.environ.get('X')\nos.getenv('Y')\nx = {**os.environ}\n"
-                                        "os.environ['Z'] = '1'\ndel os.environ['Z']\n")) == [2, 3, 4]
-    bad = [f"{module}:{line} reads the environment" for module, path in MODULES.items()
-           if module != "fmsearch.environment" for line in _environment_reads(ast.parse(path.read_text()))]
+    assert _environment_reads(
+        ast.parse(
+            "import os\nos.environ.get('X')\nos.getenv('Y')\nx = {**os.environ}\n"
+            "os.environ['Z'] = '1'\ndel os.environ['Z']\n"
+        )
+    ) == [2, 3, 4]
+    bad = [
+        f"{module}:{line} reads the environment"
+        for module, path in MODULES.items()
+        if module != "fmsearch.environment"
+        for line in _environment_reads(ast.parse(path.read_text()))
+    ]
     assert not bad, "\n".join(bad)
 
 
@@ -215,8 +232,9 @@ def test_library_code_never_prints_or_picks_a_plot_backend():
             if isinstance(node, ast.Call):
                 fn = node.func
                 name = fn.id if isinstance(fn, ast.Name) else fn.attr if isinstance(fn, ast.Attribute) else ""
-                if name == "print" or (name == "use" and isinstance(fn, ast.Attribute)
-                                       and getattr(fn.value, "id", "") == "matplotlib"):
+                if name == "print" or (
+                    name == "use" and isinstance(fn, ast.Attribute) and getattr(fn.value, "id", "") == "matplotlib"
+                ):
                     bad.append(f"{module}:{node.lineno} calls {name}")
                 if name == "basicConfig" and _room(module) != "fmsearch.cli":
                     bad.append(f"{module}:{node.lineno} configures logging")
@@ -234,9 +252,11 @@ def test_importing_every_module_has_no_side_effects():
         f"for m in {sorted(m for m in MODULES if m != 'fmsearch.__main__')!r}:\n"
         "    importlib.import_module(m)\n"
         "print(json.dumps({'env': {k: v for k, v in os.environ.items() if before.get(k) != v},\n"
-        "                  'heavy': sorted(m for m in ('tensorflow', 'keras', 'qdrant_client', 'cv2') if m in sys.modules)}))\n"
+        "                  'heavy': sorted(m for m in ('tensorflow', 'keras', 'qdrant_client', 'cv2')\n"
+        "                                  if m in sys.modules)}))\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT / "tests",
-                         check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT / "tests", check=True
+    )
     assert out.stdout.strip().splitlines()[-1] == '{"env": {}, "heavy": []}'

@@ -60,7 +60,9 @@ def _png_header_only(path: Path, width: int, height: int) -> None:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -227,7 +229,9 @@ CLI_BAD = [
     *[pytest.param([*Q, "{files}/" + name], msg, id=f"query-{name}") for name, msg in BAD_IMAGES],
     *[pytest.param([*Q, "--positive", "{files}/" + name], msg, id=f"positive-{name}") for name, msg in BAD_IMAGES],
     *[pytest.param(["compare", "1", "{files}/" + name], msg, id=f"compare-{name}") for name, msg in BAD_IMAGES],
-    pytest.param([*Q, "--positive", "1", "--negative", "{files}/text.png"], "text.png: not an image file", id="negative-text"),
+    pytest.param(
+        [*Q, "--positive", "1", "--negative", "{files}/text.png"], "text.png: not an image file", id="negative-text"
+    ),
     # ids out of range
     pytest.param([*Q, "--id", "70000"], f"point id 70000 {RANGE}", id="id-70000"),
     pytest.param([*Q, "--id", "-1"], f"point id -1 {RANGE}", id="id--1"),
@@ -241,70 +245,144 @@ CLI_BAD = [
     pytest.param(["compare", "-1", "1"], f"point id -1 {RANGE}", id="compare--1"),
     pytest.param(["compare", "1", "-1"], f"point id -1 {RANGE}", id="compare-b--1"),
     # ids that are not numbers (query --id takes only ids; elsewhere it may be a path)
-    pytest.param([*Q, "--id", "abc"], "--id must be an integer point id (train 0-59999, test 60000-69999), got 'abc'", id="id-abc"),
+    pytest.param(
+        [*Q, "--id", "abc"],
+        "--id must be an integer point id (train 0-59999, test 60000-69999), got 'abc'",
+        id="id-abc",
+    ),
     pytest.param([*Q, "--id", "1.5"], "--id must be an integer point id", id="id-1.5"),
     pytest.param([*Q, "--id", ""], "--id must be an integer point id", id="id-empty"),
     pytest.param([*Q, "--positive", "abc"], "abc: no such file", id="positive-abc"),
     pytest.param(["compare", "abc", "1"], "abc: no such file", id="compare-abc"),
     # unknown methods; counts and sizes out of range
-    pytest.param(["query", "--id", "1", "-m", "resnet9"],
-                 "unknown method 'resnet9'; valid methods: pixels, autoencoder, siamese, proxy, ensemble, resnet101", id="method-query"),
+    pytest.param(
+        ["query", "--id", "1", "-m", "resnet9"],
+        "unknown method 'resnet9'; valid methods: pixels, autoencoder, siamese, proxy, ensemble, resnet101",
+        id="method-query",
+    ),
     pytest.param(["ingest", "-m", "resnet9", "--limit", "5"], "unknown method 'resnet9'", id="method-ingest"),
     pytest.param([*Q, "--id", "1", "-k", "0"], "k must be between 1 and 1000, got 0", id="k-0"),
     pytest.param(["ingest", "-m", "pixels", "--limit", "0"], "--limit must be at least 1, got 0", id="limit-0"),
-    pytest.param(["ingest", "-m", "pixels", "--batch-size", "0"], "--batch-size must be at least 1, got 0", id="batch-size-0"),
-    pytest.param(["evaluate", "-m", "pixels", "--task", "near-duplicate", "--sources", "3", "--batch-size", "0"],
-                 "--batch-size must be at least 1, got 0", id="near-duplicate-batch-size-0"),
+    pytest.param(
+        ["ingest", "-m", "pixels", "--batch-size", "0"], "--batch-size must be at least 1, got 0", id="batch-size-0"
+    ),
+    pytest.param(
+        ["evaluate", "-m", "pixels", "--task", "near-duplicate", "--sources", "3", "--batch-size", "0"],
+        "--batch-size must be at least 1, got 0",
+        id="near-duplicate-batch-size-0",
+    ),
     pytest.param(["evaluate", "-m", "pixels", "--k", "1,2000"], "--k values must be <= 1000", id="evaluate-k-2000"),
-    pytest.param(["evaluate", "-m", "pixels", "--queries", "0"], "--queries must be between 1 and 10000 (the test split), "
-                 "or all of them; got 0", id="evaluate-queries-0"),
-    pytest.param([*Q, "--id", "1", "--oversampling", "2"], "--oversampling and rescore settings apply to a "
-                 "--quantization (int8 or binary) only", id="oversampling-without-quantization"),
-    pytest.param([*Q, "--id", "1", "-m", "pixels+siamese", "--fusion-weights", "1,2,3"],
-                 "--fusion-weights: 3 given for 2 methods", id="fusion-weights-count"),
-    pytest.param([*Q, "--id", "1", "-m", "pixels+siamese", "--fusion-weights", "1,,2"],
-                 "--fusion-weights must be a comma-separated list of numbers", id="fusion-weights-empty-part"),
-    pytest.param([*Q, "--positive", "1", "--expand", "3"], "--expand does not apply to a recommend query "
-                 "(positive/negative examples)", id="positive-expand"),
-    pytest.param([*Q, "--id", "1", "--expand", "101"], "--expand must be between 0 (off) and 100, got 101", id="expand-101"),
-    pytest.param(["bench", "modes", "--methods", "pixels,pixels"], "--methods names a method twice",
-                 id="bench-methods-twice"),
+    pytest.param(
+        ["evaluate", "-m", "pixels", "--queries", "0"],
+        "--queries must be between 1 and 10000 (the test split), or all of them; got 0",
+        id="evaluate-queries-0",
+    ),
+    pytest.param(
+        [*Q, "--id", "1", "--oversampling", "2"],
+        "--oversampling and rescore settings apply to a --quantization (int8 or binary) only",
+        id="oversampling-without-quantization",
+    ),
+    pytest.param(
+        [*Q, "--id", "1", "-m", "pixels+siamese", "--fusion-weights", "1,2,3"],
+        "--fusion-weights: 3 given for 2 methods",
+        id="fusion-weights-count",
+    ),
+    pytest.param(
+        [*Q, "--id", "1", "-m", "pixels+siamese", "--fusion-weights", "1,,2"],
+        "--fusion-weights must be a comma-separated list of numbers",
+        id="fusion-weights-empty-part",
+    ),
+    pytest.param(
+        [*Q, "--positive", "1", "--expand", "3"],
+        "--expand does not apply to a recommend query (positive/negative examples)",
+        id="positive-expand",
+    ),
+    pytest.param(
+        [*Q, "--id", "1", "--expand", "101"], "--expand must be between 0 (off) and 100, got 101", id="expand-101"
+    ),
+    pytest.param(
+        ["bench", "modes", "--methods", "pixels,pixels"], "--methods names a method twice", id="bench-methods-twice"
+    ),
     pytest.param(["bench", "modes", "--methods", ","], "--methods names no method", id="bench-methods-none"),
     # class names
-    pytest.param([*Q, "--id", "1", "--class", "Shoes"], "unknown class 'Shoes'; valid classes: T-shirt/top", id="class-Shoes"),
+    pytest.param(
+        [*Q, "--id", "1", "--class", "Shoes"], "unknown class 'Shoes'; valid classes: T-shirt/top", id="class-Shoes"
+    ),
     pytest.param([*Q, "--id", "1", "--exclude-class", "Shoes"], "unknown class 'Shoes'", id="exclude-class-Shoes"),
     pytest.param([*Q, "{files}/ok.png", "--class", "Shoes"], "unknown class 'Shoes'", id="image-class-Shoes"),
     pytest.param([*Q, "--positive", "1", "--class", "Shoes"], "unknown class 'Shoes'", id="positive-class-Shoes"),
-    pytest.param([*Q, "--id", "1", "--class", "Sneaker", "--class", "Shoes"], "unknown class 'Shoes'", id="class-one-of-two"),
+    pytest.param(
+        [*Q, "--id", "1", "--class", "Sneaker", "--class", "Shoes"], "unknown class 'Shoes'", id="class-one-of-two"
+    ),
     # model artifacts: bytes altered (card disagrees), garbage the card vouches for, unreadable card
-    pytest.param(["query", "{files}/ok.png", "-m", "siamese", "--weights", "{weights}/altered/siamese.keras"],
-                 "siamese.keras does not match its model card", id="model-altered-query"),
-    pytest.param(["query", "--id", "60000", "-m", "siamese", "--weights", "{weights}/altered/siamese.keras"],
-                 "siamese.keras does not match its model card", id="model-altered-query-test-id"),
-    pytest.param(["ingest", "-m", "siamese", "--limit", "50", "--weights", "{weights}/altered/siamese.keras"],
-                 "siamese.keras does not match its model card", id="model-altered-ingest"),
-    pytest.param(["ingest", "-m", "siamese", "--limit", "50", "--recreate", "--weights", "{weights}/altered/siamese.keras"],
-                 "siamese.keras does not match its model card", id="model-altered-ingest-recreate"),
-    pytest.param(["ingest", "-m", "siamese", "--limit", "50", "--weights", "{weights}/corrupt/siamese.keras"],
-                 "cannot load", id="model-corrupt-ingest"),
-    pytest.param(["query", "{files}/ok.png", "-m", "siamese", "--weights", "{weights}/corrupt/siamese.keras"],
-                 "collection fmnist_siamese was built with fingerprint=", id="model-corrupt-query"),
-    pytest.param(["query", "--id", "1", "-m", "siamese", "--weights", "{weights}/corrupt/siamese.keras"],
-                 "ingest siamese again with --recreate to rebuild it", id="model-mismatch-names-the-flag"),
-    pytest.param(["query", "--id", "1", "-m", "siamese", "--weights", "{weights}/badcard/siamese.keras"],
-                 "siamese.card.json is unreadable", id="model-badcard-query"),
-    pytest.param(["ingest", "-m", "siamese", "--limit", "50", "--weights", "{weights}/badcard/siamese.keras"],
-                 "siamese.card.json is unreadable", id="model-badcard-ingest"),
-    pytest.param(["query", "--id", "1", "-m", "siamese", "--weights", "{weights}/other/proxy.keras"],
-                 "proxy.keras holds the proxy method's network, not siamese's", id="model-other-method-query"),
-    pytest.param(["ingest", "-m", "siamese", "--limit", "50", "--recreate", "--weights", "{weights}/other/proxy.keras"],
-                 "proxy.keras holds the proxy method's network, not siamese's", id="model-other-method-ingest"),
-    pytest.param(["ingest", "-m", "siamese", "--limit", "50", "--weights", "{weights}/missing.keras"],
-                 "missing.keras not found", id="model-missing"),
+    pytest.param(
+        ["query", "{files}/ok.png", "-m", "siamese", "--weights", "{weights}/altered/siamese.keras"],
+        "siamese.keras does not match its model card",
+        id="model-altered-query",
+    ),
+    pytest.param(
+        ["query", "--id", "60000", "-m", "siamese", "--weights", "{weights}/altered/siamese.keras"],
+        "siamese.keras does not match its model card",
+        id="model-altered-query-test-id",
+    ),
+    pytest.param(
+        ["ingest", "-m", "siamese", "--limit", "50", "--weights", "{weights}/altered/siamese.keras"],
+        "siamese.keras does not match its model card",
+        id="model-altered-ingest",
+    ),
+    pytest.param(
+        ["ingest", "-m", "siamese", "--limit", "50", "--recreate", "--weights", "{weights}/altered/siamese.keras"],
+        "siamese.keras does not match its model card",
+        id="model-altered-ingest-recreate",
+    ),
+    pytest.param(
+        ["ingest", "-m", "siamese", "--limit", "50", "--weights", "{weights}/corrupt/siamese.keras"],
+        "cannot load",
+        id="model-corrupt-ingest",
+    ),
+    pytest.param(
+        ["query", "{files}/ok.png", "-m", "siamese", "--weights", "{weights}/corrupt/siamese.keras"],
+        "collection fmnist_siamese was built with fingerprint=",
+        id="model-corrupt-query",
+    ),
+    pytest.param(
+        ["query", "--id", "1", "-m", "siamese", "--weights", "{weights}/corrupt/siamese.keras"],
+        "ingest siamese again with --recreate to rebuild it",
+        id="model-mismatch-names-the-flag",
+    ),
+    pytest.param(
+        ["query", "--id", "1", "-m", "siamese", "--weights", "{weights}/badcard/siamese.keras"],
+        "siamese.card.json is unreadable",
+        id="model-badcard-query",
+    ),
+    pytest.param(
+        ["ingest", "-m", "siamese", "--limit", "50", "--weights", "{weights}/badcard/siamese.keras"],
+        "siamese.card.json is unreadable",
+        id="model-badcard-ingest",
+    ),
+    pytest.param(
+        ["query", "--id", "1", "-m", "siamese", "--weights", "{weights}/other/proxy.keras"],
+        "proxy.keras holds the proxy method's network, not siamese's",
+        id="model-other-method-query",
+    ),
+    pytest.param(
+        ["ingest", "-m", "siamese", "--limit", "50", "--recreate", "--weights", "{weights}/other/proxy.keras"],
+        "proxy.keras holds the proxy method's network, not siamese's",
+        id="model-other-method-ingest",
+    ),
+    pytest.param(
+        ["ingest", "-m", "siamese", "--limit", "50", "--weights", "{weights}/missing.keras"],
+        "missing.keras not found",
+        id="model-missing",
+    ),
     # a data file with a wrong checksum: every command that needs the data refuses
     pytest.param(["data", "--data-dir", "{data}"], CHECKSUM, id="data-check"),
     pytest.param(["ingest", "-m", "pixels", "--limit", "50", "--data-dir", "{data}"], CHECKSUM, id="data-ingest"),
-    pytest.param(["ingest", "-m", "pixels", "--limit", "50", "--recreate", "--data-dir", "{data}"], CHECKSUM, id="data-ingest-recreate"),
+    pytest.param(
+        ["ingest", "-m", "pixels", "--limit", "50", "--recreate", "--data-dir", "{data}"],
+        CHECKSUM,
+        id="data-ingest-recreate",
+    ),
     pytest.param([*Q, "--id", str(NOT_IN_GALLERY), "--data-dir", "{data}"], CHECKSUM, id="data-query-id"),
     pytest.param([*Q, "--positive", str(NOT_IN_GALLERY), "--data-dir", "{data}"], CHECKSUM, id="data-positive"),
     pytest.param(["compare", "1", "2", "--data-dir", "{data}"], CHECKSUM, id="data-compare"),
@@ -366,8 +444,10 @@ def test_cli_partly_corrupt_shard_is_one_line(home, tmp_path, which):
     "args",
     [
         *[pytest.param([*Q, "--json", "{files}/" + name], id=f"query-{name}") for name in ODD_IMAGES],
-        *[pytest.param([*Q, "--json", "--positive", "{files}/" + name, "--negative", "3"], id=f"positive-{name}")
-          for name in ODD_IMAGES],
+        *[
+            pytest.param([*Q, "--json", "--positive", "{files}/" + name, "--negative", "3"], id=f"positive-{name}")
+            for name in ODD_IMAGES
+        ],
         # test-split ids are valid wherever an id is: their images come from the data files
         pytest.param([*Q, "--json", "--id", "60000"], id="query-test-id"),
         pytest.param([*Q, "--json", "--positive", "60000", "--negative", "60001"], id="recommend-test-ids"),
@@ -382,8 +462,15 @@ def test_cli_odd_but_valid_input_gives_k_results(home, home_state, files, args):
     assert snapshot(home) == home_state
 
 
-@pytest.mark.parametrize("a, b", [("{files}/cmyk.jpg", "60000"), ("{files}/anim.gif", "{files}/p16.png"),
-                                  ("60000", "60001"), ("{files}/rgba.png", "199")])
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ("{files}/cmyk.jpg", "60000"),
+        ("{files}/anim.gif", "{files}/p16.png"),
+        ("60000", "60001"),
+        ("{files}/rgba.png", "199"),
+    ],
+)
 def test_cli_compare_odd_but_valid_input(home, home_state, files, a, b):
     result = run(home, "compare", *_fill([a, b], files=files), "--json")
     assert result.exit_code == 0, result.output
@@ -431,15 +518,51 @@ def api_store(home, home_state):
 
 
 API_SEARCHES = [
-    pytest.param(lambda s, img: s.search("pixels", id=70000, k=5), InvalidArgumentError, "point id 70000 is out of range", id="pid-70000"),
-    pytest.param(lambda s, img: s.search("pixels", id=-1, k=5), InvalidArgumentError, "point id -1 is out of range", id="pid--1"),
-    pytest.param(lambda s, img: s.recommend("pixels", [70000], k=5), InvalidArgumentError, "point id 70000", id="positive-70000"),
-    pytest.param(lambda s, img: s.recommend("pixels", [1], [-1], k=5), InvalidArgumentError, "point id -1", id="negative--1"),
-    pytest.param(lambda s, img: s.recommend("pixels", [], k=5), InvalidArgumentError, "at least one positive example", id="no-positive"),
-    pytest.param(lambda s, img: s.search("pixels", id=1, classes=["Shoes"]), UnknownClassError, "unknown class 'Shoes'", id="class-Shoes"),
-    pytest.param(lambda s, img: s.search("pixels", id=1, exclude_classes=["Shoes"]), UnknownClassError, "unknown class 'Shoes'", id="exclude-Shoes"),
-    pytest.param(lambda s, img: s.search("pixels", image=img, classes=["Shoes"]), UnknownClassError, "unknown class 'Shoes'", id="image-class-Shoes"),
-    pytest.param(lambda s, img: s.recommend("pixels", [1], classes=["Shoes"]), UnknownClassError, "unknown class 'Shoes'", id="recommend-class-Shoes"),
+    pytest.param(
+        lambda s, img: s.search("pixels", id=70000, k=5),
+        InvalidArgumentError,
+        "point id 70000 is out of range",
+        id="pid-70000",
+    ),
+    pytest.param(
+        lambda s, img: s.search("pixels", id=-1, k=5), InvalidArgumentError, "point id -1 is out of range", id="pid--1"
+    ),
+    pytest.param(
+        lambda s, img: s.recommend("pixels", [70000], k=5), InvalidArgumentError, "point id 70000", id="positive-70000"
+    ),
+    pytest.param(
+        lambda s, img: s.recommend("pixels", [1], [-1], k=5), InvalidArgumentError, "point id -1", id="negative--1"
+    ),
+    pytest.param(
+        lambda s, img: s.recommend("pixels", [], k=5),
+        InvalidArgumentError,
+        "at least one positive example",
+        id="no-positive",
+    ),
+    pytest.param(
+        lambda s, img: s.search("pixels", id=1, classes=["Shoes"]),
+        UnknownClassError,
+        "unknown class 'Shoes'",
+        id="class-Shoes",
+    ),
+    pytest.param(
+        lambda s, img: s.search("pixels", id=1, exclude_classes=["Shoes"]),
+        UnknownClassError,
+        "unknown class 'Shoes'",
+        id="exclude-Shoes",
+    ),
+    pytest.param(
+        lambda s, img: s.search("pixels", image=img, classes=["Shoes"]),
+        UnknownClassError,
+        "unknown class 'Shoes'",
+        id="image-class-Shoes",
+    ),
+    pytest.param(
+        lambda s, img: s.recommend("pixels", [1], classes=["Shoes"]),
+        UnknownClassError,
+        "unknown class 'Shoes'",
+        id="recommend-class-Shoes",
+    ),
 ]
 
 

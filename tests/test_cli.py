@@ -30,8 +30,14 @@ def test_collections(home):
     assert "fmnist_pixels" in result.output and "300" in result.output and "complete" in result.output
     rows = [json.loads(line) for line in run(home, "collections", "--json").output.splitlines()]
     assert [r["collection"] for r in rows] == ["fmnist_pixels", "fmnist_siamese", "fmnist_sift"]
-    assert rows[0] == {**rows[0], "collection": "fmnist_pixels", "points": 300, "dim": 784, "method": "pixels",
-                       "complete": True}
+    assert rows[0] == {
+        **rows[0],
+        "collection": "fmnist_pixels",
+        "points": 300,
+        "dim": 784,
+        "method": "pixels",
+        "complete": True,
+    }
 
 
 def test_query_by_id_table_and_json(home):
@@ -39,7 +45,10 @@ def test_query_by_id_table_and_json(home):
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
     assert lines[0].split() == ["rank", "id", "score", "class"] and len(lines) == 11
-    hits = [json.loads(line) for line in run(home, "query", "--id", "5", "-m", "pixels", "-k", "4", "--json").output.splitlines()]
+    hits = [
+        json.loads(line)
+        for line in run(home, "query", "--id", "5", "-m", "pixels", "-k", "4", "--json").output.splitlines()
+    ]
     assert len(hits) == 4 and 5 not in [h["id"] for h in hits]
     assert set(hits[0]) == {"rank", "id", "score", "label", "class_name", "split", "index"}
 
@@ -73,14 +82,16 @@ def test_ingest_on_disk_reaches_the_collection(tmp_path, fmnist):
     from fmsearch.store.edge import EdgeStore
 
     def ingest(*args):
-        return CliRunner().invoke(main, ["--home", str(tmp_path), "ingest", "-m", "pixels", "--limit", "100",
-                                         "--quantization", "int8", *args])
+        return CliRunner().invoke(
+            main, ["--home", str(tmp_path), "ingest", "-m", "pixels", "--limit", "100", "--quantization", "int8", *args]
+        )
 
     assert ingest().exit_code == 0
     result = ingest("--on-disk")
     assert result.exit_code == 1 and result.output.strip() == (
         "Error: fmnist_pixels_int8 exists with its vectors in memory; ingest again with --recreate to rebuild it "
-        "with them on disk"), result.output
+        "with them on disk"
+    ), result.output
     with EdgeStore(tmp_path) as store:
         info = store.info("fmnist_pixels_int8")
         assert info.metadata["complete"] is True and info.metadata["vectors_on_disk"] is False
@@ -99,14 +110,18 @@ def test_query_hnsw_ef_and_acorn_reach_the_store(home, monkeypatch):
 
     seen = []
     for name in ("query_batch", "recommend"):
-        def spy(self, *a, _real=getattr(EdgeStore, name), **kw):
+
+        def spy(self, *a, _real=getattr(EdgeStore, name), **kw):  # noqa: B008 - binds this turn's method
             seen.append((kw.get("hnsw_ef"), kw.get("acorn")))
             return _real(self, *a, **kw)
+
         monkeypatch.setattr(EdgeStore, name, spy)
-    for args, want in ((["--id", "60000", "--hnsw-ef", "512"], (512, False)),
-                       (["--id", "60000", "--class", "Sneaker", "--hnsw-ef", "1024", "--acorn"], (1024, True)),
-                       (["--positive", "60000", "--class", "Bag", "--acorn"], (None, True)),
-                       (["--id", "60000"], (None, False))):
+    for args, want in (
+        (["--id", "60000", "--hnsw-ef", "512"], (512, False)),
+        (["--id", "60000", "--class", "Sneaker", "--hnsw-ef", "1024", "--acorn"], (1024, True)),
+        (["--positive", "60000", "--class", "Bag", "--acorn"], (None, True)),
+        (["--id", "60000"], (None, False)),
+    ):
         seen.clear()
         result = CliRunner().invoke(main, ["--home", str(home), "query", "-m", "pixels", *args])
         assert result.exit_code == 0, result.output
@@ -117,7 +132,10 @@ def test_query_hnsw_ef_and_acorn_reach_the_store(home, monkeypatch):
 
 def test_query_image_file(home, fmnist, tmp_path):
     save_png(fmnist["train"].images[17], tmp_path / "q.png")
-    hits = [json.loads(x) for x in run(home, "query", str(tmp_path / "q.png"), "-m", "pixels", "-k", "2", "--json").output.splitlines()]
+    hits = [
+        json.loads(x)
+        for x in run(home, "query", str(tmp_path / "q.png"), "-m", "pixels", "-k", "2", "--json").output.splitlines()
+    ]
     assert hits[0]["id"] == 17
 
 
@@ -128,15 +146,22 @@ def test_missing_collection(tmp_path):
     assert len(result.output.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("args, env, message", [
-    (["--retries", "11"], {}, "--retries must be 0-10, got 11"),
-    (["--retries", "-1"], {}, "--retries must be 0-10, got -1"),
-    (["--timeout", "0"], {}, "--timeout must be 1-3600 seconds, got 0"),
-    (["--timeout", "3601"], {}, "--timeout must be 1-3600 seconds, got 3601"),
-    (["--prefix", "../x_"], {}, "--prefix must be letters, digits, '_' and '-', got '../x_'"),
-    ([], {"FMSEARCH_PREFIX": "a b"}, "--prefix must be letters, digits, '_' and '-', got 'a b'"),
-    (["--qdrant-url", "qdrant:6333"], {}, "a Qdrant URL starts with http:// or https:// (or local:PATH), got 'qdrant:6333'"),
-])
+@pytest.mark.parametrize(
+    "args, env, message",
+    [
+        (["--retries", "11"], {}, "--retries must be 0-10, got 11"),
+        (["--retries", "-1"], {}, "--retries must be 0-10, got -1"),
+        (["--timeout", "0"], {}, "--timeout must be 1-3600 seconds, got 0"),
+        (["--timeout", "3601"], {}, "--timeout must be 1-3600 seconds, got 3601"),
+        (["--prefix", "../x_"], {}, "--prefix must be letters, digits, '_' and '-', got '../x_'"),
+        ([], {"FMSEARCH_PREFIX": "a b"}, "--prefix must be letters, digits, '_' and '-', got 'a b'"),
+        (
+            ["--qdrant-url", "qdrant:6333"],
+            {},
+            "a Qdrant URL starts with http:// or https:// (or local:PATH), got 'qdrant:6333'",
+        ),
+    ],
+)
 def test_bad_store_settings_are_one_line(tmp_path, args, env, message):
     """The store settings are checked once, where the group makes them, before any command runs."""
     result = CliRunner().invoke(main, ["--home", str(tmp_path / "h"), *args, "collections"], env=env)
@@ -152,20 +177,32 @@ def test_store_settings_reach_the_command(tmp_path):
     cmd = click.command("probe")(click.pass_obj(lambda settings: seen.append(settings.store_settings)))
     main.add_command(cmd)
     try:
-        result = CliRunner().invoke(main, ["--qdrant-url", "http://q:6333", "--retries", "0", "--timeout", "5",
-                                           "probe"], env={"QDRANT_PREFER_GRPC": "1", "FMSEARCH_PREFIX": "p_",
-                                                          "QDRANT_API_KEY": "k", "FMSEARCH_HOME": str(tmp_path)})
+        result = CliRunner().invoke(
+            main,
+            ["--qdrant-url", "http://q:6333", "--retries", "0", "--timeout", "5", "probe"],
+            env={
+                "QDRANT_PREFER_GRPC": "1",
+                "FMSEARCH_PREFIX": "p_",
+                "QDRANT_API_KEY": "k",
+                "FMSEARCH_HOME": str(tmp_path),
+            },
+        )
     finally:
         main.commands.pop("probe")
     assert result.exit_code == 0, result.output
-    assert seen == [StoreSettings(url="http://q:6333", api_key="k", prefer_grpc=True, retries=0, timeout=5,
-                                  prefix="p_", home=str(tmp_path))]
+    assert seen == [
+        StoreSettings(
+            url="http://q:6333", api_key="k", prefer_grpc=True, retries=0, timeout=5, prefix="p_", home=str(tmp_path)
+        )
+    ]
 
 
 @pytest.mark.slow
 def test_unreachable_server_names_it_and_hides_the_key():
     url = "http://127.0.0.1:9"  # discard port: nothing listens
-    result = CliRunner().invoke(main, ["--qdrant-url", url, "--qdrant-api-key", "s3cret-key", "--timeout", "2", "collections"])
+    result = CliRunner().invoke(
+        main, ["--qdrant-url", url, "--qdrant-api-key", "s3cret-key", "--timeout", "2", "collections"]
+    )
     assert result.exit_code == 1
     assert f"cannot reach Qdrant at {url}" in result.output
     assert "s3cret-key" not in result.output and "Traceback" not in result.output
@@ -196,8 +233,22 @@ def test_data_command(fmnist):
 def test_bench_search_suite_small(tmp_path, fmnist):
     """The benchmark runs and reports sane values (no timing asserts); the
     class filter and the ingest split are timed on the real galleries only."""
-    result = CliRunner().invoke(main, ["bench", "search", "--sizes", "1000", "--synthetic", "2000",
-                                       "--no-local", "--queries", "10", "--out-dir", str(tmp_path)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "bench",
+            "search",
+            "--sizes",
+            "1000",
+            "--synthetic",
+            "2000",
+            "--no-local",
+            "--queries",
+            "10",
+            "--out-dir",
+            str(tmp_path),
+        ],
+    )
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "search.json").read_text())
     assert [r["points"] for r in data["rows"]] == [1000, 2000]
@@ -209,13 +260,16 @@ def test_bench_search_suite_small(tmp_path, fmnist):
 def test_bench_search_suite_has_the_store_suites_figures(tmp_path, fmnist):
     """What the store suite measured (merged in): both stores' ingest split
     and their class-filtered query on the same gallery, local over Edge."""
-    result = CliRunner().invoke(main, ["bench", "search", "--sizes", "1000", "--synthetic", "0", "--queries", "10",
-                                       "--out-dir", str(tmp_path)])
+    result = CliRunner().invoke(
+        main, ["bench", "search", "--sizes", "1000", "--synthetic", "0", "--queries", "10", "--out-dir", str(tmp_path)]
+    )
     assert result.exit_code == 0, result.output
     (row,) = json.loads((tmp_path / "search.json").read_text())["rows"]
     assert row["edge_filtered"]["n"] == 10 and row["local_filtered"]["n"] == 10
     assert all(row[k]["upsert_s"] > 0 for k in ("edge_ingest", "local_ingest"))
-    assert "| pixels 1k | qdrant-client local |" in result.output and "| pixels 1k | **local / edge** |" in result.output
+    assert (
+        "| pixels 1k | qdrant-client local |" in result.output and "| pixels 1k | **local / edge** |" in result.output
+    )
     assert not (tmp_path / "store.json").exists()
 
 
@@ -225,8 +279,9 @@ def test_bench_embed_suite_small(tmp_path, fmnist):
     of the asked gallery, ratio against pixels; Keras against ONNX Runtime at
     each batch size with the vectors' difference; command-line query times;
     the installs' sizes (no timing asserts)."""
-    result = CliRunner().invoke(main, ["bench", "embed", "--methods", "pixels,siamese", "--gallery", "1000",
-                                       "--out-dir", str(tmp_path)])
+    result = CliRunner().invoke(
+        main, ["bench", "embed", "--methods", "pixels,siamese", "--gallery", "1000", "--out-dir", str(tmp_path)]
+    )
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "embed.json").read_text())
     assert [(r["method"], r["dim"]) for r in data["rows"]] == [("pixels", 784), ("siamese", 64)]
@@ -258,30 +313,63 @@ def test_bench_modes_suite_on_the_built_store(tmp_path, fmnist):
     for extra in ((), ("--quantization", "int8")):
         result = CliRunner().invoke(main, ["--home", str(home), "ingest", "-m", "pixels", "--limit", "300", *extra])
         assert result.exit_code == 0, result.output
-    result = CliRunner().invoke(main, ["--home", str(home), "bench", "modes", "--methods", "pixels",
-                                       "--queries", "10", "--out-dir", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "--home",
+            str(home),
+            "bench",
+            "modes",
+            "--methods",
+            "pixels",
+            "--queries",
+            "10",
+            "--out-dir",
+            str(tmp_path / "out"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "out" / "modes.json").read_text())
     rows = {r["mode"]: r for r in data["modes"]}
-    assert list(rows) == ["pixels", "pixels, expanded by 3", "pixels, expanded by 10",
-                          "pixels [int8, rescore, oversampling 4]", "pixels [int8, rescore, oversampling 1]",
-                          "pixels [int8, no rescore]"]
+    assert list(rows) == [
+        "pixels",
+        "pixels, expanded by 3",
+        "pixels, expanded by 10",
+        "pixels [int8, rescore, oversampling 4]",
+        "pixels [int8, rescore, oversampling 1]",
+        "pixels [int8, no rescore]",
+    ]
     assert rows["pixels"]["vs_plain"] == 1.0
     assert [r["settings"].get("expand") for r in rows.values()] == [0, 3, 10, 0, 0, 0]
     assert [r["settings"].get("oversampling") for r in rows.values()] == [None, None, None, 4.0, 1.0, None]
     assert [r["bytes_searched"] for r in rows.values()] == [3136, 3136, 3136, 784, 784, 784]
     assert all(r["disk_bytes_per_point"] > r["bytes_float32"] for r in rows.values())
     assert {s["mode"] for s in data["skipped"]} == {
-        "pixels [binary, rescore, oversampling 16]", "pixels [binary, rescore, oversampling 4]",
-        "pixels [binary, no rescore]"}
+        "pixels [binary, rescore, oversampling 16]",
+        "pixels [binary, rescore, oversampling 4]",
+        "pixels [binary, no rescore]",
+    }
     assert "skipped pixels [binary, no rescore]: binary quantisation is not offered for pixels" in result.output
 
 
 def test_bench_quantization_suite_small(tmp_path, fmnist):
     """Every quantisation of a method, offered or not, against numpy's exact
     top 10 (no timing asserts)."""
-    result = CliRunner().invoke(main, ["bench", "quantization", "--methods", "pixels", "--gallery", "1000",
-                                       "--queries", "10", "--out-dir", str(tmp_path)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "bench",
+            "quantization",
+            "--methods",
+            "pixels",
+            "--gallery",
+            "1000",
+            "--queries",
+            "10",
+            "--out-dir",
+            str(tmp_path),
+        ],
+    )
     assert result.exit_code == 0, result.output
     rows = json.loads((tmp_path / "quantization.json").read_text())["rows"]
     assert [(r["quantization"], r["offered"]) for r in rows] == [("none", True), ("int8", True), ("binary", False)]
@@ -292,8 +380,21 @@ def test_bench_quantization_suite_small(tmp_path, fmnist):
 
 
 def test_bench_modes_suite_without_collections(tmp_path):
-    result = CliRunner().invoke(main, ["--home", str(tmp_path), "bench", "modes", "--methods", "pixels",
-                                       "--queries", "10", "--out-dir", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "--home",
+            str(tmp_path),
+            "bench",
+            "modes",
+            "--methods",
+            "pixels",
+            "--queries",
+            "10",
+            "--out-dir",
+            str(tmp_path / "out"),
+        ],
+    )
     assert result.exit_code != 0
     assert "run `fmsearch ingest` first" in result.output and "Traceback" not in result.output
 
@@ -306,8 +407,16 @@ SUITE_OPTIONS = {
     "modes": {"--methods", "--queries"},
     "quantization": {"--methods", "--gallery", "--queries"},
     "serve": {"--methods", "--clients", "--uploads", "--workers", "--duration"},
-    "scale": {"--sizes", "--kinds", "--methods", "--queries", "--linked-fields", "--on-disk", "--quantization",
-              "--full-scan-threshold"},
+    "scale": {
+        "--sizes",
+        "--kinds",
+        "--methods",
+        "--queries",
+        "--linked-fields",
+        "--on-disk",
+        "--quantization",
+        "--full-scan-threshold",
+    },
     "all": set(),
 }
 
@@ -330,23 +439,26 @@ def test_each_bench_subcommand_has_only_its_own_options(suite):
     assert result.exit_code == 0 and all(o in result.output for o in SUITE_OPTIONS[suite])
 
 
-@pytest.mark.parametrize("args, message", [
-    (["search", "--gallery", "1000"], "No such option '--gallery'"),
-    (["search", "--methods", "pixels"], "No such option '--methods'"),
-    (["embed", "--queries", "10"], "No such option '--queries'"),
-    (["embed", "--sizes", "1000"], "No such option '--sizes'"),
-    (["rerank", "--methods", "pixels"], "No such option '--methods'"),
-    (["modes", "--gallery", "1000"], "No such option '--gallery'"),
-    (["quantization", "--clients", "16"], "No such option '--clients'"),
-    (["serve", "--queries", "10"], "No such option '--queries'"),
-    (["serve", "--gallery", "1000"], "No such option '--gallery'"),
-    (["scale", "--synthetic", "0"], "No such option '--synthetic'"),
-    (["scale", "--workers", "1"], "No such option '--workers'"),
-    (["all", "--methods", "pixels"], "No such option '--methods'"),
-    (["all", "--queries", "10"], "No such option '--queries'"),
-    (["--suite", "search"], "No such option '--suite'"),
-    (["store"], "No such command 'store'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["search", "--gallery", "1000"], "No such option '--gallery'"),
+        (["search", "--methods", "pixels"], "No such option '--methods'"),
+        (["embed", "--queries", "10"], "No such option '--queries'"),
+        (["embed", "--sizes", "1000"], "No such option '--sizes'"),
+        (["rerank", "--methods", "pixels"], "No such option '--methods'"),
+        (["modes", "--gallery", "1000"], "No such option '--gallery'"),
+        (["quantization", "--clients", "16"], "No such option '--clients'"),
+        (["serve", "--queries", "10"], "No such option '--queries'"),
+        (["serve", "--gallery", "1000"], "No such option '--gallery'"),
+        (["scale", "--synthetic", "0"], "No such option '--synthetic'"),
+        (["scale", "--workers", "1"], "No such option '--workers'"),
+        (["all", "--methods", "pixels"], "No such option '--methods'"),
+        (["all", "--queries", "10"], "No such option '--queries'"),
+        (["--suite", "search"], "No such option '--suite'"),
+        (["store"], "No such command 'store'"),
+    ],
+)
 def test_each_bench_subcommand_refuses_another_suites_option(args, message, tmp_path):
     result = CliRunner().invoke(main, ["bench", *args, "--out-dir", str(tmp_path / "out")])
     assert result.exit_code == 2 and f"Error: {message}" in result.output, result.output
@@ -365,11 +477,17 @@ def test_neural_ingest_and_query_in_a_real_process(tmp_path, fmnist):
     env = {**os.environ, "FMSEARCH_HOME": str(tmp_path)}
     env.pop("FMSEARCH_TF_LOGS", None)
     cmd = [sys.executable, "-m", "fmsearch"]
-    ingest = subprocess.run([*cmd, "ingest", "--method", "siamese", "--limit", "200"], env=env, capture_output=True, text=True)
+    ingest = subprocess.run(
+        [*cmd, "ingest", "--method", "siamese", "--limit", "200"], env=env, capture_output=True, text=True
+    )
     assert ingest.returncode == 0, ingest.stderr
     assert "fmnist_siamese: wrote 200 points" in ingest.stdout
-    query = subprocess.run([*cmd, "query", "--id", "60000", "--method", "siamese", "-k", "3", "--json"],
-                           env=env, capture_output=True, text=True)
+    query = subprocess.run(
+        [*cmd, "query", "--id", "60000", "--method", "siamese", "-k", "3", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert query.returncode == 0, query.stderr
     hits = [json.loads(line) for line in query.stdout.splitlines()]
     assert len(hits) == 3 and all(h["split"] == "train" for h in hits)
@@ -396,8 +514,9 @@ def test_recommend_honours_offset_and_min_score(home):
     recommend list as it does any other query's (they were silently dropped)."""
 
     def ids(*args):
-        result = run(home, "query", "--positive", "3", "--positive", "5", "--negative", "7", "-m", "pixels", "--json",
-                     *args)
+        result = run(
+            home, "query", "--positive", "3", "--positive", "5", "--negative", "7", "-m", "pixels", "--json", *args
+        )
         assert result.exit_code == 0, result.output
         return [(h["id"], h["rank"], h["score"]) for h in map(json.loads, result.output.splitlines())]
 

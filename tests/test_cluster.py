@@ -48,9 +48,27 @@ def test_collection_spread_over_the_cluster(tmp_path, fmnist):
     from fmsearch.store import open_store
 
     with DockerCompose(ROOT, profiles=["cluster"], services=list(NODES), wait=True) as compose:
-        url = f"http://{compose.get_service_host('qdrant-node1', 6333)}:{compose.get_service_port('qdrant-node1', 6333)}"
-        result = CliRunner().invoke(main, ["--qdrant-url", url, "ingest", "-m", "pixels", "--limit", "600",
-                                           "--shards", "3", "--replicas", "2", "--write-consistency", "2"])
+        url = (
+            f"http://{compose.get_service_host('qdrant-node1', 6333)}:{compose.get_service_port('qdrant-node1', 6333)}"
+        )
+        result = CliRunner().invoke(
+            main,
+            [
+                "--qdrant-url",
+                url,
+                "ingest",
+                "-m",
+                "pixels",
+                "--limit",
+                "600",
+                "--shards",
+                "3",
+                "--replicas",
+                "2",
+                "--write-consistency",
+                "2",
+            ],
+        )
         assert result.exit_code == 0, result.output
         with open_store(url) as store:
             info = store.info("fmnist_pixels")
@@ -59,7 +77,10 @@ def test_collection_spread_over_the_cluster(tmp_path, fmnist):
             cluster = store.client.get_collection(real).config.params
             assert (cluster.shard_number, cluster.replication_factor) == (3, 2)
         home = tmp_path / "home"
-        assert CliRunner().invoke(main, ["--home", str(home), "ingest", "-m", "pixels", "--limit", "300"]).exit_code == 0
-        result = CliRunner().invoke(main, ["--home", str(home), "migrate", "--to", url, "--recreate", "--shards", "3",
-                                           "--replicas", "2"])
+        assert (
+            CliRunner().invoke(main, ["--home", str(home), "ingest", "-m", "pixels", "--limit", "300"]).exit_code == 0
+        )
+        result = CliRunner().invoke(
+            main, ["--home", str(home), "migrate", "--to", url, "--recreate", "--shards", "3", "--replicas", "2"]
+        )
         assert result.exit_code == 0 and "fmnist_pixels: 300 of 300 points" in result.output, result.output

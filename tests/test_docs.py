@@ -57,7 +57,7 @@ def test_one_table_lists_every_environment_variable():
     constants = {v for k, v in vars(environment).items() if k.isupper() and isinstance(v, str)}
     assert constants == set(environment.NAMES)
     text = (ROOT / "docs" / "development.md").read_text()
-    table = text[re.search(r"^#+ Environment variables$", text, re.MULTILINE).end():].split("\n## ")[0]
+    table = text[re.search(r"^#+ Environment variables$", text, re.MULTILINE).end() :].split("\n## ")[0]
     rows = [line for line in table.splitlines() if line.startswith("| `")]
     listed = {name for row in rows for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", row.split("|")[1])}
     tests = "".join(p.read_text() for p in (ROOT / "tests").glob("*.py"))

@@ -68,8 +68,9 @@ def test_threshold_query_returns_exactly_the_hits_over_it(store, prefix):
     name, v, ids = _copies_collection(store, prefix)
     sims = v @ v.T
     for exact in (False, True):
-        results = store.query_batch(name, v.astype(np.float32), 10, exact=exact, with_payload=False,
-                                    score_threshold=0.5)
+        results = store.query_batch(
+            name, v.astype(np.float32), 10, exact=exact, with_payload=False, score_threshold=0.5
+        )
         for r, hits in enumerate(results):
             want = sorted(int(ids[j]) for j in np.flatnonzero(sims[r] >= 0.5))[:10]
             assert sorted(h.id for h in hits) == want
@@ -104,8 +105,12 @@ def test_a_group_larger_than_the_first_limit_is_found_whole(store, prefix, monke
     name, v, ids = _copies_collection(store, prefix)
     rng = np.random.default_rng(5)
     many = [100 + i for i in range(9)]
-    store.upsert(name, many, np.stack([_near(v[20], rng, 0.002) for _ in many]).astype(np.float32),
-                 [schema.make_payload("train", i, 0, "") for i in many])
+    store.upsert(
+        name,
+        many,
+        np.stack([_near(v[20], rng, 0.002) for _ in many]).astype(np.float32),
+        [schema.make_payload("train", i, 0, "") for i in many],
+    )
     store.finalize(name)
     monkeypatch.setattr(duplicates, "FIRST_LIMIT", 2)  # every member has 9 copies: asked again with 8, then 32
     pairs = find_pairs(store, name, np.array([20, *many]), THRESHOLD)
@@ -132,12 +137,22 @@ def test_group_and_report_of_a_hand_made_pair_list():
     assert [g["ids"] for g in groups] == [[1, 2, 3], [8, 60001]]
     assert groups[0]["conflict"] and (groups[0]["min_score"], groups[0]["max_score"]) == (0.995, 0.999)
     summary = duplicates.summarize(groups, pairs, labels, 100)
-    data = {"settings": {"method": "pixels", "split": "all", "threshold": 0.99, "threshold_source": "given",
-                         "exact": False},
-            "date": "2026-12-04", "backend": "embedded:x", "collection": "fmnist_pixels", "scope": "split all",
-            "summary": summary,
-            "cost": {"seconds": 1.0, "images_per_second": 100.0, "peak_rss_mb": 10.0, "all_pairs_matrix_mb": 0.0},
-            "groups": groups}
+    data = {
+        "settings": {
+            "method": "pixels",
+            "split": "all",
+            "threshold": 0.99,
+            "threshold_source": "given",
+            "exact": False,
+        },
+        "date": "2026-12-04",
+        "backend": "embedded:x",
+        "collection": "fmnist_pixels",
+        "scope": "split all",
+        "summary": summary,
+        "cost": {"seconds": 1.0, "images_per_second": 100.0, "peak_rss_mb": 10.0, "all_pairs_matrix_mb": 0.0},
+        "groups": groups,
+    }
     text = render_duplicates_markdown(data)
     assert text.startswith("# Duplicates: pixels, split all\n")
     assert "groups with conflicting labels: 1**" in text
@@ -157,8 +172,20 @@ def test_config_refuses_bad_values():
 
 def test_cli_writes_the_three_files(home, tmp_path):
     out = tmp_path / "dup"
-    args = ["--home", str(home), "duplicates", "-m", "pixels", "--split", "train", "--threshold", "0.97",
-            "--out", str(out), "--json"]
+    args = [
+        "--home",
+        str(home),
+        "duplicates",
+        "-m",
+        "pixels",
+        "--split",
+        "train",
+        "--threshold",
+        "0.97",
+        "--out",
+        str(out),
+        "--json",
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     line = json.loads(result.output.strip().splitlines()[-1])
@@ -169,13 +196,19 @@ def test_cli_writes_the_three_files(home, tmp_path):
     assert f"{data['summary']['groups']} groups" in (out / "report.md").read_text()
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["-m", "pixels", "--threshold", "2"], "Error: --threshold must be in (0, 1], got 2.0"),
-    (["-m", "pixels", "--split", "all"], "Error: fmnist_pixels holds no test images; store them with "
-     "`fmsearch ingest --split all`, or scan the train split alone (--split train)"),
-    (["-m", "sift", "--split", "train"], "sift is a rerank stage, not a search method"),
-    (["-m", "nope"], "Error: unknown method 'nope'"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-m", "pixels", "--threshold", "2"], "Error: --threshold must be in (0, 1], got 2.0"),
+        (
+            ["-m", "pixels", "--split", "all"],
+            "Error: fmnist_pixels holds no test images; store them with "
+            "`fmsearch ingest --split all`, or scan the train split alone (--split train)",
+        ),
+        (["-m", "sift", "--split", "train"], "sift is a rerank stage, not a search method"),
+        (["-m", "nope"], "Error: unknown method 'nope'"),
+    ],
+)
 def test_cli_bad_input_is_one_line(home, tmp_path, args, message):
     result = CliRunner().invoke(main, ["--home", str(home), "duplicates", *args, "--out", str(tmp_path / "x")])
     assert result.exit_code == 1
@@ -188,21 +221,39 @@ def test_default_split_is_what_the_collection_holds(home, tmp_path):
     train split, writes where --split train writes, and says in one line what
     --split all would add; asked for explicitly, --split all is still refused
     (test_cli_bad_input_is_one_line)."""
-    result = CliRunner().invoke(main, ["--home", str(home), "duplicates", "-m", "pixels", "--threshold", "0.97",
-                                       "--out", str(tmp_path / "d")])
+    result = CliRunner().invoke(
+        main, ["--home", str(home), "duplicates", "-m", "pixels", "--threshold", "0.97", "--out", str(tmp_path / "d")]
+    )
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
     assert lines[0].startswith("fmnist_pixels, score >= 0.97: 300 images")
     assert lines[1].startswith("groups with conflicting labels: ") and "near-copy in train" not in lines[1]
-    assert lines[2] == ("--split all would add the test images and count the test images with a near-copy in train; "
-                        "fmnist_pixels holds no test images: store them first with "
-                        "`fmsearch ingest --method pixels --split all`")
+    assert lines[2] == (
+        "--split all would add the test images and count the test images with a near-copy in train; "
+        "fmnist_pixels holds no test images: store them first with "
+        "`fmsearch ingest --method pixels --split all`"
+    )
     data = json.loads((tmp_path / "d" / "duplicates.json").read_text())
     assert data["settings"]["split"] == "train" and data["split_note"] == lines[2]
     report = (tmp_path / "d" / "report.md").read_text()
     assert "split train" in report and lines[2] in report and "test images with a near-copy in train:" not in report
-    explicit = CliRunner().invoke(main, ["--home", str(home), "duplicates", "-m", "pixels", "--split", "train",
-                                         "--threshold", "0.97", "--json", "--out", str(tmp_path / "e")])
+    explicit = CliRunner().invoke(
+        main,
+        [
+            "--home",
+            str(home),
+            "duplicates",
+            "-m",
+            "pixels",
+            "--split",
+            "train",
+            "--threshold",
+            "0.97",
+            "--json",
+            "--out",
+            str(tmp_path / "e"),
+        ],
+    )
     assert json.loads(explicit.output.strip().splitlines()[-1])["pairs"] == data["summary"]["pairs"]
 
 
@@ -215,8 +266,9 @@ def test_default_split_holds_both_splits_when_stored(store, prefix):
     assert data["settings"]["split"] == "all" and data["split_note"] is None
     assert data["summary"]["test_with_train_copy"] == 1
     train = find_duplicates(store, DuplicatesConfig("pixels", THRESHOLD, "train"), prefix=prefix)
-    assert train["split_note"] == ("--split all would add the test images and count the test images with a "
-                                   "near-copy in train")
+    assert train["split_note"] == (
+        "--split all would add the test images and count the test images with a near-copy in train"
+    )
 
 
 def test_calibrate_picks_the_larger_of_its_two_thresholds(home):

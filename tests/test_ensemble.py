@@ -44,7 +44,7 @@ def test_combine_concatenates_the_members_mirror_averaged_vectors(members, ensem
     mirror-averaged by the ensemble, the proxy member by its own network;
     the cosine of two vectors is the mean of the members' cosines."""
     images = fmnist["test"].images[:64]
-    siamese, proxy = (get_embedder(m, weights=p) for m, p in zip(("siamese", "proxy"), members))
+    siamese, proxy = (get_embedder(m, weights=p) for m, p in zip(("siamese", "proxy"), members, strict=False))
     s = l2_normalize(siamese.embed(images) + siamese.embed(np.ascontiguousarray(images[:, :, ::-1])))
     p = proxy.embed(images)
     by_hand = np.hstack([s, p]) / np.sqrt(2)
@@ -61,13 +61,15 @@ def test_shift_averaged_ensemble_matches_numpy(members, fmnist, tmp_path):
     then concatenated; the ONNX export gives the same vectors."""
     from fmsearch.models.augment import shifted
 
-    result = CliRunner().invoke(main, ["combine", "--out", str(tmp_path), "--shifts", "1", "--no-eval", *map(str, members)])
+    result = CliRunner().invoke(
+        main, ["combine", "--out", str(tmp_path), "--shifts", "1", "--no-eval", *map(str, members)]
+    )
     assert result.exit_code == 0, result.output
     artifact = tmp_path / "ensemble.keras"
     card = json.loads(card_path(artifact).read_text())
     assert card["shifts"] == 1 and card["command"].startswith(f"fmsearch combine --out {tmp_path} --shifts 1 ")
     images = fmnist["test"].images[:48]
-    siamese, proxy = (get_embedder(m, weights=p) for m, p in zip(("siamese", "proxy"), members))
+    siamese, proxy = (get_embedder(m, weights=p) for m, p in zip(("siamese", "proxy"), members, strict=False))
 
     def mirrored_siamese(x):
         return l2_normalize(siamese.embed(x) + siamese.embed(np.ascontiguousarray(x[:, :, ::-1])))
@@ -120,7 +122,10 @@ def test_combine_refuses_bad_members_in_one_line(members, tmp_path):
     for args, says in (
         ([siamese], "an ensemble needs at least 2 members, got 1"),
         ([siamese, siamese], f"{siamese} is given twice (the same SHA-256)"),
-        ([siamese, not_similarity], f"{not_similarity} holds the autoencoder method's network; an ensemble's members are siamese or proxy"),
+        (
+            [siamese, not_similarity],
+            f"{not_similarity} holds the autoencoder method's network; an ensemble's members are siamese or proxy",
+        ),
         ([siamese, other_split], "the members were trained on different images"),
     ):
         result = CliRunner().invoke(main, ["combine", "--out", str(out), "--no-eval", *map(str, args)])

@@ -45,7 +45,11 @@ def test_exact_evaluation_matches_numpy(store, prefix, fmnist, tmp_path):
     assert data["latency"]["queries"] == 5 and data["latency"]["p50_ms"] > 0
     assert data["collection_metadata"]["fingerprint"] == "pixels-v1"
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "confusion.png", "metrics.json", "pr_curve.png", "report.md", "results_grid.png"
+        "confusion.png",
+        "metrics.json",
+        "pr_curve.png",
+        "report.md",
+        "results_grid.png",
     ]
     # the confusion matrix against numpy's top 10: row c, the share of class c's queries' hits in each class
     labels = fmnist["train"].labels[:GALLERY][result.hit_ids[:, :10]]
@@ -63,8 +67,9 @@ def test_expanded_evaluation_matches_numpy(store, prefix, fmnist):
     """An evaluation with --expand 3 scores the same rankings as average
     query expansion computed by hand, and its R-precision uses them too."""
     ingest(store, get_embedder("pixels"), limit=GALLERY, prefix=prefix)
-    config = EvalConfig(SearchMode("pixels", expand=3), queries=30, ks=(1, 10), exact=True, latency_queries=2,
-                        rprecision_queries=5)
+    config = EvalConfig(
+        SearchMode("pixels", expand=3), queries=30, ks=(1, 10), exact=True, latency_queries=2, rprecision_queries=5
+    )
     result = evaluate(store, config, prefix=prefix)
     emb = get_embedder("pixels")
     g = emb.embed(fmnist["train"].images[:GALLERY])
@@ -90,19 +95,41 @@ def test_hnsw_run_reports_ann_recall_and_ignores_test_points(store, prefix, fmni
 
 def test_seeded_subset_is_reproducible(store, prefix, fmnist):
     ingest(store, get_embedder("pixels"), limit=50, prefix=prefix)
-    a = evaluate(store, EvalConfig("pixels", queries=20, seed=3, latency_queries=1, rprecision_queries=1), prefix=prefix)
-    b = evaluate(store, EvalConfig("pixels", queries=20, seed=3, latency_queries=1, rprecision_queries=1), prefix=prefix)
+    a = evaluate(
+        store, EvalConfig("pixels", queries=20, seed=3, latency_queries=1, rprecision_queries=1), prefix=prefix
+    )
+    b = evaluate(
+        store, EvalConfig("pixels", queries=20, seed=3, latency_queries=1, rprecision_queries=1), prefix=prefix
+    )
     assert np.array_equal(a.query_indices, b.query_indices) and np.array_equal(a.hit_ids, b.hit_ids)
 
 
 @pytest.mark.slow
 def test_cli_evaluate_happy_path(home, tmp_path):
     out = tmp_path / "ev"
-    result = CliRunner().invoke(main, ["--home", str(home), "evaluate", "-m", "pixels", "--queries", "30", "--k", "1,5", "--out", str(out)])
+    result = CliRunner().invoke(
+        main, ["--home", str(home), "evaluate", "-m", "pixels", "--queries", "30", "--k", "1,5", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert "top-1 accuracy" in result.output and (out / "results_grid.png").stat().st_size > 10_000
-    result = CliRunner().invoke(main, ["--home", str(home), "evaluate", "-m", "pixels", "--queries", "10", "--out", str(out), "--json",
-                                       "--hnsw-ef", "256", "--acorn"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "--home",
+            str(home),
+            "evaluate",
+            "-m",
+            "pixels",
+            "--queries",
+            "10",
+            "--out",
+            str(out),
+            "--json",
+            "--hnsw-ef",
+            "256",
+            "--acorn",
+        ],
+    )
     data = json.loads(result.output)
     assert data["queries"] == 10 and set(data["metrics"]) == {"1", "5", "10", "20"}
     assert data["search"] == "hnsw (ef=256, ACORN)"  # recorded as searched
@@ -128,7 +155,9 @@ def test_cli_evaluate_errors(home, tmp_path, args, message):
 
 
 def test_cli_evaluate_missing_collection(tmp_path):
-    result = CliRunner().invoke(main, ["--home", str(tmp_path / "h"), "evaluate", "-m", "pixels", "--out", str(tmp_path / "x")])
+    result = CliRunner().invoke(
+        main, ["--home", str(tmp_path / "h"), "evaluate", "-m", "pixels", "--out", str(tmp_path / "x")]
+    )
     assert result.exit_code == 1 and "collection fmnist_pixels not found" in result.output
     assert not (tmp_path / "x").exists()
 
@@ -136,7 +165,12 @@ def test_cli_evaluate_missing_collection(tmp_path):
 @pytest.mark.slow
 def test_cli_results_table(home, tmp_path):
     out = tmp_path / "ev"
-    assert CliRunner().invoke(main, ["--home", str(home), "evaluate", "-m", "pixels", "--queries", "20", "--out", str(out)]).exit_code == 0
+    assert (
+        CliRunner()
+        .invoke(main, ["--home", str(home), "evaluate", "-m", "pixels", "--queries", "20", "--out", str(out)])
+        .exit_code
+        == 0
+    )
     data = json.loads((out / "metrics.json").read_text())
     result = CliRunner().invoke(main, ["results", str(out / "metrics.json")])
     assert result.exit_code == 0
@@ -150,15 +184,22 @@ def test_cli_results_table(home, tmp_path):
     pc = data["per_class"]
     shirt = lines[2 + 6].strip("| ").split(" | ")
     assert shirt[0] == "Shirt" and shirt[2].strip("*") == (
-        "n/a" if pc["precision@10"][6] is None else f"{pc['precision@10'][6]:.3f}")
+        "n/a" if pc["precision@10"][6] is None else f"{pc['precision@10'][6]:.3f}"
+    )
     weakest = min((v, i) for i, v in enumerate(pc["top1_accuracy"]) if v is not None)[1]
     assert lines[2 + weakest].split(" | ")[1].startswith("**")
     assert lines[-1].split(" | ")[1] == f"{data['top1_accuracy']:.3f}"
     result = CliRunner().invoke(main, ["results", "--per-class", "--modes", str(out / "metrics.json")])
     assert result.exit_code != 0 and "two different tables" in result.output
     short = tmp_path / "k15"
-    assert CliRunner().invoke(main, ["--home", str(home), "evaluate", "-m", "pixels", "--queries", "5", "--k", "1,5",
-                                     "--out", str(short)]).exit_code == 0
+    assert (
+        CliRunner()
+        .invoke(
+            main, ["--home", str(home), "evaluate", "-m", "pixels", "--queries", "5", "--k", "1,5", "--out", str(short)]
+        )
+        .exit_code
+        == 0
+    )
     result = CliRunner().invoke(main, ["results", "--per-class", str(short / "metrics.json")])
     assert result.exit_code == 1 and "need runs evaluated with K=10" in result.output
     (tmp_path / "bad.json").write_text("{}")
@@ -170,6 +211,7 @@ def test_cli_results_table(home, tmp_path):
 def test_cli_results_modes_table_with_the_benchmark(fmnist, tmp_path):
     """`results --modes`: a row per run, its quality from metrics.json and,
     with --bench, the benchmark's latency of the same mode."""
+
     def cli(*args):
         result = CliRunner().invoke(main, ["--home", str(tmp_path / "home"), *args])
         assert result.exit_code == 0, result.output

@@ -154,8 +154,10 @@ def test_a_failed_download_names_all_three_ways_to_get_the_data(no_local_copy, m
     from fmsearch.cli import main
 
     monkeypatch.setenv("FMNIST_MIRROR", f"http://127.0.0.1:{_closed_port()}/")
-    with pytest.raises(DatasetError, match="download from .* failed .*: point data dir .*FMNIST_DIR.*"
-                                           "dataset-fashion-mnist.* or retry the download"):
+    with pytest.raises(
+        DatasetError,
+        match="download from .* failed .*: point data dir .*FMNIST_DIR.*dataset-fashion-mnist.* or retry the download",
+    ):
         loader.locate()
     result = CliRunner().invoke(main, ["data"])
     assert result.exit_code == 1 and len(result.output.splitlines()) == 1

@@ -20,10 +20,10 @@ from fmsearch.images.files import decode_png, load_image
 from fmsearch.images.fmnist import CLASS_NAMES
 from fmsearch.images.folders import scan
 from fmsearch.ingest.folder import add_images, delete_images, ingest_folder
-from fmsearch.store.gallery import gallery_collections, open_gallery
 from fmsearch.models import get_embedder
 from fmsearch.store import schema
 from fmsearch.store.edge import EdgeStore
+from fmsearch.store.gallery import gallery_collections, open_gallery
 
 
 def _folder(root: Path, fmnist, n: int, start: int = 0, broken: bool = True) -> dict[str, int]:
@@ -103,7 +103,9 @@ def test_a_folder_ingests_with_the_bad_files_listed(store, prefix, shop, tmp_pat
     # a re-run writes nothing; a changed file is written again, the others are not
     assert ingest_folder(store, embedder, str(tmp_path), shop, prefix=prefix).unchanged == 30
     changed = next(iter(made))
-    Image.fromarray(fmnist["test"].images[500]).save(tmp_path / changed, format="PNG" if changed.endswith("png") else "JPEG")
+    Image.fromarray(fmnist["test"].images[500]).save(
+        tmp_path / changed, format="PNG" if changed.endswith("png") else "JPEG"
+    )
     again = ingest_folder(store, embedder, str(tmp_path), shop, prefix=prefix)
     assert (again.written, again.unchanged, again.points_total) == (1, 29, 30)
     stored = store.retrieve(name, [schema.folder_point_id(changed)], with_vectors=True)[0]
@@ -187,18 +189,25 @@ def test_cli_ingest_add_delete(tmp_path, fmnist):
     assert result.exit_code == 0 and "shop_pixels: 1 deleted; 24 stored" in result.output
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["ingest", "-m", "pixels", "--images", "DIR"], "--images and --collection go together"),
-    (["ingest", "-m", "pixels", "--images", "DIR", "--collection", "Shop"], "must be 1-40 lower-case letters"),
-    (["ingest", "-m", "pixels", "--images", "DIR/nope", "--collection", "shop"], "no such folder"),
-    (["ingest", "-m", "pixels", "--images", "DIR/Bag", "--collection", "shop", "--limit", "3"],
-     "--split, --limit, --quantization and --on-disk apply to FMNIST"),
-    (["ingest", "-m", "pixels", "--images", "DIR/Bag", "--collection", "shop", "--on-disk"],
-     "--split, --limit, --quantization and --on-disk apply to FMNIST"),
-    (["ingest", "-m", "sift", "--images", "DIR", "--collection", "shop"], "sift is a rerank stage"),
-    (["add", "DIR/nope.png", "--collection", "shop"], "no collection 'shop'"),
-    (["delete", "--collection", "shop"], "name the images: --path P or --id N"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["ingest", "-m", "pixels", "--images", "DIR"], "--images and --collection go together"),
+        (["ingest", "-m", "pixels", "--images", "DIR", "--collection", "Shop"], "must be 1-40 lower-case letters"),
+        (["ingest", "-m", "pixels", "--images", "DIR/nope", "--collection", "shop"], "no such folder"),
+        (
+            ["ingest", "-m", "pixels", "--images", "DIR/Bag", "--collection", "shop", "--limit", "3"],
+            "--split, --limit, --quantization and --on-disk apply to FMNIST",
+        ),
+        (
+            ["ingest", "-m", "pixels", "--images", "DIR/Bag", "--collection", "shop", "--on-disk"],
+            "--split, --limit, --quantization and --on-disk apply to FMNIST",
+        ),
+        (["ingest", "-m", "sift", "--images", "DIR", "--collection", "shop"], "sift is a rerank stage"),
+        (["add", "DIR/nope.png", "--collection", "shop"], "no collection 'shop'"),
+        (["delete", "--collection", "shop"], "name the images: --path P or --id N"),
+    ],
+)
 def test_cli_bad_input_is_one_line(tmp_path, fmnist, args, message):
     _folder(tmp_path / "d", fmnist, 2)
     args = [a.replace("DIR", str(tmp_path / "d")) for a in args]
@@ -211,9 +220,23 @@ def test_cli_bad_input_is_one_line(tmp_path, fmnist, args, message):
 def test_kill_9_folder_ingest_then_resume_equals_a_clean_run(tmp_path, fmnist):
     _folder(tmp_path / "shop", fmnist, 2000)
     home, clean = tmp_path / "a", tmp_path / "clean"
-    args = ["ingest", "-m", "siamese", "--images", str(tmp_path / "shop"), "--collection", "shop", "--batch-size", "100"]
-    proc = subprocess.Popen([sys.executable, "-m", "fmsearch", "--home", str(home), "-v", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    args = [
+        "ingest",
+        "-m",
+        "siamese",
+        "--images",
+        str(tmp_path / "shop"),
+        "--collection",
+        "shop",
+        "--batch-size",
+        "100",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fmsearch", "--home", str(home), "-v", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     seen = 0
     for line in proc.stderr:
         if "shop_siamese: wrote 100 images" in line:
@@ -291,8 +314,13 @@ def test_a_folder_gallery_evaluation_matches_numpy_over_its_stored_vectors(store
     _folder(tmp_path / "shop", fmnist, 120)
     ingest_folder(store, get_embedder("siamese"), str(tmp_path / "shop"), shop, prefix=prefix)
     name = schema.gallery_collection(shop, "siamese")
-    result = evaluate(store, EvalConfig("siamese", queries=30, ks=(1, 10), exact=True, gallery=shop,
-                                        latency_queries=5, rprecision_queries=5), prefix=prefix)
+    result = evaluate(
+        store,
+        EvalConfig(
+            "siamese", queries=30, ks=(1, 10), exact=True, gallery=shop, latency_queries=5, rprecision_queries=5
+        ),
+        prefix=prefix,
+    )
     data = result.to_json()
     points = _points(store, name)
     ids = np.array(sorted(points))
@@ -314,8 +342,9 @@ def test_the_folder_gallery_example_agrees_with_fmnist(tmp_path, fmnist):
     """examples/folder_gallery.py at a small size: the folder's P@10 and the same images' FMNIST P@10."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("folder_gallery", Path(__file__).parents[1] / "examples" /
-                                                  "folder_gallery.py")
+    spec = importlib.util.spec_from_file_location(
+        "folder_gallery", Path(__file__).parents[1] / "examples" / "folder_gallery.py"
+    )
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
     result = example.run(300, 60, "siamese", tmp_path)
@@ -324,20 +353,25 @@ def test_the_folder_gallery_example_agrees_with_fmnist(tmp_path, fmnist):
     assert abs(result["folder_p@10"] - result["fmnist_p@10"]) <= 0.02
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--queries", "all"], "--queries: a folder gallery is evaluated with some of its images held out"),
-    (["--queries", "500"], "--queries must be fewer than the 24 images of shop_pixels with a class"),
-    (["--queries", "5", "--rerank", "sift"], "a folder gallery is searched without it"),
-    (["--queries", "5", "-m", "pixels+siamese"], "a folder gallery is evaluated one method at a time"),
-    (["--queries", "5", "--task", "near-duplicate"], "not with --collection"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--queries", "all"], "--queries: a folder gallery is evaluated with some of its images held out"),
+        (["--queries", "500"], "--queries must be fewer than the 24 images of shop_pixels with a class"),
+        (["--queries", "5", "--rerank", "sift"], "a folder gallery is searched without it"),
+        (["--queries", "5", "-m", "pixels+siamese"], "a folder gallery is evaluated one method at a time"),
+        (["--queries", "5", "--task", "near-duplicate"], "not with --collection"),
+    ],
+)
 def test_cli_evaluate_a_folder_gallery_refuses_in_one_line(tmp_path, fmnist, args, message):
     _folder(tmp_path / "shop", fmnist, 24, broken=False)
     home = str(tmp_path / "home")
-    CliRunner().invoke(main, ["--home", home, "ingest", "--images", str(tmp_path / "shop"), "--collection", "shop",
-                              "-m", "pixels"])
-    result = CliRunner().invoke(main, ["--home", home, "evaluate", "--collection", "shop", "-m", "pixels", *args,
-                                       "--out", str(tmp_path / "e")])
+    CliRunner().invoke(
+        main, ["--home", home, "ingest", "--images", str(tmp_path / "shop"), "--collection", "shop", "-m", "pixels"]
+    )
+    result = CliRunner().invoke(
+        main, ["--home", home, "evaluate", "--collection", "shop", "-m", "pixels", *args, "--out", str(tmp_path / "e")]
+    )
     assert result.exit_code != 0
     assert message in result.output and len(result.output.strip().splitlines()) == 1, result.output
 
@@ -365,7 +399,9 @@ def test_duplicates_of_a_folder_gallery_name_paths_and_its_own_classes(store, pr
         find_duplicates(store, DuplicatesConfig("pixels", 0.99, split="train", gallery=shop), prefix=prefix)
 
 
-def test_two_paths_with_one_id_in_one_run_are_refused_not_overwritten(store, prefix, shop, tmp_path, fmnist, monkeypatch):
+def test_two_paths_with_one_id_in_one_run_are_refused_not_overwritten(
+    store, prefix, shop, tmp_path, fmnist, monkeypatch
+):
     made = _folder(tmp_path / "shop", fmnist, 3, broken=False)
     monkeypatch.setattr(schema, "folder_point_id", lambda rel: 7)  # every path on one id
     report = ingest_folder(store, get_embedder("pixels"), str(tmp_path / "shop"), shop, prefix=prefix)
@@ -374,9 +410,14 @@ def test_two_paths_with_one_id_in_one_run_are_refused_not_overwritten(store, pre
     assert report.bad == [(rel, f"its point id collides with {first}'s") for rel in rest]
 
 
-@pytest.mark.parametrize("args", [["map", "-m", "siamese", "--seed", "-1"],
-                                  ["evaluate", "-m", "pixels", "--queries", "10", "--seed", "-1"],
-                                  ["evaluate", "-m", "pixels", "--task", "near-duplicate", "--seed", "-1"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["map", "-m", "siamese", "--seed", "-1"],
+        ["evaluate", "-m", "pixels", "--queries", "10", "--seed", "-1"],
+        ["evaluate", "-m", "pixels", "--task", "near-duplicate", "--seed", "-1"],
+    ],
+)
 def test_a_negative_seed_is_one_line(home, tmp_path, args):
     result = CliRunner().invoke(main, ["--home", str(home), *args, "--out", str(tmp_path / "o")])
     assert result.exit_code == 1 and result.output == "Error: --seed must be at least 0, got -1\n"
@@ -410,8 +451,11 @@ def test_a_gallery_under_the_old_naming_keeps_working(tmp_path, fmnist):
         assert report.collection == "shop_pixels"
         meta, ids = store.info("shop_pixels").metadata, [int(i) for i in store.ids("shop_pixels")]
         records = store.retrieve("shop_pixels", ids, with_vectors=True)
-        store.create(schema.folder_spec_for(get_embedder("pixels").describe(), "shop", meta[schema.META_ROOT],
-                                            meta[schema.META_CLASSES], legacy))
+        store.create(
+            schema.folder_spec_for(
+                get_embedder("pixels").describe(), "shop", meta[schema.META_ROOT], meta[schema.META_CLASSES], legacy
+            )
+        )
         store.upsert(legacy, ids, np.stack([r.vector for r in records]), [r.payload for r in records])
         store.finalize(legacy)
         store.set_metadata(legacy, {schema.META_COMPLETE: True})
@@ -423,8 +467,12 @@ def test_a_gallery_under_the_old_naming_keeps_working(tmp_path, fmnist):
         return result.output
 
     rel = sorted(made)[0]
-    hits = [json.loads(line) for line in run("query", str(folder / rel), "--collection", "shop", "-m", "pixels",
-                                             "-k", "1", "--json").splitlines()]
+    hits = [
+        json.loads(line)
+        for line in run(
+            "query", str(folder / rel), "--collection", "shop", "-m", "pixels", "-k", "1", "--json"
+        ).splitlines()
+    ]
     assert hits[0]["path"] == rel and hits[0]["id"] == schema.folder_point_id(rel)
     assert "12 unchanged" in run("ingest", "--images", str(folder), "--collection", "shop", "-m", "pixels")
     new = tmp_path / "new.png"
@@ -434,6 +482,7 @@ def test_a_gallery_under_the_old_naming_keeps_working(tmp_path, fmnist):
         assert legacy in store.collections() and "shop_pixels" not in store.collections()
         assert store.count(legacy) == 13
     assert "shop_siamese" in run("ingest", "--images", str(folder), "--collection", "shop", "-m", "siamese")
-    refused = CliRunner().invoke(main, ["--home", str(home), "ingest", "--images", str(folder), "--collection",
-                                        "fmnist", "-m", "pixels"])
+    refused = CliRunner().invoke(
+        main, ["--home", str(home), "ingest", "--images", str(folder), "--collection", "fmnist", "-m", "pixels"]
+    )
     assert refused.exit_code == 1 and "collection name 'fmnist' is FMNIST's" in refused.output

@@ -53,7 +53,7 @@ def test_colour_modes(tmp_path, mode):
         alpha = np.where(np.asarray(base) > 128, 0, 255).astype(np.uint8)  # page transparent
         img.putalpha(Image.fromarray(alpha))
     elif mode == "I;16":
-        img = Image.fromarray((np.asarray(base).astype(np.uint16) * 257))
+        img = Image.fromarray(np.asarray(base).astype(np.uint16) * 257)
     else:
         img = base.convert(mode)
     path = tmp_path / ("x.jpg" if mode == "CMYK" else "x.tiff" if mode == "I;16" else "x.png")

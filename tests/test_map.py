@@ -70,11 +70,14 @@ def test_cli_writes_map_json_and_png(insight):
     assert (insight / "map-siamese" / "map.png").stat().st_size > 10_000
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["-m", "siamese", "--points", "5"], "Error: --points must be between 100 and 70000, got 5"),
-    (["-m", "sift"], "sift is a rerank stage, not a search method"),
-    (["-m", "autoencoder"], "fmnist_autoencoder"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-m", "siamese", "--points", "5"], "Error: --points must be between 100 and 70000, got 5"),
+        (["-m", "sift"], "sift is a rerank stage, not a search method"),
+        (["-m", "autoencoder"], "fmnist_autoencoder"),
+    ],
+)
 def test_cli_bad_input_is_one_line(home, tmp_path, args, message):
     result = CliRunner().invoke(main, ["--home", str(home), "map", *args, "--out", str(tmp_path / "m")])
     assert result.exit_code == 1

@@ -85,17 +85,40 @@ def test_incomplete_source_collection_is_refused(tmp_path, fmnist):
         s.set_metadata("fmnist_pixels", {"complete": False})
     result = _migrate(tmp_path / "h", f"local:{tmp_path / 't'}")
     assert result.exit_code == 1 and "fmnist_pixels is incomplete" in result.output
-    assert json.loads(CliRunner().invoke(main, ["--qdrant-url", f"local:{tmp_path / 't'}", "collections", "--json"]).output
-                      or "null") is None  # nothing created on the target
+    assert (
+        json.loads(
+            CliRunner().invoke(main, ["--qdrant-url", f"local:{tmp_path / 't'}", "collections", "--json"]).output
+            or "null"
+        )
+        is None
+    )  # nothing created on the target
 
 
 def test_cluster_options_need_a_server(tmp_path, fmnist):
-    result = CliRunner().invoke(main, ["--home", str(tmp_path), "ingest", "-m", "pixels", "--limit", "20", "--shards", "3"])
+    result = CliRunner().invoke(
+        main, ["--home", str(tmp_path), "ingest", "-m", "pixels", "--limit", "20", "--shards", "3"]
+    )
     assert result.exit_code == 1 and "the embedded store is a single shard" in result.output
     assert not (tmp_path / "collections" / "fmnist_pixels").exists()
     url = f"local:{tmp_path / 'l'}"
-    result = CliRunner().invoke(main, ["--qdrant-url", url, "ingest", "-m", "pixels", "--limit", "20",
-                                       "--shards", "2", "--replicas", "2", "--write-consistency", "2"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "--qdrant-url",
+            url,
+            "ingest",
+            "-m",
+            "pixels",
+            "--limit",
+            "20",
+            "--shards",
+            "2",
+            "--replicas",
+            "2",
+            "--write-consistency",
+            "2",
+        ],
+    )
     assert result.exit_code == 0, result.output
     with open_store(url) as s:
         assert s.info("fmnist_pixels").metadata["distribution"] == {"shards": 2, "replicas": 2, "write_consistency": 2}

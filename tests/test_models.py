@@ -12,7 +12,10 @@ from fmsearch.models import Embedder, get_embedder, l2_normalize, method_names
 def test_registry_lists_and_rejects():
     assert "pixels" in method_names()
     assert isinstance(get_embedder("pixels"), Embedder)
-    with pytest.raises(UnknownMethodError, match="unknown method 'pixls'; valid methods: pixels, autoencoder, siamese, proxy, ensemble, resnet101"):
+    with pytest.raises(
+        UnknownMethodError,
+        match="unknown method 'pixls'; valid methods: pixels, autoencoder, siamese, proxy, ensemble, resnet101",
+    ):
         get_embedder("pixls")
 
 

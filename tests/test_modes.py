@@ -102,10 +102,15 @@ def test_evaluate_rescored_and_fused_modes(two_methods, store, prefix, fmnist):
     config = EvalConfig(SearchMode("pixels", rescore_with="autoencoder"), queries=8, ks=(1, 10), latency_queries=2)
     result = evaluate(store, config, prefix=prefix)
     q = int(result.query_indices[0])
-    expected = two_methods.search(SearchMode("pixels", shortlist=100, rescore_with="autoencoder"),
-                                  image=fmnist["test"].images[q], k=100)
+    expected = two_methods.search(
+        SearchMode("pixels", shortlist=100, rescore_with="autoencoder"), image=fmnist["test"].images[q], k=100
+    )
     assert result.hit_ids[0][: len(expected)].tolist() == [h.id for h in expected]
-    assert result.summary["vector_bytes"] == {"float32": 4 * 784 + 4 * 256, "searched": 4 * 784 + 4 * 256, "quantization": "none"}
+    assert result.summary["vector_bytes"] == {
+        "float32": 4 * 784 + 4 * 256,
+        "searched": 4 * 784 + 4 * 256,
+        "quantization": "none",
+    }
     assert result.summary["ann_recall_at_10"]["value"] is None
 
     fused = evaluate(store, EvalConfig("pixels+autoencoder", queries=8, ks=(1, 10), latency_queries=2), prefix=prefix)
@@ -122,8 +127,13 @@ def test_evaluate_quantised_collection(quantizing_store, prefix, fmnist):
     ingest(store, get_embedder("autoencoder"), limit=300, prefix=prefix, quantization="binary")
     recall = {}
     for rescore in (True, False):
-        config = EvalConfig(SearchMode("autoencoder", quantization="binary", rescore=rescore), queries=20, ks=(1, 10),
-                            latency_queries=2, rprecision_queries=5)
+        config = EvalConfig(
+            SearchMode("autoencoder", quantization="binary", rescore=rescore),
+            queries=20,
+            ks=(1, 10),
+            latency_queries=2,
+            rprecision_queries=5,
+        )
         result = evaluate(store, config, prefix=prefix)
         assert result.collection == prefix + "autoencoder_binary"
         # the default oversampling is recorded, not left as None
@@ -136,14 +146,17 @@ def test_evaluate_quantised_collection(quantizing_store, prefix, fmnist):
     assert recall[True] > recall[False]
 
 
-@pytest.mark.parametrize("method, quantization, why", [
-    ("siamese", "int8", "lie so close within a class"),
-    ("siamese", "binary", "64 bits per image"),
-    ("pixels", "binary", "never negative"),
-    ("resnet101", "int8", "not been measured"),
-    ("ensemble", "int8", "under the 0.99 an offer needs"),
-    ("ensemble", "binary", "192 bits per image"),
-])
+@pytest.mark.parametrize(
+    "method, quantization, why",
+    [
+        ("siamese", "int8", "lie so close within a class"),
+        ("siamese", "binary", "64 bits per image"),
+        ("pixels", "binary", "never negative"),
+        ("resnet101", "int8", "not been measured"),
+        ("ensemble", "int8", "under the 0.99 an offer needs"),
+        ("ensemble", "binary", "192 bits per image"),
+    ],
+)
 def test_quantisations_not_offered_are_refused(store, prefix, method, quantization, why):
     """ingest and search both refuse a quantisation the benchmark showed to
     lose the neighbour order, saying why; nothing is created."""
@@ -166,7 +179,9 @@ def test_query_by_id_reads_the_quantised_collection(store, prefix, fmnist):
 def test_a_rerank_cannot_see_more_than_the_first_stage_proposes():
     from fmsearch.search.rerank import RerankConfig
 
-    with pytest.raises(InvalidArgumentError, match=r"rerank's shortlist \(300\) cannot exceed the mode's shortlist \(100\)"):
+    with pytest.raises(
+        InvalidArgumentError, match=r"rerank's shortlist \(300\) cannot exceed the mode's shortlist \(100\)"
+    ):
         SearchMode("pixels", rerank=RerankConfig(shortlist=300))
     assert SearchMode("pixels", shortlist=300, rerank=RerankConfig(shortlist=300)).rerank.shortlist == 300
 
@@ -174,7 +189,9 @@ def test_a_rerank_cannot_see_more_than_the_first_stage_proposes():
 def test_default_oversampling_applies_only_to_rescored_searches():
     mode = SearchMode("pixels", quantization="int8")
     assert mode.quantization_params == QuantizationParams(True, schema.DEFAULT_OVERSAMPLING["int8"])
-    assert SearchMode("pixels", quantization="int8", rescore=False).quantization_params == QuantizationParams(rescore=False)
+    assert SearchMode("pixels", quantization="int8", rescore=False).quantization_params == QuantizationParams(
+        rescore=False
+    )
     assert SearchMode("pixels", quantization="int8", oversampling=1).quantization_params.oversampling == 1
     assert SearchMode("pixels").quantization_params is None
 
@@ -188,8 +205,11 @@ def test_one_searcher_shares_its_models_across_modes(two_methods, fmnist, monkey
     real = searcher_module.get_embedder
     monkeypatch.setattr(searcher_module, "get_embedder", lambda name, **kw: built.append(name) or real(name, **kw))
     image = fmnist["test"].images[0]
-    for mode in (SearchMode("autoencoder"), SearchMode("pixels+autoencoder"),
-                 SearchMode("pixels", rescore_with="autoencoder")):
+    for mode in (
+        SearchMode("autoencoder"),
+        SearchMode("pixels+autoencoder"),
+        SearchMode("pixels", rescore_with="autoencoder"),
+    ):
         assert len(two_methods.search(mode, image=image, k=5)) == 5
     assert built.count("autoencoder") == 1 and built.count("pixels") == 1
 
@@ -242,8 +262,9 @@ def test_query_expansion_in_a_batch_and_a_fusion(two_methods, fmnist):
     batch = two_methods.search_vectors(mode, vectors, 10, exact=True)
     single = [two_methods.search(mode, image=img, k=10, exact=True) for img in images]
     assert [[h.id for h in row] for row in batch] == [[h.id for h in row] for row in single]
-    fused = two_methods.search(SearchMode("pixels+autoencoder", expand=3, shortlist=30), image=images[0], k=10,
-                               exact=True)
+    fused = two_methods.search(
+        SearchMode("pixels+autoencoder", expand=3, shortlist=30), image=images[0], k=10, exact=True
+    )
     ae_ranks = {h.id: h.rank for h in two_methods.search(mode, image=images[0], k=30, exact=True)}
     assert all(h.method_ranks["autoencoder"] == ae_ranks.get(h.id) for h in fused)
 
@@ -285,5 +306,5 @@ def test_a_query_image_is_read_once_decoded():
     image = np.zeros((28, 28), np.uint8)
     lazy = Query(image=lambda: image)
     with pytest.raises(TypeError, match="not decoded yet"):
-        lazy.decoded_image
+        _ = lazy.decoded_image
     assert lazy.decoded().decoded_image is image and Query(id=3).decoded_image is None

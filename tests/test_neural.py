@@ -21,8 +21,9 @@ def trained(request, tmp_path_factory, fmnist):
     out = tmp_path_factory.mktemp(request.param)
     # the proxy run also holds out 100 of its 400 images as a validation split
     limit, validation = (400, 100) if request.param == "proxy" else (300, None)
-    card = train_method(request.param, epochs=1, batch_size=64, limit=limit, validation=validation, out=out,
-                        evaluate=False, verbose=0)
+    card = train_method(
+        request.param, epochs=1, batch_size=64, limit=limit, validation=validation, out=out, evaluate=False, verbose=0
+    )
     return request.param, out / f"{request.param}.keras", card
 
 
@@ -36,7 +37,9 @@ def test_train_writes_artifact_and_card(trained):
     assert saved["command"].startswith(f"fmsearch train --method {method} --epochs 1")
     if method == "proxy":  # trained on 300, its last 100 held out and measured against them
         v = saved["validation"]
-        assert (v["queries"], v["gallery"]) == (100, 300) and saved["command"].endswith(f"--validation 100 --out {artifact.parent}")
+        assert (v["queries"], v["gallery"]) == (100, 300) and saved["command"].endswith(
+            f"--validation 100 --out {artifact.parent}"
+        )
         assert 0 < v["P@1"] <= 1 and 0 < v["P@10"] <= 1 and set(v["tower_alone"]) == {"P@1", "P@10"}
         assert set(v["expand"]) == {"1", "2", "3", "5", "10"}
 
@@ -96,7 +99,9 @@ def test_triplet_loss_hand_computed():
     # anchor 0: hardest pos d=|e0-e1|^2=0.8, nearest neg min(2, 4)=2 -> 0
     # anchor 1: pos 0.8, neg min(|e1-e2|^2=0.4, |e1-e3|^2=3.2)=0.4 -> 0.6
     # anchor 2: pos |e2-e3|^2=2, neg min(2, 0.4)=0.4 -> 1.8; anchor 3: pos 2, neg min(4, 3.2) -> 0
-    assert float(batch_hard_triplet_loss(labels, emb, 0.2, squared=True)) == pytest.approx((0 + 0.6 + 1.8 + 0) / 4, abs=1e-5)
+    assert float(batch_hard_triplet_loss(labels, emb, 0.2, squared=True)) == pytest.approx(
+        (0 + 0.6 + 1.8 + 0) / 4, abs=1e-5
+    )
     # the same on plain distances (the default): anchor 1: sqrt(.8) - sqrt(.4) + .2; anchor 2: sqrt(2) - sqrt(.4) + .2
     r = np.sqrt
     expected = ((r(0.8) - r(0.4) + 0.2) + (r(2) - r(0.4) + 0.2)) / 4
@@ -123,7 +128,9 @@ def test_resnet101_untrained_on_small_inputs(fmnist):
     np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, rtol=1e-5)
     d = emb.describe()
     assert d["untrained"] is True and d["fingerprint"] == "resnet101-untrained-seed0-32px"
-    np.testing.assert_allclose(v, get_embedder("resnet101", weights="none", input_size=32).embed(fmnist["test"].images[:3]), atol=1e-4)
+    np.testing.assert_allclose(
+        v, get_embedder("resnet101", weights="none", input_size=32).embed(fmnist["test"].images[:3]), atol=1e-4
+    )
 
 
 def test_resnet101_offline_without_weights_fails_before_writing(tmp_path, monkeypatch, fmnist):
@@ -214,8 +221,17 @@ def test_train_continues_from_an_artifact_and_keeps_the_chain(trained, tmp_path)
         with pytest.raises(Exception, match="init applies to siamese only"):
             train_method(method, epochs=1, limit=50, out=tmp_path, init=artifact, evaluate=False, verbose=0)
         return
-    child = train_method(method, epochs=1, batch_size=64, limit=300, out=tmp_path, init=artifact,
-                         learning_rate=2e-4, evaluate=False, verbose=0)
+    child = train_method(
+        method,
+        epochs=1,
+        batch_size=64,
+        limit=300,
+        out=tmp_path,
+        init=artifact,
+        learning_rate=2e-4,
+        evaluate=False,
+        verbose=0,
+    )
     assert child["init"] == card and child["learning_rate"] == 2e-4
     assert f"--learning-rate 0.0002 --init {artifact} --limit 300 --out {tmp_path}" in child["command"]
     assert child["artifact_sha256"] != card["artifact_sha256"]
@@ -239,18 +255,25 @@ def test_validate_reproduces_the_cards_validation_figures(trained, tmp_path):
         result = CliRunner().invoke(main, ["validate", str(artifact), "--validation", "1", "--limit", "2"])
         assert result.exit_code == 1 and "--limit must be at least 3" in result.output
         return
-    result = CliRunner().invoke(main, ["validate", str(artifact), "--validation", "100", "--limit", "400", "--mirror",
-                                       "--expand", "0,2"])
+    result = CliRunner().invoke(
+        main, ["validate", str(artifact), "--validation", "100", "--limit", "400", "--mirror", "--expand", "0,2"]
+    )
     assert result.exit_code == 0, result.output
-    rows = {line.split(" | ")[0].strip("| "): [float(x) for x in line.strip(" |").split(" | ")[1:]]
-            for line in result.output.strip().splitlines()[2:]}
+    rows = {
+        line.split(" | ")[0].strip("| "): [float(x) for x in line.strip(" |").split(" | ")[1:]]
+        for line in result.output.strip().splitlines()[2:]
+    }
     name = f"proxy ({artifact.parent.name}/proxy.keras)"
     v = card["validation"]
     assert rows[name] == pytest.approx([v["P@1"], v["P@10"]], abs=0.011)  # ONNX vs Keras: at most a tie apart
-    assert rows[name + ", expanded by 2"] == pytest.approx([v["expand"]["2"]["P@1"], v["expand"]["2"]["P@10"]], abs=0.011)
+    assert rows[name + ", expanded by 2"] == pytest.approx(
+        [v["expand"]["2"]["P@1"], v["expand"]["2"]["P@10"]], abs=0.011
+    )
     # the proxy network already averages each image with its mirror image: a second average changes nothing
     assert rows[name + ", mirror-averaged"] == pytest.approx(rows[name], abs=1e-9)
-    result = CliRunner().invoke(main, ["validate", str(artifact), "--validation", "100", "--limit", "400", "--expand", "-1"])
+    result = CliRunner().invoke(
+        main, ["validate", str(artifact), "--validation", "100", "--limit", "400", "--expand", "-1"]
+    )
     assert result.exit_code == 1 and "--expand values must be >= 0" in result.output
 
 
@@ -266,18 +289,26 @@ def test_validate_shift_average_matches_numpy(trained, fmnist):
     from fmsearch.models.training import vector_precision
 
     method, artifact, card = trained
-    result = CliRunner().invoke(main, ["validate", str(artifact), "--validation", "100", "--limit", "400", "--shifts", "1"])
+    result = CliRunner().invoke(
+        main, ["validate", str(artifact), "--validation", "100", "--limit", "400", "--shifts", "1"]
+    )
     assert result.exit_code == 0, result.output
-    rows = {line.split(" | ")[0].strip("| "): [float(x) for x in line.strip(" |").split(" | ")[1:]]
-            for line in result.output.strip().splitlines()[2:]}
+    rows = {
+        line.split(" | ")[0].strip("| "): [float(x) for x in line.strip(" |").split(" | ")[1:]]
+        for line in result.output.strip().splitlines()[2:]
+    }
     images, labels = fmnist["train"].images[:400], fmnist["train"].labels[:400]
     embedder = get_embedder("proxy", weights=artifact)
-    by_hand = l2_normalize(sum(embedder.embed(shifted(images, dy, dx))
-                               for dy, dx in ((0, 0), (0, 1), (0, -1), (1, 0), (-1, 0))))
+    by_hand = l2_normalize(
+        sum(embedder.embed(shifted(images, dy, dx)) for dy, dx in ((0, 0), (0, 1), (0, -1), (1, 0), (-1, 0)))
+    )
     p = vector_precision(by_hand[300:], by_hand[:300], labels[:300], labels[300:], (1, 10))
-    assert rows[f"proxy ({artifact.parent.name}/proxy.keras), mirror-averaged, shift-averaged (1 px)"] == \
-        pytest.approx([p["P@1"], p["P@10"]], abs=1e-4)
-    result = CliRunner().invoke(main, ["validate", str(artifact), "--validation", "100", "--limit", "400", "--shifts", "-1"])
+    assert rows[f"proxy ({artifact.parent.name}/proxy.keras), mirror-averaged, shift-averaged (1 px)"] == pytest.approx(
+        [p["P@1"], p["P@10"]], abs=1e-4
+    )
+    result = CliRunner().invoke(
+        main, ["validate", str(artifact), "--validation", "100", "--limit", "400", "--shifts", "-1"]
+    )
     assert result.exit_code == 2 and "--shifts" in result.output
 
 
@@ -285,8 +316,17 @@ def test_validate_shift_average_matches_numpy(trained, fmnist):
 def test_proxy_trains_with_the_triplet_loss_added(tmp_path, fmnist):
     """--loss cosface+triplet: both losses on one tower (two outputs), the
     same served network, the choice in the card and its command."""
-    card = train_method("proxy", epochs=1, batch_size=64, limit=200, loss="cosface+triplet", augment="flip-shift-erase",
-                        out=tmp_path, evaluate=False, verbose=0)
+    card = train_method(
+        "proxy",
+        epochs=1,
+        batch_size=64,
+        limit=200,
+        loss="cosface+triplet",
+        augment="flip-shift-erase",
+        out=tmp_path,
+        evaluate=False,
+        verbose=0,
+    )
     assert card["losses_trained"] == "cosface+triplet" and "plus the semi-hard triplet loss" in card["loss"]
     assert np.isfinite(card["final_loss"]) and "random erasing" in card["augmentation"]
     assert "--augment flip-shift-erase --loss cosface+triplet" in card["command"]

@@ -99,11 +99,15 @@ def test_every_page_opens_with_a_known_command():
 def demo_home(fmnist, tmp_path_factory) -> Path:
     """`make demo`'s home on the first 500 train images: `fmsearch data`, then
     `fmsearch ingest --method all` with no network for Keras's download."""
+
     def offline(*args, **kwargs):
         raise OSError("network is unreachable")
 
-    demo = [line.strip().removeprefix("$(BIN)/") for line in (ROOT / "Makefile").read_text().split("\ndemo:")[1]
-            .split("\n\n")[0].splitlines() if line.strip().startswith("$(BIN)/fmsearch")]
+    demo = [
+        line.strip().removeprefix("$(BIN)/")
+        for line in (ROOT / "Makefile").read_text().split("\ndemo:")[1].split("\n\n")[0].splitlines()
+        if line.strip().startswith("$(BIN)/fmsearch")
+    ]
     assert demo[:2] == ["fmsearch data", "fmsearch ingest --method all"]
     home = tmp_path_factory.mktemp("demo-home")
     with pytest.MonkeyPatch.context() as mp:
@@ -119,7 +123,8 @@ def demo_home(fmnist, tmp_path_factory) -> Path:
             _run(home, command)
     rows = [json.loads(line) for line in _run(home, "fmsearch collections --json").splitlines()]
     assert {r["collection"]: r["points"] for r in rows} == {
-        f"fmnist_{m}": DEMO_GALLERY for m in ("pixels", "autoencoder", "siamese", "proxy", "ensemble", "sift")}
+        f"fmnist_{m}": DEMO_GALLERY for m in ("pixels", "autoencoder", "siamese", "proxy", "ensemble", "sift")
+    }
     return home
 
 
@@ -142,8 +147,12 @@ def test_the_first_command_of(page, demo_home, tmp_path):
         home = tmp_path / "home"
         shutil.copytree(demo_home, home)
     out = _run(home, OPENING[page])
-    expected = {"methods.md": "Ankle boot", "reliability.md": "fmnist_siamese", "schema.md": '"complete": true',
-                "search-modes.md": f"fmnist_pixels_int8: wrote {DEMO_GALLERY} points"}
+    expected = {
+        "methods.md": "Ankle boot",
+        "reliability.md": "fmnist_siamese",
+        "schema.md": '"complete": true',
+        "search-modes.md": f"fmnist_pixels_int8: wrote {DEMO_GALLERY} points",
+    }
     assert expected[page] in out, out
 
 
@@ -158,8 +167,10 @@ def test_evaluation_opens_with_make_evaluate(demo_home, tmp_path, monkeypatch):
     for command in commands[1:]:
         assert command in recipe, command
         _run(demo_home, command)
-    table = _run(demo_home, "fmsearch results " + " ".join(str(p) for p in sorted(
-        (tmp_path / "eval-results").glob("*/metrics.json"))))
+    table = _run(
+        demo_home,
+        "fmsearch results " + " ".join(str(p) for p in sorted((tmp_path / "eval-results").glob("*/metrics.json"))),
+    )
     assert "| pixels | exact | 300 |" in table and "| pixels | hnsw | 300 |" in table
 
 
@@ -170,8 +181,16 @@ def test_serve_opens_with_fmsearch_serve(demo_home):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "fmsearch", "--home", str(demo_home), *shlex.split(OPENING["serve.md"])[1:],
-           "--port", str(port)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "fmsearch",
+        "--home",
+        str(demo_home),
+        *shlex.split(OPENING["serve.md"])[1:],
+        "--port",
+        str(port),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         health, t0 = None, time.monotonic()

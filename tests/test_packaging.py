@@ -24,7 +24,7 @@ def _folder(package: str) -> Path:
     """The repository folder a package installs from (pyproject's package-dir)."""
     mapping = PYPROJECT["tool"]["setuptools"]["package-dir"]
     root = max((p for p in mapping if package == p or package.startswith(p + ".")), key=len)
-    return ROOT / mapping[root] / Path(*package[len(root):].split(".")[1:])
+    return ROOT / mapping[root] / Path(*package[len(root) :].split(".")[1:])
 
 
 def test_every_package_folder_is_installed_under_fmsearch():
@@ -104,10 +104,16 @@ def test_building_prints_no_packaging_warning(built, kind):
 def test_the_wheel_carries_the_page_and_the_shipped_weights(source, wheel):
     """Every file of the page and every shipped model file in the repository
     (a file added later included) is in the wheel, where the code looks for it."""
-    page = {f"fmsearch/serve/web/{p.relative_to(source / 'fmsearch/serve/web').as_posix()}"
-            for p in (source / "fmsearch/serve/web").rglob("*") if p.is_file()}
-    weights = {f"fmsearch/models/weights/{p.name}" for p in (source / "models/weights").iterdir()
-               if p.name.endswith((".keras", ".onnx", ".card.json"))}
+    page = {
+        f"fmsearch/serve/web/{p.relative_to(source / 'fmsearch/serve/web').as_posix()}"
+        for p in (source / "fmsearch/serve/web").rglob("*")
+        if p.is_file()
+    }
+    weights = {
+        f"fmsearch/models/weights/{p.name}"
+        for p in (source / "models/weights").iterdir()
+        if p.name.endswith((".keras", ".onnx", ".card.json"))
+    }
     assert "fmsearch/serve/web/index.html" in page and any(f.endswith("static/app.js") for f in page)
     assert {f"fmsearch/models/weights/siamese.{ext}" for ext in ("keras", "onnx", "card.json")} <= weights
     files = _wheel_files(wheel)
@@ -118,19 +124,34 @@ def test_the_wheel_carries_the_page_and_the_shipped_weights(source, wheel):
 def test_the_wheel_has_one_import_root(wheel, tmp_path):
     files = _wheel_files(wheel)
     assert {f.split("/")[0] for f in files} == {"fmsearch"}
-    for module in ("fmsearch/cli/main.py", "fmsearch/store/edge.py", "fmsearch/search/mode.py",
-                   "fmsearch/ingest/rebuild.py", "fmsearch/evaluation/bench/timing.py", "fmsearch/images/fmnist.py",
-                   "fmsearch/models/weights/siamese.keras", "fmsearch/models/weights/siamese.card.json",
-                   "fmsearch/serve/web/index.html", "fmsearch/serve/web/static/app.js",
-                   "fmsearch/serve/web/static/style.css"):
+    for module in (
+        "fmsearch/cli/main.py",
+        "fmsearch/store/edge.py",
+        "fmsearch/search/mode.py",
+        "fmsearch/ingest/rebuild.py",
+        "fmsearch/evaluation/bench/timing.py",
+        "fmsearch/images/fmnist.py",
+        "fmsearch/models/weights/siamese.keras",
+        "fmsearch/models/weights/siamese.card.json",
+        "fmsearch/serve/web/index.html",
+        "fmsearch/serve/web/static/app.js",
+        "fmsearch/serve/web/static/style.css",
+    ):
         assert module in files
     with zipfile.ZipFile(wheel) as zf:
         zf.extractall(tmp_path / "site")
     # the unpacked wheel, first on the path, imports on its own (not from the repository)
-    code = ("import fmsearch.store, fmsearch.search.mode, fmsearch.models.artifacts as a; "
-            "print(fmsearch.store.__file__); print(a.default_artifact('siamese').is_file())")
-    out = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(tmp_path / 'site')!r}); {code}"],
-                         cwd=tmp_path, capture_output=True, text=True, check=True).stdout.split()
+    code = (
+        "import fmsearch.store, fmsearch.search.mode, fmsearch.models.artifacts as a; "
+        "print(fmsearch.store.__file__); print(a.default_artifact('siamese').is_file())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(tmp_path / 'site')!r}); {code}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert out[0].startswith(str(tmp_path / "site")) and out[1] == "True"
 
 

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-
 from serving import Server
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -89,7 +88,8 @@ class _Page:
     def images_loaded(self, selector: str = "#grid img") -> list[int]:
         """The natural widths of the images, once each has loaded (0: broken)."""
         return self.page.locator(selector).evaluate_all(
-            "imgs => Promise.all(imgs.map(i => i.decode().then(() => i.naturalWidth, () => 0)))")
+            "imgs => Promise.all(imgs.map(i => i.decode().then(() => i.naturalWidth, () => 0)))"
+        )
 
     def ids(self) -> list[int]:
         return [int(i) for i in self.page.locator("#grid li").evaluate_all("cards => cards.map(c => c.dataset.id)")]
@@ -206,7 +206,8 @@ def test_a_sketch_drawn_with_the_mouse_finds_results(page):
     lit = p.locator("#query-seen").evaluate(  # what the service saw: the stroke, not a blank image
         """img => img.decode().then(() => { const c = document.createElement("canvas"); c.width = c.height = 28;
              const g = c.getContext("2d"); g.drawImage(img, 0, 0);
-             return g.getImageData(0, 0, 28, 28).data.filter((v, i) => i % 4 === 0 && v > 64).length; })""")
+             return g.getImageData(0, 0, 28, 28).data.filter((v, i) => i % 4 === 0 && v > 64).length; })"""
+    )
     assert 20 < lit < 28 * 28 - 20, lit
 
 
@@ -297,7 +298,8 @@ def test_with_an_api_key_the_page_asks_for_it_and_then_searches(browser, home, t
         assert len(p.locator("#grid li").all()) == 10 and not faults
         expect(p.locator("#grid img:not([src^='blob:']), #query-seen:not([src^='blob:'])")).to_have_count(0)
         widths = p.locator("#grid img, #query-seen").evaluate_all(  # fetched with the key: an <img> cannot send it
-            "imgs => Promise.all(imgs.map(i => i.decode().then(() => i.naturalWidth, () => 0)))")
+            "imgs => Promise.all(imgs.map(i => i.decode().then(() => i.naturalWidth, () => 0)))"
+        )
         assert widths == [28] * 11
         p.screenshot(path=str(tmp_path / "api-key.png"))
         context.close()
@@ -362,17 +364,22 @@ def test_query_expansion_is_a_mode_of_the_page(page, server):
     p.fill("#expand", "5")
     p.dispatch_event("#expand", "change")
     p.wait_for_url("**expand=5*")
-    request = urllib.request.Request(server.url + "/api/search", method="POST",
-                                     data=json.dumps({"id": 60003, "method": "siamese", "k": 10, "expand": 5}).encode(),
-                                     headers={"content-type": "application/json"})
+    request = urllib.request.Request(
+        server.url + "/api/search",
+        method="POST",
+        data=json.dumps({"id": 60003, "method": "siamese", "k": 10, "expand": 5}).encode(),
+        headers={"content-type": "application/json"},
+    )
     expected = [h["id"] for h in json.loads(urllib.request.urlopen(request).read())["hits"]]
-    p.wait_for_function("ids => [...document.querySelectorAll('#grid li')].map(c => +c.dataset.id).join() === ids.join()",
-                        arg=expected)
+    p.wait_for_function(
+        "ids => [...document.querySelectorAll('#grid li')].map(c => +c.dataset.id).join() === ids.join()", arg=expected
+    )
     assert expected != plain  # the expansion changes this query's list: the test could tell the two apart
     p.fill("#expand", "0")
     p.dispatch_event("#expand", "change")
-    p.wait_for_function("ids => [...document.querySelectorAll('#grid li')].map(c => +c.dataset.id).join() === ids.join()",
-                        arg=plain)
+    p.wait_for_function(
+        "ids => [...document.querySelectorAll('#grid li')].map(c => +c.dataset.id).join() === ids.join()", arg=plain
+    )
     assert "expand" not in p.url
 
 
@@ -466,8 +473,10 @@ def test_the_page_switches_to_a_folder_gallery(browser, gallery_server, shoe, tm
         p.click("#chips .chip:has-text('Bag')")
         p.wait_for_selector("#grid li[data-label='Bag']")
         p.wait_for_function("() => [...document.querySelectorAll('#grid li')].every(c => c.dataset.label === 'Bag')")
-        first_id, first_path = p.locator("#grid li").first.get_attribute("data-id"), \
-            p.locator("#grid li").first.get_attribute("data-path")
+        first_id, first_path = (
+            p.locator("#grid li").first.get_attribute("data-id"),
+            p.locator("#grid li").first.get_attribute("data-path"),
+        )
         p.click("#grid li:first-child .hit")
         p.wait_for_selector(f"#query-caption:has-text('id {first_id}: {first_path}, Bag')")
         p.wait_for_url(f"**/?collection=shop&id={first_id}&*")

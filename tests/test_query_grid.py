@@ -80,6 +80,7 @@ def store_calls():
         def wrapper(self, name, *args, exact=False, quantization=None, **kwargs):
             calls.append((name, exact, quantization))
             return original(self, name, *args, exact=exact, quantization=quantization, **kwargs)
+
         return wrapper
 
     EdgeStore.query_batch, EdgeStore.recommend = spy(query_batch), spy(recommend)
@@ -131,8 +132,9 @@ def _flags(mode: dict, query: dict, image: Path) -> list[str]:
 
 
 def ask_cli(grid, mode: dict, query: dict):
-    result = CliRunner().invoke(main, ["--home", str(grid["home"]), "query", "--json",
-                                       *_flags(mode, query, grid["image"])])
+    result = CliRunner().invoke(
+        main, ["--home", str(grid["home"]), "query", "--json", *_flags(mode, query, grid["image"])]
+    )
     if result.exit_code != 0:
         lines = result.output.strip().splitlines()
         assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith("Error: "), result.output
@@ -144,9 +146,14 @@ def ask_service(grid, mode: dict, query: dict):
     client = grid["client"]
     if query.get("image"):  # an upload, as the page sends it: a multipart form
         fields = {k: v for k, v in {**mode, **query}.items() if k != "image"}
-        data = {("class" if k == "classes" else "exclude_class" if k == "exclude_classes" else k):
-                [str(x) for x in v] if isinstance(v, list) else str(v).lower() if isinstance(v, bool) else str(v)
-                for k, v in fields.items()}
+        data = {
+            ("class" if k == "classes" else "exclude_class" if k == "exclude_classes" else k): [str(x) for x in v]
+            if isinstance(v, list)
+            else str(v).lower()
+            if isinstance(v, bool)
+            else str(v)
+            for k, v in fields.items()
+        }
         r = client.post("/api/search", data=data, files={"image": ("q.png", grid["image"].read_bytes(), "image/png")})
     else:
         r = client.post("/api/search", json={**mode, **query})
@@ -164,8 +171,14 @@ def _field(grid, mode_name: str, source: str, field: str) -> dict:
         return query
     base = baseline(grid, mode_name, source)
     if base is None:  # a refused cell: any value
-        value = {"k": 3, "offset": 2, "min_score": 0.5, "classes": ["Sneaker"], "exclude_classes": ["Ankle boot"],
-                 "exact": True}[field]
+        value = {
+            "k": 3,
+            "offset": 2,
+            "min_score": 0.5,
+            "classes": ["Sneaker"],
+            "exclude_classes": ["Ankle boot"],
+            "exact": True,
+        }[field]
     elif field == "min_score":  # between two distinct scores from the third on: the list is cut there
         i = next(i for i in range(2, len(base) - 1) if base[i][2] > base[i + 1][2])
         value = (base[i][2] + base[i + 1][2]) / 2

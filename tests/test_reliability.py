@@ -146,8 +146,11 @@ def test_second_store_on_one_shard_waits_then_names_the_holder(tmp_path, fmnist)
 def _fmsearch(home, *args, env=None, **kw):
     return subprocess.Popen(
         [sys.executable, "-m", "fmsearch", "--home", str(home), *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}, **kw,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
+        **kw,
     )
 
 
@@ -169,10 +172,16 @@ def test_ingest_while_another_process_holds_the_store_fails_fast(tmp_path, fmnis
     with EdgeStore(tmp_path) as s:
         ingest(s, get_embedder("pixels"), limit=300)
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from fmsearch.store.edge import EdgeStore; "
-         "s = EdgeStore(sys.argv[1]); s.info('fmnist_pixels'); print('holding', flush=True); time.sleep(30)",
-         str(tmp_path)],
-        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1],
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from fmsearch.store.edge import EdgeStore; "
+            "s = EdgeStore(sys.argv[1]); s.info('fmnist_pixels'); print('holding', flush=True); time.sleep(30)",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
     )
     try:
         assert holder.stdout.readline().strip() == "holding"
@@ -339,13 +348,16 @@ def test_api_key_from_a_file_is_sent_and_never_printed(flaky, tmp_path):
     _, url = flaky
     key_file = tmp_path / "key"
     key_file.write_text("file-sekret-42\n")
-    result = CliRunner().invoke(main, ["--qdrant-url", url, "--qdrant-api-key-file", str(key_file), "-v", "collections"])
+    result = CliRunner().invoke(
+        main, ["--qdrant-url", url, "--qdrant-api-key-file", str(key_file), "-v", "collections"]
+    )
     assert result.exit_code == 0, result.output
     assert set(_Flaky.keys) == {"file-sekret-42"}  # every request carried it
     assert "file-sekret-42" not in result.output
     _Flaky.fail, _Flaky.status = 99, 503
-    result = CliRunner().invoke(main, ["--qdrant-url", url, "--qdrant-api-key-file", str(key_file), "--retries", "1",
-                                       "collections"])
+    result = CliRunner().invoke(
+        main, ["--qdrant-url", url, "--qdrant-api-key-file", str(key_file), "--retries", "1", "collections"]
+    )
     assert result.exit_code == 1 and "file-sekret-42" not in result.output
     assert result.output.startswith(f"Error: Qdrant at {url} answered 503 to list collections after 2 attempts")
     empty = tmp_path / "empty"

@@ -57,8 +57,10 @@ def test_a_collection_is_the_same_whichever_runtime_embedded_it(tmp_path, fmnist
     with open_store(None, home=tmp_path / "h") as store:
         ingest(store, get_embedder("siamese", runtime="tensorflow"), limit=300)
         image = fmnist["test"].images[3]
-        hits = {runtime: Searcher(store, options={"siamese": {"runtime": runtime}}).search("siamese", image=image, k=10)
-                for runtime in ("onnx", "tensorflow")}
+        hits = {
+            runtime: Searcher(store, options={"siamese": {"runtime": runtime}}).search("siamese", image=image, k=10)
+            for runtime in ("onnx", "tensorflow")
+        }
         assert [h.id for h in hits["onnx"]] == [h.id for h in hits["tensorflow"]]
         assert np.allclose([h.score for h in hits["onnx"]], [h.score for h in hits["tensorflow"]], atol=PARITY)
 
@@ -116,8 +118,10 @@ def test_the_query_path_never_imports_tensorflow(tmp_path, fmnist):
     code = (
         "import sys\n"
         "from fmsearch.cli import main\n"
-        "for args in (['ingest', '-m', 'siamese', '--limit', '500'], ['ingest', '-m', 'autoencoder', '--limit', '500'],\n"
-        "             ['query', '--id', '60000', '-m', 'siamese'], ['query', '--id', '3', '-m', 'autoencoder+siamese'],\n"
+        "for args in (['ingest', '-m', 'siamese', '--limit', '500'],\n"
+        "             ['ingest', '-m', 'autoencoder', '--limit', '500'],\n"
+        "             ['query', '--id', '60000', '-m', 'siamese'],\n"
+        "             ['query', '--id', '3', '-m', 'autoencoder+siamese'],\n"
         "             ['evaluate', '-m', 'siamese', '--queries', '20', '--out', 'ev']):\n"
         "    try:\n"
         "        main(args, standalone_mode=False)\n"
@@ -134,12 +138,15 @@ def test_the_query_path_never_imports_tensorflow(tmp_path, fmnist):
 BLOCK = "import sys; [sys.modules.__setitem__(m, None) for m in ('tensorflow', 'keras', 'tf2onnx')]\n"
 
 
-@pytest.mark.parametrize("args, what", [
-    (["train", "--method", "siamese", "--epochs", "1", "--limit", "50", "--out", "out"], "training siamese"),
-    (["export", "--method", "siamese"], "exporting to ONNX"),
-    (["ingest", "-m", "siamese", "--runtime", "tensorflow", "--limit", "10"], "running siamese's .keras file"),
-    (["ingest", "-m", "resnet101", "--weights", "none", "--limit", "10"], "ResNet101"),
-])
+@pytest.mark.parametrize(
+    "args, what",
+    [
+        (["train", "--method", "siamese", "--epochs", "1", "--limit", "50", "--out", "out"], "training siamese"),
+        (["export", "--method", "siamese"], "exporting to ONNX"),
+        (["ingest", "-m", "siamese", "--runtime", "tensorflow", "--limit", "10"], "running siamese's .keras file"),
+        (["ingest", "-m", "resnet101", "--weights", "none", "--limit", "10"], "ResNet101"),
+    ],
+)
 def test_without_the_training_extra_the_error_names_it(tmp_path, fmnist, args, what):
     code = BLOCK + f"from fmsearch.cli import main\nmain({args!r}, prog_name='fmsearch')\n"
     done = _run(code, tmp_path)
@@ -153,10 +160,12 @@ def test_without_the_training_extra_the_error_names_it(tmp_path, fmnist, args, w
 def test_training_without_the_exporter_stops_before_training(tmp_path, fmnist):
     """TensorFlow there but not tf2onnx: refused at once, not after the run."""
     pytest.importorskip("tensorflow", reason="the training extra is not installed")
-    code = ("import sys; sys.modules['tf2onnx'] = None\nimport time; t = time.time()\n"
-            "from fmsearch.cli import main\n"
-            "try:\n    main(['train', '--method', 'siamese', '--epochs', '1', '--limit', '300', '--out', 'out'])\n"
-            "except SystemExit as e:\n    print('EXIT', e.code, 'OUT', __import__('os').path.exists('out/siamese.keras'))\n")
+    code = (
+        "import sys; sys.modules['tf2onnx'] = None\nimport time; t = time.time()\n"
+        "from fmsearch.cli import main\n"
+        "try:\n    main(['train', '--method', 'siamese', '--epochs', '1', '--limit', '300', '--out', 'out'])\n"
+        "except SystemExit as e:\n    print('EXIT', e.code, 'OUT', __import__('os').path.exists('out/siamese.keras'))\n"
+    )
     done = _run(code, tmp_path)
     assert "EXIT 1 OUT False" in done.stdout, done.stdout + done.stderr[-2000:]
     assert "training siamese needs tf2onnx" in done.stderr and "pip install 'fmsearch[train]'" in done.stderr

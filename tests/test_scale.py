@@ -35,7 +35,7 @@ def test_augmented_gallery_is_deterministic():
     a = list(galleries.augmented(images, 75, seed=5))
     b = list(galleries.augmented(images, 75, seed=5))
     assert [lo for lo, _ in a] == [0, 30, 60]
-    assert all(x.dtype == np.uint8 and np.array_equal(x, y) for (_, x), (_, y) in zip(a, b))
+    assert all(x.dtype == np.uint8 and np.array_equal(x, y) for (_, x), (_, y) in zip(a, b, strict=False))
     assert np.array_equal(a[0][1], images)  # copy 0: the real images
     assert len(a[2][1]) == 15 and not np.array_equal(a[1][1], images)
     assert not np.array_equal(a[1][1], next(b for lo, b in galleries.augmented(images, 75, seed=6) if lo == 30))
@@ -76,10 +76,17 @@ def _filtered_recall(store, name, g, column, queries, values, flt, **params) -> 
 
 def _build(home, name, g, labels, groups, **spec_args):
     store = open_store(None, home=home)
-    spec = schema.CollectionSpec(name, dim=g.shape[1], payload_indexes={"label": "integer", "group": "integer"},
-                                 indexing_threshold_kb=1, **spec_args)
+    spec = schema.CollectionSpec(
+        name,
+        dim=g.shape[1],
+        payload_indexes={"label": "integer", "group": "integer"},
+        indexing_threshold_kb=1,
+        **spec_args,
+    )
     store.create(spec)
-    store.upsert(name, list(range(len(g))), g, [{"label": int(a), "group": int(b)} for a, b in zip(labels, groups)])
+    store.upsert(
+        name, list(range(len(g))), g, [{"label": int(a), "group": int(b)} for a, b in zip(labels, groups, strict=False)]
+    )
     store.finalize(name)
     return store
 
@@ -116,8 +123,9 @@ def test_a_small_filter_above_the_threshold_needs_its_field_linked(tmp_path):
     wanted = np.arange(100)
     with _build(tmp_path / "unlinked", "t", g, labels, groups, full_scan_threshold_kb=2) as store:
         unlinked = _filtered_recall(store, "t", g, groups, queries, wanted, by_group)
-    with _build(tmp_path / "linked", "t", g, labels, groups, full_scan_threshold_kb=2,
-                linked_fields=("label", "group")) as store:
+    with _build(
+        tmp_path / "linked", "t", g, labels, groups, full_scan_threshold_kb=2, linked_fields=("label", "group")
+    ) as store:
         linked = _filtered_recall(store, "t", g, groups, queries, wanted, by_group)
     assert unlinked < 0.5 <= 0.97 <= linked, (unlinked, linked)
 
@@ -125,8 +133,9 @@ def test_a_small_filter_above_the_threshold_needs_its_field_linked(tmp_path):
 def test_field_filter_on_each_backend(store, prefix):
     """QueryFilter.fields matches any indexed payload field, on Edge and on the server code path."""
     name = prefix + "fields"
-    store.create(schema.CollectionSpec(name, dim=4, payload_indexes={"label": "integer", "group": "integer",
-                                                                     "tag": "keyword"}))
+    store.create(
+        schema.CollectionSpec(name, dim=4, payload_indexes={"label": "integer", "group": "integer", "tag": "keyword"})
+    )
     v = np.eye(4, dtype=np.float32)[np.arange(20) % 4] + 0.01
     store.upsert(name, list(range(20)), v, [{"label": i % 10, "group": i % 5, "tag": "ab"[i % 2]} for i in range(20)])
     store.finalize(name)
@@ -150,12 +159,29 @@ def test_bench_scale_suite_small(tmp_path, fmnist):
     kind and size with its figures, the filter grid, hnswlib beside it, the
     plot (no timing asserts)."""
     pytest.importorskip("hnswlib", reason="the scale extra is not installed (pip install '.[scale]')")
-    result = CliRunner().invoke(main, ["bench", "scale", "--sizes", "2000,3000", "--methods", "pixels",
-                                       "--queries", "20", "--out-dir", str(tmp_path)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "bench",
+            "scale",
+            "--sizes",
+            "2000,3000",
+            "--methods",
+            "pixels",
+            "--queries",
+            "20",
+            "--out-dir",
+            str(tmp_path),
+        ],
+    )
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "scale.json").read_text())
-    assert [(r["kind"], r["points"]) for r in data["rows"]] == [("vectors", 2000), ("vectors", 3000),
-                                                                ("images", 2000), ("images", 3000)]
+    assert [(r["kind"], r["points"]) for r in data["rows"]] == [
+        ("vectors", 2000),
+        ("vectors", 3000),
+        ("images", 2000),
+        ("images", 3000),
+    ]
     for r in data["rows"]:
         assert r["disk_mib"] > 0 and r["upsert_s"] > 0 and (r["embed_s"] is None) == (r["kind"] == "vectors")
         assert r["search"]["plain"]["recall_at_10"] >= 0.95 and r["hnswlib"]["recall_at_10"] >= 0.9
@@ -178,11 +204,33 @@ def test_bench_scale_memory_options(tmp_path, fmnist, monkeypatch):
 
     specs, quant, create, query_batch = [], [], EdgeStore.create, EdgeStore.query_batch
     monkeypatch.setattr(EdgeStore, "create", lambda self, spec: specs.append(spec) or create(self, spec))
-    monkeypatch.setattr(EdgeStore, "query_batch", lambda self, *a, **kw: quant.append(kw.get("quantization")) or
-                        query_batch(self, *a, **kw))
-    result = CliRunner().invoke(main, ["bench", "scale", "--sizes", "2000", "--kinds", "vectors",
-                                       "--methods", "pixels", "--queries", "20", "--on-disk", "--quantization", "int8",
-                                       "--full-scan-threshold", "20000", "--out-dir", str(tmp_path)])
+    monkeypatch.setattr(
+        EdgeStore,
+        "query_batch",
+        lambda self, *a, **kw: quant.append(kw.get("quantization")) or query_batch(self, *a, **kw),
+    )
+    result = CliRunner().invoke(
+        main,
+        [
+            "bench",
+            "scale",
+            "--sizes",
+            "2000",
+            "--kinds",
+            "vectors",
+            "--methods",
+            "pixels",
+            "--queries",
+            "20",
+            "--on-disk",
+            "--quantization",
+            "int8",
+            "--full-scan-threshold",
+            "20000",
+            "--out-dir",
+            str(tmp_path),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert [(s.on_disk, s.quantization, s.full_scan_threshold_kb) for s in specs] == [(True, "int8", 20000)]
     assert all(q is not None and q.rescore for q in quant)
@@ -197,9 +245,13 @@ def test_bench_scale_memory_options(tmp_path, fmnist, monkeypatch):
 
 def test_bench_scale_refuses_bad_options():
     runner = CliRunner()
-    for args, words in ((["--sizes", "10"], "between 1000"), (["--kinds", "photos"], "--kinds: choose"),
-                        (["--methods", "sift"], "rerank stage"), (["--linked-fields", "nope"], "no payload index"),
-                        (["--full-scan-threshold", "0"], "--full-scan-threshold")):
+    for args, words in (
+        (["--sizes", "10"], "between 1000"),
+        (["--kinds", "photos"], "--kinds: choose"),
+        (["--methods", "sift"], "rerank stage"),
+        (["--linked-fields", "nope"], "no payload index"),
+        (["--full-scan-threshold", "0"], "--full-scan-threshold"),
+    ):
         result = runner.invoke(main, ["bench", "scale", *args])
         assert result.exit_code != 0 and words in result.output, result.output
         assert "Traceback" not in result.output

@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
+from serving import Server as _Server
 
 from fmsearch.cli import main
 from fmsearch.errors import InvalidArgumentError
 from fmsearch.images.files import png_bytes
 from fmsearch.store import StoreSettings
-from serving import Server as _Server
 
 fastapi = pytest.importorskip("fastapi", reason="fmsearch serve's dependencies are not installed")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -82,23 +82,27 @@ def test_search_by_upload_and_by_id_with_class_filters(client, fmnist):
     assert len(body["hits"]) == 5 and {h["class_name"] for h in body["hits"]} <= {"Sneaker", "Sandal"}
     assert body["query"]["by"] == "image" and body["query"]["batched"] is True
     assert set(body["timings_ms"]) == {"decode", "embed", "search", "rerank", "total"}
-    by_json = _search(client, image=base64.b64encode(_png(image)).decode(), method="pixels", k=5,
-                      classes=["Sneaker", "Sandal"])
+    by_json = _search(
+        client, image=base64.b64encode(_png(image)).decode(), method="pixels", k=5, classes=["Sneaker", "Sandal"]
+    )
     assert [h["id"] for h in by_json["hits"]] == [h["id"] for h in body["hits"]]
     by_id = _search(client, id=3, method="siamese", k=4, exclude_classes=["Trouser"])
     assert len(by_id["hits"]) == 4 and 3 not in [h["id"] for h in by_id["hits"]]
     assert all(h["class_name"] != "Trouser" and h["image_url"] == f"/api/images/{h['id']}.png" for h in by_id["hits"])
 
 
-@pytest.mark.parametrize("mode, check", [
-    (dict(method="pixels+siamese", fusion="rrf", fusion_weights=[1, 2]), "method_ranks"),
-    (dict(method="pixels", rescore_with="siamese", shortlist=50), "first_score"),
-    (dict(method="pixels", rerank="sift", shortlist=30, rerank_mode="maxsim"), "rerank_score"),
-    (dict(method="pixels", quantization="int8", oversampling=2), None),
-    (dict(method="siamese", expand=3), None),
-    (dict(method="pixels+siamese", expand=2), "method_ranks"),
-    (dict(method="siamese", positive=[3, 5], negative=[7]), None),
-])
+@pytest.mark.parametrize(
+    "mode, check",
+    [
+        (dict(method="pixels+siamese", fusion="rrf", fusion_weights=[1, 2]), "method_ranks"),
+        (dict(method="pixels", rescore_with="siamese", shortlist=50), "first_score"),
+        (dict(method="pixels", rerank="sift", shortlist=30, rerank_mode="maxsim"), "rerank_score"),
+        (dict(method="pixels", quantization="int8", oversampling=2), None),
+        (dict(method="siamese", expand=3), None),
+        (dict(method="pixels+siamese", expand=2), "method_ranks"),
+        (dict(method="siamese", positive=[3, 5], negative=[7]), None),
+    ],
+)
 def test_every_mode_gives_what_the_library_gives(client, serve_home, fmnist, mode, check):
     """The service's hits for each mode are the Searcher's (the CLI's path)."""
     from fmsearch.search import Searcher
@@ -148,8 +152,9 @@ def test_image_endpoint_is_cacheable(client, fmnist):
 def test_compare_matches_the_cli(client, home):
     body = client.post("/api/compare", json={"a": 60000, "b": 60001}).json()
     cli = json.loads(CliRunner().invoke(main, ["compare", "60000", "60001", "--json"]).output)
-    assert {k: body[k] for k in ("keypoints_a", "keypoints_b", "good_matches", "lowe_score", "maxsim_score")} == \
-           {k: cli[k] for k in ("keypoints_a", "keypoints_b", "good_matches", "lowe_score", "maxsim_score")}
+    assert {k: body[k] for k in ("keypoints_a", "keypoints_b", "good_matches", "lowe_score", "maxsim_score")} == {
+        k: cli[k] for k in ("keypoints_a", "keypoints_b", "good_matches", "lowe_score", "maxsim_score")
+    }
     drawing = client.get(body["drawing_url"])
     assert drawing.status_code == 200 and drawing.content.startswith(b"\x89PNG")
 
@@ -167,14 +172,20 @@ def test_metrics_count_requests(client, fmnist):
     assert _count(text, 'endpoint="/api/classes"') == before + 2
     assert _count(text, 'endpoint="/api/search",method="pixels",status="200"') == searches + 1
     assert 'method="x1"' not in text and _count(text, 'endpoint="/api/search",method="-",status="400"') >= 3
-    batches = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith('fmsearch_embed_batch_size_count{method="pixels"}')]
+    batches = [
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith('fmsearch_embed_batch_size_count{method="pixels"}')
+    ]
     assert "fmsearch_request_seconds_bucket" in text and batches and batches[0] >= 1
 
 
 def _count(text: str, label: str) -> float:
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("fmsearch_requests_total{") and label in line)
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("fmsearch_requests_total{") and label in line
+    )
 
 
 # -- bad requests: 4xx, one line --------------------------------------------------------
@@ -184,17 +195,26 @@ BOUNDARY = "test-boundary-42"
 
 def _form(*fields: tuple[str, str], image: bytes | None = None) -> bytes:
     """A multipart body written out by hand (fields may repeat)."""
-    body = b"".join(f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-                    for k, v in fields)
+    body = b"".join(
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in fields
+    )
     if image is not None:
-        body += (f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="q.png"\r\n\r\n'.encode()
-                 + image + b"\r\n")
+        body += (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="q.png"\r\n\r\n'.encode()
+            + image
+            + b"\r\n"
+        )
     return body + f"--{BOUNDARY}--\r\n".encode()
 
 
 #: a DDS header whose pixel format Pillow does not know
-DDS = (b"DDS " + struct.pack("<7I44s", 124, 0x1007, 32, 32, 0, 0, 0, b"\0" * 44)
-       + struct.pack("<8I", 32, 0x40000000, 0, 0, 0, 0, 0, 0) + struct.pack("<5I", 0x1000, 0, 0, 0, 0) + b"\0" * 4096)
+DDS = (
+    b"DDS "
+    + struct.pack("<7I44s", 124, 0x1007, 32, 32, 0, 0, 0, b"\0" * 44)
+    + struct.pack("<8I", 32, 0x40000000, 0, 0, 0, 0, 0, 0)
+    + struct.pack("<5I", 0x1000, 0, 0, 0, 0)
+    + b"\0" * 4096
+)
 
 BAD = [
     (dict(json={"id": 1, "method": "nope"}), 400, "unknown method 'nope'"),
@@ -205,18 +225,27 @@ BAD = [
     (dict(json={"id": 1, "method": "pixels", "k": "many"}), 422, "k: Input should be a valid integer"),
     (dict(json={"method": "pixels"}), 400, "give exactly one of: an image, id, or positive examples"),
     (dict(json={"image": "!!!", "method": "pixels"}), 400, "image: not base64"),
-    (dict(json={"image": base64.b64encode(b"not an image").decode(), "method": "pixels"}), 400,
-     "image: not an image file"),
-    (dict(files={"image": ("x.png", b"not an image", "image/png")}, data={"method": "pixels"}), 400,
-     "image: not an image file"),
+    (
+        dict(json={"image": base64.b64encode(b"not an image").decode(), "method": "pixels"}),
+        400,
+        "image: not an image file",
+    ),
+    (
+        dict(files={"image": ("x.png", b"not an image", "image/png")}, data={"method": "pixels"}),
+        400,
+        "image: not an image file",
+    ),
     (dict(json={"id": 1, "method": "pixels", "rescore_with": "pixels"}), 400, "is the method itself"),
     (dict(json={"id": 1, "method": "pixels+siamese", "rescore_with": "siamese"}), 400, "applies to a single method"),
     (dict(json={"id": 1, "method": "pixels", "quantization": "binary"}), 400, "binary quantisation is not offered"),
     (dict(json={"id": 1, "method": "pixels", "oversampling": 2}), 400, "apply to a quantization"),
     (dict(json={"id": 1, "method": "pixels", "rerank": "sift", "k": 50, "shortlist": 20}), 400, "shortlist"),
     (dict(json={"id": 1, "method": "pixels", "positive": [3]}), 400, "give exactly one of: an image, id, or positive"),
-    (dict(json={"method": "pixels", "positive": [3], "expand": 2}), 400,
-     "expand does not apply to a recommend query (positive/negative examples)"),
+    (
+        dict(json={"method": "pixels", "positive": [3], "expand": 2}),
+        400,
+        "expand does not apply to a recommend query (positive/negative examples)",
+    ),
     (dict(json={"id": 1, "method": "pixels", "expand": 101}), 422, "expand: Input should be less than or equal to 100"),
     (dict(json={"id": 1, "method": "pixels", "colour": "red"}), 422, "colour: Extra inputs are not permitted"),
     (dict(content=b"{", headers={"content-type": "application/json"}), 400, "the body is not JSON"),
@@ -225,27 +254,49 @@ BAD = [
     (dict(json={"id": 1, "method": "pixels", "k": 1.5}), 422, "k: Input should be a valid integer"),
     # a form's values are text, read as their JSON types strictly: nothing is coerced
     (dict(content=_form(("id", "1"), ("method", "pixels"), ("k", "1.5"))), 422, "k: Input should be"),
-    (dict(content=_form(("id", "1")).replace(b'name="id"', b'name="id"; filename="a.txt"')), 400,
-     "a file in field 'id'"),
+    (
+        dict(content=_form(("id", "1")).replace(b'name="id"', b'name="id"; filename="a.txt"')),
+        400,
+        "a file in field 'id'",
+    ),
     (dict(content=_form(("id", "1"), ("method", "pixels"), ("exact", "yes"))), 422, "exact: Input should be"),
     (dict(content=_form(("id", "1"), ("k", "2"), ("k", "3"))), 400, "field 'k' is given twice"),
     (dict(content=_form(("id", "1"))[:-20]), 400, "truncated"),
-    (dict(content=b"--other\r\n\r\nx", headers={"content-type": f"multipart/form-data; boundary={BOUNDARY}"}),
-     400, "the multipart form is malformed: Invalid multipart data"),
-    (dict(content=b"x", headers={"content-type": "multipart/form-data"}), 400,
-     "the multipart form is malformed: Missing boundary"),
+    (
+        dict(content=b"--other\r\n\r\nx", headers={"content-type": f"multipart/form-data; boundary={BOUNDARY}"}),
+        400,
+        "the multipart form is malformed: Invalid multipart data",
+    ),
+    (
+        dict(content=b"x", headers={"content-type": "multipart/form-data"}),
+        400,
+        "the multipart form is malformed: Missing boundary",
+    ),
     (dict(content=_form(("method", "pixels"), image=b"")), 400, "image: file is empty"),
     # what a fuzzer found: nesting deeper than a parser's stack, a number too long for int(), a decoder
     # that raises something else than its documented errors (Pillow's DDS plugin: NotImplementedError)
     (dict(content=b"[" * 100_000, headers={"content-type": "application/json"}), 400, "the body is not JSON"),
     (dict(content=_form(("id", "1"), ("method", "pixels"), ("k", "1" * 5000))), 422, "k: Input should be"),
-    (dict(files={"image": ("x.dds", DDS, "image/x-dds")}, data={"method": "pixels"}), 400,
-     "image: unreadable image (NotImplementedError"),
-    (dict(content=b'{"id": 1, "method": "pixels", "min_score": NaN}', headers={"content-type": "application/json"}),
-     400, "the body is not JSON"),
-    (dict(content=_form(("id", "1"), ("method", "pixels"), ("min_score", "1e999"))), 422,
-     "min_score: Input should be a finite number"),
-    (dict(json={"id": 1, "method": "pixels", "k": 1000, "offset": 1}), 422, "offset must be between 0 and 0 for k=1000"),
+    (
+        dict(files={"image": ("x.dds", DDS, "image/x-dds")}, data={"method": "pixels"}),
+        400,
+        "image: unreadable image (NotImplementedError",
+    ),
+    (
+        dict(content=b'{"id": 1, "method": "pixels", "min_score": NaN}', headers={"content-type": "application/json"}),
+        400,
+        "the body is not JSON",
+    ),
+    (
+        dict(content=_form(("id", "1"), ("method", "pixels"), ("min_score", "1e999"))),
+        422,
+        "min_score: Input should be a finite number",
+    ),
+    (
+        dict(json={"id": 1, "method": "pixels", "k": 1000, "offset": 1}),
+        422,
+        "offset must be between 0 and 0 for k=1000",
+    ),
     (dict(json={"method": "pixels", "positive": [1] * 65}), 422, "positive: List should have at most 64 items"),
 ]
 
@@ -261,8 +312,13 @@ def test_bad_requests_get_4xx_and_one_line(client, request_, status, message):
 
 
 def test_bad_ids_elsewhere(client):
-    for path, status in (("/api/images/70000.png", 400), ("/api/images/x.png", 422), ("/api/nothing", 404),
-                         ("/api/items/70000", 400), ("/api/images/9007199254740992.png", 422)):
+    for path, status in (
+        ("/api/images/70000.png", 400),
+        ("/api/images/x.png", 422),
+        ("/api/nothing", 404),
+        ("/api/items/70000", 400),
+        ("/api/images/9007199254740992.png", 422),
+    ):
         r = client.get(path)
         assert r.status_code == status and set(r.json()) == {"error"}, (path, r.text)
     assert "point id 70000 is out of range" in client.get("/api/images/70000.png").json()["error"]
@@ -304,8 +360,11 @@ def test_serve_hnsw_ef_and_acorn_reach_the_store(serve_home, monkeypatch):
     from fmsearch.store.edge import EdgeStore
 
     seen, query_batch = [], EdgeStore.query_batch
-    monkeypatch.setattr(EdgeStore, "query_batch", lambda self, *a, **kw: seen.append(
-        (kw.get("hnsw_ef"), kw.get("acorn"))) or query_batch(self, *a, **kw))
+    monkeypatch.setattr(
+        EdgeStore,
+        "query_batch",
+        lambda self, *a, **kw: seen.append((kw.get("hnsw_ef"), kw.get("acorn"))) or query_batch(self, *a, **kw),
+    )
     c = _client(ServeConfig(store_settings=StoreSettings(home=serve_home), hnsw_ef=700, acorn=True))
     try:
         seen.clear()
@@ -327,12 +386,16 @@ def test_serve_prefer_grpc_reaches_the_store_the_service_opens(serve_home, monke
     from fmsearch.store.edge import EdgeStore
 
     opened, configs = [], []
-    monkeypatch.setattr(fmsearch.store.server, "ServerStore",
-                        lambda url, **kw: opened.append((url, kw.get("prefer_grpc"))) or EdgeStore(serve_home))
+    monkeypatch.setattr(
+        fmsearch.store.server,
+        "ServerStore",
+        lambda url, **kw: opened.append((url, kw.get("prefer_grpc"))) or EdgeStore(serve_home),
+    )
     monkeypatch.setattr(fmsearch.serve.run, "serve", lambda config, *a, **kw: configs.append(config))
     url = "http://127.0.0.1:9"
-    result = CliRunner().invoke(main, ["--qdrant-url", url, "--prefer-grpc", "serve", "--methods", "pixels",
-                                       "--port", "0"])
+    result = CliRunner().invoke(
+        main, ["--qdrant-url", url, "--prefer-grpc", "serve", "--methods", "pixels", "--port", "0"]
+    )
     assert result.exit_code == 0, result.output
     service = SearchService(configs[0])
     try:
@@ -347,9 +410,14 @@ def test_the_serve_config_round_trips_the_store_settings(monkeypatch):
     """What a worker process reads is what the command made, store settings included."""
     from fmsearch.serve.config import CONFIG_ENV
 
-    config = ServeConfig(store_settings=StoreSettings(url="http://q:6333", api_key="k", prefer_grpc=True, retries=5,
-                                                      timeout=7, prefix="p_"),
-                         methods=("pixels",), cors_origins=("http://a",), hnsw_ef=64)
+    config = ServeConfig(
+        store_settings=StoreSettings(
+            url="http://q:6333", api_key="k", prefer_grpc=True, retries=5, timeout=7, prefix="p_"
+        ),
+        methods=("pixels",),
+        cors_origins=("http://a",),
+        hnsw_ef=64,
+    )
     monkeypatch.setenv(CONFIG_ENV, config.to_env())
     assert ServeConfig.from_env() == config
     assert ServeConfig.from_env().store_settings.prefer_grpc is True
@@ -371,6 +439,7 @@ def test_an_oversize_upload_is_answered_413(serve_home):
             yield b'{"method": "pixels", "image": "'
             for _ in range(100):
                 yield b"A" * 1000
+
         for path in ("/api/search", "/api/compare"):
             r = c.post(path, content=chunks(), headers={"content-type": "application/json"})
             assert r.status_code == 413 and "over the limit" in r.json()["error"], (path, r.text)
@@ -389,8 +458,11 @@ def test_api_key_is_required(serve_home):
         assert c.get("/api/classes", headers={"X-API-Key": "wrong"}).status_code == 401
         assert c.get("/api/classes", headers={"X-API-Key": KEY}).status_code == 200
         assert c.get("/api/classes", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
-        for r in (c.post("/api/search", json={"id": 1, "method": "pixels"}, headers={"X-API-Key": "wrong"}),
-                  c.post("/api/compare", json={"a": 1, "b": 2}), c.get("/api/images/1.png")):
+        for r in (
+            c.post("/api/search", json={"id": 1, "method": "pixels"}, headers={"X-API-Key": "wrong"}),
+            c.post("/api/compare", json={"a": 1, "b": 2}),
+            c.get("/api/images/1.png"),
+        ):
             assert r.status_code == 401 and set(r.json()) == {"error"}
         contract = c.get("/openapi.json").json()  # the contract is public, and says how to send the key
         assert contract["components"]["securitySchemes"]["apiKey"]["name"] == "X-API-Key"
@@ -418,9 +490,13 @@ def test_a_request_past_the_timeout_is_503(serve_home):
     try:
         while c.get("/api/health").status_code != 200:
             time.sleep(0.05)
-        for r in (c.post("/api/search", json={"id": 3, "method": "pixels"}), c.post("/api/compare", json={"a": 1, "b": 2})):
+        for r in (
+            c.post("/api/search", json={"id": 3, "method": "pixels"}),
+            c.post("/api/compare", json={"a": 1, "b": 2}),
+        ):
             assert r.status_code == 503 and r.json() == {
-                "error": "the request ran past the 0.3 s timeout and was cancelled"}
+                "error": "the request ran past the 0.3 s timeout and was cancelled"
+            }
         assert c.get("/api/classes").status_code == 200
     finally:
         c.__exit__(None, None, None)
@@ -433,9 +509,15 @@ def test_concurrent_requests_get_the_answers_of_sequential_ones(client, fmnist):
     import httpx
 
     images = fmnist["test"].images[:50]
-    requests = [dict(image=base64.b64encode(_png(images[i % 50]) if i % 37 else DDS).decode(),
-                     method=("pixels", "siamese")[i % 2], k=5, classes=[["Sneaker"], []][i % 3 % 2])
-                for i in range(200)]  # every 37th an image that does not decode: its own 400, nobody else's
+    requests = [
+        dict(
+            image=base64.b64encode(_png(images[i % 50]) if i % 37 else DDS).decode(),
+            method=("pixels", "siamese")[i % 2],
+            k=5,
+            classes=[["Sneaker"], []][i % 3 % 2],
+        )
+        for i in range(200)
+    ]  # every 37th an image that does not decode: its own 400, nobody else's
 
     def outcome(r) -> tuple[int, list[int] | str]:
         return (r.status_code, [h["id"] for h in r.json()["hits"]] if r.status_code == 200 else r.json()["error"])
@@ -445,8 +527,10 @@ def test_concurrent_requests_get_the_answers_of_sequential_ones(client, fmnist):
 
     def batches() -> tuple[float, float]:
         lines = client.get("/metrics").text.splitlines()
-        return tuple(sum(float(line.rsplit(" ", 1)[1]) for line in lines
-                         if line.startswith(f"fmsearch_embed_batch_size_{part}")) for part in ("count", "sum"))
+        return tuple(
+            sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(f"fmsearch_embed_batch_size_{part}"))
+            for part in ("count", "sum")
+        )
 
     count0, sum0 = batches()
 
@@ -479,9 +563,11 @@ def test_one_bad_item_fails_only_its_own_answer_in_a_batch(client, fmnist, monke
 
     monkeypatch.setattr(store, "query_batch", refusing)
     image = fmnist["test"].images[0]
-    items = [PlainSearch(Query(image=lambda: image, k=5), QueryFilter()),
-             PlainSearch(Query(image=lambda: image, k=5), QueryFilter(labels=(99,))),
-             PlainSearch(Query(image=lambda: image, k=3, offset=2), QueryFilter())]
+    items = [
+        PlainSearch(Query(image=lambda: image, k=5), QueryFilter()),
+        PlainSearch(Query(image=lambda: image, k=5), QueryFilter(labels=(99,))),
+        PlainSearch(Query(image=lambda: image, k=3, offset=2), QueryFilter()),
+    ]
     answers = service.search_batch(SearchMode("pixels"), False, items, {})
     assert isinstance(answers[1], InvalidArgumentError) and "no label 99" in str(answers[1])
     assert [len(a) for a in (answers[0], answers[2])] == [5, 3]
@@ -520,11 +606,20 @@ def test_serve_refuses_at_once_what_would_fail(serve_home, tmp_path):
         taken.listen()
         port = taken.getsockname()[1]
         for args, message in (
-            (["--home", str(tmp_path / "empty"), "serve"], "nothing to serve: pixels, autoencoder, siamese, proxy, ensemble, resnet101 are not ingested"),
-            (["--home", str(serve_home), "serve", "--methods", "autoencoder"], "nothing to serve: autoencoder is not ingested"),
+            (
+                ["--home", str(tmp_path / "empty"), "serve"],
+                "nothing to serve: pixels, autoencoder, siamese, proxy, ensemble, resnet101 are not ingested",
+            ),
+            (
+                ["--home", str(serve_home), "serve", "--methods", "autoencoder"],
+                "nothing to serve: autoencoder is not ingested",
+            ),
             (["--home", str(serve_home), "serve", "--methods", "sift"], "sift is a rerank stage, not a search method"),
             (["--home", str(serve_home), "serve", "--methods", "nope"], "unknown method 'nope'"),
-            (["--home", str(serve_home), "serve", "--port", str(port)], f"cannot listen on 127.0.0.1:{port}: Address already in use"),
+            (
+                ["--home", str(serve_home), "serve", "--port", str(port)],
+                f"cannot listen on 127.0.0.1:{port}: Address already in use",
+            ),
             (["--home", str(serve_home), "serve", "--host", "nosuch.invalid"], "cannot listen on nosuch.invalid:8000"),
         ):
             result = CliRunner().invoke(main, args)
@@ -563,8 +658,12 @@ def test_a_real_server_answers_and_stops_cleanly(serve_home, fmnist, tmp_path, s
         assert len(list(copies.glob("fmsearch-serve-*"))) == workers  # one serving copy per worker
         Image.fromarray(fmnist["test"].images[0]).resize((280, 280)).save(tmp_path / "q.png")
         with open(tmp_path / "q.png", "rb") as f:
-            r = httpx.post(f"{server.url}/api/search", files={"image": ("q.png", f)},
-                           data={"method": "siamese", "k": "5", "class": ["Ankle boot"]}, timeout=30)
+            r = httpx.post(
+                f"{server.url}/api/search",
+                files={"image": ("q.png", f)},
+                data={"method": "siamese", "k": "5", "class": ["Ankle boot"]},
+                timeout=30,
+            )
         assert r.status_code == 200, r.text
         hits = r.json()["hits"]
         assert len(hits) == 5 and {h["class_name"] for h in hits} == {"Ankle boot"}
@@ -682,18 +781,31 @@ def test_a_real_server_refuses_what_it_should(serve_home, tmp_path):
         assert httpx.get(f"{server.url}/api/classes").status_code == 401
         assert httpx.get(f"{server.url}/api/classes", headers={"X-API-Key": "wrong-" + KEY}).status_code == 401
         assert httpx.get(f"{server.url}/api/classes", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
-        ok = httpx.post(f"{server.url}/api/search", json={"id": 1, "method": "pixels", "k": 3},
-                        headers={"X-API-Key": KEY})
+        ok = httpx.post(
+            f"{server.url}/api/search", json={"id": 1, "method": "pixels", "k": 3}, headers={"X-API-Key": KEY}
+        )
         assert ok.status_code == 200, ok.text
         auth = f"X-API-Key: {KEY}\r\n".encode()
         hundred_mb = 100 * limit
-        head = (f"POST /api/search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {hundred_mb}\r\n").encode() + auth + b"\r\n"
+        head = (
+            (
+                f"POST /api/search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {hundred_mb}\r\n"
+            ).encode()
+            + auth
+            + b"\r\n"
+        )
         answer = _raw(server.port, head, [b"A" * 65536] * 1600)  # would be 100 MB; stops at the answer
         assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
         for path in ("/api/search", "/api/compare"):
-            head = (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                    f"Transfer-Encoding: chunked\r\n").encode() + auth + b"\r\n"
+            head = (
+                (
+                    f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    f"Transfer-Encoding: chunked\r\n"
+                ).encode()
+                + auth
+                + b"\r\n"
+            )
             chunk = b"10000\r\n" + b" " * 65536 + b"\r\n"
             answer = _raw(server.port, head, [chunk] * 1600)
             assert answer.startswith(b"HTTP/1.1 413"), (path, answer[:200])
@@ -719,11 +831,27 @@ def test_the_published_contract_holds_under_fuzzing(serve_home, tmp_path):
     try:
         server.wait_ready()
         done = subprocess.run(
-            [str(st), "run", f"{server.url}/openapi.json", "--checks",
-             "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,"
-             "negative_data_rejection", "--max-examples", "15", "--seed", "1", "--phases", "examples,coverage,fuzzing",
-             "--report-dir", str(tmp_path / "report")],
-            capture_output=True, text=True, cwd=tmp_path, timeout=540)
+            [
+                str(st),
+                "run",
+                f"{server.url}/openapi.json",
+                "--checks",
+                "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,"
+                "negative_data_rejection",
+                "--max-examples",
+                "15",
+                "--seed",
+                "1",
+                "--phases",
+                "examples,coverage,fuzzing",
+                "--report-dir",
+                str(tmp_path / "report"),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=540,
+        )
     finally:
         server.stop()
     assert done.returncode == 0, done.stdout[-4000:]
@@ -737,30 +865,45 @@ def test_forms_parse_what_clients_send(client, fmnist):
     """A lower-case header name, extra part headers, a repeated field, the boundary quoted in the content
     type, and an epilogue after the close: the same hits as the form a client library writes."""
     png = _png(fmnist["test"].images[0])
-    body = (b"--b0\r\nContent-Disposition: form-data; name=\"class\"\r\n\r\nSneaker\r\n"
-            b"--b0\r\ncontent-disposition: form-data; name=\"class\"\r\n\r\nBag\r\n"
-            b"--b0\r\nContent-Disposition: form-data; name=\"method\"\r\n\r\npixels\r\n"
-            b"--b0\r\nContent-Disposition: form-data; name=\"image\"; filename=\"q.png\"\r\n"
-            b"Content-Type: image/png\r\n\r\n" + png + b"\r\n--b0--\r\nepilogue")
+    body = (
+        b'--b0\r\nContent-Disposition: form-data; name="class"\r\n\r\nSneaker\r\n'
+        b'--b0\r\ncontent-disposition: form-data; name="class"\r\n\r\nBag\r\n'
+        b'--b0\r\nContent-Disposition: form-data; name="method"\r\n\r\npixels\r\n'
+        b'--b0\r\nContent-Disposition: form-data; name="image"; filename="q.png"\r\n'
+        b"Content-Type: image/png\r\n\r\n" + png + b"\r\n--b0--\r\nepilogue"
+    )
     r = client.post("/api/search", content=body, headers={"content-type": 'multipart/form-data; boundary="b0"'})
     assert r.status_code == 200, r.text
     assert r.json()["query"]["classes"] == ["Sneaker", "Bag"]
-    plain = client.post("/api/search", files={"image": ("q.png", png, "image/png")},
-                        data={"method": "pixels", "class": ["Sneaker", "Bag"]})
+    plain = client.post(
+        "/api/search",
+        files={"image": ("q.png", png, "image/png")},
+        data={"method": "pixels", "class": ["Sneaker", "Bag"]},
+    )
     assert [h["id"] for h in r.json()["hits"]] == [h["id"] for h in plain.json()["hits"]]
 
 
-@pytest.mark.parametrize("body, message", [
-    # python-multipart refuses a preamble before the first boundary (RFC 2046 allows one; no client sends it)
-    (b"preamble\r\n--b0\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nx\r\n--b0--", "Invalid multipart data"),
-    (b"--b0\r\nContent-Disposition: form-data\r\n\r\nx\r\n--b0--", 'field "name" must be provided'),
-    (b"--b0\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nx", "truncated"),
-    (b"--b0junk\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nx\r\n--b0--", "Invalid multipart data"),
-    (b"".join(b"--b0\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nx\r\n" for _ in range(201)) + b"--b0--",
-     "Too many fields. Maximum number of fields is 200"),
-    (b"".join(b'--b0\r\nContent-Disposition: form-data; name="image"; filename="q.png"\r\n\r\nx\r\n'
-              for _ in range(2)) + b"--b0--", "Too many files. Maximum number of files is 1"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        # python-multipart refuses a preamble before the first boundary (RFC 2046 allows one; no client sends it)
+        (b'preamble\r\n--b0\r\nContent-Disposition: form-data; name="a"\r\n\r\nx\r\n--b0--', "Invalid multipart data"),
+        (b"--b0\r\nContent-Disposition: form-data\r\n\r\nx\r\n--b0--", 'field "name" must be provided'),
+        (b'--b0\r\nContent-Disposition: form-data; name="a"\r\n\r\nx', "truncated"),
+        (b'--b0junk\r\nContent-Disposition: form-data; name="a"\r\n\r\nx\r\n--b0--', "Invalid multipart data"),
+        (
+            b"".join(b'--b0\r\nContent-Disposition: form-data; name="a"\r\n\r\nx\r\n' for _ in range(201)) + b"--b0--",
+            "Too many fields. Maximum number of fields is 200",
+        ),
+        (
+            b"".join(
+                b'--b0\r\nContent-Disposition: form-data; name="image"; filename="q.png"\r\n\r\nx\r\n' for _ in range(2)
+            )
+            + b"--b0--",
+            "Too many files. Maximum number of files is 1",
+        ),
+    ],
+)
 def test_forms_refuse_malformed_bodies(client, body, message):
     r = client.post("/api/search", content=body, headers={"content-type": "multipart/form-data; boundary=b0"})
     assert r.status_code == 400 and set(r.json()) == {"error"}, r.text
@@ -782,15 +925,39 @@ def test_the_serve_benchmark_measures_every_series(serve_home, tmp_path):
         if os.environ.get("FMSEARCH_REQUIRE_WRK"):
             pytest.fail("wrk is required here (FMSEARCH_REQUIRE_WRK) but not installed")
         pytest.skip("wrk is not installed (apt-get install wrk): the serve benchmark cannot run")
-    result = CliRunner().invoke(main, ["--home", str(serve_home), "bench", "serve", "--methods",
-                                       "siamese,siamese+sift", "--clients", "2", "--uploads", "28", "--workers", "2",
-                                       "--duration", "1", "--out-dir", str(tmp_path)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "--home",
+            str(serve_home),
+            "bench",
+            "serve",
+            "--methods",
+            "siamese,siamese+sift",
+            "--clients",
+            "2",
+            "--uploads",
+            "28",
+            "--workers",
+            "2",
+            "--duration",
+            "1",
+            "--out-dir",
+            str(tmp_path),
+        ],
+    )
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "serve.json").read_text())
     assert {(p["series"], p["method"], p["workers"]) for p in data["points"]} == {
-        ("service", "siamese", 2), ("service", "siamese+sift", 2)}
+        ("service", "siamese", 2),
+        ("service", "siamese+sift", 2),
+    }
     assert {(c["series"], c["method"], c["workers"]) for c in data["comparisons"]} == {
-        ("no batching", "siamese", 2), ("one worker", "siamese", 1), ("uvicorn", "siamese", 2), ("reference", "siamese", 2)}
+        ("no batching", "siamese", 2),
+        ("one worker", "siamese", 1),
+        ("uvicorn", "siamese", 2),
+        ("reference", "siamese", 2),
+    }
     points = data["points"] + [p for c in data["comparisons"] for runs in c["rounds"].values() for p in runs]
     assert len(points) == 2 + 4 * 2 * 3  # each comparison: the two servers in turn, three rounds
     for p in points:
@@ -815,8 +982,15 @@ def test_the_goals_stand_beside_their_ceiling(monkeypatch):
 
     monkeypatch.setattr(bench.os, "cpu_count", lambda: 2)
     stages = {"decode_ms": {"28": 0.05}, "embed_ms": {"siamese": 0.55}, "search_ms": {"siamese": 0.2}}
-    point = {"series": "service", "method": "siamese", "size": 28, "clients": 16, "rps": 3100.0, "p99_ms": 19.0,
-             "errors": 0}
+    point = {
+        "series": "service",
+        "method": "siamese",
+        "size": 28,
+        "clients": 16,
+        "rps": 3100.0,
+        "p99_ms": 19.0,
+        "errors": 0,
+    }
     (goal,) = bench._goals([point, {**point, "clients": 4}, {**point, "series": "reference"}], stages)
     assert goal["met"] and goal["ceiling_rps"] == pytest.approx(2500)
     assert not bench._goals([{**point, "p99_ms": 21.0}], stages)[0]["met"]
@@ -829,10 +1003,10 @@ def test_the_serve_suite_without_wrk_says_so_before_anything_runs(monkeypatch, t
 
     monkeypatch.setattr(bench_cmd.shutil, "which", lambda name: None)
     for suite in ("serve", "all"):
-        result = CliRunner().invoke(main, ["--home", str(tmp_path), "bench", suite,
-                                           "--out-dir", str(tmp_path / "out")])
+        result = CliRunner().invoke(main, ["--home", str(tmp_path), "bench", suite, "--out-dir", str(tmp_path / "out")])
         assert result.exit_code == 1 and result.output == (
-            "Error: the serve suite drives the service with wrk, which is not installed (apt-get install wrk)\n")
+            "Error: the serve suite drives the service with wrk, which is not installed (apt-get install wrk)\n"
+        )
         assert not (tmp_path / "out").exists()  # no suite ran
 
 
@@ -843,13 +1017,22 @@ def test_the_page_and_what_it_asks_of_the_api(client, fmnist):
     r = client.get("/")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     assert "default-src 'self'" in r.headers["content-security-policy"] and '<script type="module"' in r.text
-    for path, kind in (("/static/app.js", "javascript"), ("/static/insight.js", "javascript"), ("/static/style.css", "text/css"),
-                       ("/static/icon.svg", "image/svg+xml")):
+    for path, kind in (
+        ("/static/app.js", "javascript"),
+        ("/static/insight.js", "javascript"),
+        ("/static/style.css", "text/css"),
+        ("/static/icon.svg", "image/svg+xml"),
+    ):
         r = client.get(path)
         assert r.status_code == 200 and kind in r.headers["content-type"], path
     assert client.get("/static/index.html").status_code == 404  # the page only at /, with its policy
-    assert client.get("/api/items/60000").json() == {"id": 60000, "split": "test", "index": 0, "label": 9,
-                                                     "class_name": "Ankle boot"}
+    assert client.get("/api/items/60000").json() == {
+        "id": 60000,
+        "split": "test",
+        "index": 0,
+        "label": 9,
+        "class_name": "Ankle boot",
+    }
     assert client.get("/api/items/70000").status_code == 400
     big = Image.fromarray(fmnist["test"].images[0]).resize((280, 280))
     buf = io.BytesIO()
@@ -873,12 +1056,18 @@ def test_the_serve_suite_refuses_in_one_line_what_cannot_be_served(tmp_path):
     if sh.which("wrk") is None:
         pytest.skip("wrk is not installed (apt-get install wrk)")
     for args, message in (
-        (["--methods", "sift"], "Error: sift is a rerank stage, not a search method: it reorders another method's results (rerank sift)\n"),
-        (["--methods", "pixels", "--clients", "1", "--uploads", "28", "--duration", "1"],
-         "Error: `fmsearch serve` did not become ready: nothing to serve: pixels is not ingested"),
+        (
+            ["--methods", "sift"],
+            "Error: sift is a rerank stage, not a search method: it reorders another method's results (rerank sift)\n",
+        ),
+        (
+            ["--methods", "pixels", "--clients", "1", "--uploads", "28", "--duration", "1"],
+            "Error: `fmsearch serve` did not become ready: nothing to serve: pixels is not ingested",
+        ),
     ):
-        result = CliRunner().invoke(main, ["--home", str(tmp_path / "empty"), "bench", "serve", *args,
-                                           "--out-dir", str(tmp_path / "out")])
+        result = CliRunner().invoke(
+            main, ["--home", str(tmp_path / "empty"), "bench", "serve", *args, "--out-dir", str(tmp_path / "out")]
+        )
         assert result.exit_code == 1 and result.output.startswith(message), result.output
         assert result.output.count("\n") == 1 and "Traceback" not in result.output
 
@@ -894,8 +1083,10 @@ def test_the_reference_endpoint_that_cannot_load_says_why(tmp_path):
     with pytest.raises(FmsearchError) as err:
         with server:
             pass
-    assert str(err.value) == ("the reference endpoint did not become ready: failed: collection fmnist_pixels not "
-                              f"found in embedded:{tmp_path / 'empty'}; run `fmsearch ingest` first")
+    assert str(err.value) == (
+        "the reference endpoint did not become ready: failed: collection fmnist_pixels not "
+        f"found in embedded:{tmp_path / 'empty'}; run `fmsearch ingest` first"
+    )
     assert server.proc.poll() is not None  # stopped on the way out
 
 
@@ -941,10 +1132,17 @@ def test_a_folder_gallery_is_served_beside_fmnist(gallery_home, fmnist):
         health = c.get("/api/health").json()
         assert health["methods"] == ["pixels", "siamese"]
         shop = health["galleries"]["shop"]
-        assert shop["methods"] == ["pixels", "siamese"] and "Sneaker" in shop["classes"] and "T-shirt-top" in shop["classes"]
+        assert (
+            shop["methods"] == ["pixels", "siamese"]
+            and "Sneaker" in shop["classes"]
+            and "T-shirt-top" in shop["classes"]
+        )
         sneaker = int(np.nonzero(fmnist["test"].labels[:120] == 7)[0][0])
-        r = c.post("/api/search", files={"image": ("s.png", _png(fmnist["test"].images[sneaker]), "image/png")},
-                   data={"method": "siamese", "k": "3", "collection": "shop"})
+        r = c.post(
+            "/api/search",
+            files={"image": ("s.png", _png(fmnist["test"].images[sneaker]), "image/png")},
+            data={"method": "siamese", "k": "3", "collection": "shop"},
+        )
         assert r.status_code == 200, r.text
         hits = r.json()["hits"]
         assert hits[0]["path"] == f"Sneaker/{sneaker:04d}.png" and hits[0]["score"] > 0.999
@@ -954,19 +1152,27 @@ def test_a_folder_gallery_is_served_beside_fmnist(gallery_home, fmnist):
         by_id = _search(c, id=hits[0]["id"], collection="shop", method="pixels", k=5, classes=["Bag"])
         assert by_id["hits"] and {h["class_name"] for h in by_id["hits"]} == {"Bag"}
         png = c.get(hits[0]["image_url"])
-        assert png.status_code == 200 and np.array_equal(np.asarray(Image.open(io.BytesIO(png.content))),
-                                                         fmnist["test"].images[sneaker])
+        assert png.status_code == 200 and np.array_equal(
+            np.asarray(Image.open(io.BytesIO(png.content))), fmnist["test"].images[sneaker]
+        )
         item = c.get(f"/api/items/{hits[0]['id']}", params={"collection": "shop"}).json()
-        assert item == {"id": hits[0]["id"], "label": shop["classes"].index("Sneaker"), "class_name": "Sneaker",
-                        "path": hits[0]["path"]}
+        assert item == {
+            "id": hits[0]["id"],
+            "label": shop["classes"].index("Sneaker"),
+            "class_name": "Sneaker",
+            "path": hits[0]["path"],
+        }
         assert c.get("/api/items/60000").json()["split"] == "test"  # FMNIST's answer as before
         for request_, status, message in (
             (dict(json={"id": hits[0]["id"], "method": "siamese"}), 400, f"point id {hits[0]['id']} is out of range"),
             (dict(json={"id": 1, "collection": "nope"}), 400, "collection 'nope' is not a folder gallery this service"),
             (dict(json={"id": hits[0]["id"], "collection": "shop", "rerank": "sift"}), 400, "searched without it"),
             (dict(json={"id": 5, "collection": "shop"}), 400, "no image with id 5 in"),
-            (dict(json={"id": hits[0]["id"], "collection": "shop", "classes": ["Sneakr"]}), 400,
-             "unknown class 'Sneakr' in gallery shop"),
+            (
+                dict(json={"id": hits[0]["id"], "collection": "shop", "classes": ["Sneakr"]}),
+                400,
+                "unknown class 'Sneakr' in gallery shop",
+            ),
         ):
             r = c.post("/api/search", **request_)
             assert r.status_code == status and message in r.json()["error"], (request_, r.text)

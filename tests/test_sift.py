@@ -239,8 +239,9 @@ def test_near_duplicate_evaluation(sift_gallery, store, prefix, tmp_path):
     )
     from fmsearch.evaluation.report import write_near_duplicate_report
 
-    config = NearDuplicateConfig(method="pixels", sources=15, transforms=("shift", "jpeg"),
-                                 rerank=RerankConfig(shortlist=20))
+    config = NearDuplicateConfig(
+        method="pixels", sources=15, transforms=("shift", "jpeg"), rerank=RerankConfig(shortlist=20)
+    )
     data = evaluate_near_duplicates(store, config, prefix=prefix)
     assert set(data["per_transform"]) == {"shift", "jpeg"} and data["sources"] == 15
     for v in data["per_transform"].values():
@@ -262,7 +263,21 @@ def run(home, *args):
 
 
 def test_cli_query_with_rerank_shows_both_scores(home):
-    r = run(home, "query", "--id", "60000", "--method", "pixels", "-k", "5", "--rerank", "sift", "--shortlist", "20", "--json")
+    r = run(
+        home,
+        "query",
+        "--id",
+        "60000",
+        "--method",
+        "pixels",
+        "-k",
+        "5",
+        "--rerank",
+        "sift",
+        "--shortlist",
+        "20",
+        "--json",
+    )
     assert r.exit_code == 0, r.output
     hits = [json.loads(line) for line in r.output.splitlines()]
     assert len(hits) == 5 and all(h["first_score"] is not None and h["rerank_score"] is not None for h in hits)
@@ -295,7 +310,10 @@ def test_cli_compare(home, tmp_path, fmnist):
         (["compare", "1", "2", "--ratio", "2"], "ratio"),
         (["compare", "1", "2", "--upscale", "0"], "upscale"),
         (["query", "--id", "1", "--method", "sift"], "rerank stage"),
-        (["query", "--id", "1", "--method", "pixels", "--rerank", "sift", "-k", "20", "--shortlist", "10"], "shortlist"),
+        (
+            ["query", "--id", "1", "--method", "pixels", "--rerank", "sift", "-k", "20", "--shortlist", "10"],
+            "shortlist",
+        ),
         (["query", "--id", "1", "--method", "pixels", "--rerank", "sift", "--rerank-weight", "-1"], "rerank-weight"),
         (["query", "--id", "1", "--method", "autoencoder", "--rerank", "sift"], "fmnist_autoencoder not found"),
         (["ingest", "--method", "sift", "--weights", "x.keras"], "does not apply to sift"),
@@ -310,14 +328,40 @@ def test_cli_errors(home, args, message):
 @pytest.mark.slow
 def test_cli_evaluate_with_rerank_and_near_duplicate(home, tmp_path):
     out = tmp_path / "cat"
-    r = run(home, "evaluate", "--method", "pixels", "--queries", "30", "--rerank", "sift", "--shortlist", "20", "--out", str(out))
+    r = run(
+        home,
+        "evaluate",
+        "--method",
+        "pixels",
+        "--queries",
+        "30",
+        "--rerank",
+        "sift",
+        "--shortlist",
+        "20",
+        "--out",
+        str(out),
+    )
     assert r.exit_code == 0, r.output
     data = json.loads((out / "metrics.json").read_text())
     assert data["settings"]["rerank"]["mode"] == "maxsim" and "first_stage" in data
     assert set(data["first_stage"]["metrics"]) == set(data["metrics"])
     assert "## Rerank stage" in (out / "report.md").read_text()
     out = tmp_path / "nd"
-    r = run(home, "evaluate", "--method", "pixels", "--task", "near-duplicate", "--sources", "10", "--shortlist", "20", "--out", str(out))
+    r = run(
+        home,
+        "evaluate",
+        "--method",
+        "pixels",
+        "--task",
+        "near-duplicate",
+        "--sources",
+        "10",
+        "--shortlist",
+        "20",
+        "--out",
+        str(out),
+    )
     assert r.exit_code == 0, r.output
     assert "rotate" in r.output and (out / "recall.png").exists()
 

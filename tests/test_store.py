@@ -13,9 +13,7 @@ from fmsearch.store import QueryFilter, schema
 def _fill(store, prefix, vectors, labels, meta=None):
     spec = schema.CollectionSpec(prefix + "toy", dim=vectors.shape[1], metadata=meta or {"method": "toy"})
     store.create(spec)
-    payloads = [
-        schema.make_payload("train", i, int(labels[i]), "") for i in range(len(vectors))
-    ]
+    payloads = [schema.make_payload("train", i, int(labels[i]), "") for i in range(len(vectors))]
     store.upsert(spec.name, list(range(len(vectors))), vectors, payloads)
     store.finalize(spec.name)
     return spec.name
@@ -140,8 +138,13 @@ def test_a_serving_copy_answers_as_the_source_and_leaves_it_free(tmp_path, unit_
     try:
         flt = QueryFilter(labels=(1, 2))
         for exact in (True, False):
-            assert ([[(h.id, h.score, h.payload) for h in hits] for hits in copy.query_batch(name, v[:5], 7, flt, exact=exact)]
-                    == [[(h.id, h.score, h.payload) for h in hits] for hits in source.query_batch(name, v[:5], 7, flt, exact=exact)])
+            assert [
+                [(h.id, h.score, h.payload) for h in hits]
+                for hits in copy.query_batch(name, v[:5], 7, flt, exact=exact)
+            ] == [
+                [(h.id, h.score, h.payload) for h in hits]
+                for hits in source.query_batch(name, v[:5], 7, flt, exact=exact)
+            ]
         tuned = json.loads((tmp_path / "copy/collections" / name / SHARD_DIR / EDGE_CONFIG_FILE).read_text())
         assert (tuned["max_search_threads"], tuned["payload_memory"]) == (1, "pinned")
         own = json.loads((tmp_path / "home/collections" / name / SHARD_DIR / EDGE_CONFIG_FILE).read_text())

@@ -41,8 +41,9 @@ def build_tree() -> Path:
 
 def main() -> int:
     package = build_tree()
-    done = subprocess.run([sys.executable, "-m", "mypy", str(package)], cwd=ROOT,
-                          env={**os.environ, "MYPYPATH": str(TREE)})
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", str(package)], cwd=ROOT, env={**os.environ, "MYPYPATH": str(TREE)}
+    )
     return done.returncode
 
 

@@ -69,20 +69,33 @@ def _plan(searcher: Searcher, methods: tuple[str, ...]) -> tuple[list[dict[str, 
             continue
         disk = [searcher.store.disk_bytes(i.name) for i in infos]
         known = [d for d in disk if d is not None]
-        runs.append({
-            "mode": mode, "base": SearchMode(mode.methods[0]).label,
-            "bytes_searched": sum(schema.vector_bytes(i.dim, mode.quantization if j < len(mode.methods) else "none")
-                                  ["searched"] for j, i in enumerate(infos)),
-            "bytes_float32": sum(4 * i.dim for i in infos),
-            "disk_bytes_per_point": None if len(known) < len(disk)
-            else sum(d / max(i.points, 1) for d, i in zip(known, infos)),
-        })
+        runs.append(
+            {
+                "mode": mode,
+                "base": SearchMode(mode.methods[0]).label,
+                "bytes_searched": sum(
+                    schema.vector_bytes(i.dim, mode.quantization if j < len(mode.methods) else "none")["searched"]
+                    for j, i in enumerate(infos)
+                ),
+                "bytes_float32": sum(4 * i.dim for i in infos),
+                "disk_bytes_per_point": None
+                if len(known) < len(disk)
+                else sum(d / max(i.points, 1) for d, i in zip(known, infos, strict=False)),
+            }
+        )
     return runs, skipped
 
 
-def run_modes_bench(store: Store, *, prefix: str = schema.DEFAULT_PREFIX,
-                    methods: tuple[str, ...] | None = None, queries: int = 200, k: int = 10,
-                    data_dir=None, log: Callable[[str], None] = logger.info) -> BenchResult:
+def run_modes_bench(
+    store: Store,
+    *,
+    prefix: str = schema.DEFAULT_PREFIX,
+    methods: tuple[str, ...] | None = None,
+    queries: int = 200,
+    k: int = 10,
+    data_dir=None,
+    log: Callable[[str], None] = logger.info,
+) -> BenchResult:
     """Every search mode on the collections ``fmsearch ingest`` built, end to
     end (embed one test image + search, k=10), in the same process.
 
@@ -119,19 +132,38 @@ def run_modes_bench(store: Store, *, prefix: str = schema.DEFAULT_PREFIX,
     rows = []
     for run in runs:
         mode, base = run["mode"], p50.get(run["base"])
-        rows.append({
-            "mode": mode.label, "settings": mode.settings(), "p50_ms": p50[mode.label],
-            "vs_plain": None if base is None else p50[mode.label] / base,
-            **{key: run[key] for key in ("bytes_searched", "bytes_float32", "disk_bytes_per_point")},
-        })
-    data = {"environment": environment(), "backend": store.location, "queries": len(images), "k": k, "modes": rows,
-            "skipped": skipped}
+        rows.append(
+            {
+                "mode": mode.label,
+                "settings": mode.settings(),
+                "p50_ms": p50[mode.label],
+                "vs_plain": None if base is None else p50[mode.label] / base,
+                **{key: run[key] for key in ("bytes_searched", "bytes_float32", "disk_bytes_per_point")},
+            }
+        )
+    data = {
+        "environment": environment(),
+        "backend": store.location,
+        "queries": len(images),
+        "k": k,
+        "modes": rows,
+        "skipped": skipped,
+    }
     return BenchResult("modes", data, _table(rows), tuple(skipped))
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
     head = ["mode", "p50 ms", "vs plain query of its first method", "bytes / vector searched", "disk bytes / point"]
-    return markdown.table(head, [
-        [r["mode"], f"{r['p50_ms']:.2f}", "-" if r["vs_plain"] is None else f"{r['vs_plain']:.2f}x", r["bytes_searched"],
-         "-" if r["disk_bytes_per_point"] is None else f"{r['disk_bytes_per_point']:.0f}"] for r in rows
-    ])
+    return markdown.table(
+        head,
+        [
+            [
+                r["mode"],
+                f"{r['p50_ms']:.2f}",
+                "-" if r["vs_plain"] is None else f"{r['vs_plain']:.2f}x",
+                r["bytes_searched"],
+                "-" if r["disk_bytes_per_point"] is None else f"{r['disk_bytes_per_point']:.0f}",
+            ]
+            for r in rows
+        ],
+    )

@@ -28,8 +28,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_METHODS = ("pixels", "autoencoder", "siamese")
 
 
-def _rows(store: Store, method: str, g: np.ndarray, q: np.ndarray, labels: np.ndarray,
-          oversamplings: tuple[float, ...]) -> list[dict[str, Any]]:
+def _rows(
+    store: Store, method: str, g: np.ndarray, q: np.ndarray, labels: np.ndarray, oversamplings: tuple[float, ...]
+) -> list[dict[str, Any]]:
     """One row per quantisation of one method's embedded gallery."""
     embedder = get_embedder(method)
     reference = metrics.exact_top_k(g, q, 10)
@@ -43,7 +44,9 @@ def _rows(store: Store, method: str, g: np.ndarray, q: np.ndarray, labels: np.nd
             return recall_at_k(store.query_batch(name, q, 10, with_payload=False, quantization=params), reference)
 
         row: dict[str, Any] = {
-            "method": method, "dim": int(g.shape[1]), "quantization": quant,
+            "method": method,
+            "dim": int(g.shape[1]),
+            "quantization": quant,
             "offered": quant == "none" or quant in schema.QUANTIZATION_OFFERS.get(method, ()),
             "negative_fraction": float((g < 0).mean()),
         }
@@ -57,9 +60,15 @@ def _rows(store: Store, method: str, g: np.ndarray, q: np.ndarray, labels: np.nd
     return rows
 
 
-def run_quantization_bench(*, methods: tuple[str, ...] | None = None, gallery: int = 60_000,
-                           queries: int = 1000, oversamplings: tuple[float, ...] = (1, 2, 4, 8, 16), data_dir=None,
-                           log: Callable[[str], None] = logger.info) -> BenchResult:
+def run_quantization_bench(
+    *,
+    methods: tuple[str, ...] | None = None,
+    gallery: int = 60_000,
+    queries: int = 1000,
+    oversamplings: tuple[float, ...] = (1, 2, 4, 8, 16),
+    data_dir=None,
+    log: Callable[[str], None] = logger.info,
+) -> BenchResult:
     """Recall@10 of k=10 searches against exact search, for every method and
     quantisation, offered or not (:data:`schema.QUANTIZATION_OFFERS`).
 
@@ -87,14 +96,30 @@ def run_quantization_bench(*, methods: tuple[str, ...] | None = None, gallery: i
 
 
 def _table(rows: list[dict[str, Any]], oversamplings: tuple[float, ...]) -> str:
-    head = ["method", "dim", "values < 0", "quantisation", "offered", "HNSW, float32", "no rescore",
-            *(f"rescore, oversampling {o:g}" for o in oversamplings)]
+    head = [
+        "method",
+        "dim",
+        "values < 0",
+        "quantisation",
+        "offered",
+        "HNSW, float32",
+        "no rescore",
+        *(f"rescore, oversampling {o:g}" for o in oversamplings),
+    ]
     cells = []
     for r in rows:
         if "recall_rescore" in r:
             recalls = ["-", f"{r['recall_no_rescore']:.4f}", *(f"{v:.4f}" for v in r["recall_rescore"].values())]
         else:
             recalls = [f"{r['recall_hnsw']:.4f}", *["-"] * (len(oversamplings) + 1)]
-        cells.append([r["method"], r["dim"], f"{r['negative_fraction']:.0%}", r["quantization"],
-                      "yes" if r["offered"] else "no", *recalls])
+        cells.append(
+            [
+                r["method"],
+                r["dim"],
+                f"{r['negative_fraction']:.0%}",
+                r["quantization"],
+                "yes" if r["offered"] else "no",
+                *recalls,
+            ]
+        )
     return markdown.table(head, cells, "lrrll" + "r" * (len(oversamplings) + 2))

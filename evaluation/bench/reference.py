@@ -121,8 +121,12 @@ def create_app():
 
 def _load(state: dict[str, Any], settings: dict[str, Any]) -> None:
     try:
-        state["loaded"] = Loaded(StoreSettings(**settings["store"]), settings["methods"], threads=settings["threads"],
-                                 data_dir=settings["data_dir"])
+        state["loaded"] = Loaded(
+            StoreSettings(**settings["store"]),
+            settings["methods"],
+            threads=settings["threads"],
+            data_dir=settings["data_dir"],
+        )
     except FmsearchError as err:
         state["status"] = f"failed: {str(err).splitlines()[0]}"
         return
@@ -144,6 +148,11 @@ def _form(body: bytes, content_type: bytes) -> dict[bytes, bytes]:
 
 async def _answer(send, status: int, body: dict) -> None:
     data = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": data})

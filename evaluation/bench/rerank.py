@@ -33,11 +33,15 @@ def _extraction(images: np.ndarray, upscales: tuple[int, ...], log) -> list[dict
         sift.prepare()
         t0 = time.perf_counter()
         counts = np.array([len(sift.descriptors(img)) for img in images])
-        out.append({
-            "upscale": u, "images": len(images), "keypoints_mean": float(counts.mean()),
-            "no_keypoints_fraction": float((counts == 0).mean()),
-            "ms_per_image": 1000 * (time.perf_counter() - t0) / len(images),
-        })
+        out.append(
+            {
+                "upscale": u,
+                "images": len(images),
+                "keypoints_mean": float(counts.mean()),
+                "no_keypoints_fraction": float((counts == 0).mean()),
+                "ms_per_image": 1000 * (time.perf_counter() - t0) / len(images),
+            }
+        )
         log(f"sift x{u}: {counts.mean():.1f} keypoints/image, {(counts == 0).mean():.1%} without any")
     return out
 
@@ -68,9 +72,15 @@ def _latencies(store: Store, q_images: np.ndarray, shortlist: int, data_dir) -> 
     return latency
 
 
-def run_rerank_bench(*, gallery: int = 60_000, queries: int = 200, shortlist: int = 100,
-                     upscales: tuple[int, ...] = (1, 2, 3, 4), data_dir=None,
-                     log: Callable[[str], None] = logger.info) -> BenchResult:
+def run_rerank_bench(
+    *,
+    gallery: int = 60_000,
+    queries: int = 200,
+    shortlist: int = 100,
+    upscales: tuple[int, ...] = (1, 2, 3, 4),
+    data_dir=None,
+    log: Callable[[str], None] = logger.info,
+) -> BenchResult:
     """SIFT as a rerank stage, against the plain query in the same process.
 
     1. Extraction per upscale factor: keypoints per image, images without
@@ -90,13 +100,23 @@ def run_rerank_bench(*, gallery: int = 60_000, queries: int = 200, shortlist: in
             log(f"{method}: ingesting {gallery} images ...")
             report = ingest(store, get_ingestible(method), limit=gallery, data_dir=data_dir)
             ingests[method] = {
-                "points": report.points_total, "embed_s": report.seconds_embed, "write_s": report.seconds_write,
-                "index_s": report.seconds_index, "total_s": report.seconds,
+                "points": report.points_total,
+                "embed_s": report.seconds_embed,
+                "write_s": report.seconds_write,
+                "index_s": report.seconds_index,
+                "total_s": report.seconds,
                 "disk_bytes": store.disk_bytes(schema.collection_name(method)),
             }
         latency = _latencies(store, test.images[:queries], shortlist, data_dir)
-    data = {"environment": environment(), "gallery": gallery, "queries": queries, "shortlist": shortlist,
-            "latency_p50_ms": latency, "ingest": ingests, "extraction": extraction}
+    data = {
+        "environment": environment(),
+        "gallery": gallery,
+        "queries": queries,
+        "shortlist": shortlist,
+        "latency_p50_ms": latency,
+        "ingest": ingests,
+        "extraction": extraction,
+    }
     return BenchResult("rerank", data, _table(latency, ingests, extraction, shortlist))
 
 
@@ -112,16 +132,37 @@ def _table(latency, ingests, extraction, shortlist: int) -> str:
         ("query + SIFT + lowe rerank, end to end", "query_with_rerank_lowe"),
     ]
     pixels = ingests["pixels"]["total_s"]
-    return "\n\n".join([
-        markdown.table(["step", "p50 ms", "vs plain query"],
-                       [[label, f"{latency[key]:.2f}", f"{latency[key] / base:.1f}x"] for label, key in steps]),
-        markdown.table(
-            ["collection", "points", "ingest s (extract/embed + write + index)", "vs pixels", "MB on disk"],
-            [[schema.collection_name(m), i["points"],
-              f"{i['total_s']:.0f} ({i['embed_s']:.0f} + {i['write_s']:.0f} + {i['index_s']:.0f})",
-              f"{i['total_s'] / pixels:.1f}x", f"{i['disk_bytes'] / 1e6:.0f}"] for m, i in ingests.items()]),
-        markdown.table(
-            ["upscale", "keypoints / image", "images without keypoints", "ms / image"],
-            [[f"{e['upscale']}x", f"{e['keypoints_mean']:.1f}", f"{e['no_keypoints_fraction']:.1%}",
-              f"{e['ms_per_image']:.2f}"] for e in extraction], "rrrr"),
-    ])
+    return "\n\n".join(
+        [
+            markdown.table(
+                ["step", "p50 ms", "vs plain query"],
+                [[label, f"{latency[key]:.2f}", f"{latency[key] / base:.1f}x"] for label, key in steps],
+            ),
+            markdown.table(
+                ["collection", "points", "ingest s (extract/embed + write + index)", "vs pixels", "MB on disk"],
+                [
+                    [
+                        schema.collection_name(m),
+                        i["points"],
+                        f"{i['total_s']:.0f} ({i['embed_s']:.0f} + {i['write_s']:.0f} + {i['index_s']:.0f})",
+                        f"{i['total_s'] / pixels:.1f}x",
+                        f"{i['disk_bytes'] / 1e6:.0f}",
+                    ]
+                    for m, i in ingests.items()
+                ],
+            ),
+            markdown.table(
+                ["upscale", "keypoints / image", "images without keypoints", "ms / image"],
+                [
+                    [
+                        f"{e['upscale']}x",
+                        f"{e['keypoints_mean']:.1f}",
+                        f"{e['no_keypoints_fraction']:.1%}",
+                        f"{e['ms_per_image']:.2f}",
+                    ]
+                    for e in extraction
+                ],
+                "rrrr",
+            ),
+        ]
+    )

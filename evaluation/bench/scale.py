@@ -88,12 +88,12 @@ def _gallery(kind: str, embedder, n: int, train, seed: int, log: Callable[[str],
     vectors, images = np.empty((n, embedder.dim), np.float32), np.empty((n, 28, 28), np.uint8)
     clock, spent = [], 0.0
     for lo, block in galleries.augmented(train.images, n, seed):
-        images[lo:lo + len(block)] = block
+        images[lo : lo + len(block)] = block
         for c in range(0, len(block), _EMBED_CHUNK):
             t0 = time.perf_counter()
-            part = embedder.embed(block[c:c + _EMBED_CHUNK])
+            part = embedder.embed(block[c : c + _EMBED_CHUNK])
             spent += time.perf_counter() - t0
-            vectors[lo + c:lo + c + len(part)] = part
+            vectors[lo + c : lo + c + len(part)] = part
             clock.append((lo + c + len(part), spent))
     return _Gallery(vectors=vectors, images=images, embed_clock=clock, **common)
 
@@ -121,11 +121,14 @@ def _filters(labels: np.ndarray, seed: int) -> dict[str, list[QueryFilter]]:
 def _references(g: _Gallery, n: int, queries: np.ndarray, filters, k: int = 10) -> dict[str, np.ndarray]:
     """Exact top-k ids per query: unfiltered and under each filter."""
     out = {name: np.empty((len(queries), k), np.int64) for name in ("none", *filters)}
-    masks = {"own class": lambda f: g.labels[:n] == f.labels[0], "other class": lambda f: g.labels[:n] == f.labels[0],
-             "1% group": lambda f: g.groups[:n] == f.fields[0][1][0]}
+    masks = {
+        "own class": lambda f: g.labels[:n] == f.labels[0],
+        "other class": lambda f: g.labels[:n] == f.labels[0],
+        "1% group": lambda f: g.groups[:n] == f.fields[0][1][0],
+    }
     for lo in range(0, len(queries), 50):
-        scores = queries[lo:lo + 50] @ g.vectors[:n].T
-        out["none"][lo:lo + 50] = metrics.top_k(scores, k)
+        scores = queries[lo : lo + 50] @ g.vectors[:n].T
+        out["none"][lo : lo + 50] = metrics.top_k(scores, k)
         for name, per_query in filters.items():
             for i in range(lo, min(lo + 50, len(queries))):
                 s = np.where(masks[name](per_query[i]), scores[i - lo], -np.inf)
@@ -159,10 +162,19 @@ def _ingest(store, spec: schema.CollectionSpec, g: _Gallery, n: int) -> dict[str
         t0 = time.perf_counter()
         for lo in range(0, n, _WRITE_BATCH):
             ids = range(lo, min(n, lo + _WRITE_BATCH))
-            payloads = [{**schema.make_payload("train", int(g.sources[i]), int(g.labels[i]),
-                                               "" if g.images is None else encode_png(g.images[i])),
-                         GROUP: int(g.groups[i])} for i in ids]
-            store.upsert(target.name, list(ids), g.vectors[lo:lo + len(ids)], payloads)
+            payloads = [
+                {
+                    **schema.make_payload(
+                        "train",
+                        int(g.sources[i]),
+                        int(g.labels[i]),
+                        "" if g.images is None else encode_png(g.images[i]),
+                    ),
+                    GROUP: int(g.groups[i]),
+                }
+                for i in ids
+            ]
+            store.upsert(target.name, list(ids), g.vectors[lo : lo + len(ids)], payloads)
         t1 = time.perf_counter()
         store.finalize(target.name)
         t2 = time.perf_counter()
@@ -172,8 +184,15 @@ def _ingest(store, spec: schema.CollectionSpec, g: _Gallery, n: int) -> dict[str
     return {"upsert_s": t1 - t0, "index_s": t2 - t1}
 
 
-def _search(store, name: str, queries: np.ndarray, warm: np.ndarray, refs: dict[str, np.ndarray], filters,
-            quantization: str = "none") -> dict[str, Any]:
+def _search(
+    store,
+    name: str,
+    queries: np.ndarray,
+    warm: np.ndarray,
+    refs: dict[str, np.ndarray],
+    filters,
+    quantization: str = "none",
+) -> dict[str, Any]:
     """Latency, throughput and recall: unfiltered, then each filter at each
     setting. A quantised collection is searched as the product searches it:
     rescored, at its default oversampling. First, other queries warm the
@@ -183,21 +202,34 @@ def _search(store, name: str, queries: np.ndarray, warm: np.ndarray, refs: dict[
 
     def one(ref: np.ndarray, flt=None, ef=None, acorn=False, q=quant) -> dict[str, float]:
         hits: list = []
-        t = latency_ms(lambda i: hits.append(store.query(name, queries[i], 10, None if flt is None else flt[i],
-                                                         hnsw_ef=ef, acorn=acorn, quantization=q,
-                                                         with_payload=False)),
-                       range(len(queries)))
+        t = latency_ms(
+            lambda i: hits.append(
+                store.query(
+                    name,
+                    queries[i],
+                    10,
+                    None if flt is None else flt[i],
+                    hnsw_ef=ef,
+                    acorn=acorn,
+                    quantization=q,
+                    with_payload=False,
+                )
+            ),
+            range(len(queries)),
+        )
         return {"p50_ms": t["p50_ms"], "p99_ms": t["p99_ms"], "recall_at_10": recall_at_k(hits[1:], ref)}
 
-    cold = latency_ms(lambda i: store.query(name, warm[i], 10, quantization=quant, with_payload=False),
-                      range(len(warm)))
+    cold = latency_ms(
+        lambda i: store.query(name, warm[i], 10, quantization=quant, with_payload=False), range(len(warm))
+    )
     out: dict[str, Any] = {"cold": {"p50_ms": cold["p50_ms"], "p99_ms": cold["p99_ms"]}}
     out |= {"plain": one(refs["none"]), "plain ef64": one(refs["none"], ef=64)}
     if quant is not None:  # how far the quantised shortlist must reach at this size
         for o in QUANT_OVERSAMPLINGS:
             out[f"plain oversampling {o:g}"] = one(refs["none"], q=QuantizationParams(True, float(o)))
     out["plain"]["batch_qps"] = batch_qps(
-        lambda b: store.query_batch(name, b, 10, quantization=quant, with_payload=False), queries)
+        lambda b: store.query_batch(name, b, 10, quantization=quant, with_payload=False), queries
+    )
     for fname, flt in filters.items():
         out[fname] = {_setting(ef, acorn): one(refs[fname], flt, ef, acorn) for ef, acorn in FILTERED_SETTINGS}
     return out
@@ -207,8 +239,9 @@ def _setting(ef: int, acorn: bool) -> str:
     return f"ef {ef}{' + ACORN' if acorn else ''}"
 
 
-def _hnswlib(vectors: np.ndarray, queries: np.ndarray, refs: dict[str, np.ndarray], labels: np.ndarray,
-             filters, seed: int) -> dict[str, Any]:
+def _hnswlib(
+    vectors: np.ndarray, queries: np.ndarray, refs: dict[str, np.ndarray], labels: np.ndarray, filters, seed: int
+) -> dict[str, Any]:
     """The reference engine on the same vectors: build seconds (every core),
     memory, single-query p50/p99, batch q/s and recall@10 at the store's ef;
     and the recall of its filtered search under the class filters."""
@@ -217,42 +250,72 @@ def _hnswlib(vectors: np.ndarray, queries: np.ndarray, refs: dict[str, np.ndarra
     rss0 = _settle()
     index = hnswlib.Index(space="ip", dim=vectors.shape[1])
     t0 = time.perf_counter()
-    index.init_index(max_elements=len(vectors), M=schema.HNSW_M, ef_construction=schema.HNSW_EF_CONSTRUCT,
-                     random_seed=seed)
+    index.init_index(
+        max_elements=len(vectors), M=schema.HNSW_M, ef_construction=schema.HNSW_EF_CONSTRUCT, random_seed=seed
+    )
     index.add_items(vectors, np.arange(len(vectors)), num_threads=os.cpu_count() or 1)
     build_s = time.perf_counter() - t0
     index.set_ef(DEFAULT_HNSW_EF)
     found: list = []
-    t = latency_ms(lambda i: found.append(index.knn_query(queries[i:i + 1], 10, num_threads=1)[0][0]),
-                   range(len(queries)))
+    t = latency_ms(
+        lambda i: found.append(index.knn_query(queries[i : i + 1], 10, num_threads=1)[0][0]), range(len(queries))
+    )
     qps = batch_qps(lambda b: index.knn_query(b, 10), queries)
     ids = np.asarray(found[1:], np.int64)
-    out: dict[str, Any] = {"build_s": build_s, "rss_mib": _rss_mib() - rss0, "p50_ms": t["p50_ms"],
-                           "p99_ms": t["p99_ms"], "batch_qps": qps, "recall_at_10": mean_overlap(ids, refs["none"])}
+    out: dict[str, Any] = {
+        "build_s": build_s,
+        "rss_mib": _rss_mib() - rss0,
+        "p50_ms": t["p50_ms"],
+        "p99_ms": t["p99_ms"],
+        "batch_qps": qps,
+        "recall_at_10": mean_overlap(ids, refs["none"]),
+    }
     for fname in ("own class", "other class"):
         out[fname] = {}
         for ef in HNSWLIB_FILTERED_EF:
             index.set_ef(ef)
-            got = [index.knn_query(queries[i:i + 1], 10, num_threads=1,
-                                   filter=lambda j, c=f.labels[0]: labels[j] == c)[0][0]
-                   for i, f in enumerate(filters[fname])]
+            got = [
+                index.knn_query(queries[i : i + 1], 10, num_threads=1, filter=lambda j, c=f.labels[0]: labels[j] == c)[
+                    0
+                ][0]
+                for i, f in enumerate(filters[fname])
+            ]
             out[fname][f"ef {ef}"] = mean_overlap(np.asarray(got, np.int64), refs[fname])
     return out
 
 
-def _measure(g: _Gallery, n: int, queries, q_labels, warm, spec_args: dict[str, Any], tmp: str, seed: int,
-             log: Callable[[str], None]) -> dict[str, Any]:
+def _measure(
+    g: _Gallery,
+    n: int,
+    queries,
+    q_labels,
+    warm,
+    spec_args: dict[str, Any],
+    tmp: str,
+    seed: int,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
     """One size: build, reopen, query; hnswlib beside it."""
     vectors = g.vectors[:n]
     filters = _filters(q_labels, seed)
     refs = _references(g, n, queries, filters)
-    spec = schema.CollectionSpec(f"scale_{g.kind}_{g.method}_{n}", dim=vectors.shape[1],
-                                 payload_indexes={**schema.PAYLOAD_INDEXES, GROUP: "integer"}, **spec_args)
+    spec = schema.CollectionSpec(
+        f"scale_{g.kind}_{g.method}_{n}",
+        dim=vectors.shape[1],
+        payload_indexes={**schema.PAYLOAD_INDEXES, GROUP: "integer"},
+        **spec_args,
+    )
     home = f"{tmp}/edge"
     rss0 = _settle()
     with open_store(None, home=home) as store:
-        row: dict[str, Any] = {"kind": g.kind, "method": g.method, "points": n, "dim": int(vectors.shape[1]),
-                               "embed_s": g.embed_s(n), **_ingest(store, spec, g, n)}
+        row: dict[str, Any] = {
+            "kind": g.kind,
+            "method": g.method,
+            "points": n,
+            "dim": int(vectors.shape[1]),
+            "embed_s": g.embed_s(n),
+            **_ingest(store, spec, g, n),
+        }
         row["build_peak_rss_mib"] = _rss_mib("VmHWM") - rss0
         disk = store.disk_bytes(spec.name)
         row["disk_mib"] = None if disk is None else disk / 2**20
@@ -265,8 +328,10 @@ def _measure(g: _Gallery, n: int, queries, q_labels, warm, spec_args: dict[str, 
         store.delete(spec.name)
     total = (row["embed_s"] or 0) + row["upsert_s"] + row["index_s"]
     row["points_per_s"] = n / total
-    log(f"{g.kind} {g.method} {n:,}: upsert {row['upsert_s']:.1f} s, index {row['index_s']:.1f} s, "
-        f"p99 {row['search']['plain']['p99_ms']:.2f} ms, recall@10 {row['search']['plain']['recall_at_10']:.3f}")
+    log(
+        f"{g.kind} {g.method} {n:,}: upsert {row['upsert_s']:.1f} s, index {row['index_s']:.1f} s, "
+        f"p99 {row['search']['plain']['p99_ms']:.2f} ms, recall@10 {row['search']['plain']['recall_at_10']:.3f}"
+    )
     try:
         row["hnswlib"] = _hnswlib(vectors, queries, refs, g.labels[:n], filters, seed)
         row["build_vs_hnswlib"] = (row["upsert_s"] + row["index_s"]) / row["hnswlib"]["build_s"]
@@ -276,20 +341,33 @@ def _measure(g: _Gallery, n: int, queries, q_labels, warm, spec_args: dict[str, 
     return row
 
 
-def run_scale_bench(*, sizes: tuple[int, ...] = SIZES, kinds: tuple[str, ...] = galleries.KINDS,
-                    methods: tuple[str, ...] = METHODS, queries: int = 300,
-                    linked_fields: tuple[str, ...] | None = None, on_disk: bool = False, quantization: str = "none",
-                    full_scan_threshold_kb: int = schema.FULL_SCAN_THRESHOLD_KB,
-                    plot_dir: str | os.PathLike | None = None,
-                    data_dir=None, seed: int = 0, log: Callable[[str], None] = logger.info) -> BenchResult:
+def run_scale_bench(
+    *,
+    sizes: tuple[int, ...] = SIZES,
+    kinds: tuple[str, ...] = galleries.KINDS,
+    methods: tuple[str, ...] = METHODS,
+    queries: int = 300,
+    linked_fields: tuple[str, ...] | None = None,
+    on_disk: bool = False,
+    quantization: str = "none",
+    full_scan_threshold_kb: int = schema.FULL_SCAN_THRESHOLD_KB,
+    plot_dir: str | os.PathLike | None = None,
+    data_dir=None,
+    seed: int = 0,
+    log: Callable[[str], None] = logger.info,
+) -> BenchResult:
     """The scale series: every kind, method and size (see the module doc)."""
     check_first_stage(methods, "is a rerank stage (the rerank suite), not a gallery the scale suite builds")
-    spec_args: dict[str, Any] = {"on_disk": on_disk, "quantization": quantization,
-                                 "full_scan_threshold_kb": full_scan_threshold_kb}
+    spec_args: dict[str, Any] = {
+        "on_disk": on_disk,
+        "quantization": quantization,
+        "full_scan_threshold_kb": full_scan_threshold_kb,
+    }
     if linked_fields is not None:
         spec_args["linked_fields"] = linked_fields
-    schema.CollectionSpec("check", dim=1, payload_indexes={**schema.PAYLOAD_INDEXES, GROUP: "integer"},
-                          **spec_args)  # a bad setting fails now, not after the first gallery is made
+    schema.CollectionSpec(
+        "check", dim=1, payload_indexes={**schema.PAYLOAD_INDEXES, GROUP: "integer"}, **spec_args
+    )  # a bad setting fails now, not after the first gallery is made
     train, test = load_split("train", data_dir), load_split("test", data_dir)
     rows = []
     skipped: tuple[dict[str, str], ...] = ()
@@ -304,10 +382,18 @@ def run_scale_bench(*, sizes: tuple[int, ...] = SIZES, kinds: tuple[str, ...] = 
                 del g
     if any(r["hnswlib"] is None for r in rows):
         skipped = ({"mode": "hnswlib", "why": "not installed (pip install '.[scale]')"},)
-    settings = {"hnsw_m": schema.HNSW_M, "ef_construct": schema.HNSW_EF_CONSTRUCT, "hnsw_ef": DEFAULT_HNSW_EF,
-                "linked_fields": list(linked_fields or schema.LINKED_FIELDS), "on_disk": on_disk,
-                "quantization": quantization, "full_scan_threshold_kb": full_scan_threshold_kb,
-                "jitter": galleries.JITTER, "queries": queries, "seed": seed}
+    settings = {
+        "hnsw_m": schema.HNSW_M,
+        "ef_construct": schema.HNSW_EF_CONSTRUCT,
+        "hnsw_ef": DEFAULT_HNSW_EF,
+        "linked_fields": list(linked_fields or schema.LINKED_FIELDS),
+        "on_disk": on_disk,
+        "quantization": quantization,
+        "full_scan_threshold_kb": full_scan_threshold_kb,
+        "jitter": galleries.JITTER,
+        "queries": queries,
+        "seed": seed,
+    }
     data = {"k": 10, "settings": settings, "environment": environment(), "rows": rows}
     if plot_dir is not None and rows:
         data["plot"] = str(plot(data, Path(plot_dir) / "scale.png"))
@@ -315,53 +401,103 @@ def run_scale_bench(*, sizes: tuple[int, ...] = SIZES, kinds: tuple[str, ...] = 
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    head = ["gallery", "N", "embed s", "upsert s", "index s", "points/s", "hnswlib build s", "build / hnswlib",
-            "disk MiB", "serve RSS MiB (heap)", "p50 / p99 ms (first pass p99)", "batch q/s", "recall@10", "hnswlib p99 ms / recall",
-            f"own class / other class / 1% recall (ef {DEFAULT_HNSW_EF})"]
+    head = [
+        "gallery",
+        "N",
+        "embed s",
+        "upsert s",
+        "index s",
+        "points/s",
+        "hnswlib build s",
+        "build / hnswlib",
+        "disk MiB",
+        "serve RSS MiB (heap)",
+        "p50 / p99 ms (first pass p99)",
+        "batch q/s",
+        "recall@10",
+        "hnswlib p99 ms / recall",
+        f"own class / other class / 1% recall (ef {DEFAULT_HNSW_EF})",
+    ]
     cells = []
     for r in rows:
         s, h = r["search"], r["hnswlib"]
         base = _setting(DEFAULT_HNSW_EF, False)
-        cells.append([
-            f"{r['kind']} {r['method']}", f"{r['points']:,}", "-" if r["embed_s"] is None else f"{r['embed_s']:.1f}",
-            f"{r['upsert_s']:.1f}", f"{r['index_s']:.1f}", f"{r['points_per_s']:,.0f}",
-            "-" if h is None else f"{h['build_s']:.1f}", "-" if h is None else f"{r['build_vs_hnswlib']:.2f}x",
-            f"{r['disk_mib']:.0f}", f"{r['serve_rss_mib']:.0f} ({r['serve_rss_anon_mib']:.0f})",
-            f"{s['plain']['p50_ms']:.2f} / {s['plain']['p99_ms']:.2f} ({s['cold']['p99_ms']:.2f})",
-            f"{s['plain']['batch_qps']:,.0f}",
-            f"{s['plain']['recall_at_10']:.3f}", "-" if h is None else f"{h['p99_ms']:.2f} / {h['recall_at_10']:.3f}",
-            " / ".join(f"{s[f][base]['recall_at_10']:.3f}" for f in FILTERS),
-        ])
+        cells.append(
+            [
+                f"{r['kind']} {r['method']}",
+                f"{r['points']:,}",
+                "-" if r["embed_s"] is None else f"{r['embed_s']:.1f}",
+                f"{r['upsert_s']:.1f}",
+                f"{r['index_s']:.1f}",
+                f"{r['points_per_s']:,.0f}",
+                "-" if h is None else f"{h['build_s']:.1f}",
+                "-" if h is None else f"{r['build_vs_hnswlib']:.2f}x",
+                f"{r['disk_mib']:.0f}",
+                f"{r['serve_rss_mib']:.0f} ({r['serve_rss_anon_mib']:.0f})",
+                f"{s['plain']['p50_ms']:.2f} / {s['plain']['p99_ms']:.2f} ({s['cold']['p99_ms']:.2f})",
+                f"{s['plain']['batch_qps']:,.0f}",
+                f"{s['plain']['recall_at_10']:.3f}",
+                "-" if h is None else f"{h['p99_ms']:.2f} / {h['recall_at_10']:.3f}",
+                " / ".join(f"{s[f][base]['recall_at_10']:.3f}" for f in FILTERS),
+            ]
+        )
     return markdown.table(head, cells)
 
 
 def _filter_table(rows: list[dict[str, Any]]) -> str:
     """Filtered search per setting: recall@10 and p99 ms."""
-    head = ["gallery", "N", "filter", *(_setting(ef, a) for ef, a in FILTERED_SETTINGS),
-            f"hnswlib filtered, ef {' / '.join(map(str, HNSWLIB_FILTERED_EF))}"]
+    head = [
+        "gallery",
+        "N",
+        "filter",
+        *(_setting(ef, a) for ef, a in FILTERED_SETTINGS),
+        f"hnswlib filtered, ef {' / '.join(map(str, HNSWLIB_FILTERED_EF))}",
+    ]
     cells = []
     for r in rows:
         for f in FILTERS:
             h = (r["hnswlib"] or {}).get(f)
-            cells.append([f"{r['kind']} {r['method']}", f"{r['points']:,}", f, *(
-                f"{v['recall_at_10']:.3f} ({v['p99_ms']:.2f} ms)" for v in r["search"][f].values()),
-                "-" if h is None else " / ".join(f"{v:.3f}" for v in h.values())])
+            cells.append(
+                [
+                    f"{r['kind']} {r['method']}",
+                    f"{r['points']:,}",
+                    f,
+                    *(f"{v['recall_at_10']:.3f} ({v['p99_ms']:.2f} ms)" for v in r["search"][f].values()),
+                    "-" if h is None else " / ".join(f"{v:.3f}" for v in h.values()),
+                ]
+            )
     return markdown.table(head, cells)
 
 
 def sizing_table(rows: list[dict[str, Any]]) -> str:
     """The per-point constants of each gallery at its largest size: what
     the sizing of a cluster (docs/scale.md) multiplies."""
-    head = ["gallery", "at N", "disk B/point", "serving RSS B/point", "build peak RSS B/point", "upsert us/point",
-            "index us/point", "query p50 ms"]
+    head = [
+        "gallery",
+        "at N",
+        "disk B/point",
+        "serving RSS B/point",
+        "build peak RSS B/point",
+        "upsert us/point",
+        "index us/point",
+        "query p50 ms",
+    ]
     cells = []
     for key in dict.fromkeys((r["kind"], r["method"]) for r in rows):
         r = max((r for r in rows if (r["kind"], r["method"]) == key), key=lambda r: r["points"])
         n = r["points"]
-        cells.append([" ".join(key), f"{n:,}", f"{r['disk_mib'] * 2**20 / n:,.0f}",
-                      f"{r['serve_rss_mib'] * 2**20 / n:,.0f}", f"{r['build_peak_rss_mib'] * 2**20 / n:,.0f}",
-                      f"{r['upsert_s'] * 1e6 / n:.1f}", f"{r['index_s'] * 1e6 / n:.1f}",
-                      f"{r['search']['plain']['p50_ms']:.2f}"])
+        cells.append(
+            [
+                " ".join(key),
+                f"{n:,}",
+                f"{r['disk_mib'] * 2**20 / n:,.0f}",
+                f"{r['serve_rss_mib'] * 2**20 / n:,.0f}",
+                f"{r['build_peak_rss_mib'] * 2**20 / n:,.0f}",
+                f"{r['upsert_s'] * 1e6 / n:.1f}",
+                f"{r['index_s'] * 1e6 / n:.1f}",
+                f"{r['search']['plain']['p50_ms']:.2f}",
+            ]
+        )
     return markdown.table(head, cells)
 
 
@@ -381,24 +517,34 @@ def plot(data: dict[str, Any], path: Path) -> Path:
         return lambda r: r["hnswlib"] and r["hnswlib"][key]
 
     panels = [  # title, Qdrant's figure, the dashed reference beside it and its name
-        ("ingest seconds (embed + upsert + index)", lambda r: (r["embed_s"] or 0) + r["upsert_s"] + r["index_s"],
-         ref("build_s"), "hnswlib build"),
+        (
+            "ingest seconds (embed + upsert + index)",
+            lambda r: (r["embed_s"] or 0) + r["upsert_s"] + r["index_s"],
+            ref("build_s"),
+            "hnswlib build",
+        ),
         ("single-query p99 ms", plain("p99_ms"), ref("p99_ms"), "hnswlib"),
         ("batch queries/s", plain("batch_qps"), ref("batch_qps"), "hnswlib"),
         ("recall@10: none (o), own class (^), other class (v), 1% (s); hnswlib (x)", None, None, ""),
         ("disk MiB", lambda r: r["disk_mib"], None, ""),
-        ("resident MiB: serving (o), peak while building (^)", lambda r: r["serve_rss_mib"],
-         lambda r: r["build_peak_rss_mib"], "build peak"),
+        (
+            "resident MiB: serving (o), peak while building (^)",
+            lambda r: r["serve_rss_mib"],
+            lambda r: r["build_peak_rss_mib"],
+            "build peak",
+        ),
     ]
     keys = list(dict.fromkeys((r["kind"], r["method"]) for r in rows))
-    for ax, (title, qdrant, other, other_name) in zip(axes, panels):
-        for color, key in zip(("C0", "C1", "C2", "C3", "C4", "C5"), keys):
+    for ax, (title, qdrant, other, other_name) in zip(axes, panels, strict=False):
+        for color, key in zip(("C0", "C1", "C2", "C3", "C4", "C5"), keys, strict=False):
             rs = [r for r in rows if (r["kind"], r["method"]) == key]
             xs, label = [r["points"] for r in rs], " ".join(key)
             if qdrant is None:
-                for marker, f in zip("o^vs", ("plain", *FILTERS)):
-                    ys = [r["search"][f]["recall_at_10"] if f == "plain" else r["search"][f][base]["recall_at_10"]
-                          for r in rs]
+                for marker, f in zip("o^vs", ("plain", *FILTERS), strict=False):
+                    ys = [
+                        r["search"][f]["recall_at_10"] if f == "plain" else r["search"][f][base]["recall_at_10"]
+                        for r in rs
+                    ]
                     ax.plot(xs, ys, marker=marker, color=color, label=label if marker == "o" else None)
                 if all(r["hnswlib"] for r in rs):
                     ax.plot(xs, [r["hnswlib"]["recall_at_10"] for r in rs], marker="x", ls="--", color=color)

@@ -47,19 +47,32 @@ def _datasets(sizes, synthetic: int, synthetic_dim: int, queries: int, data_dir,
     rng = np.random.default_rng(seed)
     q_real = embedder.embed(test.images[rng.choice(len(test), size=queries, replace=False)])
     for n in sizes:
-        payloads = [schema.make_payload("train", i, int(train.labels[i]), encode_png(train.images[i]))
-                    for i in range(n)]
+        payloads = [
+            schema.make_payload("train", i, int(train.labels[i]), encode_png(train.images[i])) for i in range(n)
+        ]
         yield f"pixels {n // 1000}k", embedder.embed(train.images[:n]), q_real, payloads
     if synthetic:
         g = rng.normal(size=(synthetic, synthetic_dim)).astype(np.float32)
         q = rng.normal(size=(queries, synthetic_dim)).astype(np.float32)
-        yield (f"synthetic {synthetic // 1000}k x {synthetic_dim}", g / np.linalg.norm(g, axis=1, keepdims=True),
-               q / np.linalg.norm(q, axis=1, keepdims=True), [{} for _ in range(synthetic)])
+        yield (
+            f"synthetic {synthetic // 1000}k x {synthetic_dim}",
+            g / np.linalg.norm(g, axis=1, keepdims=True),
+            q / np.linalg.norm(q, axis=1, keepdims=True),
+            [{} for _ in range(synthetic)],
+        )
 
 
-def run_search_bench(*, sizes: tuple[int, ...] = (10_000, 30_000, 60_000), synthetic: int = 1_000_000,
-                     synthetic_dim: int = 64, queries: int = 200, local: bool = True, data_dir=None, seed: int = 0,
-                     log: Callable[[str], None] = logger.info) -> BenchResult:
+def run_search_bench(
+    *,
+    sizes: tuple[int, ...] = (10_000, 30_000, 60_000),
+    synthetic: int = 1_000_000,
+    synthetic_dim: int = 64,
+    queries: int = 200,
+    local: bool = True,
+    data_dir=None,
+    seed: int = 0,
+    log: Callable[[str], None] = logger.info,
+) -> BenchResult:
     """Query speed of the embedded store against numpy brute force and local mode.
 
     For each gallery: Edge HNSW, Edge exact and numpy brute force on the same
@@ -82,20 +95,24 @@ def run_search_bench(*, sizes: tuple[int, ...] = (10_000, 30_000, 60_000), synth
                 row["edge_exact"] = time_store(store, spec.name, qv, exact=True, with_payload=fields)
                 if fields:
                     row["edge_filtered"] = time_queries(store, spec.name, qv, flt=SNEAKER)
-                row["hnsw_recall_at_10"] = recall_at_k(store.query_batch(spec.name, qv, 10, with_payload=False),
-                                                       metrics.exact_top_k(gallery, qv, 10))
+                row["hnsw_recall_at_10"] = recall_at_k(
+                    store.query_batch(spec.name, qv, 10, with_payload=False), metrics.exact_top_k(gallery, qv, 10)
+                )
                 store.delete(spec.name)
             row["numpy"] = time_numpy(gallery, qv)
             if local and fields:
                 log(f"{label}: qdrant-client local mode ...")
                 with open_store(f"local:{tmp}/local-{n}") as store:
                     row["local_ingest"] = time_ingest(store, spec, gallery, payloads)
-                    row["local"] = time_store(store, spec.name, qv[: max(20, queries // 4)], exact=True,
-                                              with_payload=fields)
+                    row["local"] = time_store(
+                        store, spec.name, qv[: max(20, queries // 4)], exact=True, with_payload=fields
+                    )
                     row["local_filtered"] = time_queries(store, spec.name, qv[: max(20, queries // 4)], flt=SNEAKER)
             rows.append(row)
-            log(f"{label}: HNSW p50 {row['edge_hnsw']['p50_ms']:.2f} ms, exact {row['edge_exact']['p50_ms']:.2f} ms, "
-                f"numpy {row['numpy']['p50_ms']:.2f} ms")
+            log(
+                f"{label}: HNSW p50 {row['edge_hnsw']['p50_ms']:.2f} ms, exact {row['edge_exact']['p50_ms']:.2f} ms, "
+                f"numpy {row['numpy']['p50_ms']:.2f} ms"
+            )
     data = {"k": 10, "queries": queries, "environment": environment(), "rows": rows}
     return BenchResult("search", data, _table(rows) + "\n\n" + _ingest_table(rows))
 
@@ -110,26 +127,60 @@ def _ingest_table(rows: list[dict[str, Any]]) -> str:
         stores = [("qdrant-edge", r["edge_ingest"], r["edge_filtered"])]
         if "local" in r:
             stores.append(("qdrant-client local", r["local_ingest"], r["local_filtered"]))
-        cells += [[r["dataset"], label, f"{i['upsert_s']:.1f}", f"{i['index_s']:.1f}", f"{i['total_s']:.1f}",
-                   f"{f['p50_ms']:.2f}"] for label, i, f in stores]
+        cells += [
+            [
+                r["dataset"],
+                label,
+                f"{i['upsert_s']:.1f}",
+                f"{i['index_s']:.1f}",
+                f"{i['total_s']:.1f}",
+                f"{f['p50_ms']:.2f}",
+            ]
+            for label, i, f in stores
+        ]
         if "local" in r:
             (_, edge, edge_f), (_, local, local_f) = stores
-            cells.append([r["dataset"], "**local / edge**", f"{local['upsert_s'] / edge['upsert_s']:.0f}x", "",
-                          f"{local['total_s'] / edge['total_s']:.0f}x", f"{local_f['p50_ms'] / edge_f['p50_ms']:.0f}x"])
+            cells.append(
+                [
+                    r["dataset"],
+                    "**local / edge**",
+                    f"{local['upsert_s'] / edge['upsert_s']:.0f}x",
+                    "",
+                    f"{local['total_s'] / edge['total_s']:.0f}x",
+                    f"{local_f['p50_ms'] / edge_f['p50_ms']:.0f}x",
+                ]
+            )
     return markdown.table(head, cells)
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    head = ["gallery", "Edge HNSW p50 ms", "Edge exact p50 ms", "numpy p50 ms", "local mode p50 ms", "HNSW / numpy p50",
-            "Edge HNSW batch q/s", "numpy batch q/s", "local batch q/s", "HNSW recall@10"]
+    head = [
+        "gallery",
+        "Edge HNSW p50 ms",
+        "Edge exact p50 ms",
+        "numpy p50 ms",
+        "local mode p50 ms",
+        "HNSW / numpy p50",
+        "Edge HNSW batch q/s",
+        "numpy batch q/s",
+        "local batch q/s",
+        "HNSW recall@10",
+    ]
     cells = []
     for r in rows:
         loc = r.get("local")
-        cells.append([
-            r["dataset"], f"{r['edge_hnsw']['p50_ms']:.2f}", f"{r['edge_exact']['p50_ms']:.2f}",
-            f"{r['numpy']['p50_ms']:.2f}", "-" if loc is None else f"{loc['p50_ms']:.1f}",
-            f"{r['edge_hnsw']['p50_ms'] / r['numpy']['p50_ms']:.2f}x", f"{r['edge_hnsw']['batch_qps']:.0f}",
-            f"{r['numpy']['batch_qps']:.0f}", "-" if loc is None else f"{loc['batch_qps']:.0f}",
-            f"{r['hnsw_recall_at_10']:.3f}",
-        ])
+        cells.append(
+            [
+                r["dataset"],
+                f"{r['edge_hnsw']['p50_ms']:.2f}",
+                f"{r['edge_exact']['p50_ms']:.2f}",
+                f"{r['numpy']['p50_ms']:.2f}",
+                "-" if loc is None else f"{loc['p50_ms']:.1f}",
+                f"{r['edge_hnsw']['p50_ms'] / r['numpy']['p50_ms']:.2f}x",
+                f"{r['edge_hnsw']['batch_qps']:.0f}",
+                f"{r['numpy']['batch_qps']:.0f}",
+                "-" if loc is None else f"{loc['batch_qps']:.0f}",
+                f"{r['hnsw_recall_at_10']:.3f}",
+            ]
+        )
     return markdown.table(head, cells)

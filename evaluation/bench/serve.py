@@ -44,6 +44,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +56,8 @@ from fmsearch.evaluation import markdown
 from fmsearch.evaluation.bench.reference import CONFIG_ENV, Loaded, reference_env
 from fmsearch.evaluation.bench.timing import BenchResult, environment
 from fmsearch.images.fmnist import load_split
-from fmsearch.store import StoreSettings
 from fmsearch.search.batcher import WORK_THREAD
+from fmsearch.store import StoreSettings
 
 logger = logging.getLogger(__name__)
 
@@ -72,15 +73,20 @@ BOUNDARY = "fmsearch-bench-boundary-7d2f"
 REFERENCE = "reference"
 #: what is compared with the service, each run beside it and driven in alternation with it:
 #: (series, the options of its ``fmsearch serve``, its workers (None: the service's))
-COMPARISONS = ((REFERENCE, (), None), ("no batching", ("--no-batching",), None),
-               ("one worker", (), 1), ("uvicorn", ("--server", "uvicorn"), None))
+COMPARISONS = (
+    (REFERENCE, (), None),
+    ("no batching", ("--no-batching",), None),
+    ("one worker", (), 1),
+    ("uvicorn", ("--server", "uvicorn"), None),
+)
 #: the methods compared: the reference serves both, the other comparisons the first
 FOCUS = ("siamese", "pixels")
 ROUNDS = 3
 #: the issue's goals at 16 clients on the 2-core machine: (method, size) -> (requests/s, p99 ms);
 #: pixels is to be at least as fast as siamese
 GOALS = {(method, 28): (3000, 20) for method in ("siamese", "pixels")} | {
-    (method, 280): (1500, 25) for method in ("siamese", "pixels")}
+    (method, 280): (1500, 25) for method in ("siamese", "pixels")
+}
 REFERENCE_SHARE = 0.9
 #: where the server's CPU goes, by thread (see _Server.cpu_s)
 CPU_PARTS = ("loop", "work", "http", "other")
@@ -112,9 +118,17 @@ end
 """
 
 
-def run_serve_bench(served: StoreSettings, *, data_dir: str | None = None, methods: Sequence[str] = METHODS,
-                    clients: Sequence[int] = CLIENTS, sizes: Sequence[int] = SIZES, workers: int = 2,
-                    duration: float = 5.0, log: Callable[[str], None] = logger.info) -> BenchResult:
+def run_serve_bench(
+    served: StoreSettings,
+    *,
+    data_dir: str | None = None,
+    methods: Sequence[str] = METHODS,
+    clients: Sequence[int] = CLIENTS,
+    sizes: Sequence[int] = SIZES,
+    workers: int = 2,
+    duration: float = 5.0,
+    log: Callable[[str], None] = logger.info,
+) -> BenchResult:
     """Measure the service under load (see the module's docstring).
 
     Args:
@@ -133,8 +147,9 @@ def run_serve_bench(served: StoreSettings, *, data_dir: str | None = None, metho
     """
     wrk = shutil.which("wrk")
     if wrk is None:
-        raise InvalidArgumentError("the serve benchmark drives the service with wrk, which is not installed "
-                                   "(apt-get install wrk)")
+        raise InvalidArgumentError(
+            "the serve benchmark drives the service with wrk, which is not installed (apt-get install wrk)"
+        )
     images = load_split("test", data_dir).images[:IMAGES]
     plain = sorted({m.split("+")[0] for m in methods})
     with tempfile.TemporaryDirectory(prefix="fmsearch-serve-bench-") as tmp:
@@ -157,18 +172,31 @@ def run_serve_bench(served: StoreSettings, *, data_dir: str | None = None, metho
                 with start(served, wanted, count or workers, *options, data_dir=data_dir) as other:
                     for method in wanted:
                         for size in sizes:
-                            comparisons.append(_alternate(drive, service, other, bodies[method, size], series,
-                                                          method=method, size=size))
+                            comparisons.append(
+                                _alternate(
+                                    drive, service, other, bodies[method, size], series, method=method, size=size
+                                )
+                            )
                             log(_compared(comparisons[-1]))
     stages = _stage_costs(served, plain, images, sizes, data_dir)
-    data = {"environment": environment(), "workers": workers, "duration_s": duration, "clients": list(clients),
-            "sizes": list(sizes), "points": points, "comparisons": comparisons, "stages": stages,
-            "reference_share": _shares(comparisons), "goals": _goals(points, stages)}
+    data = {
+        "environment": environment(),
+        "workers": workers,
+        "duration_s": duration,
+        "clients": list(clients),
+        "sizes": list(sizes),
+        "points": points,
+        "comparisons": comparisons,
+        "stages": stages,
+        "reference_share": _shares(comparisons),
+        "goals": _goals(points, stages),
+    }
     return BenchResult("serve", data, _table(data))
 
 
-def _alternate(drive: _Driver, service: _Server, other: _Server, folder: Path, series: str,
-               **labels: Any) -> dict[str, Any]:
+def _alternate(
+    drive: _Driver, service: _Server, other: _Server, folder: Path, series: str, **labels: Any
+) -> dict[str, Any]:
     """The service and another server, driven in turn (:data:`ROUNDS` times each, so
     that the machine's drift falls on both), at :data:`FOCUS_CLIENTS`: the medians
     and the other's requests/s as a share of the service's."""
@@ -178,12 +206,21 @@ def _alternate(drive: _Driver, service: _Server, other: _Server, folder: Path, s
     for _ in range(ROUNDS):
         rounds["service"].append(drive.point(service, folder, FOCUS_CLIENTS, series="service", **labels))
         rounds[series].append(drive.point(other, folder, FOCUS_CLIENTS, series=series, **labels))
-    medians = {name: {key: statistics.median(p[key] for p in runs) for key in ("rps", "p50_ms", "p99_ms")}
-               for name, runs in rounds.items()}
-    return {"series": series, **labels, "clients": FOCUS_CLIENTS, "workers": other.workers,
-            "service": medians["service"], "other": medians[series],
-            "errors": sum(p["errors"] for runs in rounds.values() for p in runs),
-            "ratio": medians[series]["rps"] / medians["service"]["rps"], "rounds": rounds}
+    medians = {
+        name: {key: statistics.median(p[key] for p in runs) for key in ("rps", "p50_ms", "p99_ms")}
+        for name, runs in rounds.items()
+    }
+    return {
+        "series": series,
+        **labels,
+        "clients": FOCUS_CLIENTS,
+        "workers": other.workers,
+        "service": medians["service"],
+        "other": medians[series],
+        "errors": sum(p["errors"] for runs in rounds.values() for p in runs),
+        "ratio": medians[series]["rps"] / medians["service"]["rps"],
+        "rounds": rounds,
+    }
 
 
 # -- the load -------------------------------------------------------------------------------------
@@ -209,10 +246,18 @@ def _bodies(folder: Path, method: str, size: int, images: np.ndarray) -> Path:
     lengths = []
     with open(folder / "bodies.bin", "wb") as out:
         for image in images:
-            body = b"".join(f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-                            for k, v in fields.items())
-            body += (f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="q.png"\r\n'
-                     f"Content-Type: image/png\r\n\r\n").encode() + _png(image, size) + f"\r\n--{BOUNDARY}--\r\n".encode()
+            body = b"".join(
+                f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+                for k, v in fields.items()
+            )
+            body += (
+                (
+                    f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="q.png"\r\n'
+                    f"Content-Type: image/png\r\n\r\n"
+                ).encode()
+                + _png(image, size)
+                + f"\r\n--{BOUNDARY}--\r\n".encode()
+            )
             out.write(body)
             lengths.append(len(body))
     (folder / "lengths.txt").write_text("".join(f"{n}\n" for n in lengths))
@@ -238,17 +283,40 @@ class _Driver:
         split = None if cpu0 is None or cpu1 is None else {k: (cpu1[k] - cpu0[k]) / wall for k in CPU_PARTS}
         seconds = figures["duration_us"] / 1e6
         errors = sum(figures[k] for k in ("connect", "read", "write", "status", "timeout"))
-        return {**labels, "clients": clients, "requests": figures["requests"], "errors": errors,
-                "rps": figures["requests"] / seconds, "p50_ms": figures["p50_us"] / 1000,
-                "p95_ms": figures["p95_us"] / 1000, "p99_ms": figures["p99_us"] / 1000,
-                "max_ms": figures["max_us"] / 1000, "client_cpu": client_cpu / wall,
-                "server_cpu": None if split is None else sum(split.values()), "server_cpu_by_thread": split,
-                "workers": labels.get("workers", server.workers)}
+        return {
+            **labels,
+            "clients": clients,
+            "requests": figures["requests"],
+            "errors": errors,
+            "rps": figures["requests"] / seconds,
+            "p50_ms": figures["p50_us"] / 1000,
+            "p95_ms": figures["p95_us"] / 1000,
+            "p99_ms": figures["p99_us"] / 1000,
+            "max_ms": figures["max_us"] / 1000,
+            "client_cpu": client_cpu / wall,
+            "server_cpu": None if split is None else sum(split.values()),
+            "server_cpu_by_thread": split,
+            "workers": labels.get("workers", server.workers),
+        }
 
     def _run(self, server: _Server, folder: Path, clients: int, seconds: float) -> tuple[dict[str, int], float]:
         """wrk's figures, and the CPU seconds it used (os.wait4)."""
-        cmd = [self.wrk, "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "--latency",
-               "-s", str(self.script), server.url, "--", "/api/search", str(folder), BOUNDARY]
+        cmd = [
+            self.wrk,
+            "-t1",
+            f"-c{clients}",
+            f"-d{max(1, round(seconds))}s",
+            "--timeout",
+            "10s",
+            "--latency",
+            "-s",
+            str(self.script),
+            server.url,
+            "--",
+            "/api/search",
+            str(folder),
+            BOUNDARY,
+        ]
         with tempfile.TemporaryFile() as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
             _, status, usage = os.wait4(proc.pid, 0)
@@ -265,8 +333,9 @@ class _Server:
     """A server in a subprocess on a free loopback port: ``fmsearch serve``
     (:meth:`service`) or the bare reference endpoint (:meth:`reference`)."""
 
-    def __init__(self, name: str, cmd: Sequence[str], methods: Sequence[str], workers: int,
-                 env: dict[str, str]) -> None:
+    def __init__(
+        self, name: str, cmd: Sequence[str], methods: Sequence[str], workers: int, env: dict[str, str]
+    ) -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
@@ -280,25 +349,57 @@ class _Server:
         self.ready_workers: set[int] = set()
 
     @classmethod
-    def service(cls, served: StoreSettings, methods: Sequence[str], workers: int, *options: str,
-                data_dir: str | None = None) -> _Server:
+    def service(
+        cls, served: StoreSettings, methods: Sequence[str], workers: int, *options: str, data_dir: str | None = None
+    ) -> _Server:
         """``fmsearch serve`` with ``options``, as a user starts it."""
         names = ",".join(dict.fromkeys(m.split("+")[0] for m in methods))
-        cmd = [sys.executable, "-m", "fmsearch", *served.cli_args(), "serve", "--workers", str(workers), "--methods",
-               names, *(["--data-dir", data_dir] if data_dir else []), *options]
-        return cls("`fmsearch serve`", cmd, methods, workers,
-                   {"QDRANT_API_KEY": served.api_key} if served.api_key else {})
+        cmd = [
+            sys.executable,
+            "-m",
+            "fmsearch",
+            *served.cli_args(),
+            "serve",
+            "--workers",
+            str(workers),
+            "--methods",
+            names,
+            *(["--data-dir", data_dir] if data_dir else []),
+            *options,
+        ]
+        return cls(
+            "`fmsearch serve`", cmd, methods, workers, {"QDRANT_API_KEY": served.api_key} if served.api_key else {}
+        )
 
     @classmethod
-    def reference(cls, served: StoreSettings, methods: Sequence[str], workers: int, *options: str,
-                  data_dir: str | None = None) -> _Server:
+    def reference(
+        cls, served: StoreSettings, methods: Sequence[str], workers: int, *options: str, data_dir: str | None = None
+    ) -> _Server:
         """The bare reference endpoint, with the server, workers and thread
         budget ``fmsearch serve`` would use (``options``: none)."""
         threads = max(1, (os.cpu_count() or 1) // workers)  # as `fmsearch serve` shares out the cores
-        cmd = [sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "--workers", str(workers),
-               "--no-access-log", "--host", "127.0.0.1", *options, f"{__package__}.reference:create_app"]
-        return cls("the reference endpoint", cmd, methods, workers,
-                   {CONFIG_ENV: reference_env(served, methods, threads=threads, data_dir=data_dir)})
+        cmd = [
+            sys.executable,
+            "-m",
+            "granian",
+            "--interface",
+            "asgi",
+            "--factory",
+            "--workers",
+            str(workers),
+            "--no-access-log",
+            "--host",
+            "127.0.0.1",
+            *options,
+            f"{__package__}.reference:create_app",
+        ]
+        return cls(
+            "the reference endpoint",
+            cmd,
+            methods,
+            workers,
+            {CONFIG_ENV: reference_env(served, methods, threads=threads, data_dir=data_dir)},
+        )
 
     def __enter__(self) -> _Server:
         self.log = tempfile.TemporaryFile()
@@ -322,8 +423,9 @@ class _Server:
         for method in self.methods:
             if method not in health["methods"]:
                 self.__exit__(None, None, None)
-                raise FmsearchError(f"the service does not serve {method}: "
-                                    f"{health['skipped'].get(method, 'not loaded')}")
+                raise FmsearchError(
+                    f"the service does not serve {method}: {health['skipped'].get(method, 'not loaded')}"
+                )
         if self.rerank and not health["rerank"]:
             self.__exit__(None, None, None)
             raise FmsearchError("the service has no SIFT rerank stage: run `fmsearch ingest -m sift` first")
@@ -385,21 +487,28 @@ class _Server:
                     fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
                 except OSError:
                     continue
-                part = ("work" if name == WORK_THREAD else "loop" if task.name == str(pid) and pid != self.proc.pid
-                        else "http" if name.startswith("tokio") else "other")
+                part = (
+                    "work"
+                    if name == WORK_THREAD
+                    else "loop"
+                    if task.name == str(pid) and pid != self.proc.pid
+                    else "http"
+                    if name.startswith("tokio")
+                    else "other"
+                )
                 out[part] += (int(fields[11]) + int(fields[12])) / tick
         return out
 
 
-def _stage_costs(served: StoreSettings, methods: Sequence[str], images: np.ndarray, sizes: Sequence[int],
-                 data_dir: str | None) -> dict[str, Any]:
+def _stage_costs(
+    served: StoreSettings, methods: Sequence[str], images: np.ndarray, sizes: Sequence[int], data_dir: str | None
+) -> dict[str, Any]:
     """CPU milliseconds per request of the three steps a work thread runs,
     measured here on one thread, the collections and encoders loaded as a
     worker loads them (its own serving copy, one encoder thread): decoding an
     upload of each size, and each method's encoder and store search on
     batches of 16 (the search asks for 10 hits with their payload fields, as
     a search request does; for a Qdrant server it is this process's share)."""
-    from fmsearch.images.files import image_from_bytes
 
     def cpu_ms(fn: Callable[[], Any], items: int, repeat: int = 20) -> float:
         fn()
@@ -411,18 +520,24 @@ def _stage_costs(served: StoreSettings, methods: Sequence[str], images: np.ndarr
     out: dict[str, Any] = {"decode_ms": {}, "embed_ms": {}, "search_ms": {}}
     for size in sizes:
         pngs = [_png(image, size) for image in images[:16]]
-        out["decode_ms"][str(size)] = cpu_ms(lambda: [image_from_bytes(p) for p in pngs], len(pngs))
+        out["decode_ms"][str(size)] = cpu_ms(partial(_decode_all, pngs), len(pngs))
     batch = images[:16]
     loaded = Loaded(served, methods, threads=1, data_dir=data_dir)
     try:
         for method in methods:
             embedder = loaded.searcher.embedder(method)
             vectors = embedder.embed(batch)
-            out["embed_ms"][method] = cpu_ms(lambda: embedder.embed(batch), len(batch))
-            out["search_ms"][method] = cpu_ms(lambda: loaded.searcher.search_vectors(method, vectors, 10), len(batch))
+            out["embed_ms"][method] = cpu_ms(partial(embedder.embed, batch), len(batch))
+            out["search_ms"][method] = cpu_ms(partial(loaded.searcher.search_vectors, method, vectors, 10), len(batch))
     finally:
         loaded.close()
     return out
+
+
+def _decode_all(pngs: list[bytes]) -> list:
+    from fmsearch.images.files import image_from_bytes
+
+    return [image_from_bytes(p) for p in pngs]
 
 
 # -- figures ------------------------------------------------------------------------------------------
@@ -430,9 +545,18 @@ def _stage_costs(served: StoreSettings, methods: Sequence[str], images: np.ndarr
 
 def _shares(comparisons: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The service's requests/s as a share of the bare reference's, driven in alternation."""
-    return [{"method": c["method"], "size": c["size"], "service_rps": c["service"]["rps"],
-             "reference_rps": c["other"]["rps"], "share": 1 / c["ratio"], "goal": REFERENCE_SHARE}
-            for c in comparisons if c["series"] == REFERENCE]
+    return [
+        {
+            "method": c["method"],
+            "size": c["size"],
+            "service_rps": c["service"]["rps"],
+            "reference_rps": c["other"]["rps"],
+            "share": 1 / c["ratio"],
+            "goal": REFERENCE_SHARE,
+        }
+        for c in comparisons
+        if c["series"] == REFERENCE
+    ]
 
 
 def _goals(points: list[dict[str, Any]], stages: dict[str, Any]) -> list[dict[str, Any]]:
@@ -442,75 +566,210 @@ def _goals(points: list[dict[str, Any]], stages: dict[str, Any]) -> list[dict[st
     for p in points:
         goal = GOALS.get((p["method"], p["size"]))
         if p["series"] == "service" and p["clients"] == FOCUS_CLIENTS and goal:
-            steps = [stages[key].get(k) for key, k in (("decode_ms", str(p["size"])), ("embed_ms", p["method"]),
-                                                        ("search_ms", p["method"]))]
-            out.append({"method": p["method"], "size": p["size"], "rps": p["rps"], "p99_ms": p["p99_ms"],
-                        "errors": p["errors"], "goal_rps": goal[0], "goal_p99_ms": goal[1],
-                        "ceiling_rps": None if None in steps else 1000 * (os.cpu_count() or 1) / sum(steps),
-                        "met": p["rps"] >= goal[0] and p["p99_ms"] <= goal[1] and p["errors"] == 0})
+            steps = [
+                stages[key].get(k)
+                for key, k in (("decode_ms", str(p["size"])), ("embed_ms", p["method"]), ("search_ms", p["method"]))
+            ]
+            out.append(
+                {
+                    "method": p["method"],
+                    "size": p["size"],
+                    "rps": p["rps"],
+                    "p99_ms": p["p99_ms"],
+                    "errors": p["errors"],
+                    "goal_rps": goal[0],
+                    "goal_p99_ms": goal[1],
+                    "ceiling_rps": None if None in steps else 1000 * (os.cpu_count() or 1) / sum(steps),
+                    "met": p["rps"] >= goal[0] and p["p99_ms"] <= goal[1] and p["errors"] == 0,
+                }
+            )
     return out
 
 
 def _line(p: dict[str, Any]) -> str:
-    return (f"{p['series']:<12} {p['method']:<13} {p['size']:>3}px x{p['clients']:<3} {p['rps']:7.0f} req/s  "
-            f"p50 {p['p50_ms']:6.1f}  p99 {p['p99_ms']:6.1f} ms  errors {p['errors']}")
+    return (
+        f"{p['series']:<12} {p['method']:<13} {p['size']:>3}px x{p['clients']:<3} {p['rps']:7.0f} req/s  "
+        f"p50 {p['p50_ms']:6.1f}  p99 {p['p99_ms']:6.1f} ms  errors {p['errors']}"
+    )
 
 
 def _compared(c: dict[str, Any]) -> str:
-    return (f"{c['series']:<12} {c['method']:<13} {c['size']:>3}px x{c['clients']:<3} {c['other']['rps']:7.0f} req/s "
-            f"against the service's {c['service']['rps']:.0f} in turn: {c['ratio']:.2f}x")
+    return (
+        f"{c['series']:<12} {c['method']:<13} {c['size']:>3}px x{c['clients']:<3} {c['other']['rps']:7.0f} req/s "
+        f"against the service's {c['service']['rps']:.0f} in turn: {c['ratio']:.2f}x"
+    )
+
+
+def _cpu(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _upload(size: int) -> str:
+    return f"{size}x{size}"
+
+
+def _load_table(data: dict[str, Any]) -> str:
+    return markdown.table(
+        ["method", "upload", "clients", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "client CPU", "server CPU"],
+        [
+            [
+                p["method"].replace("+", " + "),
+                _upload(p["size"]),
+                p["clients"],
+                f"{p['rps']:.0f}",
+                f"{p['p50_ms']:.1f}",
+                f"{p['p95_ms']:.1f}",
+                f"{p['p99_ms']:.1f}",
+                p["errors"],
+                _cpu(p["client_cpu"]),
+                _cpu(p["server_cpu"]),
+            ]
+            for p in data["points"]
+        ],
+        "lllrrrrrrr",
+    )
+
+
+def _split_table(data: dict[str, Any]) -> str:
+    return markdown.table(
+        ["method", "upload", "req/s", "CPU ms/request", "event loop", "work threads", "HTTP server", "other"],
+        [
+            [
+                p["method"].replace("+", " + "),
+                _upload(p["size"]),
+                f"{p['rps']:.0f}",
+                f"{1000 * p['server_cpu'] / p['rps']:.2f}",
+                *(f"{p['server_cpu_by_thread'][k] / p['server_cpu']:.0%}" for k in CPU_PARTS),
+            ]
+            for p in data["points"]
+            if p["clients"] == FOCUS_CLIENTS and p["server_cpu"]
+        ],
+        "llrrrrrr",
+    )
+
+
+def _compared_table(data: dict[str, Any]) -> str:
+    return markdown.table(
+        [
+            "against the service",
+            "workers",
+            "method",
+            "upload",
+            "req/s",
+            "p99 ms",
+            "service req/s",
+            "service p99 ms",
+            "ratio",
+            "errors",
+        ],
+        [
+            [
+                c["series"],
+                c["workers"],
+                c["method"],
+                _upload(c["size"]),
+                f"{c['other']['rps']:.0f}",
+                f"{c['other']['p99_ms']:.1f}",
+                f"{c['service']['rps']:.0f}",
+                f"{c['service']['p99_ms']:.1f}",
+                f"{c['ratio']:.2f}x",
+                c["errors"],
+            ]
+            for c in data["comparisons"]
+        ],
+        "lrllrrrrrr",
+    )
+
+
+def _shares_table(data: dict[str, Any]) -> str:
+    return markdown.table(
+        ["method", "upload", "service req/s", "reference req/s", "share", "goal"],
+        [
+            [
+                s["method"],
+                _upload(s["size"]),
+                f"{s['service_rps']:.0f}",
+                f"{s['reference_rps']:.0f}",
+                f"{s['share']:.0%}",
+                f">= {s['goal']:.0%}",
+            ]
+            for s in data["reference_share"]
+        ],
+        "llrrrr",
+    )
+
+
+def _goals_table(data: dict[str, Any]) -> str:
+    return markdown.table(
+        ["method", "upload", "req/s", "p99 ms", "goal", "met", "ceiling req/s"],
+        [
+            [
+                g["method"],
+                _upload(g["size"]),
+                f"{g['rps']:.0f}",
+                f"{g['p99_ms']:.1f}",
+                f">= {g['goal_rps']} req/s, p99 <= {g['goal_p99_ms']} ms",
+                "yes" if g["met"] else "no",
+                "-" if g["ceiling_rps"] is None else f"{g['ceiling_rps']:.0f}",
+            ]
+            for g in data["goals"]
+        ],
+        "llrrllr",
+    )
+
+
+def _costs_table(data: dict[str, Any]) -> str:
+    stages = data["stages"]
+    return markdown.table(
+        [
+            "method",
+            *(f"decode {_upload(int(k))}" for k in stages["decode_ms"]),
+            "embed",
+            "search",
+            *(f"sum, {_upload(int(k))}" for k in stages["decode_ms"]),
+        ],
+        [
+            [
+                m,
+                *(f"{d:.2f}" for d in stages["decode_ms"].values()),
+                f"{e:.2f}",
+                f"{stages['search_ms'][m]:.2f}",
+                *(f"{d + e + stages['search_ms'][m]:.2f}" for d in stages["decode_ms"].values()),
+            ]
+            for m, e in stages["embed_ms"].items()
+        ],
+        "l" + "r" * (2 * len(stages["decode_ms"]) + 2),
+    )
 
 
 def _table(data: dict[str, Any]) -> str:
-    def cpu(value: float | None) -> str:
-        return "-" if value is None else f"{value:.2f}"
-
-    def upload(size: int) -> str:
-        return f"{size}x{size}"
-
-    load = markdown.table(
-        ["method", "upload", "clients", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "client CPU", "server CPU"],
-        [[p["method"].replace("+", " + "), upload(p["size"]), p["clients"], f"{p['rps']:.0f}", f"{p['p50_ms']:.1f}",
-          f"{p['p95_ms']:.1f}", f"{p['p99_ms']:.1f}", p["errors"], cpu(p["client_cpu"]), cpu(p["server_cpu"])]
-         for p in data["points"]], "lllrrrrrrr")
-    split = markdown.table(
-        ["method", "upload", "req/s", "CPU ms/request", "event loop", "work threads", "HTTP server", "other"],
-        [[p["method"].replace("+", " + "), upload(p["size"]), f"{p['rps']:.0f}",
-          f"{1000 * p['server_cpu'] / p['rps']:.2f}",
-          *(f"{p['server_cpu_by_thread'][k] / p['server_cpu']:.0%}" for k in CPU_PARTS)]
-         for p in data["points"] if p["clients"] == FOCUS_CLIENTS and p["server_cpu"]], "llrrrrrr")
-    compared = markdown.table(
-        ["against the service", "workers", "method", "upload", "req/s", "p99 ms", "service req/s", "service p99 ms",
-         "ratio", "errors"],
-        [[c["series"], c["workers"], c["method"], upload(c["size"]), f"{c['other']['rps']:.0f}",
-          f"{c['other']['p99_ms']:.1f}", f"{c['service']['rps']:.0f}", f"{c['service']['p99_ms']:.1f}",
-          f"{c['ratio']:.2f}x", c["errors"]] for c in data["comparisons"]], "lrllrrrrrr")
-    shares = markdown.table(
-        ["method", "upload", "service req/s", "reference req/s", "share", "goal"],
-        [[s["method"], upload(s["size"]), f"{s['service_rps']:.0f}", f"{s['reference_rps']:.0f}",
-          f"{s['share']:.0%}", f">= {s['goal']:.0%}"] for s in data["reference_share"]], "llrrrr")
-    goals = markdown.table(
-        ["method", "upload", "req/s", "p99 ms", "goal", "met", "ceiling req/s"],
-        [[g["method"], upload(g["size"]), f"{g['rps']:.0f}", f"{g['p99_ms']:.1f}",
-          f">= {g['goal_rps']} req/s, p99 <= {g['goal_p99_ms']} ms", "yes" if g["met"] else "no",
-          "-" if g["ceiling_rps"] is None else f"{g['ceiling_rps']:.0f}"] for g in data["goals"]], "llrrllr")
-    stages = data["stages"]
-    costs = markdown.table(
-        ["method", *(f"decode {upload(int(k))}" for k in stages["decode_ms"]), "embed", "search",
-         *(f"sum, {upload(int(k))}" for k in stages["decode_ms"])],
-        [[m, *(f"{d:.2f}" for d in stages["decode_ms"].values()), f"{e:.2f}", f"{stages['search_ms'][m]:.2f}",
-          *(f"{d + e + stages['search_ms'][m]:.2f}" for d in stages["decode_ms"].values())]
-         for m, e in stages["embed_ms"].items()], "l" + "r" * (2 * len(stages["decode_ms"]) + 2))
-    return "\n\n".join([
-        f"The service ({data['workers']} workers, micro-batching on), wrk over loopback, {data['duration_s']:g} s "
-        "per point; CPU in cores (the client's is wrk's own):", load,
-        f"Where the service's CPU went at {FOCUS_CLIENTS} clients, by thread: the workers' event loops (HTTP to "
-        "ASGI, FastAPI, parsing, validating, answering), their work threads (decode, embed, search), the HTTP "
-        "server's own threads, the rest:", split,
-        "What a work thread's three steps cost, CPU ms per request measured apart on one thread (the encoder "
-        "and the search on batches of 16): the floor under the CPU per request above.", costs,
-        f"Each choice against the service, the two driven in turn {ROUNDS} times at {FOCUS_CLIENTS} clients "
-        "(medians; ratio: its req/s over the service's):", compared,
-        "The service's share of the bare reference endpoint (decode, embed, search):", shares,
-        f"Goals ({FOCUS_CLIENTS} clients), beside the ceiling of this machine's {os.cpu_count()} cores spent on "
-        "the three steps alone:", goals])
+    load, split, compared, shares, goals, costs = (
+        _load_table(data),
+        _split_table(data),
+        _compared_table(data),
+        _shares_table(data),
+        _goals_table(data),
+        _costs_table(data),
+    )
+    return "\n\n".join(
+        [
+            f"The service ({data['workers']} workers, micro-batching on), wrk over loopback, {data['duration_s']:g} s "
+            "per point; CPU in cores (the client's is wrk's own):",
+            load,
+            f"Where the service's CPU went at {FOCUS_CLIENTS} clients, by thread: the workers' event loops (HTTP to "
+            "ASGI, FastAPI, parsing, validating, answering), their work threads (decode, embed, search), the HTTP "
+            "server's own threads, the rest:",
+            split,
+            "What a work thread's three steps cost, CPU ms per request measured apart on one thread (the encoder "
+            "and the search on batches of 16): the floor under the CPU per request above.",
+            costs,
+            f"Each choice against the service, the two driven in turn {ROUNDS} times at {FOCUS_CLIENTS} clients "
+            "(medians; ratio: its req/s over the service's):",
+            compared,
+            "The service's share of the bare reference endpoint (decode, embed, search):",
+            shares,
+            f"Goals ({FOCUS_CLIENTS} clients), beside the ceiling of this machine's {os.cpu_count()} cores spent on "
+            "the three steps alone:",
+            goals,
+        ]
+    )

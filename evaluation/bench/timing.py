@@ -15,7 +15,7 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +67,7 @@ def check_first_stage(methods: tuple[str, ...], why: str) -> tuple[str, ...]:
 def environment() -> dict[str, Any]:
     """When and where a benchmark ran."""
     return {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
@@ -87,14 +87,19 @@ def latency_ms(fn: Callable[[Any], Any], items: Sequence[Any] | np.ndarray) -> d
         t0 = time.perf_counter()
         fn(item)
         times.append((time.perf_counter() - t0) * 1000)
-    return {"p50_ms": statistics.median(times), "p95_ms": float(np.percentile(times, 95)),
-            "p99_ms": float(np.percentile(times, 99)), "n": len(times)}
+    return {
+        "p50_ms": statistics.median(times),
+        "p95_ms": float(np.percentile(times, 95)),
+        "p99_ms": float(np.percentile(times, 99)),
+        "n": len(times),
+    }
 
 
 def cli_wall(commands: dict[str, Sequence[str]], runs: int, baseline: str | None = None) -> dict[str, Any]:
     """Wall seconds of each command, each run in a new process, the commands
     alternating, after one warm-up each: ``{name: {"median_s", "runs"}}``,
     and ``vs_<baseline>`` where ``baseline`` names one of them."""
+
     def once(name: str) -> float:
         t0 = time.perf_counter()
         done = subprocess.run(list(commands[name]), capture_output=True, text=True)
@@ -141,14 +146,29 @@ def time_ingest(store: Store, spec: CollectionSpec, vectors: np.ndarray, payload
     return {"upsert_s": t1 - t0, "index_s": t2 - t1, "total_s": t2 - t0}
 
 
-def time_queries(store: Store, name: str, queries: np.ndarray, k: int = 10, flt: QueryFilter | None = None, *,
-                 exact: bool = False, with_payload: bool | Sequence[str] = schema.HIT_FIELDS) -> dict[str, float]:
+def time_queries(
+    store: Store,
+    name: str,
+    queries: np.ndarray,
+    k: int = 10,
+    flt: QueryFilter | None = None,
+    *,
+    exact: bool = False,
+    with_payload: bool | Sequence[str] = schema.HIT_FIELDS,
+) -> dict[str, float]:
     """Single-query latency (p50, p95 ms) of a collection."""
     return latency_ms(lambda q: store.query(name, q, k, flt, exact=exact, with_payload=with_payload), queries)
 
 
-def time_store(store: Store, name: str, queries: np.ndarray, *, exact: bool, k: int = 10,
-               with_payload: bool | Sequence[str] = schema.HIT_FIELDS) -> dict[str, float]:
+def time_store(
+    store: Store,
+    name: str,
+    queries: np.ndarray,
+    *,
+    exact: bool,
+    k: int = 10,
+    with_payload: bool | Sequence[str] = schema.HIT_FIELDS,
+) -> dict[str, float]:
     """Single-query p50/p95 and batch throughput of a collection."""
     single = time_queries(store, name, queries, k, exact=exact, with_payload=with_payload)
     qps = batch_qps(lambda b: store.query_batch(name, b, k, exact=exact, with_payload=with_payload), queries)
@@ -158,8 +178,11 @@ def time_store(store: Store, name: str, queries: np.ndarray, *, exact: bool, k: 
 def time_numpy(gallery: np.ndarray, queries: np.ndarray, k: int = 10) -> dict[str, float]:
     """The physical reference: single-query p50 and batch throughput of brute force."""
     single = latency_ms(lambda q: metrics.exact_top_k(gallery, q[None], k), queries)
-    return {"p50_ms": single["p50_ms"], "p95_ms": single["p95_ms"],
-            "batch_qps": batch_qps(lambda b: metrics.exact_top_k(gallery, b, k), queries)}
+    return {
+        "p50_ms": single["p50_ms"],
+        "p95_ms": single["p95_ms"],
+        "batch_qps": batch_qps(lambda b: metrics.exact_top_k(gallery, b, k), queries),
+    }
 
 
 def recall_at_k(results: list[list[Any]], reference: np.ndarray, k: int = 10) -> float:

@@ -30,15 +30,22 @@ def command() -> None:
 
 def _suite(name: str) -> Callable[[Callable], click.Command]:
     """A suite's subcommand: its own options, then --out-dir and --data-dir."""
+
     def register(fn: Callable) -> click.Command:
         fn = domain_errors(fn)
         fn = pass_settings(fn)
         fn = data_dir_option(fn)
-        fn = click.option("--out-dir", type=click.Path(file_okay=False), default="bench-results", show_default=True,
-                          help="Where the JSON goes.")(fn)
+        fn = click.option(
+            "--out-dir",
+            type=click.Path(file_okay=False),
+            default="bench-results",
+            show_default=True,
+            help="Where the JSON goes.",
+        )(fn)
         suite = command.command(name)(fn)
         suite.params.sort(key=lambda p: p.name in ("out_dir", "data_dir"))  # the suite's own options first
         return suite
+
     return register
 
 
@@ -47,8 +54,13 @@ def _methods_option(default: str, extra: str = "") -> Callable:
 
 
 def _gallery_option(fn: Callable) -> Callable:
-    return click.option("--gallery", type=click.IntRange(1000, 60000), default=60000, show_default=True,
-                        help="Gallery size: the first N train images.")(fn)
+    return click.option(
+        "--gallery",
+        type=click.IntRange(1000, 60000),
+        default=60000,
+        show_default=True,
+        help="Gallery size: the first N train images.",
+    )(fn)
 
 
 def _queries_option(what: str = "Queries timed per setting.") -> Callable:
@@ -63,10 +75,19 @@ def _report(result, out_dir: str) -> None:
 
 
 @_suite("search")
-@click.option("--sizes", default="10000,30000,60000", show_default=True,
-              help="Real gallery sizes (pixels of the first N train images), 1,000 to 60,000.")
-@click.option("--synthetic", type=click.IntRange(0, 5_000_000), default=1_000_000, show_default=True,
-              help="Synthetic 64-d collection size (0: none).")
+@click.option(
+    "--sizes",
+    default="10000,30000,60000",
+    show_default=True,
+    help="Real gallery sizes (pixels of the first N train images), 1,000 to 60,000.",
+)
+@click.option(
+    "--synthetic",
+    type=click.IntRange(0, 5_000_000),
+    default=1_000_000,
+    show_default=True,
+    help="Synthetic 64-d collection size (0: none).",
+)
 @click.option("--local/--no-local", default=True, show_default=True, help="Include qdrant-client local mode.")
 @_queries_option()
 def search_command(settings, sizes, synthetic, local, queries, out_dir, data_dir) -> None:
@@ -78,8 +99,12 @@ def search_command(settings, sizes, synthetic, local, queries, out_dir, data_dir
     numbers = parse_numbers(sizes, "--sizes", int)
     if not numbers or any(not 1000 <= s <= 60000 for s in numbers):
         raise click.UsageError("--sizes: gallery sizes must be between 1000 and 60000")
-    _report(run_search_bench(sizes=numbers, synthetic=synthetic, queries=queries, local=local, data_dir=data_dir,
-                             log=click.echo), out_dir)
+    _report(
+        run_search_bench(
+            sizes=numbers, synthetic=synthetic, queries=queries, local=local, data_dir=data_dir, log=click.echo
+        ),
+        out_dir,
+    )
 
 
 @_suite("embed")
@@ -91,8 +116,9 @@ def embed_command(settings, methods, gallery, out_dir, data_dir) -> None:
     the installs weigh."""
     from fmsearch.evaluation.bench.embed import run_embed_bench
 
-    _report(run_embed_bench(methods=_methods(methods), ingest_gallery=gallery, data_dir=data_dir, log=click.echo),
-            out_dir)
+    _report(
+        run_embed_bench(methods=_methods(methods), ingest_gallery=gallery, data_dir=data_dir, log=click.echo), out_dir
+    )
 
 
 @_suite("rerank")
@@ -115,8 +141,17 @@ def modes_command(settings, methods, queries, out_dir, data_dir) -> None:
     against the plain query, bytes per vector."""
     from fmsearch.evaluation.bench.modes import run_modes_bench
 
-    _report(run_modes_bench(settings.store(), prefix=settings.store_settings.prefix, methods=_methods(methods), queries=queries,
-                            data_dir=data_dir, log=click.echo), out_dir)
+    _report(
+        run_modes_bench(
+            settings.store(),
+            prefix=settings.store_settings.prefix,
+            methods=_methods(methods),
+            queries=queries,
+            data_dir=data_dir,
+            log=click.echo,
+        ),
+        out_dir,
+    )
 
 
 @_suite("quantization")
@@ -128,8 +163,12 @@ def quantization_command(settings, methods, gallery, queries, out_dir, data_dir)
     method and oversampling, offered or not (why each is offered)."""
     from fmsearch.evaluation.bench.quantization import run_quantization_bench
 
-    _report(run_quantization_bench(methods=_methods(methods), gallery=gallery, queries=queries, data_dir=data_dir,
-                                   log=click.echo), out_dir)
+    _report(
+        run_quantization_bench(
+            methods=_methods(methods), gallery=gallery, queries=queries, data_dir=data_dir, log=click.echo
+        ),
+        out_dir,
+    )
 
 
 @_suite("serve")
@@ -154,36 +193,88 @@ def serve_command(settings, methods, clients, uploads, workers, duration, out_di
         raise click.UsageError("--clients: counts must be between 1 and 1024")
     if not sides or any(not 8 <= s <= 4096 for s in sides):
         raise click.UsageError("--uploads: sides must be between 8 and 4096 pixels")
-    _report(run_serve_bench(settings.store_settings, data_dir=data_dir, methods=names, clients=counts, sizes=sides, workers=workers,
-                            duration=duration, log=click.echo), out_dir)
+    _report(
+        run_serve_bench(
+            settings.store_settings,
+            data_dir=data_dir,
+            methods=names,
+            clients=counts,
+            sizes=sides,
+            workers=workers,
+            duration=duration,
+            log=click.echo,
+        ),
+        out_dir,
+    )
 
 
 @_suite("scale")
 @click.option("--sizes", default=None, help="Gallery sizes, 1,000 to 10,000,000 [default 60000,300000,1000000].")
-@click.option("--kinds", default="vectors,images", show_default=True, help="Galleries of jittered real embeddings "
-              "(vectors), of augmented images embedded for real (images), or both.")
+@click.option(
+    "--kinds",
+    default="vectors,images",
+    show_default=True,
+    help="Galleries of jittered real embeddings (vectors), of augmented images embedded for real (images), or both.",
+)
 @_methods_option("pixels,siamese")
 @_queries_option()
-@click.option("--linked-fields", default=None, help="Payload fields whose index gets filter-aware graph links, "
-              "comma-separated [default label]; 'label,class_name,split' links every indexed field.")
+@click.option(
+    "--linked-fields",
+    default=None,
+    help="Payload fields whose index gets filter-aware graph links, "
+    "comma-separated [default label]; 'label,class_name,split' links every indexed field.",
+)
 @click.option("--on-disk/--in-memory", default=False, show_default=True, help="Original vectors on disk.")
-@click.option("--quantization", type=click.Choice(QUANTIZATIONS), default="none", show_default=True,
-              help="Quantised copies searched first, rescored with the originals.")
-@click.option("--full-scan-threshold", type=click.IntRange(1, 10_000_000), default=FULL_SCAN_THRESHOLD_KB,
-              show_default=True, help="KB of vectors below which a filtered search scans instead of walking the "
-              "graph (and below which a linked field's values get no extra links).")
-def scale_command(settings, sizes, kinds, methods, queries, linked_fields, on_disk, quantization, full_scan_threshold,
-                  out_dir, data_dir) -> None:
+@click.option(
+    "--quantization",
+    type=click.Choice(QUANTIZATIONS),
+    default="none",
+    show_default=True,
+    help="Quantised copies searched first, rescored with the originals.",
+)
+@click.option(
+    "--full-scan-threshold",
+    type=click.IntRange(1, 10_000_000),
+    default=FULL_SCAN_THRESHOLD_KB,
+    show_default=True,
+    help="KB of vectors below which a filtered search scans instead of walking the "
+    "graph (and below which a linked field's values get no extra links).",
+)
+def scale_command(
+    settings,
+    sizes,
+    kinds,
+    methods,
+    queries,
+    linked_fields,
+    on_disk,
+    quantization,
+    full_scan_threshold,
+    out_dir,
+    data_dir,
+) -> None:
     """Galleries of 60,000 to millions of points (jittered embeddings,
     augmented images embedded for real): ingest, disk, memory, latency and
     recall with and without filters, hnswlib beside it, plots. An hour and
     more at a million points: not part of `all`."""
     from fmsearch.evaluation.bench import scale
 
-    _report(scale.run_scale_bench(
-        sizes=_scale_sizes(sizes), kinds=_kinds(kinds), methods=_methods(methods) or scale.METHODS, queries=queries,
-        linked_fields=_names(linked_fields), on_disk=on_disk, quantization=quantization,
-        full_scan_threshold_kb=full_scan_threshold, plot_dir=out_dir, data_dir=data_dir, log=click.echo), out_dir)
+    _report(
+        scale.run_scale_bench(
+            sizes=_scale_sizes(sizes),
+            kinds=_kinds(kinds),
+            methods=_methods(methods) or scale.METHODS,
+            queries=queries,
+            linked_fields=_names(linked_fields),
+            on_disk=on_disk,
+            quantization=quantization,
+            full_scan_threshold_kb=full_scan_threshold,
+            plot_dir=out_dir,
+            data_dir=data_dir,
+            log=click.echo,
+        ),
+        out_dir,
+    )
 
 
 @_suite("all")

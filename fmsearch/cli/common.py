@@ -17,8 +17,8 @@ from fmsearch.errors import FmsearchError, InvalidArgumentError
 from fmsearch.search.fusion import FUSIONS
 from fmsearch.search.rerank import RERANK_MODES, RERANK_STAGES
 from fmsearch.store.base import DEFAULT_HNSW_EF, MAX_HNSW_EF, Store
-from fmsearch.store.schema import QUANTIZATIONS
 from fmsearch.store.gallery import Gallery
+from fmsearch.store.schema import QUANTIZATIONS
 from fmsearch.store.settings import StoreSettings
 
 
@@ -96,7 +96,9 @@ def domain_errors(fn: Callable) -> Callable:
         except click.UsageError as err:  # a bad combination of options: one line, as every other error
             raise click.ClickException(err.format_message()) from err
         except KeyboardInterrupt as err:
-            raise click.ClickException("interrupted; what was written is kept: re-run the same command to resume") from err
+            raise click.ClickException(
+                "interrupted; what was written is kept: re-run the same command to resume"
+            ) from err
 
     return wrapper
 
@@ -136,18 +138,19 @@ def id_or_image(text: str):
 
 
 def parse_numbers(text: str | None, option: str, kind: type = float) -> tuple | None:
-    """"1,2" -> (1.0, 2.0); not numbers is a one-line usage error."""
+    """ "1,2" -> (1.0, 2.0); not numbers is a one-line usage error."""
     if text is None:
         return None
     try:
         return tuple(kind(part) for part in text.split(","))
     except ValueError as err:
-        raise click.UsageError(f"{option} must be a comma-separated list of {'integers' if kind is int else 'numbers'}, "
-                               f"got {text!r}") from err
+        raise click.UsageError(
+            f"{option} must be a comma-separated list of {'integers' if kind is int else 'numbers'}, got {text!r}"
+        ) from err
 
 
 def parse_ks(text: str) -> tuple[int, ...]:
-    """"1,5,10,20" -> (1, 5, 10, 20), sorted and de-duplicated."""
+    """ "1,5,10,20" -> (1, 5, 10, 20), sorted and de-duplicated."""
     ks = sorted(set(parse_numbers(text, "--k", int) or ()))
     if not ks or ks[0] < 1:
         raise click.UsageError(f"--k values must be integers >= 1, got {text!r}")
@@ -188,15 +191,25 @@ def graph_search_options(fn: Callable) -> Callable:
     """--hnsw-ef and --acorn: how the graph is searched. A gallery too large
     to scan, filtered to a class far from the query, needs more than the
     defaults (docs/scale.md)."""
-    return _decorate(fn, [
-        click.option("--hnsw-ef", type=click.IntRange(1, MAX_HNSW_EF), default=None,
-                     help=f"HNSW search breadth [default {DEFAULT_HNSW_EF}]. A class filter far from the query on a "
-                          "gallery of a million: recall@10 0.785 at the default, 0.967 at 1024 (siamese; "
-                          "docs/scale.md)."),
-        click.option("--acorn", is_flag=True,
-                     help="Qdrant's ACORN search for filtered queries: with --hnsw-ef 1024, recall@10 0.988 for "
-                          "that far-class filter (p99 6 ms instead of 1.8)."),
-    ])
+    return _decorate(
+        fn,
+        [
+            click.option(
+                "--hnsw-ef",
+                type=click.IntRange(1, MAX_HNSW_EF),
+                default=None,
+                help=f"HNSW search breadth [default {DEFAULT_HNSW_EF}]. A class filter far from the query on a "
+                "gallery of a million: recall@10 0.785 at the default, 0.967 at 1024 (siamese; "
+                "docs/scale.md).",
+            ),
+            click.option(
+                "--acorn",
+                is_flag=True,
+                help="Qdrant's ACORN search for filtered queries: with --hnsw-ef 1024, recall@10 0.988 for "
+                "that far-class filter (p99 6 ms instead of 1.8).",
+            ),
+        ],
+    )
 
 
 def model_options(fn: Callable) -> Callable:
@@ -204,22 +217,42 @@ def model_options(fn: Callable) -> Callable:
     uses and how it runs."""
     from fmsearch.models.artifact_embedder import RUNTIMES
 
-    return _decorate(fn, [
-        click.option("--weights", type=str, default=None,
-                     help="Model weights: a .keras artifact (autoencoder, siamese; default: the shipped one) or, "
-                     "for resnet101, 'imagenet' (default), a weights file, or 'none' (untrained, for tests)."),
-        click.option("--input-size", type=int, default=None,
-                     help="resnet101: input resolution the 28x28 image is resized to [default 224]."),
-        click.option("--runtime", type=click.Choice(RUNTIMES), default=None,
-                     help="autoencoder, siamese: run the ONNX export with ONNX Runtime, or the .keras file with "
-                     "TensorFlow (the training extra) [default auto: ONNX where exported]."),
-        click.option("--threads", type=int, default=None,
-                     help="autoencoder, siamese on ONNX Runtime: threads per inference [default: one per core]."),
-    ])
+    return _decorate(
+        fn,
+        [
+            click.option(
+                "--weights",
+                type=str,
+                default=None,
+                help="Model weights: a .keras artifact (autoencoder, siamese; default: the shipped one) or, "
+                "for resnet101, 'imagenet' (default), a weights file, or 'none' (untrained, for tests).",
+            ),
+            click.option(
+                "--input-size",
+                type=int,
+                default=None,
+                help="resnet101: input resolution the 28x28 image is resized to [default 224].",
+            ),
+            click.option(
+                "--runtime",
+                type=click.Choice(RUNTIMES),
+                default=None,
+                help="autoencoder, siamese: run the ONNX export with ONNX Runtime, or the .keras file with "
+                "TensorFlow (the training extra) [default auto: ONNX where exported].",
+            ),
+            click.option(
+                "--threads",
+                type=int,
+                default=None,
+                help="autoencoder, siamese on ONNX Runtime: threads per inference [default: one per core].",
+            ),
+        ],
+    )
 
 
-def embedder_options(methods, weights: str | None, input_size: int | None, runtime: str | None = None,
-                     threads: int | None = None) -> dict[str, dict[str, Any]]:
+def embedder_options(
+    methods, weights: str | None, input_size: int | None, runtime: str | None = None, threads: int | None = None
+) -> dict[str, dict[str, Any]]:
     """Per method, its constructor options from the CLI's model options
     (--runtime and --threads go to the methods that take them)."""
     from fmsearch.models.registry import OPTIONS
@@ -235,38 +268,109 @@ def embedder_options(methods, weights: str | None, input_size: int | None, runti
 
 def mode_options(fn: Callable) -> Callable:
     """Every search-mode option (query, evaluate): fusion, cross-method
-    rescoring, the SIFT rerank, quantisation, query expansion."""
+    rescoring, the SIFT rerank, quantisation, query expansion; their names
+    and defaults are :data:`fmsearch.search.mode.OPTIONS`."""
+    return _stage_options(_quantization_options(fn))
+
+
+def _stage_options(fn: Callable) -> Callable:
+    """Fusion, cross-method rescoring and the SIFT rerank."""
     from fmsearch.search.mode import OPTIONS as MODE  # the defaults, written once
 
-    return _decorate(fn, [
-        click.option("--fusion", type=click.Choice(FUSIONS), default=MODE["fusion"], show_default=True,
-                     help="How fused methods' lists combine: reciprocal-rank or distribution-based score fusion."),
-        click.option("--fusion-weights", default=None, help="Comma-separated weight per fused method, e.g. 1,2."),
-        click.option("--rescore-with", default=None,
-                     help="Another method orders --method's shortlist by its own cosine (its stored vectors)."),
-        click.option("--rerank", type=click.Choice(RERANK_STAGES), default=None,
-                     help="Rerank the shortlist with SIFT descriptors (needs `fmsearch ingest --method sift`)."),
-        click.option("--shortlist", type=int, default=MODE["shortlist"], show_default=True,
-                     help="Candidates the first stage proposes for a second stage (rerank, fusion, rescoring)."),
-        click.option("--rerank-mode", type=click.Choice(RERANK_MODES), default=MODE["rerank_mode"], show_default=True,
-                     help="maxsim: scored inside Qdrant (mean best cosine per query descriptor); "
-                     "lowe: the seed's ratio-test score (good matches / query keypoints) on stored descriptors."),
-        click.option("--rerank-weight", type=float, default=MODE["rerank_weight"], show_default=True,
-                     help="Fused score = z(first-stage score) + W x z(SIFT score), z over the shortlist; "
-                     "0 keeps the first stage's order, a large W orders by SIFT alone."),
-        click.option("--ratio", type=float, default=MODE["ratio"], show_default=True,
-                     help="lowe mode: Lowe's ratio (a match is good when nearest < ratio x second nearest)."),
-        click.option("--quantization", type=click.Choice(QUANTIZATIONS), default=MODE["quantization"], show_default=True,
-                     help="Search the quantised variant collection fmnist_<method>_<q> (built by ingest --quantization)."),
-        click.option("--oversampling", type=float, default=None,
-                     help="Quantised search: fetch X times the results by the quantised vectors before rescoring "
-                     "(>= 1) [default 4 for int8, 16 for binary]."),
-        click.option("--rescore/--no-rescore", default=MODE["rescore"], show_default=True,
-                     help="Quantised search: re-score the candidates with the original float32 vectors."),
-        click.option("--expand", type=int, default=MODE["expand"], show_default=True, metavar="N",
-                     help="Average query expansion: search again with the query plus the stored vectors of its "
-                     "N nearest hits (0: off)."),
-    ])
+    return _decorate(
+        fn,
+        [
+            click.option(
+                "--fusion",
+                type=click.Choice(FUSIONS),
+                default=MODE["fusion"],
+                show_default=True,
+                help="How fused methods' lists combine: reciprocal-rank or distribution-based score fusion.",
+            ),
+            click.option("--fusion-weights", default=None, help="Comma-separated weight per fused method, e.g. 1,2."),
+            click.option(
+                "--rescore-with",
+                default=None,
+                help="Another method orders --method's shortlist by its own cosine (its stored vectors).",
+            ),
+            click.option(
+                "--rerank",
+                type=click.Choice(RERANK_STAGES),
+                default=None,
+                help="Rerank the shortlist with SIFT descriptors (needs `fmsearch ingest --method sift`).",
+            ),
+            click.option(
+                "--shortlist",
+                type=int,
+                default=MODE["shortlist"],
+                show_default=True,
+                help="Candidates the first stage proposes for a second stage (rerank, fusion, rescoring).",
+            ),
+            click.option(
+                "--rerank-mode",
+                type=click.Choice(RERANK_MODES),
+                default=MODE["rerank_mode"],
+                show_default=True,
+                help="maxsim: scored inside Qdrant (mean best cosine per query descriptor); "
+                "lowe: the seed's ratio-test score (good matches / query keypoints) on stored descriptors.",
+            ),
+            click.option(
+                "--rerank-weight",
+                type=float,
+                default=MODE["rerank_weight"],
+                show_default=True,
+                help="Fused score = z(first-stage score) + W x z(SIFT score), z over the shortlist; "
+                "0 keeps the first stage's order, a large W orders by SIFT alone.",
+            ),
+            click.option(
+                "--ratio",
+                type=float,
+                default=MODE["ratio"],
+                show_default=True,
+                help="lowe mode: Lowe's ratio (a match is good when nearest < ratio x second nearest).",
+            ),
+        ],
+    )
+
+
+def _quantization_options(fn: Callable) -> Callable:
+    """Quantisation with its rescore and oversampling, and query expansion."""
+    from fmsearch.search.mode import OPTIONS as MODE
+
+    return _decorate(
+        fn,
+        [
+            click.option(
+                "--quantization",
+                type=click.Choice(QUANTIZATIONS),
+                default=MODE["quantization"],
+                show_default=True,
+                help="Search the quantised variant collection fmnist_<method>_<q> (built by ingest --quantization).",
+            ),
+            click.option(
+                "--oversampling",
+                type=float,
+                default=None,
+                help="Quantised search: fetch X times the results by the quantised vectors before rescoring "
+                "(>= 1) [default 4 for int8, 16 for binary].",
+            ),
+            click.option(
+                "--rescore/--no-rescore",
+                default=MODE["rescore"],
+                show_default=True,
+                help="Quantised search: re-score the candidates with the original float32 vectors.",
+            ),
+            click.option(
+                "--expand",
+                type=int,
+                default=MODE["expand"],
+                show_default=True,
+                metavar="N",
+                help="Average query expansion: search again with the query plus the stored vectors of its "
+                "N nearest hits (0: off).",
+            ),
+        ],
+    )
 
 
 def search_mode(method: str, *, fusion_weights: str | None, **options: Any):
@@ -274,8 +378,7 @@ def search_mode(method: str, *, fusion_weights: str | None, **options: Any):
     the same flat options the service takes, :data:`fmsearch.search.mode.OPTIONS`."""
     from fmsearch.search.mode import SearchMode
 
-    return SearchMode.from_options(method, fusion_weights=parse_numbers(fusion_weights, "--fusion-weights"),
-                                   **options)
+    return SearchMode.from_options(method, fusion_weights=parse_numbers(fusion_weights, "--fusion-weights"), **options)
 
 
 def read_key_file(path: str) -> str:

@@ -24,9 +24,23 @@ def _load(arg: str, data_dir):
 @click.command("compare", context_settings={"ignore_unknown_options": True})
 @click.argument("image_a")
 @click.argument("image_b")
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the drawing of the matches to this PNG.")
-@click.option("--ratio", type=float, default=DEFAULT_RATIO, show_default=True, help="Lowe's ratio: a match is good when nearest < ratio x second nearest.")
-@click.option("--upscale", type=int, default=DEFAULT_UPSCALE, show_default=True, help="Enlarge the 28x28 images this many times before SIFT.")
+@click.option(
+    "--out", type=click.Path(dir_okay=False), default=None, help="Write the drawing of the matches to this PNG."
+)
+@click.option(
+    "--ratio",
+    type=float,
+    default=DEFAULT_RATIO,
+    show_default=True,
+    help="Lowe's ratio: a match is good when nearest < ratio x second nearest.",
+)
+@click.option(
+    "--upscale",
+    type=int,
+    default=DEFAULT_UPSCALE,
+    show_default=True,
+    help="Enlarge the 28x28 images this many times before SIFT.",
+)
 @click.option("--plain", is_flag=True, help="Plain SIFT descriptors instead of RootSIFT.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @data_dir_option
@@ -47,9 +61,16 @@ def command(image_a, image_b, out, ratio, upscale, plain, as_json, data_dir) -> 
     img_b, name_b = _load(image_b, data_dir)
     c = compare(img_a, img_b, SiftExtractor(upscale=upscale, root=not plain), ratio)
     result = {
-        "a": name_a, "b": name_b, "keypoints_a": len(c.a), "keypoints_b": len(c.b),
-        "good_matches": len(c.matches), "ratio": ratio, "lowe_score": c.lowe_score, "maxsim_score": c.maxsim_score,
-        "upscale": upscale, "descriptors": "sift" if plain else "rootsift",
+        "a": name_a,
+        "b": name_b,
+        "keypoints_a": len(c.a),
+        "keypoints_b": len(c.b),
+        "good_matches": len(c.matches),
+        "ratio": ratio,
+        "lowe_score": c.lowe_score,
+        "maxsim_score": c.maxsim_score,
+        "upscale": upscale,
+        "descriptors": "sift" if plain else "rootsift",
     }
     if out:
         from PIL import Image

@@ -9,7 +9,12 @@ from .common import data_dir_option, domain_errors
 
 @click.command("data")
 @data_dir_option
-@click.option("--download/--no-download", default=True, show_default=True, help="Fetch from Zalando's mirror when not found locally.")
+@click.option(
+    "--download/--no-download",
+    default=True,
+    show_default=True,
+    help="Fetch from Zalando's mirror when not found locally.",
+)
 @domain_errors
 def command(data_dir, download) -> None:
     """Locate FMNIST and verify every file (magic, sizes, SHA-256)."""

@@ -10,10 +10,20 @@ from .common import data_dir_option, domain_errors
 
 
 @click.command("export")
-@click.option("--method", "-m", type=click.Choice([*SHIPPED, "all"]), default="all", show_default=True,
-              help="Which trained method's artifact to export.")
-@click.option("--weights", type=click.Path(dir_okay=False), default=None,
-              help="The .keras artifact to export [default: the shipped one of each method].")
+@click.option(
+    "--method",
+    "-m",
+    type=click.Choice([*SHIPPED, "all"]),
+    default="all",
+    show_default=True,
+    help="Which trained method's artifact to export.",
+)
+@click.option(
+    "--weights",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="The .keras artifact to export [default: the shipped one of each method].",
+)
 @data_dir_option
 @domain_errors
 def command(method, weights, data_dir) -> None:
@@ -34,5 +44,7 @@ def command(method, weights, data_dir) -> None:
         command = f"fmsearch export --method {name}" + (f" --weights {weights}" if weights else "")
         card = export_onnx(artifact, data_dir, command=command)
         onnx = card["onnx"]
-        click.echo(f"wrote {onnx['file']} beside {artifact} (sha256 {onnx['sha256'][:16]}..., opset {onnx['opset']}, "
-                   f"max |diff| from Keras {onnx['max_abs_diff_vs_keras']:.2g})")
+        click.echo(
+            f"wrote {onnx['file']} beside {artifact} (sha256 {onnx['sha256'][:16]}..., opset {onnx['opset']}, "
+            f"max |diff| from Keras {onnx['max_abs_diff_vs_keras']:.2g})"
+        )

@@ -6,42 +6,118 @@ import click
 
 from fmsearch.store.schema import QUANTIZATIONS
 
-from .common import cli_message, data_dir_option, domain_errors, echo_json, embedder_options, model_options, pass_settings
+from .common import (
+    cli_message,
+    data_dir_option,
+    domain_errors,
+    echo_json,
+    embedder_options,
+    model_options,
+    pass_settings,
+)
 
 
 @click.command("ingest")
-@click.option("--method", "-m", required=True, help="Embedding method (pixels, autoencoder, siamese, proxy, resnet101), sift (descriptors for --rerank sift), or 'all'.")
-@click.option("--split", type=click.Choice(["train", "test", "all"]), default="train", show_default=True, help="Which FMNIST split(s) to store.")
+@click.option(
+    "--method",
+    "-m",
+    required=True,
+    help="Embedding method (pixels, autoencoder, siamese, proxy, resnet101), sift (descriptors for --rerank sift), "
+    "or 'all'.",
+)
+@click.option(
+    "--split",
+    type=click.Choice(["train", "test", "all"]),
+    default="train",
+    show_default=True,
+    help="Which FMNIST split(s) to store.",
+)
 @click.option("--limit", type=int, default=None, help="Only the first N images of each split.")
 @click.option("--batch-size", type=int, default=1000, show_default=True, help="Images embedded and written per step.")
-@click.option("--recreate", is_flag=True, help="Rebuild the collection from scratch, beside the live one, and swap it in when "
-              "complete (queries keep the old one until then). Without it, a re-run resumes: stored points are skipped.")
-@click.option("--quantization", type=click.Choice(QUANTIZATIONS), default="none", show_default=True,
-              help="Write the quantised variant fmnist_<method>_<q> instead: int8 (scalar) or binary quantised vectors, "
-              "with the float32 originals kept for rescoring.")
-@click.option("--on-disk", is_flag=True, help="A new collection keeps its float32 vectors on disk, memory-mapped: "
-              "with --quantization int8, a million pixel vectors served in 1.5 GiB of RAM instead of 3.4, at recall@10 "
-              "0.997 (docs/scale.md#memory-options).")
+@click.option(
+    "--recreate",
+    is_flag=True,
+    help="Rebuild the collection from scratch, beside the live one, and swap it in when "
+    "complete (queries keep the old one until then). Without it, a re-run resumes: stored points are skipped.",
+)
+@click.option(
+    "--quantization",
+    type=click.Choice(QUANTIZATIONS),
+    default="none",
+    show_default=True,
+    help="Write the quantised variant fmnist_<method>_<q> instead: int8 (scalar) or binary quantised vectors, "
+    "with the float32 originals kept for rescoring.",
+)
+@click.option(
+    "--on-disk",
+    is_flag=True,
+    help="A new collection keeps its float32 vectors on disk, memory-mapped: "
+    "with --quantization int8, a million pixel vectors served in 1.5 GiB of RAM instead of 3.4, at recall@10 "
+    "0.997 (docs/scale.md#memory-options).",
+)
 @click.option("--shards", type=int, default=1, show_default=True, help="Server/cluster: shards of a new collection.")
 @click.option("--replicas", type=int, default=1, show_default=True, help="Server/cluster: copies of each shard.")
-@click.option("--write-consistency", type=int, default=1, show_default=True,
-              help="Server/cluster: replicas that must confirm a write (<= --replicas).")
-@click.option("--sift-upscale", type=int, default=None, help="sift: enlarge images this many times before SIFT [default 3].")
+@click.option(
+    "--write-consistency",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Server/cluster: replicas that must confirm a write (<= --replicas).",
+)
+@click.option(
+    "--sift-upscale", type=int, default=None, help="sift: enlarge images this many times before SIFT [default 3]."
+)
 @click.option("--sift-plain", is_flag=True, help="sift: plain SIFT descriptors instead of RootSIFT.")
-@click.option("--images", "images_dir", type=click.Path(file_okay=False), default=None,
-              help="Ingest your own folder of images instead of FMNIST, into --collection (a folder gallery).")
-@click.option("--collection", "gallery", default=None,
-              help="With --images: the gallery's name (lower-case letters, digits, dashes): collection <prefix><name>_<method>.")
-@click.option("--recursive/--no-recursive", default=True, show_default=True,
-              help="With --images: the subfolders too (DIR/<class>/<file> gives each image its class).")
-@click.option("--json", "as_json", is_flag=True, help="With --images: print the report as JSON, skipped files with the reason.")
+@click.option(
+    "--images",
+    "images_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Ingest your own folder of images instead of FMNIST, into --collection (a folder gallery).",
+)
+@click.option(
+    "--collection",
+    "gallery",
+    default=None,
+    help="With --images: the gallery's name (lower-case letters, digits, dashes): collection <prefix><name>_<method>.",
+)
+@click.option(
+    "--recursive/--no-recursive",
+    default=True,
+    show_default=True,
+    help="With --images: the subfolders too (DIR/<class>/<file> gives each image its class).",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="With --images: print the report as JSON, skipped files with the reason."
+)
 @model_options
 @data_dir_option
 @pass_settings
 @domain_errors
-def command(settings, method, split, limit, batch_size, recreate, quantization, on_disk, shards, replicas, write_consistency,
-            sift_upscale, sift_plain, images_dir, gallery, recursive, as_json, weights, input_size, runtime, threads,
-            data_dir) -> None:
+def command(
+    settings,
+    method,
+    split,
+    limit,
+    batch_size,
+    recreate,
+    quantization,
+    on_disk,
+    shards,
+    replicas,
+    write_consistency,
+    sift_upscale,
+    sift_plain,
+    images_dir,
+    gallery,
+    recursive,
+    as_json,
+    weights,
+    input_size,
+    runtime,
+    threads,
+    data_dir,
+) -> None:
     """Embed FMNIST images with METHOD and store them in Qdrant.
 
     With --method all, every method whose model is available is ingested;
@@ -65,9 +141,17 @@ def command(settings, method, split, limit, batch_size, recreate, quantization, 
             raise click.UsageError("--split, --limit, --quantization and --on-disk apply to FMNIST, not to --images")
         methods = method_names() if method == "all" else (check_method(method),)  # a folder gallery: methods only
         options = embedder_options(methods, weights, input_size, runtime, threads)
-        for name in methods:
-            _ingest_folder(settings, name, options[name], images_dir, gallery, recursive, recreate,
-                           min(batch_size, 256), as_json, skip_unloadable=method == "all")
+        for name in methods:  # each method's collection of the gallery (a model that cannot load: skipped with all)
+            _ingest_folder(
+                settings,
+                name,
+                options[name],
+                (images_dir, gallery, recursive),
+                recreate,
+                batch_size,
+                as_json,
+                method == "all",
+            )
         return
     if method == "all":  # FMNIST: every method's collection, and every rerank stage's (descriptors: never quantised)
         methods = (*method_names(), *(stage_names() if quantization == "none" else ()))
@@ -83,8 +167,8 @@ def command(settings, method, split, limit, batch_size, recreate, quantization, 
             except ModelError as err:
                 click.echo(f"skipping {name}: {cli_message(err, click.get_current_context())}", err=True)
                 continue
-        _ingest_one(settings, embedder, split, limit, batch_size, recreate, data_dir, quantization,
-                    {"shards": shards, "replicas": replicas, "write_consistency": write_consistency, "on_disk": on_disk})
+        layout = {"shards": shards, "replicas": replicas, "write_consistency": write_consistency, "on_disk": on_disk}
+        _ingest_one(settings, embedder, split, limit, batch_size, recreate, data_dir, quantization, layout)
 
 
 def _ingest_one(settings, embedder, split, limit, batch_size, recreate, data_dir, quantization, layout) -> None:
@@ -94,14 +178,26 @@ def _ingest_one(settings, embedder, split, limit, batch_size, recreate, data_dir
 
     with tqdm(total=0, unit="img", desc=f"ingest {embedder.name}", disable=None) as bar:
         report = ingest(
-            settings.store(), embedder, split=split, limit=limit, batch_size=batch_size, recreate=recreate,
-            data_dir=data_dir, prefix=settings.store_settings.prefix, progress=bar.update, on_plan=lambda n: bar.reset(total=n),
-            quantization=quantization, **layout,
+            settings.store(),
+            embedder,
+            split=split,
+            limit=limit,
+            batch_size=batch_size,
+            recreate=recreate,
+            data_dir=data_dir,
+            prefix=settings.store_settings.prefix,
+            progress=bar.update,
+            on_plan=lambda n: bar.reset(total=n),
+            quantization=quantization,
+            **layout,
         )
     extra = ""
     if report.points_skipped:
-        extra = (f"; resumed: {report.points_skipped} were already stored" if report.points_written
-                 else "; every planned point was already stored")
+        extra = (
+            f"; resumed: {report.points_skipped} were already stored"
+            if report.points_written
+            else "; every planned point was already stored"
+        )
     if report.rebuilt:
         extra = "; rebuilt beside the live collection and swapped in"
     click.echo(
@@ -111,8 +207,10 @@ def _ingest_one(settings, embedder, split, limit, batch_size, recreate, data_dir
     )
 
 
-def _ingest_folder(settings, method, options, images_dir, gallery, recursive, recreate, batch_size, as_json,
-                   skip_unloadable) -> None:
+def _ingest_folder(settings, method, options, folder, recreate, batch_size, as_json, skip_unloadable) -> None:
+    """One method's collection of a folder gallery; ``folder``: (its directory, the gallery's name, recursive)."""
+    images_dir, gallery, recursive = folder
+    batch_size = min(batch_size, 256)
     from tqdm import tqdm
 
     from fmsearch.errors import ModelError
@@ -127,19 +225,29 @@ def _ingest_folder(settings, method, options, images_dir, gallery, recursive, re
             click.echo(f"skipping {method}: {cli_message(err, click.get_current_context())}", err=True)
             return
     with tqdm(total=0, unit="img", desc=f"ingest {method}", disable=None) as bar:
-        report = ingest_folder(settings.store(), embedder, images_dir, gallery, recursive=recursive, recreate=recreate,
-                               batch_size=batch_size, prefix=settings.store_settings.prefix, progress=bar.update,
-                               on_plan=lambda n: bar.reset(total=n))
+        report = ingest_folder(
+            settings.store(),
+            embedder,
+            images_dir,
+            gallery,
+            recursive=recursive,
+            recreate=recreate,
+            batch_size=batch_size,
+            prefix=settings.store_settings.prefix,
+            progress=bar.update,
+            on_plan=lambda n: bar.reset(total=n),
+        )
     if as_json:
         from dataclasses import asdict
 
         echo_json({**asdict(report), "bad": [{"path": p, "reason": why} for p, why in report.bad]})
         return
-    click.echo(f"{report.collection}: {report.files} images found, {report.written} written, {report.unchanged} "
-               f"unchanged, {len(report.bad)} unreadable, {len(report.unsupported)} not images; "
-               f"{report.points_total} stored ({report.seconds:.1f}s)"
-               + (f"; {report.gone} stored images are no longer in the folder (fmsearch delete --path)"
-                  if report.gone else ""))
+    click.echo(
+        f"{report.collection}: {report.files} images found, {report.written} written, {report.unchanged} "
+        f"unchanged, {len(report.bad)} unreadable, {len(report.unsupported)} not images; "
+        f"{report.points_total} stored ({report.seconds:.1f}s)"
+        + (f"; {report.gone} stored images are no longer in the folder (fmsearch delete --path)" if report.gone else "")
+    )
     for path, why in report.bad:
         click.echo(f"  skipped {path}: {why}")
     for path in report.unsupported:

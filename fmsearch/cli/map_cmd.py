@@ -12,12 +12,22 @@ from .common import domain_errors, echo_json, pass_settings
 
 @click.command("map")
 @click.option("--method", "-m", required=True, help="The collection to map: its method (pixels, siamese, ...).")
-@click.option("--points", type=int, default=None, help="Map a seeded sample of this many stored points [default: every "
-              "point, up to 70,000].")
-@click.option("--algorithm", type=click.Choice(["umap", "tsne"]), default=None,
-              help="The projection [default tsne: it kept more neighbours in less time, docs/insight.md].")
+@click.option(
+    "--points",
+    type=int,
+    default=None,
+    help="Map a seeded sample of this many stored points [default: every point, up to 70,000].",
+)
+@click.option(
+    "--algorithm",
+    type=click.Choice(["umap", "tsne"]),
+    default=None,
+    help="The projection [default tsne: it kept more neighbours in less time, docs/insight.md].",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sample and the projection.")
-@click.option("--out", type=click.Path(file_okay=False), default=None, help="Output directory [default eval-results/map-METHOD].")
+@click.option(
+    "--out", type=click.Path(file_okay=False), default=None, help="Output directory [default eval-results/map-METHOD]."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the map's figures as JSON.")
 @pass_settings
 @domain_errors
@@ -34,8 +44,12 @@ def command(settings, method, points, algorithm, seed, out, as_json) -> None:
 
     config = MapConfig(check_method(method), points or MAX_POINTS, algorithm or DEFAULT_ALGORITHM, seed)
     out = Path(out or config.out_dir)
-    data = make_map(settings.store(), config, prefix=settings.store_settings.prefix,
-                    on_step=None if as_json else lambda text: click.echo(text, err=True))
+    data = make_map(
+        settings.store(),
+        config,
+        prefix=settings.store_settings.prefix,
+        on_step=None if as_json else lambda text: click.echo(text, err=True),
+    )
     out.mkdir(parents=True, exist_ok=True)
     (out / "map.json").write_text(json.dumps(data, separators=(",", ":")))
     gallery_map(data, out / "map.png")
@@ -43,6 +57,8 @@ def command(settings, method, points, algorithm, seed, out, as_json) -> None:
     if as_json:
         echo_json({**figures, "out": str(out)})
         return
-    click.echo(f"{data['collection']}: {data['points']} points mapped with {config.algorithm} in "
-               f"{data['seconds']:.1f} s; neighbour keeping@10 {data['neighbour_keeping@10']:.3f}")
+    click.echo(
+        f"{data['collection']}: {data['points']} points mapped with {config.algorithm} in "
+        f"{data['seconds']:.1f} s; neighbour keeping@10 {data['neighbour_keeping@10']:.3f}"
+    )
     click.echo(f"wrote {out}/map.json, map.png")

@@ -21,8 +21,19 @@ from .common import (
 
 @click.command("query")
 @click.argument("image_path", required=False, type=click.Path(dir_okay=True))
-@click.option("--id", "id_", metavar="ID", default=None, help="Query with FMNIST item ID (train 0-59999, test 60000-69999); the item itself is excluded.")
-@click.option("--method", "-m", required=True, help="Embedding method, e.g. pixels; or methods joined by + (autoencoder+siamese), whose results are fused.")
+@click.option(
+    "--id",
+    "id_",
+    metavar="ID",
+    default=None,
+    help="Query with FMNIST item ID (train 0-59999, test 60000-69999); the item itself is excluded.",
+)
+@click.option(
+    "--method",
+    "-m",
+    required=True,
+    help="Embedding method, e.g. pixels; or methods joined by + (autoencoder+siamese), whose results are fused.",
+)
 @click.option("--positive", multiple=True, help="Recommend: a positive example, gallery id or image path (repeatable).")
 @click.option("--negative", multiple=True, help="Recommend: a negative example, gallery id or image path (repeatable).")
 @click.option("-k", "k", type=int, default=10, show_default=True, help="Number of results (1-1000).")
@@ -33,16 +44,41 @@ from .common import (
 @click.option("--exact", is_flag=True, help="Exact search instead of HNSW.")
 @graph_search_options
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per hit.")
-@click.option("--collection", "gallery", default=None,
-              help="Search this folder gallery (fmsearch ingest --images) instead of FMNIST; --id is then its point id.")
+@click.option(
+    "--collection",
+    "gallery",
+    default=None,
+    help="Search this folder gallery (fmsearch ingest --images) instead of FMNIST; --id is then its point id.",
+)
 @mode_options
 @model_options
 @data_dir_option
 @pass_settings
 @domain_errors
-def command(settings, image_path, id_, method, positive, negative, k, offset, min_score, classes, exclude_classes,
-            exact, hnsw_ef, acorn, as_json, gallery,
-            weights, input_size, runtime, threads, data_dir, **mode) -> None:
+def command(
+    settings,
+    image_path,
+    id_,
+    method,
+    positive,
+    negative,
+    k,
+    offset,
+    min_score,
+    classes,
+    exclude_classes,
+    exact,
+    hnsw_ef,
+    acorn,
+    as_json,
+    gallery,
+    weights,
+    input_size,
+    runtime,
+    threads,
+    data_dir,
+    **mode,
+) -> None:
     """Find the gallery images most similar to IMAGE_PATH (or --id).
 
     With --rerank sift, METHOD proposes --shortlist candidates and SIFT
@@ -55,15 +91,32 @@ def command(settings, image_path, id_, method, positive, negative, k, offset, mi
     from fmsearch.search.searcher import Searcher
 
     search = search_mode(method, **mode)
-    query = Query(image=None if image_path is None else partial(load_image, image_path),  # read once checked
-                  id=None if id_ is None else parse_point_id(id_),
-                  positive=tuple(id_or_image(e) for e in positive), negative=tuple(id_or_image(e) for e in negative),
-                  k=k, offset=offset, min_score=min_score, classes=classes, exclude_classes=exclude_classes,
-                  exact=exact)
+    query = Query(
+        image=None if image_path is None else partial(load_image, image_path),  # read once checked
+        id=None if id_ is None else parse_point_id(id_),
+        positive=tuple(id_or_image(e) for e in positive),
+        negative=tuple(id_or_image(e) for e in negative),
+        k=k,
+        offset=offset,
+        min_score=min_score,
+        classes=classes,
+        exclude_classes=exclude_classes,
+        exact=exact,
+    )
     query.check(search)
-    searcher = Searcher(settings.store(), gallery=settings.gallery(gallery, data_dir), hnsw_ef=hnsw_ef, acorn=acorn,
-                        options=embedder_options((*search.methods, *([search.rescore_with] if search.rescore_with else [])),
-                                                 weights, input_size, runtime, threads))
+    searcher = Searcher(
+        settings.store(),
+        gallery=settings.gallery(gallery, data_dir),
+        hnsw_ef=hnsw_ef,
+        acorn=acorn,
+        options=embedder_options(
+            (*search.methods, *([search.rescore_with] if search.rescore_with else [])),
+            weights,
+            input_size,
+            runtime,
+            threads,
+        ),
+    )
     hits = searcher.search(search, query)
     _show(hits, search, as_json, folder=any(h.path is not None for h in hits))  # hits with paths: the path table
 

@@ -18,33 +18,88 @@ from .common import data_dir_option, domain_errors, graph_search_options, pass_s
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (localhost unless told).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option("--methods", default=None, help="Methods to serve, comma-separated [default: every ingested one].")
-@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Processes sharing the port, each with its own copy of the collections.")
-@click.option("--api-key", envvar=environment.SERVE_API_KEY, default=None,
-              help=f"Require this key in the X-API-Key header of every /api request [env {environment.SERVE_API_KEY}].")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Processes sharing the port, each with its own copy of the collections.",
+)
+@click.option(
+    "--api-key",
+    envvar=environment.SERVE_API_KEY,
+    default=None,
+    help=f"Require this key in the X-API-Key header of every /api request [env {environment.SERVE_API_KEY}].",
+)
 @click.option("--api-key-file", type=click.Path(dir_okay=False), default=None, help="Read the API key from this file.")
 @click.option("--cors-origin", "cors_origins", multiple=True, help="An origin browsers may call from (repeatable).")
-@click.option("--max-upload", "max_upload_bytes", type=int, default=DEFAULT_MAX_UPLOAD, show_default=True,
-              help="Largest upload in bytes.")
-@click.option("--request-timeout", "request_timeout_s", type=float, default=30.0, show_default=True,
-              help="Seconds before a request is cancelled (503).")
-@click.option("--batching/--no-batching", default=True, show_default=True,
-              help="Embed and search concurrent plain searches of one method together.")
-@click.option("--threads", type=click.IntRange(1, 256), default=None,
-              help="ONNX Runtime threads per inference in each worker [default: the cores shared out among the workers].")
-@click.option("--server", type=click.Choice(["granian", "uvicorn"]), default="granian", show_default=True,
-              help="The HTTP server (granian spreads connections evenly across workers).")
-@click.option("--insight", "insight_dir", type=click.Path(file_okay=False), default=None,
-              help="Where `fmsearch map` and `fmsearch duplicates` wrote: the page's map and duplicates "
-              "[default eval-results].")
+@click.option(
+    "--max-upload",
+    "max_upload_bytes",
+    type=int,
+    default=DEFAULT_MAX_UPLOAD,
+    show_default=True,
+    help="Largest upload in bytes.",
+)
+@click.option(
+    "--request-timeout",
+    "request_timeout_s",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds before a request is cancelled (503).",
+)
+@click.option(
+    "--batching/--no-batching",
+    default=True,
+    show_default=True,
+    help="Embed and search concurrent plain searches of one method together.",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="ONNX Runtime threads per inference in each worker [default: the cores shared out among the workers].",
+)
+@click.option(
+    "--server",
+    type=click.Choice(["granian", "uvicorn"]),
+    default="granian",
+    show_default=True,
+    help="The HTTP server (granian spreads connections evenly across workers).",
+)
+@click.option(
+    "--insight",
+    "insight_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where `fmsearch map` and `fmsearch duplicates` wrote: the page's map and duplicates [default eval-results].",
+)
 @graph_search_options
 @click.option("--access-log/--no-access-log", default=False, show_default=True, help="Log every request line.")
 @data_dir_option
 @pass_settings
 @domain_errors
-def command(settings, host, port, methods, workers, api_key, api_key_file, cors_origins, max_upload_bytes,
-            request_timeout_s, batching, threads, server, insight_dir, hnsw_ef, acorn, access_log,
-            data_dir) -> None:
+def command(
+    settings,
+    host,
+    port,
+    methods,
+    workers,
+    api_key,
+    api_key_file,
+    cors_origins,
+    max_upload_bytes,
+    request_timeout_s,
+    batching,
+    threads,
+    server,
+    insight_dir,
+    hnsw_ef,
+    acorn,
+    access_log,
+    data_dir,
+) -> None:
     """Serve searches over HTTP until stopped (Ctrl-C or SIGTERM).
 
     Loads every ingested method's model once, answers JSON (OpenAPI at
@@ -61,15 +116,29 @@ def command(settings, host, port, methods, workers, api_key, api_key_file, cors_
         threads = max(1, (os.cpu_count() or 1) // workers)
     names = None if methods is None else tuple(check_method(m.strip()) for m in methods.split(",") if m.strip())
     _preflight(settings, names, host, port)
-    config = ServeConfig(store_settings=settings.store_settings, data_dir=data_dir, methods=names, api_key=api_key, cors_origins=tuple(cors_origins),
-                         max_upload_bytes=max_upload_bytes, request_timeout_s=request_timeout_s, batching=batching,
-                         threads=threads, hnsw_ef=hnsw_ef, acorn=acorn,
-                         **({"insight_dir": insight_dir} if insight_dir else {}))
+    config = ServeConfig(
+        store_settings=settings.store_settings,
+        data_dir=data_dir,
+        methods=names,
+        api_key=api_key,
+        cors_origins=tuple(cors_origins),
+        max_upload_bytes=max_upload_bytes,
+        request_timeout_s=request_timeout_s,
+        batching=batching,
+        threads=threads,
+        hnsw_ef=hnsw_ef,
+        acorn=acorn,
+        **({"insight_dir": insight_dir} if insight_dir else {}),
+    )
     logging.getLogger("fmsearch").setLevel(logging.INFO)  # what is loaded and what is skipped, and why
-    click.echo(f"fmsearch serve on http://{host}:{port} ({workers} worker{'s' if workers > 1 else ''}); "
-               f"docs at http://{host}:{port}/docs", err=True)
-    serve(config, f"{__name__}:service_app", server=server, host=host, port=port, workers=workers,
-          access_log=access_log)
+    click.echo(
+        f"fmsearch serve on http://{host}:{port} ({workers} worker{'s' if workers > 1 else ''}); "
+        f"docs at http://{host}:{port}/docs",
+        err=True,
+    )
+    serve(
+        config, f"{__name__}:service_app", server=server, host=host, port=port, workers=workers, access_log=access_log
+    )
 
 
 def _preflight(settings, methods: tuple[str, ...] | None, host: str, port: int) -> None:
@@ -86,8 +155,10 @@ def _preflight(settings, methods: tuple[str, ...] | None, host: str, port: int) 
     finally:
         settings.close()  # each worker opens its own serving copy
     if not galleries and not any(schema.collection_name(m, settings.store_settings.prefix) in present for m in wanted):
-        raise click.ClickException(f"nothing to serve: {', '.join(wanted)} {'is' if len(wanted) == 1 else 'are'} "
-                                   f"not ingested in {where}; run `fmsearch ingest --method M` first")
+        raise click.ClickException(
+            f"nothing to serve: {', '.join(wanted)} {'is' if len(wanted) == 1 else 'are'} "
+            f"not ingested in {where}; run `fmsearch ingest --method M` first"
+        )
     try:
         family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
         with socket.socket(family, kind) as probe:

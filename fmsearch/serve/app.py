@@ -50,9 +50,7 @@ def create_app(config: ServeConfig, service: SearchService | None = None) -> Fas
     service = service or SearchService(config)
     executor = work_executor()
     metrics = Metrics()
-    batcher = MicroBatcher(
-        partial(_run_batch, service), executor, on_batch=partial(_count_batch, metrics)
-    )
+    batcher = MicroBatcher(partial(_run_batch, service), executor, on_batch=partial(_count_batch, metrics))
     serving = Serving(service, config, metrics, Insight(config.insight_dir), batcher, executor)
 
     @asynccontextmanager
@@ -74,9 +72,7 @@ def create_app(config: ServeConfig, service: SearchService | None = None) -> Fas
         description="Image similarity search over Fashion-MNIST, backed by Qdrant (read-only).",
     )
     app.state.serving = serving
-    guarded = (
-        [Security(api_key)] if config.api_key is not None else []
-    )  # documented only where it is asked
+    guarded = [Security(api_key)] if config.api_key is not None else []  # documented only where it is asked
     for router in API:
         app.include_router(router, dependencies=guarded)
     for router in OPEN:
@@ -111,9 +107,7 @@ def _load(service: SearchService) -> None:
 
 
 def _count_batch(metrics: Metrics, key: Hashable, size: int) -> None:
-    mode, _, _ = cast(
-        tuple[SearchMode, bool, str | None], key
-    )  # the key _run_batch's callers submit
+    mode, _, _ = cast(tuple[SearchMode, bool, str | None], key)  # the key _run_batch's callers submit
     metrics.batch(mode.method, size)
 
 

@@ -53,11 +53,13 @@ class ServeConfig:
 
     def __post_init__(self) -> None:
         if self.max_upload_bytes < 1024:
-            raise InvalidArgumentError(f"max upload must be at least 1024 bytes, got {self.max_upload_bytes}",
-                                       param="max_upload_bytes")
+            raise InvalidArgumentError(
+                f"max upload must be at least 1024 bytes, got {self.max_upload_bytes}", param="max_upload_bytes"
+            )
         if not self.request_timeout_s > 0:
-            raise InvalidArgumentError(f"request timeout must be above 0 s, got {self.request_timeout_s}",
-                                       param="request_timeout_s")
+            raise InvalidArgumentError(
+                f"request timeout must be above 0 s, got {self.request_timeout_s}", param="request_timeout_s"
+            )
         if self.hnsw_ef is not None and not 1 <= self.hnsw_ef <= MAX_HNSW_EF:
             raise InvalidArgumentError(f"hnsw ef must be 1-{MAX_HNSW_EF}, got {self.hnsw_ef}", param="hnsw_ef")
         if self.api_key is not None and not self.api_key.strip():
@@ -79,8 +81,9 @@ class ServeConfig:
         """
         text = environment.serve_config() if text is None else text
         if text is None:
-            raise InvalidArgumentError(f"no service configuration: {CONFIG_ENV} is not set (fmsearch serve sets it "
-                                       "for its workers)")
+            raise InvalidArgumentError(
+                f"no service configuration: {CONFIG_ENV} is not set (fmsearch serve sets it for its workers)"
+            )
         data = json.loads(text)
         data["store_settings"] = StoreSettings(**data["store_settings"])
         for key in ("methods", "cors_origins"):

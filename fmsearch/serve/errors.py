@@ -83,9 +83,7 @@ ANSWERED: dict[type[Exception], int] = {
 
 def error_json(status: int, message: str) -> JSONResponse:
     """``{"error": <the message's first line>}`` with ``status``."""
-    return JSONResponse(
-        {"error": message.splitlines()[0] if message else "error"}, status_code=status
-    )
+    return JSONResponse({"error": message.splitlines()[0] if message else "error"}, status_code=status)
 
 
 def status_of(err: FmsearchError) -> int:
@@ -101,13 +99,10 @@ def error_answer(err: Exception, timeout_s: float) -> JSONResponse:
         err: what was raised.
         timeout_s: the service's request timeout (named in a timeout's answer).
     """
-    if (
-        isinstance(err, CollectionNotFoundError) and err.collection
-    ):  # not where the serving copy lives
+    if isinstance(err, CollectionNotFoundError) and err.collection:  # not where the serving copy lives
         return error_json(
             404,
-            f"collection {err.collection} is not in this service's store (ingest it, then "
-            "restart the service)",
+            f"collection {err.collection} is not in this service's store (ingest it, then restart the service)",
         )
     if isinstance(err, FmsearchError):
         return error_json(status_of(err), str(err))
@@ -116,18 +111,14 @@ def error_answer(err: Exception, timeout_s: float) -> JSONResponse:
     if isinstance(err, HTTPException):
         return error_json(err.status_code, str(err.detail))
     if isinstance(err, TimeoutError):
-        return error_json(
-            503, f"the request ran past the {timeout_s:g} s timeout and was cancelled"
-        )
+        return error_json(503, f"the request ran past the {timeout_s:g} s timeout and was cancelled")
     status = next((code for kind, code in ANSWERED.items() if isinstance(err, kind)), None)
     return error_json(status, str(err)) if status is not None else error_json(500, "internal error")
 
 
 def is_answered(err: Exception) -> bool:
     """Whether ``err`` is one a user causes (answered 4xx or 503, not logged as a server error)."""
-    return isinstance(
-        err, (FmsearchError, RequestValidationError, ValidationError, HTTPException, *ANSWERED)
-    )
+    return isinstance(err, (FmsearchError, RequestValidationError, ValidationError, HTTPException, *ANSWERED))
 
 
 def add_handlers(app: FastAPI, timeout_s: float) -> None:

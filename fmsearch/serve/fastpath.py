@@ -48,9 +48,7 @@ class SearchFastPath:
         if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        scope["route"] = (
-            self.route
-        )  # as FastAPI's routes record themselves (the metrics' endpoint label)
+        scope["route"] = self.route  # as FastAPI's routes record themselves (the metrics' endpoint label)
         request = Request(scope, receive)
         s = self.serving
         try:

@@ -44,10 +44,7 @@ def _json_types(spec: dict[str, Any]) -> set[str]:
 
 
 #: the JSON types each search field takes (what a form's text is read as)
-FIELD_TYPES = {
-    name: _json_types(spec)
-    for name, spec in SearchRequest.model_json_schema()["properties"].items()
-}
+FIELD_TYPES = {name: _json_types(spec) for name, spec in SearchRequest.model_json_schema()["properties"].items()}
 
 
 async def read_form(request: Request) -> tuple[SearchRequest, bytes | None]:
@@ -72,17 +69,13 @@ async def read_form(request: Request) -> tuple[SearchRequest, bytes | None]:
         for name, value in form.multi_items():
             if isinstance(value, UploadFile):
                 if name != "image":
-                    raise InvalidArgumentError(
-                        f"a file in field {name!r}: only 'image' takes a file, once"
-                    )
+                    raise InvalidArgumentError(f"a file in field {name!r}: only 'image' takes a file, once")
                 upload = await value.read()
             elif name == "image":
                 raise InvalidArgumentError("the image field must be a file in a multipart form")
             elif name in REPEATED:
                 field = REPEATED[name]
-                data.setdefault(field, []).extend(
-                    _typed(field, v) for v in value.split(",") if v.strip()
-                )
+                data.setdefault(field, []).extend(_typed(field, v) for v in value.split(",") if v.strip())
             elif name in data:
                 raise InvalidArgumentError(f"field {name!r} is given twice")
             else:
@@ -112,9 +105,7 @@ def _typed(field: str, text: str) -> Any:
     if "boolean" in kinds and value in ("true", "false"):
         return value == "true"
     if "integer" in kinds and INTEGER.fullmatch(value):
-        return (
-            int(value) if len(value) <= 20 else text
-        )  # longer is out of every field's range: left to refuse
+        return int(value) if len(value) <= 20 else text  # longer is out of every field's range: left to refuse
     if "number" in kinds and NUMBER.fullmatch(value):
         return float(value)
     return text

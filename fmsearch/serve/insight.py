@@ -43,29 +43,45 @@ class Insight:
         """The methods with a map, and those with a duplicates run."""
         names = method_names()
         maps = [m for m in names if (self.directory / f"map-{m}" / "map.json").is_file()]
-        runs = [m for m in names if any((self.directory / f"duplicates-{m}-{s}" / "duplicates.json").is_file()
-                                        for s in SPLITS)]
+        runs = [
+            m
+            for m in names
+            if any((self.directory / f"duplicates-{m}-{s}" / "duplicates.json").is_file() for s in SPLITS)
+        ]
         return {"maps": maps, "duplicates": runs}
 
     def map_json(self, method: str) -> bytes:
         """The method's map.json, as written."""
         path = self.directory / f"map-{check_method(method)}" / "map.json"
         if not path.is_file():
-            raise ResultNotFoundError(f"no map of {method} here: make one with `fmsearch map --method {method}` "
-                                      "and serve its folder (--insight)")
+            raise ResultNotFoundError(
+                f"no map of {method} here: make one with `fmsearch map --method {method}` "
+                "and serve its folder (--insight)"
+            )
         return self._read(path, bytes)
 
     def duplicates(self, method: str, limit: int = MAX_GROUPS) -> dict[str, Any]:
         """The method's duplicates run: its figures and its first ``limit``
         groups (label conflicts first), without the pair lists."""
         check_method(method)
-        path = next((p for s in SPLITS if (p := self.directory / f"duplicates-{method}-{s}" / "duplicates.json")
-                     .is_file()), None)
+        path = next(
+            (p for s in SPLITS if (p := self.directory / f"duplicates-{method}-{s}" / "duplicates.json").is_file()),
+            None,
+        )
         if path is None:
-            raise ResultNotFoundError(f"no duplicates run of {method} here: make one with `fmsearch duplicates "
-                                      f"--method {method}` and serve its folder (--insight)")
+            raise ResultNotFoundError(
+                f"no duplicates run of {method} here: make one with `fmsearch duplicates "
+                f"--method {method}` and serve its folder (--insight)"
+            )
         data = self._read(path, json.loads)
         groups = [{k: v for k, v in g.items() if k != "pairs"} for g in data["groups"][:limit]]
-        return {"method": method, "date": data["date"], "collection": data["collection"],
-                "settings": data["settings"], "summary": data["summary"], "cost": data["cost"],
-                "groups_total": len(data["groups"]), "groups": groups}
+        return {
+            "method": method,
+            "date": data["date"],
+            "collection": data["collection"],
+            "settings": data["settings"],
+            "summary": data["summary"],
+            "cost": data["cost"],
+            "groups_total": len(data["groups"]),
+            "groups": groups,
+        }

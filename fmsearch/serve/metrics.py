@@ -14,20 +14,33 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("fmsearch_requests_total", "Requests answered", ["endpoint", "method", "status"],
-                                registry=self.registry)
-        self.latency = Histogram("fmsearch_request_seconds", "Time to answer a request", ["endpoint", "method"],
-                                 buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.requests = Counter(
+            "fmsearch_requests_total", "Requests answered", ["endpoint", "method", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "fmsearch_request_seconds",
+            "Time to answer a request",
+            ["endpoint", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self._series: dict[tuple[str, str, int], tuple] = {}
-        self.batches = Histogram("fmsearch_embed_batch_size", "Requests embedded together", ["method"],
-                                 buckets=BATCH_BUCKETS, registry=self.registry)
+        self.batches = Histogram(
+            "fmsearch_embed_batch_size",
+            "Requests embedded together",
+            ["method"],
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
 
     def request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
         key = (endpoint, method, status)
         series = self._series.get(key)
         if series is None:  # labels() is a locked lookup: resolve each combination once
-            series = self._series[key] = (self.requests.labels(endpoint, method, str(status)),
-                                          self.latency.labels(endpoint, method))
+            series = self._series[key] = (
+                self.requests.labels(endpoint, method, str(status)),
+                self.latency.labels(endpoint, method),
+            )
         series[0].inc()
         series[1].observe(seconds)
 

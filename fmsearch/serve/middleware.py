@@ -24,9 +24,7 @@ class Deadline:
     thread finishes there (Python cannot stop a thread); the request limits
     (the upload size, the number of examples) bound it."""
 
-    def __init__(
-        self, app: ASGIApp, seconds: float, answer: Callable[[Exception], Response]
-    ) -> None:
+    def __init__(self, app: ASGIApp, seconds: float, answer: Callable[[Exception], Response]) -> None:
         self.app = app
         self.seconds = seconds
         self.answer = answer
@@ -43,9 +41,7 @@ class Deadline:
                     nonlocal started
                     if message["type"] == "http.response.start":
                         started = True
-                        deadline.reschedule(
-                            None
-                        )  # the answer is there: sending it is the client's pace
+                        deadline.reschedule(None)  # the answer is there: sending it is the client's pace
                     await send(message)
 
                 await self.app(scope, receive, sending)
@@ -80,9 +76,5 @@ class Metered:
             await self.app(scope, receive, send_status)
         finally:
             route: Any = scope.get("route")
-            method = scope.get("state", {}).get(
-                "method", "-"
-            )  # set by the search route: only methods served
-            self.metrics.request(
-                getattr(route, "path", "unmatched"), method, status, time.perf_counter() - t0
-            )
+            method = scope.get("state", {}).get("method", "-")  # set by the search route: only methods served
+            self.metrics.request(getattr(route, "path", "unmatched"), method, status, time.perf_counter() - t0)

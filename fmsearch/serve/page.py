@@ -11,8 +11,10 @@ from starlette.staticfiles import StaticFiles
 
 WEB = Path(__file__).with_name("web")
 #: the page loads only its own files; images come from the API, data: and blob: URLs (uploads, drawings)
-POLICY = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
-          "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+POLICY = (
+    "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 
 
 def mount_page(app: FastAPI) -> None:
@@ -20,7 +22,8 @@ def mount_page(app: FastAPI) -> None:
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
-        return FileResponse(WEB / "index.html", headers={"Content-Security-Policy": POLICY,
-                                                         "Cache-Control": "no-cache"})
+        return FileResponse(
+            WEB / "index.html", headers={"Content-Security-Policy": POLICY, "Cache-Control": "no-cache"}
+        )
 
     app.mount("/static", StaticFiles(directory=WEB / "static"), name="static")  # the page's files, not the page

@@ -31,8 +31,16 @@ from fmsearch.serve.config import CONFIG_ENV, ServeConfig
 SERVERS = ("granian", "uvicorn")
 
 
-def serve(config: ServeConfig, factory: str, *, server: str = "granian", host: str = "127.0.0.1",
-          port: int = 8000, workers: int = 1, access_log: bool = False) -> None:
+def serve(
+    config: ServeConfig,
+    factory: str,
+    *,
+    server: str = "granian",
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    access_log: bool = False,
+) -> None:
     """Serve the application ``factory`` makes (``"module:function"``, called
     in each worker with no arguments; it reads ``config`` from the
     environment) until SIGINT or SIGTERM."""
@@ -41,16 +49,22 @@ def serve(config: ServeConfig, factory: str, *, server: str = "granian", host: s
         from granian import Granian
         from granian.constants import Interfaces
 
-        Granian(factory, address=host, port=port, interface=Interfaces.ASGI, workers=workers, factory=True,
-                log_access=access_log).serve()
+        Granian(
+            factory,
+            address=host,
+            port=port,
+            interface=Interfaces.ASGI,
+            workers=workers,
+            factory=True,
+            log_access=access_log,
+        ).serve()
         return
     import uvicorn
 
     # uvicorn re-raises the stopping signal once it has shut down; answer it with a clean exit
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _stopped)
-    uvicorn.run(factory, factory=True, host=host, port=port, workers=workers, log_level="info",
-                access_log=access_log)
+    uvicorn.run(factory, factory=True, host=host, port=port, workers=workers, log_level="info", access_log=access_log)
 
 
 def _stopped(signum, frame) -> None:

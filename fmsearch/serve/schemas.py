@@ -34,14 +34,22 @@ class SearchRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    id: int | None = Field(None, ge=0, le=MAX_FOLDER_ID, description="Gallery id: train 0-59999, test 60000-69999; "
-                           "in a folder gallery (collection), one of its point ids.")
-    collection: str | None = Field(None, description="Search this folder gallery (fmsearch ingest --images) "
-                                   "instead of FMNIST: its name.")
+    id: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_FOLDER_ID,
+        description="Gallery id: train 0-59999, test 60000-69999; "
+        "in a folder gallery (collection), one of its point ids.",
+    )
+    collection: str | None = Field(
+        None, description="Search this folder gallery (fmsearch ingest --images) instead of FMNIST: its name."
+    )
     image: str | None = Field(None, description="Base64 of an image file (PNG, JPEG, ...), any size.")
     method: str = Field("siamese", description="A method, or methods joined by + (a fusion).")
     k: int = Field(10, ge=1, le=MAX_K)
-    offset: int = Field(0, ge=0, le=MAX_K - 1, description=f"Skip this many results: the next page (k + offset <= {MAX_K}).")
+    offset: int = Field(
+        0, ge=0, le=MAX_K - 1, description=f"Skip this many results: the next page (k + offset <= {MAX_K})."
+    )
     min_score: float | None = Field(None, description="Leave out results scoring below this.")
     classes: list[str] = Field(default_factory=list, max_length=MAX_CLASSES, description="Only these classes.")
     exclude_classes: list[str] = Field(default_factory=list, max_length=MAX_CLASSES, description="Never these classes.")
@@ -51,19 +59,27 @@ class SearchRequest(BaseModel):
     fusion_weights: list[float] | None = MODE["fusion_weights"]
     rescore_with: str | None = MODE["rescore_with"]
     shortlist: int = Field(MODE["shortlist"], ge=1, le=MAX_K)
-    rerank: Literal[RERANK_STAGES] | None = Field(MODE["rerank"], description="A second stage reordering the shortlist.")  # type: ignore[valid-type]
+    rerank: Literal[RERANK_STAGES] | None = Field(  # type: ignore[valid-type]
+        MODE["rerank"], description="A second stage reordering the shortlist."
+    )
     rerank_mode: Literal[RERANK_MODES] = MODE["rerank_mode"]  # type: ignore[valid-type]
     rerank_weight: float = MODE["rerank_weight"]
     ratio: float = MODE["ratio"]
     quantization: Literal[QUANTIZATIONS] = MODE["quantization"]  # type: ignore[valid-type]
     oversampling: float | None = MODE["oversampling"]
     rescore: bool = MODE["rescore"]
-    expand: int = Field(MODE["expand"], ge=0, le=MAX_EXPAND,
-                        description="Average query expansion by the N nearest hits' stored vectors (0: off).")
-    positive: list[Example] = Field(default_factory=list, max_length=MAX_EXAMPLES,
-                                    description="Recommend: ids or base64 images.")
-    negative: list[Example] = Field(default_factory=list, max_length=MAX_EXAMPLES,
-                                    description="Recommend: ids or base64 images.")
+    expand: int = Field(
+        MODE["expand"],
+        ge=0,
+        le=MAX_EXPAND,
+        description="Average query expansion by the N nearest hits' stored vectors (0: off).",
+    )
+    positive: list[Example] = Field(
+        default_factory=list, max_length=MAX_EXAMPLES, description="Recommend: ids or base64 images."
+    )
+    negative: list[Example] = Field(
+        default_factory=list, max_length=MAX_EXAMPLES, description="Recommend: ids or base64 images."
+    )
 
     @model_validator(mode="after")
     def _one_page(self) -> SearchRequest:

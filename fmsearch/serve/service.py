@@ -73,10 +73,18 @@ def query_of(req: SearchRequest, source: ImageSource | None = None) -> Query:
     def example(e: int | str, what: str) -> int | np.ndarray:
         return e if isinstance(e, int) else decode_base64(e, f"{what} example")
 
-    return Query(image=source, id=req.id, positive=tuple(example(e, "positive") for e in req.positive),
-                 negative=tuple(example(e, "negative") for e in req.negative), k=req.k, offset=req.offset,
-                 min_score=req.min_score, classes=tuple(req.classes), exclude_classes=tuple(req.exclude_classes),
-                 exact=req.exact)
+    return Query(
+        image=source,
+        id=req.id,
+        positive=tuple(example(e, "positive") for e in req.positive),
+        negative=tuple(example(e, "negative") for e in req.negative),
+        k=req.k,
+        offset=req.offset,
+        min_score=req.min_score,
+        classes=tuple(req.classes),
+        exclude_classes=tuple(req.exclude_classes),
+        exact=req.exact,
+    )
 
 
 class SearchService:
@@ -110,20 +118,28 @@ class SearchService:
         every = source.collections()
         names = [n for n in every if n.startswith(prefix)]
         galleries = _gallery_collections(source, every, candidates)  # folder galleries: by their metadata
-        wanted = [n for n in every if n in galleries or any(n == schema.collection_name(m, prefix) or n.startswith(
-            schema.collection_name(m, prefix) + "_") for m in (*candidates, *stage_names()))]
+        wanted = [
+            n
+            for n in every
+            if n in galleries
+            or any(
+                n == schema.collection_name(m, prefix) or n.startswith(schema.collection_name(m, prefix) + "_")
+                for m in (*candidates, *stage_names())
+            )
+        ]
         self._workdir = tempfile.mkdtemp(prefix="fmsearch-serve-")
         self.store = source.serving_copy(wanted, self._workdir)
         if self.store is not source:
             source.close()
         # the methods run by ONNX Runtime: the service's thread budget, no spinning between requests
         options = {m: {"threads": c.threads, "spin": False} for m in method_names() if "spin" in OPTIONS[m]}
-        self.searcher = Searcher(self.store, prefix=prefix, data_dir=c.data_dir, hnsw_ef=c.hnsw_ef,
-                                acorn=c.acorn, options=options)
+        self.searcher = Searcher(
+            self.store, prefix=prefix, data_dir=c.data_dir, hnsw_ef=c.hnsw_ef, acorn=c.acorn, options=options
+        )
         self._searchers[None] = self.searcher
         for method in candidates:
             self._load_method(method, names)
-        for name, (gallery, method) in sorted(galleries.items()):
+        for gallery, method in sorted(galleries.values()):
             self._load_gallery(gallery, method)
         reranker = self.searcher.reranker
         if reranker.name in names:
@@ -132,8 +148,9 @@ class SearchService:
                 self.rerank = True
             except FmsearchError as err:
                 self.skipped[reranker.stage] = str(err)
-        logger.info("serving %s%s", ", ".join(self.methods) or "no method",
-                    " with the SIFT rerank stage" if self.rerank else "")
+        logger.info(
+            "serving %s%s", ", ".join(self.methods) or "no method", " with the SIFT rerank stage" if self.rerank else ""
+        )
         self.state = "ready"
 
     def _load_method(self, method: str, names: Sequence[str]) -> None:
@@ -179,8 +196,11 @@ class SearchService:
         try:
             return self._searchers[collection]
         except KeyError:
-            raise InvalidArgumentError(f"collection {collection!r} is not a folder gallery this service serves; it "
-                                       f"serves: {', '.join(self.galleries) or 'none'}", param="collection") from None
+            raise InvalidArgumentError(
+                f"collection {collection!r} is not a folder gallery this service serves; it "
+                f"serves: {', '.join(self.galleries) or 'none'}",
+                param="collection",
+            ) from None
 
     def close(self) -> None:
         """Close the store (its locks released) and remove the serving copy."""
@@ -215,8 +235,14 @@ class SearchService:
         self.check_method(mode, req.collection)
         return self.searcher_for(req.collection).search(mode, query_of(req, source), timings=timings)
 
-    def search_batch(self, mode: SearchMode, exact: bool, items: Sequence[PlainSearch],
-                     timings: dict[str, float], collection: str | None = None) -> list[list[Hit] | FmsearchError]:
+    def search_batch(
+        self,
+        mode: SearchMode,
+        exact: bool,
+        items: Sequence[PlainSearch],
+        timings: dict[str, float],
+        collection: str | None = None,
+    ) -> list[list[Hit] | FmsearchError]:
         """Plain searches of one method's collection (of the gallery
         ``collection`` names): decoded, embedded together and searched with
         one batch request (each with its own limit and filter), each paged as
@@ -237,10 +263,13 @@ class SearchService:
         if not good:
             return answers
         try:
-            vectors = searcher.embedder(mode.methods[0]).embed(np.stack([cast(np.ndarray, q.image) for q in queries]))  # decoded above
+            vectors = searcher.embedder(mode.methods[0]).embed(
+                np.stack([cast(np.ndarray, q.image) for q in queries])
+            )  # decoded above
             t2 = time.perf_counter()
-            found = searcher.search_vectors(mode, vectors, [q.limit for q in queries], [items[i].flt for i in good],
-                                            exact=exact)
+            found = searcher.search_vectors(
+                mode, vectors, [q.limit for q in queries], [items[i].flt for i in good], exact=exact
+            )
         except FmsearchError as err:
             if len(good) == 1:
                 answers[good[0]] = err
@@ -282,8 +311,9 @@ class SearchService:
         the payload a served collection holds, else from the FMNIST files."""
         searcher = self.searcher_for(collection)
         keys = ["split", "index", "label", "class_name", "path"]
-        payload = self._payload(searcher, pid, collection, [schema.SPLIT, schema.INDEX, schema.LABEL,
-                                                            schema.CLASS_NAME, schema.PATH])
+        payload = self._payload(
+            searcher, pid, collection, [schema.SPLIT, schema.INDEX, schema.LABEL, schema.CLASS_NAME, schema.PATH]
+        )
         payload = payload if payload is not None else searcher.gallery.describe(pid)
         if payload is None:
             raise InvalidArgumentError(f"no image with id {pid} in gallery {searcher.gallery.name}")
@@ -306,10 +336,18 @@ class SearchService:
                 images.append(decode_base64(example, which))
                 names.append(f"upload {which}")
         c = compare(images[0], images[1], SiftExtractor(upscale=req.upscale, root=not req.plain), req.ratio)
-        figures = {"a": names[0], "b": names[1], "keypoints_a": len(c.a), "keypoints_b": len(c.b),
-                   "good_matches": len(c.matches), "ratio": req.ratio, "lowe_score": c.lowe_score,
-                   "maxsim_score": c.maxsim_score, "upscale": req.upscale,
-                   "descriptors": "sift" if req.plain else "rootsift"}
+        figures = {
+            "a": names[0],
+            "b": names[1],
+            "keypoints_a": len(c.a),
+            "keypoints_b": len(c.b),
+            "good_matches": len(c.matches),
+            "ratio": req.ratio,
+            "lowe_score": c.lowe_score,
+            "maxsim_score": c.maxsim_score,
+            "upscale": req.upscale,
+            "descriptors": "sift" if req.plain else "rootsift",
+        }
         return figures, png_bytes(c.drawing())
 
     def filter_for(self, mode: SearchMode, query: Query, collection: str | None = None) -> QueryFilter:
@@ -318,7 +356,10 @@ class SearchService:
         return self.searcher_for(collection).filter_of(mode.methods[0], query)
 
     def collections(self) -> list[dict]:
-        return [{k: v for k, v in asdict(s).items() if k != "in_use" or v is not None} for s in summarize(self._searchers[None].store)]
+        return [
+            {k: v for k, v in asdict(s).items() if k != "in_use" or v is not None}
+            for s in summarize(self._searchers[None].store)
+        ]
 
 
 def _gallery_collections(store: Store, names: Sequence[str], methods: Sequence[str]) -> dict[str, tuple[str, str]]:
@@ -336,5 +377,13 @@ def classes() -> list[dict]:
     return [{"label": i, "name": name} for i, name in enumerate(CLASS_NAMES)]
 
 
-__all__ = ["ImageSource", "PlainSearch", "SearchService", "classes", "decode_base64", "decode_upload", "mode_of",
-           "query_of"]
+__all__ = [
+    "ImageSource",
+    "PlainSearch",
+    "SearchService",
+    "classes",
+    "decode_base64",
+    "decode_upload",
+    "mode_of",
+    "query_of",
+]

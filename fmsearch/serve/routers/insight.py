@@ -22,9 +22,7 @@ async def insight(s: ServingDep) -> dict[str, list[str]]:
     return await s.run(s.insight.available)
 
 
-@router.get(
-    "/map/{method}", responses={200: {"content": {"application/json": {}}}}, response_class=Response
-)
+@router.get("/map/{method}", responses={200: {"content": {"application/json": {}}}}, response_class=Response)
 async def gallery_map(s: ServingDep, method: str) -> Response:
     """The method's map.json: ``ids``, ``x``, ``y``, ``labels`` (one entry per
     mapped image), ``class_names``, ``settings`` and ``neighbour_keeping@10``."""

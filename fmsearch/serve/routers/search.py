@@ -69,9 +69,7 @@ SEARCH_BODY = {
 TIMINGS = tuple(Timings.model_fields)
 
 
-@router.post(
-    "/search", response_model=SearchResponse, response_class=Response, openapi_extra=SEARCH_BODY
-)
+@router.post("/search", response_model=SearchResponse, response_class=Response, openapi_extra=SEARCH_BODY)
 async def search(request: Request, s: ServingDep, service: ReadyService) -> Response:
     """Search by an uploaded image (a multipart form with the file field
     ``image``), or by JSON: a gallery ``id``, a base64 ``image``, or
@@ -80,9 +78,7 @@ async def search(request: Request, s: ServingDep, service: ReadyService) -> Resp
     req, upload = await read_search(request)
     answer = await _answer(request, s, service, req, upload, t0)
     # the answer is built as dicts and written by orjson: no response-model pass over every hit
-    return Response(
-        orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json"
-    )
+    return Response(orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 
 
 async def read_search(request: Request) -> tuple[SearchRequest, bytes | None]:
@@ -99,9 +95,7 @@ async def read_search(request: Request) -> tuple[SearchRequest, bytes | None]:
         try:  # orjson: no NaN or Infinity, nesting at most 1,024 deep (a ValueError, not a RecursionError)
             data = orjson.loads(raw or b"null")
         except ValueError as err:
-            raise InvalidArgumentError(
-                f"the body is not JSON ({str(err).splitlines()[0]})"
-            ) from err
+            raise InvalidArgumentError(f"the body is not JSON ({str(err).splitlines()[0]})") from err
         if not isinstance(data, dict):
             raise InvalidArgumentError("the body must be a JSON object")
         return SearchRequest.model_validate(data, strict=True), None  # JSON has types: no coercion

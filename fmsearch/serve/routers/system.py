@@ -17,9 +17,7 @@ router = APIRouter(prefix="/api", responses=ERRORS)
 open_router = APIRouter()
 
 
-@router.get(
-    "/health", response_model=Health, responses={503: {"model": Health, "description": "Loading"}}
-)
+@router.get("/health", response_model=Health, responses={503: {"model": Health, "description": "Loading"}})
 async def health(s: ServingDep) -> JSONResponse:
     """Whether this worker is ready (200) or not (503, ``status`` says why),
     and what it serves."""
@@ -50,9 +48,7 @@ async def get_classes() -> list[ClassOut]:
     return [ClassOut(**c) for c in classes()]
 
 
-@open_router.get(
-    "/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}}
-)
+@open_router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
 async def metrics(s: ServingDep) -> Response:
     """Prometheus text of this worker process."""
     return Response(s.metrics.text(), media_type="text/plain; version=0.0.4")
