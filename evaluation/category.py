@@ -257,8 +257,6 @@ def _evaluate_single(searcher: Searcher, config: EvalConfig, data_dir, progress,
         queries = _Queries.held_out(searcher.store, info.name, n, config.seed)
         flt, per_class = _held_out_gallery(searcher.store, info.name, queries, len(class_names))
     limit = max(max(config.ks), CURVE_K, mode.rerank.shortlist if mode.rerank else 0)
-    if mode.rerank is not None:
-        searcher.reranker.collection()  # missing/mismatched SIFT collection: fail before the work
     on_plan(len(queries.indices) * (2 if mode.rerank else 1))
     t0 = time.perf_counter()
     q_vectors, results = _search_batched(searcher, config, queries.images, limit, flt, progress)
@@ -396,8 +394,8 @@ def _evaluate_combined(searcher: Searcher, config: EvalConfig, data_dir, progres
         "ann_recall_at_10": {"value": None, "note": note},
         "latency": {"queries": n, "k": max(config.ks), **metrics.percentiles_ms(times)},
         "vector_bytes": _combined_bytes(searcher, mode),
-        "collections": [schema.collection_name(m, searcher.prefix, mode.quantization) for m in mode.methods]
-        + ([schema.collection_name(mode.rescore_with, searcher.prefix)] if mode.rescore_with else []),
+        "collections": [searcher.collection(m, mode.quantization).name for m in mode.methods]
+        + ([searcher.collection(mode.rescore_with).name] if mode.rescore_with else []),
     }
     return EvalResult(
         config,

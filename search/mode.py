@@ -10,7 +10,7 @@ labels and output names in reports.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from typing import Any
@@ -162,7 +162,9 @@ class SearchMode:
             raise InvalidArgumentError(f"unknown search mode options: {', '.join(unknown)}")
         weights = options.get("fusion_weights")
         flat = {**OPTIONS, **options, "fusion_weights": None if weights is None else tuple(weights)}
-        return _from_options(method if isinstance(method, str) else tuple(method), *(flat[k] for k in OPTIONS))
+        mode = _from_options(method if isinstance(method, str) else tuple(method), *(flat[k] for k in OPTIONS))
+        _refuse_unused(mode, flat)
+        return mode
 
     @classmethod
     def of(cls, mode: SearchMode | str | tuple[str, ...]) -> SearchMode:
@@ -331,6 +333,25 @@ def _from_options(
         rerank=stage,
         expand=expand,
     )
+
+
+#: the flat options that apply only to some modes: the option -> (whether the mode uses it, what it needs)
+_APPLIES: dict[str, tuple[Callable[[SearchMode], bool], str]] = {
+    "fusion": (lambda m: m.fused, "methods joined by +"),
+    "fusion_weights": (lambda m: m.fused, "methods joined by +"),
+    "shortlist": (lambda m: m.second_stage, "a second stage (a rerank, a fusion or rescore with)"),
+    "rerank_mode": (lambda m: m.rerank is not None, "a rerank"),
+    "rerank_weight": (lambda m: m.rerank is not None, "a rerank"),
+    "ratio": (lambda m: m.rerank is not None, "a rerank"),
+}
+
+
+def _refuse_unused(mode: SearchMode, flat: dict[str, Any]) -> None:
+    """Refuse an option set away from its default that ``mode`` would not
+    use (``fusion dbsf`` on one method): never silently ignored."""
+    for name, (uses, needs) in _APPLIES.items():
+        if flat[name] != OPTIONS[name] and not uses(mode):
+            raise InvalidArgumentError(f"{name.replace('_', ' ')} applies to {needs} only", param=name)
 
 
 def _numbers(values: tuple[float, ...] | None, sep: str = ",") -> str:

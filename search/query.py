@@ -43,6 +43,19 @@ class Ranked(Protocol):
 H = TypeVar("H", bound=Ranked)
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _sequence(value: Any, name: str) -> tuple:
+    """A field of several values as a tuple; a string or a lone value is refused, not split."""
+    if value is None:
+        return ()
+    if isinstance(value, (str, bytes, np.ndarray)) or not isinstance(value, (list, tuple)):
+        raise InvalidArgumentError(f"{name.replace('_', ' ')} must be a list, got {value!r:.40}", param=name)
+    return tuple(value)
+
+
 def check_k(k: int) -> int:
     """Validate a result count."""
     if not 1 <= k <= MAX_K:
@@ -86,7 +99,18 @@ class Query:
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise once, where the value is made
         for name in ("positive", "negative", "classes", "exclude_classes"):
-            set_(self, name, tuple(getattr(self, name) or ()))
+            set_(self, name, _sequence(getattr(self, name), name))
+        for name in ("classes", "exclude_classes"):
+            if not all(isinstance(c, str) for c in getattr(self, name)):
+                raise InvalidArgumentError(f"{name.replace('_', ' ')} must be class names", param=name)
+        for name in ("positive", "negative"):
+            if not all(_is_int(e) or isinstance(e, np.ndarray) for e in getattr(self, name)):
+                raise InvalidArgumentError(f"{name} examples must be gallery ids or images", param=name)
+        for name in ("k", "offset"):
+            if not _is_int(getattr(self, name)):
+                raise InvalidArgumentError(f"{name} must be an integer, got {getattr(self, name)!r}", param=name)
+        if self.split not in (None, "train", "test"):
+            raise InvalidArgumentError(f"split must be train or test, got {self.split!r}", param="split")
         sources = (self.image is not None) + (self.id is not None) + bool(self.positive or self.negative)
         if sources != 1:
             raise InvalidArgumentError(
@@ -95,7 +119,7 @@ class Query:
         if self.negative and not self.positive:
             raise InvalidArgumentError("give at least one positive example", param="positive")
         if self.id is not None:
-            if isinstance(self.id, bool) or not isinstance(self.id, (int, np.integer)):
+            if not _is_int(self.id):
                 raise InvalidArgumentError(f"an id must be an integer point id, got {self.id!r}", param="id")
             set_(self, "id", int(self.id))
         check_k(self.k)
@@ -103,7 +127,11 @@ class Query:
             raise InvalidArgumentError(
                 f"offset must be between 0 and {MAX_K - self.k} for k={self.k}, got {self.offset}", param="offset"
             )
-        if self.min_score is not None and not math.isfinite(self.min_score):
+        if self.min_score is not None and (
+            isinstance(self.min_score, bool)
+            or not isinstance(self.min_score, (int, float, np.number))
+            or not math.isfinite(self.min_score)
+        ):
             raise InvalidArgumentError(f"min score must be a finite number, got {self.min_score}", param="min_score")
 
     @classmethod

@@ -255,7 +255,10 @@ def open_gallery(
             param="collection",
         )
     old = schema.legacy_gallery_collection(name, "", prefix)
-    legacy = frozenset(n for n in store.collections() if n.startswith(old)) if store is not None else frozenset()
+    legacy: frozenset[str] = frozenset()
+    if store is not None:  # the gallery's own: FMNIST's collections can start alike (pixels: fmnist_pixels_int8)
+        candidates = [n for n in store.collections() if n.startswith(old)]
+        legacy = frozenset(n for n in candidates if store.info(n).metadata.get(schema.META_GALLERY) == name)
     return FolderGallery(name, prefix, legacy)
 
 

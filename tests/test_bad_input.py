@@ -300,6 +300,18 @@ CLI_BAD = [
     pytest.param(
         [*Q, "--id", "1", "--expand", "101"], "--expand must be between 0 (off) and 100, got 101", id="expand-101"
     ),
+    # an option the mode would not use is refused, never silently dropped
+    pytest.param(
+        [*Q, "--id", "1", "--fusion", "dbsf"], "--fusion applies to methods joined by + only", id="fusion-one"
+    ),
+    pytest.param(
+        [*Q, "--id", "1", "--fusion-weights", "2"],
+        "--fusion-weights applies to methods joined by + only",
+        id="weights-one",
+    ),
+    pytest.param([*Q, "--id", "1", "--shortlist", "50"], "--shortlist applies to a second stage", id="shortlist-plain"),
+    pytest.param([*Q, "--id", "1", "--rerank-mode", "lowe"], "--rerank-mode applies to a rerank only", id="mode-plain"),
+    pytest.param([*Q, "--id", "1", "--ratio", "0.8"], "--ratio applies to a rerank only", id="ratio-plain"),
     pytest.param(
         ["bench", "modes", "--methods", "pixels,pixels"], "--methods names a method twice", id="bench-methods-twice"
     ),

@@ -297,6 +297,34 @@ def test_a_mode_is_spelled_once():
     assert SearchMode.from_options("pixels", **OPTIONS) == SearchMode("pixels")
     with pytest.raises(InvalidArgumentError, match="unknown search mode options: colour"):
         SearchMode.from_options("pixels", colour="red")
+    for unused, needs in (
+        ({"fusion": "dbsf"}, "methods joined by +"),
+        ({"shortlist": 50}, "a second stage"),
+        ({"ratio": 0.8}, "a rerank"),
+    ):  # an option the mode would not use: refused, not dropped
+        with pytest.raises(InvalidArgumentError, match=f"applies to {needs}"):
+            SearchMode.from_options("pixels", **unused)
+    assert SearchMode.from_options("pixels+siamese", fusion="dbsf").fusion == "dbsf"
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"id": 1, "classes": "Shirt"}, "classes must be a list, got 'Shirt'"),
+        ({"positive": 5}, "positive must be a list"),
+        ({"positive": ["a"]}, "positive examples must be gallery ids or images"),
+        ({"id": 1, "k": "5"}, "k must be an integer, got '5'"),
+        ({"id": 1, "k": True}, "k must be an integer, got True"),
+        ({"id": 1, "offset": 1.5}, "offset must be an integer, got 1.5"),
+        ({"id": 1, "min_score": "x"}, "min score must be a finite number"),
+        ({"id": 1, "split": "trian"}, "split must be train or test"),
+    ],
+)
+def test_a_query_of_the_wrong_types_is_refused_in_one_line(fields, message):
+    from fmsearch.search import Query
+
+    with pytest.raises(InvalidArgumentError, match=message):
+        Query(**fields)
 
 
 def test_a_query_image_is_read_once_decoded():

@@ -247,6 +247,8 @@ BAD = [
         "expand does not apply to a recommend query (positive/negative examples)",
     ),
     (dict(json={"id": 1, "method": "pixels", "expand": 101}), 422, "expand: Input should be less than or equal to 100"),
+    (dict(json={"id": 1, "method": "pixels", "fusion": "dbsf"}), 400, "fusion applies to methods joined by + only"),
+    (dict(json={"id": 1, "method": "pixels", "rerank_mode": "lowe"}), 400, "rerank mode applies to a rerank only"),
     (dict(json={"id": 1, "method": "pixels", "colour": "red"}), 422, "colour: Extra inputs are not permitted"),
     (dict(content=b"{", headers={"content-type": "application/json"}), 400, "the body is not JSON"),
     (dict(content=b"id=1", headers={"content-type": "text/plain"}), 415, "send application/json or multipart"),

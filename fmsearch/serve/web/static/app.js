@@ -153,11 +153,13 @@ function applySettings(s) {
 }
 
 function searchBody(q, s) {
-  const fields = { method: s.method, k: s.k, quantization: s.quantization, fusion: s.fusion,
+  // a fusion's settings only with methods joined by +: the service refuses an option the mode would not use
+  const fused = s.method.includes("+");
+  const fields = { method: s.method, k: s.k, quantization: s.quantization, ...(fused ? { fusion: s.fusion } : {}),
     ...(s.collection ? { collection: s.collection } : {}),
     ...(s.rerank ? { rerank: s.rerank } : {}), ...(s.rescore_with ? { rescore_with: s.rescore_with } : {}),
     ...(s.expand ? { expand: s.expand } : {}) };
-  const weights = s.fusion_weights || [];
+  const weights = fused ? s.fusion_weights || [] : [];
   if (q.kind === "id") {
     return { json: { id: q.id, ...fields, classes: s.classes, exclude_classes: s.exclude_classes,
       ...(weights.length ? { fusion_weights: weights } : {}) } };
