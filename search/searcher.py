@@ -155,6 +155,8 @@ class Searcher:
         self.store = store
         if not isinstance(gallery, Gallery):  # the Python API names it here
             gallery = open_gallery(store, gallery, prefix=prefix, data_dir=data_dir)
+        elif prefix != schema.DEFAULT_PREFIX or data_dir is not None:  # the value holds its own: never ignored
+            raise InvalidArgumentError("a Gallery value holds its prefix and data folder: give them to it, not here")
         self.gallery: Gallery = gallery
         self.options = {m: dict(o) for m, o in (options or {}).items()}
         self.prefix = gallery.prefix  # FMNIST's collections' (the SIFT rerank reads fmnist_sift)

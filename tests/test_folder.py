@@ -269,6 +269,8 @@ def test_a_folder_gallery_is_searched_by_image_id_and_its_own_classes(store, pre
     made = _folder(tmp_path / "shop", fmnist, 40, broken=False)
     ingest_folder(store, get_embedder("siamese"), str(tmp_path / "shop"), shop, prefix=prefix)
     searcher = Searcher(store, prefix=prefix, gallery=shop)
+    with pytest.raises(InvalidArgumentError, match="a Gallery value holds its prefix"):
+        Searcher(store, prefix=prefix, gallery=searcher.gallery)
     rel = next(r for r in made if r.startswith("Trouser/"))
     hits = searcher.search("siamese", image=load_image(tmp_path / "shop" / rel), k=5)
     assert hits[0].path == rel and hits[0].id == schema.folder_point_id(rel) and hits[0].score > 0.999
