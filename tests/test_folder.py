@@ -362,7 +362,7 @@ def test_the_folder_gallery_example_agrees_with_fmnist(tmp_path, fmnist):
         (["--queries", "500"], "--queries must be fewer than the 24 images of shop_pixels with a class"),
         (["--queries", "5", "--rerank", "sift"], "a folder gallery is searched without it"),
         (["--queries", "5", "-m", "pixels+siamese"], "a folder gallery is evaluated one method at a time"),
-        (["--queries", "5", "--task", "near-duplicate"], "not with --collection"),
+        (["--queries", "5", "--task", "near-duplicate"], "--task near-duplicate does not take --queries"),
     ],
 )
 def test_cli_evaluate_a_folder_gallery_refuses_in_one_line(tmp_path, fmnist, args, message):

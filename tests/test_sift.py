@@ -389,6 +389,21 @@ def test_cli_sift_settings_recorded_and_followed_by_queries(tmp_path):
     assert r.exit_code != 0 and "--recreate" in r.output and "Traceback" not in r.output
 
 
-def test_cli_near_duplicate_refuses_options_it_would_ignore(home):
-    r = run(home, "evaluate", "--method", "pixels", "--task", "near-duplicate", "--quantization", "int8")
-    assert r.exit_code != 0 and "no --quantization options" in r.output
+@pytest.mark.parametrize(
+    "given",
+    [
+        ["--quantization", "int8"],
+        ["--hnsw-ef", "64"],
+        ["--acorn"],
+        ["--expand", "3"],
+        ["--fusion", "dbsf"],
+        ["--queries", "100"],
+        ["--rerank", "sift"],
+        ["--k", "1,5"],
+        ["--collection", "shop"],
+    ],
+)
+def test_cli_near_duplicate_refuses_options_it_would_ignore(home, given):
+    r = run(home, "evaluate", "--method", "pixels", "--task", "near-duplicate", *given)
+    assert r.exit_code != 0 and f"Error: --task near-duplicate does not take {given[0]}" in r.output, r.output
+    assert "Traceback" not in r.output

@@ -14,12 +14,13 @@ loading, and with several workers the port's first 200 from
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Hashable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any, cast
 
 from fastapi import FastAPI, Security
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fmsearch import __version__
 from fmsearch.search.batcher import MicroBatcher, work_executor
@@ -60,7 +61,7 @@ def create_app(config: ServeConfig, service: SearchService | None = None) -> Fas
         await serving.run(service.close)
         executor.shutdown(wait=False)
 
-    app = FastAPI(
+    app = _ServiceApp(
         title="fmsearch",
         version=__version__,
         lifespan=lifespan,
@@ -78,19 +79,46 @@ def create_app(config: ServeConfig, service: SearchService | None = None) -> Fas
     for router in OPEN:
         app.include_router(router)
     mount_page(app)
-    answer = partial(error_answer, timeout_s=config.request_timeout_s)
     add_handlers(app, config.request_timeout_s)
-    # the middleware, innermost first: searches straight to their endpoint (fastpath.py says what it buys);
-    # each request within its deadline; the upload limit; the metrics; CORS
-    app.add_middleware(SearchFastPath, serving=serving)
-    app.add_middleware(Deadline, seconds=config.request_timeout_s, answer=answer)
-    app.add_middleware(BodyLimit, max_bytes=config.max_upload_bytes)
-    app.add_middleware(Metered, metrics=metrics)
+    app.wrap(partial(_middleware, config, serving))
+    return app
+
+
+class _ServiceApp(FastAPI):
+    """FastAPI inside the service's middleware chain, built once around it
+    (:func:`_middleware`) rather than inside its own: a search taken by the
+    fast path then meets no FastAPI layer at all (FastAPI's error middleware,
+    its exception telemetry and body limit, Starlette's dispatch: 23 us of
+    the event loop per search, measured in docs/serve.md), while every other
+    request goes through the same chain and then FastAPI's stack."""
+
+    _outer: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
+
+    def wrap(self, chain: Callable[[ASGIApp], ASGIApp]) -> None:
+        """Serve through ``chain(FastAPI's own application)`` from now on."""
+        self._outer = chain(partial(FastAPI.__call__, self))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._outer is None:
+            await super().__call__(scope, receive, send)
+        else:
+            await self._outer(scope, receive, send)
+
+
+def _middleware(config: ServeConfig, serving: Serving, app: ASGIApp) -> ASGIApp:
+    """The middleware around the application, innermost first: searches
+    straight to their endpoint (fastpath.py says what it buys); each request
+    within its deadline; the upload limit; the metrics; CORS."""
+    answer = partial(error_answer, timeout_s=config.request_timeout_s)
+    app = SearchFastPath(app, serving=serving)
+    app = Deadline(app, seconds=config.request_timeout_s, answer=answer)
+    app = BodyLimit(app, max_bytes=config.max_upload_bytes)
+    app = Metered(app, metrics=serving.metrics)
     if config.cors_origins:
         from starlette.middleware.cors import CORSMiddleware
 
-        app.add_middleware(
-            CORSMiddleware,
+        app = CORSMiddleware(
+            app,
             allow_origins=list(config.cors_origins),
             allow_methods=["GET", "POST"],
             allow_headers=["content-type", API_KEY_HEADER.lower(), "authorization"],

@@ -11,7 +11,8 @@ class UploadTooLarge(Exception):
 
 class BodyLimit:
     """ASGI middleware: a request whose ``Content-Length`` is over
-    ``max_bytes`` is answered 413 at once; a body sent without a length
+    ``max_bytes`` is answered 413 at once (one within it goes on untouched:
+    HTTP/1.1 servers read a body's stated length and no more); a body sent without a length
     (chunked) is cut off as soon as it passes the limit, and answered 413
     whatever the application made of the cut (FastAPI's body parsing turns
     it into a 400 of its own)."""
@@ -25,8 +26,11 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await self._refuse(send, int(length))
+        if length is not None and length.isdigit():
+            if int(length) > self.max_bytes:
+                await self._refuse(send, int(length))
+            else:  # the server reads no more than the length it was told: nothing to count
+                await self.app(scope, receive, send)
             return
         seen, cut = 0, False
 
