@@ -28,10 +28,17 @@ def shift(images: np.ndarray, rng: np.random.Generator, pad: int = 2) -> np.ndar
     """Move each image by up to ``pad`` pixels each way (zeros come in)."""
     if pad == 0:
         return images.copy()
+    dy, dx = rng.integers(0, 2 * pad + 1, size=(2, len(images)))
+    return moved(images, dy, dx, pad)
+
+
+def moved(images: np.ndarray, dy: np.ndarray, dx: np.ndarray, pad: int) -> np.ndarray:
+    """Each image i the 28x28 window at (``dy[i]``, ``dx[i]``), each in
+    0..2 ``pad``, of the image padded with ``pad`` zeros (``pad``, ``pad``:
+    unmoved)."""
     n, h, w = images.shape
     padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad)))
     windows = np.lib.stride_tricks.sliding_window_view(padded, (h, w), axis=(1, 2))  # (n, 2p+1, 2p+1, h, w)
-    dy, dx = rng.integers(0, 2 * pad + 1, size=(2, n))
     return windows[np.arange(n), dy, dx].copy()
 
 
@@ -111,25 +118,34 @@ def batches(
     """A Keras ``PyDataset``: each epoch a new shuffle, each batch augmented
     as it is drawn; (x, y) with x (B, 28, 28, 1) float32 in [0, 1] and y the
     labels, or a dict of them, one per named output of a multi-output model."""
-    import keras
-
     from fmsearch.models.artifact_embedder import to_model_input
+
+    def draw(idx: np.ndarray, rng: np.random.Generator):
+        y = labels[idx]
+        return to_model_input(augment(images[idx], rng, kind)), ({o: y for o in outputs} if outputs else y)
+
+    return shuffled(len(images), batch_size, seed, draw)
+
+
+def shuffled(n: int, batch_size: int, seed: int, draw):
+    """A Keras ``PyDataset`` over ``n`` examples: each epoch a new shuffle
+    (from ``seed``), batch ``i`` being ``draw(its indices, the generator)``,
+    which returns what the model fits on, (x, y)."""
+    import keras
 
     class Batches(keras.utils.PyDataset):
         def __init__(self) -> None:
             super().__init__()
             self.rng = np.random.default_rng(seed)
-            self.order = self.rng.permutation(len(images))
+            self.order = self.rng.permutation(n)
 
         def __len__(self) -> int:
-            return int(np.ceil(len(images) / batch_size))
+            return int(np.ceil(n / batch_size))
 
         def __getitem__(self, i: int):
-            idx = self.order[i * batch_size : (i + 1) * batch_size]
-            y = labels[idx]
-            return to_model_input(augment(images[idx], self.rng, kind)), ({o: y for o in outputs} if outputs else y)
+            return draw(self.order[i * batch_size : (i + 1) * batch_size], self.rng)
 
         def on_epoch_end(self) -> None:
-            self.order = self.rng.permutation(len(images))
+            self.order = self.rng.permutation(n)
 
     return Batches()

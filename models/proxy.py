@@ -69,6 +69,17 @@ def flip_averaged(tower, name: str = "proxy_embedding"):
     return keras.Model(inputs, layers.UnitNormalization(name="embedding")(both), name=name)
 
 
+def class_proxies():
+    """The learned class proxies: a dense layer of unit columns (the
+    constraint renormalises them after each step), so that its outputs are
+    the cosines between a unit embedding and each class's proxy."""
+    import keras
+
+    return keras.layers.Dense(
+        N_CLASSES, use_bias=False, kernel_constraint=keras.constraints.UnitNorm(axis=0), name="proxies"
+    )
+
+
 def train(
     images: np.ndarray,
     labels: np.ndarray,
@@ -86,17 +97,12 @@ def train(
     Adam with a cosine decay of the rate to 0. Returns the served network
     (:func:`flip_averaged`) and the card's record."""
     import keras
-    from keras import layers
 
     keras.utils.set_random_seed(seed)
     labels = np.asarray(labels, np.int32)
     tower = build_embedding_network(EMBEDDING_DIM, name=TOWER_NAME)
     inputs = keras.Input((28, 28, 1))
-    # the proxies: unit columns (the constraint renormalises them after each
-    # step), so the outputs are cosines between the unit embedding and each class
-    proxies = layers.Dense(
-        N_CLASSES, use_bias=False, kernel_constraint=keras.constraints.UnitNorm(axis=0), name="proxies"
-    )
+    proxies = class_proxies()
     embedding = tower(inputs)
     with_triplets = loss == "cosface+triplet"
     outputs = {"cosines": proxies(embedding), **({"embedding": embedding} if with_triplets else {})}

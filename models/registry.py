@@ -27,11 +27,11 @@ _STAGES: dict[str, str] = {
     "sift": "fmsearch.models.sift:SiftExtractor",
 }
 #: methods whose model is trained here (``fmsearch train``) and shipped
-TRAINABLE = ("autoencoder", "siamese", "proxy")
+TRAINABLE = ("autoencoder", "siamese", "proxy", "distilled")
 #: methods built from trained artifacts, without training (``fmsearch combine``), and shipped
 COMBINED = ("ensemble",)
-#: every method with a shipped ``.keras`` artifact and its ONNX export
-SHIPPED = TRAINABLE + COMBINED
+#: every method with a shipped ``.keras`` artifact and its ONNX export (distilled: once its run is shipped)
+SHIPPED = ("autoencoder", "siamese", "proxy", *COMBINED)
 #: methods whose weights come from a download that may be out of reach:
 #: ingesting every method skips them, with the reason, when they cannot load
 DOWNLOADED = ("resnet101",)

@@ -16,17 +16,24 @@ import numpy as np
 from fmsearch.errors import InvalidArgumentError
 from fmsearch.images.fmnist import FILES, SPLIT_SIZES, load_split
 from fmsearch.models.artifact_embedder import to_model_input
-from fmsearch.models.artifacts import load_verified, read_card, write_card
+from fmsearch.models.artifacts import default_artifact, load_verified, read_card, write_card
 from fmsearch.models.augment import AUGMENTATIONS
 from fmsearch.models.base import l2_normalize
+from fmsearch.models.distilled import LOSSES as DISTILLED_LOSSES
+from fmsearch.models.distilled import TEACHER
+from fmsearch.models.distilled import TOWER_NAME as DISTILLED_TOWER
 from fmsearch.models.proxy import LOSSES as PROXY_LOSSES
-from fmsearch.models.proxy import TOWER_NAME
+from fmsearch.models.proxy import TOWER_NAME as PROXY_TOWER
 from fmsearch.models.registry import TRAINABLE
 from fmsearch.models.tf_runtime import import_tensorflow, require_exporter
 
 logger = logging.getLogger(__name__)
 #: the query expansions a validation run measures (the --expand N of a search)
 VALIDATED_EXPANSIONS = (1, 2, 3, 5, 10)
+#: the losses each method can train with (--loss), the first its default
+METHOD_LOSSES = {"proxy": PROXY_LOSSES, "distilled": DISTILLED_LOSSES}
+#: the mirror-averaged networks' towers, measured alone in a validation run
+TOWERS = (PROXY_TOWER, DISTILLED_TOWER)
 
 
 def _embed(model, images: np.ndarray) -> np.ndarray:
@@ -99,10 +106,10 @@ def validate(model, images: np.ndarray, labels: np.ndarray, n_train: int) -> dic
     }
     # the query expansion mode (--expand N) on the same split: which N, if any
     out["expand"] = {str(n): vector_precision(q, g, *held, expand=n) for n in VALIDATED_EXPANSIONS if n < n_train}
-    try:
-        tower = model.get_layer(TOWER_NAME)
-    except ValueError:
+    towers = [layer for layer in model.layers if layer.name in TOWERS]
+    if not towers:
         return out
+    tower = towers[0]
     out["tower_alone"] = exact_precision(tower, images[:n_train], labels[:n_train], images[n_train:], labels[n_train:])
     return out
 
@@ -119,6 +126,8 @@ def _check(
     validation: int | None,
     augment: str | None,
     loss: str | None,
+    teacher: str | os.PathLike | None = None,
+    views: int | None = None,
 ) -> Path:
     """Every setting checked before a minute of training is spent; returns
     the output folder, made and found writable."""
@@ -140,11 +149,21 @@ def _check(
         raise InvalidArgumentError("mining applies to siamese only", param="mining")
     if init is not None and method != "siamese":
         raise InvalidArgumentError("init applies to siamese only", param="init")
-    for name, value in (("augment", augment), ("loss", loss)):
-        if value is not None and method != "proxy":
-            raise InvalidArgumentError(f"{name} applies to proxy only", param=name)
-    if loss is not None and loss not in PROXY_LOSSES:
-        raise InvalidArgumentError(f"unknown loss {loss!r}; valid: {', '.join(PROXY_LOSSES)}", param="loss")
+    if augment is not None and method != "proxy":
+        raise InvalidArgumentError("augment applies to proxy only", param="augment")
+    for name, value in (("teacher", teacher), ("views", views)):
+        if value is not None and method != "distilled":
+            raise InvalidArgumentError(f"{name} applies to distilled only", param=name)
+    if views is not None and not 0 <= views <= 8:
+        raise InvalidArgumentError(f"views must be 0-8, got {views}", param="views")
+    if loss is not None and method not in METHOD_LOSSES:
+        raise InvalidArgumentError(f"loss applies to {' and '.join(METHOD_LOSSES)} only", param="loss")
+    if loss is not None and loss not in METHOD_LOSSES[method]:
+        raise InvalidArgumentError(
+            f"unknown loss {loss!r} for {method}; valid: {', '.join(METHOD_LOSSES[method])}", param="loss"
+        )
+    if method == "distilled":
+        read_card(teacher or default_artifact(TEACHER))  # the teacher and its card exist, before TensorFlow loads
     if augment is not None and augment not in AUGMENTATIONS:
         raise InvalidArgumentError(
             f"unknown augmentation {augment!r}; valid: {', '.join(AUGMENTATIONS)}", param="augment"
@@ -181,6 +200,8 @@ def train_method(
     validation: int | None = None,
     augment: str | None = None,
     loss: str | None = None,
+    teacher: str | os.PathLike | None = None,
+    views: int | None = None,
     verbose: int = 1,
     log: Callable[[str], None] = logger.info,
 ) -> dict[str, Any]:
@@ -188,18 +209,20 @@ def train_method(
 
     ``mining`` (siamese only) defaults to "semi-hard"; ``init`` (siamese
     only) continues a verified artifact, whose card the new card keeps;
-    ``augment`` and ``loss`` (proxy only) default to "flip-shift" and
-    "cosface". ``validation`` holds out the last N of the (limited) train
-    images: the model trains on the rest, and the card records their
-    precision against them.
+    ``augment`` (proxy only) defaults to "flip-shift"; ``loss`` (proxy and
+    distilled) to the first of the method's losses; ``teacher`` (distilled
+    only) to the shipped ensemble, whose vectors of the (limited) train
+    images (and ``views``, distilled only, default 0, shifted copies of them)
+    are computed once and cached. ``validation`` holds out the last N
+    of the (limited) train images: the model trains on the rest, and the card
+    records their precision against them.
 
     Returns:
         The model card.
     """
-    out_dir = _check(method, epochs, batch_size, out, limit, mining, learning_rate, init, validation, augment, loss)
-    mining = mining or "semi-hard"
-    augment = augment or "flip-shift"
-    loss = loss or "cosface"
+    out_dir = _check(
+        method, epochs, batch_size, out, limit, mining, learning_rate, init, validation, augment, loss, teacher, views
+    )
     import_tensorflow(f"training {method}")
     require_exporter(f"training {method}")  # the export at the end: find out now, not after an hour
     # continue training a verified artifact; the new card keeps the old one (the chain)
@@ -208,27 +231,57 @@ def train_method(
     n = len(train) if limit is None else min(limit, len(train))
     fit_n = n - (validation or 0)  # trained on [:fit_n], validated on [fit_n:n]
     images, labels = train.images[:fit_n], train.labels[:fit_n]
+    targets, taught = _teacher_targets(method, teacher, views, train.images[:n], log)
     # the settings the training takes and its card's command records
     settings: dict[str, Any] = {
         "epochs": epochs,
         "batch_size": batch_size,
         "seed": seed,
-        "mining": mining,
+        "mining": mining or "semi-hard",
         "learning_rate": learning_rate,
-        "augment": augment,
-        "loss": loss,
+        "augment": augment or "flip-shift",
+        "loss": loss or (METHOD_LOSSES[method][0] if method in METHOD_LOSSES else None),
     }
-    model, record = _fit(method, images, labels, init_model=init_model, verbose=verbose, log=log, **settings)
-    artifact = out_dir / f"{method}.keras"
-    tmp = out_dir / f".{method}.tmp.keras"
+    model, record = _fit(
+        method,
+        images,
+        labels,
+        init_model=init_model,
+        targets=None if targets is None else targets[:, :fit_n],
+        verbose=verbose,
+        log=log,
+        **settings,
+    )
+    if taught is not None:  # the teacher's vectors are part of the training's cost
+        taught["used"] = f"the first {fit_n} images' views"
+        record.update(teacher_vectors=taught, wall_time_s=record["fit_wall_time_s"] + taught["wall_time_s"])
+    views_taught = len(targets) - 1 if targets is not None else None
+    command = _command(
+        method, init=init, teacher=teacher, views=views_taught, limit=limit, validation=validation, out=out, **settings
+    )
+    card = {**record, **provenance(fit_n), "command": command, **({"init": parent} if parent is not None else {})}
+    held_out = (train.images[:n], train.labels[:n], fit_n) if validation else None
+    return _save(model, card, out_dir / f"{method}.keras", held_out, evaluate, data_dir, log)
+
+
+def _save(
+    model,
+    card: dict[str, Any],
+    artifact: Path,
+    held_out: tuple[np.ndarray, np.ndarray, int] | None,
+    evaluate: bool,
+    data_dir: str | os.PathLike | None,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """Write the trained model to ``artifact`` and its card, with the
+    validation figures of ``held_out`` (images, labels, how many were
+    trained on) and, when ``evaluate``, the test split's; then the checked
+    ONNX export. Returns the card."""
+    tmp = artifact.with_name(f".{artifact.stem}.tmp.keras")
     model.save(tmp)
     os.replace(tmp, artifact)
-    command = _command(method, init=init, limit=limit, validation=validation, out=out, **settings)
-    card = {**record, **provenance(fit_n), "command": command}
-    if parent is not None:
-        card["init"] = parent
-    if validation:
-        card["validation"] = validate(model, train.images[:n], train.labels[:n], fit_n)
+    if held_out is not None:
+        card["validation"] = validate(model, *held_out)
         log(
             "validation: "
             + ", ".join(f"{k} {v}" for k, v in card["validation"].items() if k.startswith(("P@", "tower")))
@@ -252,12 +305,14 @@ def _fit(
     mining: str,
     learning_rate: float,
     init_model: Any,
+    targets: np.ndarray | None,
     augment: str,
     loss: str,
     verbose: int,
     log: Callable[[str], None],
 ) -> tuple[Any, dict[str, Any]]:
-    """Train one method's model on the images: the model and its training record."""
+    """Train one method's model on the images (``targets``: a distilled
+    run's teacher vectors of them): the model and its training record."""
     if method == "siamese":
         from fmsearch.models.siamese import train as train_siamese
 
@@ -288,6 +343,22 @@ def _fit(
             verbose=verbose,
             log=log,
         )
+    elif method == "distilled":
+        from fmsearch.models.distilled import train as train_distilled
+
+        assert targets is not None
+        return train_distilled(
+            images,
+            labels,
+            targets,
+            epochs=epochs,
+            batch_size=batch_size,
+            seed=seed,
+            learning_rate=learning_rate,
+            loss=loss,
+            verbose=verbose,
+            log=log,
+        )
     else:
         from fmsearch.models.autoencoder import train as train_autoencoder
 
@@ -307,6 +378,8 @@ def _command(
     loss: str,
     learning_rate: float,
     init,
+    teacher,
+    views: int | None,
     limit: int | None,
     validation: int | None,
     out,
@@ -315,13 +388,34 @@ def _command(
     return (
         f"fmsearch train --method {method} --epochs {epochs} --batch-size {batch_size} --seed {seed}"
         + (f" --mining {mining}" if method == "siamese" else "")
-        + (f" --augment {augment} --loss {loss}" if method == "proxy" else "")
+        + (f" --augment {augment}" if method == "proxy" else "")
+        + (f" --loss {loss}" if method in METHOD_LOSSES else "")
+        + (f" --views {views}" if views is not None else "")
+        + (f" --teacher {teacher}" if teacher is not None else "")
         + (f" --learning-rate {learning_rate:g}" if learning_rate != 1e-3 else "")
         + (f" --init {init}" if init is not None else "")
         + (f" --limit {limit}" if limit else "")
         + (f" --validation {validation}" if validation else "")
         + f" --out {out}"
     )
+
+
+def _teacher_targets(
+    method: str,
+    teacher: str | os.PathLike | None,
+    views: int | None,
+    images: np.ndarray,
+    log: Callable[[str], None],
+) -> tuple[np.ndarray | None, dict[str, Any] | None]:
+    """A distilled run's teacher vectors of every view of ``images`` (the
+    limited train split, held-out images included, so that a validation run
+    and a full run share one cache) and their record; (None, None) for any
+    other method."""
+    if method != "distilled":
+        return None, None
+    from fmsearch.models.distilled import VIEWS, teacher_vectors
+
+    return teacher_vectors(teacher or default_artifact(TEACHER), images, VIEWS if views is None else views, log=log)
 
 
 def provenance(images: int | None) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from fmsearch.models.augment import AUGMENTATIONS
-from fmsearch.models.proxy import LOSSES
 from fmsearch.models.registry import TRAINABLE
 from fmsearch.models.siamese import MINING
 
@@ -40,9 +39,22 @@ from .common import data_dir_option, domain_errors
 )
 @click.option(
     "--loss",
-    type=click.Choice(LOSSES),
     default=None,
-    help="proxy: the margin softmax alone, or with the semi-hard triplet loss added [default cosface].",
+    help="proxy: cosface (the margin softmax) or cosface+triplet [default cosface]; distilled: relational+cosface "
+    "(the teacher's in-batch cosines, with the margin softmax on the labels), cosine (to the teacher's vectors) "
+    "or cosine+cosface [default relational+cosface].",
+)
+@click.option(
+    "--teacher",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="distilled: the artifact whose vectors the student learns [default: the shipped ensemble].",
+)
+@click.option(
+    "--views",
+    type=int,
+    default=None,
+    help="distilled: shifted copies of each train image the teacher embeds, besides the image [default 0].",
 )
 @click.option("--limit", type=int, default=None, help="Train on the first N train images only (for quick checks).")
 @click.option(
@@ -73,6 +85,8 @@ def command(
     init,
     augment,
     loss,
+    teacher,
+    views,
     limit,
     validation,
     out,
@@ -97,6 +111,8 @@ def command(
         validation=validation,
         augment=augment,
         loss=loss,
+        teacher=teacher,
+        views=views,
         log=click.echo,
     )
     click.echo(
