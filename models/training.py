@@ -24,7 +24,7 @@ from fmsearch.models.distilled import TEACHER
 from fmsearch.models.distilled import TOWER_NAME as DISTILLED_TOWER
 from fmsearch.models.proxy import LOSSES as PROXY_LOSSES
 from fmsearch.models.proxy import TOWER_NAME as PROXY_TOWER
-from fmsearch.models.registry import TRAINABLE
+from fmsearch.models.registry import TRAINABLE, method_names
 from fmsearch.models.tf_runtime import import_tensorflow, require_exporter
 
 logger = logging.getLogger(__name__)
@@ -162,8 +162,15 @@ def _check(
         raise InvalidArgumentError(
             f"unknown loss {loss!r} for {method}; valid: {', '.join(METHOD_LOSSES[method])}", param="loss"
         )
-    if method == "distilled":
-        read_card(teacher or default_artifact(TEACHER))  # the teacher and its card exist, before TensorFlow loads
+    if method == "distilled":  # the teacher and its card exist, and it is a method's, before TensorFlow loads
+        given = teacher or default_artifact(TEACHER)
+        made_by = read_card(given).get("method")
+        if made_by not in method_names():
+            raise InvalidArgumentError(
+                f"the teacher {given} holds the {made_by} method's network; a teacher is one of: "
+                f"{', '.join(method_names())}",
+                param="teacher",
+            )
     if augment is not None and augment not in AUGMENTATIONS:
         raise InvalidArgumentError(
             f"unknown augmentation {augment!r}; valid: {', '.join(AUGMENTATIONS)}", param="augment"

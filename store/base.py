@@ -78,6 +78,27 @@ class QuantizationParams:
             )
 
 
+def search_params(
+    models: Any, *, exact: bool, hnsw_ef: int | None, quantization: QuantizationParams | None, acorn: bool
+) -> Any:
+    """A search's params in the classes of ``models``: qdrant-client's
+    ``qdrant_client.models`` or Qdrant Edge's module, which name them alike
+    (``SearchParams``, ``QuantizationSearchParams``, ``AcornSearchParams``)."""
+    quant = (
+        None
+        if quantization is None
+        else models.QuantizationSearchParams(
+            ignore=quantization.ignore, rescore=quantization.rescore, oversampling=quantization.oversampling
+        )
+    )
+    return models.SearchParams(
+        hnsw_ef=hnsw_ef or DEFAULT_HNSW_EF,
+        exact=exact,
+        quantization=quant,
+        acorn=models.AcornSearchParams(enable=True) if acorn else None,
+    )
+
+
 @dataclass(frozen=True)
 class ScoredPoint:
     """One search result as the store returns it."""

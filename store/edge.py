@@ -35,7 +35,6 @@ import numpy as np
 from fmsearch.errors import CollectionNotFoundError, StoreError, StoreLockedError
 from fmsearch.store import schema
 from fmsearch.store.base import (
-    DEFAULT_HNSW_EF,
     CollectionInfo,
     QuantizationParams,
     QueryFilter,
@@ -45,6 +44,7 @@ from fmsearch.store.base import (
     ordered_records,
     payload_selector,
     per_row,
+    search_params,
     vector_lists,
 )
 from fmsearch.store.locks import LOCK_FILE, DirLock, exchange
@@ -441,7 +441,7 @@ class EdgeStore(Store):
     ) -> list[list[ScoredPoint]]:
         qe = _edge()
         shard = self._shard(name)
-        params = self._params(exact=exact, hnsw_ef=hnsw_ef, quantization=quantization, acorn=acorn)
+        params = search_params(qe, exact=exact, hnsw_ef=hnsw_ef, quantization=quantization, acorn=acorn)
         rows, payload = vector_lists(vectors, self.is_multivector(name)), payload_selector(with_payload)
         limits, filters = per_row(limit, len(rows), (int, np.integer)), per_row(flt, len(rows), QueryFilter)
         requests = [
@@ -457,24 +457,6 @@ class EdgeStore(Store):
         ]
         results = shard.query_batch(qe.QueryBatchRequest(requests))
         return [[ScoredPoint(int(p.id), float(p.score), dict(p.payload or {})) for p in hits] for hits in results]
-
-    @staticmethod
-    def _params(*, exact: bool, hnsw_ef: int | None, quantization: QuantizationParams | None, acorn: bool):
-        """Qdrant Edge's search params."""
-        qe = _edge()
-        quant = (
-            None
-            if quantization is None
-            else qe.QuantizationSearchParams(
-                ignore=quantization.ignore, rescore=quantization.rescore, oversampling=quantization.oversampling
-            )
-        )
-        return qe.SearchParams(
-            hnsw_ef=hnsw_ef or DEFAULT_HNSW_EF,
-            exact=exact,
-            quantization=quant,
-            acorn=qe.AcornSearchParams(enable=True) if acorn else None,
-        )
 
     def recommend(
         self,
@@ -502,7 +484,7 @@ class EdgeStore(Store):
                 limit=limit,
                 query=query,
                 filter=self._filter(flt),
-                params=self._params(exact=exact, hnsw_ef=hnsw_ef, quantization=quantization, acorn=acorn),
+                params=search_params(qe, exact=exact, hnsw_ef=hnsw_ef, quantization=quantization, acorn=acorn),
                 with_payload=payload_selector(with_payload),
             )
         )

@@ -34,7 +34,6 @@ import numpy as np
 from fmsearch.errors import CollectionNotFoundError, StoreError
 from fmsearch.store import schema
 from fmsearch.store.base import (
-    DEFAULT_HNSW_EF,
     DEFAULT_TIMEOUT,
     CollectionInfo,
     QuantizationParams,
@@ -45,6 +44,7 @@ from fmsearch.store.base import (
     ordered_records,
     payload_selector,
     per_row,
+    search_params,
     vector_lists,
 )
 from fmsearch.store.retry import (
@@ -406,19 +406,7 @@ class ServerStore(Store):
             if quantization is not None and not quantization.ignore:
                 logger.info("local mode ignores quantisation params: it searches the original vectors exactly")
             return None
-        quant = (
-            None
-            if quantization is None
-            else models.QuantizationSearchParams(
-                ignore=quantization.ignore, rescore=quantization.rescore, oversampling=quantization.oversampling
-            )
-        )
-        return models.SearchParams(
-            hnsw_ef=hnsw_ef or DEFAULT_HNSW_EF,
-            exact=exact,
-            quantization=quant,
-            acorn=models.AcornSearchParams(enable=True) if acorn else None,
-        )
+        return search_params(models, exact=exact, hnsw_ef=hnsw_ef, quantization=quantization, acorn=acorn)
 
     def query_batch(
         self,

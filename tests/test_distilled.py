@@ -147,3 +147,14 @@ def test_settings_a_run_does_not_take_are_refused_before_training(method, given,
 
     with pytest.raises((InvalidArgumentError, ModelError), match=refusal.replace("+", r"\+")):
         train_method(method, epochs=1, out=tmp_path, **given)
+
+
+def test_a_teacher_no_method_takes_by_name_is_refused_before_training(tmp_path):
+    from fmsearch.models.artifacts import card_path
+    from fmsearch.models.training import train_method
+
+    teacher = tmp_path / "distilled.keras"
+    teacher.write_bytes(b"not read")
+    card_path(teacher).write_text(json.dumps({"method": "distilled", "artifact_sha256": "0" * 64}))
+    with pytest.raises(InvalidArgumentError, match="holds the distilled method's network; a teacher is one of: pixels"):
+        train_method("distilled", epochs=1, out=tmp_path / "out", teacher=teacher)
