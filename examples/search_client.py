@@ -1,6 +1,6 @@
 """A service searching fmsearch over HTTP: plain httpx, no fmsearch import.
 
-    python examples/search_client.py shoe.png --url http://127.0.0.1:8000 --method siamese -k 5 --class Sneaker
+    python examples/search_client.py shoe.png --url http://127.0.0.1:8000 --method distilled -k 5 --class Sneaker
 
 tests/test_serve.py runs `search_by_image` against a real `fmsearch serve`.
 """
@@ -11,7 +11,7 @@ import os
 import httpx
 
 
-def search_by_image(url, path, method="siamese", k=5, classes=(), api_key=None):
+def search_by_image(url, path, method="distilled", k=5, classes=(), api_key=None):
     """The k gallery images most like the image file at `path`, as dicts."""
     headers = {"X-API-Key": api_key} if api_key else {}
     with open(path, "rb") as image:
@@ -31,7 +31,7 @@ if __name__ == "__main__":
     args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     args.add_argument("image")
     args.add_argument("--url", default="http://127.0.0.1:8000")
-    args.add_argument("--method", default="siamese")
+    args.add_argument("--method", default="distilled")
     args.add_argument("-k", type=int, default=5)
     args.add_argument("--class", dest="classes", action="append", default=[])
     a = args.parse_args()

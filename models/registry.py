@@ -18,6 +18,7 @@ _METHODS: dict[str, str] = {
     "autoencoder": "fmsearch.models.autoencoder:AutoencoderEmbedder",
     "siamese": "fmsearch.models.siamese:SiameseEmbedder",
     "proxy": "fmsearch.models.proxy:ProxyEmbedder",
+    "distilled": "fmsearch.models.distilled:DistilledEmbedder",
     "ensemble": "fmsearch.models.ensemble:EnsembleEmbedder",
     "resnet101": "fmsearch.models.resnet:ResNet101Embedder",
 }
@@ -30,8 +31,16 @@ _STAGES: dict[str, str] = {
 TRAINABLE = ("autoencoder", "siamese", "proxy", "distilled")
 #: methods built from trained artifacts, without training (``fmsearch combine``), and shipped
 COMBINED = ("ensemble",)
-#: every method with a shipped ``.keras`` artifact and its ONNX export (distilled: once its run is shipped)
-SHIPPED = ("autoencoder", "siamese", "proxy", *COMBINED)
+#: every method with a shipped ``.keras`` artifact and its ONNX export
+SHIPPED = ("autoencoder", "siamese", "proxy", "distilled", *COMBINED)
+#: the method the page, the service and the README lead with: the best quality at one network's cost
+#: (docs/evaluation.md); where a home does not hold it, the first of :data:`LEADS` it holds
+DEFAULT_METHOD = "distilled"
+#: the order in which a default method is picked among those a home holds
+LEADS = (DEFAULT_METHOD, "ensemble", "proxy", "siamese", "autoencoder", "pixels", "resnet101")
+#: methods that ``--method all`` leaves out, ingested by name only: the distilled method comes within
+#: half a point of the ensemble's P@1 at a quarter of its evaluation time (docs/evaluation.md)
+BY_NAME_ONLY = ("ensemble",)
 #: methods whose weights come from a download that may be out of reach:
 #: ingesting every method skips them, with the reason, when they cannot load
 DOWNLOADED = ("resnet101",)
@@ -41,6 +50,7 @@ OPTIONS: dict[str, tuple[str, ...]] = {
     "autoencoder": ("weights", "runtime", "threads", "spin"),
     "siamese": ("weights", "runtime", "threads", "spin"),
     "proxy": ("weights", "runtime", "threads", "spin"),
+    "distilled": ("weights", "runtime", "threads", "spin"),
     "ensemble": ("weights", "runtime", "threads", "spin"),
     "resnet101": ("weights", "input_size"),
 }
@@ -53,6 +63,19 @@ STAGE_OPTIONS: dict[str, tuple[str, ...]] = {
 def method_names() -> tuple[str, ...]:
     """Every embedding method, in a stable order."""
     return tuple(_METHODS)
+
+
+def all_methods() -> tuple[str, ...]:
+    """What ``--method all`` means: every method but those ingested by name
+    only (:data:`BY_NAME_ONLY`)."""
+    return tuple(m for m in _METHODS if m not in BY_NAME_ONLY)
+
+
+def lead_method(available) -> str | None:
+    """The method to lead with among ``available``: :data:`DEFAULT_METHOD`
+    where it is there, else the first of :data:`LEADS`, else the first given."""
+    available = list(available)
+    return next((m for m in LEADS if m in available), available[0] if available else None)
 
 
 def stage_names() -> tuple[str, ...]:

@@ -257,7 +257,7 @@ CLI_BAD = [
     # unknown methods; counts and sizes out of range
     pytest.param(
         ["query", "--id", "1", "-m", "resnet9"],
-        "unknown method 'resnet9'; valid methods: pixels, autoencoder, siamese, proxy, ensemble, resnet101",
+        "unknown method 'resnet9'; valid methods: pixels, autoencoder, siamese, proxy, distilled, ensemble, resnet101",
         id="method-query",
     ),
     pytest.param(["ingest", "-m", "resnet9", "--limit", "5"], "unknown method 'resnet9'", id="method-ingest"),

@@ -14,7 +14,7 @@ def test_registry_lists_and_rejects():
     assert isinstance(get_embedder("pixels"), Embedder)
     with pytest.raises(
         UnknownMethodError,
-        match="unknown method 'pixls'; valid methods: pixels, autoencoder, siamese, proxy, ensemble, resnet101",
+        match="unknown method 'pixls'; valid methods: pixels, autoencoder, siamese, proxy, distilled, ensemble, resnet101",
     ):
         get_embedder("pixls")
 
@@ -59,3 +59,17 @@ def test_bad_batch_size():
 
 def test_empty_batch():
     assert get_embedder("pixels").embed(np.zeros((0, 28, 28), np.uint8)).shape == (0, 784)
+
+
+def test_the_method_to_lead_with():
+    """The page and the service lead with the distilled method where it is
+    served, else the best of the others; `--method all` leaves the ensemble
+    out (it is ingested by name) and takes every other method."""
+    from fmsearch.models.registry import BY_NAME_ONLY, all_methods, lead_method
+
+    assert lead_method(["pixels", "siamese", "distilled", "ensemble"]) == "distilled"
+    assert lead_method(["pixels", "siamese", "ensemble"]) == "ensemble"
+    assert lead_method(["pixels", "siamese"]) == "siamese"
+    assert lead_method(["pixels"]) == "pixels"
+    assert lead_method([]) is None
+    assert all_methods() == tuple(m for m in method_names() if m != "ensemble") and BY_NAME_ONLY == ("ensemble",)

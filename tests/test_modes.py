@@ -155,6 +155,7 @@ def test_evaluate_quantised_collection(quantizing_store, prefix, fmnist):
         ("resnet101", "int8", "not been measured"),
         ("ensemble", "int8", "under the 0.99 an offer needs"),
         ("ensemble", "binary", "192 bits per image"),
+        ("distilled", "int8", "under the 0.99 an offer needs"),
     ],
 )
 def test_quantisations_not_offered_are_refused(store, prefix, method, quantization, why):

@@ -177,7 +177,7 @@ def test_forward_pass_is_traced_once(trained, fmnist):
     assert emb._graph.experimental_get_tracing_count() == 1
 
 
-@pytest.mark.parametrize("method", ["autoencoder", "siamese", "proxy"])
+@pytest.mark.parametrize("method", ["autoencoder", "siamese", "proxy", "distilled"])
 def test_shipped_artifacts_match_their_cards(method):
     """The weights in models/weights load with safe_mode after the SHA-256
     check, are small, and their cards say how they were made."""

@@ -39,7 +39,7 @@ OPENING = {
     "development.md": "make test",
     "evaluation.md": "make evaluate",
     "insight.md": "fmsearch duplicates --method pixels",
-    "methods.md": "fmsearch query --id 60000 --method siamese -k 5",
+    "methods.md": "fmsearch query --id 60000 --method distilled -k 5",
     "reliability.md": "fmsearch collections",
     "scale.md": "pip install '.[scale]'",
     "schema.md": "fmsearch collections --json",
@@ -54,7 +54,12 @@ SUBSET = {"--queries all": "--queries 300"}
 def _commands(page: Path) -> list[str]:
     """The commands of a page's first ``bash`` block, in order (continuation
     lines joined, comments dropped)."""
-    block = re.search(r"```bash\n(.*?)```", page.read_text(), re.S)
+    return _commands_of(page.read_text())
+
+
+def _commands_of(text: str) -> list[str]:
+    """The commands of the first ``bash`` block in ``text``."""
+    block = re.search(r"```bash\n(.*?)```", text, re.S)
     if block is None:
         return []
     text = re.sub(r"\\\n\s*", " ", block.group(1))
@@ -95,6 +100,31 @@ def test_every_page_opens_with_a_known_command():
     assert {p.name: (_commands(p) or [None])[0] for p in PAGES} == OPENING
 
 
+def test_readme_shows_what_make_demo_runs():
+    """README's `make demo` block is the Makefile's recipe: the same commands
+    in order, the per-method query once for each method of the recipe's loop,
+    the distilled method first (resnet101 has no line: README says it is
+    queried only where its weights load); and the loop queries every method
+    `ingest --method all` writes, which leaves out the ensemble."""
+    from fmsearch.models.registry import BY_NAME_ONLY, DOWNLOADED, all_methods
+
+    readme = (ROOT / "README.md").read_text().split("`make demo` runs, in `.venv`:")[1]
+    shown = _commands_of(readme)
+    recipe = (ROOT / "Makefile").read_text().split("\ndemo:")[1].split("\n\n")[0]
+    loop = re.search(r"for m in ([\w ]+); do", recipe).group(1).split()
+    per_method = re.search(r"\$\(BIN\)/(fmsearch query [^;|]*\$\$m[^;|]*?) *\|\|", recipe).group(1)
+    runs = []
+    for line in recipe.splitlines():
+        line = line.strip()
+        if line.startswith("$(BIN)/fmsearch") and "$$m" not in line:
+            runs.append(line.removeprefix("$(BIN)/"))
+        elif line.startswith("@for m in"):
+            runs += [per_method.replace("$$m", m) for m in loop if m not in DOWNLOADED]
+    assert shown == runs
+    assert loop[0] == "distilled" and set(loop) == set(all_methods())
+    assert not set(BY_NAME_ONLY) & set(loop)
+
+
 @pytest.fixture(scope="module")
 def demo_home(fmnist, tmp_path_factory) -> Path:
     """`make demo`'s home on the first 500 train images: `fmsearch data`, then
@@ -123,7 +153,7 @@ def demo_home(fmnist, tmp_path_factory) -> Path:
             _run(home, command)
     rows = [json.loads(line) for line in _run(home, "fmsearch collections --json").splitlines()]
     assert {r["collection"]: r["points"] for r in rows} == {
-        f"fmnist_{m}": DEMO_GALLERY for m in ("pixels", "autoencoder", "siamese", "proxy", "ensemble", "sift")
+        f"fmnist_{m}": DEMO_GALLERY for m in ("pixels", "autoencoder", "siamese", "proxy", "distilled", "sift")
     }
     return home
 
@@ -200,7 +230,8 @@ def test_serve_opens_with_fmsearch_serve(demo_home):
             except OSError:  # not listening yet, or 503 while loading
                 time.sleep(0.2)
         assert health is not None, proc.stderr.read().decode() if proc.poll() is not None else "not ready in 120 s"
-        assert set(health["methods"]) == {"pixels", "autoencoder", "siamese", "proxy", "ensemble"} and health["rerank"]
+        assert set(health["methods"]) == {"pixels", "autoencoder", "siamese", "proxy", "distilled"} and health["rerank"]
+        assert health["default_method"] == "distilled"
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0

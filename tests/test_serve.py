@@ -610,7 +610,7 @@ def test_serve_refuses_at_once_what_would_fail(serve_home, tmp_path):
         for args, message in (
             (
                 ["--home", str(tmp_path / "empty"), "serve"],
-                "nothing to serve: pixels, autoencoder, siamese, proxy, ensemble, resnet101 are not ingested",
+                "nothing to serve: pixels, autoencoder, siamese, proxy, distilled, ensemble, resnet101 are not ingested",
             ),
             (
                 ["--home", str(serve_home), "serve", "--methods", "autoencoder"],

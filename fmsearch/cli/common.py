@@ -224,7 +224,7 @@ def model_options(fn: Callable) -> Callable:
                 "--weights",
                 type=str,
                 default=None,
-                help="Model weights: a .keras artifact (autoencoder, siamese; default: the shipped one) or, "
+                help="Model weights: a .keras artifact (the trained methods; default: the shipped one) or, "
                 "for resnet101, 'imagenet' (default), a weights file, or 'none' (untrained, for tests).",
             ),
             click.option(
@@ -237,14 +237,14 @@ def model_options(fn: Callable) -> Callable:
                 "--runtime",
                 type=click.Choice(RUNTIMES),
                 default=None,
-                help="autoencoder, siamese: run the ONNX export with ONNX Runtime, or the .keras file with "
+                help="The trained methods: run the ONNX export with ONNX Runtime, or the .keras file with "
                 "TensorFlow (the training extra) [default auto: ONNX where exported].",
             ),
             click.option(
                 "--threads",
                 type=int,
                 default=None,
-                help="autoencoder, siamese on ONNX Runtime: threads per inference [default: one per core].",
+                help="The trained methods on ONNX Runtime: threads per inference [default: one per core].",
             ),
         ],
     )
@@ -262,7 +262,8 @@ def embedder_options(
     given = [k for k, v in run.items() if v is not None]
     takers = [m for m in methods if all(k in OPTIONS.get(m, ()) for k in given)]
     if given and not takers:
-        raise click.UsageError(f"--{given[0]} applies to autoencoder and siamese only")
+        trained = ", ".join(m for m, takes in OPTIONS.items() if "runtime" in takes)
+        raise click.UsageError(f"--{given[0]} applies to the trained methods only ({trained})")
     return {m: options_of(m, weights=weights, input_size=input_size, **(run if m in takers else {})) for m in methods}
 
 

@@ -16,6 +16,7 @@ from fmsearch.search.mode import MAX_EXPAND
 from fmsearch.search.mode import OPTIONS as MODE
 from fmsearch.search.query import MAX_K
 from fmsearch.search.rerank import RERANK_MODES, RERANK_STAGES
+from fmsearch.models.registry import DEFAULT_METHOD
 from fmsearch.search.searcher import Hit
 from fmsearch.store.schema import MAX_FOLDER_ID, QUANTIZATIONS
 
@@ -45,7 +46,10 @@ class SearchRequest(BaseModel):
         None, description="Search this folder gallery (fmsearch ingest --images) instead of FMNIST: its name."
     )
     image: str | None = Field(None, description="Base64 of an image file (PNG, JPEG, ...), any size.")
-    method: str = Field("siamese", description="A method, or methods joined by + (a fusion).")
+    method: str = Field(
+        DEFAULT_METHOD,
+        description="A method, or methods joined by + (a fusion); the default is the best at one network's cost.",
+    )
     k: int = Field(10, ge=1, le=MAX_K)
     offset: int = Field(
         0, ge=0, le=MAX_K - 1, description=f"Skip this many results: the next page (k + offset <= {MAX_K})."
@@ -124,6 +128,9 @@ class GalleryOut(BaseModel):
 class Health(BaseModel):
     status: str
     methods: list[str] = Field(default_factory=list, description="Methods loaded and served.")
+    default_method: str | None = Field(
+        None, description="The method to lead with among those served: distilled where it is served."
+    )
     galleries: dict[str, GalleryOut] = Field(default_factory=dict, description="Folder galleries served, by name.")
     skipped: dict[str, str] = Field(default_factory=dict, description="Methods not served, and why.")
     rerank: bool = Field(False, description="Whether the SIFT rerank stage is available.")

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
+from fmsearch.models.registry import lead_method
 from fmsearch.serve.deps import ReadyService, ServingDep
 from fmsearch.serve.errors import ERRORS
 from fmsearch.serve.schemas import ClassOut, Health
@@ -26,6 +27,7 @@ async def health(s: ServingDep) -> JSONResponse:
         {
             "status": service.state,
             "methods": service.methods,
+            "default_method": lead_method(service.methods),
             "galleries": service.galleries,
             "skipped": service.skipped,
             "rerank": service.rerank,

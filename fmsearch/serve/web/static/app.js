@@ -565,7 +565,7 @@ async function start() {
   fillSelect($("method"), methods, false);
   fillSelect($("rescore-with"), methods, true);
   fillSelect($("fuse"), methods, true);
-  $("method").value = methods.includes("siamese") ? "siamese" : methods[0];
+  $("method").value = health.default_method || methods[0]; // the best at one network's cost, where served
   $("rerank").disabled = !health.rerank;
   const initial = fromUrl();
   applySettings({ ...initial.settings, method: initial.settings.method || $("method").value,
