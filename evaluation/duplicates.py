@@ -41,6 +41,7 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     "autoencoder": 0.9791,  # keeps 99.1% of the copies, pairs 0.5%
     "siamese": 0.9982,  # raised: keeps 51% of the copies, pairs 0.6%
     "proxy": 0.9963,  # raised: keeps 62% of the copies, pairs 1.0%
+    "distilled": 0.9972,  # raised: keeps 58% of the copies, pairs 0.9%
     "ensemble": 0.9976,  # raised: keeps 60% of the copies, pairs 1.0%
 }
 #: neighbours asked per stored image at first; rows that fill it ask again

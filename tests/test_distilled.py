@@ -153,8 +153,10 @@ def test_a_teacher_no_method_takes_by_name_is_refused_before_training(tmp_path):
     from fmsearch.models.artifacts import card_path
     from fmsearch.models.training import train_method
 
-    teacher = tmp_path / "distilled.keras"
+    teacher = tmp_path / "old.keras"
     teacher.write_bytes(b"not read")
-    card_path(teacher).write_text(json.dumps({"method": "distilled", "artifact_sha256": "0" * 64}))
-    with pytest.raises(InvalidArgumentError, match="holds the distilled method's network; a teacher is one of: pixels"):
+    card_path(teacher).write_text(json.dumps({"method": "triplet-v0", "artifact_sha256": "0" * 64}))
+    with pytest.raises(
+        InvalidArgumentError, match="holds the triplet-v0 method's network; a teacher is one of: pixels"
+    ):
         train_method("distilled", epochs=1, out=tmp_path / "out", teacher=teacher)

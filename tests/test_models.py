@@ -14,7 +14,8 @@ def test_registry_lists_and_rejects():
     assert isinstance(get_embedder("pixels"), Embedder)
     with pytest.raises(
         UnknownMethodError,
-        match="unknown method 'pixls'; valid methods: pixels, autoencoder, siamese, proxy, distilled, ensemble, resnet101",
+        match="unknown method 'pixls'; valid methods: pixels, autoencoder, siamese, proxy, distilled, ensemble, "
+        "resnet101",
     ):
         get_embedder("pixls")
 

@@ -119,7 +119,7 @@ def test_every_mode_gives_what_the_library_gives(client, serve_home, fmnist, mod
         if "positive" in mode:
             expected = s.recommend("siamese", [3, 5], [7], k=5)
         else:
-            expected = s.search(mode_of(SearchRequest(**mode)), id=60001, k=5)
+            expected = s.search(mode_of(SearchRequest(**mode), "siamese"), id=60001, k=5)
     assert [h["id"] for h in body["hits"]] == [h.id for h in expected]
 
 
@@ -610,7 +610,8 @@ def test_serve_refuses_at_once_what_would_fail(serve_home, tmp_path):
         for args, message in (
             (
                 ["--home", str(tmp_path / "empty"), "serve"],
-                "nothing to serve: pixels, autoencoder, siamese, proxy, distilled, ensemble, resnet101 are not ingested",
+                "nothing to serve: pixels, autoencoder, siamese, proxy, distilled, ensemble, resnet101 "
+                "are not ingested",
             ),
             (
                 ["--home", str(serve_home), "serve", "--methods", "autoencoder"],
@@ -1139,6 +1140,10 @@ def test_a_folder_gallery_is_served_beside_fmnist(gallery_home, fmnist):
             and "Sneaker" in shop["classes"]
             and "T-shirt-top" in shop["classes"]
         )
+        # no distilled method here: a search that names none takes the best served, as the page does
+        assert health["default_method"] == shop["default_method"] == "siamese"
+        unnamed = c.post("/api/search", json={"id": 60001, "k": 2})
+        assert unnamed.status_code == 200 and unnamed.json()["query"]["method"] == "siamese", unnamed.text
         sneaker = int(np.nonzero(fmnist["test"].labels[:120] == 7)[0][0])
         r = c.post(
             "/api/search",

@@ -11,12 +11,12 @@ from typing import Literal, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
+from fmsearch.models.registry import DEFAULT_METHOD
 from fmsearch.search.fusion import FUSIONS
 from fmsearch.search.mode import MAX_EXPAND
 from fmsearch.search.mode import OPTIONS as MODE
 from fmsearch.search.query import MAX_K
 from fmsearch.search.rerank import RERANK_MODES, RERANK_STAGES
-from fmsearch.models.registry import DEFAULT_METHOD
 from fmsearch.search.searcher import Hit
 from fmsearch.store.schema import MAX_FOLDER_ID, QUANTIZATIONS
 
@@ -46,9 +46,10 @@ class SearchRequest(BaseModel):
         None, description="Search this folder gallery (fmsearch ingest --images) instead of FMNIST: its name."
     )
     image: str | None = Field(None, description="Base64 of an image file (PNG, JPEG, ...), any size.")
-    method: str = Field(
-        DEFAULT_METHOD,
-        description="A method, or methods joined by + (a fusion); the default is the best at one network's cost.",
+    method: str | None = Field(
+        None,
+        description=f"A method, or methods joined by + (a fusion) [default: {DEFAULT_METHOD} where it is served, "
+        "else the best method served: /api/health's default_method, or the gallery's].",
     )
     k: int = Field(10, ge=1, le=MAX_K)
     offset: int = Field(
@@ -122,6 +123,7 @@ class ErrorBody(BaseModel):
 
 class GalleryOut(BaseModel):
     methods: list[str] = Field(description="Its methods served.")
+    default_method: str | None = Field(None, description="The method a search of it that names none uses.")
     classes: list[str] = Field(description="Its classes (label = index); empty without class subfolders.")
 
 

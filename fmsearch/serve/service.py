@@ -20,7 +20,7 @@ import numpy as np
 from fmsearch.errors import FmsearchError, ImageError, InvalidArgumentError
 from fmsearch.images.files import image_from_bytes, png_bytes
 from fmsearch.images.fmnist import CLASS_NAMES
-from fmsearch.models.registry import OPTIONS, method_names, stage_names
+from fmsearch.models.registry import OPTIONS, lead_method, method_names, stage_names
 from fmsearch.models.sift import SiftExtractor, compare
 from fmsearch.search.mode import OPTIONS as MODE_OPTIONS
 from fmsearch.search.mode import SearchMode
@@ -59,10 +59,12 @@ def decode_base64(text: str, name: str = "image") -> np.ndarray:
     return image_from_bytes(data, name)
 
 
-def mode_of(req: SearchRequest) -> SearchMode:
-    """The search mode a request names (checked where it is made; the same
-    settings give the same, cached, value)."""
-    return SearchMode.from_options(req.method, **{name: getattr(req, name) for name in MODE_OPTIONS})
+def mode_of(req: SearchRequest, default_method: str) -> SearchMode:
+    """The search mode a request names, ``default_method`` where it names
+    none (checked where it is made; the same settings give the same, cached,
+    value)."""
+    method = req.method if req.method is not None else default_method
+    return SearchMode.from_options(method, **{name: getattr(req, name) for name in MODE_OPTIONS})
 
 
 def query_of(req: SearchRequest, source: ImageSource | None = None) -> Query:
@@ -215,6 +217,21 @@ class SearchService:
 
     # -- requests -------------------------------------------------------------------
 
+    def default_method(self, collection: str | None = None) -> str:
+        """The method a search that names none uses: the distilled method
+        where it is served (for FMNIST, or for the folder gallery
+        ``collection``), else the best method served (``lead_method``)."""
+        self.searcher_for(collection)  # refuses a gallery it does not serve
+        method = lead_method(self._served[collection])
+        if method is None:
+            raise InvalidArgumentError("no method is served here: there is nothing to search", param="method")
+        return method
+
+    def mode_for(self, req: SearchRequest) -> SearchMode:
+        """The search mode of a request, the gallery's default method where it
+        names none."""
+        return mode_of(req, req.method if req.method is not None else self.default_method(req.collection))
+
     def check_method(self, mode: SearchMode, collection: str | None = None) -> None:
         """Refuse a method the service does not serve (for FMNIST, or for the
         folder gallery ``collection``), saying why."""
@@ -231,7 +248,7 @@ class SearchService:
     def search(self, req: SearchRequest, source: ImageSource | None, timings: dict[str, float]) -> list[Hit]:
         """Any mode, one request (a recommend query when it has examples);
         ``source`` gives the uploaded image, if any."""
-        mode = mode_of(req)
+        mode = self.mode_for(req)
         self.check_method(mode, req.collection)
         return self.searcher_for(req.collection).search(mode, query_of(req, source), timings=timings)
 

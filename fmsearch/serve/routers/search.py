@@ -23,7 +23,6 @@ from fmsearch.serve.service import (
     SearchService,
     decode_base64,
     decode_upload,
-    mode_of,
     query_of,
 )
 
@@ -134,7 +133,7 @@ async def _answer(
         if req.image is not None
         else None
     )
-    mode = mode_of(req)
+    mode = service.mode_for(req)
     service.check_method(mode, req.collection)
     request.state.method = mode.method  # a metrics label: only methods served (a bounded set)
     batched = (

@@ -28,7 +28,10 @@ async def health(s: ServingDep) -> JSONResponse:
             "status": service.state,
             "methods": service.methods,
             "default_method": lead_method(service.methods),
-            "galleries": service.galleries,
+            "galleries": {
+                name: {**gallery, "default_method": lead_method(gallery["methods"])}
+                for name, gallery in service.galleries.items()
+            },
             "skipped": service.skipped,
             "rerank": service.rerank,
             "worker": os.getpid(),

@@ -593,7 +593,8 @@ function useCollection() {
   fillSelect($("method"), methodsNow(), false);
   fillSelect($("rescore-with"), methodsNow(), true);
   fillSelect($("fuse"), methodsNow(), true);
-  $("method").value = methodsNow().includes(keep) ? keep : methodsNow()[0];
+  const lead = c ? health.galleries[c].default_method : health.default_method;
+  $("method").value = methodsNow().includes(keep) ? keep : lead || methodsNow()[0];
   CLASSES = c ? health.galleries[c].classes : FMNIST_CLASSES;
   chipState.clear();
   for (const name of CLASSES) chipState.set(name, "any");
