@@ -199,7 +199,7 @@ def train(
     import keras
 
     from fmsearch.models.proxy import class_proxies, flip_averaged, margin_softmax_loss
-    from fmsearch.models.siamese import build_embedding_network, training_monitor
+    from fmsearch.models.siamese import build_embedding_network, fit_recorded
 
     if loss not in LOSSES:
         raise InvalidArgumentError(f"unknown loss {loss!r}; valid: {', '.join(LOSSES)}", param="loss")
@@ -213,13 +213,22 @@ def train(
         outputs["cosines"] = class_proxies()(embedding)
     trainer = keras.Model(inputs, outputs)
     data = batches(images, np.asarray(labels, np.int32), targets, batch_size, seed, tuple(outputs))
-    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(epochs * len(data), 1))
     to_teacher = relational_loss if loss.startswith("relational") else cosine_distance_loss
     losses = {"embedding": to_teacher, "cosines": margin_softmax_loss}
-    trainer.compile(optimizer=keras.optimizers.Adam(schedule), loss={k: losses[k] for k in outputs})
-    monitor = training_monitor(tower, images, labels, log)
-    t0 = time.perf_counter()
-    history = trainer.fit(data, epochs=epochs, verbose=verbose, callbacks=[monitor])
+    run = fit_recorded(
+        trainer,
+        tower,
+        images,
+        labels,
+        {k: losses[k] for k in outputs},
+        steps=epochs * len(data),
+        epochs=epochs,
+        learning_rate=learning_rate,
+        verbose=verbose,
+        log=log,
+        x=data,
+    )
+    run["fit_wall_time_s"] = run.pop("wall_time_s")  # the card's wall time adds the teacher's vectors
     record = {
         "method": "distilled",
         "loss": {
@@ -238,12 +247,8 @@ def train(
         "batch_size": batch_size,
         "seed": seed,
         "learning_rate": learning_rate,
-        "lr_schedule": "cosine decay to 0",
         "augmentation": "each image one of its cached views at random (the teacher's vectors), horizontal flip (p 0.5)",
-        "losses": [float(v) for v in history.history["loss"]],
-        "final_loss": float(history.history["loss"][-1]),
-        "monitor_train_p_at_1": monitor.history,
-        "fit_wall_time_s": time.perf_counter() - t0,
+        **run,
     }
     return flip_averaged(tower, name="distilled_embedding"), record
 

@@ -16,7 +16,6 @@ The design experiments behind the settings are in docs/methods.md.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +24,7 @@ import numpy as np
 from fmsearch.models import augment as aug
 from fmsearch.models.artifact_embedder import ArtifactEmbedder
 from fmsearch.models.siamese import MARGIN as TRIPLET_MARGIN
-from fmsearch.models.siamese import build_embedding_network, semi_hard_triplet_loss, training_monitor
+from fmsearch.models.siamese import build_embedding_network, fit_recorded, semi_hard_triplet_loss
 
 logger = logging.getLogger(__name__)
 
@@ -108,12 +107,20 @@ def train(
     outputs = {"cosines": proxies(embedding), **({"embedding": embedding} if with_triplets else {})}
     trainer = keras.Model(inputs, outputs)
     data = aug.batches(images, labels, batch_size, augment, seed, outputs=tuple(outputs))
-    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(epochs * len(data), 1))
     losses = {"cosines": margin_softmax_loss, "embedding": lambda y, e: semi_hard_triplet_loss(y, e, TRIPLET_MARGIN)}
-    trainer.compile(optimizer=keras.optimizers.Adam(schedule), loss={k: losses[k] for k in outputs})
-    monitor = training_monitor(tower, images, labels, log)
-    t0 = time.perf_counter()
-    history = trainer.fit(data, epochs=epochs, verbose=verbose, callbacks=[monitor])
+    run = fit_recorded(
+        trainer,
+        tower,
+        images,
+        labels,
+        {k: losses[k] for k in outputs},
+        steps=epochs * len(data),
+        epochs=epochs,
+        learning_rate=learning_rate,
+        verbose=verbose,
+        log=log,
+        x=data,
+    )
     record = {
         "method": "proxy",
         "loss": "normalised softmax over learned class proxies with an additive cosine margin (CosFace)"
@@ -133,13 +140,9 @@ def train(
         "batch_size": batch_size,
         "seed": seed,
         "learning_rate": learning_rate,
-        "lr_schedule": "cosine decay to 0",
         "augmentation": aug.describe(augment),
         "augment": augment,
-        "losses": [float(v) for v in history.history["loss"]],
-        "final_loss": float(history.history["loss"][-1]),
-        "monitor_train_p_at_1": monitor.history,
-        "wall_time_s": time.perf_counter() - t0,
+        **run,
     }
     return flip_averaged(tower), record
 

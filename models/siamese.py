@@ -176,6 +176,41 @@ def build_embedding_network(dim: int = EMBEDDING_DIM, name: str = "siamese_embed
     return keras.Model(inputs, outputs, name=name)
 
 
+def fit_recorded(
+    trainer,
+    tower,
+    images: np.ndarray,
+    labels: np.ndarray,
+    loss,
+    *,
+    steps: int,
+    epochs: int,
+    learning_rate: float,
+    verbose: int,
+    log: Callable[[str], None],
+    **fit: Any,
+) -> dict[str, Any]:
+    """Compile ``trainer`` with ``loss`` and Adam, its rate decayed to 0 by a
+    cosine over ``steps``, and fit it for ``epochs`` (``fit``: the data) with
+    the :func:`training_monitor` on ``tower``. Returns the card's record of
+    the run: the schedule, the loss of each epoch, the monitor's figures and
+    the fit's wall time."""
+    import keras
+
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(steps, 1))
+    trainer.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss)
+    monitor = training_monitor(tower, images, np.asarray(labels), log)
+    t0 = time.perf_counter()
+    history = trainer.fit(epochs=epochs, verbose=verbose, callbacks=[monitor], **fit)
+    return {
+        "lr_schedule": "cosine decay to 0",
+        "losses": [float(v) for v in history.history["loss"]],
+        "final_loss": float(history.history["loss"][-1]),
+        "monitor_train_p_at_1": monitor.history,
+        "wall_time_s": time.perf_counter() - t0,
+    }
+
+
 def training_monitor(model, images: np.ndarray, labels: np.ndarray, log: Callable[[str], None]):
     """A Keras callback: after each epoch, P@1 of up to 1,000 train images
     against up to 5,000 others, and the embeddings' spread. Both on training
@@ -238,19 +273,21 @@ def train(
         x = keras.layers.RandomFlip("horizontal", seed=seed)(x)
         x = keras.layers.RandomTranslation(0.08, 0.08, fill_mode="constant", seed=seed)(x)
     trainer = keras.Model(inputs, model(x))
-    steps = epochs * int(np.ceil(len(images) / batch_size))
-    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(steps, 1))
-    trainer.compile(optimizer=keras.optimizers.Adam(schedule), loss=_loss_class()(MARGIN, mining))
-    monitor = training_monitor(model, images, np.asarray(labels), log)
-    t0 = time.perf_counter()
-    history = trainer.fit(
-        to_model_input(images),
-        np.asarray(labels, np.int32),
-        batch_size=batch_size,
+    run = fit_recorded(
+        trainer,
+        model,
+        images,
+        labels,
+        _loss_class()(MARGIN, mining),
+        steps=epochs * int(np.ceil(len(images) / batch_size)),
         epochs=epochs,
-        shuffle=True,
+        learning_rate=learning_rate,
         verbose=verbose,
-        callbacks=[monitor],
+        log=log,
+        x=to_model_input(images),
+        y=np.asarray(labels, np.int32),
+        batch_size=batch_size,
+        shuffle=True,
     )
     record = {
         "method": "siamese",
@@ -262,12 +299,8 @@ def train(
         "batch_size": batch_size,
         "seed": seed,
         "learning_rate": learning_rate,
-        "lr_schedule": "cosine decay to 0",
         "augmentation": "horizontal flip, translation up to 8%" if augment else "none",
-        "losses": [float(v) for v in history.history["loss"]],
-        "final_loss": float(history.history["loss"][-1]),
-        "monitor_train_p_at_1": monitor.history,
-        "wall_time_s": time.perf_counter() - t0,
+        **run,
     }
     return model, record
 
