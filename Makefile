@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 LEAN ?= .venv-lean
 
 .PHONY: install install-dev demo test lint test-fast test-integration lean-check bench evaluate evaluate-sift evaluate-modes \
-	design-experiments evaluate-quality evaluate-distilled \
+	design-experiments evaluate-quality evaluate-distilled evaluate-label-issues \
 	evaluate-runtimes screenshot clean
 
 # The default (lean) install: search, ingest and evaluate, the trained
@@ -16,9 +16,9 @@ $(VENV)/.lean: pyproject.toml
 	$(BIN)/pip install -q -e .
 	touch $@
 
-# Everything: the training extra (TensorFlow, Keras, the ONNX exporter), the map and scale extras and the test tools.
+# Everything: the training extra (TensorFlow, Keras, the ONNX exporter), the map, scale and labels extras and the test tools.
 $(VENV)/.dev: $(VENV)/.lean
-	$(BIN)/pip install -q -e '.[train,map,scale,test]'
+	$(BIN)/pip install -q -e '.[train,map,scale,labels,test]'
 	touch $@
 
 install: $(VENV)/.lean
@@ -151,6 +151,21 @@ evaluate-distilled: install
 	$(BIN)/fmsearch results --per-class eval-results/proxy/metrics.json eval-results/distilled/metrics.json \
 	  eval-results/ensemble/metrics.json
 	$(BIN)/fmsearch bench quantization --methods distilled --queries 1000
+
+## Likely label errors measured against cleanlab (docs/insight.md, "Likely label errors"): 2% of the labels
+## flipped (seed 3; uniformly, then to the most confusable class) in a copy, the label-free methods on the
+## train split and the distilled method on the test split against the train gallery, cleanlab's Datalab on
+## the same vectors and labels in each run; then the real labels' suspects, test split and train split.
+evaluate-label-issues: install-dev
+	@for m in autoencoder pixels; do $(BIN)/fmsearch ingest --method $$m || exit 1; done
+	$(BIN)/fmsearch ingest --method distilled --split all
+	@for mode in uniform confusable; do \
+	  for m in autoencoder pixels; do $(BIN)/fmsearch label-issues --method $$m --split train \
+	    --inject-noise 0.02 --noise $$mode --seed 3 || exit 1; done; \
+	  $(BIN)/fmsearch label-issues --method distilled --split test --inject-noise 0.02 --noise $$mode --seed 3 \
+	    || exit 1; done
+	$(BIN)/fmsearch label-issues --method distilled --split test
+	$(BIN)/fmsearch label-issues --method autoencoder --split train
 
 ## The two runtimes give the same figures (docs/evaluation.md, "Runtimes"): each
 ## trained method ingested and evaluated on the full test split once with

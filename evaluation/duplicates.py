@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import numpy as np
 
@@ -127,7 +127,24 @@ def _stored_splits(store: Store, name: str) -> tuple[str, ...]:
     return tuple(s for s, held in (("train", (~is_test).any()), ("test", is_test.any())) if held)
 
 
-def resolve_split(store: Store, config: DuplicatesConfig, *, prefix: str = schema.DEFAULT_PREFIX) -> DuplicatesConfig:
+class _Scan(Protocol):
+    """What a scan of a gallery's stored images names: its method, split
+    and gallery (a duplicates or a label-issues run)."""
+
+    @property
+    def method(self) -> str: ...
+
+    @property
+    def split(self) -> str | None: ...
+
+    @property
+    def gallery(self) -> str | None: ...
+
+
+_ScanT = TypeVar("_ScanT", bound=_Scan)
+
+
+def resolve_split(store: Store, config: _ScanT, *, prefix: str = schema.DEFAULT_PREFIX) -> _ScanT:
     """``config`` with its split decided: the one asked for, else what the
     collection holds (``all`` for both splits, else the one it holds; a
     folder gallery is scanned whole).
@@ -141,11 +158,11 @@ def resolve_split(store: Store, config: DuplicatesConfig, *, prefix: str = schem
             raise InvalidArgumentError(
                 "a folder gallery has no train and test splits: scan it whole (split all)", param="split"
             )
-        return replace(config, split="all")
+        return replace(config, split="all")  # type: ignore[type-var]
     if config.split is not None:
         return config
     stored = _stored_splits(store, gallery.collection(config.method))
-    return replace(config, split="all" if len(stored) != 1 else stored[0])
+    return replace(config, split="all" if len(stored) != 1 else stored[0])  # type: ignore[type-var]
 
 
 def _what_all_adds(store: Store, name: str, config: DuplicatesConfig) -> str | None:
@@ -320,7 +337,15 @@ def summarize(
 
 
 def _peak_rss_mb() -> float:
-    """The process's peak resident memory so far (Linux reports KiB)."""
+    """The process's peak resident memory so far, in MiB: Linux's ``VmHWM``
+    (``ru_maxrss`` where there is no /proc; it carries a parent's peak
+    across exec, so a child process's own figure needs VmHWM)."""
+    try:
+        for line in open("/proc/self/status").read().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -158,6 +158,75 @@ def duplicate_groups(data: dict[str, Any], store: Store, path: Path, rows: int =
     fig.savefig(path)
 
 
+def _stored_images(store: Store, collection: str, ids) -> dict[int, np.ndarray]:
+    """The images stored in the payload of ``ids`` (those that have one)."""
+    wanted = sorted(set(ids))
+    images = {}
+    for lo in range(0, len(wanted), 256):
+        for rec in store.retrieve(collection, wanted[lo : lo + 256], with_payload=[schema.IMAGE]):
+            if rec.payload.get(schema.IMAGE):
+                images[rec.id] = decode_png(rec.payload[schema.IMAGE])
+    return images
+
+
+def top_suspects(data: dict[str, Any], store: Store, path: Path, shown: int = 50, per_row: int = 10) -> None:
+    """The likeliest label errors of a label-issues run as a numbered grid
+    (given > nearer class; the flagged ones in red): the sheet to judge by eye."""
+    chosen = data["suspects"][:shown]
+    rows = max(1, -(-len(chosen) // per_row))
+    fig = _figure(figsize=(1.5 * per_row, 1.72 * rows + 0.5), dpi=80)
+    axes = fig.subplots(rows, per_row, squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    images = _stored_images(store, data["collection"], [s["id"] for s in chosen])
+    for i, (ax, s) in enumerate(zip(axes.ravel(), chosen, strict=False)):
+        if s["id"] in images:
+            ax.imshow(images[s["id"]], cmap="gray", vmin=0, vmax=255)
+        ax.set_title(
+            f"{i + 1}: {(s['given'] or '')[:7]}>{(s['suggested'] or '')[:7]}",
+            fontsize=9,
+            color="red" if s["flagged"] else "black",
+        )
+    m = data["summary"]
+    fig.suptitle(
+        f"{data['settings']['method']}, {data['scope']}: the likeliest {len(chosen)} label errors, "
+        f"given > nearer class ({m['flagged']} flagged, in red)",
+        fontsize=11,
+    )
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / (1.72 * rows + 0.5)))
+    fig.savefig(path)
+
+
+def label_suspects(data: dict[str, Any], store: Store, path: Path, rows: int = 16, neighbours: int = 8) -> None:
+    """The likeliest label errors of a label-issues run as image rows: each
+    suspect (its id, given class -> nearer class; red where flagged) beside
+    its nearest neighbours (their class and score)."""
+    chosen = data["suspects"][:rows]
+    cols = 1 + neighbours
+    fig = _figure(figsize=(1.05 * cols, 1.3 * max(len(chosen), 1) + 0.7), dpi=100)
+    axes = fig.subplots(max(len(chosen), 1), cols, squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    wanted = [s["id"] for s in chosen] + [n["id"] for s in chosen for n in s["neighbours"][:neighbours]]
+    images = _stored_images(store, data["collection"], wanted)
+    for r, s in enumerate(chosen):
+        cells = [(s["id"], f"{s['given']} ->\n{s['suggested']}", "red" if s["flagged"] else "black")]
+        cells += [(n["id"], f"{n['class']}\n{n['score']:.3f}", "black") for n in s["neighbours"][:neighbours]]
+        for j, (pid, title, colour) in enumerate(cells):
+            ax = axes[r, j]
+            if pid in images:
+                ax.imshow(images[pid], cmap="gray", vmin=0, vmax=255)
+            ax.set_title(f"{title}" if j else f"{pid}: {title}", fontsize=6, color=colour)
+    m = data["summary"]
+    fig.suptitle(
+        f"{data['settings']['method']}, {data['scope']}: {m['flagged']} flagged of {m['images_checked']}; "
+        f"the likeliest {len(chosen)} (given -> nearer class; flagged in red) and their nearest neighbours",
+        fontsize=9,
+    )
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (1.3 * max(len(chosen), 1) + 0.7)))
+    fig.savefig(path)
+
+
 #: one colour per class (matplotlib's tab10, the page uses the same)
 CLASS_COLOURS = (
     "#1f77b4",

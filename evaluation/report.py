@@ -288,3 +288,121 @@ def write_duplicates_report(data: dict[str, Any], store: Store, out_dir: str | o
     (out / "duplicates.json").write_text(json.dumps(data, indent=1))
     (out / "report.md").write_text(render_duplicates_markdown(data))
     plots.duplicate_groups(data, store, out / "duplicates.png")
+
+
+def label_detection_rows(data: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """A benchmark run's detectors, fmsearch's first, each scored against
+    the injected flips (cleanlab's rows where it ran)."""
+    c = data["cost"]
+    ours = {**data["detection"], "seconds": c["seconds"], "peak_rss_mb": c["peak_rss_mb"]}
+    rows = [(f"fmsearch (the index's graph, k={data['settings']['k']})", ours)]
+    return rows + list(data.get("reference", {}).get("rows", {}).items())
+
+
+def _suspect_row(s: dict[str, Any]) -> list[str]:
+    nb = ", ".join(f"{n['id']} {n['class']}" for n in s["neighbours"][:5])
+    margin = "n/a" if s["margin"] is None else f"{s['margin']:.4f}"
+    flagged = "yes" if s["flagged"] else ""
+    return [str(s["id"]), s["given"] or "", s["suggested"] or "", margin, flagged, f"{s['vote_share']:.2f}", nb]
+
+
+def detection_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
+    """Detectors against injected flips, as a markdown table (a row with a
+    ``note`` was not run, and says why)."""
+    cells = []
+    for label, row in rows:
+        if "note" in row:
+            cells.append([label, row["note"], "", "", "", "", "", ""])
+            continue
+        figures = [f"{row['auroc']:.4f}", f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}"]
+        cells.append([label, *figures, str(row["flagged"]), f"{row['seconds']:.1f}", f"{row['peak_rss_mb']:.0f}"])
+    head = ["detector", "AUROC", "precision", "recall", "F1", "flagged", "seconds", "peak MiB"]
+    return markdown.table(head, cells, "lrrrrrrr")
+
+
+def _detection_section(data: dict[str, Any]) -> list[str]:
+    """A benchmark run's table: every detector against the injected flips."""
+    n = data["noise"]
+    return [
+        f"## Against injected noise: {n['rate']:g} of the labels, {n['mode']}, seed {n['seed']}",
+        "",
+        f"{n['flipped']} labels flipped in a copy (the stored payload untouched). Confusable classes: "
+        + ", ".join(f"{a} -> {b}" for a, b in n["confusable"].items())
+        + ".",
+        "",
+        detection_table(label_detection_rows(data)),
+        "",
+    ]
+
+
+def render_label_issues_markdown(data: dict[str, Any], shown: int = 30) -> str:
+    """report.md of a label-issues run: counts, the given / suggested class
+    pairs, the benchmark table where noise was injected, the top suspects
+    and outliers."""
+    s, m, c = data["settings"], data["summary"], data["cost"]
+    lines = [
+        f"# Label issues: {s['method']}, {data['scope']}",
+        "",
+        f"- date: {data['date']}; backend: {data['backend']}; collection `{data['collection']}`",
+        f"- {m['images_checked']} images checked against {data['pool']}: each image's {s['k']} nearest "
+        f"neighbours from the collection's {'exact search' if s['exact'] else 'HNSW index'}, itself left out",
+        f"- margin: mean similarity of the image's {s['m']} nearest images of its own class minus that of the "
+        f"nearest other class; flagged at margin <= {m['threshold']:.4f} ({s['flag_at']:g} x the median "
+        f"margin {m['median_margin']:.4f}, reversed)",
+        f"- **flagged: {m['flagged']}** ({m['flagged_share']:.2%} of the images checked)",
+        f"- cost: {c['seconds']:.1f} s (graph {c['seconds_graph']:.1f} s, {c['class_queries']} class-filtered "
+        f"queries), peak resident memory {c['peak_rss_mb']:.0f} MB",
+        "",
+    ]
+    if "detection" in data:
+        lines += _detection_section(data)
+    lines += [
+        "## Given and suggested class",
+        "",
+        markdown.table(
+            ["given", "nearer", "flagged"],
+            [[p["given"], p["suggested"], p["count"]] for p in m["pairs"][:shown]],
+            "llr",
+        )
+        if m["pairs"]
+        else "None flagged.",
+        "",
+        "## Per class",
+        "",
+        markdown.table(
+            ["class", "checked", "flagged", "suggested"],
+            [[p["class"], p["checked"], p["flagged"], p["suggested"]] for p in m["per_class"]],
+            "lrrr",
+        ),
+        "",
+    ]
+    for title, rows in (("Top suspects", data["suspects"]), ("Top outliers", data["outliers"])):
+        lines += [f"## {title}", ""]
+        if not rows:
+            lines += ["None.", ""]
+            continue
+        lines += [
+            markdown.table(
+                ["id", "given", "nearer", "margin", "flagged", "vote share", "nearest neighbours"],
+                [_suspect_row(r) for r in rows[:shown]],
+                "rllrlrl",
+            ),
+            "",
+        ]
+    lines += [
+        "![the top suspects beside their neighbours](label_issues.png)",
+        "",
+        "![the likeliest 50, numbered (flagged in red)](top.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_label_issues_report(data: dict[str, Any], store: Store, out_dir: str | os.PathLike) -> None:
+    """label_issues.json, report.md, label_issues.png and top.png."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "label_issues.json").write_text(json.dumps(data, indent=1))
+    (out / "report.md").write_text(render_label_issues_markdown(data))
+    plots.label_suspects(data, store, out / "label_issues.png")
+    plots.top_suspects(data, store, out / "top.png")

@@ -1,6 +1,6 @@
 """A folder gallery end to end, checked against FMNIST itself.
 
-    python examples/folder_gallery.py [--images 2000] [--queries 200] [--method siamese]
+    python examples/folder_gallery.py [--images 2000] [--queries 200] [--method siamese] [--label-noise 0.05]
 
 Writes the first N FMNIST test images as files in class subfolders (PNG and
 JPEG at quality 95 alternately, every third one enlarged to 84x84), with a
@@ -10,6 +10,8 @@ broken PNG, an empty JPEG and a text file among them; ingests the folder with
 split over the original FMNIST pixels of the same images, searched by id
 (their vectors from FMNIST, exact search): the two P@10 should agree within
 0.02 (the files' JPEG round trips and resizing are the only difference).
+Last, `fmsearch label-issues --collection` with the given share of the
+folder's labels flipped (seed 3, in a copy): how many of the flips it finds.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ def fmnist_p_at_10(method: str, made: dict[str, int], query_ids: list[int]) -> f
     return float(np.mean(labels[top] == labels[queries][:, None]))
 
 
-def run(n: int, queries: int, method: str, workdir: Path) -> dict:
+def run(n: int, queries: int, method: str, workdir: Path, label_noise: float = 0.05) -> dict:
     folder, home = workdir / "shop", workdir / "home"
     made = write_folder(folder, n)
     cli = CliRunner()
@@ -98,6 +100,13 @@ def run(n: int, queries: int, method: str, workdir: Path) -> dict:
     folder_p10 = json.loads(ev.output.strip().splitlines()[-1])["metrics"]["10"]["precision"]
     with open_store(None, home=home) as store:  # the ids `fmsearch evaluate --collection` held out
         query_ids = held_out_ids(store, schema.gallery_collection("shop", method), queries, seed=0).tolist()
+    issues = cli.invoke(
+        main,
+        ["--home", str(home), "label-issues", "--collection", "shop", "-m", method, "--out", str(workdir / "issues")]
+        + ["--inject-noise", str(label_noise), "--seed", "3", "--no-cleanlab", "--json"],
+    )
+    if issues.exit_code != 0:
+        raise SystemExit(issues.output)
     return {
         "images": n,
         "queries": queries,
@@ -107,6 +116,7 @@ def run(n: int, queries: int, method: str, workdir: Path) -> dict:
         "not_images": report["unsupported"],
         "folder_p@10": folder_p10,
         "fmnist_p@10": fmnist_p_at_10(method, made, query_ids),
+        "label_issues": json.loads(issues.output.strip().splitlines()[-1])["detection"],
     }
 
 
@@ -115,8 +125,9 @@ if __name__ == "__main__":
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--method", default="siamese")
+    parser.add_argument("--label-noise", type=float, default=0.05, help="share of the labels label-issues flips")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR")) as tmp:
-        result = run(args.images, args.queries, args.method, Path(tmp))
+        result = run(args.images, args.queries, args.method, Path(tmp), args.label_noise)
     print(json.dumps(result, indent=1))
     sys.exit(0 if abs(result["folder_p@10"] - result["fmnist_p@10"]) <= 0.02 else 1)

@@ -303,9 +303,10 @@ class Store(ABC):
         """Points by id, in the order asked; missing ids are left out."""
 
     @abstractmethod
-    def ids(self, name: str) -> np.ndarray:
-        """Every point id the collection holds, sorted (what a resumed
-        ingest skips)."""
+    def ids(self, name: str, flt: QueryFilter | None = None) -> np.ndarray:
+        """Every point id the collection holds (that ``flt`` keeps), sorted
+        (what a resumed ingest skips; a class's members, read from the
+        payload index, not the payloads)."""
 
     @abstractmethod
     def staging_name(self, name: str) -> str:

@@ -321,13 +321,14 @@ class EdgeStore(Store):
         finally:
             self._unlock(name)
 
-    def ids(self, name: str) -> np.ndarray:
+    def ids(self, name: str, flt: QueryFilter | None = None) -> np.ndarray:
         qe = _edge()
         shard, offset = self._shard(name), None
         out: list[int] = []
+        condition = self._filter(flt)
         while True:
             records, offset = shard.scroll(
-                qe.ScrollRequest(offset=offset, limit=10_000, with_payload=False, with_vector=False)
+                qe.ScrollRequest(offset=offset, limit=10_000, filter=condition, with_payload=False, with_vector=False)
             )
             out.extend(int(r.id) for r in records)
             if offset is None or not records:
@@ -456,6 +457,8 @@ class EdgeStore(Store):
             for v, n, f in zip(rows, limits, filters, strict=True)
         ]
         results = shard.query_batch(qe.QueryBatchRequest(requests))
+        if not payload:  # the payload getter converts on every access: not asked, not read
+            return [[ScoredPoint(int(p.id), float(p.score), {}) for p in hits] for hits in results]
         return [[ScoredPoint(int(p.id), float(p.score), dict(p.payload or {})) for p in hits] for hits in results]
 
     def recommend(

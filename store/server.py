@@ -288,13 +288,14 @@ class ServerStore(Store):
         with self._call("update collection metadata", name):
             self.client.update_collection(self._real(name), metadata=metadata)
 
-    def ids(self, name: str) -> np.ndarray:
+    def ids(self, name: str, flt: QueryFilter | None = None) -> np.ndarray:
         out: list[int] = []
         offset = None
+        condition = self._filter(flt)
         with self._call("scroll ids", name):
             while True:
                 records, offset = self.client.scroll(
-                    name, limit=10_000, offset=offset, with_payload=False, with_vectors=False
+                    name, scroll_filter=condition, limit=10_000, offset=offset, with_payload=False, with_vectors=False
                 )
                 out.extend(int(r.id) for r in records)
                 if offset is None or not records:

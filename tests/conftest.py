@@ -150,8 +150,9 @@ INSIGHT_THRESHOLDS = {"pixels": 0.96, "siamese": 0.99}
 @pytest.fixture(scope="session")
 def insight(home, tmp_path_factory) -> Path:
     """What `fmsearch serve --insight` reads, made by the CLI on the shared
-    home: a siamese map of its 300 images, and duplicates runs of pixels (with
-    label conflicts) and siamese (without)."""
+    home: a siamese map of its 300 images, duplicates runs of pixels (with
+    label conflicts) and siamese (without), and a label-issues run of pixels
+    (with suspects)."""
     import json
 
     from click.testing import CliRunner
@@ -164,11 +165,14 @@ def insight(home, tmp_path_factory) -> Path:
         ["duplicates", "-m", m, "--split", "train", "-t", str(t), "--out", str(folder / f"duplicates-{m}-train")]
         for m, t in INSIGHT_THRESHOLDS.items()
     ]
+    runs.append(["label-issues", "-m", "pixels", "--out", str(folder / "label-issues-pixels-train")])
     for args in runs:
         result = CliRunner().invoke(main, ["--home", str(home), *args])
         assert result.exit_code == 0, result.output
     conflicts = json.loads((folder / "duplicates-pixels-train" / "duplicates.json").read_text())["summary"]
     assert conflicts["conflict_groups"] > 0, "the page's conflict rows need one"
+    issues = json.loads((folder / "label-issues-pixels-train" / "label_issues.json").read_text())["summary"]
+    assert issues["flagged"] > 0, "the page's label-issue rows need one"
     return folder
 
 

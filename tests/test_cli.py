@@ -417,6 +417,7 @@ SUITE_OPTIONS = {
         "--quantization",
         "--full-scan-threshold",
     },
+    "label-issues": {"--method", "--points", "--inject-noise", "--noise", "--seed"},
     "all": set(),
 }
 

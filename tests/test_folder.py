@@ -353,6 +353,8 @@ def test_the_folder_gallery_example_agrees_with_fmnist(tmp_path, fmnist):
     assert result["stored"] == 300 and result["skipped"] == ["Bag/broken.png", "Bag/empty.jpg"]
     assert result["not_images"] == ["Bag/notes.txt"]
     assert abs(result["folder_p@10"] - result["fmnist_p@10"]) <= 0.02
+    found = result["label_issues"]  # 5% of the 300 labels flipped in a copy, and what label-issues found
+    assert found["flipped"] == 15 and 0 <= found["precision"] <= 1 and found["auroc"] > 0.5
 
 
 @pytest.mark.parametrize(

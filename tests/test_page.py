@@ -448,6 +448,33 @@ def test_the_duplicates_view_shows_conflicts_first_and_searches_by_a_copy(page, 
     p.wait_for_selector("#grid li")
 
 
+def test_the_label_issues_view_shows_suspects_beside_their_neighbours(page, insight):
+    import json
+
+    p = page.page
+    p.wait_for_selector("#issue-summary:has-text('No label-issues run of siamese yet')")
+    assert "`fmsearch label-issues --method siamese`" in p.inner_text("#issue-summary")
+    p.select_option("#method", "pixels")
+    written = json.loads((insight / "label-issues-pixels-train" / "label_issues.json").read_text())
+    flagged = written["summary"]["flagged"]
+    p.wait_for_selector(f"#issue-summary:has-text('{flagged} of 300 images are nearer another class')")
+    rows = p.locator("#issue-rows li")
+    assert rows.count() == min(len(written["suspects"]), 50)
+    kinds = rows.evaluate_all("rows => rows.map(r => r.classList.contains('conflict'))")
+    assert kinds == [True] * min(flagged, 50) + [False] * (len(kinds) - min(flagged, 50))  # the flagged ones first
+    first = written["suspects"][0]
+    assert rows.first.get_attribute("data-id") == str(first["id"])
+    assert f"labelled {first['given']}, nearer {first['suggested']}" in rows.first.inner_text()
+    shown = 1 + min(8, len(first["neighbours"]))  # the suspect, then its neighbours
+    assert page.images_loaded("#issue-rows li:first-child img") == [28] * shown
+    neighbour = first["neighbours"][0]["id"]
+    p.locator("#issue-rows li:first-child button").nth(1).click()
+    p.wait_for_selector(f"#query-caption:has-text('id {neighbour}:')")
+    p.wait_for_selector("#grid li")
+    p.locator("#issue-rows li:first-child button.suspect").click()
+    p.wait_for_selector(f"#query-caption:has-text('id {first['id']}:')")
+
+
 @pytest.fixture(scope="module")
 def gallery_server(gallery_home):
     yield from _serving(gallery_home)

@@ -1095,11 +1095,26 @@ def test_the_reference_endpoint_that_cannot_load_says_why(tmp_path):
 
 def test_the_map_and_duplicates_are_served_as_written(serve_home, insight, tmp_path):
     """The insight folder's files: what exists, the map as written, the
-    duplicates with conflicts first; what was not made is a 404 that says
-    how to make it; an unknown method a 400."""
+    duplicates with conflicts first, the likely label errors likeliest
+    first; what was not made is a 404 that says how to make it; an unknown
+    method a 400."""
     c = _client(ServeConfig(store_settings=StoreSettings(home=serve_home), insight_dir=str(insight)))
     try:
-        assert c.get("/api/insight").json() == {"maps": ["siamese"], "duplicates": ["pixels", "siamese"]}
+        assert c.get("/api/insight").json() == {
+            "maps": ["siamese"],
+            "duplicates": ["pixels", "siamese"],
+            "label_issues": ["pixels"],
+        }
+        issues = c.get("/api/label-issues/pixels").json()
+        written = json.loads((insight / "label-issues-pixels-train" / "label_issues.json").read_text())
+        assert issues["suspects"] == written["suspects"][:200] and issues["suspects_total"] == len(written["suspects"])
+        assert issues["summary"]["flagged"] == written["summary"]["flagged"] > 0 and issues["scope"] == "split train"
+        assert len(c.get("/api/label-issues/pixels", params={"limit": 2}).json()["suspects"]) == 2
+        r = c.get("/api/label-issues/siamese")
+        assert r.status_code == 404 and r.json()["error"].startswith(
+            "no label-issues run of siamese here: make one with `fmsearch label-issues --method siamese`"
+        )
+        assert c.get("/api/label-issues/pixels", params={"limit": 0}).status_code == 422
         r = c.get("/api/map/siamese")
         assert r.status_code == 200 and r.headers["content-type"] == "application/json"
         assert r.content == (insight / "map-siamese" / "map.json").read_bytes()
@@ -1119,7 +1134,7 @@ def test_the_map_and_duplicates_are_served_as_written(serve_home, insight, tmp_p
         c.__exit__(None, None, None)
     empty = _client(ServeConfig(store_settings=StoreSettings(home=serve_home), insight_dir=str(tmp_path / "none")))
     try:
-        assert empty.get("/api/insight").json() == {"maps": [], "duplicates": []}
+        assert empty.get("/api/insight").json() == {"maps": [], "duplicates": [], "label_issues": []}
     finally:
         empty.__exit__(None, None, None)
 

@@ -277,6 +277,44 @@ def scale_command(
     )
 
 
+@_suite("label-issues")
+@click.option("--method", "-m", default="autoencoder", show_default=True, help="The method whose vectors are jittered.")
+@click.option(
+    "--points",
+    type=click.IntRange(1000, 5_000_000),
+    default=300_000,
+    show_default=True,
+    help="Gallery size: the train images' vectors, then jittered copies.",
+)
+@click.option(
+    "--inject-noise", "rate", type=click.FloatRange(0.001, 0.5), default=0.02, show_default=True, help="Labels flipped."
+)
+@click.option("--noise", "mode", type=click.Choice(["uniform", "confusable"]), default="uniform", show_default=True)
+@click.option("--seed", type=int, default=3, show_default=True, help="The seed of the flips.")
+def label_issues_command(settings, method, points, rate, mode, seed, out_dir, data_dir) -> None:
+    """`fmsearch label-issues --inject-noise` on the scale suite's jittered
+    gallery (a method's train vectors, then noisy copies) in a temporary
+    store, with cleanlab's Datalab beside it (the labels extra): where the
+    index's graph should beat a brute-force one most."""
+    from fmsearch.evaluation import cleanlab_reference
+    from fmsearch.evaluation.bench.label_issues import run_label_issues_bench
+    from fmsearch.models.registry import check_method
+
+    cleanlab_reference.require()
+    _report(
+        run_label_issues_bench(
+            method=check_method(method),
+            points=points,
+            rate=rate,
+            seed=seed,
+            mode=mode,
+            data_dir=data_dir,
+            log=click.echo,
+        ),
+        out_dir,
+    )
+
+
 @_suite("all")
 @click.pass_context
 def all_command(ctx, settings, out_dir, data_dir) -> None:

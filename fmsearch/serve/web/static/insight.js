@@ -1,6 +1,8 @@
 // Gallery insight on the page: the method's map (fmsearch map) with the current query and its results
-// marked, a click on a point searching by it; and its duplicates (fmsearch duplicates) as image rows,
-// label conflicts first. Both are files the service serves as they were written (GET /api/insight).
+// marked, a click on a point searching by it; its duplicates (fmsearch duplicates) as image rows,
+// label conflicts first; and its likely label errors (fmsearch label-issues), each beside its nearest
+// neighbours. All are files the service serves as they were written (GET /api/insight); a click on any
+// image searches by it.
 
 const COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
   "#bcbd22", "#17becf"]; // matplotlib's tab10, as map.png
@@ -8,6 +10,8 @@ const PAD = 12; // canvas pixels around the points
 const PICK_RADIUS = 10; // a click this close (canvas pixels) to a point searches by it
 const GROUPS_SHOWN = 50;
 const IMAGES_SHOWN = 24; // of a group; the rest are counted
+const SUSPECTS_SHOWN = 50;
+const NEIGHBOURS_SHOWN = 8; // beside each likely label error
 
 const $ = (id) => document.getElementById(id);
 
@@ -15,7 +19,7 @@ export class Insight {
   // api(path) -> JSON; showImage(img, path); searchId(id): a search by a gallery id
   constructor({ api, showImage, searchId }) {
     Object.assign(this, { api, showImage, searchId });
-    this.available = { maps: [], duplicates: [] };
+    this.available = { maps: [], duplicates: [], label_issues: [] };
     this.method = null;
     this.map = null; // {ids, x, y, labels, ..., view: {xmin, ymin, scale}, index: Map id -> row}
     this.marked = { query: null, hits: [] };
@@ -26,13 +30,13 @@ export class Insight {
     this.available = await this.api("/api/insight");
   }
 
-  // The views of a method: its map and duplicates, or how to make them.
+  // The views of a method: its map, duplicates and likely label errors, or how to make them.
   async show(method) {
     if (method === this.method) return;
     this.method = method;
     this.map = null;
     $("insight").hidden = false;
-    await Promise.all([this.showMap(method), this.showDuplicates(method)]);
+    await Promise.all([this.showMap(method), this.showDuplicates(method), this.showLabelIssues(method)]);
   }
 
   async showMap(method) {
@@ -140,6 +144,52 @@ export class Insight {
       + `${s.test_with_train_copy} test images with a near-copy in train.`
       + (data.groups_total > GROUPS_SHOWN ? ` The first ${GROUPS_SHOWN} groups are shown.` : "");
     rows.replaceChildren(...data.groups.slice(0, GROUPS_SHOWN).map((g) => this.groupRow(g)));
+  }
+
+  async showLabelIssues(method) {
+    const rows = $("issue-rows");
+    if (!this.available.label_issues.includes(method)) {
+      rows.replaceChildren();
+      $("issue-summary").textContent = `No label-issues run of ${method} yet: make one with `
+        + `\`fmsearch label-issues --method ${method}\`.`;
+      return;
+    }
+    const data = await this.api(`/api/label-issues/${encodeURIComponent(method)}`);
+    if (method !== this.method) return;
+    const s = data.summary;
+    $("issue-summary").textContent = `${method}, ${data.scope} against ${data.pool} (${data.date.slice(0, 10)}): `
+      + `${s.flagged} of ${s.images_checked.toLocaleString()} images are nearer another class than their own `
+      + `by more than the median margin (${s.median_margin.toFixed(4)}).`
+      + ` The likeliest ${Math.min(SUSPECTS_SHOWN, data.suspects.length)} are shown (the flagged ones in red),`
+      + " each followed by its nearest neighbours; click any image to search by it.";
+    rows.replaceChildren(...data.suspects.slice(0, SUSPECTS_SHOWN).map((x) => this.suspectRow(x)));
+  }
+
+  suspectRow(x) {
+    const li = document.createElement("li");
+    li.className = "dup-group" + (x.flagged ? " conflict" : "");
+    li.dataset.id = x.id;
+    const label = document.createElement("span");
+    label.className = "label";
+    label.textContent = `id ${x.id}: labelled ${x.given}, nearer ${x.suggested} · margin ${x.margin.toFixed(4)}`
+      + ` · ${Math.round(x.vote_share * 100)}% of its neighbours agree` + (x.flagged ? "" : " · not flagged");
+    const cells = [{ id: x.id, title: `id ${x.id}, labelled ${x.given}: search by it`, suspect: true }];
+    cells.push(...x.neighbours.slice(0, NEIGHBOURS_SHOWN).map((n) => ({
+      id: n.id, title: `${n.class}, id ${n.id}, score ${n.score.toFixed(4)}: search by it`, suspect: false,
+    })));
+    li.append(label, ...cells.map((c) => {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.title = c.title;
+      if (c.suspect) b.className = "suspect";
+      const img = document.createElement("img");
+      img.alt = c.title.replace(": search by it", "");
+      this.showImage(img, `/api/images/${c.id}.png`);
+      b.append(img);
+      b.addEventListener("click", () => this.searchId(c.id));
+      return b;
+    }));
+    return li;
   }
 
   groupRow(g) {
