@@ -47,10 +47,16 @@ lab = Datalab(data={"label": labels}, label_name="label", verbosity=0)
 if votes is None:
     lab.find_issues(features=features, issue_types={"label": {"k": k}})
 else:
-    n_classes = int(max(labels.max(), votes.max())) + 1
-    pred_probs = np.zeros((len(labels), n_classes))
-    np.add.at(pred_probs, (np.repeat(np.arange(len(labels)), votes.shape[1]), votes.ravel()), 1.0)
-    pred_probs /= votes.shape[1]
+    # Datalab numbers the classes the labels hold, in order: a vote for another class, or a
+    # neighbour without a class (-1), is left out; a row left with no vote gets even odds
+    classes = np.unique(labels)
+    column = np.searchsorted(classes, votes)
+    valid = (votes >= 0) & (column < len(classes)) & (classes[np.minimum(column, len(classes) - 1)] == votes)
+    pred_probs = np.zeros((len(labels), len(classes)))
+    rows = np.repeat(np.arange(len(labels)), votes.shape[1])
+    np.add.at(pred_probs, (rows[valid.ravel()], column.ravel()[valid.ravel()]), 1.0)
+    counts = pred_probs.sum(axis=1, keepdims=True)
+    pred_probs = np.where(counts > 0, pred_probs / np.maximum(counts, 1), 1.0 / len(classes))
     lab.find_issues(pred_probs=pred_probs, issue_types={"label": {}})
 issues = lab.get_issues("label")
 seconds = time.perf_counter() - t0
@@ -104,12 +110,16 @@ def run_datalab(
         np.save(f"{folder}/labels.npy", np.asarray(labels, np.int64))
         if votes is not None:
             np.save(f"{folder}/votes.npy", np.asarray(votes, np.int64))
-        done = subprocess.run(
-            [sys.executable, "-c", _RUN, folder, str(k)], capture_output=True, text=True, timeout=timeout
-        )
+        try:
+            done = subprocess.run(
+                [sys.executable, "-c", _RUN, folder, str(k)], capture_output=True, text=True, timeout=timeout
+            )
+        except subprocess.TimeoutExpired as err:
+            raise InvalidArgumentError(f"cleanlab's Datalab ran past {timeout:g} s and was stopped") from err
         if done.returncode != 0:
-            tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise InvalidArgumentError(f"cleanlab's Datalab failed: {tail}")
+            lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+            error = next((line for line in reversed(lines) if "Error" in line.split(":")[0]), None)
+            raise InvalidArgumentError(f"cleanlab's Datalab failed: {error or (lines or ['no output'])[-1]}")
         result = json.loads(done.stdout.strip().splitlines()[-1])
         base = Path(folder)
         result["score"] = np.load(base / "score.npy")

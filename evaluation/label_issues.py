@@ -85,6 +85,8 @@ class Noise:
             )
         if self.mode not in NOISE_MODES:
             raise InvalidArgumentError(f"unknown noise mode {self.mode!r}; valid: {', '.join(NOISE_MODES)}")
+        if self.seed < 0:
+            raise InvalidArgumentError(f"seed must be 0 or more, got {self.seed}", param="seed")
 
 
 @dataclass(frozen=True)
@@ -248,8 +250,14 @@ def inject_noise(
     """A copy of ``stored`` with ``noise.rate`` of the checked labelled ids
     flipped (seeded)."""
     candidates = np.array([int(i) for i in checked if int(i) in stored], np.int64)
+    flips = int(round(noise.rate * len(candidates)))
+    if not flips:
+        raise InvalidArgumentError(
+            f"inject noise {noise.rate:g} flips no label of {len(candidates)} images: give a larger share",
+            param="inject_noise",
+        )
     rng = np.random.default_rng(noise.seed)
-    chosen = rng.choice(candidates, size=int(round(noise.rate * len(candidates))), replace=False)
+    chosen = rng.choice(candidates, size=flips, replace=False)
     given = dict(stored)
     true = np.array([stored[int(i)] for i in chosen], np.int64)
     if noise.mode == "uniform":
@@ -296,9 +304,12 @@ class _ClassQueries:
     dropped from the index's answer where they left the class, scored
     exactly where they joined it (they are few)."""
 
-    def __init__(self, store: Store, name: str, graph: Graph, labels: Labels, m: int, exact: bool) -> None:
+    def __init__(
+        self, store: Store, name: str, graph: Graph, labels: Labels, m: int, exact: bool, n_classes: int
+    ) -> None:
         self.store, self.name, self.graph, self.m, self.exact = store, name, graph, m, exact
         self.labels = labels
+        self.n_classes = n_classes
         pool = set(graph.pool_ids.tolist())
         changed = {i: c for i, c in labels.flipped().items() if i in pool}
         self.changed_ids = np.array(sorted(changed), np.int64)
@@ -320,22 +331,23 @@ class _ClassQueries:
 
     def nearest(
         self, vectors: np.ndarray, ids: list[int], classes: list[int], exclude: list[bool], count: int | None = None
-    ) -> list[list[tuple[float, int]]]:
+    ) -> list[tuple[list[tuple[float, int]], float]]:
         """Per row: the (score, class) of the ``count`` (default ``m``)
         nearest pool images whose label is ``classes[row]`` (or, with
-        ``exclude[row]``, is not), itself left out, best first."""
+        ``exclude[row]``, any other class), itself left out, best first; and
+        the floor under which every image not returned lies (-inf: none is
+        left out)."""
         count = count or self.m
         base = self.graph.pool or QueryFilter()
+        every = range(self.n_classes)
         corrections = [self._corrections(c, ex) for c, ex in zip(classes, exclude, strict=True)]
-        filters = [
-            replace(base, exclude_ids=(pid,), exclude_labels=(c,))
-            if ex
-            else replace(base, exclude_ids=(pid,), labels=(c,))
+        filters = [  # the classes named: an image without a class matches neither query
+            replace(base, exclude_ids=(pid,), labels=tuple(o for o in every if o != c) if ex else (c,))
             for pid, c, ex in zip(ids, classes, exclude, strict=True)
         ]
-        out: list[list[tuple[float, int]]] = [[] for _ in ids]
+        out: list[tuple[list[tuple[float, int]], float]] = [([], -np.inf) for _ in ids]
         # ids the stored filter lets through but this run's labels keep out take a place in the answer:
-        # ask a few more first, then the whole count for a row that came back short
+        # ask a few more first, then the whole count for a row whose answer kept fewer than asked
         pending = list(range(len(ids)))
         first = True
         while pending:
@@ -354,29 +366,33 @@ class _ClassQueries:
             self.queries += len(pending)
             again = []
             for j, limit, found in zip(pending, limits, hits, strict=True):
-                rows = self._kept(found, vectors[j], ids[j], classes[j], exclude[j], corrections[j][1], count)
-                if len(rows) < count and len(found) == limit and limit < count + corrections[j][0]:
+                kept = self._kept(found, classes[j], exclude[j])
+                full = len(found) == limit
+                if len(kept) < count and full and limit < count + corrections[j][0]:
                     again.append(j)
-                out[j] = rows
+                    continue
+                rows = kept + self._joined(vectors[j], ids[j], corrections[j][1])
+                rows.sort(reverse=True)
+                out[j] = (rows[:count], found[-1].score if full else -np.inf)
             pending, first = again, False
         return out
 
-    def _kept(
-        self, found: list, vec: np.ndarray, pid: int, c: int, exclude: bool, joined: np.ndarray, count: int
-    ) -> list[tuple[float, int]]:
-        """The index's answer in this run's labels: the ``count`` best
-        (score, class), with the ids that joined the class scored exactly."""
+    def _kept(self, found: list, c: int, exclude: bool) -> list[tuple[float, int]]:
+        """The index's answer in this run's labels: (score, class) of the
+        hits whose label (this run's) is ``c`` (or, with ``exclude``, not)."""
         given = self.labels.given
-        rows = [(h.score, given[h.id]) for h in found if h.id in given and (given[h.id] != c) == exclude]
-        if len(joined):
-            sims = self.changed_vectors[joined] @ vec
-            rows += [
-                (float(s), int(self.changed_given[j]))
-                for s, j in zip(sims, joined, strict=True)
-                if int(self.changed_ids[j]) != pid
-            ]
-        rows.sort(reverse=True)
-        return rows[:count]
+        return [(h.score, given[h.id]) for h in found if h.id in given and (given[h.id] != c) == exclude]
+
+    def _joined(self, vec: np.ndarray, pid: int, joined: np.ndarray) -> list[tuple[float, int]]:
+        """The ids this run's labels moved into the class, scored exactly."""
+        if not len(joined):
+            return []
+        sims = self.changed_vectors[joined] @ vec
+        return [
+            (float(s), int(self.changed_given[j]))
+            for s, j in zip(sims, joined, strict=True)
+            if int(self.changed_ids[j]) != pid
+        ]
 
 
 def _class_means(
@@ -432,7 +448,7 @@ class _Measure:
         self.other_upper = np.where(self.other_class >= 0, bounds.max(axis=1), last)
         self.other = np.full(n, np.nan)
         self.exact_other = np.zeros(n, bool)
-        self.asker = _ClassQueries(store, name, graph, labels, m, exact)
+        self.asker = _ClassQueries(store, name, graph, labels, m, exact, n_classes)
 
     def ask(self, jobs: list[tuple[int, int, bool]], count: int | None = None):
         """Class queries ``(row, class, exclude)`` in batches; yields each
@@ -452,7 +468,7 @@ class _Measure:
     def measure_own(self) -> None:
         """The own class where the list holds fewer than m of it."""
         short = np.flatnonzero(self.labelled & (self.need_own > 0) & np.isnan(self.own))
-        for (r, _, _), got in self.ask([(int(r), int(self.given[r]), False) for r in short]):
+        for (r, _, _), (got, _) in self.ask([(int(r), int(self.given[r]), False) for r in short]):
             self.own[r] = np.mean([s for s, _ in got]) if got else np.nan
 
     def settle(self, chosen: np.ndarray) -> None:
@@ -471,8 +487,8 @@ class _Measure:
         open_max = np.where((counts < self.need) & (bounds > -np.inf), bounds, -np.inf).max(axis=1, initial=-np.inf)
         undecided = chosen[~np.isfinite(best_listed) | (open_max > best_listed)]
         open_bounds: dict[int, dict[int, float]] = {}
-        for (r, _, _), got in self.ask([(int(r), int(self.given[r]), True) for r in undecided], OTHERS):
-            best[r], best_class[r], open_bounds[r] = self._from_others(got)
+        for (r, _, _), (got, floor) in self.ask([(int(r), int(self.given[r]), True) for r in undecided], OTHERS):
+            best[r], best_class[r], open_bounds[r] = self._from_others(got, floor)
         todo = list(open_bounds)
         while todo:  # a class part-shown whose bound passes the best: asked alone
             jobs = []
@@ -482,7 +498,7 @@ class _Measure:
                     if bound > best[r]:
                         jobs.append((r, c, False))
                         del open_bounds[r][c]
-            for (r, c, _), got in self.ask(jobs):
+            for (r, c, _), (got, _) in self.ask(jobs):
                 value = float(np.mean([sc for sc, _ in got])) if got else -np.inf
                 if value > best[r]:
                     best[r], best_class[r] = value, c
@@ -492,14 +508,15 @@ class _Measure:
             self.other_class[r] = best_class[r]
         self.exact_other[chosen] = True
 
-    def _from_others(self, got: list[tuple[float, int]]) -> tuple[float, int, dict[int, float]]:
-        """From one row's nearest images of other classes: the best class
-        shown whole (its nearness and class), and the bounds of the classes
-        shown in part."""
+    def _from_others(self, got: list[tuple[float, int]], floor: float) -> tuple[float, int, dict[int, float]]:
+        """From one row's nearest images of other classes (every image not
+        shown lies below ``floor``): the best class shown whole (its
+        nearness and class), and the bounds of the classes shown in part."""
         per_class: dict[int, list[float]] = {}
         for sc, c in got:
             per_class.setdefault(c, []).append(sc)
-        floor = got[-1][0] if len(got) >= OTHERS else -np.inf  # every other image not shown is below it
+        if len(got) >= OTHERS:  # those cut from the answer lie below its last
+            floor = max(floor, got[-1][0])
         best, best_class, bounds = -np.inf, -1, {}
         for c, scs in per_class.items():
             if len(scs) >= self.need[c]:
@@ -609,7 +626,8 @@ def detection_metrics(suspicion: np.ndarray, flagged: np.ndarray, is_error: np.n
     precision = tp / max(int(flagged.sum()), 1)
     recall = tp / max(int(is_error.sum()), 1)
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    finite = np.where(np.isfinite(suspicion), suspicion, np.nanmax(suspicion[np.isfinite(suspicion)], initial=0) + 1)
+    # an image whose margin could not be measured is listed nowhere: it ranks last here too
+    finite = np.where(np.isfinite(suspicion), suspicion, np.nanmin(suspicion[np.isfinite(suspicion)], initial=0) - 1)
     return {
         "flipped": int(is_error.sum()),
         "flagged": int(flagged.sum()),

@@ -118,6 +118,16 @@ def for_child(extra: dict[str, str]) -> dict[str, str]:
     return {**os.environ, **extra}
 
 
+#: the variables that pick a store (a child told which store on its command line drops them)
+STORE_NAMES = (HOME, QDRANT_URL, QDRANT_API_KEY, QDRANT_API_KEY_FILE, QDRANT_PREFER_GRPC, PREFIX, LOCK_TIMEOUT)
+
+
+def without_store() -> dict[str, str]:
+    """The environment of a child process that must use the store its
+    command line names: this one's, less the variables that pick a store."""
+    return {k: v for k, v in os.environ.items() if k not in STORE_NAMES}
+
+
 def quiet_tensorflow() -> None:
     """Quiet TensorFlow's C++ start-up log in this process and its children
     (``TF_CPP_MIN_LOG_LEVEL=2``) unless the user chose a level. For the CLI

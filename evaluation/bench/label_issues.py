@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from fmsearch import environment as env_vars
+from fmsearch.errors import InvalidArgumentError
 from fmsearch.evaluation.bench import galleries
 from fmsearch.evaluation.bench.timing import BenchResult, environment
 from fmsearch.evaluation.label_issues import K
@@ -83,11 +85,15 @@ def run_label_issues_bench(
         args = ["label-issues", "-m", method, "--collection", GALLERY, "--out", str(Path(tmp) / "out")]
         args += ["--inject-noise", str(rate), "--noise", mode, "--seed", str(seed), "--json"]
         log(f"fmsearch label-issues on {points:,} points, cleanlab beside it ...")
-        done = subprocess.run(
-            [sys.executable, "-m", "fmsearch", "--home", str(home), *args], capture_output=True, text=True
+        done = subprocess.run(  # the store built here, whatever the caller's environment names
+            [sys.executable, "-m", "fmsearch", "--home", str(home), *args],
+            capture_output=True,
+            text=True,
+            env=env_vars.without_store(),
         )
         if done.returncode != 0:
-            raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "label-issues failed")
+            lines = done.stderr.strip().splitlines() or ["no output"]
+            raise InvalidArgumentError(f"fmsearch label-issues failed on the jittered gallery: {lines[-1]}")
         run = json.loads(done.stdout.strip().splitlines()[-1])
     ours = {**run["detection"], "seconds": run["cost"]["seconds"], "peak_rss_mb": run["cost"]["peak_rss_mb"]}
     rows = {f"fmsearch (the index's graph, k={K})": ours, **run["reference"]["rows"]}

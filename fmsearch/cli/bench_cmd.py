@@ -290,7 +290,7 @@ def scale_command(
     "--inject-noise", "rate", type=click.FloatRange(0.001, 0.5), default=0.02, show_default=True, help="Labels flipped."
 )
 @click.option("--noise", "mode", type=click.Choice(["uniform", "confusable"]), default="uniform", show_default=True)
-@click.option("--seed", type=int, default=3, show_default=True, help="The seed of the flips.")
+@click.option("--seed", type=click.IntRange(0), default=3, show_default=True, help="The seed of the flips.")
 def label_issues_command(settings, method, points, rate, mode, seed, out_dir, data_dir) -> None:
     """`fmsearch label-issues --inject-noise` on the scale suite's jittered
     gallery (a method's train vectors, then noisy copies) in a temporary

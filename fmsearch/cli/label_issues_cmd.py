@@ -18,7 +18,7 @@ from .common import domain_errors, echo_json, pass_settings
     help="Which stored images to check: train and all against themselves, test against the train gallery "
     "[default: the splits the collection holds; train alone after `make demo`].",
 )
-@click.option("-k", "k", type=int, default=None, help="Neighbours per image in the graph [default: 20].")
+@click.option("-k", "k", type=int, default=None, help="Neighbours per image in the graph [default: 10].")
 @click.option("--exact", is_flag=True, help="Exact search instead of the HNSW index (slower; the reference).")
 @click.option("--batch-size", type=int, default=256, show_default=True, help="Images queried per request.")
 @click.option(
@@ -50,7 +50,7 @@ from .common import domain_errors, echo_json, pass_settings
     "--out",
     type=click.Path(file_okay=False),
     default=None,
-    help="Output directory [default eval-results/label-issues-METHOD-SPLIT].",
+    help="Output directory [default eval-results/label-issues-[GALLERY-]METHOD-SPLIT[-noise-MODE-RATE-sSEED]].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (the lists are in label_issues.json).")
 @click.option("--collection", "gallery", default=None, help="Check a folder gallery with classes instead of FMNIST.")
@@ -97,10 +97,11 @@ def command(
             on_plan=lambda n: bar.reset(total=n),
             keep=kept,
         )
+    out = out or _out_dir(config, data)
+    write_label_issues_report(data, store, out)  # written first: a reference that fails loses nothing
     if with_cleanlab:
         data["reference"] = cleanlab_reference.against_cleanlab(store, data["collection"], kept)
-    out = out or _out_dir(config, data)
-    write_label_issues_report(data, store, out)
+        write_label_issues_report(data, store, out)
     m, c = data["summary"], data["cost"]
     if as_json:
         echo_json(
