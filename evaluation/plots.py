@@ -123,6 +123,17 @@ def near_duplicate_recall(data: dict[str, Any], path) -> None:
     fig.savefig(path)
 
 
+def _stored_images(store: Store, collection: str, ids) -> dict[int, np.ndarray]:
+    """The images stored in the payload of ``ids`` (those that have one)."""
+    wanted = sorted(set(ids))
+    images = {}
+    for lo in range(0, len(wanted), 256):
+        for rec in store.retrieve(collection, wanted[lo : lo + 256], with_payload=[schema.IMAGE]):
+            if rec.payload.get(schema.IMAGE):
+                images[rec.id] = decode_png(rec.payload[schema.IMAGE])
+    return images
+
+
 def duplicate_groups(data: dict[str, Any], store: Store, path: Path, rows: int = 16, per_row: int = 10) -> None:
     """Every label conflict, then the largest other groups, as image rows
     (each image titled with its class and split; conflicts in red)."""
@@ -137,8 +148,7 @@ def duplicate_groups(data: dict[str, Any], store: Store, path: Path, rows: int =
         ax.axis("off")
     for r, g in enumerate(chosen):
         ids = g["ids"][:per_row]
-        records = store.retrieve(data["collection"], ids, with_payload=[schema.IMAGE])
-        images = {rec.id: decode_png(rec.payload[schema.IMAGE]) for rec in records}
+        images = _stored_images(store, data["collection"], ids)
         where = g.get("splits") or [path.rsplit("/", 1)[-1][:14] for path in g["paths"]]  # a file name, cut
         for j, (pid, cname, split) in enumerate(zip(ids, g["classes"], where, strict=False)):
             ax = axes[r, j]
@@ -156,17 +166,6 @@ def duplicate_groups(data: dict[str, Any], store: Store, path: Path, rows: int =
     )
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (1.35 * max(len(chosen), 1) + 0.7)))
     fig.savefig(path)
-
-
-def _stored_images(store: Store, collection: str, ids) -> dict[int, np.ndarray]:
-    """The images stored in the payload of ``ids`` (those that have one)."""
-    wanted = sorted(set(ids))
-    images = {}
-    for lo in range(0, len(wanted), 256):
-        for rec in store.retrieve(collection, wanted[lo : lo + 256], with_payload=[schema.IMAGE]):
-            if rec.payload.get(schema.IMAGE):
-                images[rec.id] = decode_png(rec.payload[schema.IMAGE])
-    return images
 
 
 def top_suspects(data: dict[str, Any], store: Store, path: Path, shown: int = 50, per_row: int = 10) -> None:
