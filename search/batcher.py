@@ -31,6 +31,14 @@ def work_executor() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=2, thread_name_prefix=WORK_THREAD, initializer=_name_thread)
 
 
+def explain_executor() -> ThreadPoolExecutor:
+    """The thread explanations run in (``POST /api/explain``): one, apart
+    from :func:`work_executor`'s, so that an explanation (tens of ms for
+    siamese, a second for the ensemble) never holds a search's thread;
+    explanations wait for each other instead."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="fmsearch-explain")
+
+
 def _name_thread() -> None:
     """Give this thread its system name (Linux), so that its CPU can be told apart."""
     try:

@@ -16,9 +16,11 @@ from typing import Any
 import numpy as np
 
 from fmsearch.errors import CollectionNotFoundError, InvalidArgumentError
+from fmsearch.images.files import decode_png
 from fmsearch.images.fmnist import CLASS_NAMES, load_split
 from fmsearch.models.base import Embedder
 from fmsearch.models.registry import check_method, get_embedder
+from fmsearch.search.explain import Explanation, Occlusion, explain_pair, one_method
 from fmsearch.search.fusion import fuse_lists
 from fmsearch.search.mode import SearchMode
 from fmsearch.search.query import Example, Query, check_k
@@ -294,6 +296,44 @@ class Searcher:
         if image is None:
             raise InvalidArgumentError(f"no image with id {pid} in {name}")
         return self.embedder(method).embed(image)
+
+    def image_of(self, method: str, example: Example) -> np.ndarray:
+        """The (28, 28) image of an example: an image as given, or a gallery
+        id's (as ``method``'s collection stores it, else as the gallery has it:
+        an FMNIST id needs no collection).
+
+        Raises:
+            InvalidArgumentError: an id out of range, or one the gallery has no image of.
+            CollectionNotFoundError: a folder gallery without ``method``'s collection.
+        """
+        if not isinstance(example, (int, np.integer)):
+            return np.asarray(example)
+        pid = self.gallery.check_id(int(example))
+        try:
+            records = self.store.retrieve(self.gallery.collection(method), [pid], with_payload=[schema.IMAGE])
+        except CollectionNotFoundError as err:
+            image = self.gallery.image_of(pid)
+            if image is None:  # a folder gallery's images are in its collections only
+                raise self.gallery.not_found(method, err) from err
+            return image
+        if records and records[0].payload.get(schema.IMAGE):
+            return decode_png(records[0].payload[schema.IMAGE])
+        image = self.gallery.image_of(pid)
+        if image is None:
+            raise InvalidArgumentError(f"no image with id {pid} in gallery {self.gallery.name}")
+        return image
+
+    def explain(self, method: str, a: Example, b: Example, occlusion: Occlusion | None = None) -> Explanation:
+        """Why ``a`` (the query: an image or an id) and ``b`` (a hit) are
+        close under ``method``: occlusion heatmaps of both (:mod:`~fmsearch.search.explain`).
+
+        Raises:
+            UnknownMethodError, InvalidArgumentError (methods joined by +, an id
+            without an image), CollectionNotFoundError (see :meth:`image_of`).
+        """
+        one_method(method)
+        images = self.image_of(method, a), self.image_of(method, b)  # a bad id: refused before the model loads
+        return explain_pair(self.embedder(method), *images, occlusion)
 
     def class_filter(
         self,

@@ -209,6 +209,7 @@ def _fill(args, **paths) -> list[str]:
 # -- the CLI -------------------------------------------------------------------
 
 Q = ["query", "-m", "pixels", "-k", "5"]
+X = ["explain", "-m", "siamese"]
 
 BAD_IMAGES = [
     ("cut.png", "cut.png: unreadable or truncated image"),
@@ -229,6 +230,7 @@ CLI_BAD = [
     *[pytest.param([*Q, "{files}/" + name], msg, id=f"query-{name}") for name, msg in BAD_IMAGES],
     *[pytest.param([*Q, "--positive", "{files}/" + name], msg, id=f"positive-{name}") for name, msg in BAD_IMAGES],
     *[pytest.param(["compare", "1", "{files}/" + name], msg, id=f"compare-{name}") for name, msg in BAD_IMAGES],
+    *[pytest.param([*X, "{files}/" + name, "1"], msg, id=f"explain-{name}") for name, msg in BAD_IMAGES],
     pytest.param(
         [*Q, "--positive", "1", "--negative", "{files}/text.png"], "text.png: not an image file", id="negative-text"
     ),
@@ -244,6 +246,30 @@ CLI_BAD = [
     pytest.param(["compare", "1", "70000"], f"point id 70000 {RANGE}", id="compare-b-70000"),
     pytest.param(["compare", "-1", "1"], f"point id -1 {RANGE}", id="compare--1"),
     pytest.param(["compare", "1", "-1"], f"point id -1 {RANGE}", id="compare-b--1"),
+    pytest.param([*X, "70000", "1"], f"point id 70000 {RANGE}", id="explain-70000"),
+    pytest.param([*X, "1", "-1"], f"point id -1 {RANGE}", id="explain-b--1"),
+    pytest.param([*X, "1", "2", "--patch", "0"], "--patch must be between 1 and 28 pixels, got 0", id="explain-patch"),
+    pytest.param(
+        [*X, "1", "2", "--patch", "7", "--stride", "8"],
+        "--stride must be between 1 and the patch (7)",
+        id="explain-stride",
+    ),
+    pytest.param([*X, "1", "2", "--fill", "grey"], "--fill must be one of zero, mean, blur", id="explain-fill"),
+    pytest.param(["explain", "1", "2", "-m", "sift"], "sift is a rerank stage, not a search method", id="explain-sift"),
+    pytest.param(
+        ["explain", "1", "2", "-m", "pixels+siamese"],
+        "--method pixels+siamese is a fusion, and an explanation is of one similarity: explain each of pixels, siamese",
+        id="explain-fused",
+    ),
+    pytest.param(
+        [*X, "1", "2", "--fill", "blur", "--patch", "2", "--stride", "2"],
+        "a blur fill needs a --patch of at least 3 pixels",
+        id="explain-blur-2",
+    ),
+    pytest.param(
+        [*X, "1", "2", "--collection", "nope"], "gallery nope has no siamese collection", id="explain-no-gallery"
+    ),
+    pytest.param([*X, "1", "2", "--out", "{files}/adir"], "cannot write", id="explain-out-dir"),
     # ids that are not numbers (query --id takes only ids; elsewhere it may be a path)
     pytest.param(
         [*Q, "--id", "abc"],

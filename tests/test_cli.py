@@ -418,6 +418,7 @@ SUITE_OPTIONS = {
         "--full-scan-threshold",
     },
     "label-issues": {"--method", "--points", "--inject-noise", "--noise", "--seed"},
+    "explain": {"--methods", "--pairs", "--sweep", "--seed", "--service"},
     "all": set(),
 }
 

@@ -239,14 +239,101 @@ def test_the_back_button_restores_the_previous_search(page, shoe):
     assert page.ids() == upload_ids
 
 
-def test_why_is_this_similar_shows_the_sift_matches(page):
+def test_why_after_a_sift_rerank_shows_the_sift_matches(page):
+    """Results SIFT reordered are explained by SIFT's matched keypoints."""
     p = page.page
+    p.check("#rerank")
     _search_id(p, 60005)
+    p.wait_for_url("**rerank=sift*")
     p.locator("#grid li .why").first.click()
-    p.wait_for_selector("#why[open]")
+    p.wait_for_selector("#why[open] #why-sift:not([hidden])")
     assert "SIFT keypoints" in p.inner_text("#why-figures") and "MaxSim score" in p.inner_text("#why-figures")
     p.wait_for_selector("#why-drawing[src^='blob:']")
     assert p.evaluate("document.getElementById('why-drawing').naturalWidth") > 28
+    assert p.locator("#why-views figure").count() == 0
+
+
+# the colours of a heat canvas: how many pixels are reddened (heat > 0) and blued (heat < 0)
+HEAT_COLOURS = """c => { const d = c.getContext('2d').getImageData(0, 0, 28, 28).data; let red = 0, blue = 0;
+  for (let i = 0; i < d.length; i += 4) { if (d[i] > d[i + 2] + 40) red++; if (d[i + 2] > d[i] + 40) blue++; }
+  return [red, blue]; }"""
+
+
+def test_why_shows_the_searched_methods_heatmaps(page):
+    """The method searched explains its own hit: the query and the hit, each
+    with its heat over it; Escape closes the panel."""
+    p = page.page
+    _search_id(p, 60005)
+    method = p.input_value("#method")
+    hit = p.locator("#grid li").nth(1)
+    hit_id = hit.get_attribute("data-id")
+    hit.locator(".why").click()
+    p.wait_for_selector(f"#why[open] .why-method[data-method='{method}'] canvas.heat >> nth=1")
+    assert f"(id {hit_id})" in p.inner_text("#why-title")
+    assert f"{method}: cosine" in p.inner_text(".why-method figcaption")
+    assert p.locator("#why-sift").is_hidden()
+    for canvas in p.locator(".why-method canvas.heat").all():
+        red, _ = canvas.evaluate(HEAT_COLOURS)
+        assert red > 0  # some part made the pair similar
+    p.keyboard.press("Escape")
+    p.wait_for_selector("#why:not([open])", state="attached")
+
+
+def test_the_results_stay_usable_while_an_explanation_is_on_its_way(page):
+    """An explanation held back by the network: meanwhile a result is
+    searched by, and its results close the panel; the late answer is not
+    drawn over a newer one."""
+    p = page.page
+    held = []
+    p.route("**/api/explain", lambda route: held.append(route))
+    _search_id(p, 60005)
+    p.locator("#grid li .why").first.click()
+    p.wait_for_selector("#why[open] #why-status:has-text('Explaining with')")
+    third = p.locator("#grid li").nth(2).get_attribute("data-id")
+    p.click("#grid li:nth-child(3) .hit")  # not modal: the results can be used
+    p.wait_for_selector(f"#query-caption:has-text('id {third}')")
+    assert p.locator("#why[open]").count() == 0 and len(held) == 1  # new results: the panel closed
+    with p.expect_response("**/api/explain"):
+        held[0].continue_()  # the old answer arrives now
+    p.unroute("**/api/explain")
+    second = p.locator("#grid li").nth(1)
+    second_id = second.get_attribute("data-id")
+    second.locator(".why").click()
+    p.wait_for_selector("#why[open] .why-method canvas.heat >> nth=1")
+    assert f"(id {second_id})" in p.inner_text("#why-title") and p.locator(".why-method").count() == 1
+
+
+def test_why_of_a_fusion_or_a_rescored_list_explains_each_method(page):
+    p = page.page
+    p.select_option("#fuse", "pixels")
+    _search_id(p, 60010)
+    p.wait_for_url("**fusion=rrf*")
+    p.locator("#grid li .why").first.click()
+    p.wait_for_selector("#why[open] .why-method[data-method='pixels']")
+    methods = p.locator(".why-method").evaluate_all("fs => fs.map(f => f.dataset.method)")
+    assert methods == [p.input_value("#method"), "pixels"]
+    assert p.locator(".why-method canvas.heat").count() == 4
+    p.select_option("#fuse", "")  # a rescored list: the shortlist's method, and the one that ordered it
+    p.select_option("#rescore-with", "pixels")
+    p.wait_for_url("**rescore_with=pixels*")
+    p.wait_for_selector("#grid li")
+    p.locator("#grid li .why").first.click()
+    p.wait_for_selector("#why[open] .why-method[data-method='pixels']")
+    methods = p.locator(".why-method").evaluate_all("fs => fs.map(f => f.dataset.method)")
+    assert methods == [p.input_value("#method"), "pixels"]
+
+
+def test_a_refused_explanation_is_said_in_the_panel(page):
+    p = page.page
+    page.expect_failed_loads = True
+    p.route(
+        "**/api/explain",
+        lambda route: route.fulfill(status=400, content_type="application/json", body='{"error": "no such thing"}'),
+    )
+    _search_id(p, 60005)
+    p.locator("#grid li .why").first.click()
+    p.wait_for_selector("#why-status:has-text('no such thing')")
+    assert p.locator("#why-views figure").count() == 0 and p.locator("#error").is_hidden()
 
 
 def test_the_grid_works_from_the_keyboard(page):

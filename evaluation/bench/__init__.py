@@ -12,7 +12,10 @@
 - ``serve``: the HTTP service under load, started as a command, against
   a bare reference endpoint (:mod:`~fmsearch.evaluation.bench.reference`);
 - ``scale``: 60,000 to millions of points, ingest to filtered recall, against
-  hnswlib (an hour and more at a million: not part of ``all``).
+  hnswlib (an hour and more at a million: not part of ``all``);
+- ``explain``: the deletion test of the occlusion heatmaps on the built
+  collections, and an explanation's time in the service; ``--sweep`` chooses
+  the occlusion on validation queries (tens of minutes: not part of ``all``).
 """
 
 from fmsearch.evaluation.bench.timing import BenchResult

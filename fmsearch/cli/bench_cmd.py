@@ -21,10 +21,11 @@ def command() -> None:
     process or run.
 
     One subcommand per suite, each with its own options; each prints markdown
-    tables and writes OUT_DIR/<suite>.json. `fmsearch bench all` runs every
-    suite but scale: tens of minutes on 2 cores. The modes and serve suites
-    measure the configured store (--home, --qdrant-url); the others build
-    temporary collections of their own.
+    tables and writes OUT_DIR/<suite>.json (`explain --sweep`:
+    explain-sweep.json). `fmsearch bench all` runs every suite but scale,
+    label-issues and explain: tens of minutes on 2 cores. The modes, serve
+    and explain suites measure the configured store (--home, --qdrant-url);
+    the others build temporary collections of their own.
     """
 
 
@@ -313,6 +314,40 @@ def label_issues_command(settings, method, points, rate, mode, seed, out_dir, da
         ),
         out_dir,
     )
+
+
+@_suite("explain")
+@_methods_option(
+    "pixels,autoencoder,siamese,proxy,distilled,ensemble", "; --sweep: autoencoder,siamese,proxy,distilled"
+)
+@click.option(
+    "--pairs",
+    type=int,
+    default=None,
+    help="Query-hit pairs per method [default 500 test queries; --sweep: 100 validation queries].",
+)
+@click.option("--sweep", is_flag=True, help="Choose the patch, stride and fill on validation queries instead.")
+@click.option("--seed", type=int, default=0, show_default=True, help="The seed of the queries, ranks and orders.")
+@click.option(
+    "--service/--no-service", default=True, show_default=True, help="Time siamese explanations in `fmsearch serve`."
+)
+def explain_command(settings, methods, pairs, sweep, seed, service, out_dir, data_dir) -> None:
+    """The deletion test of the occlusion heatmaps on the collections
+    `fmsearch ingest` built in the configured store: the heatmap's order
+    against a random and a centre-first order, and one explanation's time
+    (in the service, against a search by id)."""
+    from fmsearch.evaluation.bench.explain import run_explain_bench, run_explain_sweep
+
+    if sweep and not service:
+        raise click.UsageError("--no-service is for the default run: --sweep never starts the service")
+    common = {"methods": _methods(methods), "seed": seed, "data_dir": data_dir, "log": click.echo}
+    if sweep:
+        result = run_explain_sweep(settings.store_settings, pairs=100 if pairs is None else pairs, **common)
+    else:
+        result = run_explain_bench(
+            settings.store_settings, pairs=500 if pairs is None else pairs, service=service, **common
+        )
+    _report(result, out_dir)
 
 
 @_suite("all")

@@ -166,6 +166,17 @@ def echo_json(obj: Any) -> None:
     click.echo(json.dumps(obj, sort_keys=True))
 
 
+def write_png(rgb, out: str) -> None:
+    """Write an image array as the PNG ``out``; a path that cannot be written
+    is one line."""
+    from PIL import Image
+
+    try:
+        Image.fromarray(rgb).save(out, format="PNG")
+    except OSError as err:
+        raise click.ClickException(f"cannot write {out}: {err.strerror or err}") from err
+
+
 def data_dir_option(fn: Callable) -> Callable:
     return click.option(
         "--data-dir",

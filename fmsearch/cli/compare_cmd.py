@@ -6,7 +6,7 @@ import click
 
 from fmsearch.models.sift import DEFAULT_RATIO, DEFAULT_UPSCALE
 
-from .common import data_dir_option, domain_errors, echo_json, id_or_image
+from .common import data_dir_option, domain_errors, echo_json, id_or_image, write_png
 
 
 def _load(arg: str, data_dir):
@@ -73,12 +73,7 @@ def command(image_a, image_b, out, ratio, upscale, plain, as_json, data_dir) -> 
         "descriptors": "sift" if plain else "rootsift",
     }
     if out:
-        from PIL import Image
-
-        try:
-            Image.fromarray(c.drawing()).save(out, format="PNG")
-        except OSError as err:
-            raise click.ClickException(f"cannot write {out}: {err.strerror or err}") from err
+        write_png(c.drawing(), out)
         result["out"] = out
     if as_json:
         echo_json(result)

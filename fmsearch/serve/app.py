@@ -23,7 +23,7 @@ from fastapi import FastAPI, Security
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fmsearch import __version__
-from fmsearch.search.batcher import MicroBatcher, work_executor
+from fmsearch.search.batcher import MicroBatcher, explain_executor, work_executor
 from fmsearch.search.mode import SearchMode
 from fmsearch.serve.config import ServeConfig
 from fmsearch.serve.deps import API_KEY_HEADER, Serving, api_key
@@ -49,10 +49,10 @@ def create_app(config: ServeConfig, service: SearchService | None = None) -> Fas
         service: the service to serve (default: a new one for ``config``).
     """
     service = service or SearchService(config)
-    executor = work_executor()
+    executor, explainer = work_executor(), explain_executor()
     metrics = Metrics()
     batcher = MicroBatcher(partial(_run_batch, service), executor, on_batch=partial(_count_batch, metrics))
-    serving = Serving(service, config, metrics, Insight(config.insight_dir), batcher, executor)
+    serving = Serving(service, config, metrics, Insight(config.insight_dir), batcher, executor, explainer)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -60,6 +60,7 @@ def create_app(config: ServeConfig, service: SearchService | None = None) -> Fas
         yield
         await serving.run(service.close)
         executor.shutdown(wait=False)
+        explainer.shutdown(wait=False)
 
     app = _ServiceApp(
         title="fmsearch",

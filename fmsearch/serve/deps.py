@@ -37,6 +37,7 @@ class Serving:
         insight: the map and duplicates files.
         batcher: the micro-batcher of plain upload searches.
         executor: the work threads (blocking work runs there, off the event loop).
+        explainer: the explanations' own thread (:func:`~fmsearch.search.batcher.explain_executor`).
     """
 
     service: SearchService
@@ -45,6 +46,7 @@ class Serving:
     insight: Insight
     batcher: MicroBatcher
     executor: Executor
+    explainer: Executor
     key: bytes | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -53,6 +55,10 @@ class Serving:
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in a work thread, awaited."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    async def explain(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in the explanations' thread, awaited: searches keep theirs."""
+        return await asyncio.get_running_loop().run_in_executor(self.explainer, fn, *args)
 
 
 async def serving(request: Request) -> Serving:

@@ -12,6 +12,7 @@ from typing import Literal, get_type_hints
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from fmsearch.models.registry import DEFAULT_METHOD
+from fmsearch.search.explain import FILL, FILLS, PATCH, STRIDE
 from fmsearch.search.fusion import FUSIONS
 from fmsearch.search.mode import MAX_EXPAND
 from fmsearch.search.mode import OPTIONS as MODE
@@ -21,6 +22,7 @@ from fmsearch.search.searcher import Hit
 from fmsearch.store.schema import MAX_FOLDER_ID, QUANTIZATIONS
 
 Example = int | str  # a gallery id, or a base64-encoded image file
+Fill = Literal[FILLS]  # type: ignore[valid-type]  # the occlusion's fills, named once in search/explain.py
 #: at most this many positive (and as many negative) examples in a recommend query: each is retrieved
 #: or decoded and embedded one at a time, on the threads every search shares
 MAX_EXAMPLES = 64
@@ -167,6 +169,41 @@ class CompareRequest(BaseModel):
     ratio: float = 0.75
     upscale: int = Field(3, ge=1, le=8)
     plain: bool = False
+
+
+class ExplainRequest(BaseModel):
+    """Why are two images close under a method? ``a`` is the query (a gallery
+    id or base64 of an image file), ``b`` the hit (the same)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+    a: Example
+    b: Example
+    method: str | None = Field(
+        None, description="The method whose similarity is explained [default: the gallery's default method]."
+    )
+    collection: str | None = Field(None, description="A folder gallery: its ids (as in a search).")
+    patch: int = Field(PATCH, ge=1, le=28, description=f"Occluded square's side in pixels [{PATCH}].")
+    stride: int = Field(STRIDE, ge=1, le=28, description=f"Pixels between windows, at most the patch [{STRIDE}].")
+    fill: Fill = Field(FILL, description=f"What a window is filled with [{FILL}].")
+
+
+class ExplainResponse(BaseModel):
+    """The two heatmaps (28 rows of 28): per pixel, the cosine similarity
+    lost when its neighbourhood is occluded (positive: it made the pair
+    similar); ``fmsearch explain --json`` prints the same."""
+
+    a: str
+    b: str
+    method: str
+    similarity: float
+    query_heat: list[list[float]]
+    hit_heat: list[list[float]]
+    patch: int
+    stride: int
+    fill: str
+    batch: int = Field(description="Images embedded, in one batch.")
+    ms: float = Field(description="The explanation's time (the occlusion and the batch), in ms.")
 
 
 class CompareResponse(BaseModel):

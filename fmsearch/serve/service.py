@@ -22,12 +22,13 @@ from fmsearch.images.files import image_from_bytes, png_bytes
 from fmsearch.images.fmnist import CLASS_NAMES
 from fmsearch.models.registry import OPTIONS, lead_method, method_names, stage_names
 from fmsearch.models.sift import SiftExtractor, compare
+from fmsearch.search.explain import Occlusion
 from fmsearch.search.mode import OPTIONS as MODE_OPTIONS
 from fmsearch.search.mode import SearchMode
-from fmsearch.search.query import ImageSource, Query
+from fmsearch.search.query import Example, ImageSource, Query
 from fmsearch.search.searcher import Hit, Searcher, fmnist_item
 from fmsearch.serve.config import ServeConfig
-from fmsearch.serve.schemas import CompareRequest, SearchRequest
+from fmsearch.serve.schemas import CompareRequest, ExplainRequest, SearchRequest
 from fmsearch.store import QueryFilter, Store, schema
 from fmsearch.store.gallery import open_gallery
 from fmsearch.store.listing import summarize
@@ -367,6 +368,33 @@ class SearchService:
         }
         return figures, png_bytes(c.drawing())
 
+    def explain(self, req: ExplainRequest) -> dict:
+        """Occlusion heatmaps of a pair under a served method (ids of the
+        gallery ``req.collection`` names, or uploads): the JSON ``fmsearch
+        explain --json`` prints, less its file names."""
+        method = req.method if req.method is not None else self.default_method(req.collection)
+        self.check_method(SearchMode.of(method), req.collection)
+        occlusion = Occlusion(req.patch, req.stride, req.fill)
+        if occlusion.variants > MAX_EXPLAIN_WINDOWS:
+            raise InvalidArgumentError(
+                f"the service explains with at most {MAX_EXPLAIN_WINDOWS} windows an image, and patch "
+                f"{req.patch} stride {req.stride} makes {occlusion.variants}: take a larger stride, or "
+                "`fmsearch explain` for finer settings",
+                param="stride",
+            )
+        searcher = self.searcher_for(req.collection)
+        examples: list[Example] = []
+        names: list[str] = []
+        for which, example in (("a", req.a), ("b", req.b)):
+            if isinstance(example, int):
+                examples.append(searcher.gallery.check_id(example))
+                names.append(f"id {example}")
+            else:
+                examples.append(decode_base64(example, which))
+                names.append(f"upload {which}")
+        e = searcher.explain(method, examples[0], examples[1], occlusion)
+        return {"a": names[0], "b": names[1], **e.to_dict()}
+
     def filter_for(self, mode: SearchMode, query: Query, collection: str | None = None) -> QueryFilter:
         """The query's filter in the gallery ``collection`` names, checked (an
         unknown class is refused)."""
@@ -377,6 +405,11 @@ class SearchService:
             {k: v for k, v in asdict(s).items() if k != "in_use" or v is not None}
             for s in summarize(self._searchers[None].store)
         ]
+
+
+#: the most windows an image the service occludes for one explanation: 196, 2x2 windows every 2 px (a batch of
+#: 394 images); finer settings are `fmsearch explain`'s, where they hold no one else's request up
+MAX_EXPLAIN_WINDOWS = 196
 
 
 def _gallery_collections(store: Store, names: Sequence[str], methods: Sequence[str]) -> dict[str, tuple[str, str]]:

@@ -1,5 +1,6 @@
 """The endpoints about images: gallery images, ids' labels, an upload as
-the methods see it, SIFT comparisons and their drawings."""
+the methods see it, SIFT comparisons and their drawings, and why a pair
+matches under a method (occlusion heatmaps)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from fastapi.responses import Response
 from fmsearch.serve.deps import ReadyService, ServingDep
 from fmsearch.serve.errors import ERRORS
 from fmsearch.serve.routers.search import read_body
-from fmsearch.serve.schemas import CompareRequest, CompareResponse, ItemOut
+from fmsearch.serve.schemas import CompareRequest, CompareResponse, ExplainRequest, ExplainResponse, ItemOut
 from fmsearch.store.schema import MAX_FOLDER_ID, MAX_POINT_ID
 
 router = APIRouter(prefix="/api", responses=ERRORS)
@@ -40,6 +41,15 @@ async def image(
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
     return Response(png, media_type="image/png", headers=headers)
+
+
+@router.post("/explain", response_model=ExplainResponse)
+async def explain(s: ServingDep, service: ReadyService, body: ExplainRequest) -> ExplainResponse:
+    """Why ``a`` (the query) and ``b`` (a hit) are close under ``method``:
+    occlusion heatmaps of both, computed with the method's encoder (one
+    batch) in a thread of their own, so that searches never wait for one;
+    what ``fmsearch explain --json`` prints."""
+    return ExplainResponse(**await s.explain(service.explain, body))
 
 
 @router.post("/compare", response_model=CompareResponse)

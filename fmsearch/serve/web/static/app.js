@@ -16,6 +16,8 @@ let query = null; // {kind: "id", id} or {kind: "image", b64, name}
 let queryLabel = null; // the query's class, when it is a gallery or test image
 let feedback = { liked: new Set(), disliked: new Set(), rounds: [] };
 let latest = 0; // the newest search asked for: an older one's answer is dropped, never drawn over it
+let explained = { methods: [], rerank: null }; // what made the results on the page ("why?" explains it)
+let whyTicket = 0; // the newest "why?" asked for: an older answer is dropped
 let CLASSES = FMNIST_CLASSES; // the classes of the collection searched: FMNIST's, or a folder gallery's
 const chipState = new Map(CLASSES.map((c) => [c, "any"]));
 const images = new Map(); // API image path -> what an <img> shows (a blob: URL when the key must be sent)
@@ -281,7 +283,13 @@ function precision(list) {
   return list.filter((h) => h.label === queryLabel).length / list.length;
 }
 
-function drawResults(answer, s, note = "") {
+// ``made``: what made the results, which "why?" explains (a rescored list: its shortlist's method and the
+// method that ordered it)
+function drawResults(answer, s, note = "", made = { methods: [...s.method.split("+"),
+  ...(s.rescore_with ? [s.rescore_with] : [])], rerank: s.rerank }) {
+  explained = made;
+  whyTicket += 1; // an explanation of the results before is no longer wanted
+  if ($("why").open) $("why").close();
   const p = precision(answer.hits);
   const t = answer.timings_ms;
   const parts = [`${answer.hits.length} results, ${answer.query.mode}`];
@@ -350,8 +358,8 @@ function card(hit) {
   why.className = "why";
   why.dataset.key = `why:${hit.id}`;
   why.setAttribute("aria-label", `why is result ${hit.rank} similar?`);
-  why.addEventListener("click", () => guarded(() => explain(hit)));
-  if (!hit.path) actions.append(why); // the SIFT comparison reads FMNIST ids
+  why.addEventListener("click", () => explain(hit)); // says its own errors, in its panel
+  actions.append(why);
   li.append(open, actions);
   return li;
 }
@@ -370,7 +378,8 @@ async function recommend() {
   const p = precision(answer.hits);
   feedback.rounds.push({ liked: feedback.liked.size, disliked: feedback.disliked.size, precision: p,
     k: answer.hits.length });
-  drawResults(answer, s, ` · feedback round ${feedback.rounds.length} (recommend on ${base})`);
+  drawResults(answer, s, ` · feedback round ${feedback.rounds.length} (recommend on ${base})`,
+    { methods: [base], rerank: null });
   insight.mark(query.kind === "id" ? query.id : null, answer.hits.map((h) => h.id));
   $("rounds").replaceChildren(...feedback.rounds.map((r, i) => {
     const li = document.createElement("li");
@@ -416,16 +425,109 @@ async function compareMethods() {
 }
 
 // -- why is this similar? --------------------------------------------------------------------------------
+// The method the results came from explains them: occlusion heatmaps (POST /api/explain) of each method
+// searched (each of a fusion's; a rescored list's two); results reordered by SIFT show SIFT's matched
+// keypoints instead. The panel is not modal and the service explains in a thread of its own: the results
+// stay usable meanwhile, and new results close the panel (it explained the ones before).
+
+// not modal, so Escape is not the browser's to close it with
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && $("why").open) $("why").close();
+});
 
 async function explain(hit) {
-  const body = { a: query.kind === "id" ? query.id : query.b64, b: hit.id };
+  const ticket = ++whyTicket;
+  const a = query.kind === "id" ? query.id : query.b64;
+  const { methods, rerank } = explained;
+  $("why-title").textContent = `Why is result ${hit.rank} (id ${hit.id}) similar?`;
+  $("why-views").replaceChildren();
+  $("why-sift").hidden = true;
+  $("why-status").textContent = rerank ? "Matching SIFT keypoints..." : `Explaining with ${methods.join(" and ")}...`;
+  if (!$("why").open) $("why").show();
+  try {
+    if (rerank) await explainSift(a, hit, ticket);
+    else await explainMethods(a, hit, methods, ticket);
+  } catch (err) {
+    if (ticket !== whyTicket) return;
+    $("why-status").textContent = err instanceof ApiError ? err.message : `Something went wrong: ${err.message || err}`;
+    if (!(err instanceof ApiError)) console.warn(err);
+  }
+}
+
+async function explainSift(a, hit, ticket) {
+  const body = { a, b: hit.id };
   const [figures, drawing] = await Promise.all([api("/api/compare", { json: body }),
     api("/api/compare.png", { json: body, type: "blob" })]);
+  if (ticket !== whyTicket) return;
   $("why-drawing").src = URL.createObjectURL(drawing);
   $("why-figures").textContent = `${figures.a} against ${figures.b}: ${figures.keypoints_a} and `
     + `${figures.keypoints_b} SIFT keypoints, ${figures.good_matches} good matches (Lowe ratio ${figures.ratio}); `
     + `Lowe score ${figures.lowe_score.toFixed(3)}, MaxSim score ${figures.maxsim_score.toFixed(3)}`;
-  $("why").showModal();
+  $("why-status").textContent = "SIFT reordered these results: its matched keypoints.";
+  $("why-sift").hidden = false;
+}
+
+async function explainMethods(a, hit, methods, ticket) {
+  const gallery = collection();
+  const where = gallery ? { collection: gallery } : {};
+  const [queryImage, hitImage, ...answers] = await Promise.all([
+    query.kind === "id" ? imageOf(inCollection(`/api/images/${query.id}.png`)) : loaded($("query-seen").src),
+    imageOf(inCollection(`/api/images/${hit.id}.png`)),
+    ...methods.map((method) => api("/api/explain", { json: { a, b: hit.id, method, ...where } }))]);
+  if (ticket !== whyTicket) return;
+  $("why-views").replaceChildren(...answers.map((e) => {
+    const figure = document.createElement("figure");
+    figure.className = "why-method";
+    figure.dataset.method = e.method;
+    const top = Math.max(1e-12, ...e.query_heat.flat().map(Math.abs), ...e.hit_heat.flat().map(Math.abs));
+    const caption = document.createElement("figcaption");
+    caption.textContent = `${e.method}: cosine ${e.similarity.toFixed(3)}. Red: what made them similar; blue: `
+      + `what held them apart (${e.patch}x${e.patch} patches occluded, ${e.batch} images in one batch, `
+      + `${e.ms.toFixed(0)} ms).`;
+    figure.append(heatCanvas(queryImage, e.query_heat, top, `the query, ${e.method}'s heat`),
+      heatCanvas(hitImage, e.hit_heat, top, `result ${hit.rank}, ${e.method}'s heat`), caption);
+    return figure;
+  }));
+  $("why-status").textContent = `${methods.join(" and ")}: which parts of the two images made them close.`;
+}
+
+async function imageOf(path) {
+  const url = URL.createObjectURL(await api(path, { type: "blob" }));
+  try { return await loaded(url); } finally { URL.revokeObjectURL(url); } // decoded: the URL is done with
+}
+
+function loaded(src) {
+  return new Promise((resolve, reject) => {
+    const img = new Image();
+    img.onload = () => resolve(img);
+    img.onerror = () => reject(new ApiError("An image of the pair could not be loaded."));
+    img.src = src;
+  });
+}
+
+// The 28x28 image in grey with its heat laid over it: red where positive, blue where negative, as opaque as
+// the heat is large (one scale, ``top``, for both images of a pair), as `fmsearch explain --out` draws it.
+function heatCanvas(img, heat, top, label) {
+  const canvas = document.createElement("canvas");
+  canvas.width = canvas.height = 28;
+  canvas.className = "heat";
+  canvas.setAttribute("role", "img");
+  canvas.setAttribute("aria-label", label);
+  const ctx = canvas.getContext("2d", { willReadFrequently: true }); // 28x28, read back: kept on the CPU
+  ctx.drawImage(img, 0, 0, 28, 28);
+  const pixels = ctx.getImageData(0, 0, 28, 28);
+  for (let y = 0; y < 28; y++) {
+    for (let x = 0; x < 28; x++) {
+      const h = heat[y][x] / top;
+      const alpha = Math.min(1, Math.abs(h)) * 0.75;
+      const colour = h >= 0 ? [255, 40, 0] : [0, 90, 255];
+      const i = (y * 28 + x) * 4;
+      for (let c = 0; c < 3; c++) pixels.data[i + c] = Math.round(pixels.data[i + c] * (1 - alpha) + colour[c] * alpha);
+      pixels.data[i + 3] = 255;
+    }
+  }
+  ctx.putImageData(pixels, 0, 0);
+  return canvas;
 }
 
 // -- query inputs ------------------------------------------------------------------------------------------
