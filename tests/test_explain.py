@@ -374,3 +374,13 @@ def test_the_sweep_chooses_the_best_setting_within_the_budget(home, monkeypatch)
 def test_the_bench_refuses_in_one_line(home, args, message):
     r = CliRunner().invoke(main, ["--home", str(home), "bench", "explain", *args])
     assert r.exit_code == 1 and r.output.count("\n") == 1 and message in r.output, r.output
+
+
+def test_a_service_that_does_not_answer_is_one_line():
+    from serving import free_port
+
+    from fmsearch.errors import FmsearchError
+    from fmsearch.evaluation.bench.explain import _post
+
+    with pytest.raises(FmsearchError, match="the service did not answer http://127.0.0.1:"):
+        _post(f"http://127.0.0.1:{free_port()}/api/explain", {"a": 1, "b": 2})

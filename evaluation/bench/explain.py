@@ -27,13 +27,14 @@ import json
 import logging
 import statistics
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from fmsearch.errors import InvalidArgumentError
+from fmsearch.errors import FmsearchError, InvalidArgumentError
 from fmsearch.evaluation import markdown
 from fmsearch.evaluation.bench.serve import _Server
 from fmsearch.evaluation.bench.timing import BenchResult, environment
@@ -88,9 +89,9 @@ def _measure(
     rng: np.random.Generator,
     baselines: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """Explain every pair, then the deletion AUCs of its three orders (the
-    random and centre ones taken from ``baselines`` when given: they do not
-    depend on the occlusion)."""
+    """Explain every pair, then the deletion AUCs of each order of
+    :data:`~fmsearch.evaluation.faithfulness.ORDERS` (all but the heatmap's
+    taken from ``baselines`` when given: they do not depend on the occlusion)."""
     embedder = searcher.embedder(method)
     queries = np.stack([searcher.image_of(method, q) for q, _, _ in pairs])
     hits = np.stack([searcher.image_of(method, h) for _, h, _ in pairs])
@@ -208,11 +209,20 @@ def _said(r: dict[str, Any], seconds: float) -> str:
 
 
 def _post(url: str, body: dict[str, Any]) -> float:
-    """Milliseconds a JSON POST takes, its answer read (a non-2xx raises)."""
+    """Milliseconds a JSON POST takes, its answer read.
+
+    Raises:
+        FmsearchError: the service answered with an error, or not at all (one line).
+    """
     request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
     t0 = time.perf_counter()
-    with urllib.request.urlopen(request, timeout=60) as answer:
-        answer.read()
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            answer.read()
+    except urllib.error.HTTPError as err:
+        raise FmsearchError(f"the service answered {url} with {err.code}: {err.read()[:200]!r}") from err
+    except OSError as err:  # refused, reset, timed out
+        raise FmsearchError(f"the service did not answer {url}: {err}") from err
     return (time.perf_counter() - t0) * 1000
 
 
