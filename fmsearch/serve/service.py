@@ -386,8 +386,8 @@ class SearchService:
         examples: list[Example] = []
         names: list[str] = []
         for which, example in (("a", req.a), ("b", req.b)):
-            if isinstance(example, int):
-                examples.append(searcher.gallery.check_id(example))
+            if isinstance(example, int):  # its range is checked where its image is read (Searcher.image_of)
+                examples.append(example)
                 names.append(f"id {example}")
             else:
                 examples.append(decode_base64(example, which))
