@@ -22,7 +22,7 @@ import numpy as np
 from fmsearch.errors import FmsearchError, ImageError, InvalidArgumentError
 from fmsearch.images.files import encode_png, image_from_bytes
 from fmsearch.images.folders import FolderImage, read_file, relative_path, scan
-from fmsearch.ingest.rebuild import write_target
+from fmsearch.ingest.rebuild import build_index, write_target
 from fmsearch.models.base import Embedder
 from fmsearch.store import Store, schema
 from fmsearch.store.gallery import open_gallery
@@ -152,7 +152,7 @@ def ingest_folder(
         store.set_metadata(target.name, {schema.META_CLASSES: classes, schema.META_ROOT: root})
         stored = _stored(store, target.name, target.stored)
         write_images(store, embedder, target.name, found.images, stored, classes, report, batch_size, progress)
-        store.finalize(target.name)
+        build_index(store, target.name)
         report.points_total = store.count(target.name)
         here = {schema.folder_point_id(i.rel_path) for i in found.images}
         report.gone = sum(pid not in here for pid in stored)

@@ -25,7 +25,7 @@ import numpy as np
 from fmsearch.errors import InvalidArgumentError
 from fmsearch.images.batches import iter_batches, plan
 from fmsearch.images.files import encode_png
-from fmsearch.ingest.rebuild import Target, write_target
+from fmsearch.ingest.rebuild import Target, build_index, write_target
 from fmsearch.models.base import Embedder
 from fmsearch.store import Store, schema
 
@@ -189,7 +189,7 @@ def _write(
         stored(pending)
     t0 = time.perf_counter()
     t_load = t0 - t_load
-    store.finalize(target.name)
+    build_index(store, target.name)
     t_index = time.perf_counter() - t0
     count = store.count(target.name)
     store.set_metadata(target.name, {schema.META_COMPLETE: count >= total, schema.META_PLANNED: total})

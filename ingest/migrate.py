@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from fmsearch.errors import InvalidArgumentError, StoreError
-from fmsearch.ingest.rebuild import write_target
+from fmsearch.ingest.rebuild import build_index, write_target
 from fmsearch.store import Store, schema
 
 logger = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ def migrate_collection(
             target.upsert(dest.name, [r.id for r in records], vectors, [r.payload for r in records])
             if progress:
                 progress(len(records))
-        target.finalize(dest.name)
+        build_index(target, dest.name)
         diff = _verify(source, target, name, dest.name, ids, sample, seed)
         target.set_metadata(dest.name, {schema.META_COMPLETE: True})  # only once verified
     return MigrationReport(

@@ -6,6 +6,9 @@
 - **rebuild beside**: asked to recreate an existing collection: create a
   staging collection beside it (:meth:`Store.staging_name`), which the
   writer fills while the live one keeps serving.
+- **index**: when every point is written, :func:`build_index` builds the
+  graph once and, for a large collection, measures how wide its filtered
+  walk must be (:mod:`~fmsearch.store.calibration`).
 - **swap**: when the writer is done and has marked the staging collection
   complete, it replaces the live one atomically (:meth:`Store.swap`).
 - **clean up**: if the writer fails, or leaves the staging collection
@@ -24,10 +27,26 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from fmsearch.errors import InvalidArgumentError, StoreError
-from fmsearch.store import Store, schema
+from fmsearch.store import Store, calibration, schema
 from fmsearch.store.schema import CollectionSpec
 
 logger = logging.getLogger(__name__)
+
+
+def build_index(store: Store, name: str) -> None:
+    """Make what was written durable and indexed (the graph built once),
+    then calibrate the filtered walk of a collection of at least
+    :data:`~fmsearch.store.calibration.CALIBRATE_FROM` points."""
+    store.finalize(name)
+    found = calibration.calibrate(store, name)
+    if found is not None:
+        logger.info(
+            "%s: a filter of one class walks the graph at ef %d (recall@10 %.3f on %d of its points)",
+            name,
+            found["ef"],
+            found["recall_at_10"],
+            found["sample"],
+        )
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from fmsearch.store import (
     QuantizationParams,
     QueryFilter,
     ScoredPoint,
+    SearchPlan,
     Store,
     schema,
 )
@@ -215,12 +216,15 @@ class Searcher:
         *,
         exact: bool = False,
         quantization_params: QuantizationParams | None = None,
+        plans: list[SearchPlan] | None = None,
     ) -> list[list[Hit]]:
         """Batch search of one method's collection with already-embedded
         query vectors (one batch request, two and a fetch when the mode
         expands its queries; ``k`` and ``flt`` one for all or one per
         vector). ``quantization_params`` overrides the mode's
-        (``ignore=True`` gives the exact float32 reference)."""
+        (``ignore=True`` gives the exact float32 reference); ``plans``, when
+        given, receives how the store ran each vector's search
+        (:meth:`Store.plan`)."""
         mode = SearchMode.of(mode)
         if mode.fused:
             raise InvalidArgumentError("a batch of vectors searches one method's collection, not a fusion")
@@ -240,6 +244,7 @@ class Searcher:
             acorn=self.acorn,
             with_payload=FIELDS,
             quantization=params,
+            plans=plans,
         )
         return [to_hits(p) for p in points]
 
@@ -395,6 +400,7 @@ class Searcher:
         query: Query | None = None,
         *,
         timings: dict[str, float] | None = None,
+        plans: list[SearchPlan] | None = None,
         **fields: Any,
     ) -> list[Hit]:
         """Answer ``query`` (a :class:`Query`, or its fields as keywords:
@@ -408,7 +414,8 @@ class Searcher:
         By examples, it is Qdrant's recommend query (best-score strategy) on
         the method's collection, plain or quantised. Either way the query's
         paging applies last (:meth:`Query.page`). ``timings``, when given,
-        gets the seconds spent decoding, embedding, searching and reranking.
+        gets the seconds spent decoding, embedding, searching and reranking;
+        ``plans`` how the store ran each collection's search.
 
         Raises:
             InvalidArgumentError, UnknownClassError, UnknownMethodError,
@@ -419,7 +426,11 @@ class Searcher:
         timings = timings if timings is not None else {}
         self.check_mode(mode)
         query = query.decoded(timings)
-        hits = self._recommend(mode, query, timings) if query.recommend else self._search(mode, query, timings)
+        plans = plans if plans is not None else []
+        if query.recommend:
+            hits = self._recommend(mode, query, timings, plans)
+        else:
+            hits = self._search(mode, query, timings, plans)
         return query.page(hits)
 
     def check_mode(self, mode: SearchMode) -> None:
@@ -443,13 +454,13 @@ class Searcher:
         flt = self.class_filter(method, query.classes, query.exclude_classes, query.example_ids)
         return flt if query.split is None else replace(flt, split=query.split)
 
-    def _search(self, mode: SearchMode, query: Query, timings: dict[str, float]) -> list[Hit]:
+    def _search(self, mode: SearchMode, query: Query, timings: dict[str, float], plans: list[SearchPlan]) -> list[Hit]:
         """A search by an image or an id: its first :attr:`Query.limit` hits."""
         image, pid = query.decoded_image, query.id
         flt = self.filter_of(mode.methods[0], query)
         rerank = mode.rerank
         limit = mode.shortlist if mode.combined else rerank.shortlist if rerank is not None else query.limit
-        hits = self._first_stage(mode, image, pid, limit, flt, query.exact, timings)
+        hits = self._first_stage(mode, image, pid, limit, flt, query.exact, timings, plans)
         if mode.rescore_with is not None:
             with _timed(timings, "embed"):
                 vector = self.query_vector(mode.rescore_with, image=image, pid=pid)
@@ -462,7 +473,9 @@ class Searcher:
                 )
         return [replace(h, rank=r) for r, h in enumerate(hits[: query.limit], start=1)]
 
-    def _recommend(self, mode: SearchMode, query: Query, timings: dict[str, float]) -> list[Hit]:
+    def _recommend(
+        self, mode: SearchMode, query: Query, timings: dict[str, float], plans: list[SearchPlan]
+    ) -> list[Hit]:
         """A recommend query: its first :attr:`Query.limit` hits."""
         method = mode.methods[0]
         info = self.collection(method, mode.quantization)
@@ -487,11 +500,20 @@ class Searcher:
                 hnsw_ef=self.hnsw_ef,
                 acorn=self.acorn,
                 with_payload=FIELDS,
+                plans=plans,
             )
         return to_hits(points)
 
     def _first_stage(
-        self, mode: SearchMode, image, pid, limit: int, flt: QueryFilter, exact: bool, timings: dict[str, float]
+        self,
+        mode: SearchMode,
+        image,
+        pid,
+        limit: int,
+        flt: QueryFilter,
+        exact: bool,
+        timings: dict[str, float],
+        plans: list[SearchPlan],
     ) -> list[Hit]:
         """Each method's nearest ``limit``; several lists fused into one."""
         lists = []
@@ -500,7 +522,7 @@ class Searcher:
                 vector = self.query_vector(name, image=image, pid=pid, quantization=mode.quantization)
             single = replace(mode, methods=(name,), fusion_weights=None, rescore_with=None, rerank=None)
             with _timed(timings, "search"):
-                lists.append(self.search_vectors(single, vector, limit, flt, exact=exact)[0])
+                lists.append(self.search_vectors(single, vector, limit, flt, exact=exact, plans=plans)[0])
         if not mode.fused:
             return lists[0]
         by_id = {h.id: h for hl in lists for h in hl}

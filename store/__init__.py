@@ -29,6 +29,7 @@ from fmsearch.store.base import (
     ScoredPoint,
     Store,
 )
+from fmsearch.store.planner import SearchPlan
 from fmsearch.store.settings import DEFAULT_HOME, StoreSettings, default_home, open_store
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "QueryFilter",
     "Record",
     "ScoredPoint",
+    "SearchPlan",
     "Store",
     "StoreSettings",
     "default_home",

@@ -6,8 +6,12 @@ import this module; :func:`fmsearch.store.open_store` picks one of them.
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
+import time
 from abc import ABC, abstractmethod
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,12 +19,19 @@ from typing import Any
 import numpy as np
 
 from fmsearch.errors import InvalidArgumentError, StoreError
-from fmsearch.store.schema import CollectionSpec
+from fmsearch.store import planner
+from fmsearch.store.planner import DEFAULT_HNSW_EF as DEFAULT_HNSW_EF  # re-exported: the default search breadth
+from fmsearch.store.planner import SearchPlan
+from fmsearch.store.schema import CollectionSpec, recorded_linked_fields
 
-DEFAULT_HNSW_EF = 128
 #: the widest graph search a caller may ask for (the CLI and the service refuse more)
 MAX_HNSW_EF = 100_000
 DEFAULT_TIMEOUT = 10
+logger = logging.getLogger(__name__)
+#: seconds a collection's size and a filter's estimated size are reused by the planner
+PLAN_CACHE_SECONDS = 30.0
+#: filters whose estimate is kept, per store
+PLAN_CACHE_FILTERS = 4096
 
 
 @dataclass(frozen=True)
@@ -44,6 +55,16 @@ class QueryFilter:
     exclude_ids: tuple[int, ...] = ()
     split: str | None = None
     fields: tuple[tuple[str, tuple[int, ...] | tuple[str, ...]], ...] = ()
+
+    def narrowed_by(self) -> set[str]:
+        """The payload fields the filter keeps points by (``"id"`` for ids);
+        what it drops (``exclude_*``) narrows nothing much."""
+        from fmsearch.store.schema import LABEL, SPLIT
+
+        keys = {key for key, _ in self.fields}
+        keys |= {LABEL} if self.labels is not None else set()
+        keys |= {SPLIT} if self.split is not None else set()
+        return keys | ({"id"} if self.ids is not None else set())
 
     def is_empty(self) -> bool:
         return (
@@ -78,12 +99,11 @@ class QuantizationParams:
             )
 
 
-def search_params(
-    models: Any, *, exact: bool, hnsw_ef: int | None, quantization: QuantizationParams | None, acorn: bool
-) -> Any:
-    """A search's params in the classes of ``models``: qdrant-client's
-    ``qdrant_client.models`` or Qdrant Edge's module, which name them alike
-    (``SearchParams``, ``QuantizationSearchParams``, ``AcornSearchParams``)."""
+def search_params(models: Any, plan: SearchPlan, quantization: QuantizationParams | None) -> Any:
+    """A search's params, as its plan says, in the classes of ``models``:
+    qdrant-client's ``qdrant_client.models`` or Qdrant Edge's module, which
+    name them alike (``SearchParams``, ``QuantizationSearchParams``,
+    ``AcornSearchParams``)."""
     quant = (
         None
         if quantization is None
@@ -92,10 +112,10 @@ def search_params(
         )
     )
     return models.SearchParams(
-        hnsw_ef=hnsw_ef or DEFAULT_HNSW_EF,
-        exact=exact,
+        hnsw_ef=plan.hnsw_ef,
+        exact=plan.exact,
         quantization=quant,
-        acorn=models.AcornSearchParams(enable=True) if acorn else None,
+        acorn=models.AcornSearchParams(enable=True) if plan.acorn else None,
     )
 
 
@@ -248,6 +268,7 @@ class Store(ABC):
         quantization: QuantizationParams | None = None,
         score_threshold: float | None = None,
         acorn: bool = False,
+        plans: list[SearchPlan] | None = None,
     ) -> list[list[ScoredPoint]]:
         """Nearest neighbours of each row of ``vectors`` (or of each (n, d)
         multivector, for a multivector collection), as one batch request;
@@ -255,7 +276,10 @@ class Store(ABC):
         ``score_threshold``: only hits scoring at least this (Qdrant's own
         threshold, applied in the search; for euclid, at most this distance);
         ``acorn``: Qdrant's ACORN search for filtered queries (it also
-        explores the neighbours of filtered-out points)."""
+        explores the neighbours of filtered-out points). Each row runs by
+        its :meth:`plan`: ``exact``, ``hnsw_ef`` and ``acorn`` given are
+        obeyed, else the filter-aware default chooses; ``plans``, when
+        given, receives each row's plan."""
 
     def query(
         self, name: str, vector: np.ndarray, limit: int, flt: QueryFilter | None = None, **params: Any
@@ -279,11 +303,12 @@ class Store(ABC):
         quantization: QuantizationParams | None = None,
         with_payload: bool | Sequence[str] = True,
         acorn: bool = False,
+        plans: list[SearchPlan] | None = None,
     ) -> list[ScoredPoint]:
         """Qdrant's recommend query, best-score strategy: points close to the
         positive vectors and far from the negative ones; ``exact``,
-        ``hnsw_ef``, ``quantization`` and ``acorn`` as :meth:`query_batch`
-        takes them."""
+        ``hnsw_ef``, ``quantization``, ``acorn`` and ``plans`` as
+        :meth:`query_batch` takes them."""
 
     def is_multivector(self, name: str) -> bool:
         """Whether the collection holds multivectors (cached per name)."""
@@ -293,8 +318,114 @@ class Store(ABC):
         return cache[name]
 
     def _forget(self, name: str) -> None:
-        """Drop what is cached about a collection (it was deleted)."""
+        """Drop what is cached about a collection (it was deleted or swapped)."""
         self.__dict__.setdefault("_multivector", {}).pop(name, None)
+        self._forget_plans(name)
+
+    def _forget_plans(self, name: str) -> None:
+        """Drop the planner's figures of a collection (it was written)."""
+        self.__dict__.setdefault("_plan_sizes", {}).pop(name, None)
+        estimates = self.__dict__.get("_plan_estimates")
+        if estimates:
+            with self._plan_lock:
+                for key in [key for key in estimates if key[0] == name]:
+                    del estimates[key]
+
+    # -- the filter-aware default (fmsearch.store.planner) ------------------
+
+    #: scored exactly below this many multiply-adds (tests lower it)
+    scan_budget: int = planner.SCAN_BUDGET
+
+    @abstractmethod
+    def estimate(self, name: str, flt: QueryFilter) -> int:
+        """Qdrant's estimate of the points ``flt`` keeps (from the payload
+        index's cardinality, not a count of the points)."""
+
+    @property
+    def _plan_lock(self) -> threading.Lock:
+        return self.__dict__.setdefault("_plan_lock_", threading.Lock())
+
+    def _plan_size(self, name: str) -> tuple[int, int, int | None, tuple[str, ...]]:
+        """(points, dimensions, calibrated ef, linked fields), read at most
+        every :data:`PLAN_CACHE_SECONDS` (and again after this store writes)."""
+        sizes = self.__dict__.setdefault("_plan_sizes", {})
+        cached = sizes.get(name)
+        if cached is None or time.monotonic() - cached[0] > PLAN_CACHE_SECONDS:
+            info = self.info(name)
+            linked = recorded_linked_fields(info.metadata)
+            cached = sizes[name] = (time.monotonic(), info.points, info.dim, planner.filtered_ef(info.metadata), linked)
+        return cached[1:]
+
+    def _matching(self, name: str, flt: QueryFilter) -> int:
+        """The filter's estimate, kept :data:`PLAN_CACHE_SECONDS` (a
+        server's costs a request)."""
+        estimates: OrderedDict = self.__dict__.setdefault("_plan_estimates", OrderedDict())
+        key, now = (name, flt), time.monotonic()
+        with self._plan_lock:
+            cached = estimates.get(key)
+            if cached is not None and now - cached[0] <= PLAN_CACHE_SECONDS:
+                estimates.move_to_end(key)
+                return cached[1]
+        matching = int(self.estimate(name, flt))
+        with self._plan_lock:
+            estimates[key] = (now, matching)
+            while len(estimates) > PLAN_CACHE_FILTERS:
+                estimates.popitem(last=False)
+        return matching
+
+    def plan(
+        self,
+        name: str,
+        flt: QueryFilter | None = None,
+        *,
+        exact: bool = False,
+        hnsw_ef: int | None = None,
+        acorn: bool = False,
+    ) -> SearchPlan:
+        """How a search of ``name`` under ``flt`` runs: the filter-aware
+        default (:func:`fmsearch.store.planner.plan`), or the caller's own
+        ``exact`` / ``hnsw_ef`` / ``acorn`` as given. Every search of the
+        store is run by its plan; ``query_batch(plans=[])`` returns them."""
+        if exact or hnsw_ef is not None or acorn or self.is_multivector(name):
+            return planner.plan(points=None, dim=0, matching=None, exact=exact, hnsw_ef=hnsw_ef, acorn=acorn)
+        points, dim, wide_ef, linked = self._plan_size(name)
+        if flt is None or flt.is_empty():
+            return planner.plan(points=points, dim=dim, matching=None)
+        return planner.plan(
+            points=points,
+            dim=dim,
+            matching=self._matching(name, flt),
+            filtered_ef=wide_ef,
+            unlinked=bool(flt.narrowed_by() - set(linked)),
+            scan_budget=self.scan_budget,
+        )
+
+    def plans(
+        self,
+        name: str,
+        flt: QueryFilter | Sequence[QueryFilter | None] | None,
+        n: int,
+        *,
+        exact: bool = False,
+        hnsw_ef: int | None = None,
+        acorn: bool = False,
+        out: list[SearchPlan] | None = None,
+    ) -> list[SearchPlan]:
+        """One :meth:`plan` per row of a batch (``flt`` one for all, or
+        one per row), appended to ``out`` when given and logged."""
+        filters = per_row(flt, n, QueryFilter)
+        found: dict[QueryFilter | None, SearchPlan] = {}
+        rows = []
+        for f in filters:
+            if f not in found:
+                found[f] = self.plan(name, f, exact=exact, hnsw_ef=hnsw_ef, acorn=acorn)
+            rows.append(found[f])
+        if out is not None:
+            out.extend(rows)
+        if logger.isEnabledFor(logging.INFO):
+            for p, count in Counter(p.describe() for p in rows).items():
+                logger.info("%s: %s%s", name, p, "" if count == 1 else f" ({count} searches)")
+        return rows
 
     @abstractmethod
     def retrieve(

@@ -40,6 +40,7 @@ from fmsearch.store.base import (
     QueryFilter,
     Record,
     ScoredPoint,
+    SearchPlan,
     Store,
     ordered_records,
     payload_selector,
@@ -302,7 +303,7 @@ class EdgeStore(Store):
                 "distance": spec.distance,
                 "multivector": spec.multivector,
                 "datatype": spec.datatype,
-                "metadata": spec.metadata,
+                "metadata": {**spec.metadata, schema.META_INDEX: spec.index_record()},
             },
         )
 
@@ -391,15 +392,18 @@ class EdgeStore(Store):
         meta = self._read_meta(name)
         meta["metadata"] = {**meta["metadata"], **metadata}
         self._write_meta(name, meta)
+        self._forget(name)
 
     def upsert(self, name: str, ids: Sequence[int], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]) -> None:
         qe = _edge()
         rows = vector_lists(vectors, self.is_multivector(name))
         points = [qe.Point(int(i), v, p) for i, v, p in zip(ids, rows, payloads, strict=True)]
         self._shard(name).update(qe.UpdateOperation.upsert_points(points))
+        self._forget_plans(name)
 
     def delete_points(self, name: str, ids: Sequence[int]) -> None:
         self._shard(name).update(_edge().UpdateOperation.delete_points([int(i) for i in ids]))
+        self._forget_plans(name)
 
     def finalize(self, name: str) -> None:
         shard = self._shard(name)
@@ -439,22 +443,23 @@ class EdgeStore(Store):
         quantization: QuantizationParams | None = None,
         score_threshold: float | None = None,
         acorn: bool = False,
+        plans: list[SearchPlan] | None = None,
     ) -> list[list[ScoredPoint]]:
         qe = _edge()
         shard = self._shard(name)
-        params = search_params(qe, exact=exact, hnsw_ef=hnsw_ef, quantization=quantization, acorn=acorn)
         rows, payload = vector_lists(vectors, self.is_multivector(name)), payload_selector(with_payload)
         limits, filters = per_row(limit, len(rows), (int, np.integer)), per_row(flt, len(rows), QueryFilter)
+        planned = self.plans(name, filters, len(rows), exact=exact, hnsw_ef=hnsw_ef, acorn=acorn, out=plans)
         requests = [
             qe.QueryRequest(
                 limit=n,
                 query=qe.Query.Nearest(v),
                 filter=self._filter(f),
-                params=params,
+                params=search_params(qe, plan, quantization),
                 with_payload=payload,
                 score_threshold=score_threshold,
             )
-            for v, n, f in zip(rows, limits, filters, strict=True)
+            for v, n, f, plan in zip(rows, limits, filters, planned, strict=True)
         ]
         results = shard.query_batch(qe.QueryBatchRequest(requests))
         if not payload:  # the payload getter converts on every access: not asked, not read
@@ -474,6 +479,7 @@ class EdgeStore(Store):
         quantization: QuantizationParams | None = None,
         with_payload: bool | Sequence[str] = True,
         acorn: bool = False,
+        plans: list[SearchPlan] | None = None,
     ) -> list[ScoredPoint]:
         qe = _edge()
         query = qe.Query.RecommendBestScore(
@@ -482,12 +488,13 @@ class EdgeStore(Store):
                 [np.asarray(v, np.float32).tolist() for v in negative],
             )
         )
+        (plan,) = self.plans(name, flt, 1, exact=exact, hnsw_ef=hnsw_ef, acorn=acorn, out=plans)
         hits = self._shard(name).query(
             qe.QueryRequest(
                 limit=limit,
                 query=query,
                 filter=self._filter(flt),
-                params=search_params(qe, exact=exact, hnsw_ef=hnsw_ef, quantization=quantization, acorn=acorn),
+                params=search_params(qe, plan, quantization),
                 with_payload=payload_selector(with_payload),
             )
         )
@@ -504,6 +511,10 @@ class EdgeStore(Store):
     def count(self, name: str, flt: QueryFilter | None = None) -> int:
         qe = _edge()
         return int(self._shard(name).count(qe.CountRequest(exact=True, filter=self._filter(flt))))
+
+    def estimate(self, name: str, flt: QueryFilter) -> int:
+        qe = _edge()
+        return int(self._shard(name).count(qe.CountRequest(exact=False, filter=self._filter(flt))))
 
     def serving_copy(self, names: Sequence[str], workdir: str | os.PathLike) -> EdgeStore:
         """A shard can be open in one process at a time, and a reader that

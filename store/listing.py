@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fmsearch.errors import StoreLockedError
-from fmsearch.store import schema
+from fmsearch.store import planner, schema
 from fmsearch.store.base import Store
 
 
@@ -23,6 +23,11 @@ class CollectionSummary:
     #: every planned point written and indexed; None: not known (in use)
     complete: bool | None = None
     in_use: str | None = None
+    #: the ef a class filter's graph walk takes, as calibrated at ingest
+    #: (None: not calibrated; the search planner then keeps the default walk)
+    filtered_ef: int | None = None
+    #: the payload fields with filter-aware graph links
+    linked_fields: tuple[str, ...] = ()
 
 
 def summarize(store: Store) -> list[CollectionSummary]:
@@ -44,6 +49,8 @@ def summarize(store: Store) -> list[CollectionSummary]:
                 meta.get(schema.META_METHOD, "?"),
                 meta.get(schema.META_FINGERPRINT, "?"),
                 bool(meta.get(schema.META_COMPLETE, False)),
+                filtered_ef=planner.filtered_ef(meta),
+                linked_fields=() if info.multivector else schema.recorded_linked_fields(meta),
             )
         )
     return out

@@ -69,9 +69,16 @@ FULL_SCAN_THRESHOLD_KB = 10_000
 #: the payload fields whose index gets Qdrant's filter-aware graph links
 #: (payload_m): the class filter's field only. The other indexed fields serve
 #: the query planner without links (class_name repeats label's partition;
-#: split is one block, the whole gallery). What the links cost depends on
-#: the thresholds: docs/scale.md measures it (``--linked-fields``).
+#: split is one block, the whole gallery), and fmsearch's planner scans a
+#: narrow filter by them (fmsearch.store.planner). A second linked field can
+#: cost label its links: Qdrant always builds the links of the first field it
+#: meets, and those of the next ones only where its graph's connectivity test
+#: asks for them, in an order that varies from build to build (at a million
+#: siamese points, label and group linked: other-class recall@10 0.597 at ef
+#: 128; docs/scale.md, ``--linked-fields``).
 LINKED_FIELDS: tuple[str, ...] = (LABEL,)
+#: collection metadata: the index settings it was built with (what the search planner reads)
+META_INDEX = "index"
 #: int8 quantisation maps this central share of the values to the 256 levels
 INT8_QUANTILE = 0.99
 DISTANCES = ("cosine", "dot", "euclid")
@@ -326,6 +333,24 @@ class CollectionSpec:
         check_quantization(self.quantization)
         if self.datatype not in DATATYPES:
             raise InvalidArgumentError(f"unknown datatype {self.datatype!r}; valid: {', '.join(DATATYPES)}")
+
+    def index_record(self) -> dict[str, Any]:
+        """The index settings a collection records in its metadata
+        (:data:`META_INDEX`), for the search planner and for the reader."""
+        return {
+            "hnsw_m": self.hnsw_m if self.hnsw else 0,
+            "ef_construct": self.ef_construct,
+            "full_scan_threshold_kb": self.full_scan_threshold_kb,
+            "linked_fields": list(self.linked_fields),
+        }
+
+
+def recorded_linked_fields(metadata: dict[str, Any]) -> tuple[str, ...]:
+    """The linked fields a collection's metadata records; a collection
+    built before they were recorded had :data:`LINKED_FIELDS` at most."""
+    record = metadata.get(META_INDEX)
+    fields = record.get("linked_fields") if isinstance(record, dict) else None
+    return tuple(str(f) for f in fields) if isinstance(fields, list) else LINKED_FIELDS
 
 
 def spec_for(

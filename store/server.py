@@ -40,6 +40,7 @@ from fmsearch.store.base import (
     QueryFilter,
     Record,
     ScoredPoint,
+    SearchPlan,
     Store,
     ordered_records,
     payload_selector,
@@ -251,7 +252,7 @@ class ServerStore(Store):
                 optimizers_config=None
                 if spec.indexing_threshold_kb is None
                 else models.OptimizersConfigDiff(indexing_threshold=spec.indexing_threshold_kb),
-                metadata=spec.metadata,
+                metadata={**spec.metadata, schema.META_INDEX: spec.index_record()},
                 shard_number=spec.shards,
                 replication_factor=spec.replicas,
                 write_consistency_factor=spec.write_consistency,
@@ -287,6 +288,7 @@ class ServerStore(Store):
     def set_metadata(self, name: str, metadata: dict[str, Any]) -> None:
         with self._call("update collection metadata", name):
             self.client.update_collection(self._real(name), metadata=metadata)
+        self._forget_plans(name)
 
     def ids(self, name: str, flt: QueryFilter | None = None) -> np.ndarray:
         out: list[int] = []
@@ -347,12 +349,14 @@ class ServerStore(Store):
                     points=models.Batch(ids=point_ids[lo:hi], vectors=rows[lo:hi], payloads=list(payloads[lo:hi])),
                     wait=True,
                 )
+        self._forget_plans(name)
 
     def delete_points(self, name: str, ids: Sequence[int]) -> None:
         from qdrant_client import models
 
         with self._call("delete points", name):
             self.client.delete(name, points_selector=models.PointIdsList(points=[int(i) for i in ids]), wait=True)
+        self._forget_plans(name)
 
     def finalize(self, name: str) -> None:
         """Wait until the server's optimizers have indexed the collection."""
@@ -391,23 +395,17 @@ class ServerStore(Store):
             must.append(models.FieldCondition(key=key, match=models.MatchAny(any=any_of)))
         return models.Filter(must=must or None, must_not=must_not or None)
 
-    def _search_params(
-        self,
-        *,
-        exact: bool = False,
-        hnsw_ef: int | None = None,
-        quantization: QuantizationParams | None = None,
-        acorn: bool = False,
-    ):
-        """Qdrant's search params; none for local mode, which would only warn
-        that it ignores them (:attr:`honours_search_params` says so)."""
+    def _search_params(self, plan: SearchPlan, quantization: QuantizationParams | None):
+        """Qdrant's search params as the plan says; none for local mode,
+        which would only warn that it ignores them (:attr:`honours_search_params`
+        says so)."""
         from qdrant_client import models
 
         if self._local:
             if quantization is not None and not quantization.ignore:
                 logger.info("local mode ignores quantisation params: it searches the original vectors exactly")
             return None
-        return search_params(models, exact=exact, hnsw_ef=hnsw_ef, quantization=quantization, acorn=acorn)
+        return search_params(models, plan, quantization)
 
     def query_batch(
         self,
@@ -422,22 +420,23 @@ class ServerStore(Store):
         quantization: QuantizationParams | None = None,
         score_threshold: float | None = None,
         acorn: bool = False,
+        plans: list[SearchPlan] | None = None,
     ) -> list[list[ScoredPoint]]:
         from qdrant_client import models
 
-        params = self._search_params(exact=exact, hnsw_ef=hnsw_ef, quantization=quantization, acorn=acorn)
         rows, payload = vector_lists(vectors, self.is_multivector(name)), payload_selector(with_payload)
         limits, filters = per_row(limit, len(rows), (int, np.integer)), per_row(flt, len(rows), QueryFilter)
+        planned = self.plans(name, filters, len(rows), exact=exact, hnsw_ef=hnsw_ef, acorn=acorn, out=plans)
         requests = [
             models.QueryRequest(
                 query=v,
                 limit=n,
                 filter=self._filter(f),
-                params=params,
+                params=self._search_params(plan, quantization),
                 with_payload=payload,
                 score_threshold=score_threshold,
             )
-            for v, n, f in zip(rows, limits, filters, strict=True)
+            for v, n, f, plan in zip(rows, limits, filters, planned, strict=True)
         ]
         with self._call("query", name):
             responses = self.client.query_batch_points(name, requests=requests)
@@ -456,9 +455,11 @@ class ServerStore(Store):
         quantization: QuantizationParams | None = None,
         with_payload: bool | Sequence[str] = True,
         acorn: bool = False,
+        plans: list[SearchPlan] | None = None,
     ) -> list[ScoredPoint]:
         from qdrant_client import models
 
+        (plan,) = self.plans(name, flt, 1, exact=exact, hnsw_ef=hnsw_ef, acorn=acorn, out=plans)
         query = models.RecommendQuery(
             recommend=models.RecommendInput(
                 positive=[np.asarray(v, np.float32).tolist() for v in positive],
@@ -472,7 +473,7 @@ class ServerStore(Store):
                 query=query,
                 limit=limit,
                 query_filter=self._filter(flt),
-                search_params=self._search_params(exact=exact, hnsw_ef=hnsw_ef, quantization=quantization, acorn=acorn),
+                search_params=self._search_params(plan, quantization),
                 with_payload=payload_selector(with_payload),
             ).points
         return [ScoredPoint(int(p.id), float(p.score), dict(p.payload or {})) for p in points]
@@ -489,6 +490,10 @@ class ServerStore(Store):
     def count(self, name: str, flt: QueryFilter | None = None) -> int:
         with self._call("count", name):
             return int(self.client.count(name, count_filter=self._filter(flt), exact=True).count)
+
+    def estimate(self, name: str, flt: QueryFilter) -> int:
+        with self._call("count", name):
+            return int(self.client.count(name, count_filter=self._filter(flt), exact=False).count)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from fmsearch.errors import DatasetError
+from fmsearch.store import open_store, schema
 
 # Pinned server image: the same tag as docker-compose.yml.
 QDRANT_IMAGE = "qdrant/qdrant:v1.16.2"
@@ -221,3 +222,32 @@ def gallery_home(home, fmnist, tmp_path_factory) -> Path:
         )
         assert result.exit_code == 0, result.output
     return copy
+
+
+def clustered(n: int, dim: int, seed: int):
+    """Unit vectors in 10 classes (a centre each, noise around it) and a 1% group each."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(10, dim))
+    labels, groups = rng.integers(0, 10, n), rng.integers(0, 100, n)
+    g = centres[labels] + rng.normal(scale=0.6, size=(n, dim))
+    q = centres[rng.integers(0, 10, 100)] + rng.normal(scale=0.6, size=(100, dim))
+    unit = lambda x: (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)  # noqa: E731
+    return unit(g), labels, groups, unit(q)
+
+
+def build_clustered(home, name, g, labels, groups, **spec_args):
+    """A fresh Edge collection of the clustered points, label and group indexed, its graph built."""
+    store = open_store(None, home=home)
+    spec = schema.CollectionSpec(
+        name,
+        dim=g.shape[1],
+        payload_indexes={"label": "integer", "group": "integer"},
+        indexing_threshold_kb=1,
+        **spec_args,
+    )
+    store.create(spec)
+    store.upsert(
+        name, list(range(len(g))), g, [{"label": int(a), "group": int(b)} for a, b in zip(labels, groups, strict=False)]
+    )
+    store.finalize(name)
+    return store

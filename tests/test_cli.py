@@ -416,6 +416,7 @@ SUITE_OPTIONS = {
         "--on-disk",
         "--quantization",
         "--full-scan-threshold",
+        "--reference",
     },
     "label-issues": {"--method", "--points", "--inject-noise", "--noise", "--seed"},
     "explain": {"--methods", "--pairs", "--sweep", "--seed", "--service"},

@@ -10,11 +10,12 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import build_clustered, clustered
 
 from fmsearch.cli import main
 from fmsearch.errors import InvalidArgumentError
 from fmsearch.evaluation.bench import galleries
-from fmsearch.store import QueryFilter, open_store, schema
+from fmsearch.store import QueryFilter, schema
 
 
 def test_jittered_gallery_is_deterministic_and_grows_by_prefix():
@@ -54,17 +55,6 @@ def test_gallery_refuses_nothing_to_copy():
         galleries.jittered(np.ones((0, 4), np.float32), 10, seed=0)
 
 
-def _clustered(n: int, dim: int, seed: int):
-    """Unit vectors in 10 classes (a centre each, noise around it) and a 1% group each."""
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(10, dim))
-    labels, groups = rng.integers(0, 10, n), rng.integers(0, 100, n)
-    g = centres[labels] + rng.normal(scale=0.6, size=(n, dim))
-    q = centres[rng.integers(0, 10, 100)] + rng.normal(scale=0.6, size=(100, dim))
-    unit = lambda x: (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)  # noqa: E731
-    return unit(g), labels, groups, unit(q)
-
-
 def _filtered_recall(store, name, g, column, queries, values, flt, **params) -> float:
     found = []
     for i, q in enumerate(queries):
@@ -72,23 +62,6 @@ def _filtered_recall(store, name, g, column, queries, values, flt, **params) -> 
         ref = np.argsort(-np.where(column == values[i], g @ q, -np.inf), kind="stable")[:10]
         found.append(len(hits & set(ref.tolist())) / 10)
     return float(np.mean(found))
-
-
-def _build(home, name, g, labels, groups, **spec_args):
-    store = open_store(None, home=home)
-    spec = schema.CollectionSpec(
-        name,
-        dim=g.shape[1],
-        payload_indexes={"label": "integer", "group": "integer"},
-        indexing_threshold_kb=1,
-        **spec_args,
-    )
-    store.create(spec)
-    store.upsert(
-        name, list(range(len(g))), g, [{"label": int(a), "group": int(b)} for a, b in zip(labels, groups, strict=False)]
-    )
-    store.finalize(name)
-    return store
 
 
 def test_filtered_search_keeps_recall_where_the_planner_switches(tmp_path):
@@ -99,16 +72,16 @@ def test_filtered_search_keeps_recall_where_the_planner_switches(tmp_path):
     query too. The graph is what answered the class filter: with a tiny ef
     its recall drops, while with the default threshold (everything scanned)
     the same tiny ef stays exact."""
-    g, labels, groups, queries = _clustered(8000, 16, seed=0)
+    g, labels, groups, queries = clustered(8000, 16, seed=0)
     by_class = lambda c: QueryFilter(labels=(int(c),))  # noqa: E731
     by_group = lambda v: QueryFilter(fields=(("group", (int(v),)),))  # noqa: E731
     other = (np.arange(100) * 3) % 10  # mostly not the query's own class
-    with _build(tmp_path / "low", "t", g, labels, groups, full_scan_threshold_kb=16) as store:
-        assert _filtered_recall(store, "t", g, labels, queries, other, by_class) >= 0.97
-        assert _filtered_recall(store, "t", g, groups, queries, np.arange(100), by_group) == 1.0
+    with build_clustered(tmp_path / "low", "t", g, labels, groups, full_scan_threshold_kb=16) as store:
+        assert _filtered_recall(store, "t", g, labels, queries, other, by_class, hnsw_ef=128) >= 0.97
+        assert _filtered_recall(store, "t", g, groups, queries, np.arange(100), by_group, hnsw_ef=128) == 1.0
         assert _filtered_recall(store, "t", g, labels, queries, other, by_class, hnsw_ef=10) < 0.97
         assert _filtered_recall(store, "t", g, labels, queries, other, by_class, hnsw_ef=128, acorn=True) >= 0.97
-    with _build(tmp_path / "default", "t", g, labels, groups) as store:
+    with build_clustered(tmp_path / "default", "t", g, labels, groups) as store:
         assert _filtered_recall(store, "t", g, labels, queries, other, by_class, hnsw_ef=10) == 1.0
 
 
@@ -118,15 +91,17 @@ def test_a_small_filter_above_the_threshold_needs_its_field_linked(tmp_path):
     group field, the walk stays among points the filter rejects and finds
     few of the right neighbours (the 1M pixels row of docs/scale.md); with
     the field linked, recall holds."""
-    g, labels, groups, queries = _clustered(8000, 16, seed=0)
+    g, labels, groups, queries = clustered(8000, 16, seed=0)
     by_group = lambda v: QueryFilter(fields=(("group", (int(v),)),))  # noqa: E731
     wanted = np.arange(100)
-    with _build(tmp_path / "unlinked", "t", g, labels, groups, full_scan_threshold_kb=2) as store:
-        unlinked = _filtered_recall(store, "t", g, groups, queries, wanted, by_group)
-    with _build(
+    with build_clustered(
+        tmp_path / "unlinked", "t", g, labels, groups, full_scan_threshold_kb=2, linked_fields=("label",)
+    ) as store:
+        unlinked = _filtered_recall(store, "t", g, groups, queries, wanted, by_group, hnsw_ef=128)
+    with build_clustered(
         tmp_path / "linked", "t", g, labels, groups, full_scan_threshold_kb=2, linked_fields=("label", "group")
     ) as store:
-        linked = _filtered_recall(store, "t", g, groups, queries, wanted, by_group)
+        linked = _filtered_recall(store, "t", g, groups, queries, wanted, by_group, hnsw_ef=128)
     assert unlinked < 0.5 <= 0.97 <= linked, (unlinked, linked)
 
 
@@ -185,12 +160,26 @@ def test_bench_scale_suite_small(tmp_path, fmnist):
     for r in data["rows"]:
         assert r["disk_mib"] > 0 and r["upsert_s"] > 0 and (r["embed_s"] is None) == (r["kind"] == "vectors")
         assert r["search"]["plain"]["recall_at_10"] >= 0.95 and r["hnswlib"]["recall_at_10"] >= 0.9
-        assert set(r["search"]["1% group"]) == {f"ef {ef}{a}" for ef in (128, 256, 1024) for a in ("", " + ACORN")}
+        grid = {f"ef {ef}{a}" for ef in (128, 256, 1024) for a in ("", " + ACORN")}
+        assert set(r["search"]["1% group"]) == {"default"} | grid
+        default = r["search"]["1% group"]["default"]  # no options: the store's plan, and what ran
+        assert default["strategies"] == {"scan": 20} and default["recall_at_10"] == 1.0
+        assert r["search"]["plain"]["strategies"] == {"graph ef 128": 20}
+        assert r["search"]["plain ef128 as asked"]["recall_at_10"] == r["search"]["plain"]["recall_at_10"]
         assert set(r["hnswlib"]["other class"]) == {"ef 128", "ef 256", "ef 1024"}
         assert min(r["hnswlib"]["own class"].values()) >= 0.9  # the filter callback keeps only the class
         assert r["search"]["1% group"]["ef 128"]["recall_at_10"] == 1.0  # 20-30 points: scanned, exact
     assert (tmp_path / "scale.png").stat().st_size > 10_000
     assert "| images pixels | 3,000 |" in result.output
+    assert "| vectors pixels | 2,000 | 1% group | 1.000 |" in result.output  # the default's table
+    bare = CliRunner().invoke(
+        main,
+        ["bench", "scale", "--sizes", "2000", "--kinds", "vectors", "--methods", "pixels", "--queries", "10"]
+        + ["--no-reference", "--out-dir", str(tmp_path / "bare")],
+    )
+    assert bare.exit_code == 0, bare.output
+    assert json.loads((tmp_path / "bare" / "scale.json").read_text())["rows"][0]["hnswlib"] is None
+    assert "hnswlib: left out (--no-reference)" in bare.output
 
 
 @pytest.mark.slow

@@ -91,6 +91,24 @@ def test_search_by_upload_and_by_id_with_class_filters(client, fmnist):
     assert all(h["class_name"] != "Trouser" and h["image_url"] == f"/api/images/{h['id']}.png" for h in by_id["hits"])
 
 
+def test_the_answer_says_how_the_store_searched(client, fmnist):
+    """Each answer's ``plan``: the filter-aware default's strategy per
+    collection searched, batched or not; a fusion has one per method."""
+    image = fmnist["test"].images[0]
+    files = {"image": ("q.png", _png(image), "image/png")}
+    batched = client.post("/api/search", files=files, data={"method": "pixels", "class": ["Bag"]}).json()
+    assert batched["query"]["batched"] and len(batched["plan"]) == 1
+    assert batched["plan"][0].startswith("scan of the filtered points: filter keeps ~"), batched["plan"]
+    by_id = _search(client, id=60000, method="siamese")  # only the query itself left out: 300 points, cheap to scan
+    assert by_id["plan"] == ["scan of the filtered points: filter keeps ~300 points (100.0% of 300)"]
+    unfiltered = _search(client, image=base64.b64encode(_png(image)).decode(), method="siamese", k=3)
+    assert unfiltered["plan"] == ["graph at ef 128 (no filter)"]
+    fused = _search(client, id=60000, method="pixels+siamese", fusion="rrf", classes=["Bag"])
+    assert len(fused["plan"]) == 2 and all(p.startswith("scan") for p in fused["plan"])
+    liked = _search(client, positive=[60000], method="siamese")
+    assert len(liked["plan"]) == 1 and "as asked" not in liked["plan"][0]
+
+
 @pytest.mark.parametrize(
     "mode, check",
     [
@@ -370,8 +388,9 @@ def test_serve_hnsw_ef_and_acorn_reach_the_store(serve_home, monkeypatch):
     c = _client(ServeConfig(store_settings=StoreSettings(home=serve_home), hnsw_ef=700, acorn=True))
     try:
         seen.clear()
-        _search(c, id=60000, method="pixels", classes=["Bag"])
+        body = _search(c, id=60000, method="pixels", classes=["Bag"])
         assert seen and set(seen) == {(700, True)}, seen
+        assert body["plan"][0].startswith("as asked at ef 700 + ACORN"), body["plan"]
     finally:
         c.__exit__(None, None, None)
     with pytest.raises(InvalidArgumentError, match="hnsw ef must be 1-100000"):

@@ -32,7 +32,11 @@ def test_upsert_count_info_and_list(store, prefix, unit_vectors):
     assert store.count(name, QueryFilter(labels=(3,))) == 4
     info = store.info(name)
     assert (info.points, info.dim, info.distance) == (40, 8, "cosine")
-    assert info.metadata == {"method": "toy", "fingerprint": "abc"}
+    assert info.metadata == {
+        "method": "toy",
+        "fingerprint": "abc",
+        "index": {"hnsw_m": 16, "ef_construct": 100, "full_scan_threshold_kb": 10_000, "linked_fields": ["label"]},
+    }
     assert name in store.collections()
     assert store.exists(name) and not store.exists(prefix + "nope")
 
@@ -95,7 +99,8 @@ def test_metadata_merge(store, prefix, unit_vectors):
     v, y = unit_vectors
     name = _fill(store, prefix, v, y, meta={"method": "toy", "complete": False})
     store.set_metadata(name, {"complete": True, "points_planned": 40})
-    assert store.info(name).metadata == {"method": "toy", "complete": True, "points_planned": 40}
+    meta = store.info(name).metadata
+    assert meta == {"method": "toy", "complete": True, "points_planned": 40, "index": meta["index"]}
 
 
 def test_recreate_and_missing_collection(store, prefix, unit_vectors):

@@ -18,6 +18,7 @@ import logging
 import os
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +41,7 @@ from fmsearch.images.files import encode_png
 from fmsearch.images.fmnist import load_split
 from fmsearch.ingest.rebuild import write_target
 from fmsearch.models.registry import get_embedder
-from fmsearch.store import QuantizationParams, QueryFilter, open_store, schema
+from fmsearch.store import QuantizationParams, QueryFilter, calibration, open_store, planner, schema
 from fmsearch.store.base import DEFAULT_HNSW_EF
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,10 @@ QUANT_OVERSAMPLINGS = (8, 16, 32)
 #: hnswlib's filtered search (it walks through filtered-out points too), at these ef
 HNSWLIB_FILTERED_EF = (DEFAULT_HNSW_EF, 256, 1024)
 FILTERS = ("own class", "other class", "1% group")
+#: the filtered searches run with no options: the store's plan (fmsearch.store.planner)
+DEFAULT = "default"
+#: the unfiltered search at ef 128 given: no plan made (today's path before the planner)
+_UNPLANNED = "plain ef128 as asked"
 _EMBED_CHUNK = 10_000
 _WRITE_BATCH = 1000
 
@@ -155,7 +160,7 @@ def _settle() -> float:
     return _rss_mib()
 
 
-def _ingest(store, spec: schema.CollectionSpec, g: _Gallery, n: int) -> dict[str, float]:
+def _ingest(store, spec: schema.CollectionSpec, g: _Gallery, n: int) -> dict[str, Any]:
     """Upsert the first ``n`` points (payload made on the way, as ingest
     does, with the image where the kind has one), then index."""
     with write_target(store, spec) as target:
@@ -178,10 +183,12 @@ def _ingest(store, spec: schema.CollectionSpec, g: _Gallery, n: int) -> dict[str
         t1 = time.perf_counter()
         store.finalize(target.name)
         t2 = time.perf_counter()
+        found = calibration.calibrate(store, target.name)  # what ingest's build_index does after the graph
+        t3 = time.perf_counter()
         if store.count(target.name) != n:
             raise RuntimeError(f"stored {store.count(target.name)} of {n} points")
         store.set_metadata(target.name, {schema.META_COMPLETE: True})
-    return {"upsert_s": t1 - t0, "index_s": t2 - t1}
+    return {"upsert_s": t1 - t0, "index_s": t2 - t1, "calibrate_s": t3 - t2, "calibration": found}
 
 
 def _search(
@@ -200,8 +207,9 @@ def _search(
     p50/p99 are kept as ``cold``)."""
     quant = None if quantization == "none" else QuantizationParams(True, schema.DEFAULT_OVERSAMPLING[quantization])
 
-    def one(ref: np.ndarray, flt=None, ef=None, acorn=False, q=quant) -> dict[str, float]:
+    def one(ref: np.ndarray, flt=None, ef=None, acorn=False, q=quant) -> dict[str, Any]:
         hits: list = []
+        plans: list = []
         t = latency_ms(
             lambda i: hits.append(
                 store.query(
@@ -213,17 +221,26 @@ def _search(
                     acorn=acorn,
                     quantization=q,
                     with_payload=False,
+                    plans=plans,
                 )
             ),
             range(len(queries)),
         )
-        return {"p50_ms": t["p50_ms"], "p99_ms": t["p99_ms"], "recall_at_10": recall_at_k(hits[1:], ref)}
+        ran = Counter(f"{p.strategy} ef {p.hnsw_ef}" if p.strategy.endswith("graph") else p.strategy for p in plans[1:])
+        return {
+            "p50_ms": t["p50_ms"],
+            "p99_ms": t["p99_ms"],
+            "recall_at_10": recall_at_k(hits[1:], ref),
+            "strategies": dict(ran),
+        }
 
     cold = latency_ms(
         lambda i: store.query(name, warm[i], 10, quantization=quant, with_payload=False), range(len(warm))
     )
     out: dict[str, Any] = {"cold": {"p50_ms": cold["p50_ms"], "p99_ms": cold["p99_ms"]}}
     out |= {"plain": one(refs["none"]), "plain ef64": one(refs["none"], ef=64)}
+    # the same unfiltered search with its ef given: past the planner, as before it
+    out[_UNPLANNED] = one(refs["none"], ef=DEFAULT_HNSW_EF)
     if quant is not None:  # how far the quantised shortlist must reach at this size
         for o in QUANT_OVERSAMPLINGS:
             out[f"plain oversampling {o:g}"] = one(refs["none"], q=QuantizationParams(True, float(o)))
@@ -231,7 +248,8 @@ def _search(
         lambda b: store.query_batch(name, b, 10, quantization=quant, with_payload=False), queries
     )
     for fname, flt in filters.items():
-        out[fname] = {_setting(ef, acorn): one(refs[fname], flt, ef, acorn) for ef, acorn in FILTERED_SETTINGS}
+        out[fname] = {DEFAULT: one(refs[fname], flt)}  # the filter-aware default: no options
+        out[fname] |= {_setting(ef, acorn): one(refs[fname], flt, ef, acorn) for ef, acorn in FILTERED_SETTINGS}
     return out
 
 
@@ -294,8 +312,9 @@ def _measure(
     tmp: str,
     seed: int,
     log: Callable[[str], None],
+    reference: bool = True,
 ) -> dict[str, Any]:
-    """One size: build, reopen, query; hnswlib beside it."""
+    """One size: build, reopen, query; hnswlib beside it (``reference``)."""
     vectors = g.vectors[:n]
     filters = _filters(q_labels, seed)
     refs = _references(g, n, queries, filters)
@@ -332,12 +351,14 @@ def _measure(
         f"{g.kind} {g.method} {n:,}: upsert {row['upsert_s']:.1f} s, index {row['index_s']:.1f} s, "
         f"p99 {row['search']['plain']['p99_ms']:.2f} ms, recall@10 {row['search']['plain']['recall_at_10']:.3f}"
     )
+    row["hnswlib"] = None
     try:
-        row["hnswlib"] = _hnswlib(vectors, queries, refs, g.labels[:n], filters, seed)
-        row["build_vs_hnswlib"] = (row["upsert_s"] + row["index_s"]) / row["hnswlib"]["build_s"]
-        log(f"  hnswlib: build {row['hnswlib']['build_s']:.1f} s, recall@10 {row['hnswlib']['recall_at_10']:.3f}")
+        if reference:
+            row["hnswlib"] = _hnswlib(vectors, queries, refs, g.labels[:n], filters, seed)
+            row["build_vs_hnswlib"] = (row["upsert_s"] + row["index_s"]) / row["hnswlib"]["build_s"]
+            log(f"  hnswlib: build {row['hnswlib']['build_s']:.1f} s, recall@10 {row['hnswlib']['recall_at_10']:.3f}")
     except ImportError:
-        row["hnswlib"] = None
+        pass
     return row
 
 
@@ -351,12 +372,14 @@ def run_scale_bench(
     on_disk: bool = False,
     quantization: str = "none",
     full_scan_threshold_kb: int = schema.FULL_SCAN_THRESHOLD_KB,
+    reference: bool = True,
     plot_dir: str | os.PathLike | None = None,
     data_dir=None,
     seed: int = 0,
     log: Callable[[str], None] = logger.info,
 ) -> BenchResult:
-    """The scale series: every kind, method and size (see the module doc)."""
+    """The scale series: every kind, method and size (see the module doc);
+    ``reference=False`` leaves hnswlib out."""
     check_first_stage(methods, "is a rerank stage (the rerank suite), not a gallery the scale suite builds")
     spec_args: dict[str, Any] = {
         "on_disk": on_disk,
@@ -365,7 +388,7 @@ def run_scale_bench(
     }
     if linked_fields is not None:
         spec_args["linked_fields"] = linked_fields
-    schema.CollectionSpec(
+    check = schema.CollectionSpec(
         "check", dim=1, payload_indexes={**schema.PAYLOAD_INDEXES, GROUP: "integer"}, **spec_args
     )  # a bad setting fails now, not after the first gallery is made
     train, test = load_split("train", data_dir), load_split("test", data_dir)
@@ -378,18 +401,28 @@ def run_scale_bench(
                 g = _gallery(kind, embedder, max(sizes), train, seed, log)
                 qv, ql, warm = _queries(embedder, test, queries, seed)
                 for n in sorted(sizes):
-                    rows.append(_measure(g, n, qv, ql, warm, spec_args, tmp, seed, log))
+                    rows.append(_measure(g, n, qv, ql, warm, spec_args, tmp, seed, log, reference))
                 del g
-    if any(r["hnswlib"] is None for r in rows):
+    if not reference:
+        skipped = ({"mode": "hnswlib", "why": "left out (--no-reference)"},)
+    elif any(r["hnswlib"] is None for r in rows):
         skipped = ({"mode": "hnswlib", "why": "not installed (pip install '.[scale]')"},)
     settings = {
         "hnsw_m": schema.HNSW_M,
         "ef_construct": schema.HNSW_EF_CONSTRUCT,
         "hnsw_ef": DEFAULT_HNSW_EF,
-        "linked_fields": list(linked_fields or schema.LINKED_FIELDS),
+        "linked_fields": list(check.linked_fields),
         "on_disk": on_disk,
         "quantization": quantization,
         "full_scan_threshold_kb": full_scan_threshold_kb,
+        "planner": {
+            "scan_budget": planner.SCAN_BUDGET,
+            "scan_point_dims": planner.SCAN_POINT_DIMS,
+            "wide_below_share": planner.WIDE_BELOW_SHARE,
+            "calibrate_from": calibration.CALIBRATE_FROM,
+            "target_recall": calibration.TARGET_RECALL,
+            "calibration_sample": calibration.SAMPLE,
+        },
         "jitter": galleries.JITTER,
         "queries": queries,
         "seed": seed,
@@ -397,7 +430,8 @@ def run_scale_bench(
     data = {"k": 10, "settings": settings, "environment": environment(), "rows": rows}
     if plot_dir is not None and rows:
         data["plot"] = str(plot(data, Path(plot_dir) / "scale.png"))
-    return BenchResult("scale", data, "\n\n".join((_table(rows), _filter_table(rows), sizing_table(rows))), skipped)
+    tables = (_table(rows), _default_table(rows), _filter_table(rows), sizing_table(rows))
+    return BenchResult("scale", data, "\n\n".join(tables), skipped)
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
@@ -444,12 +478,48 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return markdown.table(head, cells)
 
 
+def _default_table(rows: list[dict[str, Any]]) -> str:
+    """The filter-aware default (no options) per filter, beside today's
+    fixed ef 128 and the unfiltered search: recall@10, p99, what ran."""
+    head = [
+        "gallery",
+        "N",
+        "filter",
+        "default recall@10",
+        "default p99 ms",
+        "strategy ran (queries)",
+        f"ef {DEFAULT_HNSW_EF} recall@10 (p99 ms)",
+        "calibrated ef",
+    ]
+    cells = []
+    base = _setting(DEFAULT_HNSW_EF, False)
+    for r in rows:
+        s = r["search"]
+        cal = r.get("calibration")
+        for f in ("none", *FILTERS):
+            d, fixed = (s["plain"], s.get(_UNPLANNED)) if f == "none" else (s[f][DEFAULT], s[f][base])
+            cells.append(
+                [
+                    f"{r['kind']} {r['method']}",
+                    f"{r['points']:,}",
+                    "no filter" if f == "none" else f,
+                    f"{d['recall_at_10']:.3f}",
+                    f"{d['p99_ms']:.2f}",
+                    ", ".join(f"{k} ({v})" for k, v in d.get("strategies", {}).items()),
+                    "-" if fixed is None else f"{fixed['recall_at_10']:.3f} ({fixed['p99_ms']:.2f})",
+                    "-" if not cal else f"{cal['ef']} ({cal['recall_at_10']:.3f})",
+                ]
+            )
+    return markdown.table(head, cells)
+
+
 def _filter_table(rows: list[dict[str, Any]]) -> str:
     """Filtered search per setting: recall@10 and p99 ms."""
     head = [
         "gallery",
         "N",
         "filter",
+        DEFAULT,
         *(_setting(ef, a) for ef, a in FILTERED_SETTINGS),
         f"hnswlib filtered, ef {' / '.join(map(str, HNSWLIB_FILTERED_EF))}",
     ]

@@ -241,6 +241,12 @@ def serve_command(settings, methods, clients, uploads, workers, duration, out_di
     help="KB of vectors below which a filtered search scans instead of walking the "
     "graph (and below which a linked field's values get no extra links).",
 )
+@click.option(
+    "--reference/--no-reference",
+    default=True,
+    show_default=True,
+    help="Build and query hnswlib on the same vectors beside each size.",
+)
 def scale_command(
     settings,
     sizes,
@@ -251,6 +257,7 @@ def scale_command(
     on_disk,
     quantization,
     full_scan_threshold,
+    reference,
     out_dir,
     data_dir,
 ) -> None:
@@ -270,6 +277,7 @@ def scale_command(
             on_disk=on_disk,
             quantization=quantization,
             full_scan_threshold_kb=full_scan_threshold,
+            reference=reference,
             plot_dir=out_dir,
             data_dir=data_dir,
             log=click.echo,

@@ -17,7 +17,9 @@ LISTING_LOCK_TIMEOUT_S = 1.0
 @pass_settings
 @domain_errors
 def command(settings, as_json) -> None:
-    """List collections with point count, vector size, method and fingerprint."""
+    """List collections with point count, vector size, method, fingerprint
+    and the graph walk a class filter gets ("filtered ef": measured when a
+    large collection was built; "-": the default walk, or a scan)."""
     from fmsearch.store.listing import summarize
 
     store = settings.store(lock_timeout=LISTING_LOCK_TIMEOUT_S)
@@ -29,10 +31,13 @@ def command(settings, as_json) -> None:
     if not rows:
         click.echo(f"no collections in {store.location}")
         return
-    click.echo(f"{'collection':<20} {'points':>7} {'dim':>5} {'method':<12} {'state':<10} fingerprint")
+    click.echo(
+        f"{'collection':<20} {'points':>7} {'dim':>5} {'method':<12} {'state':<10} {'filtered ef':>11} fingerprint"
+    )
     for r in rows:
         if r.in_use is not None:
             click.echo(f"{r.collection:<20} {'?':>7} {'?':>5} {'?':<12} in use: {r.in_use}")
             continue
         state = "complete" if r.complete else "incomplete"
-        click.echo(f"{r.collection:<20} {r.points:>7} {r.dim:>5} {r.method:<12} {state:<10} {r.fingerprint}")
+        ef = "-" if r.filtered_ef is None else str(r.filtered_ef)
+        click.echo(f"{r.collection:<20} {r.points:>7} {r.dim:>5} {r.method:<12} {state:<10} {ef:>11} {r.fingerprint}")

@@ -199,9 +199,8 @@ def _decorate(fn: Callable, options: list[Callable]) -> Callable:
 
 
 def graph_search_options(fn: Callable) -> Callable:
-    """--hnsw-ef and --acorn: how the graph is searched. A gallery too large
-    to scan, filtered to a class far from the query, needs more than the
-    defaults (docs/scale.md)."""
+    """--hnsw-ef and --acorn: how the graph is searched, overriding the
+    store's filter-aware default (fmsearch.store.planner; docs/scale.md)."""
     return _decorate(
         fn,
         [
@@ -209,15 +208,16 @@ def graph_search_options(fn: Callable) -> Callable:
                 "--hnsw-ef",
                 type=click.IntRange(1, MAX_HNSW_EF),
                 default=None,
-                help=f"HNSW search breadth [default {DEFAULT_HNSW_EF}]. A class filter far from the query on a "
-                "gallery of a million: recall@10 0.785 at the default, 0.967 at 1024 (siamese; "
-                "docs/scale.md).",
+                help=f"HNSW search breadth for every search, filtered or not. Without it the store plans each "
+                f"search: ef {DEFAULT_HNSW_EF} unfiltered, a scan of a small filter's points, and for a class "
+                "filter on a large gallery the ef measured when it was built (`fmsearch collections`; "
+                "docs/scale.md). -v shows the plan.",
             ),
             click.option(
                 "--acorn",
                 is_flag=True,
-                help="Qdrant's ACORN search for filtered queries: with --hnsw-ef 1024, recall@10 0.988 for "
-                "that far-class filter (p99 6 ms instead of 1.8).",
+                help="Qdrant's ACORN search for filtered queries, at --hnsw-ef (or the default ef), instead of "
+                "the store's plan.",
             ),
         ],
     )

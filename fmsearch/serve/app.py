@@ -145,8 +145,9 @@ def _run_batch(
 ) -> list[Any]:
     mode, exact, collection = key
     timings: dict[str, float] = {}
-    answers = service.search_batch(mode, exact, items, timings, collection)
-    return [a if isinstance(a, BaseException) else (a, timings) for a in answers]
+    plans: list = []
+    answers = service.search_batch(mode, exact, items, timings, collection, plans)
+    return [a if isinstance(a, BaseException) else (a, timings, [p]) for a, p in zip(answers, plans, strict=True)]
 
 
 __all__ = ["create_app"]

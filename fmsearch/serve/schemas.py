@@ -117,6 +117,12 @@ class SearchResponse(BaseModel):
     hits: list[HitOut]  # type: ignore[valid-type]  # a model made at import from Hit's fields (one owner)
     query: dict = Field(description="What was understood: the mode, k, the filters, what the query was.")
     timings_ms: Timings
+    plan: list[str] = Field(
+        default_factory=list,
+        description="How the store ran each collection's search: the filter-aware default's strategy "
+        "(graph, wide graph, scan), or the service's --hnsw-ef/--acorn as asked; its ef and the filter's "
+        "estimated share of the collection.",
+    )
 
 
 class ErrorBody(BaseModel):

@@ -29,7 +29,7 @@ from fmsearch.search.query import Example, ImageSource, Query
 from fmsearch.search.searcher import Hit, Searcher, fmnist_item
 from fmsearch.serve.config import ServeConfig
 from fmsearch.serve.schemas import CompareRequest, ExplainRequest, SearchRequest
-from fmsearch.store import QueryFilter, Store, schema
+from fmsearch.store import QueryFilter, SearchPlan, Store, schema
 from fmsearch.store.gallery import open_gallery
 from fmsearch.store.listing import summarize
 
@@ -246,12 +246,19 @@ class SearchService:
             why = self.skipped.get(mode.rerank.stage, f"{mode.rerank.stage} is not ingested")
             raise InvalidArgumentError(f"the {mode.rerank.stage} rerank is not served: {why}", param="rerank")
 
-    def search(self, req: SearchRequest, source: ImageSource | None, timings: dict[str, float]) -> list[Hit]:
+    def search(
+        self,
+        req: SearchRequest,
+        source: ImageSource | None,
+        timings: dict[str, float],
+        plans: list[SearchPlan] | None = None,
+    ) -> list[Hit]:
         """Any mode, one request (a recommend query when it has examples);
-        ``source`` gives the uploaded image, if any."""
+        ``source`` gives the uploaded image, if any; ``plans`` receives how
+        the store ran each search."""
         mode = self.mode_for(req)
         self.check_method(mode, req.collection)
-        return self.searcher_for(req.collection).search(mode, query_of(req, source), timings=timings)
+        return self.searcher_for(req.collection).search(mode, query_of(req, source), timings=timings, plans=plans)
 
     def search_batch(
         self,
@@ -260,12 +267,17 @@ class SearchService:
         items: Sequence[PlainSearch],
         timings: dict[str, float],
         collection: str | None = None,
+        plans: list[SearchPlan | None] | None = None,
     ) -> list[list[Hit] | FmsearchError]:
         """Plain searches of one method's collection (of the gallery
         ``collection`` names): decoded, embedded together and searched with
         one batch request (each with its own limit and filter), each paged as
-        its query says. An image that does not decode is that item's error."""
+        its query says. An image that does not decode is that item's error.
+        ``plans`` receives how the store ran each item's search (None for an
+        item that failed)."""
         searcher = self.searcher_for(collection)
+        plans = plans if plans is not None else []
+        plans[:] = [None] * len(items)
         t0 = time.perf_counter()
         queries: list[Query] = []
         answers: list[list[Hit] | FmsearchError] = []
@@ -285,8 +297,9 @@ class SearchService:
                 np.stack([cast(np.ndarray, q.image) for q in queries])
             )  # decoded above
             t2 = time.perf_counter()
+            ran: list[SearchPlan] = []
             found = searcher.search_vectors(
-                mode, vectors, [q.limit for q in queries], [items[i].flt for i in good], exact=exact
+                mode, vectors, [q.limit for q in queries], [items[i].flt for i in good], exact=exact, plans=ran
             )
         except FmsearchError as err:
             if len(good) == 1:
@@ -294,10 +307,14 @@ class SearchService:
                 return answers
             # one item's fault fails the batch request: each again alone, so that only its own answer says so
             for i, query in zip(good, queries, strict=True):
-                answers[i] = self.search_batch(mode, exact, [replace(items[i], query=query)], timings, collection)[0]
+                alone: list[SearchPlan | None] = []
+                answers[i] = self.search_batch(
+                    mode, exact, [replace(items[i], query=query)], timings, collection, alone
+                )[0]
+                plans[i] = alone[0]
             return answers
-        for i, query, hits in zip(good, queries, found, strict=True):
-            answers[i] = query.page(hits)
+        for i, query, hits, plan in zip(good, queries, found, ran, strict=True):
+            answers[i], plans[i] = query.page(hits), plan
         timings.update(embed=t2 - t1, search=time.perf_counter() - t2)
         return answers
 

@@ -148,10 +148,11 @@ async def _answer(
         query = query_of(req, source)  # no examples to decode: cheap on the event loop
         query.check(mode)
         item = PlainSearch(query, service.filter_for(mode, query, req.collection))
-        hits, batch_timings = await s.batcher.submit((mode, req.exact, req.collection), item)
+        hits, batch_timings, plans = await s.batcher.submit((mode, req.exact, req.collection), item)
         timings.update(batch_timings)
     else:
-        hits = await s.run(service.search, req, source, timings)
+        plans = []
+        hits = await s.run(service.search, req, source, timings, plans)
     timings["total"] = time.perf_counter() - t0
     where = "" if req.collection is None else f"?collection={req.collection}"
     by = "id" if req.id is not None else "examples" if (req.positive or req.negative) else "image"
@@ -172,4 +173,5 @@ async def _answer(
             "batched": batched,
         },
         "timings_ms": {k: 1000 * timings.get(k, 0.0) for k in TIMINGS},
+        "plan": [p.describe() for p in plans],
     }
