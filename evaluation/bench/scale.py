@@ -162,7 +162,8 @@ def _settle() -> float:
 
 def _ingest(store, spec: schema.CollectionSpec, g: _Gallery, n: int) -> dict[str, Any]:
     """Upsert the first ``n`` points (payload made on the way, as ingest
-    does, with the image where the kind has one), then index."""
+    does, with the image where the kind has one), then index and calibrate
+    the filtered walk, as ingest's ``build_index`` does (timed apart)."""
     with write_target(store, spec) as target:
         t0 = time.perf_counter()
         for lo in range(0, n, _WRITE_BATCH):
